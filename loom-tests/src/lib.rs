@@ -1,0 +1,1 @@
+//! Loom model checks of leasehold-policies; see `tests/`.

@@ -1,0 +1,248 @@
+//! A fixed arena of slots and lock-free stacks of slot indices.
+//!
+//! Every connection a policy manages lives in one slot for its whole life;
+//! the slot index is the connection's token. Idle lists and the free list are
+//! Treiber stacks whose nodes *are* the slots, linked through each slot's
+//! `next` index, so pushing and popping never allocates and never frees
+//! memory: the arena outlives every stack, which removes the reclamation
+//! problem of pointer-based lock-free stacks.
+//!
+//! # Implementation Details
+//!
+//! A stack head packs `(index, tag)` into one `AtomicU64`; the tag is bumped
+//! by every successful push or pop, so a popper that read `next` of a slot
+//! that was popped and pushed again meanwhile fails its CAS (no ABA). The
+//! stale `next` it may have read is an atomic load, never a data race.
+//!
+//! Ownership rule for the slot contents (`# Safety` of the accessors): the
+//! thread that popped an index from a stack — or was handed it inside a
+//! `Held`/`Permit` — is the only one that touches that slot's `data` until it
+//! pushes the index onto a stack again. The push's release CAS publishes the
+//! data to the next popper's acquire CAS.
+
+use crate::sync::{AtomicU64, Ordering, UnsafeCell};
+use std::fmt;
+
+const NIL: u32 = u32::MAX;
+
+/// One slot: the link used by whichever stack holds it, and its data.
+pub(crate) struct Slot<D> {
+    next: AtomicU64,
+    data: UnsafeCell<D>,
+}
+
+/// A fixed array of slots.
+pub(crate) struct Arena<D> {
+    slots: Box<[Slot<D>]>,
+}
+
+impl<D: Default> Arena<D> {
+    pub(crate) fn new(len: usize) -> Self {
+        assert!(len < NIL as usize, "arena too large");
+        Self {
+            slots: (0..len)
+                .map(|_| Slot {
+                    next: AtomicU64::new(u64::from(NIL)),
+                    data: UnsafeCell::new(D::default()),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl<D> Arena<D> {
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Runs `f` on the data of slot `index`.
+    ///
+    /// # Safety
+    /// The caller must own `index` (see the module docs): no other thread may
+    /// access this slot's data for the duration of the call.
+    #[inline]
+    pub(crate) unsafe fn with<R>(&self, index: u32, f: impl FnOnce(&mut D) -> R) -> R {
+        // SAFETY: the caller owns the slot, so this is the only live
+        // reference to its data (module docs, ownership rule).
+        self.slots[index as usize]
+            .data
+            .with_mut(|ptr| f(unsafe { &mut *ptr }))
+    }
+
+    /// A stack over this arena's slots, initially holding every slot (a free
+    /// list) when `full`, or nothing.
+    pub(crate) fn stack(&self, full: bool) -> IndexStack {
+        let stack = IndexStack::new();
+        if full {
+            for index in (0..self.slots.len() as u32).rev() {
+                // SAFETY: construction: nothing else can see these slots yet.
+                unsafe { stack.push(self, index) };
+            }
+        }
+        stack
+    }
+}
+
+// SAFETY: a slot's data is only ever accessed by the one thread that owns
+// its index (module docs), so sharing the arena moves a `D` from thread to
+// thread but never shares one: `D: Send` suffices, as for a channel.
+unsafe impl<D: Send> Sync for Arena<D> {}
+// SAFETY: as above.
+unsafe impl<D: Send> Send for Arena<D> {}
+
+impl<D> fmt::Debug for Arena<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Arena")
+            .field("len", &self.slots.len())
+            .finish()
+    }
+}
+
+#[inline]
+fn pack(index: u32, tag: u32) -> u64 {
+    (u64::from(tag) << 32) | u64::from(index)
+}
+
+#[inline]
+fn unpack(word: u64) -> (u32, u32) {
+    (word as u32, (word >> 32) as u32)
+}
+
+/// A Treiber stack of slot indices of one arena.
+pub(crate) struct IndexStack {
+    head: AtomicU64,
+}
+
+impl IndexStack {
+    pub(crate) fn new() -> Self {
+        Self {
+            head: AtomicU64::new(pack(NIL, 0)),
+        }
+    }
+
+    /// Pushes `index`; publishes the slot's data to whoever pops it.
+    ///
+    /// # Safety
+    /// The caller must own `index` and give up that ownership here; `arena`
+    /// must be the arena every index of this stack belongs to.
+    #[inline]
+    pub(crate) unsafe fn push<D>(&self, arena: &Arena<D>, index: u32) {
+        let slot = &arena.slots[index as usize];
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            let (top, tag) = unpack(head);
+            slot.next.store(u64::from(top), Ordering::Relaxed);
+            match self.head.compare_exchange_weak(
+                head,
+                pack(index, tag.wrapping_add(1)),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(seen) => head = seen,
+            }
+        }
+    }
+
+    /// Pops an index; the caller then owns it.
+    #[inline]
+    pub(crate) fn pop<D>(&self, arena: &Arena<D>) -> Option<u32> {
+        let mut head = self.head.load(Ordering::Acquire);
+        loop {
+            let (top, tag) = unpack(head);
+            if top == NIL {
+                return None;
+            }
+            // Possibly stale if `top` was popped meanwhile; the tag check of
+            // the CAS below rejects it then.
+            let next = arena.slots[top as usize].next.load(Ordering::Relaxed) as u32;
+            match self.head.compare_exchange_weak(
+                head,
+                pack(next, tag.wrapping_add(1)),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(top),
+                Err(seen) => head = seen,
+            }
+        }
+    }
+}
+
+impl fmt::Debug for IndexStack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (top, tag) = unpack(self.head.load(Ordering::Relaxed));
+        f.debug_struct("IndexStack")
+            .field("top", &top)
+            .field("tag", &tag)
+            .finish()
+    }
+}
+
+#[cfg(all(test, not(leasehold_loom)))]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn free_list_hands_out_each_slot_once() {
+        let arena: Arena<Option<u32>> = Arena::new(64);
+        let free = arena.stack(true);
+        let mut seen = HashSet::new();
+        while let Some(i) = free.pop(&arena) {
+            assert!(seen.insert(i), "slot {i} popped twice");
+        }
+        assert_eq!(seen.len(), 64);
+    }
+
+    #[test]
+    fn stack_is_lifo_and_keeps_data() {
+        let arena: Arena<Option<u32>> = Arena::new(4);
+        let stack = arena.stack(false);
+        for i in 0..4u32 {
+            // SAFETY: single-threaded test; we own every index.
+            unsafe {
+                arena.with(i, |d| *d = Some(i * 10));
+                stack.push(&arena, i);
+            }
+        }
+        for expect in (0..4u32).rev() {
+            let i = stack.pop(&arena).unwrap();
+            assert_eq!(i, expect);
+            // SAFETY: we popped `i`.
+            assert_eq!(unsafe { arena.with(i, |d| d.take()) }, Some(expect * 10));
+        }
+        assert!(stack.pop(&arena).is_none());
+    }
+
+    #[test]
+    fn concurrent_push_pop_conserves_indices() {
+        use std::sync::Arc;
+        let arena: Arc<Arena<u64>> = Arc::new(Arena::new(32));
+        let stack = Arc::new(arena.stack(true));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (arena, stack) = (arena.clone(), stack.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        if let Some(i) = stack.pop(&arena) {
+                            // SAFETY: we popped `i` and push it back after.
+                            unsafe {
+                                arena.with(i, |d| *d += 1);
+                                stack.push(&arena, i);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut seen = HashSet::new();
+        while let Some(i) = stack.pop(&arena) {
+            assert!(seen.insert(i));
+        }
+        assert_eq!(seen.len(), 32, "every slot is back exactly once");
+    }
+}

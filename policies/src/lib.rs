@@ -1,0 +1,148 @@
+//! The concurrency core of [leasehold](https://docs.rs/leasehold): how a
+//! connection pool decides who gets which connection, with no I/O, no clock
+//! and no threads of its own.
+//!
+//! A pool is generic over a [`Policy`], a marker type naming a [`Core`]: the
+//! data structure that does capacity accounting (per route and total), keeps
+//! idle connections, queues waiting requests and hands connections or
+//! capacity to them, evicts idle entries and reports [`Stats`]. The pool
+//! itself (crate `leasehold`) opens and closes connections; the core only
+//! moves items and counts.
+//!
+//! | policy | promise |
+//! |---|---|
+//! | [`Strict`] | exact caps; per-route FIFO waiters with direct hand-off; freed total capacity goes to the oldest waiting request of any route |
+//!
+//! # Writing a policy
+//!
+//! Implement [`Core`] for your data structure and [`Policy`] for a marker
+//! type naming it. The conformance suite of `leasehold` (its `tests/`
+//! directory) states the invariants a core must keep.
+//!
+//! # Safety and correctness
+//!
+//! All `unsafe` code of leasehold lives in this crate, in two places: the slot
+//! arena and its lock-free index stacks (`arena`), and the waiter node's
+//! grant cell (`waiter`). Each block states its reasoning in a `SAFETY:`
+//! comment; the protocols are model-checked with loom (`loom-tests/`, built
+//! with `--cfg leasehold_loom`, which swaps the primitives of the `sync`
+//! module for loom's).
+
+#![cfg_attr(not(leasehold_loom), deny(unsafe_op_in_unsafe_fn))]
+
+mod arena;
+mod serial;
+mod strict;
+mod sync;
+mod types;
+mod waiter;
+
+pub use strict::{Strict, StrictCore, StrictWaiter};
+pub use types::{
+    Acquire, Disposer, Grant, Held, InvalidLimits, Item, Limits, Permit, PoolStats, Reuse,
+    RouteKey, State, Stats, Wait, MAX_CAPACITY,
+};
+
+use std::fmt;
+use std::task::Waker;
+
+/// A concurrency policy: a marker type that names the [`Core`] a pool uses.
+///
+/// The strategy-as-type-parameter shape lets `Pool<C, P = Strict>` pick its
+/// policy at compile time, with no dynamic dispatch on the hot path.
+pub trait Policy: Send + Sync + fmt::Debug + 'static {
+    /// The policy's data structure for routes `K` and items `T`.
+    type Core<K: RouteKey, T: Item>: Core<K, T>;
+
+    /// A short name, for reports.
+    const NAME: &'static str;
+}
+
+/// A queued request, as handed out by [`Core::acquire`].
+pub trait Waiting<T>: Send + fmt::Debug {
+    /// Takes the grant if the request has been served. Returns `None` while
+    /// it waits, and after the grant was taken.
+    fn try_take(&mut self) -> Option<Grant<T>>;
+}
+
+/// The concurrency core of a pool: every operation a pool needs, none of
+/// which blocks.
+///
+/// The contract (checked by leasehold's conformance suite):
+///
+/// 1. caps: per route, allocated ≤ its max; over all routes, ≤ `max_total`
+///    (allocated = leased + idle + connecting);
+/// 2. an item is held by at most one `Held`, and never idle while held;
+/// 3. every item that enters the core leaves it exactly once: as a `Held`,
+///    through the disposer, or back from [`Core::connected`];
+/// 4. while a request for a route waits, an idle item of that route or free
+///    capacity for it never stays unused;
+/// 5. state isolation: a request for state S only gets items in state S, a
+///    request without state only stateless items;
+/// 6. a request cancelled while being served loses nothing: what it was
+///    given goes back to the core.
+pub trait Core<K: RouteKey, T: Item>: Send + Sync + fmt::Debug + Sized + 'static {
+    /// A queued request.
+    type Waiter: Waiting<T>;
+
+    /// Builds the core. `disposer` receives every item the core takes out of
+    /// the pool to be closed.
+    ///
+    /// # Panics
+    /// If `limits` is invalid ([`Limits::validate`]).
+    fn new(limits: Limits<K>, disposer: Disposer<T>) -> Self;
+
+    /// Acquires an idle item or capacity for `route`, in `state` (or
+    /// stateless). If it cannot be served at once it queues (with
+    /// [`Wait::Queue`]) and `waker` is woken when the returned waiter holds
+    /// its grant; with [`Wait::Never`] the request is still answered through
+    /// the waiter, promptly, with [`Grant::Busy`] if it would have to wait.
+    fn acquire(
+        &self,
+        route: &K,
+        state: Option<&State>,
+        mode: Wait,
+        waker: &Waker,
+    ) -> Acquire<T, Self::Waiter>;
+
+    /// Withdraws a queued request. Returns the grant if the request was
+    /// served first (the caller then owns it, and must use it or give it
+    /// back). `timed_out` counts the request in the route's timeouts.
+    fn cancel(&self, waiter: Self::Waiter, timed_out: bool) -> Option<Grant<T>>;
+
+    /// Returns a leased item: kept for reuse if `reuse` and the limits allow,
+    /// else disposed.
+    fn release(&self, held: Held<T>, reuse: bool);
+
+    /// Turns a permit into a leased item once its connection is open.
+    ///
+    /// # Errors
+    /// Gives the item back if the pool was shut down meanwhile; the capacity
+    /// is released and the caller closes the item.
+    fn connected(&self, permit: Permit, item: T) -> Result<Held<T>, T>;
+
+    /// Gives back a permit whose connection could not be opened.
+    fn connect_failed(&self, permit: Permit);
+
+    /// Disposes of every idle item for which `evict` returns true.
+    fn evict_idle(&self, evict: std::sync::Arc<dyn Fn(&T) -> bool + Send + Sync>);
+
+    /// Changes one route's cap at run time. Lowering it closes excess idle
+    /// items now and excess leased ones as they return.
+    fn set_route_max(&self, route: &K, max: usize);
+
+    /// A snapshot of the gauges and counters.
+    fn stats(&self) -> PoolStats<K>;
+
+    /// One route's stats; for a route the core has not seen, zeros and the
+    /// cap it would get.
+    fn route_stats(&self, route: &K) -> Stats;
+
+    /// Shuts down: every waiting request gets [`Grant::Closed`], idle items
+    /// are disposed, items returned later are disposed, new requests get
+    /// `Closed`.
+    fn shutdown(&self);
+
+    /// Whether [`Core::shutdown`] was called.
+    fn is_closed(&self) -> bool;
+}

@@ -1,0 +1,464 @@
+//! The slow path of `Strict`, run by one thread at a time inside the
+//! serializer: per-route FIFO lines of waiting requests, idle lists of
+//! stateful connections, cross-route reclaim, eviction and shutdown.
+//!
+//! Each batch of commands is followed by `settle`, which serves waiting
+//! requests oldest first: among the heads of all lines it picks the one with
+//! the smallest ticket that can be served, so freed total capacity goes to
+//! the oldest request of any route, while a request whose own route is full
+//! does not hold up the others. Once the oldest request is blocked by the
+//! total cap, younger ones may still take idle connections of their own
+//! route but no new capacity.
+
+use super::route::{waiters_of, Route};
+use super::{Blocked, StrictCore};
+use crate::sync::{Arc, Ordering};
+use crate::types::{Grant, Held, Item, Permit, Reuse, RouteKey, State, Wait};
+use crate::waiter::Node;
+use std::collections::{HashMap, VecDeque};
+
+pub(super) enum Command<K, T> {
+    /// A request that could not be served on the hot path.
+    Enqueue(Arc<Route<K>>, Arc<Node<T>>),
+    /// A returned connection that is stateful or has waiters to go to.
+    Release(Held<T>),
+    /// Capacity was freed or a connection went idle while requests wait.
+    Kick,
+    /// Dispose of idle connections the predicate picks.
+    Evict(std::sync::Arc<dyn Fn(&T) -> bool + Send + Sync>),
+    /// A route's cap changed: close idle connections over it.
+    Trim,
+    Shutdown,
+}
+
+/// One route's line: waiting requests and stateful idle connections.
+struct Line<K, T> {
+    route: Arc<Route<K>>,
+    waiters: VecDeque<Arc<Node<T>>>,
+    stateful: HashMap<State, VecDeque<u32>>,
+}
+
+pub(super) struct Lines<K, T> {
+    closed: bool,
+    lines: HashMap<usize, Line<K, T>>,
+    /// `Wait::Never` requests queued since the last settle.
+    never_waiters: usize,
+    /// Items to dispose of once the serializer is released.
+    victims: Vec<T>,
+}
+
+impl<K: RouteKey, T: Item> Lines<K, T> {
+    pub(super) fn new() -> Self {
+        Self {
+            closed: false,
+            lines: HashMap::new(),
+            never_waiters: 0,
+            victims: Vec::new(),
+        }
+    }
+
+    fn line(&mut self, route: &Arc<Route<K>>) -> &mut Line<K, T> {
+        self.lines.entry(route.id).or_insert_with(|| Line {
+            route: route.clone(),
+            waiters: VecDeque::new(),
+            stateful: HashMap::new(),
+        })
+    }
+
+    pub(super) fn apply(&mut self, core: &StrictCore<K, T>, command: Command<K, T>) {
+        match command {
+            Command::Enqueue(route, node) => {
+                if node.mode == Wait::Never {
+                    self.never_waiters += 1;
+                }
+                self.line(&route).waiters.push_back(node);
+            }
+            Command::Release(held) => self.put_back(core, held),
+            Command::Kick => {}
+            Command::Evict(evict) => self.evict(core, &*evict, false),
+            Command::Trim => self.evict(core, &|_: &T| true, true),
+            Command::Shutdown => self.closed = true,
+        }
+    }
+
+    /// Serves what can be served; returns the items to dispose of.
+    pub(super) fn settle(&mut self, core: &StrictCore<K, T>) -> Vec<T> {
+        if self.closed {
+            self.close_all(core);
+        } else {
+            self.serve(core);
+            if self.never_waiters > 0 {
+                self.refuse_never_waiters(core);
+            }
+            self.tidy();
+        }
+        std::mem::take(&mut self.victims)
+    }
+
+    /// Closes a connection whose slot we own: capacity freed, item to dispose.
+    fn close(&mut self, core: &StrictCore<K, T>, route: &Route<K>, index: u32, item: T) {
+        core.free_slot(route, index);
+        route.closed.fetch_add(1, Ordering::Relaxed);
+        self.victims.push(item);
+    }
+
+    /// A returned connection (or one a cancelled request was given): to idle,
+    /// where `serve` finds it for the oldest waiter.
+    fn put_back(&mut self, core: &StrictCore<K, T>, held: Held<T>) {
+        let (item, index) = held.into_parts();
+        let index = index as u32;
+        let registry = core.registry.load();
+        // SAFETY: the `Held` owned its slot, and now we do.
+        let route = registry.by_id[unsafe { core.route_of(index) }].clone();
+        drop(registry);
+        if self.closed || route.is_over_cap() {
+            return self.close(core, &route, index, item);
+        }
+        if core.enforce_idle_cap
+            && core.idle_total.fetch_add(1, Ordering::AcqRel) >= core.limits.max_idle()
+        {
+            core.idle_total.fetch_sub(1, Ordering::AcqRel);
+            return self.close(core, &route, index, item);
+        }
+        match item.state().cloned() {
+            Some(state) => {
+                // SAFETY: we own `index`; it goes on a list only we touch.
+                unsafe { core.arena.with(index, |slot| slot.item = Some(item)) };
+                route.stateful_idle.fetch_add(1, Ordering::AcqRel);
+                self.line(&route)
+                    .stateful
+                    .entry(state)
+                    .or_default()
+                    .push_back(index);
+            }
+            None => {
+                // SAFETY: we own `index` until `push_idle` publishes it.
+                unsafe {
+                    core.arena.with(index, |slot| slot.item = Some(item));
+                    route.push_idle(&core.arena, index);
+                }
+            }
+        }
+    }
+
+    /// Takes an idle stateful connection from one of `line`'s lists.
+    fn take_stateful(
+        core: &StrictCore<K, T>,
+        line: &mut Line<K, T>,
+        pick: impl Fn(&State) -> bool,
+    ) -> Option<(u32, T)> {
+        let state = line.stateful.keys().find(|s| pick(s))?.clone();
+        let list = line.stateful.get_mut(&state)?;
+        let index = match core.limits.reuse() {
+            Reuse::Lifo => list.pop_back(),
+            Reuse::Fifo => list.pop_front(),
+        }?;
+        if list.is_empty() {
+            line.stateful.remove(&state);
+        }
+        // SAFETY: the index was on our list, so we own it now.
+        let item = unsafe { core.arena.with(index, |slot| slot.item.take()) };
+        line.route.stateful_idle.fetch_sub(1, Ordering::AcqRel);
+        if core.enforce_idle_cap {
+            core.idle_total.fetch_sub(1, Ordering::AcqRel);
+        }
+        Some((index, item.expect("an idle slot holds its item")))
+    }
+
+    /// An idle connection of `line`'s route in `state`.
+    fn take_match(
+        core: &StrictCore<K, T>,
+        line: &mut Line<K, T>,
+        state: Option<&State>,
+    ) -> Option<Held<T>> {
+        match state {
+            None => line
+                .route
+                .reserve_idle(false)
+                .then(|| core.take_idle(&line.route)),
+            Some(state) => Self::take_stateful(core, line, |s| s == state)
+                .map(|(index, item)| Held::new(item, index as usize)),
+        }
+    }
+
+    /// Closes an idle connection of `line`'s route in a state other than
+    /// `state`, keeping its slot (and its unit of the caps) for a new one.
+    fn reclaim_same_route(
+        &mut self,
+        core: &StrictCore<K, T>,
+        id: usize,
+        state: Option<&State>,
+    ) -> Option<u32> {
+        let line = self.lines.get_mut(&id)?;
+        let (item, index) = match state {
+            Some(state) => {
+                if line.route.reserve_idle(false) {
+                    core.take_idle(&line.route).into_parts()
+                } else {
+                    let (index, item) = Self::take_stateful(core, line, |s| s != state)?;
+                    (item, index as usize)
+                }
+            }
+            None => {
+                let (index, item) = Self::take_stateful(core, line, |_| true)?;
+                (item, index as usize)
+            }
+        };
+        line.route.closed.fetch_add(1, Ordering::Relaxed);
+        self.victims.push(item);
+        Some(index as u32)
+    }
+
+    /// Closes an idle connection of another route and moves its slot (and
+    /// its unit of the total cap) to route `id`, whose own unit the caller
+    /// has reserved.
+    fn reclaim_other_route(&mut self, core: &StrictCore<K, T>, id: usize) -> Option<u32> {
+        let registry = core.registry.load();
+        let mut found = registry
+            .by_id
+            .iter()
+            .filter(|route| route.id != id)
+            .find(|route| route.reserve_idle(false))
+            .map(|route| {
+                let (item, index) = core.take_idle(route).into_parts();
+                (route.clone(), index as u32, item)
+            });
+        drop(registry);
+        if found.is_none() {
+            for line in self.lines.values_mut().filter(|line| line.route.id != id) {
+                if let Some((index, item)) = Self::take_stateful(core, line, |_| true) {
+                    found = Some((line.route.clone(), index, item));
+                    break;
+                }
+            }
+        }
+        let (victim_route, index, item) = found?;
+        victim_route.allocated.fetch_sub(1, Ordering::AcqRel);
+        victim_route.closed.fetch_add(1, Ordering::Relaxed);
+        self.victims.push(item);
+        // SAFETY: we own the victim's slot; it now belongs to route `id`.
+        unsafe { core.arena.with(index, |slot| slot.route = id) };
+        Some(index)
+    }
+
+    /// Tries to serve the head of line `id`.
+    fn serve_head(
+        &mut self,
+        core: &StrictCore<K, T>,
+        id: usize,
+        allow_new: bool,
+    ) -> Result<(), Blocked> {
+        let line = self.lines.get_mut(&id).expect("a line with waiters");
+        let node = line.waiters.front().expect("a head").clone();
+        let route = line.route.clone();
+        let state = node.state_token.as_ref();
+        let grant = if let Some(held) = Self::take_match(core, line, state) {
+            Grant::Conn(held)
+        } else if !allow_new {
+            return Err(Blocked::Total);
+        } else {
+            match core.reserve_new(&route, state) {
+                Ok(permit) => Grant::Connect(permit),
+                Err(Blocked::Route) => {
+                    let index = self
+                        .reclaim_same_route(core, id, state)
+                        .ok_or(Blocked::Route)?;
+                    route.connecting.fetch_add(1, Ordering::AcqRel);
+                    Grant::Connect(Permit::new(index as usize, state.cloned()))
+                }
+                Err(Blocked::Total) => {
+                    let index = if let Some(index) = self.reclaim_same_route(core, id, state) {
+                        index
+                    } else if route.reserve_own() {
+                        match self.reclaim_other_route(core, id) {
+                            Some(index) => index,
+                            None => {
+                                route.allocated.fetch_sub(1, Ordering::AcqRel);
+                                return Err(Blocked::Total);
+                            }
+                        }
+                    } else {
+                        return Err(Blocked::Route);
+                    };
+                    route.connecting.fetch_add(1, Ordering::AcqRel);
+                    Grant::Connect(Permit::new(index as usize, state.cloned()))
+                }
+            }
+        };
+        let line = self.lines.get_mut(&id).expect("a line with waiters");
+        line.waiters.pop_front();
+        match node.fulfil(grant) {
+            Ok(()) => {
+                if node.mode == Wait::Never {
+                    self.never_waiters -= 1;
+                }
+                route.remove_waiter();
+                core.waiting_all.fetch_sub(1, Ordering::AcqRel);
+            }
+            // Cancelled meanwhile (it accounted for itself): take it back.
+            Err(grant) => self.undo(core, &route, grant),
+        }
+        Ok(())
+    }
+
+    /// Gives back a grant its request no longer wants.
+    fn undo(&mut self, core: &StrictCore<K, T>, route: &Route<K>, grant: Grant<T>) {
+        match grant {
+            Grant::Conn(held) => self.put_back(core, held),
+            Grant::Connect(permit) => {
+                route.connecting.fetch_sub(1, Ordering::AcqRel);
+                core.free_slot(route, permit.token() as u32);
+            }
+            Grant::Busy | Grant::Closed => {}
+        }
+    }
+
+    /// Drops cancelled requests from the front of a line; the oldest live
+    /// head's ticket.
+    fn live_head(line: &mut Line<K, T>) -> Option<u64> {
+        while let Some(node) = line.waiters.front() {
+            if node.is_cancelled() {
+                line.waiters.pop_front();
+            } else {
+                return Some(node.ticket);
+            }
+        }
+        None
+    }
+
+    fn serve(&mut self, core: &StrictCore<K, T>) {
+        let mut blocked: Vec<usize> = Vec::new();
+        let mut allow_new = true;
+        loop {
+            let mut oldest: Option<(u64, usize)> = None;
+            for (id, line) in &mut self.lines {
+                if blocked.contains(id) {
+                    continue;
+                }
+                if let Some(ticket) = Self::live_head(line) {
+                    if oldest.is_none_or(|(t, _)| ticket < t) {
+                        oldest = Some((ticket, *id));
+                    }
+                }
+            }
+            let Some((_, id)) = oldest else { break };
+            match self.serve_head(core, id, allow_new) {
+                Ok(()) => {}
+                Err(Blocked::Route) => blocked.push(id),
+                Err(Blocked::Total) => {
+                    blocked.push(id);
+                    allow_new = false;
+                }
+            }
+        }
+    }
+
+    /// Answers `Busy` to every `Wait::Never` request still queued.
+    fn refuse_never_waiters(&mut self, core: &StrictCore<K, T>) {
+        for line in self.lines.values_mut() {
+            let route = line.route.clone();
+            line.waiters.retain(|node| {
+                if node.mode != Wait::Never {
+                    return true;
+                }
+                if node.fulfil(Grant::Busy).is_ok() {
+                    route.remove_waiter();
+                    core.waiting_all.fetch_sub(1, Ordering::AcqRel);
+                }
+                false
+            });
+        }
+        self.never_waiters = 0;
+    }
+
+    /// Drops lines with nothing in them, and cancelled requests piling up
+    /// behind a blocked head.
+    fn tidy(&mut self) {
+        self.lines.retain(|_, line| {
+            let live = waiters_of(line.route.word()) as usize;
+            if line.waiters.len() > 2 * live + 8 {
+                line.waiters.retain(|node| !node.is_cancelled());
+            }
+            !line.waiters.is_empty() || !line.stateful.is_empty()
+        });
+    }
+
+    /// Disposes of idle connections `evict` picks (with `over_cap_only`, only
+    /// while their route is over its cap), keeping the others in order.
+    fn evict(&mut self, core: &StrictCore<K, T>, evict: &dyn Fn(&T) -> bool, over_cap_only: bool) {
+        let registry = core.registry.load();
+        let mut kept = Vec::new();
+        for route in &registry.by_id {
+            while route.reserve_idle(false) {
+                kept.push(core.take_idle(route).into_parts());
+            }
+            // Popped newest first for LIFO: push back oldest first.
+            if core.limits.reuse() == Reuse::Lifo {
+                kept.reverse();
+            }
+            for (item, index) in kept.drain(..) {
+                let index = index as u32;
+                if (!over_cap_only || route.is_over_cap()) && evict(&item) {
+                    self.close(core, route, index, item);
+                } else {
+                    self.put_back(core, Held::new(item, index as usize));
+                }
+            }
+        }
+        drop(registry);
+        for line in self.lines.values_mut() {
+            let route = line.route.clone();
+            for list in line.stateful.values_mut() {
+                let mut i = 0;
+                while i < list.len() {
+                    let index = list[i];
+                    // SAFETY: indices on our lists are ours.
+                    let pick = unsafe {
+                        core.arena.with(index, |slot| {
+                            (!over_cap_only || route.is_over_cap())
+                                && slot.item.as_ref().is_some_and(evict)
+                        })
+                    };
+                    if pick {
+                        list.remove(i);
+                        // SAFETY: as above.
+                        let item = unsafe { core.arena.with(index, |slot| slot.item.take()) };
+                        route.stateful_idle.fetch_sub(1, Ordering::AcqRel);
+                        if core.enforce_idle_cap {
+                            core.idle_total.fetch_sub(1, Ordering::AcqRel);
+                        }
+                        core.free_slot(&route, index);
+                        route.closed.fetch_add(1, Ordering::Relaxed);
+                        self.victims.extend(item);
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            line.stateful.retain(|_, list| !list.is_empty());
+        }
+    }
+
+    /// Shutdown: every request gets `Closed`, every idle connection goes.
+    fn close_all(&mut self, core: &StrictCore<K, T>) {
+        for line in self.lines.values_mut() {
+            for node in line.waiters.drain(..) {
+                if node.fulfil(Grant::Closed).is_ok() {
+                    line.route.remove_waiter();
+                    core.waiting_all.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+        }
+        self.never_waiters = 0;
+        self.evict(core, &|_: &T| true, false);
+        let registry = core.registry.load();
+        for route in &registry.by_id {
+            while route.reserve_idle_for_drain() {
+                let (item, index) = core.take_idle(route).into_parts();
+                self.close(core, route, index as u32, item);
+            }
+        }
+        drop(registry);
+        self.lines.clear();
+    }
+}

@@ -1,0 +1,136 @@
+//! The hand-off primitive: one waiting request.
+//!
+//! A [`Node`] is shared between the request (which polls it and may cancel
+//! it) and the one granter that serves the request's queue. Its `state` makes
+//! the grant and the cancellation mutually exclusive:
+//!
+//! ```text
+//!   PENDING --granter CAS--> GRANTED   (grant published, waker woken)
+//!   PENDING --request CAS--> CANCELLED (no grant will ever be read)
+//! ```
+//!
+//! # Implementation Details
+//!
+//! The granter writes the grant into the cell *before* its CAS, while the
+//! state is `PENDING`; the request reads the cell only after it has seen
+//! `GRANTED` with acquire ordering. If the request cancelled first, the
+//! granter's CAS fails and the granter takes its grant back out of the cell:
+//! the connection or capacity goes to the next request, never lost
+//! (invariant 6). Exactly one side wins the CAS, and that side accounts for
+//! the request leaving the queue.
+
+use crate::sync::{AtomicU8, Ordering, UnsafeCell};
+use crate::types::{Grant, State, Wait};
+use std::fmt;
+use std::task::Waker;
+
+const PENDING: u8 = 0;
+const GRANTED: u8 = 1;
+const CANCELLED: u8 = 2;
+
+/// A queued request. Exactly one granter may call [`Node::fulfil`] on a node
+/// (the policy's serializer guarantees it); any number of readers may poll.
+pub(crate) struct Node<T> {
+    state: AtomicU8,
+    /// # Safety
+    /// Written only by the granter while `state == PENDING` (and read back by
+    /// it after a failed CAS); read only by the request after it observed
+    /// `GRANTED`.
+    grant: UnsafeCell<Option<Grant<T>>>,
+    waker: Waker,
+    pub(crate) ticket: u64,
+    pub(crate) state_token: Option<State>,
+    pub(crate) mode: Wait,
+}
+
+impl<T> Node<T> {
+    pub(crate) fn new(ticket: u64, state_token: Option<State>, mode: Wait, waker: Waker) -> Self {
+        Self {
+            state: AtomicU8::new(PENDING),
+            grant: UnsafeCell::new(None),
+            waker,
+            ticket,
+            state_token,
+            mode,
+        }
+    }
+
+    /// Whether the request gave up.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.state.load(Ordering::Acquire) == CANCELLED
+    }
+
+    /// Hands `grant` to the request and wakes it, or gives the grant back if
+    /// the request was cancelled. Only the node's single granter may call it.
+    pub(crate) fn fulfil(&self, grant: Grant<T>) -> Result<(), Grant<T>> {
+        if self.state.load(Ordering::Acquire) != PENDING {
+            return Err(grant);
+        }
+        // SAFETY: we are the only granter and the state was PENDING, so the
+        // request does not read the cell until our CAS below succeeds.
+        self.grant.with_mut(|cell| unsafe { *cell = Some(grant) });
+        match self
+            .state
+            .compare_exchange(PENDING, GRANTED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                self.waker.wake_by_ref();
+                Ok(())
+            }
+            Err(_) => {
+                // SAFETY: the request cancelled, so it never reads the cell;
+                // we wrote it and take our grant back.
+                let grant = self.grant.with_mut(|cell| unsafe { (*cell).take() });
+                Err(grant.expect("the grant written above"))
+            }
+        }
+    }
+
+    /// Takes the grant if one has been published.
+    pub(crate) fn try_take(&self) -> Option<Grant<T>> {
+        if self.state.load(Ordering::Acquire) != GRANTED {
+            return None;
+        }
+        // SAFETY: GRANTED was observed with acquire ordering: the granter's
+        // write is visible and the granter never touches the cell again. The
+        // request (our caller) is the cell's only user from now on.
+        self.grant.with_mut(|cell| unsafe { (*cell).take() })
+    }
+
+    /// Cancels the request. `Ok(())`: no grant will ever be published.
+    /// `Err(grant)`: the granter won; the grant (if not already taken) is
+    /// returned so the caller can use or give back what it holds.
+    pub(crate) fn cancel(&self) -> Result<(), Option<Grant<T>>> {
+        match self
+            .state
+            .compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(()),
+            Err(CANCELLED) => Ok(()),
+            Err(_) => Err(self.try_take()),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Node<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state.load(Ordering::Relaxed) {
+            PENDING => "pending",
+            GRANTED => "granted",
+            _ => "cancelled",
+        };
+        f.debug_struct("Node")
+            .field("state", &state)
+            .field("ticket", &self.ticket)
+            .field("state_token", &self.state_token)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+// SAFETY: the cell is accessed under the protocol in the module docs, which
+// hands the `Grant<T>` from one thread to another exactly once; `T: Send`
+// suffices for that, as for a channel.
+unsafe impl<T: Send> Send for Node<T> {}
+// SAFETY: as above: shared access never yields `&T` to two threads at once.
+unsafe impl<T: Send> Sync for Node<T> {}

@@ -1,0 +1,156 @@
+//! How the pool opens and closes connections.
+//!
+//! A [`Connector`] starts a connection and either has it at once
+//! ([`Progress::Ready`] — an in-memory connector, which then pays nothing for
+//! readiness machinery) or hands back a [`Handshake`]: a state machine that
+//! is a `mio` event source and advances when its socket is ready, so one
+//! event loop can drive many connects at once without blocking anyone.
+//!
+//! Until the pool has its own event loop, a pending handshake is driven on
+//! the leasing thread with a private `mio::Poll`, bounded by the connect
+//! timeout.
+
+use leasehold_policies::RouteKey;
+use mio::event::Source;
+use mio::{Events, Interest, Poll, Token};
+use std::io;
+use std::time::{Duration, Instant};
+
+/// Opens and closes connections for a pool.
+///
+/// # Errors
+/// Connect failures are `io::Error`s; the pool tells them apart by kind:
+/// `ConnectionRefused` becomes [`Error::Refused`](crate::Error::Refused),
+/// `TimedOut` [`Error::ConnectTimeout`](crate::Error::ConnectTimeout), the
+/// rest [`Error::Connect`](crate::Error::Connect).
+pub trait Connector: Send + Sync + 'static {
+    /// What connections are keyed by.
+    type Route: RouteKey;
+    /// An open connection.
+    type Conn: Send + 'static;
+    /// An in-progress connect; use [`Never`] if connects complete at once.
+    type Handshake: Handshake<Conn = Self::Conn>;
+
+    /// Starts connecting to `route`. Must not block on the network: return
+    /// [`Progress::Pending`] with a handshake that waits for readiness.
+    fn connect(&self, route: &Self::Route) -> io::Result<Progress<Self::Conn, Self::Handshake>>;
+
+    /// Closes a connection the pool is done with (graceful close, TLS
+    /// `close_notify`…). The default drops it.
+    fn close(&self, conn: Self::Conn) {
+        drop(conn);
+    }
+}
+
+/// The result of starting a connect.
+#[derive(Debug)]
+pub enum Progress<C, H> {
+    /// Connected already.
+    Ready(C),
+    /// Connecting: advance `H` on readiness.
+    Pending(H),
+}
+
+/// An in-progress connect, driven by readiness events on its source.
+pub trait Handshake: Source + Send + 'static {
+    /// The connection it produces.
+    type Conn;
+
+    /// The readiness it waits for next.
+    fn interest(&self) -> Interest;
+
+    /// Makes progress after a readiness event (or spuriously): `Ok(Some)`
+    /// when connected, `Ok(None)` to wait for readiness again.
+    ///
+    /// # Errors
+    /// The connect failed.
+    fn advance(&mut self) -> io::Result<Option<Self::Conn>>;
+}
+
+/// The handshake of connectors whose connects complete at once (producing
+/// `C`): it cannot be constructed.
+pub struct Never<C> {
+    never: std::convert::Infallible,
+    _conn: std::marker::PhantomData<fn() -> C>,
+}
+
+impl<C> std::fmt::Debug for Never<C> {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.never {}
+    }
+}
+
+impl<C> Source for Never<C> {
+    fn register(&mut self, _: &mio::Registry, _: Token, _: Interest) -> io::Result<()> {
+        match self.never {}
+    }
+    fn reregister(&mut self, _: &mio::Registry, _: Token, _: Interest) -> io::Result<()> {
+        match self.never {}
+    }
+    fn deregister(&mut self, _: &mio::Registry) -> io::Result<()> {
+        match self.never {}
+    }
+}
+
+impl<C: 'static> Handshake for Never<C> {
+    type Conn = C;
+    fn interest(&self) -> Interest {
+        match self.never {}
+    }
+    fn advance(&mut self) -> io::Result<Option<C>> {
+        match self.never {}
+    }
+}
+
+/// Connects on the calling thread, waiting for readiness with a private
+/// poller until `timeout` (none: no limit).
+pub(crate) fn connect_blocking<C: Connector>(
+    connector: &C,
+    route: &C::Route,
+    timeout: Option<Duration>,
+) -> io::Result<C::Conn> {
+    let mut handshake = match connector.connect(route)? {
+        Progress::Ready(conn) => return Ok(conn),
+        Progress::Pending(handshake) => handshake,
+    };
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(4);
+    let mut interest = handshake.interest();
+    poll.registry()
+        .register(&mut handshake, Token(0), interest)?;
+    let result = loop {
+        match handshake.advance() {
+            Ok(Some(conn)) => break Ok(conn),
+            Ok(None) => {}
+            Err(e) => break Err(e),
+        }
+        let wait = match deadline {
+            None => None,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+                }
+                Some(left)
+            }
+        };
+        if let Err(e) = poll.poll(&mut events, wait) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                break Err(e);
+            }
+        }
+        let next = handshake.interest();
+        if next != interest {
+            interest = next;
+            if let Err(e) = poll
+                .registry()
+                .reregister(&mut handshake, Token(0), interest)
+            {
+                break Err(e);
+            }
+        }
+    };
+    let _ = poll.registry().deregister(&mut handshake);
+    result
+}

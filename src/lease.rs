@@ -1,0 +1,104 @@
+//! [`Lease`]: a connection on loan from the pool, returned when dropped.
+
+use crate::connector::Connector;
+use crate::pool::{Entry, Pool};
+use leasehold_policies::{Core, Held, Policy, State, Strict};
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::time::Instant;
+
+/// A leased connection. Dereferences to the connection; goes back to the
+/// pool when dropped.
+///
+/// * [`discard`](Self::discard) closes it instead (its state is unknown, the
+///   peer misbehaved…).
+/// * A lease dropped while its thread panics is discarded too: whatever the
+///   holder was doing with the connection was cut short.
+/// * `Lease` is `Send` when the connection is, so it can move to another
+///   thread with the pool borrowed.
+pub struct Lease<'a, C: Connector, P: Policy = Strict> {
+    pool: &'a Pool<C, P>,
+    held: Option<Held<Entry<C::Conn>>>,
+}
+
+impl<'a, C: Connector, P: Policy> Lease<'a, C, P> {
+    pub(crate) fn new(pool: &'a Pool<C, P>, held: Held<Entry<C::Conn>>) -> Self {
+        Self {
+            pool,
+            held: Some(held),
+        }
+    }
+
+    fn entry(&self) -> &Entry<C::Conn> {
+        self.held
+            .as_ref()
+            .expect("a live lease holds its entry")
+            .item()
+    }
+
+    fn entry_mut(&mut self) -> &mut Entry<C::Conn> {
+        self.held
+            .as_mut()
+            .expect("a live lease holds its entry")
+            .item_mut()
+    }
+
+    /// Closes the connection instead of returning it; its capacity goes to
+    /// the next request.
+    pub fn discard(mut self) {
+        if let Some(held) = self.held.take() {
+            self.pool.core().release(held, false);
+        }
+    }
+
+    /// The connection's state token.
+    pub fn state(&self) -> Option<&State> {
+        self.entry().state.as_ref()
+    }
+
+    /// Sets the connection's state token (for example, once it has
+    /// authenticated as a user): from then on only leases asking for that
+    /// state get it.
+    pub fn set_state(&mut self, state: Option<State>) {
+        self.entry_mut().state = state;
+    }
+
+    /// When the connection was opened.
+    pub fn created(&self) -> Instant {
+        self.entry().created
+    }
+}
+
+impl<C: Connector, P: Policy> Deref for Lease<'_, C, P> {
+    type Target = C::Conn;
+    fn deref(&self) -> &C::Conn {
+        &self.entry().conn
+    }
+}
+
+impl<C: Connector, P: Policy> DerefMut for Lease<'_, C, P> {
+    fn deref_mut(&mut self) -> &mut C::Conn {
+        &mut self.entry_mut().conn
+    }
+}
+
+impl<C: Connector, P: Policy> Drop for Lease<'_, C, P> {
+    fn drop(&mut self) {
+        if let Some(held) = self.held.take() {
+            let reuse = !std::thread::panicking();
+            self.pool.core().release(held, reuse);
+        }
+    }
+}
+
+impl<C: Connector, P: Policy> fmt::Debug for Lease<'_, C, P>
+where
+    C::Conn: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("conn", &self.entry().conn)
+            .field("state", &self.entry().state)
+            .finish()
+    }
+}

@@ -1,0 +1,49 @@
+//! A lock-free, high-concurrency connection pool with selectable concurrency
+//! policies, for latency-critical services.
+//!
+//! A [`Pool<C, P>`](Pool) keeps connections made by a [`Connector`] `C`,
+//! keyed by route, under per-route and total caps, and lends them out as
+//! [`Lease`]s that go back to the pool when dropped. The policy `P` decides
+//! who gets which connection; it is a type parameter, so the choice costs
+//! nothing at run time:
+//!
+//! | policy | promise | sweet spot |
+//! |---|---|---|
+//! | [`Strict`] (default) | exact per-route and total caps; per-route FIFO waiters with direct hand-off; freed capacity goes to the oldest waiting request of any route | fairness, predictable tail latency |
+//!
+//! ```
+//! use std::time::Duration;
+//! use leasehold::{mock::MockConnector, Pool, Strict};
+//!
+//! let pool: Pool<MockConnector<&str>, Strict> = Pool::builder(MockConnector::new())
+//!     .max_total(50)
+//!     .max_per_route(20)
+//!     .acquire_timeout(Duration::from_millis(500))
+//!     .build()?;
+//! let lease = pool.lease(&"db-primary")?;
+//! drop(lease);
+//! assert_eq!(pool.route_stats(&"db-primary").idle, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The concurrency core lives in the [`leasehold_policies`] crate (re-exported
+//! here), which knows nothing of I/O; this crate opens, hands out and closes
+//! connections on top of it.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod connector;
+mod error;
+mod lease;
+pub mod mock;
+mod pool;
+
+pub use config::{Builder, DEFAULT_MAX_PER_ROUTE, DEFAULT_MAX_TOTAL};
+pub use connector::{Connector, Handshake, Never, Progress};
+pub use error::{ConfigError, Error};
+pub use lease::Lease;
+pub use leasehold_policies::{
+    self as policies, Policy, PoolStats, Reuse, RouteKey, State, Stats, Strict,
+};
+pub use pool::Pool;
