@@ -15,25 +15,9 @@ use std::time::Duration;
 pub enum Error {
     /// `try_lease` found no idle connection and no free capacity (or
     /// requests queued before it).
-    Exhausted {
-        /// The route, as its `Debug` text.
-        route: String,
-        /// The route's stats when it failed.
-        stats: Stats,
-        /// The pool's totals when it failed.
-        total: Stats,
-    },
+    Exhausted(Box<Unavailable>),
     /// No connection became available within the acquire timeout.
-    Timeout {
-        /// The route, as its `Debug` text.
-        route: String,
-        /// How long the request waited.
-        waited: Duration,
-        /// The route's stats when it gave up.
-        stats: Stats,
-        /// The pool's totals when it gave up.
-        total: Stats,
-    },
+    Timeout(Box<Unavailable>),
     /// Opening a connection took longer than the connect timeout.
     ConnectTimeout {
         /// The route, as its `Debug` text.
@@ -59,6 +43,41 @@ pub enum Error {
     Closed,
 }
 
+/// What the pool looked like when a request could not be served.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Unavailable {
+    /// The route, as its `Debug` text.
+    pub route: String,
+    /// How long the request waited.
+    pub waited: Duration,
+    /// The route's stats at that moment.
+    pub stats: Stats,
+    /// The pool's totals at that moment.
+    pub total: Stats,
+}
+
+impl Unavailable {
+    pub(crate) fn new(route: String, waited: Duration, stats: Stats, total: Stats) -> Box<Self> {
+        Box::new(Self {
+            route,
+            waited,
+            stats,
+            total,
+        })
+    }
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "route {}: route {}; pool {}",
+            self.route, self.stats, self.total
+        )
+    }
+}
+
 impl Error {
     pub(crate) fn from_connect(route: String, source: io::Error) -> Self {
         match source.kind() {
@@ -71,29 +90,18 @@ impl Error {
     /// Whether the error came from the pool's limits (exhausted or timed out
     /// waiting) rather than from the network or a shutdown.
     pub fn is_capacity(&self) -> bool {
-        matches!(self, Self::Exhausted { .. } | Self::Timeout { .. })
+        matches!(self, Self::Exhausted(_) | Self::Timeout(_))
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Exhausted {
-                route,
-                stats,
-                total,
-            } => write!(
+            Self::Exhausted(at) => write!(f, "pool exhausted for {at}"),
+            Self::Timeout(at) => write!(
                 f,
-                "pool exhausted for route {route}: route {stats}; pool {total}"
-            ),
-            Self::Timeout {
-                route,
-                waited,
-                stats,
-                total,
-            } => write!(
-                f,
-                "timed out after {waited:?} waiting for a connection to route {route}: route {stats}; pool {total}"
+                "timed out after {:?} waiting for a connection to {at}",
+                at.waited
             ),
             Self::ConnectTimeout { route, source } => {
                 write!(f, "connect to route {route} timed out: {source}")

@@ -41,7 +41,7 @@ mod pool;
 
 pub use config::{Builder, DEFAULT_MAX_PER_ROUTE, DEFAULT_MAX_TOTAL};
 pub use connector::{Connector, Handshake, Never, Progress};
-pub use error::{ConfigError, Error};
+pub use error::{ConfigError, Error, Unavailable};
 pub use lease::Lease;
 pub use leasehold_policies::{
     self as policies, Policy, PoolStats, Reuse, RouteKey, State, Stats, Strict,

@@ -9,7 +9,7 @@
 
 use crate::config::{Builder, Config};
 use crate::connector::{connect_blocking, Connector};
-use crate::error::Error;
+use crate::error::{Error, Unavailable};
 use crate::lease::Lease;
 use leasehold_policies::{
     Acquire, Core, Disposer, Grant, Held, Item, Limits, Permit, Policy, PoolStats, State, Stats,
@@ -251,12 +251,16 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     }
 
     fn timeout(&self, route: &C::Route, waited: Duration) -> Error {
-        Error::Timeout {
-            route: format!("{route:?}"),
+        Error::Timeout(self.unavailable(route, waited))
+    }
+
+    fn unavailable(&self, route: &C::Route, waited: Duration) -> Box<Unavailable> {
+        Unavailable::new(
+            format!("{route:?}"),
             waited,
-            stats: self.route_stats(route),
-            total: self.stats().total,
-        }
+            self.route_stats(route),
+            self.stats().total,
+        )
     }
 
     /// Turns a grant into a lease, connecting if it is a permit.
@@ -270,11 +274,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
             Grant::Connect(permit) => self
                 .connect(route, permit)
                 .map(|held| Lease::new(self, held)),
-            Grant::Busy => Err(Error::Exhausted {
-                route: format!("{route:?}"),
-                stats: self.route_stats(route),
-                total: self.stats().total,
-            }),
+            Grant::Busy => Err(Error::Exhausted(self.unavailable(route, Duration::ZERO))),
             Grant::Closed => Err(Error::Closed),
         }
     }

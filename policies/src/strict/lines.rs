@@ -10,7 +10,7 @@
 //! total cap, younger ones may still take idle connections of their own
 //! route but no new capacity.
 
-use super::route::{waiters_of, Route};
+use super::route::{is_closed, waiters_of, Route};
 use super::{Blocked, StrictCore};
 use crate::sync::{Arc, Ordering};
 use crate::types::{Grant, Held, Item, Permit, Reuse, RouteKey, State, Wait};
@@ -285,6 +285,16 @@ impl<K: RouteKey, T: Item> Lines<K, T> {
                 }
             }
         };
+        // Once the route is closed its requests are answered by the coming
+        // `Shutdown` command (`shutdown` closes routes before submitting it):
+        // capacity freed by a connection closed because the route closed must
+        // not become a `Connect` for a request served after the shutdown. Our
+        // reservation read that close's counter update, so this load sees the
+        // closed flag.
+        if is_closed(route.word()) {
+            self.undo(core, &route, grant);
+            return Err(Blocked::Route);
+        }
         let line = self.lines.get_mut(&id).expect("a line with waiters");
         line.waiters.pop_front();
         match node.fulfil(grant) {

@@ -382,6 +382,18 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
                 // anywhere: freed capacity belongs to the oldest waiter.
                 if self.waiting_all.load(Ordering::Acquire) == 0 && waiters_of(route.word()) == 0 {
                     if let Ok(permit) = self.reserve_new(route, None) {
+                        // The capacity may have been freed by a connection
+                        // closed because the route was closed (a return
+                        // racing `shutdown`): then this request comes after
+                        // the shutdown and must get `Closed`, not open a new
+                        // connection. Our reservation read that close's
+                        // counter update, so this load sees the closed flag.
+                        if is_closed(route.word()) {
+                            route.connecting.fetch_sub(1, Ordering::AcqRel);
+                            self.free_slot(route, permit.token() as u32);
+                            self.capacity_freed();
+                            return Acquire::Ready(Grant::Closed);
+                        }
                         return Acquire::Ready(Grant::Connect(permit));
                     }
                     // A transient reservation may have turned others away.
@@ -443,6 +455,15 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
             self.drain_closed_route(route);
         } else if waiters_of(before) != 0 {
             self.kick();
+        } else {
+            // A request of another route may be blocked by the total cap,
+            // with this connection now the idle one to close to make room
+            // for it (cross-route reclaim); it looked before the connection
+            // went idle, so it must be looked at again. The same
+            // read-modify-write re-check as for freed capacity: it cannot
+            // miss a request counted before it, and a request counted after
+            // it finds this connection idle.
+            self.capacity_freed();
         }
     }
 

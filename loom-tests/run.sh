@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the loom model checks of loom-tests/tests/ (built with
+# `--cfg leasehold_loom`, in their own target directory so that the normal
+# build is not invalidated). Extra arguments go to the test harness, e.g.
+# `loom-tests/run.sh cancel` to run one model. LOOM_MAX_PREEMPTIONS bounds
+# how many preemptions per execution loom explores (default 2).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+RUSTFLAGS="--cfg leasehold_loom" LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2} \
+    cargo test -p leasehold-loom-tests --release --target-dir target/loom -- --test-threads=1 "$@"

@@ -1,0 +1,57 @@
+//! The conformance suite: every invariant of the design brief and the
+//! Apache scenario table, written once as generic scenarios and stamped out
+//! for every policy by `conformance!` (as arc-swap stamps its tests out for
+//! every strategy).
+
+mod scenarios;
+mod stress;
+
+use leasehold::Strict;
+
+/// Stamps out one `#[test]` per scenario for a policy.
+macro_rules! conformance {
+    ($module:ident, $policy:ty) => {
+        mod $module {
+            use super::*;
+            conformance!(@tests $policy;
+                scenarios::lease_returns_and_reuses,
+                scenarios::caps_hold_per_route_and_total,
+                scenarios::waiter_served_after_non_reusable_release,
+                scenarios::waiter_served_after_reusable_release,
+                scenarios::route_b_served_when_route_a_idle_fills_total,
+                scenarios::stateless_lease_never_gets_stateful_connection,
+                scenarios::stateful_lease_gets_only_its_state,
+                scenarios::stateful_lease_reclaims_other_state_when_route_full,
+                scenarios::lease_timeout_fires_without_pool_activity,
+                scenarios::timeout_error_names_route_and_stats,
+                scenarios::try_lease_exhausted_never_waits,
+                scenarios::panicking_holder_connection_is_discarded,
+                scenarios::discard_closes_and_frees_capacity,
+                scenarios::shutdown_wakes_every_waiter,
+                scenarios::shutdown_closes_idle_and_returned,
+                scenarios::refused_connect_frees_capacity,
+                scenarios::connect_errors_are_told_apart,
+                scenarios::connect_timeout_bounds_a_stuck_handshake,
+                scenarios::panicking_connector_returns_capacity,
+                scenarios::max_idle_closes_extra_returns,
+                scenarios::lowering_route_max_trims_idle,
+                scenarios::raising_route_max_serves_waiters,
+                scenarios::reuse_order_lifo_and_fifo,
+                scenarios::dropping_pool_closes_idle,
+                stress::threads_keep_caps_and_exclusivity,
+                stress::threads_with_discards_and_timeouts_conserve,
+                stress::waiters_on_many_routes_all_served,
+            );
+        }
+    };
+    (@tests $policy:ty; $($path:ident :: $test:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                $path::$test::<$policy>();
+            }
+        )+
+    };
+}
+
+conformance!(strict, Strict);

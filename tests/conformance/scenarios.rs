@@ -1,0 +1,495 @@
+//! Single-threaded (or one-waiter) scenarios with exact expectations.
+
+use leasehold::mock::{MockConn, MockConnector};
+use leasehold::{Connector, Error, Handshake, Policy, Pool, Progress, Reuse, State};
+use std::io;
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub type Mock = MockConnector<&'static str>;
+
+pub fn pool<P: Policy>(max_total: usize, max_per_route: usize) -> (Mock, Pool<Mock, P>) {
+    let connector = Mock::new();
+    let pool = Pool::builder(connector.clone())
+        .max_total(max_total)
+        .max_per_route(max_per_route)
+        .build()
+        .unwrap();
+    (connector, pool)
+}
+
+/// Waits (bounded) until `cond` holds: for "the other thread is now queued".
+pub fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never happened: {what}"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+pub fn lease_returns_and_reuses<P: Policy>() {
+    let (connector, pool) = pool::<P>(4, 4);
+    let first = pool.lease(&"a").unwrap().id();
+    let second = pool.lease(&"a").unwrap().id();
+    assert_eq!(first, second, "an idle connection is reused");
+    assert_eq!(connector.opened(), 1);
+    let stats = pool.route_stats(&"a");
+    assert_eq!((stats.idle, stats.leased, stats.created), (1, 0, 1));
+}
+
+pub fn caps_hold_per_route_and_total<P: Policy>() {
+    let (connector, pool) = pool::<P>(3, 2);
+    let a1 = pool.try_lease(&"a").unwrap();
+    let a2 = pool.try_lease(&"a").unwrap();
+    assert!(
+        matches!(pool.try_lease(&"a"), Err(Error::Exhausted(_))),
+        "route cap"
+    );
+    let b1 = pool.try_lease(&"b").unwrap();
+    assert!(
+        matches!(pool.try_lease(&"b"), Err(Error::Exhausted(_))),
+        "total cap"
+    );
+    assert!(
+        matches!(pool.try_lease(&"c"), Err(Error::Exhausted(_))),
+        "total cap"
+    );
+    let total = pool.stats().total;
+    assert_eq!((total.leased, total.allocated()), (3, 3));
+    drop((a1, a2, b1));
+    assert_eq!(connector.opened(), 3);
+}
+
+pub fn waiter_served_after_non_reusable_release<P: Policy>() {
+    // Apache OFFLOCK leaves this waiter hanging; the freed capacity must
+    // reach it.
+    let (connector, pool) = pool::<P>(1, 1);
+    let held = pool.lease(&"a").unwrap();
+    thread::scope(|s| {
+        let waiter = s.spawn(|| pool.lease(&"a").map(|lease| lease.id()));
+        eventually("the waiter queues", || pool.route_stats(&"a").pending == 1);
+        held.discard();
+        let id = waiter.join().unwrap().expect("served after the discard");
+        assert_eq!(id, 1, "a new connection was opened for the waiter");
+    });
+    assert_eq!(connector.opened(), 2);
+    assert_eq!(connector.dropped(), 1);
+}
+
+pub fn waiter_served_after_reusable_release<P: Policy>() {
+    let (connector, pool) = pool::<P>(1, 1);
+    let held = pool.lease(&"a").unwrap();
+    let id = held.id();
+    thread::scope(|s| {
+        let waiter = s.spawn(|| pool.lease(&"a").map(|lease| lease.id()));
+        eventually("the waiter queues", || pool.route_stats(&"a").pending == 1);
+        drop(held);
+        assert_eq!(
+            waiter.join().unwrap().unwrap(),
+            id,
+            "handed over, not reopened"
+        );
+    });
+    assert_eq!(connector.opened(), 1);
+}
+
+pub fn route_b_served_when_route_a_idle_fills_total<P: Policy>() {
+    // Apache OFFLOCK blocks route B here; an idle A connection must be
+    // closed to make room.
+    let (connector, pool) = pool::<P>(2, 2);
+    drop((pool.lease(&"a").unwrap(), pool.lease(&"a").unwrap()));
+    assert_eq!(pool.route_stats(&"a").idle, 2);
+    let b = pool
+        .try_lease(&"b")
+        .expect("an idle A connection makes room");
+    assert_eq!(b.route(), &"b");
+    assert_eq!(pool.route_stats(&"a").idle, 1);
+    assert_eq!(connector.opened(), 3);
+    assert_eq!(connector.closed_by_pool(), 1);
+    drop(b);
+    // Blocking lease too, and on a third route.
+    assert_eq!(pool.lease(&"c").unwrap().route(), &"c");
+    assert!(pool.stats().total.allocated() <= 2);
+}
+
+pub fn stateless_lease_never_gets_stateful_connection<P: Policy>() {
+    // Apache hands another user's connection to a lease with no state.
+    let (connector, pool) = pool::<P>(2, 2);
+    let mut lease = pool.lease(&"a").unwrap();
+    let alice_conn = lease.id();
+    lease.set_state(Some(State::new("alice")));
+    drop(lease);
+    let plain = pool.lease(&"a").unwrap();
+    assert_ne!(
+        plain.id(),
+        alice_conn,
+        "the stateful connection is not reused"
+    );
+    assert_eq!(plain.state(), None);
+    drop(plain);
+    assert_eq!(connector.opened(), 2);
+}
+
+pub fn stateful_lease_gets_only_its_state<P: Policy>() {
+    let (_, pool) = pool::<P>(4, 4);
+    let alice = State::new("alice");
+    let bob = State::new("bob");
+    let mut lease = pool.lease(&"a").unwrap();
+    lease.set_state(Some(alice.clone()));
+    let alice_conn = lease.id();
+    drop(lease);
+    let plain_conn = pool.lease(&"a").unwrap().id();
+    let for_bob = pool.lease_with_state(&"a", &bob).unwrap();
+    assert_ne!(for_bob.id(), alice_conn);
+    assert_ne!(for_bob.id(), plain_conn);
+    assert_eq!(for_bob.state(), Some(&bob));
+    let for_alice = pool.lease_with_state(&"a", &alice).unwrap();
+    assert_eq!(
+        for_alice.id(),
+        alice_conn,
+        "alice's connection goes back to alice"
+    );
+    assert_eq!(for_alice.state(), Some(&alice));
+}
+
+pub fn stateful_lease_reclaims_other_state_when_route_full<P: Policy>() {
+    let (connector, pool) = pool::<P>(4, 2);
+    drop((pool.lease(&"a").unwrap(), pool.lease(&"a").unwrap()));
+    let carol = State::new("carol");
+    let lease = pool
+        .try_lease_with_state(&"a", &carol)
+        .expect("an idle stateless one makes room");
+    assert_eq!(lease.state(), Some(&carol));
+    assert_eq!(connector.opened(), 3);
+    assert_eq!(connector.closed_by_pool(), 1);
+    let stats = pool.route_stats(&"a");
+    assert_eq!((stats.leased, stats.idle), (1, 1));
+}
+
+pub fn lease_timeout_fires_without_pool_activity<P: Policy>() {
+    // Apache STRICT/LAX only notice an expired request on the next pool
+    // operation; nothing else happens in this pool.
+    let connector = Mock::new();
+    let pool: Pool<Mock, P> = Pool::builder(connector)
+        .max_total(1)
+        .acquire_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let _held = pool.lease(&"a").unwrap();
+    let started = Instant::now();
+    let err = pool.lease(&"a").unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    assert!(
+        waited >= Duration::from_millis(50),
+        "not before the deadline: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "fired on its own: {waited:?}"
+    );
+    let stats = pool.route_stats(&"a");
+    assert_eq!((stats.timeouts, stats.pending), (1, 0));
+}
+
+pub fn timeout_error_names_route_and_stats<P: Policy>() {
+    let pool: Pool<Mock, P> = Pool::builder(Mock::new())
+        .max_total(2)
+        .max_per_route(1)
+        .acquire_timeout(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let _held = pool.lease(&"db").unwrap();
+    match pool.lease(&"db").unwrap_err() {
+        Error::Timeout(at) => {
+            assert_eq!(at.route, "\"db\"");
+            assert!(at.waited >= Duration::from_millis(10));
+            assert_eq!((at.stats.leased, at.stats.max), (1, 1));
+            assert_eq!((at.total.leased, at.total.max), (1, 2));
+        }
+        other => panic!("expected a timeout, got {other}"),
+    }
+    let message = pool.lease(&"db").unwrap_err().to_string();
+    assert!(
+        message.contains("route \"db\"") && message.contains("leased 1"),
+        "{message}"
+    );
+}
+
+pub fn try_lease_exhausted_never_waits<P: Policy>() {
+    let (_, pool) = pool::<P>(1, 1);
+    let _held = pool.lease(&"a").unwrap();
+    let started = Instant::now();
+    let err = pool.try_lease(&"a").unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    match err {
+        Error::Exhausted(at) => {
+            assert_eq!(at.route, "\"a\"");
+            assert_eq!(at.stats.leased, 1);
+        }
+        other => panic!("expected exhaustion, got {other}"),
+    }
+    assert!(pool.try_lease(&"a").unwrap_err().is_capacity());
+    assert_eq!(pool.route_stats(&"a").pending, 0, "nothing left queued");
+}
+
+pub fn panicking_holder_connection_is_discarded<P: Policy>() {
+    let (connector, pool) = pool::<P>(2, 2);
+    let poisoned = thread::scope(|s| {
+        s.spawn(|| {
+            let lease = pool.lease(&"a").unwrap();
+            let id = lease.id();
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let _lease = lease;
+                panic!("holder fails mid-request");
+            }))
+            .unwrap_err();
+            id
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(connector.dropped(), 1, "closed, not returned");
+    let stats = pool.route_stats(&"a");
+    assert_eq!((stats.idle, stats.leased, stats.closed), (0, 0, 1));
+    assert_ne!(pool.lease(&"a").unwrap().id(), poisoned);
+}
+
+pub fn discard_closes_and_frees_capacity<P: Policy>() {
+    let (connector, pool) = pool::<P>(1, 1);
+    pool.lease(&"a").unwrap().discard();
+    assert_eq!(connector.dropped(), 1);
+    assert_eq!(pool.stats().total.allocated(), 0);
+    assert!(pool.try_lease(&"b").is_ok(), "capacity is free again");
+}
+
+pub fn shutdown_wakes_every_waiter<P: Policy>() {
+    let (_, pool) = pool::<P>(1, 1);
+    let held = pool.lease(&"a").unwrap();
+    thread::scope(|s| {
+        let waiters: Vec<_> = (0..4)
+            .map(|i| {
+                let pool = &pool;
+                s.spawn(move || pool.lease(if i % 2 == 0 { &"a" } else { &"b" }).map(|_| ()))
+            })
+            .collect();
+        eventually("all four queue", || pool.stats().total.pending == 4);
+        pool.shutdown();
+        for waiter in waiters {
+            assert!(matches!(waiter.join().unwrap(), Err(Error::Closed)));
+        }
+    });
+    drop(held);
+    assert!(pool.is_closed());
+}
+
+pub fn shutdown_closes_idle_and_returned<P: Policy>() {
+    let (connector, pool) = pool::<P>(4, 4);
+    let idle = pool.lease(&"a").unwrap();
+    let leased = pool.lease(&"a").unwrap();
+    drop(idle);
+    pool.shutdown();
+    assert_eq!(connector.dropped(), 1, "the idle one is closed at once");
+    assert!(matches!(pool.lease(&"a"), Err(Error::Closed)));
+    assert!(matches!(pool.try_lease(&"z"), Err(Error::Closed)));
+    drop(leased);
+    assert_eq!(connector.live(), 0, "the leased one is closed on return");
+    let total = pool.stats().total;
+    assert_eq!((total.allocated(), total.created, total.closed), (0, 2, 2));
+}
+
+pub fn refused_connect_frees_capacity<P: Policy>() {
+    let (connector, pool) = pool::<P>(1, 1);
+    connector.fail_next(1, io::ErrorKind::ConnectionRefused);
+    assert!(matches!(pool.lease(&"a"), Err(Error::Refused { .. })));
+    assert_eq!(pool.stats().total.allocated(), 0);
+    assert!(
+        pool.lease(&"a").is_ok(),
+        "the failed connect gave its capacity back"
+    );
+}
+
+pub fn connect_errors_are_told_apart<P: Policy>() {
+    let (connector, pool) = pool::<P>(1, 1);
+    connector.fail_next(1, io::ErrorKind::ConnectionRefused);
+    let refused = pool.lease(&"a").unwrap_err();
+    assert!(matches!(refused, Error::Refused { .. }), "{refused}");
+    connector.fail_next(1, io::ErrorKind::TimedOut);
+    let timeout = pool.lease(&"a").unwrap_err();
+    assert!(matches!(timeout, Error::ConnectTimeout { .. }), "{timeout}");
+    connector.fail_next(1, io::ErrorKind::PermissionDenied);
+    let other = pool.lease(&"a").unwrap_err();
+    assert!(matches!(other, Error::Connect { .. }), "{other}");
+    assert!(!other.is_capacity());
+    let source = std::error::Error::source(&other).expect("the cause is kept");
+    assert_eq!(source.to_string(), "mock connect failure");
+    assert!(refused.to_string().contains("refused"));
+}
+
+/// A connector whose handshakes never complete: a socket pair nobody
+/// writes to.
+#[derive(Debug, Default)]
+pub struct Stuck;
+
+#[derive(Debug)]
+pub struct StuckHandshake(mio::net::UnixStream, mio::net::UnixStream);
+
+impl mio::event::Source for StuckHandshake {
+    fn register(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
+        self.0.register(r, t, i)
+    }
+    fn reregister(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
+        self.0.reregister(r, t, i)
+    }
+    fn deregister(&mut self, r: &mio::Registry) -> io::Result<()> {
+        self.0.deregister(r)
+    }
+}
+
+impl Handshake for StuckHandshake {
+    type Conn = MockConn<&'static str>;
+    fn interest(&self) -> mio::Interest {
+        mio::Interest::READABLE
+    }
+    fn advance(&mut self) -> io::Result<Option<Self::Conn>> {
+        Ok(None)
+    }
+}
+
+impl Connector for Stuck {
+    type Route = &'static str;
+    type Conn = MockConn<&'static str>;
+    type Handshake = StuckHandshake;
+    fn connect(&self, _: &&'static str) -> io::Result<Progress<Self::Conn, StuckHandshake>> {
+        let (a, b) = mio::net::UnixStream::pair()?;
+        Ok(Progress::Pending(StuckHandshake(a, b)))
+    }
+}
+
+pub fn connect_timeout_bounds_a_stuck_handshake<P: Policy>() {
+    let pool: Pool<Stuck, P> = Pool::builder(Stuck)
+        .max_total(1)
+        .connect_timeout(Duration::from_millis(30))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = pool.lease(&"slow").unwrap_err();
+    assert!(matches!(err, Error::ConnectTimeout { .. }), "{err}");
+    assert!(started.elapsed() >= Duration::from_millis(30));
+    assert_eq!(pool.stats().total.allocated(), 0, "capacity given back");
+}
+
+/// A connector that panics while connecting.
+#[derive(Debug)]
+pub struct Panicky;
+
+impl Connector for Panicky {
+    type Route = &'static str;
+    type Conn = MockConn<&'static str>;
+    type Handshake = leasehold::Never<Self::Conn>;
+    fn connect(&self, _: &&'static str) -> io::Result<Progress<Self::Conn, Self::Handshake>> {
+        panic!("connector bug");
+    }
+}
+
+pub fn panicking_connector_returns_capacity<P: Policy>() {
+    let pool: Pool<Panicky, P> = Pool::builder(Panicky).max_total(1).build().unwrap();
+    for _ in 0..3 {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = pool.lease(&"a");
+        }));
+        assert!(result.is_err());
+        assert_eq!(pool.stats().total.allocated(), 0, "the permit went back");
+    }
+}
+
+pub fn max_idle_closes_extra_returns<P: Policy>() {
+    let connector = Mock::new();
+    let pool: Pool<Mock, P> = Pool::builder(connector.clone())
+        .max_total(4)
+        .max_per_route(4)
+        .max_idle(1)
+        .build()
+        .unwrap();
+    let leases: Vec<_> = (0..3).map(|_| pool.lease(&"a").unwrap()).collect();
+    drop(leases);
+    let stats = pool.route_stats(&"a");
+    assert_eq!((stats.idle, stats.closed), (1, 2));
+    assert_eq!(connector.live(), 1);
+}
+
+pub fn lowering_route_max_trims_idle<P: Policy>() {
+    let (connector, pool) = pool::<P>(4, 4);
+    let leases: Vec<_> = (0..4).map(|_| pool.lease(&"a").unwrap()).collect();
+    let mut leases = leases.into_iter();
+    drop(leases.next());
+    drop(leases.next());
+    pool.set_route_max(&"a", 1);
+    let stats = pool.route_stats(&"a");
+    assert_eq!(
+        (stats.max, stats.idle, stats.leased),
+        (1, 0, 2),
+        "idle trimmed at once"
+    );
+    drop(leases.next());
+    assert_eq!(
+        pool.route_stats(&"a").leased,
+        1,
+        "returned over the cap: closed"
+    );
+    assert_eq!(pool.route_stats(&"a").idle, 0);
+    drop(leases);
+    assert_eq!(pool.route_stats(&"a").idle, 1, "within the cap: kept");
+    assert_eq!(connector.live(), 1);
+}
+
+pub fn raising_route_max_serves_waiters<P: Policy>() {
+    let (_, pool) = pool::<P>(4, 1);
+    let _held = pool.lease(&"a").unwrap();
+    thread::scope(|s| {
+        let waiter = s.spawn(|| pool.lease(&"a").map(|_| ()));
+        eventually("the waiter queues", || pool.route_stats(&"a").pending == 1);
+        pool.set_route_max(&"a", 2);
+        waiter.join().unwrap().expect("the new cap lets it through");
+    });
+}
+
+pub fn reuse_order_lifo_and_fifo<P: Policy>() {
+    for (reuse, expect_first) in [(Reuse::Lifo, 2), (Reuse::Fifo, 0)] {
+        let pool: Pool<Mock, P> = Pool::builder(Mock::new())
+            .max_total(3)
+            .max_per_route(3)
+            .reuse(reuse)
+            .build()
+            .unwrap();
+        let leases: Vec<_> = (0..3).map(|_| pool.lease(&"a").unwrap()).collect();
+        for lease in leases {
+            drop(lease); // returned in id order 0, 1, 2
+        }
+        assert_eq!(pool.lease(&"a").unwrap().id(), expect_first, "{reuse:?}");
+    }
+}
+
+pub fn dropping_pool_closes_idle<P: Policy>() {
+    let (connector, pool) = pool::<P>(2, 2);
+    drop((pool.lease(&"a").unwrap(), pool.lease(&"a").unwrap()));
+    let clone = pool.clone();
+    drop(pool);
+    assert_eq!(connector.live(), 2, "a handle is still alive");
+    drop(clone);
+    assert_eq!(connector.live(), 0);
+    assert_eq!(
+        connector.closed_by_pool(),
+        2,
+        "closed through the connector"
+    );
+}
+
+/// A lease can move to another thread when its connection can.
+const _: () = {
+    const fn is_send<T: Send>() {}
+    is_send::<leasehold::Lease<'static, Mock>>();
+};

@@ -1,0 +1,141 @@
+//! Multi-threaded stress with exact final counts.
+
+use super::scenarios::Mock;
+use leasehold::{Error, Policy, Pool};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Barrier, Mutex};
+use std::thread;
+use std::time::Duration;
+
+const ROUTES: [&str; 3] = ["a", "b", "c"];
+
+pub fn threads_keep_caps_and_exclusivity<P: Policy>() {
+    const THREADS: usize = 8;
+    const CYCLES: usize = 2_000;
+    let connector = Mock::new();
+    let pool: Pool<Mock, P> = Pool::builder(connector.clone())
+        .max_total(4)
+        .max_per_route(2)
+        .build()
+        .unwrap();
+    // Cross-route reclaim opens new connections, so ids are unbounded.
+    let in_use: Mutex<HashSet<u64>> = Mutex::default();
+    let per_route: Vec<AtomicUsize> = ROUTES.iter().map(|_| AtomicUsize::new(0)).collect();
+    let total = AtomicUsize::new(0);
+    let barrier = Barrier::new(THREADS);
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let (pool, in_use, per_route, total, barrier) =
+                (&pool, &in_use, &per_route, &total, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                for i in 0..CYCLES {
+                    let r = (t + i) % ROUTES.len();
+                    let lease = pool.lease(&ROUTES[r]).unwrap();
+                    let id = lease.id();
+                    assert!(in_use.lock().unwrap().insert(id), "conn {id} leased twice");
+                    assert!(per_route[r].fetch_add(1, Ordering::SeqCst) < 2, "route cap");
+                    assert!(total.fetch_add(1, Ordering::SeqCst) < 4, "total cap");
+                    if i % 8 == 0 {
+                        thread::yield_now();
+                    }
+                    total.fetch_sub(1, Ordering::SeqCst);
+                    per_route[r].fetch_sub(1, Ordering::SeqCst);
+                    assert!(in_use.lock().unwrap().remove(&id));
+                    drop(lease);
+                }
+            });
+        }
+    });
+    let stats = pool.stats().total;
+    assert_eq!((stats.leased, stats.pending, stats.connecting), (0, 0, 0));
+    assert!(stats.idle <= 4);
+    assert_eq!(stats.created, connector.opened());
+    assert_eq!(stats.closed, connector.dropped());
+    assert_eq!(connector.live() as usize, stats.idle);
+    pool.shutdown();
+    assert_eq!(connector.live(), 0);
+}
+
+pub fn threads_with_discards_and_timeouts_conserve<P: Policy>() {
+    const THREADS: usize = 8;
+    const CYCLES: usize = 500;
+    let connector = Mock::new();
+    let pool: Pool<Mock, P> = Pool::builder(connector.clone())
+        .max_total(3)
+        .max_per_route(2)
+        .acquire_timeout(Duration::from_micros(200))
+        .build()
+        .unwrap();
+    let timeouts = AtomicUsize::new(0);
+    let barrier = Barrier::new(THREADS);
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let (pool, timeouts, barrier) = (&pool, &timeouts, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                for i in 0..CYCLES {
+                    match pool.lease(&ROUTES[(t * 7 + i) % ROUTES.len()]) {
+                        Ok(lease) if (t + i) % 5 == 0 => lease.discard(),
+                        Ok(lease) => {
+                            thread::yield_now();
+                            drop(lease);
+                        }
+                        Err(Error::Timeout(_)) => {
+                            timeouts.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(other) => panic!("unexpected {other}"),
+                    }
+                }
+            });
+        }
+    });
+    let stats = pool.stats().total;
+    assert_eq!((stats.leased, stats.pending, stats.connecting), (0, 0, 0));
+    assert_eq!(stats.timeouts as usize, timeouts.load(Ordering::SeqCst));
+    assert_eq!(stats.created, connector.opened());
+    assert_eq!(stats.closed, connector.dropped());
+    assert_eq!(connector.live() as usize, stats.idle);
+    assert!(stats.idle <= 3);
+    pool.shutdown();
+    assert_eq!(connector.live(), 0);
+    let stats = pool.stats().total;
+    assert_eq!(stats.created, stats.closed);
+}
+
+pub fn waiters_on_many_routes_all_served<P: Policy>() {
+    // Total 2 over 6 routes: most leases need an idle connection of another
+    // route closed for them, and every one must be served (no timeout set).
+    const THREADS: usize = 12;
+    const CYCLES: usize = 200;
+    let routes = ["r0", "r1", "r2", "r3", "r4", "r5"];
+    let connector = Mock::new();
+    let pool: Pool<Mock, P> = Pool::builder(connector.clone())
+        .max_total(2)
+        .max_per_route(2)
+        .build()
+        .unwrap();
+    let served = AtomicUsize::new(0);
+    let barrier = Barrier::new(THREADS);
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let (pool, served, barrier, routes) = (&pool, &served, &barrier, &routes);
+            s.spawn(move || {
+                barrier.wait();
+                for i in 0..CYCLES {
+                    let route = routes[(t + i * 5) % routes.len()];
+                    let lease = pool.lease(&route).unwrap();
+                    assert_eq!(lease.route(), &route);
+                    served.fetch_add(1, Ordering::SeqCst);
+                    drop(lease);
+                }
+            });
+        }
+    });
+    assert_eq!(served.load(Ordering::SeqCst), THREADS * CYCLES);
+    let stats = pool.stats().total;
+    assert_eq!((stats.leased, stats.pending, stats.connecting), (0, 0, 0));
+    assert!(stats.allocated() <= 2);
+    assert_eq!(connector.live() as usize, stats.idle);
+}
