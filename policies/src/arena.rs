@@ -23,7 +23,7 @@
 use crate::sync::{AtomicU64, Ordering, UnsafeCell};
 use std::fmt;
 
-const NIL: u32 = u32::MAX;
+pub(crate) const NIL: u32 = u32::MAX;
 
 /// One slot: the link used by whichever stack holds it, and its data.
 pub(crate) struct Slot<D> {
@@ -67,6 +67,13 @@ impl<D> Arena<D> {
         self.slots[index as usize]
             .data
             .with_mut(|ptr| f(unsafe { &mut *ptr }))
+    }
+
+    /// The link of slot `index`, for stacks kept outside this module (a
+    /// route's idle stack lives in its route word).
+    #[inline]
+    pub(crate) fn link(&self, index: u32) -> &AtomicU64 {
+        &self.slots[index as usize].next
     }
 
     /// A stack over this arena's slots, initially holding every slot (a free

@@ -14,6 +14,9 @@ mod imp {
     pub(crate) use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
     pub(crate) use std::sync::{Arc, Mutex};
 
+    /// A 128-bit atomic (cmpxchg16b on x86_64, casp/ldxp on aarch64).
+    pub(crate) use portable_atomic::AtomicU128;
+
     /// A spin-loop hint; loom turns it into a yield so its scheduler moves on.
     #[inline]
     pub(crate) fn spin_hint() {
@@ -71,45 +74,6 @@ mod imp {
             self.0.pop()
         }
     }
-
-    /// A shared pointer that is read on the hot path and replaced rarely:
-    /// `arc_swap::ArcSwap`.
-    #[derive(Debug)]
-    pub(crate) struct Swap<T>(arc_swap::ArcSwap<T>);
-
-    /// A read guard of a [`Swap`].
-    pub(crate) struct SwapGuard<T>(arc_swap::Guard<Arc<T>>);
-
-    impl<T> std::ops::Deref for SwapGuard<T> {
-        type Target = T;
-        #[inline]
-        fn deref(&self) -> &T {
-            &self.0
-        }
-    }
-
-    impl<T> Swap<T> {
-        pub(crate) fn new(value: T) -> Self {
-            Self(arc_swap::ArcSwap::from_pointee(value))
-        }
-        #[inline]
-        pub(crate) fn load(&self) -> SwapGuard<T> {
-            SwapGuard(self.0.load())
-        }
-        /// Replaces the value with `f(current)`, retrying if it changed
-        /// meanwhile; `f` returns `None` to leave it as it is.
-        pub(crate) fn update(&self, mut f: impl FnMut(&T) -> Option<T>) {
-            let mut current = self.0.load_full();
-            loop {
-                let Some(next) = f(&current) else { return };
-                let previous = self.0.compare_and_swap(&current, Arc::new(next));
-                if Arc::ptr_eq(&previous, &current) {
-                    return;
-                }
-                current = arc_swap::Guard::into_inner(previous);
-            }
-        }
-    }
 }
 
 #[cfg(leasehold_loom)]
@@ -160,31 +124,51 @@ mod imp {
             self.0.lock().unwrap().pop_front()
         }
     }
-    /// A loom-visible stand-in for `ArcSwap`.
+    /// A loom-visible 128-bit atomic: loom has none, so a mutex stands in,
+    /// which makes every operation linearizable (what the hardware gives a
+    /// 128-bit read-modify-write).
     #[derive(Debug)]
-    pub(crate) struct Swap<T>(Mutex<Arc<T>>);
+    pub(crate) struct AtomicU128(Mutex<u128>);
 
-    pub(crate) struct SwapGuard<T>(Arc<T>);
-
-    impl<T> std::ops::Deref for SwapGuard<T> {
-        type Target = T;
-        fn deref(&self) -> &T {
-            &self.0
+    impl AtomicU128 {
+        pub(crate) fn new(value: u128) -> Self {
+            Self(Mutex::new(value))
         }
-    }
-
-    impl<T> Swap<T> {
-        pub(crate) fn new(value: T) -> Self {
-            Self(Mutex::new(Arc::new(value)))
+        pub(crate) fn load(&self, _: Ordering) -> u128 {
+            *self.0.lock().unwrap()
         }
-        pub(crate) fn load(&self) -> SwapGuard<T> {
-            SwapGuard(self.0.lock().unwrap().clone())
-        }
-        pub(crate) fn update(&self, mut f: impl FnMut(&T) -> Option<T>) {
-            let mut current = self.0.lock().unwrap();
-            if let Some(next) = f(&current) {
-                *current = Arc::new(next);
+        pub(crate) fn compare_exchange_weak(
+            &self,
+            current: u128,
+            new: u128,
+            _: Ordering,
+            _: Ordering,
+        ) -> Result<u128, u128> {
+            let mut value = self.0.lock().unwrap();
+            if *value == current {
+                *value = new;
+                Ok(current)
+            } else {
+                Err(*value)
             }
+        }
+        fn update(&self, f: impl FnOnce(u128) -> u128) -> u128 {
+            let mut value = self.0.lock().unwrap();
+            let before = *value;
+            *value = f(before);
+            before
+        }
+        pub(crate) fn fetch_add(&self, n: u128, _: Ordering) -> u128 {
+            self.update(|v| v.wrapping_add(n))
+        }
+        pub(crate) fn fetch_sub(&self, n: u128, _: Ordering) -> u128 {
+            self.update(|v| v.wrapping_sub(n))
+        }
+        pub(crate) fn fetch_or(&self, n: u128, _: Ordering) -> u128 {
+            self.update(|v| v | n)
+        }
+        pub(crate) fn fetch_and(&self, n: u128, _: Ordering) -> u128 {
+            self.update(|v| v & n)
         }
     }
 }

@@ -9,18 +9,23 @@
 //! does not hold up the others. Once the oldest request is blocked by the
 //! total cap, younger ones may still take idle connections of their own
 //! route but no new capacity.
+//!
+//! While a request is blocked by the total cap, every route carries the
+//! `TOTAL_WAIT` flag (see `route`), raised *before* the serializer looks a
+//! last time for an idle connection to close for it; from then on returns
+//! come through here, so the connection that makes room is never missed.
 
-use super::route::{is_closed, waiters_of, Route};
+use super::route::{is_closed, waiters_of, Put, Refused, Route, Take};
 use super::{Blocked, StrictCore};
 use crate::sync::{Arc, Ordering};
 use crate::types::{Grant, Held, Item, Permit, Reuse, RouteKey, State, Wait};
 use crate::waiter::Node;
 use std::collections::{HashMap, VecDeque};
 
-pub(super) enum Command<K, T> {
-    /// A request that could not be served on the hot path.
-    Enqueue(Arc<Route<K>>, Arc<Node<T>>),
-    /// A returned connection that is stateful or has waiters to go to.
+pub(super) enum Command<T> {
+    /// A request that could not be served on the hot path, on route `id`.
+    Enqueue(usize, Arc<Node<T>>),
+    /// A returned connection that is stateful or has requests to go to.
     Release(Held<T>),
     /// Capacity was freed or a connection went idle while requests wait.
     Kick,
@@ -32,46 +37,75 @@ pub(super) enum Command<K, T> {
 }
 
 /// One route's line: waiting requests and stateful idle connections.
-struct Line<K, T> {
-    route: Arc<Route<K>>,
+struct Line<T> {
     waiters: VecDeque<Arc<Node<T>>>,
     stateful: HashMap<State, VecDeque<u32>>,
 }
 
-pub(super) struct Lines<K, T> {
+impl<T> Default for Line<T> {
+    fn default() -> Self {
+        Self {
+            waiters: VecDeque::new(),
+            stateful: HashMap::new(),
+        }
+    }
+}
+
+pub(super) struct Lines<T> {
     closed: bool,
-    lines: HashMap<usize, Line<K, T>>,
+    /// By route id.
+    lines: HashMap<usize, Line<T>>,
     /// `Wait::Never` requests queued since the last settle.
     never_waiters: usize,
+    /// How many routes (by id, from 0) carry `TOTAL_WAIT`.
+    flagged: usize,
     /// Items to dispose of once the serializer is released.
     victims: Vec<T>,
 }
 
-impl<K: RouteKey, T: Item> Lines<K, T> {
+/// Takes an idle stateful connection of route `id` from `line`.
+fn take_stateful<K: RouteKey, T: Item>(
+    core: &StrictCore<K, T>,
+    id: usize,
+    line: &mut Line<T>,
+    pick: impl Fn(&State) -> bool,
+) -> Option<(u32, T)> {
+    let state = line.stateful.keys().find(|s| pick(s))?.clone();
+    let list = line.stateful.get_mut(&state)?;
+    let index = match core.limits.reuse() {
+        Reuse::Lifo => list.pop_back(),
+        Reuse::Fifo => list.pop_front(),
+    }?;
+    if list.is_empty() {
+        line.stateful.remove(&state);
+    }
+    // SAFETY: the index was on our list, so we own it now.
+    let item = unsafe { core.arena.with(index, |slot| slot.item.take()) };
+    core.route(id).stateful_idle.fetch_sub(1, Ordering::AcqRel);
+    if core.enforce_idle_cap {
+        core.idle_total.fetch_sub(1, Ordering::AcqRel);
+    }
+    Some((index, item.expect("an idle slot holds its item")))
+}
+
+impl<T: Item> Lines<T> {
     pub(super) fn new() -> Self {
         Self {
             closed: false,
             lines: HashMap::new(),
             never_waiters: 0,
+            flagged: 0,
             victims: Vec::new(),
         }
     }
 
-    fn line(&mut self, route: &Arc<Route<K>>) -> &mut Line<K, T> {
-        self.lines.entry(route.id).or_insert_with(|| Line {
-            route: route.clone(),
-            waiters: VecDeque::new(),
-            stateful: HashMap::new(),
-        })
-    }
-
-    pub(super) fn apply(&mut self, core: &StrictCore<K, T>, command: Command<K, T>) {
+    pub(super) fn apply<K: RouteKey>(&mut self, core: &StrictCore<K, T>, command: Command<T>) {
         match command {
-            Command::Enqueue(route, node) => {
+            Command::Enqueue(id, node) => {
                 if node.mode == Wait::Never {
                     self.never_waiters += 1;
                 }
-                self.line(&route).waiters.push_back(node);
+                self.lines.entry(id).or_default().waiters.push_back(node);
             }
             Command::Release(held) => self.put_back(core, held),
             Command::Kick => {}
@@ -82,7 +116,7 @@ impl<K: RouteKey, T: Item> Lines<K, T> {
     }
 
     /// Serves what can be served; returns the items to dispose of.
-    pub(super) fn settle(&mut self, core: &StrictCore<K, T>) -> Vec<T> {
+    pub(super) fn settle<K: RouteKey>(&mut self, core: &StrictCore<K, T>) -> Vec<T> {
         if self.closed {
             self.close_all(core);
         } else {
@@ -90,13 +124,19 @@ impl<K: RouteKey, T: Item> Lines<K, T> {
             if self.never_waiters > 0 {
                 self.refuse_never_waiters(core);
             }
-            self.tidy();
+            self.tidy(core);
         }
         std::mem::take(&mut self.victims)
     }
 
     /// Closes a connection whose slot we own: capacity freed, item to dispose.
-    fn close(&mut self, core: &StrictCore<K, T>, route: &Route<K>, index: u32, item: T) {
+    fn close<K: RouteKey>(
+        &mut self,
+        core: &StrictCore<K, T>,
+        route: &Route<K>,
+        index: u32,
+        item: T,
+    ) {
         core.free_slot(route, index);
         route.closed.fetch_add(1, Ordering::Relaxed);
         self.victims.push(item);
@@ -104,107 +144,87 @@ impl<K: RouteKey, T: Item> Lines<K, T> {
 
     /// A returned connection (or one a cancelled request was given): to idle,
     /// where `serve` finds it for the oldest waiter.
-    fn put_back(&mut self, core: &StrictCore<K, T>, held: Held<T>) {
+    fn put_back<K: RouteKey>(&mut self, core: &StrictCore<K, T>, held: Held<T>) {
         let (item, index) = held.into_parts();
         let index = index as u32;
-        let registry = core.registry.load();
         // SAFETY: the `Held` owned its slot, and now we do.
-        let route = registry.by_id[unsafe { core.route_of(index) }].clone();
-        drop(registry);
+        let id = unsafe { core.route_of(index) };
+        let route = core.route(id);
         if self.closed || route.is_over_cap() {
-            return self.close(core, &route, index, item);
+            return self.close(core, route, index, item);
         }
         if core.enforce_idle_cap
             && core.idle_total.fetch_add(1, Ordering::AcqRel) >= core.limits.max_idle()
         {
             core.idle_total.fetch_sub(1, Ordering::AcqRel);
-            return self.close(core, &route, index, item);
+            return self.close(core, route, index, item);
         }
         match item.state().cloned() {
             Some(state) => {
                 // SAFETY: we own `index`; it goes on a list only we touch.
                 unsafe { core.arena.with(index, |slot| slot.item = Some(item)) };
                 route.stateful_idle.fetch_add(1, Ordering::AcqRel);
-                self.line(&route)
-                    .stateful
-                    .entry(state)
-                    .or_default()
-                    .push_back(index);
+                let line = self.lines.entry(id).or_default();
+                line.stateful.entry(state).or_default().push_back(index);
             }
             None => {
-                // SAFETY: we own `index` until `push_idle` publishes it.
-                unsafe {
+                // SAFETY: we own `index`; `put` publishes it if it succeeds.
+                let put = unsafe {
                     core.arena.with(index, |slot| slot.item = Some(item));
-                    route.push_idle(&core.arena, index);
+                    route.put(&core.arena, index, Put::Serial)
+                };
+                if let Err(refused) = put {
+                    debug_assert_eq!(refused, Refused::Closed);
+                    // SAFETY: refused, so we still own `index`.
+                    let item = unsafe { core.arena.with(index, |slot| slot.item.take()) };
+                    if core.enforce_idle_cap {
+                        core.idle_total.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    self.close(core, route, index, item.expect("the item put in above"));
                 }
             }
         }
     }
 
-    /// Takes an idle stateful connection from one of `line`'s lists.
-    fn take_stateful(
+    /// An idle connection of route `id` in `state`.
+    fn take_match<K: RouteKey>(
+        &mut self,
         core: &StrictCore<K, T>,
-        line: &mut Line<K, T>,
-        pick: impl Fn(&State) -> bool,
-    ) -> Option<(u32, T)> {
-        let state = line.stateful.keys().find(|s| pick(s))?.clone();
-        let list = line.stateful.get_mut(&state)?;
-        let index = match core.limits.reuse() {
-            Reuse::Lifo => list.pop_back(),
-            Reuse::Fifo => list.pop_front(),
-        }?;
-        if list.is_empty() {
-            line.stateful.remove(&state);
-        }
-        // SAFETY: the index was on our list, so we own it now.
-        let item = unsafe { core.arena.with(index, |slot| slot.item.take()) };
-        line.route.stateful_idle.fetch_sub(1, Ordering::AcqRel);
-        if core.enforce_idle_cap {
-            core.idle_total.fetch_sub(1, Ordering::AcqRel);
-        }
-        Some((index, item.expect("an idle slot holds its item")))
-    }
-
-    /// An idle connection of `line`'s route in `state`.
-    fn take_match(
-        core: &StrictCore<K, T>,
-        line: &mut Line<K, T>,
+        id: usize,
         state: Option<&State>,
     ) -> Option<Held<T>> {
         match state {
-            None => line
-                .route
-                .reserve_idle(false)
-                .then(|| core.take_idle(&line.route)),
-            Some(state) => Self::take_stateful(core, line, |s| s == state)
-                .map(|(index, item)| Held::new(item, index as usize)),
+            None => core.take_idle(core.route(id), Take::Serial),
+            Some(state) => {
+                let line = self.lines.get_mut(&id)?;
+                take_stateful(core, id, line, |s| s == state)
+                    .map(|(index, item)| Held::new(item, index as usize))
+            }
         }
     }
 
-    /// Closes an idle connection of `line`'s route in a state other than
+    /// Closes an idle connection of route `id` in a state other than
     /// `state`, keeping its slot (and its unit of the caps) for a new one.
-    fn reclaim_same_route(
+    fn reclaim_same_route<K: RouteKey>(
         &mut self,
         core: &StrictCore<K, T>,
         id: usize,
         state: Option<&State>,
     ) -> Option<u32> {
-        let line = self.lines.get_mut(&id)?;
-        let (item, index) = match state {
-            Some(state) => {
-                if line.route.reserve_idle(false) {
-                    core.take_idle(&line.route).into_parts()
-                } else {
-                    let (index, item) = Self::take_stateful(core, line, |s| s != state)?;
-                    (item, index as usize)
-                }
-            }
+        let route = core.route(id);
+        let stateless = match state {
+            Some(_) => core.take_idle(route, Take::Serial),
+            None => None,
+        };
+        let (item, index) = match stateless {
+            Some(held) => held.into_parts(),
             None => {
-                let (index, item) = Self::take_stateful(core, line, |_| true)?;
+                let line = self.lines.get_mut(&id)?;
+                let (index, item) = take_stateful(core, id, line, |s| Some(s) != state)?;
                 (item, index as usize)
             }
         };
-        line.route.closed.fetch_add(1, Ordering::Relaxed);
+        route.closed.fetch_add(1, Ordering::Relaxed);
         self.victims.push(item);
         Some(index as u32)
     }
@@ -212,29 +232,32 @@ impl<K: RouteKey, T: Item> Lines<K, T> {
     /// Closes an idle connection of another route and moves its slot (and
     /// its unit of the total cap) to route `id`, whose own unit the caller
     /// has reserved.
-    fn reclaim_other_route(&mut self, core: &StrictCore<K, T>, id: usize) -> Option<u32> {
-        let registry = core.registry.load();
-        let mut found = registry
-            .by_id
+    fn reclaim_other_route<K: RouteKey>(
+        &mut self,
+        core: &StrictCore<K, T>,
+        id: usize,
+    ) -> Option<u32> {
+        let mut found = core
+            .table
             .iter()
             .filter(|route| route.id != id)
-            .find(|route| route.reserve_idle(false))
-            .map(|route| {
-                let (item, index) = core.take_idle(route).into_parts();
-                (route.clone(), index as u32, item)
-            });
-        drop(registry);
+            .find_map(|route| {
+                core.take_idle(route, Take::Serial)
+                    .map(|held| (route.id, held.into_parts()))
+            })
+            .map(|(victim, (item, index))| (victim, index as u32, item));
         if found.is_none() {
-            for line in self.lines.values_mut().filter(|line| line.route.id != id) {
-                if let Some((index, item)) = Self::take_stateful(core, line, |_| true) {
-                    found = Some((line.route.clone(), index, item));
+            for (&victim, line) in self.lines.iter_mut().filter(|(&other, _)| other != id) {
+                if let Some((index, item)) = take_stateful(core, victim, line, |_| true) {
+                    found = Some((victim, index, item));
                     break;
                 }
             }
         }
-        let (victim_route, index, item) = found?;
-        victim_route.allocated.fetch_sub(1, Ordering::AcqRel);
-        victim_route.closed.fetch_add(1, Ordering::Relaxed);
+        let (victim, index, item) = found?;
+        let victim = core.route(victim);
+        victim.allocated.fetch_sub(1, Ordering::AcqRel);
+        victim.closed.fetch_add(1, Ordering::Relaxed);
         self.victims.push(item);
         // SAFETY: we own the victim's slot; it now belongs to route `id`.
         unsafe { core.arena.with(index, |slot| slot.route = id) };
@@ -242,22 +265,21 @@ impl<K: RouteKey, T: Item> Lines<K, T> {
     }
 
     /// Tries to serve the head of line `id`.
-    fn serve_head(
+    fn serve_head<K: RouteKey>(
         &mut self,
         core: &StrictCore<K, T>,
         id: usize,
         allow_new: bool,
     ) -> Result<(), Blocked> {
-        let line = self.lines.get_mut(&id).expect("a line with waiters");
-        let node = line.waiters.front().expect("a head").clone();
-        let route = line.route.clone();
+        let node = self.lines[&id].waiters.front().expect("a head").clone();
+        let route = core.route(id);
         let state = node.state_token.as_ref();
-        let grant = if let Some(held) = Self::take_match(core, line, state) {
+        let grant = if let Some(held) = self.take_match(core, id, state) {
             Grant::Conn(held)
         } else if !allow_new {
             return Err(Blocked::Total);
         } else {
-            match core.reserve_new(&route, state) {
+            match core.reserve_new(route, state) {
                 Ok(permit) => Grant::Connect(permit),
                 Err(Blocked::Route) => {
                     let index = self
@@ -292,11 +314,10 @@ impl<K: RouteKey, T: Item> Lines<K, T> {
         // reservation read that close's counter update, so this load sees the
         // closed flag.
         if is_closed(route.word()) {
-            self.undo(core, &route, grant);
+            self.undo(core, route, grant);
             return Err(Blocked::Route);
         }
-        let line = self.lines.get_mut(&id).expect("a line with waiters");
-        line.waiters.pop_front();
+        self.lines.get_mut(&id).expect("a line").waiters.pop_front();
         match node.fulfil(grant) {
             Ok(()) => {
                 if node.mode == Wait::Never {
@@ -306,13 +327,13 @@ impl<K: RouteKey, T: Item> Lines<K, T> {
                 core.waiting_all.fetch_sub(1, Ordering::AcqRel);
             }
             // Cancelled meanwhile (it accounted for itself): take it back.
-            Err(grant) => self.undo(core, &route, grant),
+            Err(grant) => self.undo(core, route, grant),
         }
         Ok(())
     }
 
     /// Gives back a grant its request no longer wants.
-    fn undo(&mut self, core: &StrictCore<K, T>, route: &Route<K>, grant: Grant<T>) {
+    fn undo<K: RouteKey>(&mut self, core: &StrictCore<K, T>, route: &Route<K>, grant: Grant<T>) {
         match grant {
             Grant::Conn(held) => self.put_back(core, held),
             Grant::Connect(permit) => {
@@ -325,7 +346,7 @@ impl<K: RouteKey, T: Item> Lines<K, T> {
 
     /// Drops cancelled requests from the front of a line; the oldest live
     /// head's ticket.
-    fn live_head(line: &mut Line<K, T>) -> Option<u64> {
+    fn live_head(line: &mut Line<T>) -> Option<u64> {
         while let Some(node) = line.waiters.front() {
             if node.is_cancelled() {
                 line.waiters.pop_front();
@@ -336,7 +357,9 @@ impl<K: RouteKey, T: Item> Lines<K, T> {
         None
     }
 
-    fn serve(&mut self, core: &StrictCore<K, T>) {
+    /// Serves heads oldest first until none can be served. Returns whether a
+    /// request is left blocked by the total cap.
+    fn serve_round<K: RouteKey>(&mut self, core: &StrictCore<K, T>) -> bool {
         let mut blocked: Vec<usize> = Vec::new();
         let mut allow_new = true;
         loop {
@@ -351,7 +374,9 @@ impl<K: RouteKey, T: Item> Lines<K, T> {
                     }
                 }
             }
-            let Some((_, id)) = oldest else { break };
+            let Some((_, id)) = oldest else {
+                return !allow_new;
+            };
             match self.serve_head(core, id, allow_new) {
                 Ok(()) => {}
                 Err(Blocked::Route) => blocked.push(id),
@@ -363,10 +388,34 @@ impl<K: RouteKey, T: Item> Lines<K, T> {
         }
     }
 
+    fn serve<K: RouteKey>(&mut self, core: &StrictCore<K, T>) {
+        loop {
+            let total_blocked = self.serve_round(core);
+            let routes = core.table.len();
+            if total_blocked && self.flagged < routes {
+                // Raise the flag everywhere, then look again: a connection
+                // that went idle before the flag is found by the next round,
+                // one returned after it comes through the serializer.
+                core.table
+                    .iter()
+                    .for_each(|route| route.set_total_wait(true));
+                self.flagged = routes;
+                continue;
+            }
+            if !total_blocked && self.flagged > 0 {
+                core.table
+                    .iter()
+                    .for_each(|route| route.set_total_wait(false));
+                self.flagged = 0;
+            }
+            return;
+        }
+    }
+
     /// Answers `Busy` to every `Wait::Never` request still queued.
-    fn refuse_never_waiters(&mut self, core: &StrictCore<K, T>) {
-        for line in self.lines.values_mut() {
-            let route = line.route.clone();
+    fn refuse_never_waiters<K: RouteKey>(&mut self, core: &StrictCore<K, T>) {
+        for (&id, line) in &mut self.lines {
+            let route = core.route(id);
             line.waiters.retain(|node| {
                 if node.mode != Wait::Never {
                     return true;
@@ -383,9 +432,9 @@ impl<K: RouteKey, T: Item> Lines<K, T> {
 
     /// Drops lines with nothing in them, and cancelled requests piling up
     /// behind a blocked head.
-    fn tidy(&mut self) {
-        self.lines.retain(|_, line| {
-            let live = waiters_of(line.route.word()) as usize;
+    fn tidy<K: RouteKey>(&mut self, core: &StrictCore<K, T>) {
+        self.lines.retain(|&id, line| {
+            let live = waiters_of(core.route(id).word());
             if line.waiters.len() > 2 * live + 8 {
                 line.waiters.retain(|node| !node.is_cancelled());
             }
@@ -395,29 +444,31 @@ impl<K: RouteKey, T: Item> Lines<K, T> {
 
     /// Disposes of idle connections `evict` picks (with `over_cap_only`, only
     /// while their route is over its cap), keeping the others in order.
-    fn evict(&mut self, core: &StrictCore<K, T>, evict: &dyn Fn(&T) -> bool, over_cap_only: bool) {
-        let registry = core.registry.load();
+    fn evict<K: RouteKey>(
+        &mut self,
+        core: &StrictCore<K, T>,
+        evict: &dyn Fn(&T) -> bool,
+        over_cap_only: bool,
+    ) {
         let mut kept = Vec::new();
-        for route in &registry.by_id {
-            while route.reserve_idle(false) {
-                kept.push(core.take_idle(route).into_parts());
+        for route in core.table.iter() {
+            while let Some(held) = core.take_idle(route, Take::Serial) {
+                kept.push(held.into_parts());
             }
-            // Popped newest first for LIFO: push back oldest first.
+            // Taken newest first for LIFO: put back oldest first.
             if core.limits.reuse() == Reuse::Lifo {
                 kept.reverse();
             }
             for (item, index) in kept.drain(..) {
-                let index = index as u32;
                 if (!over_cap_only || route.is_over_cap()) && evict(&item) {
-                    self.close(core, route, index, item);
+                    self.close(core, route, index as u32, item);
                 } else {
-                    self.put_back(core, Held::new(item, index as usize));
+                    self.put_back(core, Held::new(item, index));
                 }
             }
         }
-        drop(registry);
-        for line in self.lines.values_mut() {
-            let route = line.route.clone();
+        for (&id, line) in &mut self.lines {
+            let route = core.route(id);
             for list in line.stateful.values_mut() {
                 let mut i = 0;
                 while i < list.len() {
@@ -429,20 +480,20 @@ impl<K: RouteKey, T: Item> Lines<K, T> {
                                 && slot.item.as_ref().is_some_and(evict)
                         })
                     };
-                    if pick {
-                        list.remove(i);
-                        // SAFETY: as above.
-                        let item = unsafe { core.arena.with(index, |slot| slot.item.take()) };
-                        route.stateful_idle.fetch_sub(1, Ordering::AcqRel);
-                        if core.enforce_idle_cap {
-                            core.idle_total.fetch_sub(1, Ordering::AcqRel);
-                        }
-                        core.free_slot(&route, index);
-                        route.closed.fetch_add(1, Ordering::Relaxed);
-                        self.victims.extend(item);
-                    } else {
+                    if !pick {
                         i += 1;
+                        continue;
                     }
+                    list.remove(i);
+                    // SAFETY: as above.
+                    let item = unsafe { core.arena.with(index, |slot| slot.item.take()) };
+                    route.stateful_idle.fetch_sub(1, Ordering::AcqRel);
+                    if core.enforce_idle_cap {
+                        core.idle_total.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    core.free_slot(route, index);
+                    route.closed.fetch_add(1, Ordering::Relaxed);
+                    self.victims.extend(item);
                 }
             }
             line.stateful.retain(|_, list| !list.is_empty());
@@ -450,25 +501,24 @@ impl<K: RouteKey, T: Item> Lines<K, T> {
     }
 
     /// Shutdown: every request gets `Closed`, every idle connection goes.
-    fn close_all(&mut self, core: &StrictCore<K, T>) {
-        for line in self.lines.values_mut() {
+    fn close_all<K: RouteKey>(&mut self, core: &StrictCore<K, T>) {
+        for (&id, line) in &mut self.lines {
+            let route = core.route(id);
             for node in line.waiters.drain(..) {
                 if node.fulfil(Grant::Closed).is_ok() {
-                    line.route.remove_waiter();
+                    route.remove_waiter();
                     core.waiting_all.fetch_sub(1, Ordering::AcqRel);
                 }
             }
         }
         self.never_waiters = 0;
         self.evict(core, &|_: &T| true, false);
-        let registry = core.registry.load();
-        for route in &registry.by_id {
-            while route.reserve_idle_for_drain() {
-                let (item, index) = core.take_idle(route).into_parts();
+        for route in core.table.iter() {
+            while let Some(held) = core.take_idle(route, Take::Drain) {
+                let (item, index) = held.into_parts();
                 self.close(core, route, index as u32, item);
             }
         }
-        drop(registry);
         self.lines.clear();
     }
 }

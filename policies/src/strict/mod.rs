@@ -7,9 +7,10 @@
 //!
 //! * The **hot path** — lease an idle stateless connection, return one when
 //!   nobody waits, open a new one when capacity is free and nobody waits — is
-//!   lock-free and allocation-free: a route lookup through an `ArcSwap`'d
-//!   registry, a CAS on the route's packed idle/waiter word (see `route`),
-//!   and a push or pop on the route's idle stack of arena slots.
+//!   lock-free and allocation-free: a route lookup in an insert-only table
+//!   (plain loads, see `table`) and one CAS of the route's 128-bit word,
+//!   which holds the idle stack's head, the idle and waiter counts and the
+//!   closed flag (see `route`).
 //! * The **slow path** — queued requests, stateful connections, cross-route
 //!   reclaim, eviction, shutdown — runs in a non-blocking serializer
 //!   (`serial`): commands are queued and whichever thread finds it idle runs
@@ -24,24 +25,29 @@
 //! request first. Every operation that frees capacity or adds an idle
 //! connection re-reads the waiter counts with a read-modify-write and kicks
 //! the serializer when they are non-zero — the counterpart of the queuing
-//! request's own read-modify-write, so no wake-up is lost.
+//! request's own read-modify-write, so no wake-up is lost. A return sees its
+//! own route's waiters in the same CAS that pushes the connection, and the
+//! `TOTAL_WAIT` flag for requests of other routes that wait for an idle
+//! connection to be closed to make room.
 
 mod lines;
 mod route;
+mod table;
 
 use self::lines::{Command, Lines};
-use self::route::{is_closed, waiters_of, Route};
+use self::route::{is_closed, total_wait, waiters_of, Put, Refused, Route, Take};
+use self::table::Table;
 use crate::arena::{Arena, IndexStack};
 use crate::serial::Serial;
-use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering, Swap};
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering};
 use crate::types::{
     Acquire, Disposer, Grant, Held, Item, Limits, Permit, PoolStats, RouteKey, State, Stats, Wait,
 };
 use crate::waiter::Node;
 use crate::{Core, Policy, Waiting};
 use crossbeam_utils::CachePadded;
-use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::task::Waker;
 
 /// The fair policy: exact caps, FIFO per route, no barging.
@@ -82,29 +88,12 @@ impl<K, T> Default for Slot<K, T> {
     }
 }
 
-/// Every route the core has seen; routes are never removed, so a route
-/// looked up once stays valid for the core's life.
-struct Registry<K> {
-    closed: bool,
-    by_key: HashMap<K, Arc<Route<K>>, foldhash::fast::RandomState>,
-    by_id: Vec<Arc<Route<K>>>,
-}
-
-impl<K: RouteKey> Registry<K> {
-    fn copy(&self) -> Self {
-        Self {
-            closed: self.closed,
-            by_key: self.by_key.clone(),
-            by_id: self.by_id.clone(),
-        }
-    }
-}
-
 /// The data structure behind [`Strict`].
 pub struct StrictCore<K, T> {
     arena: Arena<Slot<K, T>>,
     free: IndexStack,
-    registry: Swap<Registry<K>>,
+    table: Table<K>,
+    closed: AtomicBool,
     total: CachePadded<AtomicUsize>,
     /// Counted only when `max_idle < max_total` (else the cap cannot bind).
     idle_total: CachePadded<AtomicUsize>,
@@ -113,14 +102,15 @@ pub struct StrictCore<K, T> {
     waiting_all: CachePadded<AtomicUsize>,
     tickets: AtomicU64,
     limits: Limits<K>,
-    serial: Serial<Command<K, T>, Lines<K, T>>,
+    serial: Serial<Command<T>, Lines<T>>,
     disposer: Disposer<T>,
 }
 
 /// A request queued in a [`StrictCore`].
 pub struct StrictWaiter<K, T> {
     node: Arc<Node<T>>,
-    route: Arc<Route<K>>,
+    route: usize,
+    _key: std::marker::PhantomData<fn() -> K>,
 }
 
 impl<K: RouteKey, T: Item> Waiting<T> for StrictWaiter<K, T> {
@@ -132,54 +122,35 @@ impl<K: RouteKey, T: Item> Waiting<T> for StrictWaiter<K, T> {
 impl<K: fmt::Debug, T> fmt::Debug for StrictWaiter<K, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StrictWaiter")
-            .field("route", &self.route.key)
+            .field("route", &self.route)
             .field("node", &self.node)
             .finish()
     }
 }
 
 impl<K: RouteKey, T: Item> StrictCore<K, T> {
-    /// Runs `f` on the route for `key`, registering the route on first use.
-    /// `None` once the core is closed.
+    /// The route for `key`, registered on first use; `None` once the core is
+    /// closed and the route is new.
     #[inline]
-    fn with_route<R>(&self, key: &K, f: impl FnOnce(&Arc<Route<K>>) -> R) -> Option<R> {
-        let registry = self.registry.load();
-        if registry.closed {
-            return None;
+    fn lookup(&self, key: &K) -> Option<&Route<K>> {
+        match self.table.get(key) {
+            Some(route) => Some(route),
+            None => self.table.register(key, |id| {
+                Route::new(
+                    key.clone(),
+                    id,
+                    self.limits.route_max(key),
+                    self.limits.reuse(),
+                    self.arena.len(),
+                )
+            }),
         }
-        if let Some(route) = registry.by_key.get(key) {
-            return Some(f(route));
-        }
-        drop(registry);
-        self.register(key).map(|route| f(&route))
     }
 
-    #[cold]
-    fn register(&self, key: &K) -> Option<Arc<Route<K>>> {
-        let mut found = None;
-        self.registry.update(|registry| {
-            found = None;
-            if registry.closed {
-                return None;
-            }
-            if let Some(route) = registry.by_key.get(key) {
-                found = Some(route.clone());
-                return None;
-            }
-            let mut next = registry.copy();
-            let route = Arc::new(Route::new(
-                key.clone(),
-                next.by_id.len(),
-                self.limits.route_max(key),
-                self.limits.reuse(),
-                self.arena.len(),
-            ));
-            next.by_key.insert(key.clone(), route.clone());
-            next.by_id.push(route.clone());
-            found = Some(route);
-            Some(next)
-        });
-        found
+    /// The route with id `id` (ids come from registered routes only).
+    #[inline]
+    fn route(&self, id: usize) -> &Route<K> {
+        self.table.by_id(id).expect("a registered route")
     }
 
     /// The route of an owned slot.
@@ -192,16 +163,19 @@ impl<K: RouteKey, T: Item> StrictCore<K, T> {
         unsafe { self.arena.with(index, |slot| slot.route) }
     }
 
-    /// Takes the item out of a reserved idle slot of `route`.
+    /// Takes an idle stateless connection of `route`, if `rule` allows.
     #[inline]
-    fn take_idle(&self, route: &Route<K>) -> Held<T> {
-        let index = route.pop_reserved(&self.arena);
-        // SAFETY: we reserved and popped `index`, so we own it.
+    fn take_idle(&self, route: &Route<K>, rule: Take) -> Option<Held<T>> {
+        let index = route.take(&self.arena, rule)?;
+        // SAFETY: we took `index` off the idle list, so we own it.
         let item = unsafe { self.arena.with(index, |slot| slot.item.take()) };
         if self.enforce_idle_cap {
             self.idle_total.fetch_sub(1, Ordering::AcqRel);
         }
-        Held::new(item.expect("an idle slot holds its item"), index as usize)
+        Some(Held::new(
+            item.expect("an idle slot holds its item"),
+            index as usize,
+        ))
     }
 
     /// Reserves one unit of the total cap.
@@ -278,7 +252,7 @@ impl<K: RouteKey, T: Item> StrictCore<K, T> {
         self.submit(Command::Kick);
     }
 
-    fn submit(&self, command: Command<K, T>) {
+    fn submit(&self, command: Command<T>) {
         self.serial.submit(
             command,
             |lines, command| lines.apply(self, command),
@@ -303,15 +277,15 @@ impl<K: RouteKey, T: Item> StrictCore<K, T> {
     /// Disposes of everything idle on a closed route (a return raced with
     /// shutdown).
     fn drain_closed_route(&self, route: &Route<K>) {
-        while route.reserve_idle_for_drain() {
-            let (item, index) = self.take_idle(route).into_parts();
+        while let Some(held) = self.take_idle(route, Take::Drain) {
+            let (item, index) = held.into_parts();
             self.close_returned(route, index as u32, item);
         }
     }
 
     fn enqueue(
         &self,
-        route: &Arc<Route<K>>,
+        route: &Route<K>,
         state: Option<&State>,
         mode: Wait,
         waker: &Waker,
@@ -320,10 +294,11 @@ impl<K: RouteKey, T: Item> StrictCore<K, T> {
         let node = Arc::new(Node::new(ticket, state.cloned(), mode, waker.clone()));
         self.waiting_all.fetch_add(1, Ordering::AcqRel);
         route.add_waiter();
-        self.submit(Command::Enqueue(route.clone(), node.clone()));
+        self.submit(Command::Enqueue(route.id, node.clone()));
         StrictWaiter {
             node,
-            route: route.clone(),
+            route: route.id,
+            _key: std::marker::PhantomData,
         }
     }
 }
@@ -349,11 +324,8 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
         Self {
             free,
             arena,
-            registry: Swap::new(Registry {
-                closed: false,
-                by_key: HashMap::default(),
-                by_id: Vec::new(),
-            }),
+            table: Table::new(limits.max_total().saturating_mul(2)),
+            closed: AtomicBool::new(false),
             total: CachePadded::new(AtomicUsize::new(0)),
             idle_total: CachePadded::new(AtomicUsize::new(0)),
             enforce_idle_cap: limits.max_idle() < limits.max_total(),
@@ -373,10 +345,13 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
         mode: Wait,
         waker: &Waker,
     ) -> Acquire<T, Self::Waiter> {
-        self.with_route(key, |route| {
+        let Some(route) = self.lookup(key) else {
+            return Acquire::Ready(Grant::Closed);
+        };
+        {
             if state.is_none() {
-                if route.reserve_idle(true) {
-                    return Acquire::Ready(Grant::Conn(self.take_idle(route)));
+                if let Some(held) = self.take_idle(route, Take::Newcomer) {
+                    return Acquire::Ready(Grant::Conn(held));
                 }
                 // New capacity on the hot path only while nobody waits
                 // anywhere: freed capacity belongs to the oldest waiter.
@@ -404,17 +379,17 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
                 return Acquire::Ready(Grant::Closed);
             }
             Acquire::Queued(self.enqueue(route, state, mode, waker))
-        })
-        .unwrap_or(Acquire::Ready(Grant::Closed))
+        }
     }
 
     fn cancel(&self, waiter: Self::Waiter, timed_out: bool) -> Option<Grant<T>> {
         match waiter.node.cancel() {
             Ok(()) => {
-                waiter.route.remove_waiter();
+                let route = self.route(waiter.route);
+                route.remove_waiter();
                 self.waiting_all.fetch_sub(1, Ordering::AcqRel);
                 if timed_out {
-                    waiter.route.timeouts.fetch_add(1, Ordering::Relaxed);
+                    route.timeouts.fetch_add(1, Ordering::Relaxed);
                 }
                 None
             }
@@ -426,18 +401,13 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
     fn release(&self, held: Held<T>, reuse: bool) {
         let (item, index) = held.into_parts();
         let index = index as u32;
-        let registry = self.registry.load();
         // SAFETY: the holder of a `Held` owns its slot.
-        let route = &registry.by_id[unsafe { self.route_of(index) }];
+        let route = self.route(unsafe { self.route_of(index) });
         if !reuse || route.is_over_cap() {
             return self.close_returned(route, index, item);
         }
-        let word = route.word();
-        if is_closed(word) {
-            return self.close_returned(route, index, item);
-        }
-        if item.state().is_some() || waiters_of(word) != 0 {
-            // Stateful idle lists and hand-off to waiters are serialized.
+        if item.state().is_some() {
+            // Stateful idle lists are kept by the serializer.
             return self.submit(Command::Release(Held::new(item, index as usize)));
         }
         if self.enforce_idle_cap
@@ -446,32 +416,42 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
             self.idle_total.fetch_sub(1, Ordering::AcqRel);
             return self.close_returned(route, index, item);
         }
-        // SAFETY: we own `index` until `push_idle` publishes it.
-        let before = unsafe {
+        // SAFETY: we own `index`; `put` publishes it only when it succeeds,
+        // else we still own it and take the item back.
+        let put = unsafe {
             self.arena.with(index, |slot| slot.item = Some(item));
-            route.push_idle(&self.arena, index)
+            route.put(&self.arena, index, Put::Return)
         };
-        if is_closed(before) {
-            self.drain_closed_route(route);
-        } else if waiters_of(before) != 0 {
-            self.kick();
-        } else {
-            // A request of another route may be blocked by the total cap,
-            // with this connection now the idle one to close to make room
-            // for it (cross-route reclaim); it looked before the connection
-            // went idle, so it must be looked at again. The same
-            // read-modify-write re-check as for freed capacity: it cannot
-            // miss a request counted before it, and a request counted after
-            // it finds this connection idle.
-            self.capacity_freed();
+        match put {
+            Ok(before) => {
+                if is_closed(before) {
+                    self.drain_closed_route(route);
+                } else if waiters_of(before) != 0 || total_wait(before) {
+                    self.kick();
+                }
+            }
+            Err(refused) => {
+                // SAFETY: refused, so we still own `index`.
+                let item = unsafe { self.arena.with(index, |slot| slot.item.take()) };
+                let item = item.expect("the item put in above");
+                if self.enforce_idle_cap {
+                    self.idle_total.fetch_sub(1, Ordering::AcqRel);
+                }
+                match refused {
+                    Refused::Closed => self.close_returned(route, index, item),
+                    // Requests wait: the serializer hands it to the oldest.
+                    Refused::Waiters => {
+                        self.submit(Command::Release(Held::new(item, index as usize)))
+                    }
+                }
+            }
         }
     }
 
     fn connected(&self, permit: Permit, item: T) -> Result<Held<T>, T> {
         let index = permit.token() as u32;
-        let registry = self.registry.load();
         // SAFETY: the holder of a `Permit` owns its slot.
-        let route = &registry.by_id[unsafe { self.route_of(index) }];
+        let route = self.route(unsafe { self.route_of(index) });
         route.connecting.fetch_sub(1, Ordering::AcqRel);
         route.created.fetch_add(1, Ordering::Relaxed);
         if is_closed(route.word()) {
@@ -485,9 +465,8 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
 
     fn connect_failed(&self, permit: Permit) {
         let index = permit.token() as u32;
-        let registry = self.registry.load();
         // SAFETY: the holder of a `Permit` owns its slot.
-        let route = &registry.by_id[unsafe { self.route_of(index) }];
+        let route = self.route(unsafe { self.route_of(index) });
         route.connecting.fetch_sub(1, Ordering::AcqRel);
         self.free_slot(route, index);
         self.capacity_freed();
@@ -499,8 +478,8 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
 
     fn set_route_max(&self, key: &K, max: usize) {
         assert!(max > 0, "a route's maximum must be at least 1");
-        let changed = self.with_route(key, |route| route.max.store(max, Ordering::Release));
-        if changed.is_some() {
+        if let Some(route) = self.lookup(key) {
+            route.max.store(max, Ordering::Release);
             // Trims idle connections over the new cap and serves waiters it
             // lets through.
             self.submit(Command::Trim);
@@ -508,15 +487,14 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
     }
 
     fn stats(&self) -> PoolStats<K> {
-        let registry = self.registry.load();
         let mut stats = PoolStats {
             total: Stats {
                 max: self.limits.max_total(),
                 ..Stats::default()
             },
-            routes: Vec::with_capacity(registry.by_id.len()),
+            routes: Vec::with_capacity(self.table.len()),
         };
-        for route in &registry.by_id {
+        for route in self.table.iter() {
             let route_stats = route.stats();
             stats.total.add(&route_stats);
             stats.routes.push((route.key.clone(), route_stats));
@@ -525,7 +503,7 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
     }
 
     fn route_stats(&self, key: &K) -> Stats {
-        match self.registry.load().by_key.get(key) {
+        match self.table.get(key) {
             Some(route) => route.stats(),
             None => Stats {
                 max: self.limits.route_max(key),
@@ -535,34 +513,24 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
     }
 
     fn shutdown(&self) {
-        self.registry.update(|registry| {
-            if registry.closed {
-                return None;
-            }
-            let mut next = registry.copy();
-            next.closed = true;
-            Some(next)
-        });
-        for route in &self.registry.load().by_id {
-            route.close();
-        }
+        self.closed.store(true, Ordering::Release);
+        self.table.close(Route::close);
         self.submit(Command::Shutdown);
     }
 
     fn is_closed(&self) -> bool {
-        self.registry.load().closed
+        self.closed.load(Ordering::Acquire)
     }
 }
 
 impl<K: RouteKey, T> fmt::Debug for StrictCore<K, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let registry = self.registry.load();
         f.debug_struct("StrictCore")
-            .field("closed", &registry.closed)
+            .field("closed", &self.closed.load(Ordering::Relaxed))
             .field("max_total", &self.limits.max_total())
             .field("total", &self.total.load(Ordering::Relaxed))
             .field("waiting", &self.waiting_all.load(Ordering::Relaxed))
-            .field("routes", &registry.by_id)
+            .field("routes", &self.table.iter().collect::<Vec<_>>())
             .field("serial", &self.serial)
             .finish()
     }

@@ -1,62 +1,134 @@
-//! One route of a `Strict` core: its packed idle/waiter word, its idle list
-//! and its capacity counters.
+//! One route of a `Strict` core: its route word, its idle list and its
+//! capacity counters.
 //!
 //! # Implementation Details
 //!
-//! The `word` packs the number of idle stateless connections (bits 0..32),
-//! the number of waiting requests (bits 32..63) and a closed flag (bit 63).
-//! Keeping both counts in one word is what makes a lost wake-up impossible
-//! without any fence: a return adds to the idle count and a request that is
-//! about to queue adds to the waiter count, both by read-modify-write on the
-//! same word, so one of them always sees the other — the return then sends
-//! the connection to the serializer, or the serializer finds it idle.
+//! The route word is one 128-bit atomic:
 //!
-//! The idle count is a reservation count: an index is pushed on the idle
-//! list *before* the count goes up, and the count goes down *before* an index
-//! is popped, so whoever reserved one always finds one.
+//! ```text
+//!  bits 0..32    head of the idle stack (a slot index, or NIL)   } LIFO
+//!  bits 32..64   tag, bumped by every push and pop (no ABA)      } only
+//!  bits 64..96   idle stateless connections
+//!  bits 96..126  requests waiting on this route
+//!  bit  126      TOTAL_WAIT: a request somewhere is blocked by the total cap
+//!  bit  127      CLOSED
+//! ```
+//!
+//! With LIFO reuse, leasing an idle connection is one CAS of this word (pop,
+//! count down, and check in the same step that nobody waits and the route
+//! is open), and so is returning one (push, count up, and refuse in the same
+//! step if requests wait or the route closed). Because the waiter count and
+//! the idle list change in the same atomic word, a return and a request
+//! about to queue always see each other: either the return sees the waiter
+//! and hands the connection to the serializer, or the serializer, acting on
+//! the request, finds the connection idle. No fence is needed and no wake-up
+//! is lost. `TOTAL_WAIT` does the same for requests of *other* routes that
+//! wait for an idle connection to be closed to make room: the serializer
+//! raises it on every route before it looks again for such a connection, so
+//! a return either happened before that look or sees the flag and goes
+//! through the serializer.
+//!
+//! With FIFO reuse the list is a bounded queue beside the word, and the
+//! word's idle count is a reservation count: an index is queued *before*
+//! the count goes up, and the count goes down *before* an index is dequeued,
+//! so whoever reserved one finds one.
 
-use super::Slot;
-use crate::arena::{Arena, IndexStack};
-use crate::sync::{AtomicU64, AtomicUsize, BoundedFifo, Ordering};
+use crate::arena::{Arena, NIL};
+use crate::sync::{AtomicU128, AtomicU64, AtomicUsize, BoundedFifo, Ordering};
 use crate::types::{Reuse, Stats};
 use crossbeam_utils::CachePadded;
 use std::fmt;
 
-pub(super) const IDLE_ONE: u64 = 1;
-pub(super) const WAITER_ONE: u64 = 1 << 32;
-const IDLE_MASK: u64 = WAITER_ONE - 1;
-const CLOSED: u64 = 1 << 63;
+const INDEX_MASK: u128 = u32::MAX as u128;
+const TAG_ONE: u128 = 1 << 32;
+const TAG_MASK: u128 = (u32::MAX as u128) << 32;
+const IDLE_ONE: u128 = 1 << 64;
+const WAITER_ONE: u128 = 1 << 96;
+const WAITERS_MASK: u128 = ((1 << 30) - 1) << 96;
+const TOTAL_WAIT: u128 = 1 << 126;
+const CLOSED: u128 = 1 << 127;
 
 #[inline]
-pub(super) fn idle_of(word: u64) -> u64 {
-    word & IDLE_MASK
+fn head(word: u128) -> u32 {
+    (word & INDEX_MASK) as u32
 }
 
 #[inline]
-pub(super) fn waiters_of(word: u64) -> u64 {
-    (word & !CLOSED) >> 32
+pub(super) fn idle_of(word: u128) -> usize {
+    ((word >> 64) as u32) as usize
 }
 
 #[inline]
-pub(super) fn is_closed(word: u64) -> bool {
+pub(super) fn waiters_of(word: u128) -> usize {
+    ((word & WAITERS_MASK) >> 96) as usize
+}
+
+#[inline]
+pub(super) fn is_closed(word: u128) -> bool {
     word & CLOSED != 0
 }
 
-/// The idle list of stateless connections, in the configured order.
-// One per route, inside the route's `Arc`: the size of the (cache-padded)
-// queue costs nothing, while boxing it would add a pointer chase to every
-// FIFO lease and return.
-#[allow(clippy::large_enum_variant)]
-enum IdleList {
-    Lifo(IndexStack),
-    Fifo(BoundedFifo<u32>),
+#[inline]
+pub(super) fn total_wait(word: u128) -> bool {
+    word & TOTAL_WAIT != 0
+}
+
+/// The word with a new head, the tag bumped and the idle count moved.
+#[inline]
+fn with_head(word: u128, index: u32, idle: u128, up: bool) -> u128 {
+    let tag = (word & TAG_MASK).wrapping_add(TAG_ONE) & TAG_MASK;
+    let rest = word & !(TAG_MASK | INDEX_MASK);
+    let rest = if up { rest + idle } else { rest - idle };
+    rest | tag | u128::from(index)
+}
+
+/// Who takes an idle connection, and so what it must respect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Take {
+    /// A request on the hot path: only while nobody waits (no barging).
+    Newcomer,
+    /// The serializer, serving the oldest request.
+    Serial,
+    /// Disposal after the route closed.
+    Drain,
+}
+
+impl Take {
+    #[inline]
+    fn allows(self, word: u128) -> bool {
+        match self {
+            Self::Newcomer => !is_closed(word) && waiters_of(word) == 0,
+            Self::Serial => !is_closed(word),
+            Self::Drain => true,
+        }
+    }
+}
+
+/// Who puts a connection back, and so what it must respect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Put {
+    /// A holder on the hot path: refused while requests wait on this route
+    /// or anyone is blocked by the total cap (the connection then goes
+    /// through the serializer, which serves the oldest request first).
+    Return,
+    /// The serializer.
+    Serial,
+}
+
+/// Why a connection was not put back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Refused {
+    Closed,
+    /// Requests wait on this route, or for total capacity.
+    Waiters,
 }
 
 pub(crate) struct Route<K> {
     pub(super) key: K,
     pub(super) id: usize,
-    word: CachePadded<AtomicU64>,
-    idle: IdleList,
+    word: CachePadded<AtomicU128>,
+    /// The idle list with FIFO reuse; with LIFO it lives in the word.
+    fifo: Option<Box<BoundedFifo<u32>>>,
     /// leased + idle (stateless and stateful) + connecting.
     pub(super) allocated: AtomicUsize,
     pub(super) max: AtomicUsize,
@@ -72,10 +144,10 @@ impl<K> Route<K> {
         Self {
             key,
             id,
-            word: CachePadded::new(AtomicU64::new(0)),
-            idle: match reuse {
-                Reuse::Lifo => IdleList::Lifo(IndexStack::new()),
-                Reuse::Fifo => IdleList::Fifo(BoundedFifo::new(arena_len)),
+            word: CachePadded::new(AtomicU128::new(u128::from(NIL))),
+            fifo: match reuse {
+                Reuse::Lifo => None,
+                Reuse::Fifo => Some(Box::new(BoundedFifo::new(arena_len))),
             },
             allocated: AtomicUsize::new(0),
             max: AtomicUsize::new(max),
@@ -87,96 +159,102 @@ impl<K> Route<K> {
         }
     }
 
-    pub(super) fn word(&self) -> u64 {
+    #[inline]
+    pub(super) fn word(&self) -> u128 {
         self.word.load(Ordering::Acquire)
     }
 
-    /// Reserves one idle stateless connection; with `defer_to_waiters`, only
-    /// if no request is queued (a newcomer never overtakes a waiter).
+    /// Takes an idle stateless connection's slot, if `rule` allows; the
+    /// caller then owns it.
     #[inline]
-    pub(super) fn reserve_idle(&self, defer_to_waiters: bool) -> bool {
+    pub(super) fn take<D>(&self, arena: &Arena<D>, rule: Take) -> Option<u32> {
         let mut word = self.word.load(Ordering::Acquire);
         loop {
-            if idle_of(word) == 0 || is_closed(word) {
-                return false;
+            if idle_of(word) == 0 || !rule.allows(word) {
+                return None;
             }
-            if defer_to_waiters && waiters_of(word) != 0 {
-                return false;
-            }
-            match self.word.compare_exchange_weak(
-                word,
-                word - IDLE_ONE,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(seen) => word = seen,
-            }
-        }
-    }
-
-    /// Like `reserve_idle(false)`, but also after the route was closed (for
-    /// draining it).
-    pub(super) fn reserve_idle_for_drain(&self) -> bool {
-        let mut word = self.word.load(Ordering::Acquire);
-        loop {
-            if idle_of(word) == 0 {
-                return false;
-            }
-            match self.word.compare_exchange_weak(
-                word,
-                word - IDLE_ONE,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(seen) => word = seen,
-            }
-        }
-    }
-
-    /// Pops a reserved index.
-    #[inline]
-    pub(super) fn pop_reserved<T>(&self, arena: &Arena<Slot<K, T>>) -> u32 {
-        loop {
-            let popped = match &self.idle {
-                IdleList::Lifo(stack) => stack.pop(arena),
-                IdleList::Fifo(queue) => queue.pop(),
+            let next = match &self.fifo {
+                None => {
+                    // Possibly stale if the head was taken meanwhile; the tag
+                    // makes the CAS below fail then.
+                    arena.link(head(word)).load(Ordering::Relaxed) as u32
+                }
+                Some(_) => head(word),
             };
-            match popped {
-                Some(index) => return index,
-                // Cannot happen for the stack; the queue may be finishing a
-                // push that was counted (see module docs).
-                None => crate::sync::spin_hint(),
+            match self.word.compare_exchange_weak(
+                word,
+                with_head(word, next, IDLE_ONE, false),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(seen) => word = seen,
             }
+        }
+        match &self.fifo {
+            None => Some(head(word)),
+            Some(queue) => loop {
+                // Reserved: an index is queued before it is counted, so one
+                // is there (the loop only covers a push still completing).
+                if let Some(index) = queue.pop() {
+                    return Some(index);
+                }
+                crate::sync::spin_hint();
+            },
         }
     }
 
-    /// Puts an index on the idle list and counts it. Returns the word as it
-    /// was before the count went up.
+    /// Puts the slot of an idle stateless connection on the idle list.
+    /// Returns the word as it was before.
     ///
     /// # Safety
-    /// The caller owns `index` (a slot of `arena` belonging to this route,
-    /// holding a stateless item) and gives it up.
+    /// The caller owns `index` (a slot of `arena` of this route, holding its
+    /// item) and gives it up if this returns `Ok`.
     #[inline]
-    pub(super) unsafe fn push_idle<T>(&self, arena: &Arena<Slot<K, T>>, index: u32) -> u64 {
-        match &self.idle {
-            // SAFETY: forwarded from the caller.
-            IdleList::Lifo(stack) => unsafe { stack.push(arena, index) },
-            IdleList::Fifo(queue) => {
-                // Capacity is the arena's length, and an index is on at most
-                // one list at a time, so the queue is never full.
-                if queue.push(index).is_err() {
-                    unreachable!("idle queue sized to the arena overflowed");
-                }
+    pub(super) unsafe fn put<D>(
+        &self,
+        arena: &Arena<D>,
+        index: u32,
+        rule: Put,
+    ) -> Result<u128, Refused> {
+        let mut word = self.word.load(Ordering::Acquire);
+        loop {
+            if is_closed(word) {
+                return Err(Refused::Closed);
             }
+            if rule == Put::Return && (waiters_of(word) != 0 || total_wait(word)) {
+                return Err(Refused::Waiters);
+            }
+            let Some(queue) = &self.fifo else {
+                arena
+                    .link(index)
+                    .store(u64::from(head(word)), Ordering::Relaxed);
+                match self.word.compare_exchange_weak(
+                    word,
+                    with_head(word, index, IDLE_ONE, true),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(before) => return Ok(before),
+                    Err(seen) => {
+                        word = seen;
+                        continue;
+                    }
+                }
+            };
+            // The queue holds at most every slot of the arena once.
+            if queue.push(index).is_err() {
+                unreachable!("an idle queue sized to the arena overflowed");
+            }
+            // The caller sees a close or waiters that came meanwhile in the
+            // word returned, and drains or kicks.
+            return Ok(self.word.fetch_add(IDLE_ONE, Ordering::AcqRel));
         }
-        self.word.fetch_add(IDLE_ONE, Ordering::AcqRel)
     }
 
-    /// Counts a request about to queue; returns the word before.
-    pub(super) fn add_waiter(&self) -> u64 {
-        self.word.fetch_add(WAITER_ONE, Ordering::AcqRel)
+    /// Counts a request about to queue.
+    pub(super) fn add_waiter(&self) {
+        self.word.fetch_add(WAITER_ONE, Ordering::AcqRel);
     }
 
     /// Counts a request that left the queue.
@@ -186,6 +264,15 @@ impl<K> Route<K> {
 
     pub(super) fn close(&self) {
         self.word.fetch_or(CLOSED, Ordering::AcqRel);
+    }
+
+    /// Raises or lowers `TOTAL_WAIT`.
+    pub(super) fn set_total_wait(&self, on: bool) {
+        if on {
+            self.word.fetch_or(TOTAL_WAIT, Ordering::AcqRel);
+        } else {
+            self.word.fetch_and(!TOTAL_WAIT, Ordering::AcqRel);
+        }
     }
 
     /// Reserves one unit of this route's own cap.
@@ -213,13 +300,13 @@ impl<K> Route<K> {
 
     pub(super) fn stats(&self) -> Stats {
         let word = self.word();
-        let idle = idle_of(word) as usize + self.stateful_idle.load(Ordering::Acquire);
+        let idle = idle_of(word) + self.stateful_idle.load(Ordering::Acquire);
         let connecting = self.connecting.load(Ordering::Acquire);
         let allocated = self.allocated.load(Ordering::Acquire);
         Stats {
             leased: allocated.saturating_sub(idle + connecting),
             idle,
-            pending: waiters_of(word) as usize,
+            pending: waiters_of(word),
             connecting,
             max: self.max.load(Ordering::Acquire),
             created: self.created.load(Ordering::Relaxed),
@@ -235,5 +322,26 @@ impl<K: fmt::Debug> fmt::Debug for Route<K> {
             .field("key", &self.key)
             .field("stats", &self.stats())
             .finish()
+    }
+}
+
+#[cfg(all(test, not(leasehold_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_fields_do_not_overlap() {
+        let word = with_head(u128::from(NIL), 7, IDLE_ONE, true) + WAITER_ONE * 3 + TOTAL_WAIT;
+        assert_eq!(head(word), 7);
+        assert_eq!(idle_of(word), 1);
+        assert_eq!(waiters_of(word), 3);
+        assert!(total_wait(word) && !is_closed(word));
+        let popped = with_head(word, NIL, IDLE_ONE, false);
+        assert_eq!(
+            (head(popped), idle_of(popped), waiters_of(popped)),
+            (NIL, 0, 3)
+        );
+        assert_eq!((popped & TAG_MASK) >> 32, 2, "each step bumps the tag");
+        assert!(is_closed(popped | CLOSED) && waiters_of(popped | CLOSED) == 3);
     }
 }

@@ -1,0 +1,176 @@
+//! The routes a `Strict` core has seen: an insert-only table whose reads are
+//! plain acquire loads.
+//!
+//! A lease and a return each look a route up, so the lookup must not write
+//! to shared memory (an `ArcSwap` load costs two read-modify-writes of a
+//! per-thread slot). Routes are never removed while the core lives, which
+//! makes a simple structure possible, in safe code:
+//!
+//! * routes live in segments of doubling size, each allocated once
+//!   (`OnceLock`), so a `&Route` stays valid for the table's life and a route
+//!   id maps to its place by arithmetic;
+//! * keys map to ids through a fixed array of buckets, each an insert-only
+//!   chain of `OnceLock` links.
+//!
+//! Registration (the first lease of a route) takes a mutex; lookups never do.
+//! The bucket count is fixed when the core is built (from `max_total`), so a
+//! pool that sees far more routes than that gets longer chains.
+
+use super::route::Route;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// Routes in the first segment; segment `s` holds `FIRST << s`.
+const FIRST: usize = 16;
+/// Enough segments for any id below `usize::MAX / 2`.
+const SEGMENTS: usize = usize::BITS as usize - 5;
+
+struct Link {
+    id: usize,
+    hash: u64,
+    next: OnceLock<Box<Link>>,
+}
+
+/// A segment of routes, allocated once, each place set once.
+type Segment<K> = OnceLock<Box<[OnceLock<Route<K>>]>>;
+
+pub(super) struct Table<K> {
+    buckets: Box<[OnceLock<Box<Link>>]>,
+    segments: [Segment<K>; SEGMENTS],
+    len: AtomicUsize,
+    /// Serializes registration; `true` once the table is closed to new
+    /// routes.
+    register: Mutex<bool>,
+    hasher: foldhash::fast::RandomState,
+}
+
+/// Segment and offset of route `id`.
+#[inline]
+fn place(id: usize) -> (usize, usize) {
+    let x = id / FIRST + 1;
+    let segment = (usize::BITS - 1 - x.leading_zeros()) as usize;
+    (segment, id - FIRST * ((1 << segment) - 1))
+}
+
+impl<K: Hash + Eq> Table<K> {
+    pub(super) fn new(expected_routes: usize) -> Self {
+        let buckets = expected_routes.clamp(16, 1 << 16).next_power_of_two();
+        Self {
+            buckets: (0..buckets).map(|_| OnceLock::new()).collect(),
+            segments: std::array::from_fn(|_| OnceLock::new()),
+            len: AtomicUsize::new(0),
+            register: Mutex::new(false),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    /// The route with id `id`, if registered.
+    #[inline]
+    pub(super) fn by_id(&self, id: usize) -> Option<&Route<K>> {
+        let (segment, offset) = place(id);
+        self.segments.get(segment)?.get()?.get(offset)?.get()
+    }
+
+    /// The route for `key`, if registered.
+    #[inline]
+    pub(super) fn get(&self, key: &K) -> Option<&Route<K>> {
+        let hash = self.hasher.hash_one(key);
+        self.find(key, hash)
+    }
+
+    #[inline]
+    fn find(&self, key: &K, hash: u64) -> Option<&Route<K>> {
+        let mut link = self.buckets[hash as usize & (self.buckets.len() - 1)].get()?;
+        loop {
+            if link.hash == hash {
+                let route = self.by_id(link.id)?;
+                if route.key == *key {
+                    return Some(route);
+                }
+            }
+            link = link.next.get()?;
+        }
+    }
+
+    /// The route for `key`, registered with `make(id)` if new; `None` once
+    /// the table is closed.
+    #[cold]
+    pub(super) fn register(
+        &self,
+        key: &K,
+        make: impl FnOnce(usize) -> Route<K>,
+    ) -> Option<&Route<K>> {
+        let closed = self.register.lock().unwrap_or_else(|e| e.into_inner());
+        if *closed {
+            return None;
+        }
+        let hash = self.hasher.hash_one(key);
+        if let Some(route) = self.find(key, hash) {
+            return Some(route);
+        }
+        let id = self.len.load(Ordering::Relaxed);
+        let (segment, offset) = place(id);
+        let slots = self.segments[segment]
+            .get_or_init(|| (0..FIRST << segment).map(|_| OnceLock::new()).collect());
+        if slots[offset].set(make(id)).is_err() {
+            unreachable!("route ids are handed out once, under the lock");
+        }
+        // Append the link: registration is serialized, so the last link's
+        // `next` is unset and nobody else sets it.
+        let new = || {
+            Box::new(Link {
+                id,
+                hash,
+                next: OnceLock::new(),
+            })
+        };
+        let mut chain = &self.buckets[hash as usize & (self.buckets.len() - 1)];
+        while let Some(link) = chain.get() {
+            chain = &link.next;
+        }
+        if chain.set(new()).is_err() {
+            unreachable!("only the registering thread appends");
+        }
+        self.len.store(id + 1, Ordering::Release);
+        drop(closed);
+        self.by_id(id)
+    }
+
+    /// Closes the table to new routes and runs `f` on every route, with
+    /// registration held off until it returns.
+    pub(super) fn close(&self, mut f: impl FnMut(&Route<K>)) {
+        let mut closed = self.register.lock().unwrap_or_else(|e| e.into_inner());
+        *closed = true;
+        self.iter().for_each(&mut f);
+    }
+
+    /// Every registered route, oldest first.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Route<K>> {
+        let len = self.len.load(Ordering::Acquire);
+        (0..len).filter_map(move |id| self.by_id(id))
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::place;
+
+    #[test]
+    fn places_are_dense_and_distinct() {
+        let mut expect = (0, 0);
+        for id in 0..100_000 {
+            let (segment, offset) = place(id);
+            assert_eq!((segment, offset), expect, "id {id}");
+            expect = if offset + 1 == super::FIRST << segment {
+                (segment + 1, 0)
+            } else {
+                (segment, offset + 1)
+            };
+        }
+    }
+}
