@@ -18,29 +18,35 @@ use std::time::Instant;
 ///   thread with the pool borrowed.
 pub struct Lease<'a, C: Connector, P: Policy = Strict> {
     pool: &'a Pool<C, P>,
-    held: Option<Held<Entry<C::Conn>>>,
+    /// The right to the connection, which stays where the policy keeps it
+    /// (leasing and returning copy nothing); `None` once given back.
+    held: Option<Held>,
 }
 
 impl<'a, C: Connector, P: Policy> Lease<'a, C, P> {
-    pub(crate) fn new(pool: &'a Pool<C, P>, held: Held<Entry<C::Conn>>) -> Self {
+    pub(crate) fn new(pool: &'a Pool<C, P>, held: Held) -> Self {
         Self {
             pool,
             held: Some(held),
         }
     }
 
+    #[inline]
     fn entry(&self) -> &Entry<C::Conn> {
-        self.held
+        let held = self
+            .held
             .as_ref()
-            .expect("a live lease holds its entry")
-            .item()
+            .expect("a live lease holds its connection");
+        self.pool.core().item(held)
     }
 
+    #[inline]
     fn entry_mut(&mut self) -> &mut Entry<C::Conn> {
-        self.held
+        let held = self
+            .held
             .as_mut()
-            .expect("a live lease holds its entry")
-            .item_mut()
+            .expect("a live lease holds its connection");
+        self.pool.core().item_mut(held)
     }
 
     /// Closes the connection instead of returning it; its capacity goes to

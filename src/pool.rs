@@ -222,7 +222,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
         route: &C::Route,
         mut waiter: <CoreOf<C, P> as Core<C::Route, Entry<C::Conn>>>::Waiter,
         mode: Wait,
-    ) -> Result<Grant<Entry<C::Conn>>, Error> {
+    ) -> Result<Grant, Error> {
         let started = Instant::now();
         // A `Wait::Never` request is answered promptly; it needs no deadline.
         let deadline = match mode {
@@ -264,11 +264,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     }
 
     /// Turns a grant into a lease, connecting if it is a permit.
-    fn take(
-        &self,
-        route: &C::Route,
-        grant: Grant<Entry<C::Conn>>,
-    ) -> Result<Lease<'_, C, P>, Error> {
+    fn take(&self, route: &C::Route, grant: Grant) -> Result<Lease<'_, C, P>, Error> {
         match grant {
             Grant::Conn(held) => Ok(Lease::new(self, held)),
             Grant::Connect(permit) => self
@@ -279,7 +275,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
         }
     }
 
-    fn connect(&self, route: &C::Route, permit: Permit) -> Result<Held<Entry<C::Conn>>, Error> {
+    fn connect(&self, route: &C::Route, permit: Permit) -> Result<Held, Error> {
         // Gives the permit back if the connector panics.
         struct Guard<'a, C: Connector, P: Policy> {
             core: &'a CoreOf<C, P>,

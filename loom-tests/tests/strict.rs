@@ -112,12 +112,12 @@ fn core() -> (Arc<TestCore>, Disposed) {
 
 /// A core whose only connection (item 1, on `ROUTE`) is leased: the
 /// returned `Held`.
-fn leased_core() -> (Arc<TestCore>, Disposed, Held<Conn>) {
+fn leased_core() -> (Arc<TestCore>, Disposed, Held) {
     leased_core_on(ROUTE)
 }
 
 /// A core whose only connection (item 1, on `route`) is leased.
-fn leased_core_on(route: u8) -> (Arc<TestCore>, Disposed, Held<Conn>) {
+fn leased_core_on(route: u8) -> (Arc<TestCore>, Disposed, Held) {
     let (core, disposed) = core();
     let permit = expect_connect(core.acquire(&route, None, Wait::Queue, &waker()));
     let held = core
@@ -126,7 +126,7 @@ fn leased_core_on(route: u8) -> (Arc<TestCore>, Disposed, Held<Conn>) {
     (core, disposed, held)
 }
 
-fn expect_connect(acquire: Acquire<Conn, impl Waiting<Conn>>) -> Permit {
+fn expect_connect(acquire: Acquire<impl Waiting>) -> Permit {
     match acquire {
         Acquire::Ready(Grant::Connect(permit)) => permit,
         other => panic!("expected Ready(Connect), got {other:?}"),
@@ -135,7 +135,7 @@ fn expect_connect(acquire: Acquire<Conn, impl Waiting<Conn>>) -> Permit {
 
 /// Parks until the waiter holds its grant. Never returns if the grant is not
 /// published or its wake-up is lost: loom then reports a deadlock.
-fn wait(mut waiter: impl Waiting<Conn>) -> Grant<Conn> {
+fn wait(mut waiter: impl Waiting) -> Grant {
     loop {
         if let Some(grant) = waiter.try_take() {
             return grant;
@@ -146,7 +146,7 @@ fn wait(mut waiter: impl Waiting<Conn>) -> Grant<Conn> {
 
 /// The grant of an acquisition on `ROUTE`, waiting for it if it was queued;
 /// also tells whether it was queued.
-fn acquire_and_wait(core: &TestCore) -> (Grant<Conn>, bool) {
+fn acquire_and_wait(core: &TestCore) -> (Grant, bool) {
     match core.acquire(&ROUTE, None, Wait::Queue, &waker()) {
         Acquire::Ready(grant) => (grant, false),
         Acquire::Queued(waiter) => (wait(waiter), true),
@@ -274,7 +274,7 @@ fn release_hands_off_to_waiter() {
                     Grant::Conn(held) => held,
                     other => panic!("B must be handed the connection, got {other:?}"),
                 };
-                assert_eq!(held.item().id, 1, "B got another connection");
+                assert_eq!(core.item(&held).id, 1, "B got another connection");
                 core.release(held, true);
                 wakes
             })
@@ -333,7 +333,7 @@ fn cancel_races_hand_off() {
                 match core.cancel(waiter, true) {
                     None => false,
                     Some(Grant::Conn(held)) => {
-                        assert_eq!(held.item().id, 1);
+                        assert_eq!(core.item(&held).id, 1);
                         core.release(held, true);
                         true
                     }
@@ -354,7 +354,7 @@ fn cancel_races_hand_off() {
         // The connection is really idle and reachable on the hot path.
         match core.acquire(&ROUTE, None, Wait::Queue, &waker()) {
             Acquire::Ready(Grant::Conn(held)) => {
-                assert_eq!(held.item().id, 1);
+                assert_eq!(core.item(&held).id, 1);
                 core.release(held, true);
             }
             other => panic!("a fresh request must get the idle connection, got {other:?}"),
@@ -396,7 +396,7 @@ fn return_races_enqueue() {
                     Grant::Conn(held) => held,
                     other => panic!("B must get the connection, got {other:?}"),
                 };
-                assert_eq!(held.item().id, 1, "B got another connection");
+                assert_eq!(core.item(&held).id, 1, "B got another connection");
                 core.release(held, true);
                 queued
             })
@@ -493,7 +493,7 @@ fn shutdown_races_waiter() {
             thread::spawn(move || match acquire_and_wait(&core) {
                 (Grant::Closed, _) => false,
                 (Grant::Conn(held), _) => {
-                    assert_eq!(held.item().id, 1);
+                    assert_eq!(core.item(&held).id, 1);
                     core.release(held, true);
                     true
                 }

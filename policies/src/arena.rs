@@ -69,6 +69,37 @@ impl<D> Arena<D> {
             .with_mut(|ptr| f(unsafe { &mut *ptr }))
     }
 
+    /// The data of slot `index`, for as long as the returned borrow lives.
+    ///
+    /// # Safety
+    /// The caller must own `index` while the borrow lives, and create no
+    /// other reference to this slot's data meanwhile (loom does not track the
+    /// access past this call).
+    #[inline]
+    // The slot is an `UnsafeCell`: exclusive access comes from owning the
+    // index, not from `&mut self`.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn get_mut(&self, index: u32) -> &mut D {
+        // SAFETY: forwarded from the caller.
+        self.slots[index as usize]
+            .data
+            .with_mut(|ptr| unsafe { &mut *ptr })
+    }
+
+    /// The data of slot `index`, shared, for as long as the returned borrow
+    /// lives.
+    ///
+    /// # Safety
+    /// The caller must own `index` while the borrow lives and create no
+    /// `&mut` to this slot's data meanwhile.
+    #[inline]
+    pub(crate) unsafe fn get(&self, index: u32) -> &D {
+        // SAFETY: forwarded from the caller.
+        self.slots[index as usize]
+            .data
+            .with_mut(|ptr| unsafe { &*ptr })
+    }
+
     /// The link of slot `index`, for stacks kept outside this module (a
     /// route's idle stack lives in its route word).
     #[inline]

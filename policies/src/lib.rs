@@ -59,10 +59,10 @@ pub trait Policy: Send + Sync + fmt::Debug + 'static {
 }
 
 /// A queued request, as handed out by [`Core::acquire`].
-pub trait Waiting<T>: Send + fmt::Debug {
+pub trait Waiting: Send + fmt::Debug {
     /// Takes the grant if the request has been served. Returns `None` while
     /// it waits, and after the grant was taken.
-    fn try_take(&mut self) -> Option<Grant<T>>;
+    fn try_take(&mut self) -> Option<Grant>;
 }
 
 /// The concurrency core of a pool: every operation a pool needs, none of
@@ -73,8 +73,8 @@ pub trait Waiting<T>: Send + fmt::Debug {
 /// 1. caps: per route, allocated ≤ its max; over all routes, ≤ `max_total`
 ///    (allocated = leased + idle + connecting);
 /// 2. an item is held by at most one `Held`, and never idle while held;
-/// 3. every item that enters the core leaves it exactly once: as a `Held`,
-///    through the disposer, or back from [`Core::connected`];
+/// 3. every item that enters the core leaves it exactly once: through the
+///    disposer, or back from [`Core::connected`];
 /// 4. while a request for a route waits, an idle item of that route or free
 ///    capacity for it never stays unused;
 /// 5. state isolation: a request for state S only gets items in state S, a
@@ -83,7 +83,7 @@ pub trait Waiting<T>: Send + fmt::Debug {
 ///    given goes back to the core.
 pub trait Core<K: RouteKey, T: Item>: Send + Sync + fmt::Debug + Sized + 'static {
     /// A queued request.
-    type Waiter: Waiting<T>;
+    type Waiter: Waiting;
 
     /// Builds the core. `disposer` receives every item the core takes out of
     /// the pool to be closed.
@@ -103,23 +103,38 @@ pub trait Core<K: RouteKey, T: Item>: Send + Sync + fmt::Debug + Sized + 'static
         state: Option<&State>,
         mode: Wait,
         waker: &Waker,
-    ) -> Acquire<T, Self::Waiter>;
+    ) -> Acquire<Self::Waiter>;
 
     /// Withdraws a queued request. Returns the grant if the request was
     /// served first (the caller then owns it, and must use it or give it
     /// back). `timed_out` counts the request in the route's timeouts.
-    fn cancel(&self, waiter: Self::Waiter, timed_out: bool) -> Option<Grant<T>>;
+    fn cancel(&self, waiter: Self::Waiter, timed_out: bool) -> Option<Grant>;
+
+    /// The leased item `held` stands for.
+    ///
+    /// # Panics
+    /// If `held` was lent by another core.
+    fn item<'a>(&'a self, held: &'a Held) -> &'a T;
+
+    /// The leased item `held` stands for, mutably.
+    ///
+    /// # Panics
+    /// If `held` was lent by another core.
+    fn item_mut<'a>(&'a self, held: &'a mut Held) -> &'a mut T;
 
     /// Returns a leased item: kept for reuse if `reuse` and the limits allow,
     /// else disposed.
-    fn release(&self, held: Held<T>, reuse: bool);
+    ///
+    /// # Panics
+    /// If `held` was lent by another core.
+    fn release(&self, held: Held, reuse: bool);
 
-    /// Turns a permit into a leased item once its connection is open.
+    /// Takes in the item opened on a permit, leased to the permit's holder.
     ///
     /// # Errors
     /// Gives the item back if the pool was shut down meanwhile; the capacity
     /// is released and the caller closes the item.
-    fn connected(&self, permit: Permit, item: T) -> Result<Held<T>, T>;
+    fn connected(&self, permit: Permit, item: T) -> Result<Held, T>;
 
     /// Gives back a permit whose connection could not be opened.
     fn connect_failed(&self, permit: Permit);

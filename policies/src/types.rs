@@ -236,62 +236,86 @@ impl<K: RouteKey> Limits<K> {
     }
 }
 
-/// An item counted as leased by a policy, with the policy's token for it.
+/// A leased item: the leaseholder's capability to reach it through its
+/// core ([`Core::item`](crate::Core::item),
+/// [`Core::item_mut`](crate::Core::item_mut)) and to give it back
+/// ([`Core::release`](crate::Core::release)).
 ///
-/// The token means whatever the policy that made the `Held` wants (the
-/// built-in ones use a slot index); give the `Held` back to that policy only.
+/// The item itself stays where the core keeps it, so leasing and returning
+/// never copy it; a `Held` is two words. It names its core (`owner`), and a
+/// core refuses (panics on) a `Held` of another core.
 #[derive(Debug)]
-pub struct Held<T> {
-    item: T,
+pub struct Held {
     token: usize,
+    owner: usize,
 }
 
-impl<T> Held<T> {
-    /// Wraps an item with its policy token. For policy implementations.
-    pub fn new(item: T, token: usize) -> Self {
-        Self { item, token }
+static OWNERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+impl Held {
+    /// Makes the capability for item `token` of core `owner`. For policy
+    /// implementations.
+    ///
+    /// # Safety
+    /// Core `owner` must lend item `token` exclusively to this `Held`: while
+    /// it exists, no other `Held` with the same owner and token may exist and
+    /// the core must not touch the item except through it, because
+    /// [`Core::item_mut`](crate::Core::item_mut) hands out `&mut` to the item
+    /// on its strength.
+    pub unsafe fn new(token: usize, owner: usize) -> Self {
+        Self { token, owner }
     }
 
-    /// The item.
-    pub fn item(&self) -> &T {
-        &self.item
-    }
-
-    /// The item, mutably.
-    pub fn item_mut(&mut self) -> &mut T {
-        &mut self.item
-    }
-
-    /// The policy's token.
+    /// The core's token for the item.
     pub fn token(&self) -> usize {
         self.token
     }
 
-    /// Splits into item and token. For policy implementations.
-    pub fn into_parts(self) -> (T, usize) {
-        (self.item, self.token)
+    /// The id of the core that lent it.
+    pub fn owner(&self) -> usize {
+        self.owner
+    }
+
+    /// A fresh id for a core to name itself by in the `Held`s it makes.
+    pub fn unique_owner() -> usize {
+        OWNERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 }
 
 /// One unit of capacity reserved on a route (counted as *connecting*): the
 /// holder must open a connection and pass it to `Core::connected`, or hand
-/// the permit back with `Core::connect_failed`.
+/// the permit back with `Core::connect_failed`. Like [`Held`], it names the
+/// core that issued it.
 #[derive(Debug)]
 #[must_use = "a permit holds capacity until it is handed back to the policy"]
 pub struct Permit {
     token: usize,
+    owner: usize,
     state: Option<State>,
 }
 
 impl Permit {
     /// Makes a permit. For policy implementations.
-    pub fn new(token: usize, state: Option<State>) -> Self {
-        Self { token, state }
+    ///
+    /// # Safety
+    /// Core `owner` must reserve place `token` for this permit alone: the
+    /// item passed to `Core::connected` with it is written there.
+    pub unsafe fn new(token: usize, owner: usize, state: Option<State>) -> Self {
+        Self {
+            token,
+            owner,
+            state,
+        }
     }
 
     /// The policy's token.
     pub fn token(&self) -> usize {
         self.token
+    }
+
+    /// The id of the core that issued it.
+    pub fn owner(&self) -> usize {
+        self.owner
     }
 
     /// The state the new connection is for.
@@ -302,9 +326,9 @@ impl Permit {
 
 /// What an acquisition receives.
 #[derive(Debug)]
-pub enum Grant<T> {
+pub enum Grant {
     /// A pooled connection, now counted as leased.
-    Conn(Held<T>),
+    Conn(Held),
     /// Capacity to open a new connection.
     Connect(Permit),
     /// The request could not be served without waiting, and it asked not to
@@ -325,9 +349,9 @@ pub enum Wait {
 
 /// The outcome of `Core::acquire`.
 #[derive(Debug)]
-pub enum Acquire<T, W> {
+pub enum Acquire<W> {
     /// Served at once.
-    Ready(Grant<T>),
+    Ready(Grant),
     /// Queued: the waker given to `acquire` is woken once the waiter has a
     /// grant.
     Queued(W),

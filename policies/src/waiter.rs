@@ -30,20 +30,20 @@ const CANCELLED: u8 = 2;
 
 /// A queued request. Exactly one granter may call [`Node::fulfil`] on a node
 /// (the policy's serializer guarantees it); any number of readers may poll.
-pub(crate) struct Node<T> {
+pub(crate) struct Node {
     state: AtomicU8,
     /// # Safety
     /// Written only by the granter while `state == PENDING` (and read back by
     /// it after a failed CAS); read only by the request after it observed
     /// `GRANTED`.
-    grant: UnsafeCell<Option<Grant<T>>>,
+    grant: UnsafeCell<Option<Grant>>,
     waker: Waker,
     pub(crate) ticket: u64,
     pub(crate) state_token: Option<State>,
     pub(crate) mode: Wait,
 }
 
-impl<T> Node<T> {
+impl Node {
     pub(crate) fn new(ticket: u64, state_token: Option<State>, mode: Wait, waker: Waker) -> Self {
         Self {
             state: AtomicU8::new(PENDING),
@@ -62,7 +62,7 @@ impl<T> Node<T> {
 
     /// Hands `grant` to the request and wakes it, or gives the grant back if
     /// the request was cancelled. Only the node's single granter may call it.
-    pub(crate) fn fulfil(&self, grant: Grant<T>) -> Result<(), Grant<T>> {
+    pub(crate) fn fulfil(&self, grant: Grant) -> Result<(), Grant> {
         if self.state.load(Ordering::Acquire) != PENDING {
             return Err(grant);
         }
@@ -87,7 +87,7 @@ impl<T> Node<T> {
     }
 
     /// Takes the grant if one has been published.
-    pub(crate) fn try_take(&self) -> Option<Grant<T>> {
+    pub(crate) fn try_take(&self) -> Option<Grant> {
         if self.state.load(Ordering::Acquire) != GRANTED {
             return None;
         }
@@ -100,7 +100,7 @@ impl<T> Node<T> {
     /// Cancels the request. `Ok(())`: no grant will ever be published.
     /// `Err(grant)`: the granter won; the grant (if not already taken) is
     /// returned so the caller can use or give back what it holds.
-    pub(crate) fn cancel(&self) -> Result<(), Option<Grant<T>>> {
+    pub(crate) fn cancel(&self) -> Result<(), Option<Grant>> {
         match self
             .state
             .compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
@@ -112,7 +112,7 @@ impl<T> Node<T> {
     }
 }
 
-impl<T> fmt::Debug for Node<T> {
+impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state.load(Ordering::Relaxed) {
             PENDING => "pending",
@@ -129,8 +129,8 @@ impl<T> fmt::Debug for Node<T> {
 }
 
 // SAFETY: the cell is accessed under the protocol in the module docs, which
-// hands the `Grant<T>` from one thread to another exactly once; `T: Send`
-// suffices for that, as for a channel.
-unsafe impl<T: Send> Send for Node<T> {}
-// SAFETY: as above: shared access never yields `&T` to two threads at once.
-unsafe impl<T: Send> Sync for Node<T> {}
+// hands the `Grant` from one thread to another exactly once, as a channel
+// does; a `Grant` is `Send`.
+unsafe impl Send for Node {}
+// SAFETY: as above: shared access never yields `&Grant` to two threads.
+unsafe impl Sync for Node {}

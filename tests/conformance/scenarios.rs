@@ -6,9 +6,9 @@ use std::io;
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub type Mock = MockConnector<&'static str>;
+pub(crate) type Mock = MockConnector<&'static str>;
 
-pub fn pool<P: Policy>(max_total: usize, max_per_route: usize) -> (Mock, Pool<Mock, P>) {
+pub(crate) fn pool<P: Policy>(max_total: usize, max_per_route: usize) -> (Mock, Pool<Mock, P>) {
     let connector = Mock::new();
     let pool = Pool::builder(connector.clone())
         .max_total(max_total)
@@ -19,7 +19,7 @@ pub fn pool<P: Policy>(max_total: usize, max_per_route: usize) -> (Mock, Pool<Mo
 }
 
 /// Waits (bounded) until `cond` holds: for "the other thread is now queued".
-pub fn eventually(what: &str, cond: impl Fn() -> bool) {
+pub(crate) fn eventually(what: &str, cond: impl Fn() -> bool) {
     let start = Instant::now();
     while !cond() {
         assert!(
@@ -30,7 +30,7 @@ pub fn eventually(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
-pub fn lease_returns_and_reuses<P: Policy>() {
+pub(crate) fn lease_returns_and_reuses<P: Policy>() {
     let (connector, pool) = pool::<P>(4, 4);
     let first = pool.lease(&"a").unwrap().id();
     let second = pool.lease(&"a").unwrap().id();
@@ -40,7 +40,7 @@ pub fn lease_returns_and_reuses<P: Policy>() {
     assert_eq!((stats.idle, stats.leased, stats.created), (1, 0, 1));
 }
 
-pub fn caps_hold_per_route_and_total<P: Policy>() {
+pub(crate) fn caps_hold_per_route_and_total<P: Policy>() {
     let (connector, pool) = pool::<P>(3, 2);
     let a1 = pool.try_lease(&"a").unwrap();
     let a2 = pool.try_lease(&"a").unwrap();
@@ -63,7 +63,7 @@ pub fn caps_hold_per_route_and_total<P: Policy>() {
     assert_eq!(connector.opened(), 3);
 }
 
-pub fn waiter_served_after_non_reusable_release<P: Policy>() {
+pub(crate) fn waiter_served_after_non_reusable_release<P: Policy>() {
     // Apache OFFLOCK leaves this waiter hanging; the freed capacity must
     // reach it.
     let (connector, pool) = pool::<P>(1, 1);
@@ -79,7 +79,7 @@ pub fn waiter_served_after_non_reusable_release<P: Policy>() {
     assert_eq!(connector.dropped(), 1);
 }
 
-pub fn waiter_served_after_reusable_release<P: Policy>() {
+pub(crate) fn waiter_served_after_reusable_release<P: Policy>() {
     let (connector, pool) = pool::<P>(1, 1);
     let held = pool.lease(&"a").unwrap();
     let id = held.id();
@@ -96,7 +96,7 @@ pub fn waiter_served_after_reusable_release<P: Policy>() {
     assert_eq!(connector.opened(), 1);
 }
 
-pub fn route_b_served_when_route_a_idle_fills_total<P: Policy>() {
+pub(crate) fn route_b_served_when_route_a_idle_fills_total<P: Policy>() {
     // Apache OFFLOCK blocks route B here; an idle A connection must be
     // closed to make room.
     let (connector, pool) = pool::<P>(2, 2);
@@ -115,7 +115,7 @@ pub fn route_b_served_when_route_a_idle_fills_total<P: Policy>() {
     assert!(pool.stats().total.allocated() <= 2);
 }
 
-pub fn stateless_lease_never_gets_stateful_connection<P: Policy>() {
+pub(crate) fn stateless_lease_never_gets_stateful_connection<P: Policy>() {
     // Apache hands another user's connection to a lease with no state.
     let (connector, pool) = pool::<P>(2, 2);
     let mut lease = pool.lease(&"a").unwrap();
@@ -133,7 +133,7 @@ pub fn stateless_lease_never_gets_stateful_connection<P: Policy>() {
     assert_eq!(connector.opened(), 2);
 }
 
-pub fn stateful_lease_gets_only_its_state<P: Policy>() {
+pub(crate) fn stateful_lease_gets_only_its_state<P: Policy>() {
     let (_, pool) = pool::<P>(4, 4);
     let alice = State::new("alice");
     let bob = State::new("bob");
@@ -155,7 +155,7 @@ pub fn stateful_lease_gets_only_its_state<P: Policy>() {
     assert_eq!(for_alice.state(), Some(&alice));
 }
 
-pub fn stateful_lease_reclaims_other_state_when_route_full<P: Policy>() {
+pub(crate) fn stateful_lease_reclaims_other_state_when_route_full<P: Policy>() {
     let (connector, pool) = pool::<P>(4, 2);
     drop((pool.lease(&"a").unwrap(), pool.lease(&"a").unwrap()));
     let carol = State::new("carol");
@@ -169,7 +169,7 @@ pub fn stateful_lease_reclaims_other_state_when_route_full<P: Policy>() {
     assert_eq!((stats.leased, stats.idle), (1, 1));
 }
 
-pub fn lease_timeout_fires_without_pool_activity<P: Policy>() {
+pub(crate) fn lease_timeout_fires_without_pool_activity<P: Policy>() {
     // Apache STRICT/LAX only notice an expired request on the next pool
     // operation; nothing else happens in this pool.
     let connector = Mock::new();
@@ -195,7 +195,7 @@ pub fn lease_timeout_fires_without_pool_activity<P: Policy>() {
     assert_eq!((stats.timeouts, stats.pending), (1, 0));
 }
 
-pub fn timeout_error_names_route_and_stats<P: Policy>() {
+pub(crate) fn timeout_error_names_route_and_stats<P: Policy>() {
     let pool: Pool<Mock, P> = Pool::builder(Mock::new())
         .max_total(2)
         .max_per_route(1)
@@ -219,7 +219,7 @@ pub fn timeout_error_names_route_and_stats<P: Policy>() {
     );
 }
 
-pub fn try_lease_exhausted_never_waits<P: Policy>() {
+pub(crate) fn try_lease_exhausted_never_waits<P: Policy>() {
     let (_, pool) = pool::<P>(1, 1);
     let _held = pool.lease(&"a").unwrap();
     let started = Instant::now();
@@ -236,7 +236,7 @@ pub fn try_lease_exhausted_never_waits<P: Policy>() {
     assert_eq!(pool.route_stats(&"a").pending, 0, "nothing left queued");
 }
 
-pub fn panicking_holder_connection_is_discarded<P: Policy>() {
+pub(crate) fn panicking_holder_connection_is_discarded<P: Policy>() {
     let (connector, pool) = pool::<P>(2, 2);
     let poisoned = thread::scope(|s| {
         s.spawn(|| {
@@ -258,7 +258,7 @@ pub fn panicking_holder_connection_is_discarded<P: Policy>() {
     assert_ne!(pool.lease(&"a").unwrap().id(), poisoned);
 }
 
-pub fn discard_closes_and_frees_capacity<P: Policy>() {
+pub(crate) fn discard_closes_and_frees_capacity<P: Policy>() {
     let (connector, pool) = pool::<P>(1, 1);
     pool.lease(&"a").unwrap().discard();
     assert_eq!(connector.dropped(), 1);
@@ -266,7 +266,7 @@ pub fn discard_closes_and_frees_capacity<P: Policy>() {
     assert!(pool.try_lease(&"b").is_ok(), "capacity is free again");
 }
 
-pub fn shutdown_wakes_every_waiter<P: Policy>() {
+pub(crate) fn shutdown_wakes_every_waiter<P: Policy>() {
     let (_, pool) = pool::<P>(1, 1);
     let held = pool.lease(&"a").unwrap();
     thread::scope(|s| {
@@ -286,7 +286,7 @@ pub fn shutdown_wakes_every_waiter<P: Policy>() {
     assert!(pool.is_closed());
 }
 
-pub fn shutdown_closes_idle_and_returned<P: Policy>() {
+pub(crate) fn shutdown_closes_idle_and_returned<P: Policy>() {
     let (connector, pool) = pool::<P>(4, 4);
     let idle = pool.lease(&"a").unwrap();
     let leased = pool.lease(&"a").unwrap();
@@ -301,7 +301,7 @@ pub fn shutdown_closes_idle_and_returned<P: Policy>() {
     assert_eq!((total.allocated(), total.created, total.closed), (0, 2, 2));
 }
 
-pub fn refused_connect_frees_capacity<P: Policy>() {
+pub(crate) fn refused_connect_frees_capacity<P: Policy>() {
     let (connector, pool) = pool::<P>(1, 1);
     connector.fail_next(1, io::ErrorKind::ConnectionRefused);
     assert!(matches!(pool.lease(&"a"), Err(Error::Refused { .. })));
@@ -312,7 +312,7 @@ pub fn refused_connect_frees_capacity<P: Policy>() {
     );
 }
 
-pub fn connect_errors_are_told_apart<P: Policy>() {
+pub(crate) fn connect_errors_are_told_apart<P: Policy>() {
     let (connector, pool) = pool::<P>(1, 1);
     connector.fail_next(1, io::ErrorKind::ConnectionRefused);
     let refused = pool.lease(&"a").unwrap_err();
@@ -332,20 +332,24 @@ pub fn connect_errors_are_told_apart<P: Policy>() {
 /// A connector whose handshakes never complete: a socket pair nobody
 /// writes to.
 #[derive(Debug, Default)]
-pub struct Stuck;
+pub(crate) struct Stuck;
 
 #[derive(Debug)]
-pub struct StuckHandshake(mio::net::UnixStream, mio::net::UnixStream);
+pub(crate) struct StuckHandshake {
+    socket: mio::net::UnixStream,
+    /// Kept open so the socket never turns readable (EOF).
+    _peer: mio::net::UnixStream,
+}
 
 impl mio::event::Source for StuckHandshake {
     fn register(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
-        self.0.register(r, t, i)
+        self.socket.register(r, t, i)
     }
     fn reregister(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
-        self.0.reregister(r, t, i)
+        self.socket.reregister(r, t, i)
     }
     fn deregister(&mut self, r: &mio::Registry) -> io::Result<()> {
-        self.0.deregister(r)
+        self.socket.deregister(r)
     }
 }
 
@@ -364,12 +368,15 @@ impl Connector for Stuck {
     type Conn = MockConn<&'static str>;
     type Handshake = StuckHandshake;
     fn connect(&self, _: &&'static str) -> io::Result<Progress<Self::Conn, StuckHandshake>> {
-        let (a, b) = mio::net::UnixStream::pair()?;
-        Ok(Progress::Pending(StuckHandshake(a, b)))
+        let (socket, peer) = mio::net::UnixStream::pair()?;
+        Ok(Progress::Pending(StuckHandshake {
+            socket,
+            _peer: peer,
+        }))
     }
 }
 
-pub fn connect_timeout_bounds_a_stuck_handshake<P: Policy>() {
+pub(crate) fn connect_timeout_bounds_a_stuck_handshake<P: Policy>() {
     let pool: Pool<Stuck, P> = Pool::builder(Stuck)
         .max_total(1)
         .connect_timeout(Duration::from_millis(30))
@@ -384,7 +391,7 @@ pub fn connect_timeout_bounds_a_stuck_handshake<P: Policy>() {
 
 /// A connector that panics while connecting.
 #[derive(Debug)]
-pub struct Panicky;
+pub(crate) struct Panicky;
 
 impl Connector for Panicky {
     type Route = &'static str;
@@ -395,7 +402,7 @@ impl Connector for Panicky {
     }
 }
 
-pub fn panicking_connector_returns_capacity<P: Policy>() {
+pub(crate) fn panicking_connector_returns_capacity<P: Policy>() {
     let pool: Pool<Panicky, P> = Pool::builder(Panicky).max_total(1).build().unwrap();
     for _ in 0..3 {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -406,7 +413,7 @@ pub fn panicking_connector_returns_capacity<P: Policy>() {
     }
 }
 
-pub fn max_idle_closes_extra_returns<P: Policy>() {
+pub(crate) fn max_idle_closes_extra_returns<P: Policy>() {
     let connector = Mock::new();
     let pool: Pool<Mock, P> = Pool::builder(connector.clone())
         .max_total(4)
@@ -421,7 +428,7 @@ pub fn max_idle_closes_extra_returns<P: Policy>() {
     assert_eq!(connector.live(), 1);
 }
 
-pub fn lowering_route_max_trims_idle<P: Policy>() {
+pub(crate) fn lowering_route_max_trims_idle<P: Policy>() {
     let (connector, pool) = pool::<P>(4, 4);
     let leases: Vec<_> = (0..4).map(|_| pool.lease(&"a").unwrap()).collect();
     let mut leases = leases.into_iter();
@@ -446,7 +453,7 @@ pub fn lowering_route_max_trims_idle<P: Policy>() {
     assert_eq!(connector.live(), 1);
 }
 
-pub fn raising_route_max_serves_waiters<P: Policy>() {
+pub(crate) fn raising_route_max_serves_waiters<P: Policy>() {
     let (_, pool) = pool::<P>(4, 1);
     let _held = pool.lease(&"a").unwrap();
     thread::scope(|s| {
@@ -457,7 +464,7 @@ pub fn raising_route_max_serves_waiters<P: Policy>() {
     });
 }
 
-pub fn reuse_order_lifo_and_fifo<P: Policy>() {
+pub(crate) fn reuse_order_lifo_and_fifo<P: Policy>() {
     for (reuse, expect_first) in [(Reuse::Lifo, 2), (Reuse::Fifo, 0)] {
         let pool: Pool<Mock, P> = Pool::builder(Mock::new())
             .max_total(3)
@@ -473,7 +480,7 @@ pub fn reuse_order_lifo_and_fifo<P: Policy>() {
     }
 }
 
-pub fn dropping_pool_closes_idle<P: Policy>() {
+pub(crate) fn dropping_pool_closes_idle<P: Policy>() {
     let (connector, pool) = pool::<P>(2, 2);
     drop((pool.lease(&"a").unwrap(), pool.lease(&"a").unwrap()));
     let clone = pool.clone();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 const ROUTES: [&str; 3] = ["a", "b", "c"];
 
-pub fn threads_keep_caps_and_exclusivity<P: Policy>() {
+pub(crate) fn threads_keep_caps_and_exclusivity<P: Policy>() {
     const THREADS: usize = 8;
     const CYCLES: usize = 2_000;
     let connector = Mock::new();
@@ -58,7 +58,7 @@ pub fn threads_keep_caps_and_exclusivity<P: Policy>() {
     assert_eq!(connector.live(), 0);
 }
 
-pub fn threads_with_discards_and_timeouts_conserve<P: Policy>() {
+pub(crate) fn threads_with_discards_and_timeouts_conserve<P: Policy>() {
     const THREADS: usize = 8;
     const CYCLES: usize = 500;
     let connector = Mock::new();
@@ -104,7 +104,7 @@ pub fn threads_with_discards_and_timeouts_conserve<P: Policy>() {
     assert_eq!(stats.created, stats.closed);
 }
 
-pub fn waiters_on_many_routes_all_served<P: Policy>() {
+pub(crate) fn waiters_on_many_routes_all_served<P: Policy>() {
     // Total 2 over 6 routes: most leases need an idle connection of another
     // route closed for them, and every one must be served (no timeout set).
     const THREADS: usize = 12;

@@ -18,15 +18,16 @@
 use super::route::{is_closed, waiters_of, Put, Refused, Route, Take};
 use super::{Blocked, StrictCore};
 use crate::sync::{Arc, Ordering};
-use crate::types::{Grant, Held, Item, Permit, Reuse, RouteKey, State, Wait};
+use crate::types::{Grant, Item, Reuse, RouteKey, State, Wait};
 use crate::waiter::Node;
 use std::collections::{HashMap, VecDeque};
 
 pub(super) enum Command<T> {
     /// A request that could not be served on the hot path, on route `id`.
-    Enqueue(usize, Arc<Node<T>>),
-    /// A returned connection that is stateful or has requests to go to.
-    Release(Held<T>),
+    Enqueue(usize, Arc<Node>),
+    /// The slot of a returned connection that is stateful or has requests
+    /// to go to (the serializer now owns it).
+    Release(u32),
     /// Capacity was freed or a connection went idle while requests wait.
     Kick,
     /// Dispose of idle connections the predicate picks.
@@ -37,24 +38,16 @@ pub(super) enum Command<T> {
 }
 
 /// One route's line: waiting requests and stateful idle connections.
-struct Line<T> {
-    waiters: VecDeque<Arc<Node<T>>>,
+#[derive(Default)]
+struct Line {
+    waiters: VecDeque<Arc<Node>>,
     stateful: HashMap<State, VecDeque<u32>>,
-}
-
-impl<T> Default for Line<T> {
-    fn default() -> Self {
-        Self {
-            waiters: VecDeque::new(),
-            stateful: HashMap::new(),
-        }
-    }
 }
 
 pub(super) struct Lines<T> {
     closed: bool,
     /// By route id.
-    lines: HashMap<usize, Line<T>>,
+    lines: HashMap<usize, Line>,
     /// `Wait::Never` requests queued since the last settle.
     never_waiters: usize,
     /// How many routes (by id, from 0) carry `TOTAL_WAIT`.
@@ -63,13 +56,14 @@ pub(super) struct Lines<T> {
     victims: Vec<T>,
 }
 
-/// Takes an idle stateful connection of route `id` from `line`.
+/// Takes an idle stateful connection of route `id` off `line`; the caller
+/// then owns its slot.
 fn take_stateful<K: RouteKey, T: Item>(
     core: &StrictCore<K, T>,
     id: usize,
-    line: &mut Line<T>,
+    line: &mut Line,
     pick: impl Fn(&State) -> bool,
-) -> Option<(u32, T)> {
+) -> Option<u32> {
     let state = line.stateful.keys().find(|s| pick(s))?.clone();
     let list = line.stateful.get_mut(&state)?;
     let index = match core.limits.reuse() {
@@ -79,13 +73,11 @@ fn take_stateful<K: RouteKey, T: Item>(
     if list.is_empty() {
         line.stateful.remove(&state);
     }
-    // SAFETY: the index was on our list, so we own it now.
-    let item = unsafe { core.arena.with(index, |slot| slot.item.take()) };
     core.route(id).stateful_idle.fetch_sub(1, Ordering::AcqRel);
     if core.enforce_idle_cap {
         core.idle_total.fetch_sub(1, Ordering::AcqRel);
     }
-    Some((index, item.expect("an idle slot holds its item")))
+    Some(index)
 }
 
 impl<T: Item> Lines<T> {
@@ -107,7 +99,7 @@ impl<T: Item> Lines<T> {
                 }
                 self.lines.entry(id).or_default().waiters.push_back(node);
             }
-            Command::Release(held) => self.put_back(core, held),
+            Command::Release(index) => self.put_back(core, index),
             Command::Kick => {}
             Command::Evict(evict) => self.evict(core, &*evict, false),
             Command::Trim => self.evict(core, &|_: &T| true, true),
@@ -130,59 +122,48 @@ impl<T: Item> Lines<T> {
     }
 
     /// Closes a connection whose slot we own: capacity freed, item to dispose.
-    fn close<K: RouteKey>(
-        &mut self,
-        core: &StrictCore<K, T>,
-        route: &Route<K>,
-        index: u32,
-        item: T,
-    ) {
+    fn close<K: RouteKey>(&mut self, core: &StrictCore<K, T>, route: &Route<K>, index: u32) {
+        // SAFETY: we own `index`.
+        let item = unsafe { core.take_item(index) };
         core.free_slot(route, index);
         route.closed.fetch_add(1, Ordering::Relaxed);
         self.victims.push(item);
     }
 
-    /// A returned connection (or one a cancelled request was given): to idle,
-    /// where `serve` finds it for the oldest waiter.
-    fn put_back<K: RouteKey>(&mut self, core: &StrictCore<K, T>, held: Held<T>) {
-        let (item, index) = held.into_parts();
-        let index = index as u32;
-        // SAFETY: the `Held` owned its slot, and now we do.
+    /// A returned connection (or one a cancelled request was given), whose
+    /// slot we own: to idle, where `serve` finds it for the oldest waiter.
+    fn put_back<K: RouteKey>(&mut self, core: &StrictCore<K, T>, index: u32) {
+        // SAFETY: we own `index` (the caller gave it to us).
         let id = unsafe { core.route_of(index) };
         let route = core.route(id);
         if self.closed || route.is_over_cap() {
-            return self.close(core, route, index, item);
+            return self.close(core, route, index);
         }
         if core.enforce_idle_cap
             && core.idle_total.fetch_add(1, Ordering::AcqRel) >= core.limits.max_idle()
         {
             core.idle_total.fetch_sub(1, Ordering::AcqRel);
-            return self.close(core, route, index, item);
+            return self.close(core, route, index);
         }
-        match item.state().cloned() {
+        // SAFETY: as above.
+        match unsafe { core.state_of(index) } {
             Some(state) => {
-                // SAFETY: we own `index`; it goes on a list only we touch.
-                unsafe { core.arena.with(index, |slot| slot.item = Some(item)) };
                 route.stateful_idle.fetch_add(1, Ordering::AcqRel);
                 let line = self.lines.entry(id).or_default();
                 line.stateful.entry(state).or_default().push_back(index);
             }
-            None => {
-                // SAFETY: we own `index`; `put` publishes it if it succeeds.
-                let put = unsafe {
-                    core.arena.with(index, |slot| slot.item = Some(item));
-                    route.put(&core.arena, index, Put::Serial)
-                };
-                if let Err(refused) = put {
+            // SAFETY: we own `index`; `put` publishes it if it succeeds, else
+            // we still own it.
+            None => match unsafe { route.put(&core.arena, index, Put::Serial) } {
+                Ok(_) => {}
+                Err(refused) => {
                     debug_assert_eq!(refused, Refused::Closed);
-                    // SAFETY: refused, so we still own `index`.
-                    let item = unsafe { core.arena.with(index, |slot| slot.item.take()) };
                     if core.enforce_idle_cap {
                         core.idle_total.fetch_sub(1, Ordering::AcqRel);
                     }
-                    self.close(core, route, index, item.expect("the item put in above"));
+                    self.close(core, route, index);
                 }
-            }
+            },
         }
     }
 
@@ -192,13 +173,12 @@ impl<T: Item> Lines<T> {
         core: &StrictCore<K, T>,
         id: usize,
         state: Option<&State>,
-    ) -> Option<Held<T>> {
+    ) -> Option<u32> {
         match state {
             None => core.take_idle(core.route(id), Take::Serial),
             Some(state) => {
                 let line = self.lines.get_mut(&id)?;
                 take_stateful(core, id, line, |s| s == state)
-                    .map(|(index, item)| Held::new(item, index as usize))
             }
         }
     }
@@ -216,17 +196,17 @@ impl<T: Item> Lines<T> {
             Some(_) => core.take_idle(route, Take::Serial),
             None => None,
         };
-        let (item, index) = match stateless {
-            Some(held) => held.into_parts(),
+        let index = match stateless {
+            Some(index) => index,
             None => {
                 let line = self.lines.get_mut(&id)?;
-                let (index, item) = take_stateful(core, id, line, |s| Some(s) != state)?;
-                (item, index as usize)
+                take_stateful(core, id, line, |s| Some(s) != state)?
             }
         };
+        // SAFETY: we own `index`.
+        self.victims.push(unsafe { core.take_item(index) });
         route.closed.fetch_add(1, Ordering::Relaxed);
-        self.victims.push(item);
-        Some(index as u32)
+        Some(index)
     }
 
     /// Closes an idle connection of another route and moves its slot (and
@@ -241,26 +221,23 @@ impl<T: Item> Lines<T> {
             .table
             .iter()
             .filter(|route| route.id != id)
-            .find_map(|route| {
-                core.take_idle(route, Take::Serial)
-                    .map(|held| (route.id, held.into_parts()))
-            })
-            .map(|(victim, (item, index))| (victim, index as u32, item));
+            .find_map(|route| Some((route.id, core.take_idle(route, Take::Serial)?)));
         if found.is_none() {
             for (&victim, line) in self.lines.iter_mut().filter(|(&other, _)| other != id) {
-                if let Some((index, item)) = take_stateful(core, victim, line, |_| true) {
-                    found = Some((victim, index, item));
+                if let Some(index) = take_stateful(core, victim, line, |_| true) {
+                    found = Some((victim, index));
                     break;
                 }
             }
         }
-        let (victim, index, item) = found?;
+        let (victim, index) = found?;
         let victim = core.route(victim);
+        // SAFETY: we own the victim's slot.
+        self.victims.push(unsafe { core.take_item(index) });
+        // SAFETY: as above; the slot now belongs to route `id`.
+        unsafe { core.arena.with(index, |slot| slot.route = id) };
         victim.allocated.fetch_sub(1, Ordering::AcqRel);
         victim.closed.fetch_add(1, Ordering::Relaxed);
-        self.victims.push(item);
-        // SAFETY: we own the victim's slot; it now belongs to route `id`.
-        unsafe { core.arena.with(index, |slot| slot.route = id) };
         Some(index)
     }
 
@@ -274,8 +251,9 @@ impl<T: Item> Lines<T> {
         let node = self.lines[&id].waiters.front().expect("a head").clone();
         let route = core.route(id);
         let state = node.state_token.as_ref();
-        let grant = if let Some(held) = self.take_match(core, id, state) {
-            Grant::Conn(held)
+        let grant = if let Some(index) = self.take_match(core, id, state) {
+            // SAFETY: we own `index`, and lend it.
+            Grant::Conn(unsafe { core.lend(index) })
         } else if !allow_new {
             return Err(Blocked::Total);
         } else {
@@ -286,7 +264,8 @@ impl<T: Item> Lines<T> {
                         .reclaim_same_route(core, id, state)
                         .ok_or(Blocked::Route)?;
                     route.connecting.fetch_add(1, Ordering::AcqRel);
-                    Grant::Connect(Permit::new(index as usize, state.cloned()))
+                    // SAFETY: we own the emptied slot, and hand it on.
+                    Grant::Connect(unsafe { core.permit(index, state) })
                 }
                 Err(Blocked::Total) => {
                     let index = if let Some(index) = self.reclaim_same_route(core, id, state) {
@@ -303,7 +282,8 @@ impl<T: Item> Lines<T> {
                         return Err(Blocked::Route);
                     };
                     route.connecting.fetch_add(1, Ordering::AcqRel);
-                    Grant::Connect(Permit::new(index as usize, state.cloned()))
+                    // SAFETY: as above.
+                    Grant::Connect(unsafe { core.permit(index, state) })
                 }
             }
         };
@@ -333,12 +313,12 @@ impl<T: Item> Lines<T> {
     }
 
     /// Gives back a grant its request no longer wants.
-    fn undo<K: RouteKey>(&mut self, core: &StrictCore<K, T>, route: &Route<K>, grant: Grant<T>) {
+    fn undo<K: RouteKey>(&mut self, core: &StrictCore<K, T>, route: &Route<K>, grant: Grant) {
         match grant {
-            Grant::Conn(held) => self.put_back(core, held),
+            Grant::Conn(held) => self.put_back(core, core.slot_of(&held)),
             Grant::Connect(permit) => {
                 route.connecting.fetch_sub(1, Ordering::AcqRel);
-                core.free_slot(route, permit.token() as u32);
+                core.free_slot(route, core.permit_slot(&permit));
             }
             Grant::Busy | Grant::Closed => {}
         }
@@ -346,7 +326,7 @@ impl<T: Item> Lines<T> {
 
     /// Drops cancelled requests from the front of a line; the oldest live
     /// head's ticket.
-    fn live_head(line: &mut Line<T>) -> Option<u64> {
+    fn live_head(line: &mut Line) -> Option<u64> {
         while let Some(node) = line.waiters.front() {
             if node.is_cancelled() {
                 line.waiters.pop_front();
@@ -452,18 +432,23 @@ impl<T: Item> Lines<T> {
     ) {
         let mut kept = Vec::new();
         for route in core.table.iter() {
-            while let Some(held) = core.take_idle(route, Take::Serial) {
-                kept.push(held.into_parts());
+            while let Some(index) = core.take_idle(route, Take::Serial) {
+                kept.push(index);
             }
             // Taken newest first for LIFO: put back oldest first.
             if core.limits.reuse() == Reuse::Lifo {
                 kept.reverse();
             }
-            for (item, index) in kept.drain(..) {
-                if (!over_cap_only || route.is_over_cap()) && evict(&item) {
-                    self.close(core, route, index as u32, item);
+            for index in kept.drain(..) {
+                // SAFETY: we own `index`.
+                let pick = unsafe {
+                    core.arena
+                        .with(index, |slot| slot.item.as_ref().is_some_and(evict))
+                };
+                if (!over_cap_only || route.is_over_cap()) && pick {
+                    self.close(core, route, index);
                 } else {
-                    self.put_back(core, Held::new(item, index));
+                    self.put_back(core, index);
                 }
             }
         }
@@ -485,15 +470,15 @@ impl<T: Item> Lines<T> {
                         continue;
                     }
                     list.remove(i);
-                    // SAFETY: as above.
-                    let item = unsafe { core.arena.with(index, |slot| slot.item.take()) };
                     route.stateful_idle.fetch_sub(1, Ordering::AcqRel);
                     if core.enforce_idle_cap {
                         core.idle_total.fetch_sub(1, Ordering::AcqRel);
                     }
+                    // SAFETY: the index was on our list: ours.
+                    let item = unsafe { core.take_item(index) };
                     core.free_slot(route, index);
                     route.closed.fetch_add(1, Ordering::Relaxed);
-                    self.victims.extend(item);
+                    self.victims.push(item);
                 }
             }
             line.stateful.retain(|_, list| !list.is_empty());
@@ -514,9 +499,8 @@ impl<T: Item> Lines<T> {
         self.never_waiters = 0;
         self.evict(core, &|_: &T| true, false);
         for route in core.table.iter() {
-            while let Some(held) = core.take_idle(route, Take::Drain) {
-                let (item, index) = held.into_parts();
-                self.close(core, route, index as u32, item);
+            while let Some(index) = core.take_idle(route, Take::Drain) {
+                self.close(core, route, index);
             }
         }
         self.lines.clear();

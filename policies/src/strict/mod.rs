@@ -90,6 +90,8 @@ impl<K, T> Default for Slot<K, T> {
 
 /// The data structure behind [`Strict`].
 pub struct StrictCore<K, T> {
+    /// The owner id in the `Held`s this core lends.
+    id: usize,
     arena: Arena<Slot<K, T>>,
     free: IndexStack,
     table: Table<K>,
@@ -108,13 +110,13 @@ pub struct StrictCore<K, T> {
 
 /// A request queued in a [`StrictCore`].
 pub struct StrictWaiter<K, T> {
-    node: Arc<Node<T>>,
+    node: Arc<Node>,
     route: usize,
-    _key: std::marker::PhantomData<fn() -> K>,
+    _core: std::marker::PhantomData<fn() -> (K, T)>,
 }
 
-impl<K: RouteKey, T: Item> Waiting<T> for StrictWaiter<K, T> {
-    fn try_take(&mut self) -> Option<Grant<T>> {
+impl<K: RouteKey, T: Item> Waiting for StrictWaiter<K, T> {
+    fn try_take(&mut self) -> Option<Grant> {
         self.node.try_take()
     }
 }
@@ -163,19 +165,56 @@ impl<K: RouteKey, T: Item> StrictCore<K, T> {
         unsafe { self.arena.with(index, |slot| slot.route) }
     }
 
-    /// Takes an idle stateless connection of `route`, if `rule` allows.
+    /// Lends the connection in slot `index`.
+    ///
+    /// # Safety
+    /// The caller owns `index` (it holds its item) and hands that ownership
+    /// to the `Held`.
     #[inline]
-    fn take_idle(&self, route: &Route<K>, rule: Take) -> Option<Held<T>> {
+    unsafe fn lend(&self, index: u32) -> Held {
+        // SAFETY: forwarded: the slot is ours to lend, once.
+        unsafe { Held::new(index as usize, self.id) }
+    }
+
+    /// The slot a `Held` of this core stands for.
+    #[inline]
+    fn slot_of(&self, held: &Held) -> u32 {
+        assert_eq!(held.owner(), self.id, "a Held of another core");
+        held.token() as u32
+    }
+
+    /// Takes an idle stateless connection of `route`, if `rule` allows; the
+    /// caller then owns its slot.
+    #[inline]
+    fn take_idle(&self, route: &Route<K>, rule: Take) -> Option<u32> {
         let index = route.take(&self.arena, rule)?;
-        // SAFETY: we took `index` off the idle list, so we own it.
-        let item = unsafe { self.arena.with(index, |slot| slot.item.take()) };
         if self.enforce_idle_cap {
             self.idle_total.fetch_sub(1, Ordering::AcqRel);
         }
-        Some(Held::new(
-            item.expect("an idle slot holds its item"),
-            index as usize,
-        ))
+        Some(index)
+    }
+
+    /// Takes the item out of an owned slot.
+    ///
+    /// # Safety
+    /// The caller owns `index`.
+    unsafe fn take_item(&self, index: u32) -> T {
+        // SAFETY: forwarded from the caller.
+        let item = unsafe { self.arena.with(index, |slot| slot.item.take()) };
+        item.expect("a live connection's slot holds its item")
+    }
+
+    /// The state of the item in an owned slot.
+    ///
+    /// # Safety
+    /// The caller owns `index`.
+    unsafe fn state_of(&self, index: u32) -> Option<State> {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            self.arena.with(index, |slot| {
+                slot.item.as_ref().and_then(|item| item.state().cloned())
+            })
+        }
     }
 
     /// Reserves one unit of the total cap.
@@ -224,7 +263,23 @@ impl<K: RouteKey, T: Item> StrictCore<K, T> {
         // SAFETY: we popped `index` from the free list.
         unsafe { self.arena.with(index, |slot| slot.route = route.id) };
         route.connecting.fetch_add(1, Ordering::AcqRel);
-        Permit::new(index as usize, state.cloned())
+        // SAFETY: we popped `index` from the free list: it is the permit's.
+        unsafe { self.permit(index, state) }
+    }
+
+    /// Issues a permit for an owned, empty slot of the route it is for.
+    ///
+    /// # Safety
+    /// The caller owns `index` and hands it to the permit.
+    unsafe fn permit(&self, index: u32, state: Option<&State>) -> Permit {
+        // SAFETY: forwarded from the caller.
+        unsafe { Permit::new(index as usize, self.id, state.cloned()) }
+    }
+
+    /// The slot a `Permit` of this core stands for.
+    fn permit_slot(&self, permit: &Permit) -> u32 {
+        assert_eq!(permit.owner(), self.id, "a Permit of another core");
+        permit.token() as u32
     }
 
     /// Releases the capacity of an owned slot: slot back to the free list,
@@ -266,8 +321,10 @@ impl<K: RouteKey, T: Item> StrictCore<K, T> {
     }
 
     /// Closes a connection its holder gave back (not reusable, over cap, or
-    /// the pool closed), outside the serializer.
-    fn close_returned(&self, route: &Route<K>, index: u32, item: T) {
+    /// the pool closed), outside the serializer. The caller owns `index`.
+    fn close_returned(&self, route: &Route<K>, index: u32) {
+        // SAFETY: the caller owns `index`.
+        let item = unsafe { self.take_item(index) };
         self.free_slot(route, index);
         route.closed.fetch_add(1, Ordering::Relaxed);
         (self.disposer)(item);
@@ -277,9 +334,8 @@ impl<K: RouteKey, T: Item> StrictCore<K, T> {
     /// Disposes of everything idle on a closed route (a return raced with
     /// shutdown).
     fn drain_closed_route(&self, route: &Route<K>) {
-        while let Some(held) = self.take_idle(route, Take::Drain) {
-            let (item, index) = held.into_parts();
-            self.close_returned(route, index as u32, item);
+        while let Some(index) = self.take_idle(route, Take::Drain) {
+            self.close_returned(route, index);
         }
     }
 
@@ -298,7 +354,7 @@ impl<K: RouteKey, T: Item> StrictCore<K, T> {
         StrictWaiter {
             node,
             route: route.id,
-            _key: std::marker::PhantomData,
+            _core: std::marker::PhantomData,
         }
     }
 }
@@ -322,6 +378,7 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
         let arena = Arena::new(limits.max_total());
         let free = arena.stack(true);
         Self {
+            id: Held::unique_owner(),
             free,
             arena,
             table: Table::new(limits.max_total().saturating_mul(2)),
@@ -344,14 +401,15 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
         state: Option<&State>,
         mode: Wait,
         waker: &Waker,
-    ) -> Acquire<T, Self::Waiter> {
+    ) -> Acquire<Self::Waiter> {
         let Some(route) = self.lookup(key) else {
             return Acquire::Ready(Grant::Closed);
         };
         {
             if state.is_none() {
-                if let Some(held) = self.take_idle(route, Take::Newcomer) {
-                    return Acquire::Ready(Grant::Conn(held));
+                if let Some(index) = self.take_idle(route, Take::Newcomer) {
+                    // SAFETY: we took `index` off the idle list.
+                    return Acquire::Ready(Grant::Conn(unsafe { self.lend(index) }));
                 }
                 // New capacity on the hot path only while nobody waits
                 // anywhere: freed capacity belongs to the oldest waiter.
@@ -365,7 +423,7 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
                         // counter update, so this load sees the closed flag.
                         if is_closed(route.word()) {
                             route.connecting.fetch_sub(1, Ordering::AcqRel);
-                            self.free_slot(route, permit.token() as u32);
+                            self.free_slot(route, self.permit_slot(&permit));
                             self.capacity_freed();
                             return Acquire::Ready(Grant::Closed);
                         }
@@ -382,7 +440,7 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
         }
     }
 
-    fn cancel(&self, waiter: Self::Waiter, timed_out: bool) -> Option<Grant<T>> {
+    fn cancel(&self, waiter: Self::Waiter, timed_out: bool) -> Option<Grant> {
         match waiter.node.cancel() {
             Ok(()) => {
                 let route = self.route(waiter.route);
@@ -398,31 +456,45 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
     }
 
     #[inline]
-    fn release(&self, held: Held<T>, reuse: bool) {
-        let (item, index) = held.into_parts();
-        let index = index as u32;
-        // SAFETY: the holder of a `Held` owns its slot.
+    fn item<'a>(&'a self, held: &'a Held) -> &'a T {
+        let index = self.slot_of(held);
+        // SAFETY: the `Held` owns the slot for as long as it is borrowed,
+        // and only shared references come from a shared borrow of it.
+        let slot = unsafe { self.arena.get(index) };
+        slot.item.as_ref().expect("a leased slot holds its item")
+    }
+
+    #[inline]
+    fn item_mut<'a>(&'a self, held: &'a mut Held) -> &'a mut T {
+        let index = self.slot_of(held);
+        // SAFETY: the `Held` owns the slot, and is borrowed mutably for as
+        // long as this reference lives, so no other reference can be made.
+        let slot = unsafe { self.arena.get_mut(index) };
+        slot.item.as_mut().expect("a leased slot holds its item")
+    }
+
+    #[inline]
+    fn release(&self, held: Held, reuse: bool) {
+        let index = self.slot_of(&held);
+        // SAFETY: the `Held` owned `index`; we own it now.
         let route = self.route(unsafe { self.route_of(index) });
         if !reuse || route.is_over_cap() {
-            return self.close_returned(route, index, item);
+            return self.close_returned(route, index);
         }
-        if item.state().is_some() {
+        // SAFETY: as above.
+        if unsafe { self.state_of(index) }.is_some() {
             // Stateful idle lists are kept by the serializer.
-            return self.submit(Command::Release(Held::new(item, index as usize)));
+            return self.submit(Command::Release(index));
         }
         if self.enforce_idle_cap
             && self.idle_total.fetch_add(1, Ordering::AcqRel) >= self.limits.max_idle()
         {
             self.idle_total.fetch_sub(1, Ordering::AcqRel);
-            return self.close_returned(route, index, item);
+            return self.close_returned(route, index);
         }
-        // SAFETY: we own `index`; `put` publishes it only when it succeeds,
-        // else we still own it and take the item back.
-        let put = unsafe {
-            self.arena.with(index, |slot| slot.item = Some(item));
-            route.put(&self.arena, index, Put::Return)
-        };
-        match put {
+        // SAFETY: `put` publishes `index` only when it succeeds; refused, we
+        // still own it.
+        match unsafe { route.put(&self.arena, index, Put::Return) } {
             Ok(before) => {
                 if is_closed(before) {
                     self.drain_closed_route(route);
@@ -431,25 +503,20 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
                 }
             }
             Err(refused) => {
-                // SAFETY: refused, so we still own `index`.
-                let item = unsafe { self.arena.with(index, |slot| slot.item.take()) };
-                let item = item.expect("the item put in above");
                 if self.enforce_idle_cap {
                     self.idle_total.fetch_sub(1, Ordering::AcqRel);
                 }
                 match refused {
-                    Refused::Closed => self.close_returned(route, index, item),
+                    Refused::Closed => self.close_returned(route, index),
                     // Requests wait: the serializer hands it to the oldest.
-                    Refused::Waiters => {
-                        self.submit(Command::Release(Held::new(item, index as usize)))
-                    }
+                    Refused::Waiters => self.submit(Command::Release(index)),
                 }
             }
         }
     }
 
-    fn connected(&self, permit: Permit, item: T) -> Result<Held<T>, T> {
-        let index = permit.token() as u32;
+    fn connected(&self, permit: Permit, item: T) -> Result<Held, T> {
+        let index = self.permit_slot(&permit);
         // SAFETY: the holder of a `Permit` owns its slot.
         let route = self.route(unsafe { self.route_of(index) });
         route.connecting.fetch_sub(1, Ordering::AcqRel);
@@ -460,11 +527,16 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
             self.capacity_freed();
             return Err(item);
         }
-        Ok(Held::new(item, index as usize))
+        // SAFETY: the permit owned the slot; the item goes in and the slot
+        // is lent to the permit's holder.
+        unsafe {
+            self.arena.with(index, |slot| slot.item = Some(item));
+            Ok(self.lend(index))
+        }
     }
 
     fn connect_failed(&self, permit: Permit) {
-        let index = permit.token() as u32;
+        let index = self.permit_slot(&permit);
         // SAFETY: the holder of a `Permit` owns its slot.
         let route = self.route(unsafe { self.route_of(index) });
         route.connecting.fetch_sub(1, Ordering::AcqRel);
