@@ -262,7 +262,7 @@ mod tests {
             .map(|_| {
                 let (arena, stack) = (arena.clone(), stack.clone());
                 std::thread::spawn(move || {
-                    for _ in 0..20_000 {
+                    for _ in 0..if cfg!(miri) { 100 } else { 20_000 } {
                         if let Some(i) = stack.pop(&arena) {
                             // SAFETY: we popped `i` and push it back after.
                             unsafe {

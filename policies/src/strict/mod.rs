@@ -33,6 +33,8 @@
 mod lines;
 mod route;
 mod table;
+#[cfg(all(test, not(leasehold_loom)))]
+mod tests;
 
 use self::lines::{Command, Lines};
 use self::route::{is_closed, total_wait, waiters_of, Put, Refused, Route, Take};

@@ -1,0 +1,128 @@
+//! Fuzzes the builder and a short life of the pool it builds.
+//!
+//! Random settings must build exactly when they are valid (and fail with the
+//! matching `ConfigError` otherwise); a pool that builds is then driven with
+//! a random sequence of non-blocking leases, returns, discards, state
+//! changes, cap changes and a shutdown, checking the caps after every step
+//! and that every connection opened is closed in the end.
+
+#![no_main]
+
+use arbitrary::Arbitrary;
+use leasehold::mock::MockConnector;
+use leasehold::{ConfigError, Error, Lease, Pool, Reuse, State};
+use libfuzzer_sys::fuzz_target;
+use std::time::Duration;
+
+#[derive(Arbitrary, Debug)]
+struct Settings {
+    max_total: u16,
+    max_per_route: u8,
+    overrides: Vec<(u8, u8)>,
+    max_idle: Option<u16>,
+    acquire_timeout_us: Option<u16>,
+    connect_timeout_us: Option<u16>,
+    fifo: bool,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    TryLease { route: u8, state: Option<u8> },
+    Return { pick: u8 },
+    Discard { pick: u8 },
+    SetState { pick: u8, state: Option<u8> },
+    SetRouteMax { route: u8, max: u8 },
+    Shutdown,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    settings: Settings,
+    ops: Vec<Op>,
+}
+
+fn state(token: Option<u8>) -> Option<State> {
+    token.map(|t| State::new(format!("user{}", t % 3)))
+}
+
+fuzz_target!(|input: Input| {
+    let s = &input.settings;
+    let connector = MockConnector::<u8>::new();
+    let mut builder = Pool::<_>::builder(connector.clone())
+        .max_total(usize::from(s.max_total % 64))
+        .max_per_route(usize::from(s.max_per_route % 8))
+        .reuse(if s.fifo { Reuse::Fifo } else { Reuse::Lifo });
+    for &(route, max) in s.overrides.iter().take(4) {
+        builder = builder.route_max(route % 4, usize::from(max % 8));
+    }
+    if let Some(idle) = s.max_idle {
+        builder = builder.max_idle(usize::from(idle % 80));
+    }
+    if let Some(us) = s.acquire_timeout_us {
+        builder = builder.acquire_timeout(Duration::from_micros(u64::from(us % 4)));
+    }
+    if let Some(us) = s.connect_timeout_us {
+        builder = builder.connect_timeout(Duration::from_micros(u64::from(us % 4)));
+    }
+    let max_total = usize::from(s.max_total % 64);
+    let valid = max_total > 0
+        && s.max_per_route % 8 > 0
+        && s.overrides.iter().take(4).all(|&(_, max)| max % 8 > 0)
+        && s.max_idle.is_none_or(|idle| usize::from(idle % 80) <= max_total)
+        && s.acquire_timeout_us.is_none_or(|us| us % 4 > 0)
+        && s.connect_timeout_us.is_none_or(|us| us % 4 > 0);
+    let pool = match builder.build() {
+        Ok(pool) => {
+            assert!(valid, "invalid settings built: {s:?}");
+            pool
+        }
+        Err(error) => {
+            assert!(!valid, "valid settings refused: {s:?}: {error}");
+            assert!(matches!(error, ConfigError::Limits(_) | ConfigError::ZeroTimeout(_)));
+            return;
+        }
+    };
+    let mut leases: Vec<Lease<'_, MockConnector<u8>>> = Vec::new();
+    for op in input.ops.iter().take(256) {
+        match op {
+            Op::TryLease { route, state: token } => {
+                let wanted = state(*token);
+                let result = match &wanted {
+                    Some(state) => pool.try_lease_with_state(&(route % 4), state),
+                    None => pool.try_lease(&(route % 4)),
+                };
+                match result {
+                    Ok(lease) => {
+                        assert_eq!(lease.state(), wanted.as_ref(), "state isolation");
+                        leases.push(lease);
+                    }
+                    Err(Error::Exhausted(_) | Error::Closed) => {}
+                    Err(other) => panic!("unexpected error: {other}"),
+                }
+            }
+            Op::Return { pick } if !leases.is_empty() => {
+                drop(leases.swap_remove(usize::from(*pick) % leases.len()));
+            }
+            Op::Discard { pick } if !leases.is_empty() => {
+                leases.swap_remove(usize::from(*pick) % leases.len()).discard();
+            }
+            Op::SetState { pick, state: token } if !leases.is_empty() => {
+                let at = usize::from(*pick) % leases.len();
+                leases[at].set_state(state(*token));
+            }
+            Op::SetRouteMax { route, max } => {
+                pool.set_route_max(&(route % 4), usize::from(max % 8).max(1));
+            }
+            Op::Shutdown => pool.shutdown(),
+            _ => {}
+        }
+        let stats = pool.stats();
+        assert!(stats.total.allocated() <= max_total, "total cap: {stats:?}");
+        assert_eq!(stats.total.leased, leases.len(), "leased gauge: {stats:?}");
+        let ids: std::collections::HashSet<u64> = leases.iter().map(|l| l.id()).collect();
+        assert_eq!(ids.len(), leases.len(), "a connection leased twice");
+    }
+    pool.shutdown();
+    drop(leases);
+    assert_eq!(connector.live(), 0, "every connection closed after shutdown");
+});

@@ -1,0 +1,198 @@
+//! Unit tests of `StrictCore` through the `Core` trait, single-threaded
+//! (and small enough for miri): the operations the pool does not reach on
+//! its own, and the token checks.
+
+use crate::{Acquire, Core, Disposer, Grant, Held, Item, Limits, Reuse, State, StrictCore, Wait};
+use std::sync::{Arc, Mutex};
+use std::task::Waker;
+
+#[derive(Debug)]
+struct Conn {
+    id: u32,
+    state: Option<State>,
+}
+
+impl Item for Conn {
+    fn state(&self) -> Option<&State> {
+        self.state.as_ref()
+    }
+}
+
+type TestCore = StrictCore<&'static str, Conn>;
+
+fn core(limits: Limits<&'static str>) -> (TestCore, Arc<Mutex<Vec<u32>>>) {
+    let disposed = Arc::new(Mutex::new(Vec::new()));
+    let sink = disposed.clone();
+    let disposer: Disposer<Conn> = Arc::new(move |conn: Conn| sink.lock().unwrap().push(conn.id));
+    (TestCore::new(limits, disposer), disposed)
+}
+
+/// Leases on `route`, opening connection `id` if the core grants capacity.
+fn lease(core: &TestCore, route: &'static str, state: Option<&State>, id: u32) -> Held {
+    match core.acquire(&route, state, Wait::Never, Waker::noop()) {
+        Acquire::Ready(Grant::Conn(held)) => held,
+        Acquire::Ready(Grant::Connect(permit)) => {
+            let conn = Conn {
+                id,
+                state: permit.state().cloned(),
+            };
+            core.connected(permit, conn).expect("open pool")
+        }
+        other => panic!("expected a lease, got {other:?}"),
+    }
+}
+
+#[test]
+fn idle_hit_reuses_without_connecting() {
+    let (core, disposed) = core(Limits::new(2, 2));
+    let held = lease(&core, "a", None, 1);
+    core.release(held, true);
+    let mut again = lease(&core, "a", None, 99);
+    assert_eq!(core.item(&again).id, 1, "the idle one, not a new one");
+    core.item_mut(&mut again).id = 10;
+    core.release(again, true);
+    assert_eq!(
+        core.item(&lease(&core, "a", None, 99)).id,
+        10,
+        "changed in place"
+    );
+    assert!(disposed.lock().unwrap().is_empty());
+}
+
+#[test]
+fn evict_idle_closes_picked_connections_only() {
+    let (core, disposed) = core(Limits::new(6, 6));
+    let alice = State::new("alice");
+    let leases: Vec<Held> = (1..=4).map(|id| lease(&core, "a", None, id)).collect();
+    let mut stateful = lease(&core, "a", None, 5);
+    core.item_mut(&mut stateful).state = Some(alice.clone());
+    for held in leases {
+        core.release(held, true);
+    }
+    core.release(stateful, true);
+    assert_eq!(core.route_stats(&"a").idle, 5);
+    core.evict_idle(Arc::new(|conn: &Conn| conn.id % 2 == 1));
+    let mut gone = disposed.lock().unwrap().clone();
+    gone.sort_unstable();
+    assert_eq!(gone, [1, 3, 5], "odd ids evicted, the stateful one too");
+    let stats = core.route_stats(&"a");
+    assert_eq!((stats.idle, stats.closed, stats.leased), (2, 3, 0));
+    // The survivors keep their LIFO order: 4 was returned last.
+    assert_eq!(core.item(&lease(&core, "a", None, 0)).id, 4);
+}
+
+#[test]
+fn fifo_reuse_takes_the_oldest_return() {
+    let (core, _) = core(Limits::new(3, 3).with_reuse(Reuse::Fifo));
+    let leases: Vec<Held> = (1..=3).map(|id| lease(&core, "a", None, id)).collect();
+    for held in leases {
+        core.release(held, true);
+    }
+    assert_eq!(core.item(&lease(&core, "a", None, 0)).id, 1);
+}
+
+#[test]
+fn never_waiting_request_is_refused_busy() {
+    let (core, _) = core(Limits::new(1, 1));
+    let _held = lease(&core, "a", None, 1);
+    let mut waiter = match core.acquire(&"a", None, Wait::Never, Waker::noop()) {
+        Acquire::Queued(waiter) => waiter,
+        other => panic!("expected to be queued for an answer, got {other:?}"),
+    };
+    use crate::Waiting;
+    assert!(matches!(waiter.try_take(), Some(Grant::Busy)));
+    assert_eq!(core.route_stats(&"a").pending, 0);
+}
+
+#[test]
+#[should_panic(expected = "a Held of another core")]
+fn held_of_another_core_is_refused() {
+    let (first, _) = core(Limits::new(1, 1));
+    let (second, _) = core(Limits::new(1, 1));
+    let held = lease(&first, "a", None, 1);
+    second.release(held, true);
+}
+
+#[test]
+#[should_panic(expected = "a Permit of another core")]
+fn permit_of_another_core_is_refused() {
+    let (first, _) = core(Limits::new(1, 1));
+    let (second, _) = core(Limits::new(1, 1));
+    let Acquire::Ready(Grant::Connect(permit)) =
+        first.acquire(&"a", None, Wait::Never, Waker::noop())
+    else {
+        panic!("expected a permit");
+    };
+    second.connect_failed(permit);
+}
+
+#[test]
+fn shutdown_disposes_idle_and_later_returns() {
+    let (core, disposed) = core(Limits::new(3, 3));
+    let kept = lease(&core, "a", None, 1);
+    let idle = lease(&core, "b", None, 2);
+    core.release(idle, true);
+    core.shutdown();
+    assert!(core.is_closed());
+    assert_eq!(*disposed.lock().unwrap(), [2]);
+    core.release(kept, true);
+    assert_eq!(*disposed.lock().unwrap(), [2, 1]);
+    assert!(matches!(
+        core.acquire(&"c", None, Wait::Queue, Waker::noop()),
+        Acquire::Ready(Grant::Closed)
+    ));
+    let total = core.stats().total;
+    assert_eq!((total.allocated(), total.created, total.closed), (0, 2, 2));
+}
+
+#[test]
+fn connected_after_shutdown_gives_the_item_back() {
+    let (core, _) = core(Limits::new(1, 1));
+    let Acquire::Ready(Grant::Connect(permit)) =
+        core.acquire(&"a", None, Wait::Never, Waker::noop())
+    else {
+        panic!("expected a permit");
+    };
+    core.shutdown();
+    let back = core.connected(permit, Conn { id: 7, state: None });
+    assert_eq!(back.map(|_| ()).unwrap_err().id, 7);
+    assert_eq!(core.stats().total.allocated(), 0);
+}
+
+#[test]
+fn idle_cap_closes_returns_beyond_it() {
+    let (core, disposed) = core(Limits::new(4, 4).with_max_idle(2));
+    let leases: Vec<Held> = (1..=4).map(|id| lease(&core, "a", None, id)).collect();
+    for held in leases {
+        core.release(held, true);
+    }
+    assert_eq!(core.route_stats(&"a").idle, 2);
+    assert_eq!(*disposed.lock().unwrap(), [3, 4]);
+}
+
+#[test]
+fn stats_count_every_gauge() {
+    let (core, _) = core(Limits::new(4, 3).with_route_max("b", 1));
+    let a1 = lease(&core, "a", None, 1);
+    let a2 = lease(&core, "a", None, 2);
+    core.release(a2, true);
+    let Acquire::Ready(Grant::Connect(permit)) =
+        core.acquire(&"b", None, Wait::Never, Waker::noop())
+    else {
+        panic!("expected a permit");
+    };
+    let a = core.route_stats(&"a");
+    assert_eq!(
+        (a.leased, a.idle, a.connecting, a.max, a.created),
+        (1, 1, 0, 3, 2)
+    );
+    let b = core.route_stats(&"b");
+    assert_eq!((b.leased, b.connecting, b.max), (0, 1, 1));
+    assert_eq!(core.route_stats(&"unseen").max, 3);
+    let total = core.stats().total;
+    assert_eq!((total.allocated(), total.max), (3, 4));
+    core.connect_failed(permit);
+    core.release(a1, false);
+    let total = core.stats().total;
+    assert_eq!((total.allocated(), total.closed), (1, 1));
+}
