@@ -84,7 +84,8 @@ impl<C: Connector, P: Policy> Builder<C, P> {
         self
     }
 
-    /// The most connections open at once to `route`.
+    /// The most connections open at once to `route`. Called again for the
+    /// same route, the later value replaces the earlier.
     pub fn route_max(mut self, route: C::Route, max: usize) -> Self {
         self.per_route.push((route, max));
         self

@@ -67,7 +67,15 @@ fuzz_target!(|input: Input| {
     let max_total = usize::from(s.max_total % 64);
     let valid = max_total > 0
         && s.max_per_route % 8 > 0
-        && s.overrides.iter().take(4).all(|&(_, max)| max % 8 > 0)
+        // A later override of the same route replaces the earlier one.
+        && (0..4u8).all(|route| {
+            s.overrides
+                .iter()
+                .take(4)
+                .rev()
+                .find(|&&(r, _)| r % 4 == route)
+                .is_none_or(|&(_, max)| max % 8 > 0)
+        })
         && s.max_idle.is_none_or(|idle| usize::from(idle % 80) <= max_total)
         && s.acquire_timeout_us.is_none_or(|us| us % 4 > 0)
         && s.connect_timeout_us.is_none_or(|us| us % 4 > 0);
