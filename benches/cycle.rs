@@ -9,6 +9,9 @@
 //!   time is wall-clock for all threads together, so the throughput criterion
 //!   prints is pool-wide cycles per second.
 //!
+//! Each group also runs the textbook pool — a `Mutex<Vec>` of idle
+//! connections and a `Condvar` — as a same-run reference.
+//!
 //! Before the groups run, an allocation audit counts heap allocations on the
 //! current thread over 10 000 idle-hit cycles per policy (after warm-up) and
 //! panics if there is any: the hit path must not allocate. The same check is
@@ -20,12 +23,10 @@
 //! ```
 
 use criterion::{BenchmarkGroup, Criterion, Throughput};
-use leasehold::mock::MockConnector;
-use leasehold::{Policy, Pool};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use leasehold::mock::{MockConn, MockConnector};
+use leasehold::{Connector, Policy, Pool, Progress};
 use std::hint::black_box;
-use std::sync::Barrier;
+use std::sync::{Barrier, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -40,105 +41,78 @@ macro_rules! for_each_policy {
 // ---------------------------------------------------------------------------
 // Allocation audit
 
-/// `System`, counting the allocations made on each thread.
-struct CountingAlloc;
+#[path = "../tests/support/alloc_audit.rs"]
+mod alloc_audit;
 
-thread_local! {
-    /// Allocations (`alloc`, `alloc_zeroed`, `realloc`) made on this thread.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count_allocation() {
-    // `try_with`: the allocator may run while this thread's locals are being
-    // torn down. A const-initialized `Cell` never allocates itself.
-    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-}
-
-fn allocations_on_this_thread() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments, so
-// `System`'s guarantees hold; the counting touches no allocator state.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_allocation();
-        // SAFETY: forwarded from the caller.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count_allocation();
-        // SAFETY: forwarded from the caller.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_allocation();
-        // SAFETY: forwarded from the caller.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded from the caller.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-/// Idle-hit cycles the audit counts over.
-const AUDIT_CYCLES: u64 = 10_000;
-
-/// Counts the allocations of [`AUDIT_CYCLES`] idle-hit cycles (`lease` and
-/// `try_lease`) on this thread, after warm-up; panics if there are any.
+/// Counts the allocations of idle-hit cycles (`lease` and `try_lease`) on
+/// this thread, after warm-up; panics if there are any.
 fn alloc_audit<P: Policy>() {
-    // The counter must see this thread's allocations, or a 0 proves nothing.
-    let before = allocations_on_this_thread();
-    drop(black_box(Box::new(0u64)));
-    assert_eq!(
-        allocations_on_this_thread() - before,
-        1,
-        "the counting allocator is not counting"
-    );
-
-    let pool = pool::<P>(8);
-    warm(&pool, 1);
-    // Warm-up: first-use thread-locals (the thread's waker, `arc_swap`'s
-    // per-thread debt list) allocate once per thread, not per cycle.
-    for _ in 0..1_000 {
-        drop(pool.lease(&()).expect("lease"));
-        drop(pool.try_lease(&()).expect("try_lease"));
-    }
-    let before = allocations_on_this_thread();
-    for _ in 0..AUDIT_CYCLES {
-        drop(black_box(pool.lease(&()).expect("lease")));
-    }
-    let lease_allocs = allocations_on_this_thread() - before;
-    let before = allocations_on_this_thread();
-    for _ in 0..AUDIT_CYCLES {
-        drop(black_box(pool.try_lease(&()).expect("try_lease")));
-    }
-    let try_lease_allocs = allocations_on_this_thread() - before;
-
-    let total = pool.stats().total;
-    assert_eq!(
-        (total.created, total.idle),
-        (1, 1),
-        "every audited cycle must be an idle hit on the one warm connection"
-    );
+    let (lease, try_lease) = alloc_audit::hit_path_allocations::<P>();
+    let cycles = alloc_audit::CYCLES;
     println!(
-        "alloc audit [{}]: {lease_allocs} allocations in {AUDIT_CYCLES} lease+drop cycles, \
-         {try_lease_allocs} in {AUDIT_CYCLES} try_lease+drop cycles (idle hits)",
+        "alloc audit [{}]: {lease} allocations in {cycles} lease+drop cycles, \
+         {try_lease} in {cycles} try_lease+drop cycles (idle hits)",
         P::NAME
     );
     assert!(
-        lease_allocs == 0 && try_lease_allocs == 0,
-        "the idle-hit path of policy {} allocated: {lease_allocs} allocations over \
-         {AUDIT_CYCLES} lease cycles, {try_lease_allocs} over {AUDIT_CYCLES} try_lease cycles",
+        lease == 0 && try_lease == 0,
+        "the idle-hit path of policy {} allocated",
         P::NAME
     );
+}
+
+// ---------------------------------------------------------------------------
+// Baseline: the textbook pool, for a same-run reference
+
+/// Idle connections in a `Mutex<Vec>`, waiters on a `Condvar`.
+struct MutexPool {
+    idle: Mutex<Vec<MockConn>>,
+    returned: Condvar,
+}
+
+/// A connection leased from a [`MutexPool`], returned on drop.
+struct MutexLease<'a> {
+    pool: &'a MutexPool,
+    conn: Option<MockConn>,
+}
+
+impl MutexPool {
+    /// A pool holding `size` idle mock connections.
+    fn new(size: usize) -> Self {
+        let connector = MockConnector::new();
+        let idle = (0..size)
+            .map(|_| match connector.connect(&()) {
+                Ok(Progress::Ready(conn)) => conn,
+                _ => unreachable!("the mock connects at once"),
+            })
+            .collect();
+        Self {
+            idle: Mutex::new(idle),
+            returned: Condvar::new(),
+        }
+    }
+
+    fn lease(&self) -> MutexLease<'_> {
+        let mut idle = self.idle.lock().expect("not poisoned");
+        loop {
+            if let Some(conn) = idle.pop() {
+                return MutexLease {
+                    pool: self,
+                    conn: Some(conn),
+                };
+            }
+            idle = self.returned.wait(idle).expect("not poisoned");
+        }
+    }
+}
+
+impl Drop for MutexLease<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.idle.lock().expect("not poisoned").push(conn);
+            self.pool.returned.notify_one();
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -193,46 +167,55 @@ fn cycle_1thread(c: &mut Criterion) {
     let mut group = c.benchmark_group("cycle/1thread");
     short(&mut group);
     for_each_policy!(single_thread(&mut group));
+    let baseline = MutexPool::new(8);
+    group.bench_function("mutex_condvar/lease", |b| {
+        b.iter(|| drop(black_box(baseline.lease())));
+    });
     group.finish();
 }
 
-/// `threads` threads share a pool of `pool_size` warm connections; each does
-/// its share of `iters` blocking lease + drop cycles. Returns the wall time
-/// from the common start to the last thread's last cycle.
-fn contended_run<P: Policy>(pool: &Pool<MockConnector, P>, threads: usize, iters: u64) -> Duration {
-    let barrier = Barrier::new(threads + 1);
-    thread::scope(|scope| {
+/// `threads` threads each run their share of `iters` calls of `cycle` (one
+/// blocking lease + drop). Returns the wall time from the common start to
+/// the last thread's last cycle.
+fn contended_run(cycle: &(impl Fn() + Sync), threads: usize, iters: u64) -> Duration {
+    let barrier = Barrier::new(threads);
+    let spans: Vec<(Instant, Instant)> = thread::scope(|scope| {
         let workers: Vec<_> = (0..threads as u64)
             .map(|i| {
                 let share = iters / threads as u64 + u64::from(i < iters % threads as u64);
                 let barrier = &barrier;
                 scope.spawn(move || {
                     barrier.wait();
+                    let start = Instant::now();
                     for _ in 0..share {
-                        drop(black_box(pool.lease(&()).expect("lease")));
+                        cycle();
                     }
-                    Instant::now()
+                    (start, Instant::now())
                 })
             })
             .collect();
-        barrier.wait();
-        let start = Instant::now();
-        let end = workers
+        workers
             .into_iter()
             .map(|w| w.join().expect("worker panicked"))
-            .max()
-            .unwrap_or(start);
-        end.saturating_duration_since(start)
-    })
+            .collect()
+    });
+    // From the first thread's start to the last thread's end; at least a
+    // nanosecond, as criterion rejects zero.
+    let start = spans.iter().map(|s| s.0).min().expect("threads > 0");
+    let end = spans.iter().map(|s| s.1).max().expect("threads > 0");
+    end.duration_since(start).max(Duration::from_nanos(1))
 }
 
 fn contended<P: Policy>(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
-    for (pool_size, threads) in [(4, 8), (8, 64)] {
+    for (pool_size, threads) in CONTENDED {
         let pool = pool::<P>(pool_size);
         warm(&pool, pool_size);
         group.bench_function(
             format!("{}/{threads}threads_pool{pool_size}", P::NAME),
-            |b| b.iter_custom(|iters| contended_run(&pool, threads, iters)),
+            |b| {
+                let cycle = || drop(black_box(pool.lease(&()).expect("lease")));
+                b.iter_custom(|iters| contended_run(&cycle, threads, iters))
+            },
         );
         let total = pool.stats().total;
         assert_eq!(
@@ -243,10 +226,23 @@ fn contended<P: Policy>(group: &mut BenchmarkGroup<'_, criterion::measurement::W
     }
 }
 
+/// The (pool size, threads) pairs of the contended group.
+const CONTENDED: [(usize, usize); 2] = [(4, 8), (8, 64)];
+
 fn cycle_contended(c: &mut Criterion) {
     let mut group = c.benchmark_group("cycle/contended");
     short(&mut group);
     for_each_policy!(contended(&mut group));
+    for (pool_size, threads) in CONTENDED {
+        let baseline = MutexPool::new(pool_size);
+        group.bench_function(
+            format!("mutex_condvar/{threads}threads_pool{pool_size}"),
+            |b| {
+                let cycle = || drop(black_box(baseline.lease()));
+                b.iter_custom(|iters| contended_run(&cycle, threads, iters))
+            },
+        );
+    }
     group.finish();
 }
 
