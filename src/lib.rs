@@ -47,3 +47,8 @@ pub use leasehold_policies::{
     self as policies, Policy, PoolStats, Reuse, RouteKey, State, Stats, Strict,
 };
 pub use pool::Pool;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
