@@ -153,6 +153,30 @@ fn acquire_and_wait(core: &TestCore) -> (Grant, bool) {
     }
 }
 
+/// Thread A gives the leased item back (`reuse`) while thread B acquires on
+/// `ROUTE` and hands its grant to `serve`. Returns whether B was queued.
+fn release_races_acquire(
+    core: &Arc<TestCore>,
+    held: Held,
+    reuse: bool,
+    serve: fn(&TestCore, Grant),
+) -> bool {
+    let a = {
+        let core = core.clone();
+        thread::spawn(move || core.release(held, reuse))
+    };
+    let b = {
+        let core = core.clone();
+        thread::spawn(move || {
+            let (grant, queued) = acquire_and_wait(&core);
+            serve(&core, grant);
+            queued
+        })
+    };
+    a.join().unwrap();
+    b.join().unwrap()
+}
+
 /// Yields until a request is counted as waiting on the route.
 fn until_someone_waits(core: &TestCore) {
     while core.route_stats(&ROUTE).pending == 0 {
@@ -383,26 +407,15 @@ fn return_races_enqueue() {
     let seen = tally.clone();
     loom::model(move || {
         let (core, disposed, held) = leased_core();
-
-        let a = {
-            let core = core.clone();
-            thread::spawn(move || core.release(held, true))
-        };
-        let b = {
-            let core = core.clone();
-            thread::spawn(move || {
-                let (grant, queued) = acquire_and_wait(&core);
-                let held = match grant {
-                    Grant::Conn(held) => held,
-                    other => panic!("B must get the connection, got {other:?}"),
-                };
-                assert_eq!(core.item(&held).id, 1, "B got another connection");
-                core.release(held, true);
-                queued
-            })
-        };
-        a.join().unwrap();
-        seen.note(b.join().unwrap());
+        let queued = release_races_acquire(&core, held, true, |core, grant| {
+            let held = match grant {
+                Grant::Conn(held) => held,
+                other => panic!("B must get the connection, got {other:?}"),
+            };
+            assert_eq!(core.item(&held).id, 1, "B got another connection");
+            core.release(held, true);
+        });
+        seen.note(queued);
 
         assert_quiet(&core, 1, 0);
         assert!(disposed_ids(&disposed).is_empty(), "nothing is disposed");
@@ -429,28 +442,17 @@ fn discard_frees_capacity_for_waiter() {
     let seen = tally.clone();
     loom::model(move || {
         let (core, disposed, held) = leased_core();
-
-        let a = {
-            let core = core.clone();
-            thread::spawn(move || core.release(held, false))
-        };
-        let b = {
-            let core = core.clone();
-            thread::spawn(move || {
-                let (grant, queued) = acquire_and_wait(&core);
-                let permit = match grant {
-                    Grant::Connect(permit) => permit,
-                    other => panic!("B must get capacity, got {other:?}"),
-                };
-                let held = core
-                    .connected(permit, Conn::new(2))
-                    .expect("the core is open");
-                core.release(held, true);
-                queued
-            })
-        };
-        a.join().unwrap();
-        seen.note(b.join().unwrap());
+        let queued = release_races_acquire(&core, held, false, |core, grant| {
+            let permit = match grant {
+                Grant::Connect(permit) => permit,
+                other => panic!("B must get capacity, got {other:?}"),
+            };
+            let held = core
+                .connected(permit, Conn::new(2))
+                .expect("the core is open");
+            core.release(held, true);
+        });
+        seen.note(queued);
 
         assert_eq!(disposed_ids(&disposed), [1], "item 1 disposed exactly once");
         assert_quiet(&core, 1, 0);
