@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 macro_rules! for_each_policy {
     ($f:ident($($arg:expr),* $(,)?)) => {{
         $f::<leasehold::Strict>($($arg),*);
+        $f::<leasehold::Lax>($($arg),*);
     }};
 }
 

@@ -27,7 +27,10 @@ use std::time::{Duration, Instant};
 /// in a `Vec`. A new policy is one more line here.
 macro_rules! for_each_policy {
     ($f:ident($($arg:expr),* $(,)?)) => {
-        vec![$f::<leasehold::Strict>($($arg),*)]
+        vec![
+            $f::<leasehold::Strict>($($arg),*),
+            $f::<leasehold::Lax>($($arg),*),
+        ]
     };
 }
 

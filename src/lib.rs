@@ -10,6 +10,7 @@
 //! | policy | promise | sweet spot |
 //! |---|---|---|
 //! | [`Strict`] (default) | exact per-route and total caps; per-route FIFO waiters with direct hand-off; freed capacity goes to the oldest waiting request of any route | fairness, predictable tail latency |
+//! | [`Lax`] | exact caps; idle connections in per-thread shards with work stealing; barging allowed, but a waiter is overtaken at most by the connections idle when it queued | one hot route, raw throughput |
 //!
 //! ```
 //! use std::time::Duration;
@@ -44,7 +45,7 @@ pub use connector::{Connector, Handshake, Never, Progress};
 pub use error::{ConfigError, Error, Unavailable};
 pub use lease::Lease;
 pub use leasehold_policies::{
-    self as policies, Policy, PoolStats, Reuse, RouteKey, State, Stats, Strict,
+    self as policies, Lax, Policy, PoolStats, Reuse, RouteKey, State, Stats, Strict,
 };
 pub use pool::Pool;
 

@@ -28,6 +28,7 @@ fn assert_hit_path_allocation_free<P: Policy>() {
 macro_rules! for_each_policy {
     ($f:ident) => {{
         $f::<leasehold::Strict>();
+        $f::<leasehold::Lax>();
     }};
 }
 

@@ -12,6 +12,7 @@
 //! | policy | promise |
 //! |---|---|
 //! | [`Strict`] | exact caps; per-route FIFO waiters with direct hand-off; freed total capacity goes to the oldest waiting request of any route |
+//! | [`Lax`] | exact caps; per-thread idle shards with work stealing; barging allowed, a waiter is overtaken at most by the connections idle when it queued |
 //!
 //! # Writing a policy
 //!
@@ -31,12 +32,16 @@
 #![cfg_attr(not(leasehold_loom), deny(unsafe_op_in_unsafe_fn))]
 
 mod arena;
+mod engine;
+mod lax;
 mod serial;
 mod strict;
 mod sync;
 mod types;
 mod waiter;
 
+pub use engine::{Engine, EngineWaiter, Fair, Flavor, Sharded};
+pub use lax::{Lax, LaxCore};
 pub use strict::{Strict, StrictCore, StrictWaiter};
 pub use types::{
     Acquire, Disposer, Grant, Held, InvalidLimits, Item, Limits, Permit, PoolStats, Reuse,

@@ -23,6 +23,17 @@ mod imp {
         std::hint::spin_loop();
     }
 
+    /// A number for the calling thread, handed out in order of first use,
+    /// so threads spread over shards.
+    #[inline]
+    pub(crate) fn thread_slot() -> usize {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        SLOT.with(|slot| *slot)
+    }
+
     /// `std::cell::UnsafeCell` with loom's closure API.
     #[derive(Debug, Default)]
     pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
@@ -86,6 +97,18 @@ mod imp {
     #[inline]
     pub(crate) fn spin_hint() {
         loom::thread::yield_now();
+    }
+
+    /// Loom threads in order of first use (the main thread included),
+    /// counted afresh in every execution so that executions replay.
+    pub(crate) fn thread_slot() -> usize {
+        loom::lazy_static! {
+            static ref NEXT: AtomicUsize = AtomicUsize::new(0);
+        }
+        loom::thread_local! {
+            static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        SLOT.with(|slot| *slot)
     }
 
     /// A loom-visible stand-in for `SegQueue`: linearizable FIFO.

@@ -6,7 +6,7 @@
 mod scenarios;
 mod stress;
 
-use leasehold::Strict;
+use leasehold::{Lax, Strict};
 
 /// Stamps out one `#[test]` per scenario for a policy.
 macro_rules! conformance {
@@ -55,3 +55,4 @@ macro_rules! conformance {
 }
 
 conformance!(strict, Strict);
+conformance!(lax, Lax);

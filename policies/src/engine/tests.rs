@@ -28,7 +28,12 @@ fn core(limits: Limits<&'static str>) -> (TestCore, Arc<Mutex<Vec<u32>>>) {
 }
 
 /// Leases on `route`, opening connection `id` if the core grants capacity.
-fn lease(core: &TestCore, route: &'static str, state: Option<&State>, id: u32) -> Held {
+fn lease<F: super::Flavor>(
+    core: &super::Engine<&'static str, Conn, F>,
+    route: &'static str,
+    state: Option<&State>,
+    id: u32,
+) -> Held {
     match core.acquire(&route, state, Wait::Never, Waker::noop()) {
         Acquire::Ready(Grant::Conn(held)) => held,
         Acquire::Ready(Grant::Connect(permit)) => {
@@ -195,4 +200,58 @@ fn stats_count_every_gauge() {
     core.release(a1, false);
     let total = core.stats().total;
     assert_eq!((total.allocated(), total.closed), (1, 1));
+}
+
+#[test]
+fn lax_thread_finds_its_own_connection_first() {
+    use crate::sync::thread_slot;
+    use std::sync::{mpsc, Barrier};
+    let disposer: Disposer<Conn> = Arc::new(|_| {});
+    let core: crate::LaxCore<&'static str, Conn> = crate::LaxCore::new(Limits::new(4, 4), disposer);
+    if core.shards < 2 {
+        eprintln!("one shard on this machine: locality is trivial, nothing to check");
+        return;
+    }
+    let shard_of = |slot: usize| slot & (core.shards - 1);
+    let (tell_shard, a_shard) = mpsc::channel();
+    let step = Barrier::new(2);
+    std::thread::scope(|s| {
+        // A leases connection 1 and returns it first; B leases connection 2
+        // and returns it last. A global LIFO list would now hand A
+        // connection 2; A's own shard hands it connection 1.
+        s.spawn(|| {
+            tell_shard.send(shard_of(thread_slot())).unwrap();
+            let mine = lease(&core, "a", None, 1);
+            step.wait();
+            core.release(mine, true);
+            step.wait();
+            step.wait();
+            let again = lease(&core, "a", None, 99);
+            assert_eq!(core.item(&again).id, 1, "A's own shard first");
+            core.release(again, true);
+            step.wait();
+        });
+        let a_shard = a_shard.recv().unwrap();
+        // B must sit on another shard: threads take slots in order of first
+        // use, so try new threads until one does.
+        loop {
+            let (core, step, shard_of) = (&core, &step, &shard_of);
+            let b = s.spawn(move || {
+                if shard_of(thread_slot()) == a_shard {
+                    return false;
+                }
+                let mine = lease(core, "a", None, 2);
+                step.wait();
+                step.wait();
+                core.release(mine, true);
+                step.wait();
+                step.wait();
+                true
+            });
+            if b.join().unwrap() {
+                break;
+            }
+        }
+    });
+    assert_eq!(core.route_stats(&"a").idle, 2);
 }

@@ -1,15 +1,17 @@
-//! One route of a `Strict` core: its route word, its idle list and its
-//! capacity counters.
+//! One route of an engine: its shard words, its idle lists and its capacity
+//! counters.
 //!
 //! # Implementation Details
 //!
-//! The route word is one 128-bit atomic:
+//! A route has one shard (`Strict`) or one per thread slot (`Lax`); each
+//! shard is a 128-bit atomic word, on its own cache line:
 //!
 //! ```text
-//!  bits 0..32    head of the idle stack (a slot index, or NIL)   } LIFO
-//!  bits 32..64   tag, bumped by every push and pop (no ABA)      } only
-//!  bits 64..96   idle stateless connections
-//!  bits 96..126  requests waiting on this route
+//!  bits 0..32    head of the shard's idle stack (a slot index, or NIL) } LIFO
+//!  bits 32..64   tag, bumped by every push and pop (no ABA)            } only
+//!  bits 64..96   idle stateless connections in this shard
+//!  bits 96..125  requests waiting on this route (shard 0 only)
+//!  bit  125      ROUTE_WAIT: requests wait here (sharded routes)
 //!  bit  126      TOTAL_WAIT: a request somewhere is blocked by the total cap
 //!  bit  127      CLOSED
 //! ```
@@ -28,6 +30,10 @@
 //! a return either happened before that look or sees the flag and goes
 //! through the serializer.
 //!
+//! With several shards the waiter count cannot sit in every word, so the
+//! serializer raises `ROUTE_WAIT` on every shard of a route whose requests it
+//! could not serve, then looks once more, exactly as for `TOTAL_WAIT`.
+//!
 //! With FIFO reuse the list is a bounded queue beside the word, and the
 //! word's idle count is a reservation count: an index is queued *before*
 //! the count goes up, and the count goes down *before* an index is dequeued,
@@ -44,7 +50,8 @@ const TAG_ONE: u128 = 1 << 32;
 const TAG_MASK: u128 = (u32::MAX as u128) << 32;
 const IDLE_ONE: u128 = 1 << 64;
 const WAITER_ONE: u128 = 1 << 96;
-const WAITERS_MASK: u128 = ((1 << 30) - 1) << 96;
+const WAITERS_MASK: u128 = ((1 << 29) - 1) << 96;
+const ROUTE_WAIT: u128 = 1 << 125;
 const TOTAL_WAIT: u128 = 1 << 126;
 const CLOSED: u128 = 1 << 127;
 
@@ -87,6 +94,8 @@ fn with_head(word: u128, index: u32, idle: u128, up: bool) -> u128 {
 pub(super) enum Take {
     /// A request on the hot path: only while nobody waits (no barging).
     Newcomer,
+    /// A request on the hot path that may overtake waiters (`Lax`).
+    Barging,
     /// The serializer, serving the oldest request.
     Serial,
     /// Disposal after the route closed.
@@ -98,7 +107,7 @@ impl Take {
     fn allows(self, word: u128) -> bool {
         match self {
             Self::Newcomer => !is_closed(word) && waiters_of(word) == 0,
-            Self::Serial => !is_closed(word),
+            Self::Barging | Self::Serial => !is_closed(word),
             Self::Drain => true,
         }
     }
@@ -108,8 +117,9 @@ impl Take {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Put {
     /// A holder on the hot path: refused while requests wait on this route
-    /// or anyone is blocked by the total cap (the connection then goes
-    /// through the serializer, which serves the oldest request first).
+    /// (counted, or flagged by `ROUTE_WAIT`) or anyone is blocked by the
+    /// total cap (the connection then goes through the serializer, which
+    /// serves the oldest request first).
     Return,
     /// The serializer.
     Serial,
@@ -123,12 +133,18 @@ pub(super) enum Refused {
     Waiters,
 }
 
-pub(crate) struct Route<K> {
-    pub(super) key: K,
-    pub(super) id: usize,
+/// One shard of a route's idle connections.
+struct Shard {
     word: CachePadded<AtomicU128>,
     /// The idle list with FIFO reuse; with LIFO it lives in the word.
     fifo: Option<Box<BoundedFifo<u32>>>,
+}
+
+pub(crate) struct Route<K> {
+    pub(super) key: K,
+    pub(super) id: usize,
+    /// A power of two; shard 0 also counts the route's waiters.
+    shards: Box<[Shard]>,
     /// leased + idle (stateless and stateful) + connecting.
     pub(super) allocated: AtomicUsize,
     pub(super) max: AtomicUsize,
@@ -140,15 +156,27 @@ pub(crate) struct Route<K> {
 }
 
 impl<K> Route<K> {
-    pub(super) fn new(key: K, id: usize, max: usize, reuse: Reuse, arena_len: usize) -> Self {
+    pub(super) fn new(
+        key: K,
+        id: usize,
+        max: usize,
+        reuse: Reuse,
+        arena_len: usize,
+        shards: usize,
+    ) -> Self {
+        debug_assert!(shards.is_power_of_two());
         Self {
             key,
             id,
-            word: CachePadded::new(AtomicU128::new(u128::from(NIL))),
-            fifo: match reuse {
-                Reuse::Lifo => None,
-                Reuse::Fifo => Some(Box::new(BoundedFifo::new(arena_len))),
-            },
+            shards: (0..shards)
+                .map(|_| Shard {
+                    word: CachePadded::new(AtomicU128::new(u128::from(NIL))),
+                    fifo: match reuse {
+                        Reuse::Lifo => None,
+                        Reuse::Fifo => Some(Box::new(BoundedFifo::new(arena_len))),
+                    },
+                })
+                .collect(),
             allocated: AtomicUsize::new(0),
             max: AtomicUsize::new(max),
             connecting: AtomicUsize::new(0),
@@ -159,21 +187,29 @@ impl<K> Route<K> {
         }
     }
 
+    /// Shard 0's word: the waiter count and the flags.
     #[inline]
     pub(super) fn word(&self) -> u128 {
-        self.word.load(Ordering::Acquire)
+        self.shards[0].word.load(Ordering::Acquire)
     }
 
-    /// Takes an idle stateless connection's slot, if `rule` allows; the
-    /// caller then owns it.
+    /// How many shards the route has (a power of two).
     #[inline]
-    pub(super) fn take<D>(&self, arena: &Arena<D>, rule: Take) -> Option<u32> {
-        let mut word = self.word.load(Ordering::Acquire);
+    pub(super) fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Takes an idle stateless connection's slot from `shard`, if `rule`
+    /// allows; the caller then owns it.
+    #[inline]
+    pub(super) fn take<D>(&self, arena: &Arena<D>, shard: usize, rule: Take) -> Option<u32> {
+        let Shard { word: cell, fifo } = &self.shards[shard];
+        let mut word = cell.load(Ordering::Acquire);
         loop {
             if idle_of(word) == 0 || !rule.allows(word) {
                 return None;
             }
-            let next = match &self.fifo {
+            let next = match fifo {
                 None => {
                     // Possibly stale if the head was taken meanwhile; the tag
                     // makes the CAS below fail then.
@@ -181,7 +217,7 @@ impl<K> Route<K> {
                 }
                 Some(_) => head(word),
             };
-            match self.word.compare_exchange_weak(
+            match cell.compare_exchange_weak(
                 word,
                 with_head(word, next, IDLE_ONE, false),
                 Ordering::AcqRel,
@@ -191,7 +227,7 @@ impl<K> Route<K> {
                 Err(seen) => word = seen,
             }
         }
-        match &self.fifo {
+        match fifo {
             None => Some(head(word)),
             Some(queue) => loop {
                 // Reserved: an index is queued before it is counted, so one
@@ -204,8 +240,8 @@ impl<K> Route<K> {
         }
     }
 
-    /// Puts the slot of an idle stateless connection on the idle list.
-    /// Returns the word as it was before.
+    /// Puts the slot of an idle stateless connection on `shard`'s idle list.
+    /// Returns the shard's word as it was before.
     ///
     /// # Safety
     /// The caller owns `index` (a slot of `arena` of this route, holding its
@@ -214,22 +250,26 @@ impl<K> Route<K> {
     pub(super) unsafe fn put<D>(
         &self,
         arena: &Arena<D>,
+        shard: usize,
         index: u32,
         rule: Put,
     ) -> Result<u128, Refused> {
-        let mut word = self.word.load(Ordering::Acquire);
+        let Shard { word: cell, fifo } = &self.shards[shard];
+        let mut word = cell.load(Ordering::Acquire);
         loop {
             if is_closed(word) {
                 return Err(Refused::Closed);
             }
-            if rule == Put::Return && (waiters_of(word) != 0 || total_wait(word)) {
+            if rule == Put::Return
+                && (waiters_of(word) != 0 || word & (ROUTE_WAIT | TOTAL_WAIT) != 0)
+            {
                 return Err(Refused::Waiters);
             }
-            let Some(queue) = &self.fifo else {
+            let Some(queue) = fifo else {
                 arena
                     .link(index)
                     .store(u64::from(head(word)), Ordering::Relaxed);
-                match self.word.compare_exchange_weak(
+                match cell.compare_exchange_weak(
                     word,
                     with_head(word, index, IDLE_ONE, true),
                     Ordering::AcqRel,
@@ -248,31 +288,43 @@ impl<K> Route<K> {
             }
             // The caller sees a close or waiters that came meanwhile in the
             // word returned, and drains or kicks.
-            return Ok(self.word.fetch_add(IDLE_ONE, Ordering::AcqRel));
+            return Ok(cell.fetch_add(IDLE_ONE, Ordering::AcqRel));
         }
     }
 
     /// Counts a request about to queue.
     pub(super) fn add_waiter(&self) {
-        self.word.fetch_add(WAITER_ONE, Ordering::AcqRel);
+        self.shards[0].word.fetch_add(WAITER_ONE, Ordering::AcqRel);
     }
 
     /// Counts a request that left the queue.
     pub(super) fn remove_waiter(&self) {
-        self.word.fetch_sub(WAITER_ONE, Ordering::AcqRel);
+        self.shards[0].word.fetch_sub(WAITER_ONE, Ordering::AcqRel);
+    }
+
+    /// Sets (or clears) `flag` on every shard.
+    fn flag(&self, flag: u128, on: bool) {
+        for shard in self.shards.iter() {
+            if on {
+                shard.word.fetch_or(flag, Ordering::AcqRel);
+            } else {
+                shard.word.fetch_and(!flag, Ordering::AcqRel);
+            }
+        }
     }
 
     pub(super) fn close(&self) {
-        self.word.fetch_or(CLOSED, Ordering::AcqRel);
+        self.flag(CLOSED, true);
     }
 
     /// Raises or lowers `TOTAL_WAIT`.
     pub(super) fn set_total_wait(&self, on: bool) {
-        if on {
-            self.word.fetch_or(TOTAL_WAIT, Ordering::AcqRel);
-        } else {
-            self.word.fetch_and(!TOTAL_WAIT, Ordering::AcqRel);
-        }
+        self.flag(TOTAL_WAIT, on);
+    }
+
+    /// Raises or lowers `ROUTE_WAIT`.
+    pub(super) fn set_route_wait(&self, on: bool) {
+        self.flag(ROUTE_WAIT, on);
     }
 
     /// Reserves one unit of this route's own cap.
@@ -298,9 +350,17 @@ impl<K> Route<K> {
         self.allocated.load(Ordering::Acquire) > self.max.load(Ordering::Acquire)
     }
 
+    /// Idle stateless connections over all shards.
+    fn idle(&self) -> usize {
+        let shards = self.shards.iter();
+        shards
+            .map(|shard| idle_of(shard.word.load(Ordering::Acquire)))
+            .sum()
+    }
+
     pub(super) fn stats(&self) -> Stats {
         let word = self.word();
-        let idle = idle_of(word) + self.stateful_idle.load(Ordering::Acquire);
+        let idle = self.idle() + self.stateful_idle.load(Ordering::Acquire);
         let connecting = self.connecting.load(Ordering::Acquire);
         let allocated = self.allocated.load(Ordering::Acquire);
         Stats {

@@ -1,4 +1,4 @@
-//! The slow path of `Strict`, run by one thread at a time inside the
+//! The slow path of the engine, run by one thread at a time inside the
 //! serializer: per-route FIFO lines of waiting requests, idle lists of
 //! stateful connections, cross-route reclaim, eviction and shutdown.
 //!
@@ -16,7 +16,7 @@
 //! come through here, so the connection that makes room is never missed.
 
 use super::route::{is_closed, waiters_of, Put, Refused, Route, Take};
-use super::{Blocked, StrictCore};
+use super::{Blocked, Engine, Flavor};
 use crate::sync::{Arc, Ordering};
 use crate::types::{Grant, Item, Reuse, RouteKey, State, Wait};
 use crate::waiter::Node;
@@ -52,14 +52,16 @@ pub(super) struct Lines<T> {
     never_waiters: usize,
     /// How many routes (by id, from 0) carry `TOTAL_WAIT`.
     flagged: usize,
+    /// Sharded routes (by id) carrying `ROUTE_WAIT`.
+    route_waits: Vec<usize>,
     /// Items to dispose of once the serializer is released.
     victims: Vec<T>,
 }
 
 /// Takes an idle stateful connection of route `id` off `line`; the caller
 /// then owns its slot.
-fn take_stateful<K: RouteKey, T: Item>(
-    core: &StrictCore<K, T>,
+fn take_stateful<K: RouteKey, T: Item, F: Flavor>(
+    core: &Engine<K, T, F>,
     id: usize,
     line: &mut Line,
     pick: impl Fn(&State) -> bool,
@@ -87,11 +89,16 @@ impl<T: Item> Lines<T> {
             lines: HashMap::new(),
             never_waiters: 0,
             flagged: 0,
+            route_waits: Vec::new(),
             victims: Vec::new(),
         }
     }
 
-    pub(super) fn apply<K: RouteKey>(&mut self, core: &StrictCore<K, T>, command: Command<T>) {
+    pub(super) fn apply<K: RouteKey, F: Flavor>(
+        &mut self,
+        core: &Engine<K, T, F>,
+        command: Command<T>,
+    ) {
         match command {
             Command::Enqueue(id, node) => {
                 if node.mode == Wait::Never {
@@ -108,13 +115,16 @@ impl<T: Item> Lines<T> {
     }
 
     /// Serves what can be served; returns the items to dispose of.
-    pub(super) fn settle<K: RouteKey>(&mut self, core: &StrictCore<K, T>) -> Vec<T> {
+    pub(super) fn settle<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> Vec<T> {
         if self.closed {
             self.close_all(core);
         } else {
             self.serve(core);
             if self.never_waiters > 0 {
                 self.refuse_never_waiters(core);
+                if F::SHARDED {
+                    self.lower_route_waits(core);
+                }
             }
             self.tidy(core);
         }
@@ -122,7 +132,12 @@ impl<T: Item> Lines<T> {
     }
 
     /// Closes a connection whose slot we own: capacity freed, item to dispose.
-    fn close<K: RouteKey>(&mut self, core: &StrictCore<K, T>, route: &Route<K>, index: u32) {
+    fn close<K: RouteKey, F: Flavor>(
+        &mut self,
+        core: &Engine<K, T, F>,
+        route: &Route<K>,
+        index: u32,
+    ) {
         // SAFETY: we own `index`.
         let item = unsafe { core.take_item(index) };
         core.free_slot(route, index);
@@ -132,7 +147,7 @@ impl<T: Item> Lines<T> {
 
     /// A returned connection (or one a cancelled request was given), whose
     /// slot we own: to idle, where `serve` finds it for the oldest waiter.
-    fn put_back<K: RouteKey>(&mut self, core: &StrictCore<K, T>, index: u32) {
+    fn put_back<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>, index: u32) {
         // SAFETY: we own `index` (the caller gave it to us).
         let id = unsafe { core.route_of(index) };
         let route = core.route(id);
@@ -154,7 +169,7 @@ impl<T: Item> Lines<T> {
             }
             // SAFETY: we own `index`; `put` publishes it if it succeeds, else
             // we still own it.
-            None => match unsafe { route.put(&core.arena, index, Put::Serial) } {
+            None => match unsafe { route.put(&core.arena, 0, index, Put::Serial) } {
                 Ok(_) => {}
                 Err(refused) => {
                     debug_assert_eq!(refused, Refused::Closed);
@@ -168,9 +183,9 @@ impl<T: Item> Lines<T> {
     }
 
     /// An idle connection of route `id` in `state`.
-    fn take_match<K: RouteKey>(
+    fn take_match<K: RouteKey, F: Flavor>(
         &mut self,
-        core: &StrictCore<K, T>,
+        core: &Engine<K, T, F>,
         id: usize,
         state: Option<&State>,
     ) -> Option<u32> {
@@ -185,9 +200,9 @@ impl<T: Item> Lines<T> {
 
     /// Closes an idle connection of route `id` in a state other than
     /// `state`, keeping its slot (and its unit of the caps) for a new one.
-    fn reclaim_same_route<K: RouteKey>(
+    fn reclaim_same_route<K: RouteKey, F: Flavor>(
         &mut self,
-        core: &StrictCore<K, T>,
+        core: &Engine<K, T, F>,
         id: usize,
         state: Option<&State>,
     ) -> Option<u32> {
@@ -212,9 +227,9 @@ impl<T: Item> Lines<T> {
     /// Closes an idle connection of another route and moves its slot (and
     /// its unit of the total cap) to route `id`, whose own unit the caller
     /// has reserved.
-    fn reclaim_other_route<K: RouteKey>(
+    fn reclaim_other_route<K: RouteKey, F: Flavor>(
         &mut self,
-        core: &StrictCore<K, T>,
+        core: &Engine<K, T, F>,
         id: usize,
     ) -> Option<u32> {
         let mut found = core
@@ -242,9 +257,9 @@ impl<T: Item> Lines<T> {
     }
 
     /// Tries to serve the head of line `id`.
-    fn serve_head<K: RouteKey>(
+    fn serve_head<K: RouteKey, F: Flavor>(
         &mut self,
-        core: &StrictCore<K, T>,
+        core: &Engine<K, T, F>,
         id: usize,
         allow_new: bool,
     ) -> Result<(), Blocked> {
@@ -313,7 +328,12 @@ impl<T: Item> Lines<T> {
     }
 
     /// Gives back a grant its request no longer wants.
-    fn undo<K: RouteKey>(&mut self, core: &StrictCore<K, T>, route: &Route<K>, grant: Grant) {
+    fn undo<K: RouteKey, F: Flavor>(
+        &mut self,
+        core: &Engine<K, T, F>,
+        route: &Route<K>,
+        grant: Grant,
+    ) {
         match grant {
             Grant::Conn(held) => self.put_back(core, core.slot_of(&held)),
             Grant::Connect(permit) => {
@@ -339,7 +359,7 @@ impl<T: Item> Lines<T> {
 
     /// Serves heads oldest first until none can be served. Returns whether a
     /// request is left blocked by the total cap.
-    fn serve_round<K: RouteKey>(&mut self, core: &StrictCore<K, T>) -> bool {
+    fn serve_round<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> bool {
         let mut blocked: Vec<usize> = Vec::new();
         let mut allow_new = true;
         loop {
@@ -368,18 +388,25 @@ impl<T: Item> Lines<T> {
         }
     }
 
-    fn serve<K: RouteKey>(&mut self, core: &StrictCore<K, T>) {
+    fn serve<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
         loop {
             let total_blocked = self.serve_round(core);
+            // Raise the flags a waiter needs, then look again: a connection
+            // that went idle before a flag is found by the next round, one
+            // returned after it comes through the serializer.
+            let mut raised = false;
             let routes = core.table.len();
             if total_blocked && self.flagged < routes {
-                // Raise the flag everywhere, then look again: a connection
-                // that went idle before the flag is found by the next round,
-                // one returned after it comes through the serializer.
                 core.table
                     .iter()
                     .for_each(|route| route.set_total_wait(true));
                 self.flagged = routes;
+                raised = true;
+            }
+            if F::SHARDED {
+                raised |= self.raise_route_waits(core);
+            }
+            if raised {
                 continue;
             }
             if !total_blocked && self.flagged > 0 {
@@ -388,12 +415,43 @@ impl<T: Item> Lines<T> {
                     .for_each(|route| route.set_total_wait(false));
                 self.flagged = 0;
             }
+            if F::SHARDED {
+                self.lower_route_waits(core);
+            }
             return;
         }
     }
 
+    /// Raises `ROUTE_WAIT` on every sharded route with live waiters left that
+    /// does not carry it yet; whether it raised any.
+    fn raise_route_waits<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> bool {
+        let mut raised = false;
+        for (&id, line) in &mut self.lines {
+            if Self::live_head(line).is_some() && !self.route_waits.contains(&id) {
+                core.route(id).set_route_wait(true);
+                self.route_waits.push(id);
+                raised = true;
+            }
+        }
+        raised
+    }
+
+    /// Lowers `ROUTE_WAIT` on routes whose waiters are all served.
+    fn lower_route_waits<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
+        let lines = &mut self.lines;
+        self.route_waits.retain(|id| {
+            let waiting = lines
+                .get_mut(id)
+                .is_some_and(|line| Self::live_head(line).is_some());
+            if !waiting {
+                core.route(*id).set_route_wait(false);
+            }
+            waiting
+        });
+    }
+
     /// Answers `Busy` to every `Wait::Never` request still queued.
-    fn refuse_never_waiters<K: RouteKey>(&mut self, core: &StrictCore<K, T>) {
+    fn refuse_never_waiters<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
         for (&id, line) in &mut self.lines {
             let route = core.route(id);
             line.waiters.retain(|node| {
@@ -412,7 +470,7 @@ impl<T: Item> Lines<T> {
 
     /// Drops lines with nothing in them, and cancelled requests piling up
     /// behind a blocked head.
-    fn tidy<K: RouteKey>(&mut self, core: &StrictCore<K, T>) {
+    fn tidy<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
         self.lines.retain(|&id, line| {
             let live = waiters_of(core.route(id).word());
             if line.waiters.len() > 2 * live + 8 {
@@ -424,9 +482,9 @@ impl<T: Item> Lines<T> {
 
     /// Disposes of idle connections `evict` picks (with `over_cap_only`, only
     /// while their route is over its cap), keeping the others in order.
-    fn evict<K: RouteKey>(
+    fn evict<K: RouteKey, F: Flavor>(
         &mut self,
-        core: &StrictCore<K, T>,
+        core: &Engine<K, T, F>,
         evict: &dyn Fn(&T) -> bool,
         over_cap_only: bool,
     ) {
@@ -486,7 +544,7 @@ impl<T: Item> Lines<T> {
     }
 
     /// Shutdown: every request gets `Closed`, every idle connection goes.
-    fn close_all<K: RouteKey>(&mut self, core: &StrictCore<K, T>) {
+    fn close_all<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
         for (&id, line) in &mut self.lines {
             let route = core.route(id);
             for node in line.waiters.drain(..) {

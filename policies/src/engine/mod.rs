@@ -1,5 +1,4 @@
-//! `Strict`: exact caps, per-route FIFO waiters with direct hand-off, and
-//! freed total capacity for the oldest waiting request of any route.
+//! The engine behind `Strict` and `Lax`: one data structure, two flavors.
 //!
 //! # Implementation Details
 //!
@@ -8,27 +7,33 @@
 //! * The **hot path** — lease an idle stateless connection, return one when
 //!   nobody waits, open a new one when capacity is free and nobody waits — is
 //!   lock-free and allocation-free: a route lookup in an insert-only table
-//!   (plain loads, see `table`) and one CAS of the route's 128-bit word,
-//!   which holds the idle stack's head, the idle and waiter counts and the
-//!   closed flag (see `route`).
+//!   (plain loads, see `table`) and one CAS of a 128-bit shard word, which
+//!   holds an idle stack's head, the idle count, the waiter count and flags
+//!   (see `route`). `Strict` routes have one shard; `Lax` routes have one per
+//!   thread slot, so a thread that finds its own connection again touches no
+//!   cache line another thread writes.
 //! * The **slow path** — queued requests, stateful connections, cross-route
 //!   reclaim, eviction, shutdown — runs in a non-blocking serializer
 //!   (`serial`): commands are queued and whichever thread finds it idle runs
 //!   them, so the waiter queues are plain sequential code.
 //!
 //! A request that cannot be served at once counts itself in its route's
-//! word and in `waiting_all` *before* its `Enqueue` command is queued. From
-//! then on, newcomers on that route never take an idle connection (the
-//! hit-path CAS refuses while waiters are counted) and nobody opens a new
-//! connection on the hot path while anyone waits, so freed capacity and
-//! returned connections go through the serializer, which serves the oldest
-//! request first. Every operation that frees capacity or adds an idle
-//! connection re-reads the waiter counts with a read-modify-write and kicks
-//! the serializer when they are non-zero — the counterpart of the queuing
-//! request's own read-modify-write, so no wake-up is lost. A return sees its
-//! own route's waiters in the same CAS that pushes the connection, and the
-//! `TOTAL_WAIT` flag for requests of other routes that wait for an idle
-//! connection to be closed to make room.
+//! shard 0 and in `waiting_all` *before* its `Enqueue` command is queued.
+//! From then on nobody opens a new connection on the hot path while anyone
+//! waits, so freed capacity goes through the serializer, which serves the
+//! oldest request first. Every operation that frees capacity re-reads
+//! `waiting_all` with a read-modify-write and kicks the serializer when it is
+//! non-zero — the counterpart of the queuing request's own read-modify-write,
+//! so no wake-up is lost.
+//!
+//! Returned connections: with one shard, a return sees the route's waiters
+//! in the same CAS that pushes the connection, and `Strict` newcomers never
+//! take an idle connection while waiters are counted (no barging). With
+//! several shards, the serializer raises `ROUTE_WAIT` on every shard of a
+//! route with requests it could not serve, and looks once more; returns that
+//! see the flag go through the serializer. `TOTAL_WAIT` does the same for
+//! requests of other routes that wait for an idle connection to be closed to
+//! make room.
 
 mod lines;
 mod route;
@@ -46,28 +51,55 @@ use crate::types::{
     Acquire, Disposer, Grant, Held, Item, Limits, Permit, PoolStats, RouteKey, State, Stats, Wait,
 };
 use crate::waiter::Node;
-use crate::{Core, Policy, Waiting};
+use crate::{Core, Waiting};
 use crossbeam_utils::CachePadded;
 use std::fmt;
 use std::sync::atomic::AtomicBool;
 use std::task::Waker;
 
-/// The fair policy: exact caps, FIFO per route, no barging.
-///
-/// * A request never overtakes one queued before it on the same route: a
-///   returned connection goes to the oldest waiter (direct hand-off).
-/// * Capacity freed anywhere goes to the oldest waiting request of any route
-///   that can use it.
-/// * When the total is reached and a route's request finds idle connections
-///   only on other routes (or in another state), one is closed to make room.
-///
-/// Pick it for predictable tail latency.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Strict;
+/// How an engine keeps idle connections and treats newcomers; sealed: the
+/// flavors are [`Fair`] (`Strict`) and [`Sharded`] (`Lax`).
+pub trait Flavor: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
+    /// Idle connections in one shard per thread slot, newcomers may take
+    /// them ahead of waiters; else one list per route, strictly FIFO.
+    const SHARDED: bool;
+}
 
-impl Policy for Strict {
-    type Core<K: RouteKey, T: Item> = StrictCore<K, T>;
-    const NAME: &'static str = "strict";
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Fair {}
+    impl Sealed for super::Sharded {}
+}
+
+/// The `Strict` flavor: one idle list per route, no barging.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fair;
+
+impl Flavor for Fair {
+    const SHARDED: bool = false;
+}
+
+/// The `Lax` flavor: per-thread idle shards, barging allowed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sharded;
+
+impl Flavor for Sharded {
+    const SHARDED: bool = true;
+}
+
+/// Shards per route of the `Sharded` flavor: the parallelism, rounded up to
+/// a power of two (at most 64).
+fn shard_count<F: Flavor>() -> usize {
+    if !F::SHARDED {
+        return 1;
+    }
+    if cfg!(leasehold_loom) {
+        return 2;
+    }
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 64)
+        .next_power_of_two()
 }
 
 const NO_ROUTE: usize = usize::MAX;
@@ -90,8 +122,9 @@ impl<K, T> Default for Slot<K, T> {
     }
 }
 
-/// The data structure behind [`Strict`].
-pub struct StrictCore<K, T> {
+/// The data structure behind [`Strict`](crate::Strict) and
+/// [`Lax`](crate::Lax).
+pub struct Engine<K, T, F> {
     /// The owner id in the `Held`s this core lends.
     id: usize,
     arena: Arena<Slot<K, T>>,
@@ -108,31 +141,34 @@ pub struct StrictCore<K, T> {
     limits: Limits<K>,
     serial: Serial<Command<T>, Lines<T>>,
     disposer: Disposer<T>,
+    /// Shards per route.
+    shards: usize,
+    _flavor: std::marker::PhantomData<F>,
 }
 
-/// A request queued in a [`StrictCore`].
-pub struct StrictWaiter<K, T> {
+/// A request queued in an [`Engine`].
+pub struct EngineWaiter<K, T> {
     node: Arc<Node>,
     route: usize,
     _core: std::marker::PhantomData<fn() -> (K, T)>,
 }
 
-impl<K: RouteKey, T: Item> Waiting for StrictWaiter<K, T> {
+impl<K: RouteKey, T: Item> Waiting for EngineWaiter<K, T> {
     fn try_take(&mut self) -> Option<Grant> {
         self.node.try_take()
     }
 }
 
-impl<K: fmt::Debug, T> fmt::Debug for StrictWaiter<K, T> {
+impl<K: fmt::Debug, T> fmt::Debug for EngineWaiter<K, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StrictWaiter")
+        f.debug_struct("EngineWaiter")
             .field("route", &self.route)
             .field("node", &self.node)
             .finish()
     }
 }
 
-impl<K: RouteKey, T: Item> StrictCore<K, T> {
+impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// The route for `key`, registered on first use; `None` once the core is
     /// closed and the route is new.
     #[inline]
@@ -146,6 +182,7 @@ impl<K: RouteKey, T: Item> StrictCore<K, T> {
                     self.limits.route_max(key),
                     self.limits.reuse(),
                     self.arena.len(),
+                    self.shards,
                 )
             }),
         }
@@ -185,15 +222,39 @@ impl<K: RouteKey, T: Item> StrictCore<K, T> {
         held.token() as u32
     }
 
-    /// Takes an idle stateless connection of `route`, if `rule` allows; the
-    /// caller then owns its slot.
+    /// Takes an idle stateless connection of `route` from `shard`, if
+    /// `rule` allows; the caller then owns its slot.
     #[inline]
-    fn take_idle(&self, route: &Route<K>, rule: Take) -> Option<u32> {
-        let index = route.take(&self.arena, rule)?;
+    fn take_idle_from(&self, route: &Route<K>, shard: usize, rule: Take) -> Option<u32> {
+        let index = route.take(&self.arena, shard, rule)?;
         if self.enforce_idle_cap {
             self.idle_total.fetch_sub(1, Ordering::AcqRel);
         }
         Some(index)
+    }
+
+    /// Takes an idle stateless connection of `route` from any shard, first
+    /// from `first` (a thread's own), if `rule` allows.
+    #[inline]
+    fn take_idle_near(&self, route: &Route<K>, first: usize, rule: Take) -> Option<u32> {
+        let count = route.shard_count();
+        (0..count).find_map(|i| self.take_idle_from(route, (first + i) & (count - 1), rule))
+    }
+
+    /// Takes an idle stateless connection of `route` from any shard.
+    #[inline]
+    fn take_idle(&self, route: &Route<K>, rule: Take) -> Option<u32> {
+        self.take_idle_near(route, 0, rule)
+    }
+
+    /// The shard of the calling thread.
+    #[inline]
+    fn own_shard(&self) -> usize {
+        if F::SHARDED {
+            crate::sync::thread_slot() & (self.shards - 1)
+        } else {
+            0
+        }
     }
 
     /// Takes the item out of an owned slot.
@@ -347,13 +408,13 @@ impl<K: RouteKey, T: Item> StrictCore<K, T> {
         state: Option<&State>,
         mode: Wait,
         waker: &Waker,
-    ) -> StrictWaiter<K, T> {
+    ) -> EngineWaiter<K, T> {
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
         let node = Arc::new(Node::new(ticket, state.cloned(), mode, waker.clone()));
         self.waiting_all.fetch_add(1, Ordering::AcqRel);
         route.add_waiter();
         self.submit(Command::Enqueue(route.id, node.clone()));
-        StrictWaiter {
+        EngineWaiter {
             node,
             route: route.id,
             _core: std::marker::PhantomData,
@@ -370,8 +431,8 @@ pub(crate) enum Blocked {
     Total,
 }
 
-impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
-    type Waiter = StrictWaiter<K, T>;
+impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
+    type Waiter = EngineWaiter<K, T>;
 
     fn new(limits: Limits<K>, disposer: Disposer<T>) -> Self {
         if let Err(invalid) = limits.validate() {
@@ -393,6 +454,8 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
             serial: Serial::new(Lines::new()),
             limits,
             disposer,
+            shards: shard_count::<F>(),
+            _flavor: std::marker::PhantomData,
         }
     }
 
@@ -409,7 +472,12 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
         };
         {
             if state.is_none() {
-                if let Some(index) = self.take_idle(route, Take::Newcomer) {
+                let taken = if F::SHARDED {
+                    self.take_idle_near(route, self.own_shard(), Take::Barging)
+                } else {
+                    self.take_idle_from(route, 0, Take::Newcomer)
+                };
+                if let Some(index) = taken {
                     // SAFETY: we took `index` off the idle list.
                     return Acquire::Ready(Grant::Conn(unsafe { self.lend(index) }));
                 }
@@ -496,7 +564,7 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
         }
         // SAFETY: `put` publishes `index` only when it succeeds; refused, we
         // still own it.
-        match unsafe { route.put(&self.arena, index, Put::Return) } {
+        match unsafe { route.put(&self.arena, self.own_shard(), index, Put::Return) } {
             Ok(before) => {
                 if is_closed(before) {
                     self.drain_closed_route(route);
@@ -597,9 +665,10 @@ impl<K: RouteKey, T: Item> Core<K, T> for StrictCore<K, T> {
     }
 }
 
-impl<K: RouteKey, T> fmt::Debug for StrictCore<K, T> {
+impl<K: RouteKey, T, F: Flavor> fmt::Debug for Engine<K, T, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StrictCore")
+        f.debug_struct("Engine")
+            .field("sharded", &F::SHARDED)
             .field("closed", &self.closed.load(Ordering::Relaxed))
             .field("max_total", &self.limits.max_total())
             .field("total", &self.total.load(Ordering::Relaxed))

@@ -1,0 +1,15 @@
+//! The loom models of `models/mod.rs` against the `Lax` core, whose routes have
+//! two idle shards under loom. Threads take shards in order of first use:
+//! the main thread (which leases first) gets shard 0, thread A shard 1,
+//! thread B shard 0 again — so in the return-vs-enqueue model A returns to
+//! shard 1 while B looks in shard 0, and B must steal the connection or be
+//! handed it: steal vs return vs hand-off. Built only with
+//! `--cfg leasehold_loom` (`loom-tests/run.sh`).
+
+#![cfg(leasehold_loom)]
+
+/// The core the models check.
+type TestCore = leasehold_policies::LaxCore<u8, models::Conn>;
+
+#[path = "models/mod.rs"]
+mod models;

@@ -1,0 +1,575 @@
+//! Loom model checks of the engine's hand-off protocols, through the
+//! public API of `leasehold-policies` only.
+//!
+//! Built only with `--cfg leasehold_loom` (see `loom-tests/run.sh`), which
+//! swaps the atomics, `Arc`, `Mutex`, `UnsafeCell` and queues of the policies
+//! crate for loom's, so loom explores every interleaving (up to
+//! `LOOM_MAX_PREEMPTIONS`) of the threads below and checks every access to
+//! shared cells for data races.
+//!
+//! Every model uses `max_total = max_per_route = 1`, so there is exactly one
+//! unit of capacity to fight over, and one route (`ROUTE`), except the
+//! cross-route model, which adds `OTHER`. A waiting thread parks until its
+//! waker unparks it: if a grant is never published, or published without a
+//! wake-up, every thread ends up blocked and loom reports a deadlock — that
+//! is how a lost wake-up shows. (Model 1 polls instead, to check the grant's
+//! memory ordering; see there.)
+//!
+//! Run with `loom-tests/run.sh [filter] [--nocapture]`; with `--nocapture`
+//! each model prints how many executions loom explored and which outcomes
+//! they reached.
+//!
+//! Bookkeeping that is not part of the protocol (which items were disposed,
+//! which outcomes a model reached) uses `std` primitives, so that it adds no
+//! scheduling points to the state space loom explores.
+
+use leasehold_policies::{Acquire, Core, Grant, Held, Item, Limits, Permit, State, Wait, Waiting};
+use loom::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use loom::sync::Arc;
+use loom::thread;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::task::{Wake, Waker};
+
+/// The route every model leases on.
+const ROUTE: u8 = 0;
+
+/// A second route, for the cross-route model.
+const OTHER: u8 = 2;
+
+/// A connection stand-in: an id to follow it through the core, and a state.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    id: u32,
+    state: Option<State>,
+}
+
+impl Conn {
+    fn new(id: u32) -> Self {
+        Self { id, state: None }
+    }
+}
+
+impl Item for Conn {
+    fn state(&self) -> Option<&State> {
+        self.state.as_ref()
+    }
+}
+
+use super::TestCore;
+
+/// Ids of the items the core handed to its disposer, in order.
+type Disposed = std::sync::Arc<Mutex<Vec<u32>>>;
+
+/// Wakes a loom thread: the waker a queued request is given.
+struct Unpark(thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// A waker that unparks the calling (loom) thread.
+fn waker() -> Waker {
+    Waker::from(std::sync::Arc::new(Unpark(thread::current())))
+}
+
+/// A waker that only counts its wake-ups, in a `std` atomic: unlike loom's
+/// `unpark`, which hands the unparker's causality to the unparked thread at
+/// once, it creates no happens-before edge, so a request polling the waiter
+/// relies on the waiter's own memory ordering alone.
+struct CountWakes(AtomicUsize);
+
+impl Wake for CountWakes {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A core with one unit of capacity whose disposer records item ids.
+fn core() -> (Arc<TestCore>, Disposed) {
+    let disposed = Disposed::default();
+    let log = disposed.clone();
+    let core = TestCore::new(
+        Limits::new(1, 1),
+        std::sync::Arc::new(move |conn: Conn| log.lock().unwrap().push(conn.id)),
+    );
+    (Arc::new(core), disposed)
+}
+
+/// A core whose only connection (item 1, on `ROUTE`) is leased: the
+/// returned `Held`.
+fn leased_core() -> (Arc<TestCore>, Disposed, Held) {
+    leased_core_on(ROUTE)
+}
+
+/// A core whose only connection (item 1, on `route`) is leased.
+fn leased_core_on(route: u8) -> (Arc<TestCore>, Disposed, Held) {
+    let (core, disposed) = core();
+    let permit = expect_connect(core.acquire(&route, None, Wait::Queue, &waker()));
+    let held = core
+        .connected(permit, Conn::new(1))
+        .expect("the core is open");
+    (core, disposed, held)
+}
+
+fn expect_connect(acquire: Acquire<impl Waiting>) -> Permit {
+    match acquire {
+        Acquire::Ready(Grant::Connect(permit)) => permit,
+        other => panic!("expected Ready(Connect), got {other:?}"),
+    }
+}
+
+/// Parks until the waiter holds its grant. Never returns if the grant is not
+/// published or its wake-up is lost: loom then reports a deadlock.
+fn wait(mut waiter: impl Waiting) -> Grant {
+    loop {
+        if let Some(grant) = waiter.try_take() {
+            return grant;
+        }
+        thread::park();
+    }
+}
+
+/// The grant of an acquisition on `ROUTE`, waiting for it if it was queued;
+/// also tells whether it was queued.
+fn acquire_and_wait(core: &TestCore) -> (Grant, bool) {
+    match core.acquire(&ROUTE, None, Wait::Queue, &waker()) {
+        Acquire::Ready(grant) => (grant, false),
+        Acquire::Queued(waiter) => (wait(waiter), true),
+    }
+}
+
+/// Thread A gives the leased item back (`reuse`) while thread B acquires on
+/// `ROUTE` and hands its grant to `serve`. Returns whether B was queued.
+fn release_races_acquire(
+    core: &Arc<TestCore>,
+    held: Held,
+    reuse: bool,
+    serve: fn(&TestCore, Grant),
+) -> bool {
+    let a = {
+        let core = core.clone();
+        thread::spawn(move || core.release(held, reuse))
+    };
+    let b = {
+        let core = core.clone();
+        thread::spawn(move || {
+            let (grant, queued) = acquire_and_wait(&core);
+            serve(&core, grant);
+            queued
+        })
+    };
+    a.join().unwrap();
+    b.join().unwrap()
+}
+
+/// Yields until a request is counted as waiting on the route.
+fn until_someone_waits(core: &TestCore) {
+    while core.route_stats(&ROUTE).pending == 0 {
+        thread::yield_now();
+    }
+}
+
+fn disposed_ids(disposed: &Disposed) -> Vec<u32> {
+    disposed.lock().unwrap().clone()
+}
+
+/// The route's gauges once every thread has finished: exact, since the core
+/// is quiet.
+fn assert_quiet(core: &TestCore, idle: usize, leased: usize) {
+    let stats = core.route_stats(&ROUTE);
+    assert_eq!(stats.idle, idle, "idle: {stats}");
+    assert_eq!(stats.leased, leased, "leased: {stats}");
+    assert_eq!(stats.pending, 0, "pending: {stats}");
+    assert_eq!(stats.connecting, 0, "connecting: {stats}");
+    let total = core.stats().total;
+    assert_eq!(total.allocated(), idle + leased, "total: {total}");
+}
+
+/// Counts the executions of one model and which of two outcomes each
+/// reached, so a model can check that it explored the interleavings it is
+/// about (and not only the easy one); printed with `--nocapture`.
+#[derive(Default)]
+struct Tally {
+    outcomes: [AtomicUsize; 2],
+}
+
+impl Tally {
+    fn note(&self, second: bool) {
+        self.outcomes[usize::from(second)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn report(&self, model: &str, names: [&str; 2]) -> [usize; 2] {
+        let counts = self.counts();
+        println!(
+            "{model}: {} executions ({}: {}, {}: {})",
+            counts[0] + counts[1],
+            names[0],
+            counts[0],
+            names[1],
+            counts[1]
+        );
+        counts
+    }
+
+    fn report_runs(&self, model: &str) {
+        let runs: usize = self.counts().iter().sum();
+        println!("{model}: {runs} executions");
+    }
+
+    fn counts(&self) -> [usize; 2] {
+        [0, 1].map(|i| self.outcomes[i].load(Ordering::Relaxed))
+    }
+
+    fn assert_both(&self, model: &str, names: [&str; 2]) {
+        let counts = self.report(model, names);
+        assert!(
+            counts.iter().all(|&n| n > 0),
+            "{model}: an outcome was never reached; the model misses interleavings"
+        );
+    }
+}
+
+/// Model 1 — release → waiter hand-off.
+///
+/// B is queued (A waits until B counts itself as waiting, then returns the
+/// connection for reuse), so A's release races B's `Enqueue` command through
+/// the serializer. B must get the very connection A returned, as `Conn`,
+/// woken exactly once, and nothing may be disposed.
+///
+/// B polls its waiter with `yield_now` instead of parking, and its waker
+/// only counts: loom's `unpark` would hand B the granter's causality and
+/// hide an ordering bug in the grant's publication, which this way shows as
+/// a causality violation on the grant cell. A grant never published makes B
+/// spin until loom's branch limit; one published without a wake-up leaves
+/// the wake count at 0.
+///
+/// Catches: a return that misses the waiter count and parks the connection
+/// on the idle list while B waits; a serializer that drops or never runs a
+/// command submitted while another thread drains; a grant cell written
+/// without release/acquire ordering on the node state (loom flags B's read
+/// of the cell); a missing or doubled wake-up; a hand-off that opens new
+/// capacity instead of reusing the returned connection (B gets `Connect`);
+/// waiter/idle counts left wrong after the hand-off.
+#[test]
+fn release_hands_off_to_waiter() {
+    let tally = std::sync::Arc::new(Tally::default());
+    let seen = tally.clone();
+    loom::model(move || {
+        let (core, disposed, held) = leased_core();
+
+        let a = {
+            let core = core.clone();
+            thread::spawn(move || {
+                until_someone_waits(&core);
+                core.release(held, true);
+            })
+        };
+        let b = {
+            let core = core.clone();
+            thread::spawn(move || {
+                let wakes = std::sync::Arc::new(CountWakes(AtomicUsize::new(0)));
+                let waker = Waker::from(wakes.clone());
+                let mut waiter = match core.acquire(&ROUTE, None, Wait::Queue, &waker) {
+                    Acquire::Queued(waiter) => waiter,
+                    Acquire::Ready(grant) => panic!("B must queue, got {grant:?}"),
+                };
+                let grant = loop {
+                    if let Some(grant) = waiter.try_take() {
+                        break grant;
+                    }
+                    thread::yield_now();
+                };
+                let held = match grant {
+                    Grant::Conn(held) => held,
+                    other => panic!("B must be handed the connection, got {other:?}"),
+                };
+                assert_eq!(core.item(&held).id, 1, "B got another connection");
+                core.release(held, true);
+                wakes
+            })
+        };
+        a.join().unwrap();
+        let wakes = b.join().unwrap();
+
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1, "B is woken once");
+        assert_quiet(&core, 1, 0);
+        assert!(disposed_ids(&disposed).is_empty(), "nothing is disposed");
+        seen.note(false);
+    });
+    tally.report_runs("release -> waiter");
+}
+
+/// Model 2 — cancel vs hand-off.
+///
+/// B is queued and withdraws (as on a timeout) while A returns the connection
+/// for reuse (A starts once B is counted as waiting, or has queued and
+/// perhaps already withdrawn). Whichever wins the waiter node's CAS, nothing
+/// may be lost: if the hand-off won, `cancel` gives B the grant and B returns
+/// it; either way the connection ends idle, no request is counted, and a
+/// fresh request gets it at once as `Conn`.
+///
+/// Catches: a grant written into a cancelled node and never taken back (the
+/// connection leaks: idle 0, leased 1, and the fresh request queues); both
+/// sides accounting for the request leaving the queue (waiter count
+/// underflows) or neither (`pending` stays 1 and newcomers defer to a ghost);
+/// the granter reading the cell while the request takes from it (loom flags
+/// the race); a cancelled node blocking the hand-off.
+#[test]
+fn cancel_races_hand_off() {
+    let tally = std::sync::Arc::new(Tally::default());
+    let seen = tally.clone();
+    loom::model(move || {
+        let (core, disposed, held) = leased_core();
+        let queued = Arc::new(AtomicBool::new(false));
+
+        let a = {
+            let (core, queued) = (core.clone(), queued.clone());
+            thread::spawn(move || {
+                while core.route_stats(&ROUTE).pending == 0 && !queued.load(Relaxed) {
+                    thread::yield_now();
+                }
+                core.release(held, true);
+            })
+        };
+        let b = {
+            let core = core.clone();
+            thread::spawn(move || {
+                let waiter = match core.acquire(&ROUTE, None, Wait::Queue, &waker()) {
+                    Acquire::Queued(waiter) => waiter,
+                    Acquire::Ready(grant) => panic!("B must queue, got {grant:?}"),
+                };
+                queued.store(true, Relaxed);
+                match core.cancel(waiter, true) {
+                    None => false,
+                    Some(Grant::Conn(held)) => {
+                        assert_eq!(core.item(&held).id, 1);
+                        core.release(held, true);
+                        true
+                    }
+                    Some(other) => panic!("a cancelled request got {other:?}"),
+                }
+            })
+        };
+        a.join().unwrap();
+        let handed_off = b.join().unwrap();
+        seen.note(handed_off);
+
+        assert_quiet(&core, 1, 0);
+        // A request served before it withdrew did not time out.
+        let timeouts = core.route_stats(&ROUTE).timeouts;
+        assert_eq!(timeouts, u64::from(!handed_off), "timeouts");
+        assert!(disposed_ids(&disposed).is_empty(), "nothing is disposed");
+
+        // The connection is really idle and reachable on the hot path.
+        match core.acquire(&ROUTE, None, Wait::Queue, &waker()) {
+            Acquire::Ready(Grant::Conn(held)) => {
+                assert_eq!(core.item(&held).id, 1);
+                core.release(held, true);
+            }
+            other => panic!("a fresh request must get the idle connection, got {other:?}"),
+        }
+        assert_quiet(&core, 1, 0);
+    });
+    tally.assert_both("cancel vs hand-off", ["cancel won", "hand-off won"]);
+}
+
+/// Model 3 — return vs enqueue: no lost wake-up.
+///
+/// B's acquisition races A's return, with no ordering between them: B may
+/// take the connection from the idle list on the hot path, or queue before,
+/// during or after the return. In every interleaving B must get the
+/// connection; it never waits while the connection sits idle.
+///
+/// Catches the classic lost wake-up: A reads "no waiters" and pushes the
+/// connection on the idle list while B, having seen "no idle connection",
+/// counts itself and queues — if neither re-checks the other with a
+/// read-modify-write on the shared word, the connection stays idle and B
+/// parks forever (loom: deadlock). Also a newcomer taking a connection a
+/// waiter is owed, and idle/waiter counts left wrong.
+#[test]
+fn return_races_enqueue() {
+    let tally = std::sync::Arc::new(Tally::default());
+    let seen = tally.clone();
+    loom::model(move || {
+        let (core, disposed, held) = leased_core();
+        let queued = release_races_acquire(&core, held, true, |core, grant| {
+            let held = match grant {
+                Grant::Conn(held) => held,
+                other => panic!("B must get the connection, got {other:?}"),
+            };
+            assert_eq!(core.item(&held).id, 1, "B got another connection");
+            core.release(held, true);
+        });
+        seen.note(queued);
+
+        assert_quiet(&core, 1, 0);
+        assert!(disposed_ids(&disposed).is_empty(), "nothing is disposed");
+    });
+    tally.assert_both("return vs enqueue", ["hot path", "queued"]);
+}
+
+/// Model 4 — freed capacity vs waiter.
+///
+/// A closes its connection (`reuse = false`) while B asks for one. B must get
+/// capacity to open a new connection (`Connect`), whether it queued first or
+/// came after; the old connection is disposed exactly once, and the new one
+/// is counted like any other.
+///
+/// Catches: freed capacity that nobody hands to the queued request (B parks
+/// forever: the close-side re-check of the waiter count is missing or not a
+/// read-modify-write); a slot handed out before it is back on the free list,
+/// or capacity released before the slot is (double use of a slot, caught by
+/// loom on the slot cell, or B spinning forever); a disposal twice or never;
+/// caps exceeded (allocated 2).
+#[test]
+fn discard_frees_capacity_for_waiter() {
+    let tally = std::sync::Arc::new(Tally::default());
+    let seen = tally.clone();
+    loom::model(move || {
+        let (core, disposed, held) = leased_core();
+        let queued = release_races_acquire(&core, held, false, |core, grant| {
+            let permit = match grant {
+                Grant::Connect(permit) => permit,
+                other => panic!("B must get capacity, got {other:?}"),
+            };
+            let held = core
+                .connected(permit, Conn::new(2))
+                .expect("the core is open");
+            core.release(held, true);
+        });
+        seen.note(queued);
+
+        assert_eq!(disposed_ids(&disposed), [1], "item 1 disposed exactly once");
+        assert_quiet(&core, 1, 0);
+        let stats = core.route_stats(&ROUTE);
+        assert_eq!((stats.created, stats.closed), (2, 1), "{stats}");
+    });
+    tally.assert_both("discard vs waiter", ["hot path", "queued"]);
+}
+
+/// Model 5 — shutdown vs waiter.
+///
+/// B asks for a connection while A returns the leased one and the main
+/// thread shuts the core down. B must be answered: `Closed`, or the
+/// connection if it was served before the shutdown — and then its return
+/// disposes of it. Once everyone is done, every connection created has been
+/// disposed exactly once and nothing is counted.
+///
+/// Catches: a request queued just after shutdown answered the others and
+/// never answered itself (B parks forever); a connection returned to the
+/// idle list just as the route closes and never drained (disposed 0 times,
+/// idle 1 after shutdown); a connection drained both by the returning thread
+/// and by the shutdown (disposed twice); counts left non-zero; and B given
+/// `Connect` — new capacity freed by the shutdown closing A's returned
+/// connection, handed out on the hot path or by the serializer before the
+/// `Shutdown` command lands — so that the pool would open a connection after
+/// it was shut down (a bug this model found, fixed in `strict`).
+#[test]
+fn shutdown_races_waiter() {
+    let tally = std::sync::Arc::new(Tally::default());
+    let seen = tally.clone();
+    loom::model(move || {
+        let (core, disposed, held) = leased_core();
+
+        let a = {
+            let core = core.clone();
+            thread::spawn(move || core.release(held, true))
+        };
+        let b = {
+            let core = core.clone();
+            thread::spawn(move || match acquire_and_wait(&core) {
+                (Grant::Closed, _) => false,
+                (Grant::Conn(held), _) => {
+                    assert_eq!(core.item(&held).id, 1);
+                    core.release(held, true);
+                    true
+                }
+                (other, queued) => {
+                    panic!("B must get Closed or the connection, got {other:?} (queued: {queued})")
+                }
+            })
+        };
+        core.shutdown();
+        a.join().unwrap();
+        seen.note(b.join().unwrap());
+
+        assert!(core.is_closed());
+        assert_eq!(disposed_ids(&disposed), [1], "item 1 disposed exactly once");
+        assert_quiet(&core, 0, 0);
+        let stats = core.route_stats(&ROUTE);
+        assert_eq!((stats.created, stats.closed), (1, 1), "{stats}");
+        assert!(matches!(
+            core.acquire(&ROUTE, None, Wait::Queue, &waker()),
+            Acquire::Ready(Grant::Closed)
+        ));
+    });
+    tally.assert_both("shutdown vs waiter", ["closed", "served"]);
+}
+
+/// Model 6 — an idle connection of another route vs a request blocked by the
+/// total cap.
+///
+/// The only connection is leased on `OTHER`; B asks for one on `ROUTE`, which
+/// has room of its own but the pool is full, while A returns `OTHER`'s
+/// connection for reuse (a stateless return to a route without waiters: the
+/// lock-free path). The strict policy promises that a request blocked by the
+/// total cap gets a connection of another route closed to make room: B must
+/// get `Connect`, and A's connection is disposed of exactly once.
+///
+/// Catches a lost wake-up across routes: A checks only its own route's
+/// waiter count, finds none and leaves the connection idle; B's request was
+/// looked at before the connection went idle and found nothing to reclaim;
+/// nobody looks again, and B waits (here: parks forever) with an idle
+/// connection in the pool. Also a reclaim that closes the victim twice or
+/// moves its slot without its capacity (counts off, or caps exceeded).
+#[test]
+fn idle_on_other_route_is_reclaimed_for_waiter() {
+    let tally = std::sync::Arc::new(Tally::default());
+    let seen = tally.clone();
+    loom::model(move || {
+        let (core, disposed, held) = leased_core_on(OTHER);
+
+        let a = {
+            let core = core.clone();
+            thread::spawn(move || core.release(held, true))
+        };
+        let b = {
+            let core = core.clone();
+            thread::spawn(move || {
+                // The pool is full and A's connection belongs to another
+                // route: B always queues.
+                let permit = match acquire_and_wait(&core) {
+                    (Grant::Connect(permit), true) => permit,
+                    (other, queued) => {
+                        panic!("B must queue and get capacity, got {other:?} (queued: {queued})")
+                    }
+                };
+                let held = core
+                    .connected(permit, Conn::new(2))
+                    .expect("the core is open");
+                core.release(held, true);
+            })
+        };
+        a.join().unwrap();
+        b.join().unwrap();
+
+        assert_eq!(disposed_ids(&disposed), [1], "item 1 disposed exactly once");
+        assert_quiet(&core, 1, 0);
+        let other = core.route_stats(&OTHER);
+        assert_eq!(other.allocated(), 0, "{other}");
+        assert_eq!((other.created, other.closed), (1, 1), "{other}");
+        seen.note(false);
+    });
+    tally.report_runs("other route's idle vs waiter");
+}
