@@ -1,6 +1,7 @@
 //! Configuration: the [`Builder`] and its documented defaults.
 
 use crate::connector::Connector;
+use crate::dispose::Disposal;
 use crate::error::ConfigError;
 use crate::pool::Pool;
 use leasehold_policies::{Limits, Policy, Reuse};
@@ -18,6 +19,7 @@ pub const DEFAULT_MAX_PER_ROUTE: usize = 5;
 pub(crate) struct Config {
     pub(crate) acquire_timeout: Option<Duration>,
     pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) disposal: Disposal,
 }
 
 /// Builds a [`Pool`].
@@ -30,6 +32,7 @@ pub(crate) struct Config {
 /// | [`acquire_timeout`](Self::acquire_timeout) | none: wait until served |
 /// | [`connect_timeout`](Self::connect_timeout) | none: as long as the connector takes |
 /// | [`reuse`](Self::reuse) | [`Reuse::Lifo`] |
+/// | [`disposal`](Self::disposal) | [`Disposal::Background`], queue of 1024 |
 ///
 /// ```
 /// use std::time::Duration;
@@ -53,6 +56,7 @@ pub struct Builder<C: Connector, P> {
     acquire_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     reuse: Reuse,
+    disposal: Disposal,
     _policy: PhantomData<fn() -> P>,
 }
 
@@ -67,6 +71,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
             acquire_timeout: None,
             connect_timeout: None,
             reuse: Reuse::Lifo,
+            disposal: Disposal::default(),
             _policy: PhantomData,
         }
     }
@@ -118,11 +123,19 @@ impl<C: Connector, P: Policy> Builder<C, P> {
         self
     }
 
+    /// Where connections the pool is done with are closed: on a disposal
+    /// thread the pool owns (the default), so that a slow close never delays
+    /// a lease, or inline.
+    pub fn disposal(mut self, disposal: Disposal) -> Self {
+        self.disposal = disposal;
+        self
+    }
+
     /// Validates the settings and builds the pool.
     ///
     /// # Errors
-    /// [`ConfigError`] if a cap is zero, `max_idle` exceeds `max_total`, or a
-    /// timeout is zero.
+    /// [`ConfigError`] if a cap is zero, `max_idle` exceeds `max_total`, a
+    /// timeout is zero, or the disposal thread cannot be started.
     pub fn build(self) -> Result<Pool<C, P>, ConfigError> {
         let mut limits = Limits::new(self.max_total, self.max_per_route)
             .with_max_idle(self.max_idle.unwrap_or(self.max_total))
@@ -140,8 +153,10 @@ impl<C: Connector, P: Policy> Builder<C, P> {
         let config = Config {
             acquire_timeout: self.acquire_timeout,
             connect_timeout: self.connect_timeout,
+            disposal: self.disposal,
         };
-        Ok(Pool::from_parts(self.connector, limits, config))
+        Pool::from_parts(self.connector, limits, config)
+            .map_err(|e| ConfigError::Thread(e.to_string()))
     }
 }
 
@@ -157,6 +172,7 @@ impl<C: Connector + fmt::Debug, P: Policy> fmt::Debug for Builder<C, P> {
             .field("acquire_timeout", &self.acquire_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("reuse", &self.reuse)
+            .field("disposal", &self.disposal)
             .finish()
     }
 }

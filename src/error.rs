@@ -136,6 +136,8 @@ pub enum ConfigError {
     Limits(InvalidLimits),
     /// A timeout was zero; leave it unset for no limit.
     ZeroTimeout(&'static str),
+    /// The disposal thread could not be started (the system's error).
+    Thread(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -148,6 +150,7 @@ impl fmt::Display for ConfigError {
                     "{name} must be greater than zero (leave it unset for no limit)"
                 )
             }
+            Self::Thread(error) => write!(f, "could not start the disposal thread: {error}"),
         }
     }
 }
@@ -156,7 +159,7 @@ impl std::error::Error for ConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Limits(invalid) => Some(invalid),
-            Self::ZeroTimeout(_) => None,
+            Self::ZeroTimeout(_) | Self::Thread(_) => None,
         }
     }
 }

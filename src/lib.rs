@@ -35,6 +35,7 @@
 
 mod config;
 mod connector;
+mod dispose;
 mod error;
 mod lease;
 pub mod mock;
@@ -42,6 +43,7 @@ mod pool;
 
 pub use config::{Builder, DEFAULT_MAX_PER_ROUTE, DEFAULT_MAX_TOTAL};
 pub use connector::{Connector, Handshake, Never, Progress};
+pub use dispose::Disposal;
 pub use error::{ConfigError, Error, Unavailable};
 pub use lease::Lease;
 pub use leasehold_policies::{

@@ -9,11 +9,12 @@
 
 use crate::config::{Builder, Config};
 use crate::connector::{connect_blocking, Connector};
+use crate::dispose::Disposer;
 use crate::error::{Error, Unavailable};
 use crate::lease::Lease;
 use leasehold_policies::{
-    Acquire, Core, Disposer, Grant, Held, Item, Limits, Permit, Policy, PoolStats, State, Stats,
-    Strict, Wait, Waiting,
+    self as policies, Acquire, Core, Grant, Held, Item, Limits, Permit, Policy, PoolStats, State,
+    Stats, Strict, Wait, Waiting,
 };
 use std::fmt;
 use std::sync::Arc;
@@ -40,14 +41,16 @@ pub(crate) type CoreOf<C, P> =
 pub(crate) struct Inner<C: Connector, P: Policy> {
     pub(crate) core: CoreOf<C, P>,
     connector: Arc<C>,
+    disposer: Arc<Disposer<C>>,
     config: Config,
 }
 
 impl<C: Connector, P: Policy> Drop for Inner<C, P> {
     fn drop(&mut self) {
-        // Closes idle connections through the connector, and wakes nobody:
-        // a waiter borrows the pool, so none can be left.
+        // Closes idle connections, and wakes nobody: a waiter borrows the
+        // pool, so none can be left. Then the disposal thread finishes.
         self.core.shutdown();
+        self.disposer.stop();
     }
 }
 
@@ -107,19 +110,24 @@ impl<C: Connector, P: Policy> Pool<C, P> {
         Builder::new(connector)
     }
 
-    pub(crate) fn from_parts(connector: C, limits: Limits<C::Route>, config: Config) -> Self {
+    pub(crate) fn from_parts(
+        connector: C,
+        limits: Limits<C::Route>,
+        config: Config,
+    ) -> std::io::Result<Self> {
         let connector = Arc::new(connector);
-        let closer = connector.clone();
-        let disposer: Disposer<Entry<C::Conn>> = Arc::new(move |entry: Entry<C::Conn>| {
-            closer.close(entry.conn);
-        });
-        Self {
+        let disposer = Arc::new(Disposer::new(connector.clone(), config.disposal)?);
+        let closer = disposer.clone();
+        let dispose: policies::Disposer<Entry<C::Conn>> =
+            Arc::new(move |entry: Entry<C::Conn>| closer.dispose(entry.conn));
+        Ok(Self {
             inner: Arc::new(Inner {
-                core: <CoreOf<C, P> as Core<_, _>>::new(limits, disposer),
+                core: <CoreOf<C, P> as Core<_, _>>::new(limits, dispose),
                 connector,
+                disposer,
                 config,
             }),
-        }
+        })
     }
 
     /// Leases a connection to `route` that carries no state, waiting at most
@@ -306,7 +314,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
                     created: Instant::now(),
                 };
                 self.inner.core.connected(permit, entry).map_err(|entry| {
-                    self.inner.connector.close(entry.conn);
+                    self.inner.disposer.dispose(entry.conn);
                     Error::Closed
                 })
             }
