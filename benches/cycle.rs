@@ -5,7 +5,8 @@
 //!   pre-warmed, so every iteration is an idle hit (`lease`, and `try_lease`
 //!   for comparison).
 //! * `cycle/contended` — T threads share a pool of P connections (8 threads
-//!   on 4, 64 threads on 8), each doing blocking `lease` + drop cycles; the
+//!   on 4; 8, 64 and 256 threads on 8), each doing blocking `lease` + drop
+//!   cycles; the
 //!   time is wall-clock for all threads together, so the throughput criterion
 //!   prints is pool-wide cycles per second.
 //!
@@ -228,7 +229,7 @@ fn contended<P: Policy>(group: &mut BenchmarkGroup<'_, criterion::measurement::W
 }
 
 /// The (pool size, threads) pairs of the contended group.
-const CONTENDED: [(usize, usize); 2] = [(4, 8), (8, 64)];
+const CONTENDED: [(usize, usize); 4] = [(4, 8), (8, 8), (8, 64), (8, 256)];
 
 fn cycle_contended(c: &mut Criterion) {
     let mut group = c.benchmark_group("cycle/contended");

@@ -13,11 +13,12 @@ use crate::{Item, Policy, RouteKey};
 /// * Caps are exact, per route and in total (Apache's LAX drops the total
 ///   limit; this one does not).
 /// * Newcomers may take an idle connection ahead of a queued request
-///   (barging), but only until the serializer has looked at that request:
-///   it then flags every shard of the route, from when on every return goes
-///   to the oldest waiter and no connection is added to a shard. So a
-///   waiter is overtaken at most by the connections that were idle on its
-///   route when it queued — at most the route's cap — and never starves.
+///   (barging), but only until the serializer has looked at that request
+///   (normally on the request's own thread, before it sleeps): it then flags
+///   every shard of the route, and from then on every return goes to the
+///   oldest waiter and no connection is added to a shard. So a waiter is
+///   overtaken only by connections that were idle on its route before the
+///   flag went up — at most the route's cap — and never starves.
 /// * Otherwise as [`Strict`](crate::Strict): freed capacity goes to the
 ///   oldest waiter of any route, idle connections of other routes or states
 ///   are closed to make room, stateful connections are kept apart.

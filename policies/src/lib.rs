@@ -12,7 +12,7 @@
 //! | policy | promise |
 //! |---|---|
 //! | [`Strict`] | exact caps; per-route FIFO waiters with direct hand-off; freed total capacity goes to the oldest waiting request of any route |
-//! | [`Lax`] | exact caps; per-thread idle shards with work stealing; barging allowed, a waiter is overtaken at most by the connections idle when it queued |
+//! | [`Lax`] | exact caps; per-thread idle shards with work stealing; barging allowed, a waiter is overtaken at most by the route's cap |
 //!
 //! # Writing a policy
 //!
