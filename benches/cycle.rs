@@ -27,9 +27,8 @@ use criterion::{BenchmarkGroup, Criterion, Throughput};
 use leasehold::mock::{MockConn, MockConnector};
 use leasehold::{Connector, Policy, Pool, Progress};
 use std::hint::black_box;
-use std::sync::{Barrier, Condvar, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 /// Runs `$f::<P>(args…)` once per policy under test, in order. A new policy
 /// is one more line here.
@@ -45,6 +44,8 @@ macro_rules! for_each_policy {
 
 #[path = "../tests/support/alloc_audit.rs"]
 mod alloc_audit;
+#[path = "support/threads.rs"]
+mod support;
 
 /// Counts the allocations of idle-hit cycles (`lease` and `try_lease`) on
 /// this thread, after warm-up; panics if there are any.
@@ -176,38 +177,6 @@ fn cycle_1thread(c: &mut Criterion) {
     group.finish();
 }
 
-/// `threads` threads each run their share of `iters` calls of `cycle` (one
-/// blocking lease + drop). Returns the wall time from the common start to
-/// the last thread's last cycle.
-fn contended_run(cycle: &(impl Fn() + Sync), threads: usize, iters: u64) -> Duration {
-    let barrier = Barrier::new(threads);
-    let spans: Vec<(Instant, Instant)> = thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads as u64)
-            .map(|i| {
-                let share = iters / threads as u64 + u64::from(i < iters % threads as u64);
-                let barrier = &barrier;
-                scope.spawn(move || {
-                    barrier.wait();
-                    let start = Instant::now();
-                    for _ in 0..share {
-                        cycle();
-                    }
-                    (start, Instant::now())
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("worker panicked"))
-            .collect()
-    });
-    // From the first thread's start to the last thread's end; at least a
-    // nanosecond, as criterion rejects zero.
-    let start = spans.iter().map(|s| s.0).min().expect("threads > 0");
-    let end = spans.iter().map(|s| s.1).max().expect("threads > 0");
-    end.duration_since(start).max(Duration::from_nanos(1))
-}
-
 fn contended<P: Policy>(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
     for (pool_size, threads) in CONTENDED {
         let pool = pool::<P>(pool_size);
@@ -216,7 +185,9 @@ fn contended<P: Policy>(group: &mut BenchmarkGroup<'_, criterion::measurement::W
             format!("{}/{threads}threads_pool{pool_size}", P::NAME),
             |b| {
                 let cycle = || drop(black_box(pool.lease(&()).expect("lease")));
-                b.iter_custom(|iters| contended_run(&cycle, threads, iters))
+                b.iter_custom(|iters| {
+                    support::timed(threads, iters, |_, share| (0..share).for_each(|_| cycle()))
+                })
             },
         );
         let total = pool.stats().total;
@@ -241,7 +212,9 @@ fn cycle_contended(c: &mut Criterion) {
             format!("mutex_condvar/{threads}threads_pool{pool_size}"),
             |b| {
                 let cycle = || drop(black_box(baseline.lease()));
-                b.iter_custom(|iters| contended_run(&cycle, threads, iters))
+                b.iter_custom(|iters| {
+                    support::timed(threads, iters, |_, share| (0..share).for_each(|_| cycle()))
+                })
             },
         );
     }

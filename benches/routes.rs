@@ -12,6 +12,9 @@
 //! cargo bench --bench routes
 //! ```
 
+#[path = "support/threads.rs"]
+mod support;
+
 use criterion::{BenchmarkGroup, Criterion, Throughput};
 use hdrhistogram::Histogram;
 use leasehold::mock::{MockConn, MockConnector};
@@ -19,7 +22,7 @@ use leasehold::{Connector, Never, Policy, Pool, Progress};
 use std::hint::black_box;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Barrier, OnceLock};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -133,35 +136,15 @@ fn cycle<P: Policy>(
     (route, waited)
 }
 
-/// `THREADS` threads share `iters` cycles; wall time from the first start
-/// to the last end.
+/// `THREADS` threads share `iters` cycles.
 fn run<P: Policy>(pool: &Pool<Backends, P>, routes: usize, slow: bool, iters: u64) -> Duration {
     let cumulative = zipf(routes);
-    let barrier = Barrier::new(THREADS);
-    let spans: Vec<(Instant, Instant)> = thread::scope(|s| {
-        let workers: Vec<_> = (0..THREADS as u64)
-            .map(|t| {
-                let (cumulative, barrier) = (&cumulative, &barrier);
-                s.spawn(move || {
-                    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t + 1));
-                    let share = iters / THREADS as u64 + u64::from(t < iters % THREADS as u64);
-                    barrier.wait();
-                    let start = Instant::now();
-                    for _ in 0..share {
-                        cycle(pool, &mut rng, cumulative, slow);
-                    }
-                    (start, Instant::now())
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("worker"))
-            .collect()
-    });
-    let start = spans.iter().map(|s| s.0).min().expect("threads");
-    let end = spans.iter().map(|s| s.1).max().expect("threads");
-    end.duration_since(start).max(Duration::from_nanos(1))
+    support::timed(THREADS, iters, |t, share| {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t + 1));
+        for _ in 0..share {
+            cycle(pool, &mut rng, &cumulative, slow);
+        }
+    })
 }
 
 fn scenario(slow: bool) -> &'static str {

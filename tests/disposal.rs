@@ -1,6 +1,9 @@
 //! Disposal off the caller's thread: where connections are closed, that a
 //! slow close never delays a lease, and the rule when the queue is full.
 
+#[path = "support/wait.rs"]
+mod wait;
+
 use leasehold::mock::{MockConn, MockConnector};
 use leasehold::{Connector, Disposal, Lax, Never, Policy, Pool, Progress, Strict};
 use std::io;
@@ -8,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
+use wait::eventually;
 
 /// A mock connector whose closes record their thread, and whose next close
 /// can be held until the test lets it go.
@@ -59,17 +63,6 @@ fn pool<P: Policy>(connector: &Recording, disposal: Disposal) -> Pool<Recording,
         .disposal(disposal)
         .build()
         .unwrap()
-}
-
-fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let start = std::time::Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "never happened: {what}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
 }
 
 fn closes_where<P: Policy>(disposal: Disposal, on_caller: bool) {

@@ -2,25 +2,17 @@
 //! route's waiters in FIFO order; `Lax` lets a newcomer overtake a waiter at
 //! most a bounded number of times.
 
+#[path = "support/wait.rs"]
+mod wait;
+
 use leasehold::mock::MockConnector;
 use leasehold::{Error, Lax, Pool, Strict};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
-use std::time::{Duration, Instant};
+use wait::eventually;
 
 type Mock = MockConnector<&'static str>;
-
-fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "never happened: {what}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
-}
 
 #[test]
 fn strict_serves_waiters_in_fifo_order() {

@@ -5,6 +5,8 @@
 
 mod scenarios;
 mod stress;
+#[path = "../support/wait.rs"]
+mod wait;
 
 use leasehold::{Lax, Strict};
 

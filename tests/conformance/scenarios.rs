@@ -1,5 +1,6 @@
 //! Single-threaded (or one-waiter) scenarios with exact expectations.
 
+pub(crate) use crate::wait::eventually;
 use leasehold::mock::{MockConn, MockConnector};
 use leasehold::{Connector, Error, Handshake, Policy, Pool, Progress, Reuse, State};
 use std::io;
@@ -16,18 +17,6 @@ pub(crate) fn pool<P: Policy>(max_total: usize, max_per_route: usize) -> (Mock, 
         .build()
         .unwrap();
     (connector, pool)
-}
-
-/// Waits (bounded) until `cond` holds: for "the other thread is now queued".
-pub(crate) fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "never happened: {what}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
 }
 
 pub(crate) fn lease_returns_and_reuses<P: Policy>() {
