@@ -4,13 +4,15 @@
 //! matching `ConfigError` otherwise); a pool that builds is then driven with
 //! a random sequence of non-blocking leases, returns, discards, state
 //! changes, cap changes and a shutdown, checking the caps after every step
-//! and that every connection opened is closed in the end.
+//! and that every connection opened is closed in the end (at shutdown with
+//! inline disposal; once the pool is dropped, which joins the disposal
+//! thread, with background disposal).
 
 #![no_main]
 
 use arbitrary::Arbitrary;
 use leasehold::mock::MockConnector;
-use leasehold::{ConfigError, Error, Lease, Pool, Reuse, State};
+use leasehold::{ConfigError, Disposal, Error, Lease, Pool, Reuse, State};
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ struct Settings {
     acquire_timeout_us: Option<u16>,
     connect_timeout_us: Option<u16>,
     fifo: bool,
+    inline_disposal: bool,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -51,7 +54,12 @@ fuzz_target!(|input: Input| {
     let mut builder = Pool::<_>::builder(connector.clone())
         .max_total(usize::from(s.max_total % 64))
         .max_per_route(usize::from(s.max_per_route % 8))
-        .reuse(if s.fifo { Reuse::Fifo } else { Reuse::Lifo });
+        .reuse(if s.fifo { Reuse::Fifo } else { Reuse::Lifo })
+        .disposal(if s.inline_disposal {
+            Disposal::Inline
+        } else {
+            Disposal::default()
+        });
     for &(route, max) in s.overrides.iter().take(4) {
         builder = builder.route_max(route % 4, usize::from(max % 8));
     }
@@ -86,7 +94,10 @@ fuzz_target!(|input: Input| {
         }
         Err(error) => {
             assert!(!valid, "valid settings refused: {s:?}: {error}");
-            assert!(matches!(error, ConfigError::Limits(_) | ConfigError::ZeroTimeout(_)));
+            assert!(matches!(
+                error,
+                ConfigError::Limits(_) | ConfigError::ZeroTimeout(_)
+            ));
             return;
         }
     };
@@ -132,5 +143,10 @@ fuzz_target!(|input: Input| {
     }
     pool.shutdown();
     drop(leases);
+    if s.inline_disposal {
+        assert_eq!(connector.live(), 0, "every connection closed at shutdown");
+    }
+    // Dropping the pool joins the disposal thread, which closes the rest.
+    drop(pool);
     assert_eq!(connector.live(), 0, "every connection closed after shutdown");
 });
