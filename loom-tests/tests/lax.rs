@@ -11,5 +11,8 @@
 /// The core the models check.
 type TestCore = leasehold_policies::LaxCore<u8, models::Conn>;
 
+/// The reuse order of every core the models build.
+const REUSE: leasehold_policies::Reuse = leasehold_policies::Reuse::Lifo;
+
 #[path = "models/mod.rs"]
 mod models;

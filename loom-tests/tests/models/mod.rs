@@ -100,7 +100,7 @@ fn core() -> (Arc<TestCore>, Disposed) {
     let disposed = Disposed::default();
     let log = disposed.clone();
     let core = TestCore::new(
-        Limits::new(1, 1),
+        Limits::new(1, 1).with_reuse(super::REUSE),
         std::sync::Arc::new(move |conn: Conn| log.lock().unwrap().push(conn.id)),
     );
     (Arc::new(core), disposed)

@@ -42,7 +42,7 @@ mod table;
 mod tests;
 
 use self::lines::{Command, Lines};
-use self::route::{is_closed, total_wait, waiters_of, Put, Refused, Route, Take};
+use self::route::{is_closed, waiters_of, wanted, Put, Refused, Route, Take};
 use self::table::Table;
 use crate::arena::{Arena, IndexStack};
 use crate::serial::Serial;
@@ -568,7 +568,9 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             Ok(before) => {
                 if is_closed(before) {
                     self.drain_closed_route(route);
-                } else if waiters_of(before) != 0 || total_wait(before) {
+                } else if wanted(before) {
+                    // FIFO only (a LIFO push refuses in its CAS): a waiter or
+                    // a flag came between the check and the count.
                     self.kick();
                 }
             }

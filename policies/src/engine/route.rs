@@ -75,9 +75,12 @@ pub(super) fn is_closed(word: u128) -> bool {
     word & CLOSED != 0
 }
 
+/// Whether a return that went idle despite `word` (the FIFO path, which
+/// checks before it counts) must hand over to the serializer: requests wait
+/// on the route or for total capacity.
 #[inline]
-pub(super) fn total_wait(word: u128) -> bool {
-    word & TOTAL_WAIT != 0
+pub(super) fn wanted(word: u128) -> bool {
+    waiters_of(word) != 0 || word & (ROUTE_WAIT | TOTAL_WAIT) != 0
 }
 
 /// The word with a new head, the tag bumped and the idle count moved.
@@ -260,9 +263,7 @@ impl<K> Route<K> {
             if is_closed(word) {
                 return Err(Refused::Closed);
             }
-            if rule == Put::Return
-                && (waiters_of(word) != 0 || word & (ROUTE_WAIT | TOTAL_WAIT) != 0)
-            {
+            if rule == Put::Return && wanted(word) {
                 return Err(Refused::Waiters);
             }
             let Some(queue) = fifo else {
@@ -395,7 +396,7 @@ mod tests {
         assert_eq!(head(word), 7);
         assert_eq!(idle_of(word), 1);
         assert_eq!(waiters_of(word), 3);
-        assert!(total_wait(word) && !is_closed(word));
+        assert!(word & TOTAL_WAIT != 0 && wanted(word) && !is_closed(word));
         let popped = with_head(word, NIL, IDLE_ONE, false);
         assert_eq!(
             (head(popped), idle_of(popped), waiters_of(popped)),

@@ -1,0 +1,16 @@
+//! The loom models of `models/mod.rs` against the `Lax` core (two shards
+//! under loom) with FIFO reuse: a return to one shard checks, queues, then
+//! counts, while the serializer may raise `ROUTE_WAIT` in between; the
+//! return must see the flag in what it counted into and hand over. Built
+//! only with `--cfg leasehold_loom` (`loom-tests/run.sh`).
+
+#![cfg(leasehold_loom)]
+
+/// The core the models check.
+type TestCore = leasehold_policies::LaxCore<u8, models::Conn>;
+
+/// The reuse order of every core the models build.
+const REUSE: leasehold_policies::Reuse = leasehold_policies::Reuse::Fifo;
+
+#[path = "models/mod.rs"]
+mod models;

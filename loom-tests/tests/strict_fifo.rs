@@ -1,0 +1,16 @@
+//! The loom models of `models/mod.rs` against the `Strict` core with FIFO
+//! reuse: the idle list is a queue beside the route word, and a return
+//! checks the word, queues, then counts — not one CAS — so it must re-check
+//! what it counted into. Built only with `--cfg leasehold_loom`
+//! (`loom-tests/run.sh`).
+
+#![cfg(leasehold_loom)]
+
+/// The core the models check.
+type TestCore = leasehold_policies::StrictCore<u8, models::Conn>;
+
+/// The reuse order of every core the models build.
+const REUSE: leasehold_policies::Reuse = leasehold_policies::Reuse::Fifo;
+
+#[path = "models/mod.rs"]
+mod models;
