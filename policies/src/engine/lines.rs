@@ -76,9 +76,7 @@ fn take_stateful<K: RouteKey, T: Item, F: Flavor>(
         line.stateful.remove(&state);
     }
     core.route(id).stateful_idle.fetch_sub(1, Ordering::AcqRel);
-    if core.enforce_idle_cap {
-        core.idle_total.fetch_sub(1, Ordering::AcqRel);
-    }
+    core.idle_left();
     Some(index)
 }
 
@@ -138,11 +136,8 @@ impl<T: Item> Lines<T> {
         route: &Route<K>,
         index: u32,
     ) {
-        // SAFETY: we own `index`.
-        let item = unsafe { core.take_item(index) };
-        core.free_slot(route, index);
-        route.closed.fetch_add(1, Ordering::Relaxed);
-        self.victims.push(item);
+        // SAFETY: we own `index`, and give it up.
+        self.victims.push(unsafe { core.close_slot(route, index) });
     }
 
     /// A returned connection (or one a cancelled request was given), whose
@@ -154,10 +149,7 @@ impl<T: Item> Lines<T> {
         if self.closed || route.is_over_cap() {
             return self.close(core, route, index);
         }
-        if core.enforce_idle_cap
-            && core.idle_total.fetch_add(1, Ordering::AcqRel) >= core.limits.max_idle()
-        {
-            core.idle_total.fetch_sub(1, Ordering::AcqRel);
+        if !core.admit_idle() {
             return self.close(core, route, index);
         }
         // SAFETY: as above.
@@ -173,9 +165,7 @@ impl<T: Item> Lines<T> {
                 Ok(_) => {}
                 Err(refused) => {
                     debug_assert_eq!(refused, Refused::Closed);
-                    if core.enforce_idle_cap {
-                        core.idle_total.fetch_sub(1, Ordering::AcqRel);
-                    }
+                    core.idle_left();
                     self.close(core, route, index);
                 }
             },
@@ -218,9 +208,8 @@ impl<T: Item> Lines<T> {
                 take_stateful(core, id, line, |s| Some(s) != state)?
             }
         };
-        // SAFETY: we own `index`.
-        self.victims.push(unsafe { core.take_item(index) });
-        route.closed.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: we own `index`; it stays route `id`'s.
+        self.victims.push(unsafe { core.retire(route, index) });
         Some(index)
     }
 
@@ -248,11 +237,10 @@ impl<T: Item> Lines<T> {
         let (victim, index) = found?;
         let victim = core.route(victim);
         // SAFETY: we own the victim's slot.
-        self.victims.push(unsafe { core.take_item(index) });
+        self.victims.push(unsafe { core.retire(victim, index) });
         // SAFETY: as above; the slot now belongs to route `id`.
         unsafe { core.arena.with(index, |slot| slot.route = id) };
         victim.allocated.fetch_sub(1, Ordering::AcqRel);
-        victim.closed.fetch_add(1, Ordering::Relaxed);
         Some(index)
     }
 
@@ -529,14 +517,9 @@ impl<T: Item> Lines<T> {
                     }
                     list.remove(i);
                     route.stateful_idle.fetch_sub(1, Ordering::AcqRel);
-                    if core.enforce_idle_cap {
-                        core.idle_total.fetch_sub(1, Ordering::AcqRel);
-                    }
-                    // SAFETY: the index was on our list: ours.
-                    let item = unsafe { core.take_item(index) };
-                    core.free_slot(route, index);
-                    route.closed.fetch_add(1, Ordering::Relaxed);
-                    self.victims.push(item);
+                    core.idle_left();
+                    // SAFETY: the index was on our list: ours, given up.
+                    self.victims.push(unsafe { core.close_slot(route, index) });
                 }
             }
             line.stateful.retain(|_, list| !list.is_empty());

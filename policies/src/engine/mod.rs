@@ -227,9 +227,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     #[inline]
     fn take_idle_from(&self, route: &Route<K>, shard: usize, rule: Take) -> Option<u32> {
         let index = route.take(&self.arena, shard, rule)?;
-        if self.enforce_idle_cap {
-            self.idle_total.fetch_sub(1, Ordering::AcqRel);
-        }
+        self.idle_left();
         Some(index)
     }
 
@@ -265,6 +263,51 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         // SAFETY: forwarded from the caller.
         let item = unsafe { self.arena.with(index, |slot| slot.item.take()) };
         item.expect("a live connection's slot holds its item")
+    }
+
+    /// Takes the item out of an owned slot to be closed, and counts it
+    /// closed on `route`; the slot keeps its unit of the caps.
+    ///
+    /// # Safety
+    /// The caller owns `index`, a slot of `route`.
+    unsafe fn retire(&self, route: &Route<K>, index: u32) -> T {
+        // SAFETY: forwarded from the caller.
+        let item = unsafe { self.take_item(index) };
+        route.closed.fetch_add(1, Ordering::Relaxed);
+        item
+    }
+
+    /// [`retire`](Self::retire), and frees the slot's capacity.
+    ///
+    /// # Safety
+    /// As for `retire`; the caller gives `index` up.
+    unsafe fn close_slot(&self, route: &Route<K>, index: u32) -> T {
+        // SAFETY: forwarded from the caller.
+        let item = unsafe { self.retire(route, index) };
+        self.free_slot(route, index);
+        item
+    }
+
+    /// Counts one more idle connection against `max_idle`; `false` (and
+    /// nothing counted) if that would exceed it.
+    #[inline]
+    fn admit_idle(&self) -> bool {
+        if !self.enforce_idle_cap {
+            return true;
+        }
+        if self.idle_total.fetch_add(1, Ordering::AcqRel) >= self.limits.max_idle() {
+            self.idle_total.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Counts one idle connection less against `max_idle`.
+    #[inline]
+    fn idle_left(&self) {
+        if self.enforce_idle_cap {
+            self.idle_total.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// The state of the item in an owned slot.
@@ -387,9 +430,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// the pool closed), outside the serializer. The caller owns `index`.
     fn close_returned(&self, route: &Route<K>, index: u32) {
         // SAFETY: the caller owns `index`.
-        let item = unsafe { self.take_item(index) };
-        self.free_slot(route, index);
-        route.closed.fetch_add(1, Ordering::Relaxed);
+        let item = unsafe { self.close_slot(route, index) };
         (self.disposer)(item);
         self.capacity_freed();
     }
@@ -556,10 +597,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             // Stateful idle lists are kept by the serializer.
             return self.submit(Command::Release(index));
         }
-        if self.enforce_idle_cap
-            && self.idle_total.fetch_add(1, Ordering::AcqRel) >= self.limits.max_idle()
-        {
-            self.idle_total.fetch_sub(1, Ordering::AcqRel);
+        if !self.admit_idle() {
             return self.close_returned(route, index);
         }
         // SAFETY: `put` publishes `index` only when it succeeds; refused, we
@@ -575,9 +613,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                 }
             }
             Err(refused) => {
-                if self.enforce_idle_cap {
-                    self.idle_total.fetch_sub(1, Ordering::AcqRel);
-                }
+                self.idle_left();
                 match refused {
                     Refused::Closed => self.close_returned(route, index),
                     // Requests wait: the serializer hands it to the oldest.
