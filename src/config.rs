@@ -125,7 +125,8 @@ impl<C: Connector, P: Policy> Builder<C, P> {
 
     /// Where connections the pool is done with are closed: on a disposal
     /// thread the pool owns (the default), so that a slow close never delays
-    /// a lease, or inline.
+    /// a lease, or inline. Policies that promise closes off the callers'
+    /// threads ([`Offlock`](crate::Offlock)) refuse inline disposal.
     pub fn disposal(mut self, disposal: Disposal) -> Self {
         self.disposal = disposal;
         self
@@ -135,7 +136,8 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     ///
     /// # Errors
     /// [`ConfigError`] if a cap is zero, `max_idle` exceeds `max_total`, a
-    /// timeout is zero, or the disposal thread cannot be started.
+    /// timeout is zero, the policy refuses inline disposal and it was asked
+    /// for, or the disposal thread cannot be started.
     pub fn build(self) -> Result<Pool<C, P>, ConfigError> {
         let mut limits = Limits::new(self.max_total, self.max_per_route)
             .with_max_idle(self.max_idle.unwrap_or(self.max_total))
@@ -149,6 +151,9 @@ impl<C: Connector, P: Policy> Builder<C, P> {
         }
         if self.connect_timeout == Some(Duration::ZERO) {
             return Err(ConfigError::ZeroTimeout("connect_timeout"));
+        }
+        if P::DISPOSES_OFF_THREAD && self.disposal == Disposal::Inline {
+            return Err(ConfigError::InlineDisposal(P::NAME));
         }
         let config = Config {
             acquire_timeout: self.acquire_timeout,

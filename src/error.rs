@@ -136,6 +136,9 @@ pub enum ConfigError {
     Limits(InvalidLimits),
     /// A timeout was zero; leave it unset for no limit.
     ZeroTimeout(&'static str),
+    /// Inline disposal was asked of a policy (named) that closes
+    /// connections off the callers' threads only.
+    InlineDisposal(&'static str),
     /// The disposal thread could not be started (the system's error).
     Thread(String),
 }
@@ -150,6 +153,11 @@ impl fmt::Display for ConfigError {
                     "{name} must be greater than zero (leave it unset for no limit)"
                 )
             }
+            Self::InlineDisposal(policy) => write!(
+                f,
+                "the {policy} policy closes connections off the callers' threads: \
+                 inline disposal is not available"
+            ),
             Self::Thread(error) => write!(f, "could not start the disposal thread: {error}"),
         }
     }
@@ -159,7 +167,7 @@ impl std::error::Error for ConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Limits(invalid) => Some(invalid),
-            Self::ZeroTimeout(_) | Self::Thread(_) => None,
+            Self::ZeroTimeout(_) | Self::InlineDisposal(_) | Self::Thread(_) => None,
         }
     }
 }

@@ -47,7 +47,7 @@ pub use dispose::Disposal;
 pub use error::{ConfigError, Error, Unavailable};
 pub use lease::Lease;
 pub use leasehold_policies::{
-    self as policies, Lax, Policy, PoolStats, Reuse, RouteKey, State, Stats, Strict,
+    self as policies, Lax, Offlock, Policy, PoolStats, Reuse, RouteKey, State, Stats, Strict,
 };
 pub use pool::Pool;
 

@@ -1,12 +1,13 @@
-//! What one policy promises beyond the conformance suite: `Strict` serves a
-//! route's waiters in FIFO order; `Lax` lets a newcomer overtake a waiter at
-//! most a bounded number of times.
+//! What one policy promises beyond the conformance suite: `Strict` and
+//! `Offlock` serve a route's waiters in FIFO order and newcomers never
+//! overtake them; `Lax` lets a newcomer overtake a waiter at most a bounded
+//! number of times; `Offlock` refuses to close connections inline.
 
 #[path = "support/wait.rs"]
 mod wait;
 
 use leasehold::mock::MockConnector;
-use leasehold::{Error, Lax, Pool, Strict};
+use leasehold::{ConfigError, Disposal, Error, Lax, Offlock, Policy, Pool, Strict};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
@@ -16,8 +17,17 @@ type Mock = MockConnector<&'static str>;
 
 #[test]
 fn strict_serves_waiters_in_fifo_order() {
+    serves_waiters_in_fifo_order::<Strict>();
+}
+
+#[test]
+fn offlock_serves_waiters_in_fifo_order() {
+    serves_waiters_in_fifo_order::<Offlock>();
+}
+
+fn serves_waiters_in_fifo_order<P: Policy>() {
     const WAITERS: usize = 6;
-    let pool: Pool<Mock, Strict> = Pool::builder(Mock::new()).max_total(1).build().unwrap();
+    let pool: Pool<Mock, P> = Pool::builder(Mock::new()).max_total(1).build().unwrap();
     let held = pool.lease(&"a").unwrap();
     let served = Mutex::new(Vec::new());
     thread::scope(|s| {
@@ -40,7 +50,16 @@ fn strict_serves_waiters_in_fifo_order() {
 
 #[test]
 fn strict_newcomer_never_overtakes_a_waiter() {
-    let pool: Pool<Mock, Strict> = Pool::builder(Mock::new()).max_total(1).build().unwrap();
+    newcomer_never_overtakes_a_waiter::<Strict>();
+}
+
+#[test]
+fn offlock_newcomer_never_overtakes_a_waiter() {
+    newcomer_never_overtakes_a_waiter::<Offlock>();
+}
+
+fn newcomer_never_overtakes_a_waiter<P: Policy>() {
+    let pool: Pool<Mock, P> = Pool::builder(Mock::new()).max_total(1).build().unwrap();
     let held = pool.lease(&"a").unwrap();
     thread::scope(|s| {
         let waiter = s.spawn(|| pool.lease(&"a").map(|lease| lease.id()));
@@ -88,4 +107,16 @@ fn lax_waiter_is_overtaken_at_most_by_the_route_cap() {
             overtakes.load(Ordering::SeqCst)
         );
     }
+}
+
+#[test]
+fn offlock_refuses_inline_disposal() {
+    let built = Pool::<Mock, Offlock>::builder(Mock::new())
+        .disposal(Disposal::Inline)
+        .build();
+    assert!(matches!(built, Err(ConfigError::InlineDisposal("offlock"))));
+    let queued = Pool::<Mock, Offlock>::builder(Mock::new())
+        .disposal(Disposal::Background { queue: 8 })
+        .build();
+    assert!(queued.is_ok());
 }

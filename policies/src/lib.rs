@@ -13,6 +13,7 @@
 //! |---|---|
 //! | [`Strict`] | exact caps; per-route FIFO waiters with direct hand-off; freed total capacity goes to the oldest waiting request of any route |
 //! | [`Lax`] | exact caps; per-thread idle shards with work stealing; barging allowed, a waiter is overtaken at most by the route's cap |
+//! | [`Offlock`] | exact caps; one independent segment per route, FIFO within it; routes share only the total cap; closes never on a caller's thread |
 //!
 //! # Writing a policy
 //!
@@ -34,14 +35,16 @@
 mod arena;
 mod engine;
 mod lax;
+mod offlock;
 mod serial;
 mod strict;
 mod sync;
 mod types;
 mod waiter;
 
-pub use engine::{Engine, EngineWaiter, Fair, Flavor, Sharded};
+pub use engine::{Engine, EngineWaiter, Fair, Flavor, Segmented, Sharded};
 pub use lax::{Lax, LaxCore};
+pub use offlock::{Offlock, OfflockCore};
 pub use strict::{Strict, StrictCore, StrictWaiter};
 pub use types::{
     Acquire, Disposer, Grant, Held, InvalidLimits, Item, Limits, Permit, PoolStats, Reuse,
@@ -61,6 +64,10 @@ pub trait Policy: Send + Sync + fmt::Debug + 'static {
 
     /// A short name, for reports.
     const NAME: &'static str;
+
+    /// Whether the policy promises that graceful closes never run on a
+    /// caller's thread: a pool then refuses inline disposal.
+    const DISPOSES_OFF_THREAD: bool = false;
 }
 
 /// A queued request, as handed out by [`Core::acquire`].

@@ -20,7 +20,8 @@ pub struct Strict;
 /// The core of [`Strict`]: one idle list per route.
 pub type StrictCore<K, T> = Engine<K, T, Fair>;
 
-/// A request queued in a [`StrictCore`] or a [`LaxCore`](crate::LaxCore).
+/// A request queued in a [`StrictCore`], a [`LaxCore`](crate::LaxCore) or an
+/// [`OfflockCore`](crate::OfflockCore).
 pub type StrictWaiter<K, T> = EngineWaiter<K, T>;
 
 impl Policy for Strict {

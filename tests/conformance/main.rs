@@ -8,7 +8,7 @@ mod stress;
 #[path = "../support/wait.rs"]
 mod wait;
 
-use leasehold::{Lax, Strict};
+use leasehold::{Lax, Offlock, Strict};
 
 /// Stamps out one `#[test]` per scenario for a policy.
 macro_rules! conformance {
@@ -21,6 +21,10 @@ macro_rules! conformance {
                 scenarios::waiter_served_after_non_reusable_release,
                 scenarios::waiter_served_after_reusable_release,
                 scenarios::route_b_served_when_route_a_idle_fills_total,
+                scenarios::route_b_served_when_route_a_stateful_idle_fills_total,
+                scenarios::route_b_waiter_served_when_route_a_lease_returns,
+                scenarios::freed_total_goes_to_the_route_that_blocked_first,
+                scenarios::slow_disposal_on_one_route_does_not_delay_another,
                 scenarios::stateless_lease_never_gets_stateful_connection,
                 scenarios::stateful_lease_gets_only_its_state,
                 scenarios::stateful_lease_reclaims_other_state_when_route_full,
@@ -58,3 +62,4 @@ macro_rules! conformance {
 
 conformance!(strict, Strict);
 conformance!(lax, Lax);
+conformance!(offlock, Offlock);

@@ -106,6 +106,157 @@ pub(crate) fn route_b_served_when_route_a_idle_fills_total<P: Policy>() {
     assert!(pool.stats().total.allocated() <= 2);
 }
 
+pub(crate) fn route_b_served_when_route_a_stateful_idle_fills_total<P: Policy>() {
+    // The idle connections filling the total are stateful: one of them is
+    // closed all the same.
+    let (connector, pool) = pool_with_timeout::<P>(2, 2);
+    let mut leases = [pool.lease(&"a").unwrap(), pool.lease(&"a").unwrap()];
+    for lease in &mut leases {
+        lease.set_state(Some(State::new("alice")));
+    }
+    drop(leases);
+    assert_eq!(pool.route_stats(&"a").idle, 2);
+    let b = pool
+        .lease(&"b")
+        .expect("a stateful A connection makes room");
+    assert_eq!((b.route(), pool.route_stats(&"a").idle), (&"b", 1));
+    eventually("connector.closed_by_pool() == 1", || {
+        connector.closed_by_pool() == 1
+    });
+    assert_eq!(connector.opened(), 3);
+}
+
+pub(crate) fn route_b_waiter_served_when_route_a_lease_returns<P: Policy>() {
+    // Nothing is idle when B's request queues; the A connection returned
+    // afterwards (reusable, stateless or stateful) must make room for it
+    // rather than go idle.
+    for state in [None, Some(State::new("alice"))] {
+        let (connector, pool) = pool_with_timeout::<P>(1, 1);
+        let mut held = pool.lease(&"a").unwrap();
+        held.set_state(state.clone());
+        let a_id = held.id();
+        thread::scope(|s| {
+            let waiter = s.spawn(|| pool.lease(&"b").map(|lease| lease.id()));
+            eventually("B's request queues", || pool.route_stats(&"b").pending == 1);
+            drop(held);
+            let id = waiter.join().unwrap().expect("served, not timed out");
+            assert_ne!(id, a_id, "a new B connection");
+        });
+        assert_eq!(pool.route_stats(&"a").allocated(), 0, "{state:?}");
+        eventually("the A connection is closed", || {
+            connector.closed_by_pool() == 1
+        });
+    }
+}
+
+pub(crate) fn freed_total_goes_to_the_route_that_blocked_first<P: Policy>() {
+    // Total 1, held on A; B's request blocks, then C's. A newcomer on D may
+    // not take the unit A frees; B gets it, then C.
+    let (_, pool) = pool_with_timeout::<P>(1, 1);
+    let held = pool.lease(&"a").unwrap();
+    let order = std::sync::Mutex::new(Vec::new());
+    thread::scope(|s| {
+        let (pool, order) = (&pool, &order);
+        let mut waiters = Vec::new();
+        for route in ["b", "c"] {
+            waiters.push(s.spawn(move || {
+                let lease = pool.lease(&route).expect("served in time");
+                order.lock().unwrap().push(route);
+                // Held until the test has checked who was served.
+                thread::park();
+                lease.discard();
+            }));
+            eventually("the request queues", || {
+                pool.route_stats(&route).pending == 1
+            });
+        }
+        held.discard();
+        eventually("one is served", || order.lock().unwrap().len() == 1);
+        assert!(matches!(pool.try_lease(&"d"), Err(Error::Exhausted(_))));
+        assert_eq!(*order.lock().unwrap(), ["b"], "B blocked first");
+        waiters[0].thread().unpark();
+        eventually("the next is served", || order.lock().unwrap().len() == 2);
+        waiters[1].thread().unpark();
+    });
+    assert_eq!(*order.lock().unwrap(), ["b", "c"]);
+}
+
+pub(crate) fn slow_disposal_on_one_route_does_not_delay_another<P: Policy>() {
+    // Closing a connection of route "slow" hangs until the test lets it go.
+    // Meanwhile route "fast" leases, discards (its closes queue behind the
+    // hung one), makes room across routes and opens new connections: every
+    // step finishes while the slow close is still held.
+    let connector = Mock::new();
+    let gate = std::sync::Arc::new(std::sync::Mutex::new(()));
+    let held_gate = gate.lock().unwrap();
+    let slow = SlowClose {
+        mock: connector.clone(),
+        gate: gate.clone(),
+    };
+    let pool: Pool<SlowClose, P> = Pool::builder(slow)
+        .max_total(4)
+        .max_per_route(4)
+        .acquire_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for lease in [pool.lease(&"slow").unwrap(), pool.lease(&"slow").unwrap()] {
+        lease.discard();
+    }
+    eventually("the slow close has begun", || gate.try_lock().is_err());
+    for i in 0..200 {
+        let lease = pool.lease(&"fast").unwrap();
+        if i % 10 == 0 {
+            lease.discard();
+        }
+    }
+    // Room across routes: idle "fast" connections fill the total.
+    let fast: Vec<_> = (0..4).map(|_| pool.lease(&"fast").unwrap()).collect();
+    drop(fast);
+    assert!(pool.lease(&"other").is_ok());
+    assert_eq!(connector.closed_by_pool(), 0, "the slow close still holds");
+    drop(held_gate);
+    eventually("everything closed", || {
+        connector.closed_by_pool() == 2 + 20 + 1
+    });
+}
+
+/// A mock whose closes of route "slow" wait on a gate.
+#[derive(Debug)]
+struct SlowClose {
+    mock: Mock,
+    gate: std::sync::Arc<std::sync::Mutex<()>>,
+}
+
+impl Connector for SlowClose {
+    type Route = &'static str;
+    type Conn = MockConn<&'static str>;
+    type Handshake = leasehold::Never<Self::Conn>;
+
+    fn connect(&self, route: &&'static str) -> io::Result<Progress<Self::Conn, Self::Handshake>> {
+        self.mock.connect(route)
+    }
+
+    fn close(&self, conn: Self::Conn) {
+        if *conn.route() == "slow" {
+            drop(self.gate.lock());
+        }
+        self.mock.close(conn);
+    }
+}
+
+/// A pool whose blocking leases give up after 5 s (instead of hanging a
+/// failing test).
+fn pool_with_timeout<P: Policy>(max_total: usize, max_per_route: usize) -> (Mock, Pool<Mock, P>) {
+    let connector = Mock::new();
+    let pool = Pool::builder(connector.clone())
+        .max_total(max_total)
+        .max_per_route(max_per_route)
+        .acquire_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    (connector, pool)
+}
+
 pub(crate) fn stateless_lease_never_gets_stateful_connection<P: Policy>() {
     // Apache hands another user's connection to a lease with no state.
     let (connector, pool) = pool::<P>(2, 2);

@@ -15,10 +15,11 @@
 //! last time for an idle connection to close for it; from then on returns
 //! come through here, so the connection that makes room is never missed.
 
-use super::route::{is_closed, waiters_of, Put, Refused, Route, Take};
+use super::route::{idle_of, is_closed, total_wait, waiters_of, Put, Refused, Route, Take};
+use super::total::TotalCommand;
 use super::{Blocked, Engine, Flavor};
 use crate::sync::{Arc, Ordering};
-use crate::types::{Grant, Item, Reuse, RouteKey, State, Wait};
+use crate::types::{Grant, Item, Permit, Reuse, RouteKey, State, Wait};
 use crate::waiter::Node;
 use std::collections::{HashMap, VecDeque};
 
@@ -35,6 +36,12 @@ pub(super) enum Command<T> {
     /// A route's cap changed: close idle connections over it.
     Trim,
     Shutdown,
+    /// `Segmented`: a unit of the total cap, reserved for this route by the
+    /// total line.
+    Credit,
+    /// `Segmented`: close an idle connection to make room for a route
+    /// blocked by the total cap, then answer the total line.
+    Surrender,
 }
 
 /// One route's line: waiting requests and stateful idle connections.
@@ -45,6 +52,8 @@ struct Line {
 }
 
 pub(super) struct Lines<T> {
+    /// `Segmented`: the one route this serializer serves; `None`: all.
+    scope: Option<usize>,
     closed: bool,
     /// By route id.
     lines: HashMap<usize, Line>,
@@ -56,6 +65,24 @@ pub(super) struct Lines<T> {
     route_waits: Vec<usize>,
     /// Items to dispose of once the serializer is released.
     victims: Vec<T>,
+    /// `Segmented`: units of the total the total line reserved for us.
+    credit: usize,
+    /// `Segmented`: the route is in the total line.
+    registered: bool,
+    /// `Segmented`: a `Surrender` was handled and is to be answered.
+    surrendered: bool,
+    /// Capacity was freed in this batch (`Segmented` tells the total line).
+    freed: bool,
+}
+
+/// The routes a serializer with `scope` serves: one, or (`None`) all.
+fn scoped<'a, K: RouteKey, T, F: Flavor>(
+    scope: Option<usize>,
+    core: &'a Engine<K, T, F>,
+) -> impl Iterator<Item = &'a Route<K>> + 'a {
+    core.table
+        .iter()
+        .filter(move |route| scope.is_none_or(|id| route.id == id))
 }
 
 /// Takes an idle stateful connection of route `id` off `line`; the caller
@@ -81,14 +108,19 @@ fn take_stateful<K: RouteKey, T: Item, F: Flavor>(
 }
 
 impl<T: Item> Lines<T> {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(scope: Option<usize>) -> Self {
         Self {
+            scope,
             closed: false,
             lines: HashMap::new(),
             never_waiters: 0,
             flagged: 0,
             route_waits: Vec::new(),
             victims: Vec::new(),
+            credit: 0,
+            registered: false,
+            surrendered: false,
+            freed: false,
         }
     }
 
@@ -109,6 +141,11 @@ impl<T: Item> Lines<T> {
             Command::Evict(evict) => self.evict(core, &*evict, false),
             Command::Trim => self.evict(core, &|_: &T| true, true),
             Command::Shutdown => self.closed = true,
+            Command::Credit => {
+                self.credit += 1;
+                self.registered = false;
+            }
+            Command::Surrender => self.surrender(core),
         }
     }
 
@@ -126,7 +163,83 @@ impl<T: Item> Lines<T> {
             }
             self.tidy(core);
         }
+        if F::SEGMENTED {
+            self.settle_segment(core);
+        }
+        self.freed = false;
         std::mem::take(&mut self.victims)
+    }
+
+    /// `Segmented`, after a batch: gives back credit nothing here could use,
+    /// answers the total line, and tells it when this route has idle
+    /// connections it could close for a route blocked by the total cap.
+    fn settle_segment<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
+        if self.credit > 0 {
+            core.total.fetch_sub(self.credit, Ordering::AcqRel);
+            self.credit = 0;
+            self.freed = true;
+        }
+        if std::mem::take(&mut self.surrendered) {
+            core.submit_total(TotalCommand::Surrendered);
+        }
+        let route = core.route(self.scope.expect("a segment's route"));
+        let word = route.word();
+        let idle = idle_of(word) + route.stateful_idle.load(Ordering::Acquire);
+        if !self.closed && total_wait(word) && idle > 0 {
+            core.submit_total(TotalCommand::Kick);
+        }
+        if self.freed {
+            core.total_freed();
+        }
+    }
+
+    /// `Segmented`: closes one idle connection of this route, if it has one,
+    /// to make room for another route.
+    fn surrender<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
+        self.surrendered = true;
+        let id = self.scope.expect("a segment's route");
+        let route = core.route(id);
+        let index = core.take_idle(route, Take::Serial).or_else(|| {
+            let line = self.lines.get_mut(&id)?;
+            take_stateful(core, id, line, |_| true)
+        });
+        if let Some(index) = index {
+            self.close(core, route, index);
+        }
+    }
+
+    /// Reserves route and total capacity and a slot for a new connection;
+    /// `Segmented` spends a unit of credit first, and takes none of the
+    /// total while routes wait in the total line.
+    fn reserve_new<K: RouteKey, F: Flavor>(
+        &mut self,
+        core: &Engine<K, T, F>,
+        route: &Route<K>,
+        state: Option<&State>,
+    ) -> Result<Permit, Blocked> {
+        if !F::SEGMENTED {
+            return core.reserve_new(route, state);
+        }
+        if !route.reserve_own() {
+            return Err(Blocked::Route);
+        }
+        let total = if self.credit > 0 {
+            self.credit -= 1;
+            true
+        } else {
+            !self.total_line_busy(core) && core.reserve_total()
+        };
+        if !total {
+            route.allocated.fetch_sub(1, Ordering::AcqRel);
+            return Err(Blocked::Total);
+        }
+        Ok(core.permit_for(route, state))
+    }
+
+    /// `Segmented`: whether routes wait in the total line (they get freed
+    /// total capacity first).
+    fn total_line_busy<K: RouteKey, F: Flavor>(&self, core: &Engine<K, T, F>) -> bool {
+        F::SEGMENTED && core.total_blocked.load(Ordering::Acquire) != 0
     }
 
     /// Closes a connection whose slot we own: capacity freed, item to dispose.
@@ -138,6 +251,7 @@ impl<T: Item> Lines<T> {
     ) {
         // SAFETY: we own `index`, and give it up.
         self.victims.push(unsafe { core.close_slot(route, index) });
+        self.freed = true;
     }
 
     /// A returned connection (or one a cancelled request was given), whose
@@ -241,6 +355,10 @@ impl<T: Item> Lines<T> {
         // SAFETY: as above; the slot now belongs to route `id`.
         unsafe { core.arena.with(index, |slot| slot.route = id) };
         victim.allocated.fetch_sub(1, Ordering::AcqRel);
+        if F::SEGMENTED {
+            // The victim's own requests are served by its own serializer.
+            core.route_freed(victim);
+        }
         Some(index)
     }
 
@@ -260,7 +378,7 @@ impl<T: Item> Lines<T> {
         } else if !allow_new {
             return Err(Blocked::Total);
         } else {
-            match core.reserve_new(route, state) {
+            match self.reserve_new(core, route, state) {
                 Ok(permit) => Grant::Connect(permit),
                 Err(Blocked::Route) => {
                     let index = self
@@ -273,6 +391,9 @@ impl<T: Item> Lines<T> {
                 Err(Blocked::Total) => {
                     let index = if let Some(index) = self.reclaim_same_route(core, id, state) {
                         index
+                    } else if self.total_line_busy(core) {
+                        // Routes ahead in the total line come first.
+                        return Err(Blocked::Total);
                     } else if route.reserve_own() {
                         match self.reclaim_other_route(core, id) {
                             Some(index) => index,
@@ -306,8 +427,7 @@ impl<T: Item> Lines<T> {
                 if node.mode == Wait::Never {
                     self.never_waiters -= 1;
                 }
-                route.remove_waiter();
-                core.waiting_all.fetch_sub(1, Ordering::AcqRel);
+                core.waiter_left(route);
             }
             // Cancelled meanwhile (it accounted for itself): take it back.
             Err(grant) => self.undo(core, route, grant),
@@ -327,6 +447,7 @@ impl<T: Item> Lines<T> {
             Grant::Connect(permit) => {
                 route.connecting.fetch_sub(1, Ordering::AcqRel);
                 core.free_slot(route, core.permit_slot(&permit));
+                self.freed = true;
             }
             Grant::Busy | Grant::Closed => {}
         }
@@ -377,6 +498,17 @@ impl<T: Item> Lines<T> {
     }
 
     fn serve<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
+        if F::SEGMENTED {
+            // Blocked by the total: join the total line (once), which looks
+            // for room on other routes and reserves freed units for us.
+            if self.serve_round(core) && !self.registered {
+                self.registered = true;
+                core.total_blocked.fetch_add(1, Ordering::AcqRel);
+                let id = self.scope.expect("a segment's route");
+                core.submit_total(TotalCommand::Block(id));
+            }
+            return;
+        }
         loop {
             let total_blocked = self.serve_round(core);
             // Raise the flags a waiter needs, then look again: a connection
@@ -447,8 +579,7 @@ impl<T: Item> Lines<T> {
                     return true;
                 }
                 if node.fulfil(Grant::Busy).is_ok() {
-                    route.remove_waiter();
-                    core.waiting_all.fetch_sub(1, Ordering::AcqRel);
+                    core.waiter_left(route);
                 }
                 false
             });
@@ -477,7 +608,7 @@ impl<T: Item> Lines<T> {
         over_cap_only: bool,
     ) {
         let mut kept = Vec::new();
-        for route in core.table.iter() {
+        for route in scoped(self.scope, core) {
             while let Some(index) = core.take_idle(route, Take::Serial) {
                 kept.push(index);
             }
@@ -520,6 +651,7 @@ impl<T: Item> Lines<T> {
                     core.idle_left();
                     // SAFETY: the index was on our list: ours, given up.
                     self.victims.push(unsafe { core.close_slot(route, index) });
+                    self.freed = true;
                 }
             }
             line.stateful.retain(|_, list| !list.is_empty());
@@ -532,14 +664,13 @@ impl<T: Item> Lines<T> {
             let route = core.route(id);
             for node in line.waiters.drain(..) {
                 if node.fulfil(Grant::Closed).is_ok() {
-                    route.remove_waiter();
-                    core.waiting_all.fetch_sub(1, Ordering::AcqRel);
+                    core.waiter_left(route);
                 }
             }
         }
         self.never_waiters = 0;
         self.evict(core, &|_: &T| true, false);
-        for route in core.table.iter() {
+        for route in scoped(self.scope, core) {
             while let Some(index) = core.take_idle(route, Take::Drain) {
                 self.close(core, route, index);
             }

@@ -1,4 +1,5 @@
-//! The engine behind `Strict` and `Lax`: one data structure, two flavors.
+//! The engine behind `Strict`, `Lax` and `Offlock`: one data structure,
+//! three flavors.
 //!
 //! # Implementation Details
 //!
@@ -15,10 +16,14 @@
 //! * The **slow path** — queued requests, stateful connections, cross-route
 //!   reclaim, eviction, shutdown — runs in a non-blocking serializer
 //!   (`serial`): commands are queued and whichever thread finds it idle runs
-//!   them, so the waiter queues are plain sequential code.
+//!   them, so the waiter queues are plain sequential code. `Strict` and
+//!   `Lax` have one serializer for all routes; `Offlock` (`Segmented`) gives
+//!   every route its own, and routes meet only at the total cap, through
+//!   the total line (`total`).
 //!
 //! A request that cannot be served at once counts itself in its route's
-//! shard 0 and in `waiting_all` *before* its `Enqueue` command is queued.
+//! shard 0 and (except `Segmented`, which checks `total_blocked` instead)
+//! in `waiting_all` *before* its `Enqueue` command is queued.
 //! From then on nobody opens a new connection on the hot path while anyone
 //! waits, so freed capacity goes through the serializer, which serves the
 //! oldest request first. Every operation that frees capacity re-reads
@@ -40,10 +45,12 @@ mod route;
 mod table;
 #[cfg(all(test, not(leasehold_loom)))]
 mod tests;
+mod total;
 
 use self::lines::{Command, Lines};
 use self::route::{is_closed, waiters_of, wanted, Put, Refused, Route, Take};
-use self::table::Table;
+use self::table::{IdStore, Table};
+use self::total::{TotalCommand, TotalLine};
 use crate::arena::{Arena, IndexStack};
 use crate::serial::Serial;
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering};
@@ -58,17 +65,22 @@ use std::sync::atomic::AtomicBool;
 use std::task::Waker;
 
 /// How an engine keeps idle connections and treats newcomers; sealed: the
-/// flavors are [`Fair`] (`Strict`) and [`Sharded`] (`Lax`).
+/// flavors are [`Fair`] (`Strict`), [`Sharded`] (`Lax`) and [`Segmented`]
+/// (`Offlock`).
 pub trait Flavor: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     /// Idle connections in one shard per thread slot, newcomers may take
     /// them ahead of waiters; else one list per route, strictly FIFO.
     const SHARDED: bool;
+    /// Each route has a serializer of its own, and routes meet only at the
+    /// total cap (see `total`); else one serializer serves every route.
+    const SEGMENTED: bool;
 }
 
 mod sealed {
     pub trait Sealed {}
     impl Sealed for super::Fair {}
     impl Sealed for super::Sharded {}
+    impl Sealed for super::Segmented {}
 }
 
 /// The `Strict` flavor: one idle list per route, no barging.
@@ -77,6 +89,7 @@ pub struct Fair;
 
 impl Flavor for Fair {
     const SHARDED: bool = false;
+    const SEGMENTED: bool = false;
 }
 
 /// The `Lax` flavor: per-thread idle shards, barging allowed.
@@ -85,6 +98,16 @@ pub struct Sharded;
 
 impl Flavor for Sharded {
     const SHARDED: bool = true;
+    const SEGMENTED: bool = false;
+}
+
+/// The `Offlock` flavor: one independent segment per route, FIFO per route.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Segmented;
+
+impl Flavor for Segmented {
+    const SHARDED: bool = false;
+    const SEGMENTED: bool = true;
 }
 
 /// Shards per route of the `Sharded` flavor: the parallelism, rounded up to
@@ -135,11 +158,21 @@ pub struct Engine<K, T, F> {
     /// Counted only when `max_idle < max_total` (else the cap cannot bind).
     idle_total: CachePadded<AtomicUsize>,
     enforce_idle_cap: bool,
-    /// Requests queued on any route.
+    /// Requests queued on any route (not kept by `Segmented`, whose routes
+    /// share nothing but the total).
     waiting_all: CachePadded<AtomicUsize>,
     tickets: AtomicU64,
     limits: Limits<K>,
+    /// The serializer of every route, or (`Segmented`) of none.
     serial: Serial<Command<T>, Lines<T>>,
+    /// `Segmented`: each route's serializer, by route id, made with the
+    /// route.
+    segments: IdStore<Serial<Command<T>, Lines<T>>>,
+    /// `Segmented`: routes whose requests wait for total capacity, in the
+    /// order they came (see `total`).
+    total_line: Serial<TotalCommand, TotalLine<T>>,
+    /// `Segmented`: how many routes are in the total line.
+    total_blocked: CachePadded<AtomicUsize>,
     disposer: Disposer<T>,
     /// Shards per route.
     shards: usize,
@@ -176,6 +209,11 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         match self.table.get(key) {
             Some(route) => Some(route),
             None => self.table.register(key, |id| {
+                if F::SEGMENTED {
+                    // Before the route is published: whoever finds the route
+                    // finds its serializer.
+                    self.segments.set(id, Serial::new(Lines::new(Some(id))));
+                }
                 Route::new(
                     key.clone(),
                     id,
@@ -400,30 +438,96 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         self.total.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// After capacity was freed outside the serializer: make sure a waiting
-    /// request gets it.
-    fn capacity_freed(&self) {
+    /// After capacity of `route` was freed outside its serializer: make
+    /// sure a waiting request gets it.
+    fn capacity_freed(&self, route: &Route<K>) {
+        if F::SEGMENTED {
+            self.route_freed(route);
+            self.total_freed();
         // A read-modify-write, so it cannot miss a request counted before it.
-        if self.waiting_all.fetch_add(0, Ordering::AcqRel) != 0 {
-            self.kick();
+        } else if self.waiting_all.fetch_add(0, Ordering::AcqRel) != 0 {
+            self.kick(route);
         }
     }
 
-    fn kick(&self) {
-        self.submit(Command::Kick);
+    /// `Segmented`: after a unit of `route`'s own cap was freed, kicks its
+    /// serializer if requests wait there (a read-modify-write of the word
+    /// that counts them, so none counted before is missed).
+    fn route_freed(&self, route: &Route<K>) {
+        if waiters_of(route.touch()) != 0 {
+            self.kick(route);
+        }
     }
 
-    fn submit(&self, command: Command<T>) {
-        self.serial.submit(
+    /// `Segmented`: after a unit of the total was freed, kicks the total
+    /// line if a route waits in it (a read-modify-write, as above).
+    fn total_freed(&self) {
+        if self.total_blocked.fetch_add(0, Ordering::AcqRel) != 0 {
+            self.submit_total(TotalCommand::Kick);
+        }
+    }
+
+    /// Whether a newcomer on `route` may take new capacity on the hot path:
+    /// only while nobody waits for it (freed capacity belongs to waiters).
+    #[inline]
+    fn nobody_waits(&self, route: &Route<K>) -> bool {
+        let queued = if F::SEGMENTED {
+            &self.total_blocked
+        } else {
+            &self.waiting_all
+        };
+        queued.load(Ordering::Acquire) == 0 && waiters_of(route.word()) == 0
+    }
+
+    /// Counts a request of `route` about to queue.
+    fn waiter_came(&self, route: &Route<K>) {
+        if !F::SEGMENTED {
+            self.waiting_all.fetch_add(1, Ordering::AcqRel);
+        }
+        route.add_waiter();
+    }
+
+    /// Counts a request of `route` that left the queue.
+    fn waiter_left(&self, route: &Route<K>) {
+        route.remove_waiter();
+        if !F::SEGMENTED {
+            self.waiting_all.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    fn kick(&self, route: &Route<K>) {
+        self.submit(route.id, Command::Kick);
+    }
+
+    /// Runs `command` in the serializer of route `id`.
+    fn submit(&self, id: usize, command: Command<T>) {
+        let serial = if F::SEGMENTED {
+            self.segments.get(id).expect("a registered route")
+        } else {
+            &self.serial
+        };
+        serial.submit(
             command,
             |lines, command| lines.apply(self, command),
             |lines| lines.settle(self),
-            |victims| {
-                for item in victims {
-                    (self.disposer)(item);
-                }
-            },
+            |victims| self.dispose(victims),
         );
+    }
+
+    /// `Segmented`: runs `command` in the total line.
+    fn submit_total(&self, command: TotalCommand) {
+        self.total_line.submit(
+            command,
+            |line, command| line.apply(command),
+            |line| line.settle(self),
+            |victims| self.dispose(victims),
+        );
+    }
+
+    fn dispose(&self, victims: Vec<T>) {
+        for item in victims {
+            (self.disposer)(item);
+        }
     }
 
     /// Closes a connection its holder gave back (not reusable, over cap, or
@@ -432,7 +536,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         // SAFETY: the caller owns `index`.
         let item = unsafe { self.close_slot(route, index) };
         (self.disposer)(item);
-        self.capacity_freed();
+        self.capacity_freed(route);
     }
 
     /// Disposes of everything idle on a closed route (a return raced with
@@ -452,9 +556,8 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     ) -> EngineWaiter<K, T> {
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
         let node = Arc::new(Node::new(ticket, state.cloned(), mode, waker.clone()));
-        self.waiting_all.fetch_add(1, Ordering::AcqRel);
-        route.add_waiter();
-        self.submit(Command::Enqueue(route.id, node.clone()));
+        self.waiter_came(route);
+        self.submit(route.id, Command::Enqueue(route.id, node.clone()));
         EngineWaiter {
             node,
             route: route.id,
@@ -492,7 +595,10 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             enforce_idle_cap: limits.max_idle() < limits.max_total(),
             waiting_all: CachePadded::new(AtomicUsize::new(0)),
             tickets: AtomicU64::new(0),
-            serial: Serial::new(Lines::new()),
+            serial: Serial::new(Lines::new(None)),
+            segments: IdStore::new(),
+            total_line: Serial::new(TotalLine::new()),
+            total_blocked: CachePadded::new(AtomicUsize::new(0)),
             limits,
             disposer,
             shards: shard_count::<F>(),
@@ -524,7 +630,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                 }
                 // New capacity on the hot path only while nobody waits
                 // anywhere: freed capacity belongs to the oldest waiter.
-                if self.waiting_all.load(Ordering::Acquire) == 0 && waiters_of(route.word()) == 0 {
+                if self.nobody_waits(route) {
                     if let Ok(permit) = self.reserve_new(route, None) {
                         // The capacity may have been freed by a connection
                         // closed because the route was closed (a return
@@ -535,13 +641,13 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                         if is_closed(route.word()) {
                             route.connecting.fetch_sub(1, Ordering::AcqRel);
                             self.free_slot(route, self.permit_slot(&permit));
-                            self.capacity_freed();
+                            self.capacity_freed(route);
                             return Acquire::Ready(Grant::Closed);
                         }
                         return Acquire::Ready(Grant::Connect(permit));
                     }
                     // A transient reservation may have turned others away.
-                    self.capacity_freed();
+                    self.capacity_freed(route);
                 }
             }
             if is_closed(route.word()) {
@@ -555,8 +661,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         match waiter.node.cancel() {
             Ok(()) => {
                 let route = self.route(waiter.route);
-                route.remove_waiter();
-                self.waiting_all.fetch_sub(1, Ordering::AcqRel);
+                self.waiter_left(route);
                 if timed_out {
                     route.timeouts.fetch_add(1, Ordering::Relaxed);
                 }
@@ -595,7 +700,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         // SAFETY: as above.
         if unsafe { self.state_of(index) }.is_some() {
             // Stateful idle lists are kept by the serializer.
-            return self.submit(Command::Release(index));
+            return self.submit(route.id, Command::Release(index));
         }
         if !self.admit_idle() {
             return self.close_returned(route, index);
@@ -609,7 +714,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                 } else if wanted(before) {
                     // FIFO only (a LIFO push refuses in its CAS): a waiter or
                     // a flag came between the check and the count.
-                    self.kick();
+                    self.kick(route);
                 }
             }
             Err(refused) => {
@@ -617,7 +722,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                 match refused {
                     Refused::Closed => self.close_returned(route, index),
                     // Requests wait: the serializer hands it to the oldest.
-                    Refused::Waiters => self.submit(Command::Release(index)),
+                    Refused::Waiters => self.submit(route.id, Command::Release(index)),
                 }
             }
         }
@@ -632,7 +737,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         if is_closed(route.word()) {
             self.free_slot(route, index);
             route.closed.fetch_add(1, Ordering::Relaxed);
-            self.capacity_freed();
+            self.capacity_freed(route);
             return Err(item);
         }
         // SAFETY: the permit owned the slot; the item goes in and the slot
@@ -649,11 +754,17 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         let route = self.route(unsafe { self.route_of(index) });
         route.connecting.fetch_sub(1, Ordering::AcqRel);
         self.free_slot(route, index);
-        self.capacity_freed();
+        self.capacity_freed(route);
     }
 
     fn evict_idle(&self, evict: std::sync::Arc<dyn Fn(&T) -> bool + Send + Sync>) {
-        self.submit(Command::Evict(evict));
+        if F::SEGMENTED {
+            for route in self.table.iter() {
+                self.submit(route.id, Command::Evict(evict.clone()));
+            }
+        } else {
+            self.submit(0, Command::Evict(evict));
+        }
     }
 
     fn set_route_max(&self, key: &K, max: usize) {
@@ -662,7 +773,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             route.max.store(max, Ordering::Release);
             // Trims idle connections over the new cap and serves waiters it
             // lets through.
-            self.submit(Command::Trim);
+            self.submit(route.id, Command::Trim);
         }
     }
 
@@ -695,7 +806,16 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
     fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
         self.table.close(Route::close);
-        self.submit(Command::Shutdown);
+        if F::SEGMENTED {
+            // Every route registered before the table closed; later
+            // requests get `Closed` from the closed table.
+            for route in self.table.iter() {
+                self.submit(route.id, Command::Shutdown);
+            }
+            self.submit_total(TotalCommand::Shutdown);
+        } else {
+            self.submit(0, Command::Shutdown);
+        }
     }
 
     fn is_closed(&self) -> bool {

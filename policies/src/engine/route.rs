@@ -83,6 +83,12 @@ pub(super) fn wanted(word: u128) -> bool {
     waiters_of(word) != 0 || word & (ROUTE_WAIT | TOTAL_WAIT) != 0
 }
 
+/// Whether a request of some route is blocked by the total cap.
+#[inline]
+pub(super) fn total_wait(word: u128) -> bool {
+    word & TOTAL_WAIT != 0
+}
+
 /// The word with a new head, the tag bumped and the idle count moved.
 #[inline]
 fn with_head(word: u128, index: u32, idle: u128, up: bool) -> u128 {
@@ -291,6 +297,12 @@ impl<K> Route<K> {
             // word returned, and drains or kicks.
             return Ok(cell.fetch_add(IDLE_ONE, Ordering::AcqRel));
         }
+    }
+
+    /// Shard 0's word, read with a read-modify-write: ordered after every
+    /// earlier change of it (see `Engine::route_freed`).
+    pub(super) fn touch(&self) -> u128 {
+        self.shards[0].word.fetch_add(0, Ordering::AcqRel)
     }
 
     /// Counts a request about to queue.

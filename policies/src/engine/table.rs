@@ -32,12 +32,46 @@ struct Link {
     next: OnceLock<Box<Link>>,
 }
 
-/// A segment of routes, allocated once, each place set once.
-type Segment<K> = OnceLock<Box<[OnceLock<Route<K>>]>>;
+/// A segment of values, allocated once, each place set once.
+type Segment<V> = OnceLock<Box<[OnceLock<V>]>>;
+
+/// Values by dense id, each set once, read with plain acquire loads: a
+/// reference handed out stays valid for the store's life.
+pub(super) struct IdStore<V> {
+    segments: [Segment<V>; SEGMENTS],
+}
+
+impl<V> IdStore<V> {
+    pub(super) fn new() -> Self {
+        Self {
+            segments: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// The value with id `id`, if set.
+    #[inline]
+    pub(super) fn get(&self, id: usize) -> Option<&V> {
+        let (segment, offset) = place(id);
+        self.segments.get(segment)?.get()?.get(offset)?.get()
+    }
+
+    /// Sets the value of `id`, once.
+    ///
+    /// # Panics
+    /// If `id` already has a value.
+    pub(super) fn set(&self, id: usize, value: V) {
+        let (segment, offset) = place(id);
+        let slots = self.segments[segment]
+            .get_or_init(|| (0..FIRST << segment).map(|_| OnceLock::new()).collect());
+        if slots[offset].set(value).is_err() {
+            panic!("id {id} set twice");
+        }
+    }
+}
 
 pub(super) struct Table<K> {
     buckets: Box<[OnceLock<Box<Link>>]>,
-    segments: [Segment<K>; SEGMENTS],
+    routes: IdStore<Route<K>>,
     len: AtomicUsize,
     /// Serializes registration; `true` once the table is closed to new
     /// routes.
@@ -58,7 +92,7 @@ impl<K: Hash + Eq> Table<K> {
         let buckets = expected_routes.clamp(16, 1 << 16).next_power_of_two();
         Self {
             buckets: (0..buckets).map(|_| OnceLock::new()).collect(),
-            segments: std::array::from_fn(|_| OnceLock::new()),
+            routes: IdStore::new(),
             len: AtomicUsize::new(0),
             register: Mutex::new(false),
             hasher: foldhash::fast::RandomState::default(),
@@ -68,8 +102,7 @@ impl<K: Hash + Eq> Table<K> {
     /// The route with id `id`, if registered.
     #[inline]
     pub(super) fn by_id(&self, id: usize) -> Option<&Route<K>> {
-        let (segment, offset) = place(id);
-        self.segments.get(segment)?.get()?.get(offset)?.get()
+        self.routes.get(id)
     }
 
     /// The route for `key`, if registered.
@@ -109,13 +142,9 @@ impl<K: Hash + Eq> Table<K> {
         if let Some(route) = self.find(key, hash) {
             return Some(route);
         }
+        // Route ids are handed out once each, under the lock.
         let id = self.len.load(Ordering::Relaxed);
-        let (segment, offset) = place(id);
-        let slots = self.segments[segment]
-            .get_or_init(|| (0..FIRST << segment).map(|_| OnceLock::new()).collect());
-        if slots[offset].set(make(id)).is_err() {
-            unreachable!("route ids are handed out once, under the lock");
-        }
+        self.routes.set(id, make(id));
         // Append the link: registration is serialized, so the last link's
         // `next` is unset and nobody else sets it.
         let new = || {

@@ -1,0 +1,146 @@
+//! The total line of a `Segmented` engine: where routes whose requests are
+//! blocked by the total cap wait for a unit of it.
+//!
+//! `Segmented` routes share nothing but the total cap. When a route's
+//! serializer cannot serve its oldest request because the total is reached
+//! (and it has no idle connection of its own to close), the route joins
+//! this line, once, and counts itself in `Engine::total_blocked`. The line,
+//! itself a serializer, then works for the routes in it, oldest first:
+//!
+//! * it reserves a freed unit of the total and gives it to the first route
+//!   as *credit* (a `Credit` command to that route's serializer), which
+//!   spends it on its oldest request or, if nothing there can use it any
+//!   more, gives it back; a route still blocked joins the end of the line
+//!   again, so freed units go round-robin among blocked routes;
+//! * when none is free, it raises `TOTAL_WAIT` on every route and then
+//!   looks for an idle connection anywhere to close: a stateless one it
+//!   takes itself (lock-free), a stateful one it asks its route's serializer
+//!   to close (`Surrender`, one at a time). A connection that goes idle
+//!   after the flag was raised makes its route's serializer kick the line,
+//!   so none is missed.
+//!
+//! Capacity freed anywhere reaches the line the same way freed route
+//! capacity reaches a route: the freeing thread re-reads `total_blocked`
+//! with a read-modify-write after the total counter went down, the
+//! counterpart of the route's own increment before it joined.
+//!
+//! While routes wait here nobody else takes a unit of the total — not a
+//! newcomer on the hot path, not another route's serializer — so a blocked
+//! route is never overtaken by one that blocked later.
+
+use super::lines::Command;
+use super::route::Take;
+use super::{Engine, Flavor};
+use crate::sync::Ordering;
+use crate::types::{Item, RouteKey};
+use std::collections::VecDeque;
+
+pub(super) enum TotalCommand {
+    /// Route `id` is blocked by the total cap (sent once until credited).
+    Block(usize),
+    /// A unit of the total was freed, or a connection went idle while the
+    /// line is flagged.
+    Kick,
+    /// A route answered a `Surrender`.
+    Surrendered,
+    Shutdown,
+}
+
+pub(super) struct TotalLine<T> {
+    /// Blocked routes, by id, oldest first.
+    routes: VecDeque<usize>,
+    /// `TOTAL_WAIT` is raised on every route.
+    flagged: bool,
+    /// A `Surrender` is out, not answered yet.
+    surrendering: bool,
+    closed: bool,
+    /// Idle connections closed to make room, to dispose of.
+    victims: Vec<T>,
+}
+
+impl<T: Item> TotalLine<T> {
+    pub(super) fn new() -> Self {
+        Self {
+            routes: VecDeque::new(),
+            flagged: false,
+            surrendering: false,
+            closed: false,
+            victims: Vec::new(),
+        }
+    }
+
+    pub(super) fn apply(&mut self, command: TotalCommand) {
+        match command {
+            TotalCommand::Block(id) => self.routes.push_back(id),
+            TotalCommand::Kick => {}
+            TotalCommand::Surrendered => self.surrendering = false,
+            TotalCommand::Shutdown => self.closed = true,
+        }
+    }
+
+    /// Gives freed units to the routes in line, making room where it can;
+    /// returns the items to dispose of.
+    pub(super) fn settle<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> Vec<T> {
+        if self.closed {
+            // The routes answer their own requests with `Closed`.
+            core.total_blocked
+                .fetch_sub(self.routes.len(), Ordering::AcqRel);
+            self.routes.clear();
+        }
+        while let Some(&id) = self.routes.front() {
+            if core.reserve_total() {
+                self.routes.pop_front();
+                core.total_blocked.fetch_sub(1, Ordering::AcqRel);
+                core.submit(id, Command::Credit);
+                continue;
+            }
+            if !self.flagged {
+                // Raise, then look: a connection idle before the flag is
+                // found below; one that goes idle after it kicks us.
+                core.table
+                    .iter()
+                    .for_each(|route| route.set_total_wait(true));
+                self.flagged = true;
+                continue;
+            }
+            if self.close_stateless(core) {
+                continue;
+            }
+            if !self.surrendering {
+                let holder = core
+                    .table
+                    .iter()
+                    .find(|route| route.stateful_idle.load(Ordering::Acquire) > 0);
+                if let Some(route) = holder {
+                    self.surrendering = true;
+                    core.submit(route.id, Command::Surrender);
+                }
+            }
+            break;
+        }
+        if self.routes.is_empty() && self.flagged {
+            core.table
+                .iter()
+                .for_each(|route| route.set_total_wait(false));
+            self.flagged = false;
+        }
+        std::mem::take(&mut self.victims)
+    }
+
+    /// Closes an idle stateless connection of any route, freeing a unit of
+    /// the total; whether it found one.
+    fn close_stateless<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> bool {
+        let found = core
+            .table
+            .iter()
+            .find_map(|route| Some((route, core.take_idle(route, Take::Serial)?)));
+        let Some((route, index)) = found else {
+            return false;
+        };
+        // SAFETY: we took `index` off the idle list: ours, given up.
+        self.victims.push(unsafe { core.close_slot(route, index) });
+        // The route's own requests may use the unit of its cap.
+        core.route_freed(route);
+        true
+    }
+}
