@@ -573,3 +573,66 @@ fn idle_on_other_route_is_reclaimed_for_waiter() {
     });
     tally.report_runs("other route's idle vs waiter");
 }
+
+/// Model 7 — freed total capacity vs a request withdrawing.
+///
+/// The only connection is leased on `OTHER`; B's request on `ROUTE` is
+/// blocked by the total cap and withdraws (as on a timeout) while A closes
+/// `OTHER`'s connection (`reuse = false`), freeing the unit B waits for.
+/// Whoever wins, the unit must not be lost: if B was served first, `cancel`
+/// hands it the permit and B gives it back; else the core keeps it (`Offlock`:
+/// the credit its total line reserved for `ROUTE` goes back to the total).
+/// Afterwards nothing is counted and a request on a third route opens a
+/// connection at once.
+///
+/// Catches: a unit of the total reserved for a route whose request has gone
+/// and never given back (the third route's request queues: total stuck at
+/// 1); a permit granted into a cancelled node and dropped; a route left in
+/// the total line, so newcomers elsewhere keep deferring to it.
+#[test]
+fn freed_total_races_cancel() {
+    let tally = std::sync::Arc::new(Tally::default());
+    let seen = tally.clone();
+    loom::model(move || {
+        let (core, disposed, held) = leased_core_on(OTHER);
+        let queued = Arc::new(AtomicBool::new(false));
+
+        let a = {
+            let (core, queued) = (core.clone(), queued.clone());
+            thread::spawn(move || {
+                while !queued.load(Relaxed) {
+                    thread::yield_now();
+                }
+                core.release(held, false);
+            })
+        };
+        let b = {
+            let core = core.clone();
+            thread::spawn(move || {
+                let waiter = match core.acquire(&ROUTE, None, Wait::Queue, &waker()) {
+                    Acquire::Queued(waiter) => waiter,
+                    Acquire::Ready(grant) => panic!("B must queue, got {grant:?}"),
+                };
+                queued.store(true, Relaxed);
+                match core.cancel(waiter, true) {
+                    None => false,
+                    Some(Grant::Connect(permit)) => {
+                        core.connect_failed(permit);
+                        true
+                    }
+                    Some(other) => panic!("B could only be given capacity, got {other:?}"),
+                }
+            })
+        };
+        a.join().unwrap();
+        seen.note(b.join().unwrap());
+
+        assert_eq!(disposed_ids(&disposed), [1], "item 1 disposed exactly once");
+        assert_quiet(&core, 0, 0);
+        let third = 3u8;
+        let permit = expect_connect(core.acquire(&third, None, Wait::Queue, &waker()));
+        core.connect_failed(permit);
+        assert_eq!(core.stats().total.allocated(), 0);
+    });
+    tally.assert_both("freed total vs cancel", ["cancel won", "served first"]);
+}

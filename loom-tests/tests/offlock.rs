@@ -1,0 +1,18 @@
+//! The loom models of `models/mod.rs` against the `Offlock` core, whose
+//! routes each have their own serializer and meet only at the total line:
+//! in the cross-route models (6 and 7) the request blocked by the total cap
+//! goes through its route's serializer into the total line, which reserves
+//! the freed unit for it or closes the other route's idle connection —
+//! segment vs total counter. Built only with `--cfg leasehold_loom`
+//! (`loom-tests/run.sh`).
+
+#![cfg(leasehold_loom)]
+
+/// The core the models check.
+type TestCore = leasehold_policies::OfflockCore<u8, models::Conn>;
+
+/// The reuse order of every core the models build.
+const REUSE: leasehold_policies::Reuse = leasehold_policies::Reuse::Lifo;
+
+#[path = "models/mod.rs"]
+mod models;
