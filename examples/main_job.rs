@@ -30,6 +30,7 @@ macro_rules! for_each_policy {
         vec![
             $f::<leasehold::Strict>($($arg),*),
             $f::<leasehold::Lax>($($arg),*),
+            $f::<leasehold::Offlock>($($arg),*),
         ]
     };
 }

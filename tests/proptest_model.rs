@@ -1,5 +1,5 @@
-//! Model-based property tests of `Pool<MockConnector<u8>, Strict>` (the
-//! sequential reference model) and of every policy (the threaded property).
+//! Model-based property tests of `Pool<MockConnector<u8>, P>` for every
+//! policy: a sequential reference model, and a threaded property.
 //!
 //! * `sequential_ops_match_reference_model` drives the real pool with random
 //!   operation sequences from a single thread (only `try_lease*`, which
@@ -12,7 +12,10 @@
 //!   Where the policy's choice is deliberately unspecified (which idle
 //!   connection is closed to make room, which idle connections a lowered
 //!   route cap trims), the model branches and keeps every state consistent
-//!   with what the pool was seen to do.
+//!   with what the pool was seen to do. Single-threaded, `Lax` uses one
+//!   shard and `Offlock` serves every request of its segments at once, so
+//!   the one model is every policy's; `Offlock` closes on its disposal
+//!   thread, which each step waits for.
 //! * `threads_conserve_connections` runs 2–4 threads with random lease /
 //!   hold / release / discard scripts against one pool and checks exclusivity
 //!   and state isolation while they run, and exact counts at the end.
@@ -22,7 +25,7 @@
 //!   fixed in the policy by the route word's `TOTAL_WAIT` flag).
 
 use leasehold::mock::MockConnector;
-use leasehold::{Disposal, Error, Lax, Lease, Policy, Pool, Reuse, State, Stats, Strict};
+use leasehold::{Disposal, Error, Lax, Lease, Offlock, Policy, Pool, Reuse, State, Stats, Strict};
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestCaseError};
 use std::collections::HashSet;
@@ -31,7 +34,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 type Mock = MockConnector<u8>;
-type TestPool = Pool<Mock, Strict>;
 
 /// Routes are `0..ROUTES`.
 const ROUTES: usize = 3;
@@ -77,14 +79,19 @@ impl Config {
         connector: &Mock,
         acquire_timeout: Option<Duration>,
     ) -> Pool<Mock, P> {
-        // Closed connections are counted at once (the model checks the
-        // connector's counts after every step); background disposal has
-        // tests of its own.
+        // Closed connections are counted at once where the policy allows
+        // (the sequential property checks the connector's counts after every
+        // step, and waits for the disposal thread otherwise).
+        let disposal = if P::DISPOSES_OFF_THREAD {
+            Disposal::default()
+        } else {
+            Disposal::Inline
+        };
         let mut builder = Pool::builder(connector.clone())
             .max_total(self.max_total)
             .max_per_route(self.max_per_route)
             .reuse(self.reuse)
-            .disposal(Disposal::Inline);
+            .disposal(disposal);
         if let Some(max) = self.route2_max {
             builder = builder.route_max(2, max);
         }
@@ -438,18 +445,18 @@ struct Seen {
 // The sequential property
 // ---------------------------------------------------------------------------
 
-struct HeldLease<'p> {
-    lease: Lease<'p, Mock, Strict>,
+struct HeldLease<'p, P: Policy> {
+    lease: Lease<'p, Mock, P>,
     id: u64,
     route: usize,
     state: usize,
 }
 
-struct Run<'p> {
+struct Run<'p, P: Policy> {
     cfg: &'p Config,
-    pool: &'p TestPool,
+    pool: &'p Pool<Mock, P>,
     connector: &'p Mock,
-    holders: Vec<Vec<HeldLease<'p>>>,
+    holders: Vec<Vec<HeldLease<'p, P>>>,
     /// Every model state consistent with what the pool did so far.
     models: Vec<Model>,
     /// Per route: how far over its cap the route may be (only after its
@@ -458,7 +465,7 @@ struct Run<'p> {
     trace: Vec<String>,
 }
 
-impl<'p> Run<'p> {
+impl<'p, P: Policy> Run<'p, P> {
     fn fail(&self, what: String) -> TestCaseError {
         TestCaseError::fail(format!(
             "{what}\n  ops so far:\n    {}\n  config: {:?}\n  stats: {:?}\n  models: {:#?}",
@@ -469,7 +476,7 @@ impl<'p> Run<'p> {
         ))
     }
 
-    fn take_lease(&mut self, holder: usize, pick: usize) -> Option<HeldLease<'p>> {
+    fn take_lease(&mut self, holder: usize, pick: usize) -> Option<HeldLease<'p, P>> {
         let leases = &mut self.holders[holder];
         if leases.is_empty() {
             None
@@ -601,6 +608,7 @@ impl<'p> Run<'p> {
     /// Checks every invariant, and narrows the models to those whose stats
     /// are the pool's.
     fn check(&mut self) -> Result<(), TestCaseError> {
+        disposal_caught_up(self.pool, self.connector).map_err(|e| self.fail(format!("{e}")))?;
         let total = self.pool.stats().total;
         let routes: Vec<Stats> = (0..ROUTES)
             .map(|r| self.pool.route_stats(&route_key(r)))
@@ -748,9 +756,9 @@ impl<'p> Run<'p> {
     }
 }
 
-fn run_sequential(cfg: &Config, ops: &[Op]) -> Result<(), TestCaseError> {
+fn run_sequential<P: Policy>(cfg: &Config, ops: &[Op]) -> Result<(), TestCaseError> {
     let connector = Mock::new();
-    let pool = cfg.build(&connector, None);
+    let pool = cfg.build::<P>(&connector, None);
     let mut run = Run {
         cfg,
         pool: &pool,
@@ -788,7 +796,23 @@ proptest! {
         cfg in config_strategy(),
         ops in prop::collection::vec(op_strategy(), 1..60),
     ) {
-        run_sequential(&cfg, &ops)?;
+        run_sequential::<Strict>(&cfg, &ops)?;
+    }
+
+    #[test]
+    fn sequential_ops_match_reference_model_offlock(
+        cfg in config_strategy(),
+        ops in prop::collection::vec(op_strategy(), 1..60),
+    ) {
+        run_sequential::<Offlock>(&cfg, &ops)?;
+    }
+
+    #[test]
+    fn sequential_ops_match_reference_model_lax(
+        cfg in config_strategy(),
+        ops in prop::collection::vec(op_strategy(), 1..60),
+    ) {
+        run_sequential::<Lax>(&cfg, &ops)?;
     }
 
 }
@@ -922,6 +946,7 @@ fn run_threads<P: Policy>(cfg: &Config, scripts: &[Vec<Step>]) -> Result<(), Tes
         stats
     );
     prop_assert!(total.allocated() <= cfg.max_total, "caps: {:?}", stats);
+    disposal_caught_up(&pool, &connector)?;
     for (route, route_stats) in &stats.routes {
         prop_assert!(
             route_stats.allocated() <= route_stats.max,
@@ -939,10 +964,30 @@ fn run_threads<P: Policy>(cfg: &Config, scripts: &[Vec<Step>]) -> Result<(), Tes
     prop_assert_eq!(total.created, connector.opened());
     prop_assert_eq!(total.closed, connector.dropped());
     pool.shutdown();
+    disposal_caught_up(&pool, &connector)?;
     let total = pool.stats().total;
     prop_assert_eq!(connector.live(), 0);
     prop_assert_eq!(total.created, total.closed);
     prop_assert_eq!(total.allocated(), 0);
+    Ok(())
+}
+
+/// Waits until every connection the pool closed has reached the connector
+/// (at once with inline disposal; else the disposal thread catches up).
+fn disposal_caught_up<P: Policy>(
+    pool: &Pool<Mock, P>,
+    connector: &Mock,
+) -> Result<(), TestCaseError> {
+    let started = Instant::now();
+    while connector.dropped() != pool.stats().total.closed {
+        if started.elapsed() > ACQUIRE_TIMEOUT {
+            return Err(TestCaseError::fail(format!(
+                "the disposal thread never closed a connection: {:?}",
+                pool.stats()
+            )));
+        }
+        thread::yield_now();
+    }
     Ok(())
 }
 
@@ -970,6 +1015,14 @@ proptest! {
     ) {
         run_threads::<Lax>(&cfg, &scripts)?;
     }
+
+    #[test]
+    fn threads_conserve_connections_offlock(
+        cfg in config_strategy(),
+        scripts in prop::collection::vec(prop::collection::vec(step_strategy(), 1..12), 2..=4),
+    ) {
+        run_threads::<Offlock>(&cfg, &scripts)?;
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -990,7 +1043,7 @@ proptest! {
 fn queued_request_reclaims_idle_connection_of_another_route() {
     for state in [None, Some(State::from("a"))] {
         let connector = Mock::new();
-        let pool: TestPool = Pool::builder(connector.clone())
+        let pool: Pool<Mock, Strict> = Pool::builder(connector.clone())
             .max_total(1)
             .max_per_route(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -1021,7 +1074,9 @@ fn queued_request_reclaims_idle_connection_of_another_route() {
             assert_eq!(id, 1, "a new connection, opened after closing the idle one");
             assert!(waited < Duration::from_secs(2), "waited {waited:?}");
         });
-        // Route 2's connection was closed; route 0's is idle.
+        // Route 2's connection was closed (on the disposal thread: wait for
+        // it); route 0's is idle.
+        disposal_caught_up(&pool, &connector).unwrap();
         assert_eq!((connector.opened(), connector.live()), (2, 1));
         assert_eq!(pool.route_stats(&2).closed, 1);
         assert_eq!(pool.route_stats(&0).idle, 1);

@@ -40,8 +40,10 @@ pub(super) enum Command<T> {
     /// total line.
     Credit,
     /// `Segmented`: close an idle connection to make room for a route
-    /// blocked by the total cap, then answer the total line.
-    Surrender,
+    /// blocked by the total cap, then (if `answer`) tell the total line.
+    Surrender {
+        answer: bool,
+    },
 }
 
 /// One route's line: waiting requests and stateful idle connections.
@@ -145,7 +147,10 @@ impl<T: Item> Lines<T> {
                 self.credit += 1;
                 self.registered = false;
             }
-            Command::Surrender => self.surrender(core),
+            Command::Surrender { answer } => {
+                self.surrendered |= answer;
+                self.surrender(core);
+            }
         }
     }
 
@@ -159,6 +164,10 @@ impl<T: Item> Lines<T> {
                 self.refuse_never_waiters(core);
                 if F::SHARDED {
                     self.lower_route_waits(core);
+                }
+                if F::SEGMENTED {
+                    // Requests that wait may have queued behind them.
+                    self.serve(core);
                 }
             }
             self.tidy(core);
@@ -189,14 +198,13 @@ impl<T: Item> Lines<T> {
             core.submit_total(TotalCommand::Kick);
         }
         if self.freed {
-            core.total_freed();
+            core.wake_total_line();
         }
     }
 
     /// `Segmented`: closes one idle connection of this route, if it has one,
     /// to make room for another route.
     fn surrender<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
-        self.surrendered = true;
         let id = self.scope.expect("a segment's route");
         let route = core.route(id);
         let index = core.take_idle(route, Take::Serial).or_else(|| {
@@ -362,6 +370,58 @@ impl<T: Item> Lines<T> {
         Some(index)
     }
 
+    /// Capacity for a request of route `id` blocked by the total cap, made by
+    /// closing an idle connection: of its own route in another state, else
+    /// of another route (whose slot and unit of the total it takes over).
+    fn make_room<K: RouteKey, F: Flavor>(
+        &mut self,
+        core: &Engine<K, T, F>,
+        id: usize,
+        state: Option<&State>,
+    ) -> Result<Permit, Blocked> {
+        let route = core.route(id);
+        let index = if let Some(index) = self.reclaim_same_route(core, id, state) {
+            index
+        } else if self.total_line_busy(core) {
+            // Routes ahead in the total line come first.
+            return Err(Blocked::Total);
+        } else if !route.reserve_own() {
+            return Err(Blocked::Route);
+        } else if let Some(index) = self.reclaim_other_route(core, id) {
+            index
+        } else if F::SEGMENTED && self.surrender_elsewhere(core, id) && core.reserve_total() {
+            return Ok(core.permit_for(route, state));
+        } else {
+            route.allocated.fetch_sub(1, Ordering::AcqRel);
+            return Err(Blocked::Total);
+        };
+        route.connecting.fetch_add(1, Ordering::AcqRel);
+        // SAFETY: we own the emptied slot, and hand it on.
+        Ok(unsafe { core.permit(index, state) })
+    }
+
+    /// `Segmented`: asks a route with stateful idle connections (which only
+    /// its serializer may touch) to close one. If that serializer was idle it
+    /// ran here and then, and the freed unit is in the total; else the route
+    /// blocks and the total line waits for the close. Whether it asked one.
+    fn surrender_elsewhere<K: RouteKey, F: Flavor>(
+        &mut self,
+        core: &Engine<K, T, F>,
+        id: usize,
+    ) -> bool {
+        let holder = core
+            .table
+            .iter()
+            .find(|route| route.id != id && route.stateful_idle.load(Ordering::Acquire) > 0);
+        match holder {
+            Some(holder) => {
+                core.submit(holder.id, Command::Surrender { answer: false });
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Tries to serve the head of line `id`.
     fn serve_head<K: RouteKey, F: Flavor>(
         &mut self,
@@ -388,27 +448,7 @@ impl<T: Item> Lines<T> {
                     // SAFETY: we own the emptied slot, and hand it on.
                     Grant::Connect(unsafe { core.permit(index, state) })
                 }
-                Err(Blocked::Total) => {
-                    let index = if let Some(index) = self.reclaim_same_route(core, id, state) {
-                        index
-                    } else if self.total_line_busy(core) {
-                        // Routes ahead in the total line come first.
-                        return Err(Blocked::Total);
-                    } else if route.reserve_own() {
-                        match self.reclaim_other_route(core, id) {
-                            Some(index) => index,
-                            None => {
-                                route.allocated.fetch_sub(1, Ordering::AcqRel);
-                                return Err(Blocked::Total);
-                            }
-                        }
-                    } else {
-                        return Err(Blocked::Route);
-                    };
-                    route.connecting.fetch_add(1, Ordering::AcqRel);
-                    // SAFETY: as above.
-                    Grant::Connect(unsafe { core.permit(index, state) })
-                }
+                Err(Blocked::Total) => Grant::Connect(self.make_room(core, id, state)?),
             }
         };
         // Once the route is closed its requests are answered by the coming
@@ -500,8 +540,9 @@ impl<T: Item> Lines<T> {
     fn serve<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
         if F::SEGMENTED {
             // Blocked by the total: join the total line (once), which looks
-            // for room on other routes and reserves freed units for us.
-            if self.serve_round(core) && !self.registered {
+            // for room on other routes and reserves freed units for us — not
+            // for a request that will not wait (refused, then served again).
+            if self.serve_round(core) && self.never_waiters == 0 && !self.registered {
                 self.registered = true;
                 core.total_blocked.fetch_add(1, Ordering::AcqRel);
                 let id = self.scope.expect("a segment's route");

@@ -208,22 +208,38 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     fn lookup(&self, key: &K) -> Option<&Route<K>> {
         match self.table.get(key) {
             Some(route) => Some(route),
-            None => self.table.register(key, |id| {
-                if F::SEGMENTED {
-                    // Before the route is published: whoever finds the route
-                    // finds its serializer.
-                    self.segments.set(id, Serial::new(Lines::new(Some(id))));
-                }
-                Route::new(
-                    key.clone(),
-                    id,
-                    self.limits.route_max(key),
-                    self.limits.reuse(),
-                    self.arena.len(),
-                    self.shards,
-                )
-            }),
+            None => self.register(key),
         }
+    }
+
+    /// Registers the route for `key` (cold: its first request).
+    #[cold]
+    fn register(&self, key: &K) -> Option<&Route<K>> {
+        let route = self.table.register(key, |id| {
+            if F::SEGMENTED {
+                // Before the route is published: whoever finds the route
+                // finds its serializer.
+                self.segments.set(id, Serial::new(Lines::new(Some(id))));
+            }
+            Route::new(
+                key.clone(),
+                id,
+                self.limits.route_max(key),
+                self.limits.reuse(),
+                self.arena.len(),
+                self.shards,
+            )
+        });
+        if F::SEGMENTED {
+            // A route new to a total line that has raised `TOTAL_WAIT` must
+            // be flagged before it can hold a connection: this
+            // read-modify-write orders the route's registration against the
+            // increment of a route joining the line, so either the line sees
+            // the new route when it raises the flags, or we see the line and
+            // kick it to raise the flag on the new route too.
+            self.wake_total_line();
+        }
+        route
     }
 
     /// The route with id `id` (ids come from registered routes only).
@@ -443,7 +459,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     fn capacity_freed(&self, route: &Route<K>) {
         if F::SEGMENTED {
             self.route_freed(route);
-            self.total_freed();
+            self.wake_total_line();
         // A read-modify-write, so it cannot miss a request counted before it.
         } else if self.waiting_all.fetch_add(0, Ordering::AcqRel) != 0 {
             self.kick(route);
@@ -459,9 +475,10 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         }
     }
 
-    /// `Segmented`: after a unit of the total was freed, kicks the total
-    /// line if a route waits in it (a read-modify-write, as above).
-    fn total_freed(&self) {
+    /// `Segmented`: after a unit of the total was freed (or a route was
+    /// registered), kicks the total line if a route waits in it (a
+    /// read-modify-write, as above).
+    fn wake_total_line(&self) {
         if self.total_blocked.fetch_add(0, Ordering::AcqRel) != 0 {
             self.submit_total(TotalCommand::Kick);
         }

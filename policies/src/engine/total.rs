@@ -49,8 +49,8 @@ pub(super) enum TotalCommand {
 pub(super) struct TotalLine<T> {
     /// Blocked routes, by id, oldest first.
     routes: VecDeque<usize>,
-    /// `TOTAL_WAIT` is raised on every route.
-    flagged: bool,
+    /// How many routes (by id, from 0) carry `TOTAL_WAIT`.
+    flagged: usize,
     /// A `Surrender` is out, not answered yet.
     surrendering: bool,
     closed: bool,
@@ -62,7 +62,7 @@ impl<T: Item> TotalLine<T> {
     pub(super) fn new() -> Self {
         Self {
             routes: VecDeque::new(),
-            flagged: false,
+            flagged: 0,
             surrendering: false,
             closed: false,
             victims: Vec::new(),
@@ -94,13 +94,18 @@ impl<T: Item> TotalLine<T> {
                 core.submit(id, Command::Credit);
                 continue;
             }
-            if !self.flagged {
+            let routes = core.table.len();
+            if self.flagged < routes {
                 // Raise, then look: a connection idle before the flag is
-                // found below; one that goes idle after it kicks us.
+                // found below; one that goes idle after it kicks us. A route
+                // registered while routes wait here takes a unit of the
+                // total only through this line (`total_blocked` is not 0),
+                // so it is flagged here before it can hold a connection.
                 core.table
                     .iter()
+                    .skip(self.flagged)
                     .for_each(|route| route.set_total_wait(true));
-                self.flagged = true;
+                self.flagged = routes;
                 continue;
             }
             if self.close_stateless(core) {
@@ -113,16 +118,17 @@ impl<T: Item> TotalLine<T> {
                     .find(|route| route.stateful_idle.load(Ordering::Acquire) > 0);
                 if let Some(route) = holder {
                     self.surrendering = true;
-                    core.submit(route.id, Command::Surrender);
+                    core.submit(route.id, Command::Surrender { answer: true });
                 }
             }
             break;
         }
-        if self.routes.is_empty() && self.flagged {
+        if self.routes.is_empty() && self.flagged > 0 {
             core.table
                 .iter()
+                .take(self.flagged)
                 .for_each(|route| route.set_total_wait(false));
-            self.flagged = false;
+            self.flagged = 0;
         }
         std::mem::take(&mut self.victims)
     }
