@@ -33,6 +33,7 @@
 #![cfg_attr(not(leasehold_loom), deny(unsafe_op_in_unsafe_fn))]
 
 mod arena;
+mod dispose;
 mod engine;
 mod lax;
 mod offlock;
@@ -42,6 +43,7 @@ mod sync;
 mod types;
 mod waiter;
 
+pub use dispose::{DisposalQueue, PushError};
 pub use engine::{Engine, EngineWaiter, Fair, Flavor, Segmented, Sharded};
 pub use lax::{Lax, LaxCore};
 pub use offlock::{Offlock, OfflockCore};

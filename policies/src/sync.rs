@@ -1,9 +1,10 @@
 //! The synchronization vocabulary of the crate, swapped for loom's under
 //! `cfg(leasehold_loom)`.
 //!
-//! Algorithm code imports atomics, `Arc`, `Mutex`, `UnsafeCell` and the
-//! queues from here and never names `std`, `crossbeam` or `loom` itself, so
-//! the same code is what runs in production and what loom model-checks.
+//! Algorithm code imports atomics, `Arc`, `Mutex`, `OnceLock`, `UnsafeCell`,
+//! the queues and parking (`thread`) from here and never names `std`,
+//! `crossbeam` or `loom` itself, so the same code is what runs in production
+//! and what loom model-checks.
 //!
 //! `UnsafeCell` follows loom's closure API (`with` / `with_mut`) in both
 //! builds, so that every access to shared interior state is visible to loom's
@@ -12,7 +13,12 @@
 #[cfg(not(leasehold_loom))]
 mod imp {
     pub(crate) use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-    pub(crate) use std::sync::{Arc, Mutex};
+    pub(crate) use std::sync::{Arc, Mutex, OnceLock};
+
+    /// Parking and waking threads.
+    pub(crate) mod thread {
+        pub(crate) use std::thread::{current, park, Thread};
+    }
 
     /// A 128-bit atomic (cmpxchg16b on x86_64, casp/ldxp on aarch64).
     pub(crate) use portable_atomic::AtomicU128;
@@ -84,15 +90,25 @@ mod imp {
         pub(crate) fn pop(&self) -> Option<T> {
             self.0.pop()
         }
+        /// How many values are queued (a snapshot).
+        pub(crate) fn len(&self) -> usize {
+            self.0.len()
+        }
     }
 }
 
 #[cfg(leasehold_loom)]
 mod imp {
     pub(crate) use loom::cell::UnsafeCell;
+    use loom::sync::atomic::AtomicBool;
     pub(crate) use loom::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
     pub(crate) use loom::sync::{Arc, Mutex};
     use std::collections::VecDeque;
+
+    /// Parking and waking loom threads.
+    pub(crate) mod thread {
+        pub(crate) use loom::thread::{current, park, Thread};
+    }
 
     #[inline]
     pub(crate) fn spin_hint() {
@@ -146,7 +162,41 @@ mod imp {
         pub(crate) fn pop(&self) -> Option<T> {
             self.0.lock().unwrap().pop_front()
         }
+        pub(crate) fn len(&self) -> usize {
+            self.0.lock().unwrap().len()
+        }
     }
+
+    /// A loom-visible stand-in for `std::sync::OnceLock` (loom has none):
+    /// the value lives in a std `OnceLock`, and a loom flag publishes it, so
+    /// loom decides by its memory model whether a reader sees it yet.
+    #[derive(Debug)]
+    pub(crate) struct OnceLock<T> {
+        value: std::sync::OnceLock<T>,
+        published: AtomicBool,
+    }
+
+    impl<T> OnceLock<T> {
+        pub(crate) fn new() -> Self {
+            Self {
+                value: std::sync::OnceLock::new(),
+                published: AtomicBool::new(false),
+            }
+        }
+        pub(crate) fn set(&self, value: T) -> Result<(), T> {
+            self.value.set(value)?;
+            self.published.store(true, Ordering::Release);
+            Ok(())
+        }
+        pub(crate) fn get(&self) -> Option<&T> {
+            if self.published.load(Ordering::Acquire) {
+                self.value.get()
+            } else {
+                None
+            }
+        }
+    }
+
     /// A loom-visible 128-bit atomic: loom has none, so a mutex stands in,
     /// which makes every operation linearizable (what the hardware gives a
     /// 128-bit read-modify-write).
