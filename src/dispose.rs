@@ -2,17 +2,18 @@
 //! pool owns, so a slow close (TLS `close_notify`, a peer that does not
 //! answer) never sits on a lease path.
 //!
-//! The disposal thread takes connections from a bounded lock-free queue and
-//! parks when it is empty. When the queue is full the connection is closed
-//! inline on the caller's thread — a connection is never dropped unclosed.
-//! Dropping the pool stops the thread after it has closed everything queued,
-//! and joins it: no thread is left behind.
+//! The disposal thread is the worker of a [`DisposalQueue`] (the hand-over
+//! protocol lives in `leasehold-policies`, where loom checks it): it takes
+//! connections from a bounded lock-free queue and parks when it is empty.
+//! When the queue is full the connection is closed inline on the caller's
+//! thread — a connection is never dropped unclosed. Dropping the pool stops
+//! the thread after it has closed everything queued, and joins it: no thread
+//! is left behind.
 
 use crate::connector::Connector;
-use crossbeam_queue::ArrayQueue;
+use leasehold_policies::DisposalQueue;
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
@@ -39,19 +40,17 @@ impl Default for Disposal {
     }
 }
 
-struct Shared<C: Connector> {
-    queue: ArrayQueue<C::Conn>,
-    stop: AtomicBool,
-    connector: Arc<C>,
+/// The disposal thread and the queue it works on.
+struct Background<C: Connector> {
+    queue: Arc<DisposalQueue<C::Conn>>,
+    /// Taken and joined on stop.
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Closes connections, inline or through the disposal thread.
 pub(crate) struct Disposer<C: Connector> {
     connector: Arc<C>,
-    background: Option<Arc<Shared<C>>>,
-    /// The disposal thread: its handle to wake it, and to join it on stop.
-    thread: Option<thread::Thread>,
-    handle: Mutex<Option<JoinHandle<()>>>,
+    background: Option<Background<C>>,
 }
 
 impl<C: Connector> Disposer<C> {
@@ -60,74 +59,58 @@ impl<C: Connector> Disposer<C> {
             return Ok(Self {
                 connector,
                 background: None,
-                thread: None,
-                handle: Mutex::new(None),
             });
         };
-        let shared = Arc::new(Shared {
-            queue: ArrayQueue::new(queue.max(1)),
-            stop: AtomicBool::new(false),
-            connector: connector.clone(),
-        });
-        let worker = shared.clone();
-        let handle = thread::Builder::new()
+        let queue = Arc::new(DisposalQueue::new(queue));
+        let (worker, closer) = (queue.clone(), connector.clone());
+        let thread = thread::Builder::new()
             .name("leasehold-dispose".into())
-            .spawn(move || run(&worker))?;
+            .spawn(move || worker.run(|conn| closer.close(conn)))?;
         Ok(Self {
             connector,
-            background: Some(shared),
-            thread: Some(handle.thread().clone()),
-            handle: Mutex::new(Some(handle)),
+            background: Some(Background {
+                queue,
+                thread: Mutex::new(Some(thread)),
+            }),
         })
     }
 
     /// Closes `conn`, in the background if there is room.
     pub(crate) fn dispose(&self, conn: C::Conn) {
-        match (&self.background, &self.thread) {
-            (Some(shared), Some(thread)) => match shared.queue.push(conn) {
-                Ok(()) => thread.unpark(),
-                // Full: the documented rule is to close it here.
-                Err(conn) => self.connector.close(conn),
-            },
-            _ => self.connector.close(conn),
+        let Some(background) = &self.background else {
+            return self.connector.close(conn);
+        };
+        match background.queue.push(conn) {
+            Ok(()) => {}
+            // Full: the documented rule is to close it here. Stopped: only
+            // while the pool is dropped, whose dropper waits for the disposal
+            // thread's closes anyway.
+            Err(refused) => self.connector.close(refused.into_inner()),
         }
     }
 
     /// Stops the disposal thread once it has closed everything queued.
     pub(crate) fn stop(&self) {
-        let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let (Some(shared), Some(handle)) = (&self.background, handle) {
-            shared.stop.store(true, Ordering::SeqCst);
-            handle.thread().unpark();
+        let Some(background) = &self.background else {
+            return;
+        };
+        let thread = background
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            background.queue.stop();
             // A panicking connector panicked on that thread already; the
             // pool is being dropped, so there is no one left to tell.
-            let _ = handle.join();
+            let _ = thread.join();
         }
-    }
-}
-
-fn run<C: Connector>(shared: &Shared<C>) {
-    loop {
-        while let Some(conn) = shared.queue.pop() {
-            shared.connector.close(conn);
-        }
-        if shared.stop.load(Ordering::SeqCst) {
-            // Everything pushed before the stop flag was set is closed by
-            // the drain above or this one.
-            while let Some(conn) = shared.queue.pop() {
-                shared.connector.close(conn);
-            }
-            return;
-        }
-        // Woken by each push; a push between the drain and this park left
-        // an unpark token, so the park returns at once.
-        thread::park();
     }
 }
 
 impl<C: Connector> fmt::Debug for Disposer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let queued = self.background.as_ref().map(|shared| shared.queue.len());
-        f.debug_struct("Disposer").field("queued", &queued).finish()
+        let queue = self.background.as_ref().map(|background| &background.queue);
+        f.debug_struct("Disposer").field("queue", &queue).finish()
     }
 }
