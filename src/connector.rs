@@ -40,6 +40,18 @@ pub trait Connector: Send + Sync + 'static {
     fn close(&self, conn: Self::Conn) {
         drop(conn);
     }
+
+    /// Closes a connection at once, without the graceful steps of
+    /// [`close`](Self::close) (no TLS `close_notify`, no waiting on the
+    /// peer). The pool calls it on the thread that gave the connection up
+    /// when background disposal is behind (its queue is full), so that a
+    /// graceful close never runs there; it must not block.
+    ///
+    /// The default drops the connection, which for a socket closes its file
+    /// descriptor.
+    fn abort(&self, conn: Self::Conn) {
+        drop(conn);
+    }
 }
 
 /// The result of starting a connect.

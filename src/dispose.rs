@@ -5,13 +5,14 @@
 //! The disposal thread is the worker of a [`DisposalQueue`] (the hand-over
 //! protocol lives in `leasehold-policies`, where loom checks it): it takes
 //! connections from a bounded lock-free queue and parks when it is empty.
-//! When the queue is full the connection is closed inline on the caller's
-//! thread — a connection is never dropped unclosed. Dropping the pool stops
-//! the thread after it has closed everything queued, and joins it: no thread
-//! is left behind.
+//! When the queue is full the connection is aborted on the caller's thread
+//! ([`Connector::abort`]: closed at once, without the graceful steps), so a
+//! graceful close never runs there and a connection is never dropped
+//! unclosed. Dropping the pool stops the thread after it has closed
+//! everything queued, and joins it: no thread is left behind.
 
 use crate::connector::Connector;
-use leasehold_policies::DisposalQueue;
+use leasehold_policies::{DisposalQueue, PushError};
 use std::fmt;
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,8 @@ pub enum Disposal {
     /// delays that thread.
     Inline,
     /// On a disposal thread owned by the pool, with a queue of `queue`
-    /// connections; when it is full, inline.
+    /// connections; when it is full, the connection is aborted
+    /// ([`Connector::abort`]) on the thread that gave it up.
     Background {
         /// How many connections may wait to be closed.
         queue: usize,
@@ -75,16 +77,18 @@ impl<C: Connector> Disposer<C> {
         })
     }
 
-    /// Closes `conn`, in the background if there is room.
+    /// Closes `conn`: in the background if there is room, else aborts it
+    /// here.
     pub(crate) fn dispose(&self, conn: C::Conn) {
         let Some(background) = &self.background else {
             return self.connector.close(conn);
         };
         match background.queue.push(conn) {
             Ok(()) => {}
-            // Full: the documented rule is to close it here. Stopped: only
-            // while the pool is dropped, whose dropper waits for the disposal
-            // thread's closes anyway.
+            // The documented rule: never a graceful close on this thread.
+            Err(PushError::Full(conn)) => self.connector.abort(conn),
+            // Only while the pool is dropped, whose dropper waits for the
+            // disposal thread's graceful closes anyway.
             Err(refused) => self.connector.close(refused.into_inner()),
         }
     }

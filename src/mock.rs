@@ -1,10 +1,11 @@
 //! An in-memory connector for tests, benchmarks and examples.
 //!
 //! [`MockConnector`] connects at once (no sockets, no readiness machinery),
-//! counts every connection it opens and every one that is dropped, and can
-//! be told to fail or to take a while. Its connections record the bytes
-//! written to them and how often they were leased, so a test can assert
-//! reuse and conservation exactly.
+//! counts every connection it opens, every one the pool closes (and how many
+//! of those it aborted) and every one that is dropped, and can be told to
+//! fail or to take a while. Its connections record the bytes written to them
+//! and how often they were leased, so a test can assert reuse and
+//! conservation exactly.
 
 use crate::connector::{Connector, Never, Progress};
 use leasehold_policies::RouteKey;
@@ -21,6 +22,7 @@ struct Counters {
     opened: AtomicU64,
     dropped: AtomicU64,
     closed_by_pool: AtomicU64,
+    aborted: AtomicU64,
     failures_left: AtomicUsize,
     failure: Mutex<Option<io::ErrorKind>>,
     latency: Mutex<Duration>,
@@ -68,6 +70,7 @@ impl<R> fmt::Debug for MockConnector<R> {
         f.debug_struct("MockConnector")
             .field("opened", &self.opened())
             .field("dropped", &self.dropped())
+            .field("aborted", &self.aborted())
             .finish()
     }
 }
@@ -100,9 +103,18 @@ impl<R> MockConnector<R> {
         self.counters.dropped.load(Ordering::SeqCst)
     }
 
-    /// Connections the pool closed through [`Connector::close`].
+    /// Connections the pool closed: through [`Connector::close`], or
+    /// through [`Connector::abort`] (counted in [`aborted`](Self::aborted)
+    /// as well).
     pub fn closed_by_pool(&self) -> u64 {
         self.counters.closed_by_pool.load(Ordering::SeqCst)
+    }
+
+    /// Connections the pool closed through [`Connector::abort`] (its
+    /// disposal queue was full): a part of
+    /// [`closed_by_pool`](Self::closed_by_pool).
+    pub fn aborted(&self) -> u64 {
+        self.counters.aborted.load(Ordering::SeqCst)
     }
 
     /// Connections open now.
@@ -148,6 +160,11 @@ impl<R: RouteKey> Connector for MockConnector<R> {
     fn close(&self, conn: MockConn<R>) {
         self.counters.closed_by_pool.fetch_add(1, Ordering::SeqCst);
         drop(conn);
+    }
+
+    fn abort(&self, conn: MockConn<R>) {
+        self.counters.aborted.fetch_add(1, Ordering::SeqCst);
+        self.close(conn);
     }
 }
 

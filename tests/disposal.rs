@@ -1,5 +1,6 @@
 //! Disposal off the caller's thread: where connections are closed, that a
-//! slow close never delays a lease, and the rule when the queue is full.
+//! slow close never delays a lease, and the rule when the queue is full (an
+//! abortive close on the caller's thread, never a graceful one).
 
 #[path = "support/wait.rs"]
 mod wait;
@@ -13,12 +14,21 @@ use std::thread::{self, ThreadId};
 use std::time::Duration;
 use wait::eventually;
 
-/// A mock connector whose closes record their thread, and whose next close
-/// can be held until the test lets it go.
+/// How a connection was closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum How {
+    /// `Connector::close`: the graceful close.
+    Closed,
+    /// `Connector::abort`.
+    Aborted,
+}
+
+/// A mock connector whose closes and aborts record their thread, and whose
+/// next close can be held until the test lets it go.
 #[derive(Clone, Default)]
 struct Recording {
     mock: MockConnector,
-    closed_on: Arc<Mutex<Vec<ThreadId>>>,
+    closes: Arc<Mutex<Vec<(ThreadId, How)>>>,
     gate: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
     gate_opened_in_time: Arc<AtomicBool>,
 }
@@ -31,8 +41,16 @@ impl Recording {
         open
     }
 
-    fn closed_on(&self) -> Vec<ThreadId> {
-        self.closed_on.lock().unwrap().clone()
+    /// Every close and abort so far, in order, with its thread.
+    fn closes(&self) -> Vec<(ThreadId, How)> {
+        self.closes.lock().unwrap().clone()
+    }
+
+    fn record(&self, how: How) {
+        self.closes
+            .lock()
+            .unwrap()
+            .push((thread::current().id(), how));
     }
 }
 
@@ -51,8 +69,13 @@ impl Connector for Recording {
             let opened = gate.recv_timeout(Duration::from_secs(10)).is_ok();
             self.gate_opened_in_time.store(opened, Ordering::SeqCst);
         }
-        self.closed_on.lock().unwrap().push(thread::current().id());
-        drop(conn);
+        self.record(How::Closed);
+        self.mock.close(conn);
+    }
+
+    fn abort(&self, conn: MockConn) {
+        self.record(How::Aborted);
+        self.mock.abort(conn);
     }
 }
 
@@ -69,13 +92,10 @@ fn closes_where<P: Policy>(disposal: Disposal, on_caller: bool) {
     let connector = Recording::default();
     let pool = pool::<P>(&connector, disposal);
     pool.lease(&()).unwrap().discard();
-    eventually("the close", || connector.closed_on().len() == 1);
-    let caller = thread::current().id();
-    assert_eq!(
-        connector.closed_on()[0] == caller,
-        on_caller,
-        "{disposal:?}"
-    );
+    eventually("the close", || connector.closes().len() == 1);
+    let (on, how) = connector.closes()[0];
+    assert_eq!(on == thread::current().id(), on_caller, "{disposal:?}");
+    assert_eq!(how, How::Closed, "{disposal:?}");
 }
 
 #[test]
@@ -102,7 +122,7 @@ fn slow_close_does_not_delay_the_caller<P: Policy>() {
     let second = pool.lease(&()).unwrap();
     open.send(()).unwrap();
     drop(second);
-    eventually("the held close", || connector.closed_on().len() == 1);
+    eventually("the held close", || connector.closes().len() == 1);
     assert!(connector.gate_opened_in_time.load(Ordering::SeqCst));
 }
 
@@ -113,13 +133,13 @@ fn a_slow_close_does_not_delay_leases() {
 }
 
 #[test]
-fn a_full_disposal_queue_closes_inline() {
+fn a_full_disposal_queue_aborts_on_the_callers_thread() {
     let connector = Recording::default();
     let pool = pool::<Strict>(&connector, Disposal::Background { queue: 1 });
     let leases: Vec<_> = (0..3).map(|_| pool.lease(&()).unwrap()).collect();
     let mut leases = leases.into_iter();
     // The first close holds the disposal thread; the second waits in the
-    // queue; the third finds it full and is closed here.
+    // queue; the third finds it full and is aborted here.
     let open = connector.hold_next_close();
     leases.next().unwrap().discard();
     eventually("the disposal thread holds", || {
@@ -129,11 +149,50 @@ fn a_full_disposal_queue_closes_inline() {
     leases.next().unwrap().discard();
     let caller = thread::current().id();
     assert_eq!(
-        connector.closed_on(),
-        [caller],
-        "closed inline, not dropped"
+        connector.closes(),
+        [(caller, How::Aborted)],
+        "aborted here: not closed gracefully here, not dropped"
     );
     open.send(()).unwrap();
-    eventually("all closed", || connector.closed_on().len() == 3);
+    eventually("all closed", || connector.closes().len() == 3);
+    let closes = connector.closes();
+    assert!(
+        closes[1..]
+            .iter()
+            .all(|&(on, how)| on != caller && how == How::Closed),
+        "the queued ones are closed gracefully off the caller's thread: {closes:?}"
+    );
+    assert!(connector.gate_opened_in_time.load(Ordering::SeqCst));
+    // An aborted connection counts as closed by the pool: none is lost.
+    assert_eq!(connector.mock.aborted(), 1);
+    assert_eq!(connector.mock.closed_by_pool(), 3);
     assert_eq!(connector.mock.live(), 0);
+}
+
+/// A connector that only has a graceful close: `abort` is the default.
+struct GracefulOnly(MockConnector);
+
+impl Connector for GracefulOnly {
+    type Route = ();
+    type Conn = MockConn;
+    type Handshake = Never<MockConn>;
+
+    fn connect(&self, route: &()) -> io::Result<Progress<MockConn, Never<MockConn>>> {
+        self.0.connect(route)
+    }
+
+    fn close(&self, conn: MockConn) {
+        self.0.close(conn);
+    }
+}
+
+#[test]
+fn the_default_abort_drops_without_a_graceful_close() {
+    let connector = GracefulOnly(MockConnector::new());
+    let Ok(Progress::Ready(conn)) = connector.connect(&()) else {
+        panic!("the mock connects at once");
+    };
+    connector.abort(conn);
+    assert_eq!(connector.0.live(), 0, "dropped");
+    assert_eq!(connector.0.closed_by_pool(), 0, "close was not called");
 }
