@@ -23,6 +23,7 @@
 //! which outcomes a model reached) uses `std` primitives, so that it adds no
 //! scheduling points to the state space loom explores.
 
+use leasehold_loom_tests::Tally;
 use leasehold_policies::{Acquire, Core, Grant, Held, Item, Limits, Permit, State, Wait, Waiting};
 use loom::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use loom::sync::Arc;
@@ -194,50 +195,6 @@ fn assert_quiet(core: &TestCore, idle: usize, leased: usize) {
     assert_eq!(stats.connecting, 0, "connecting: {stats}");
     let total = core.stats().total;
     assert_eq!(total.allocated(), idle + leased, "total: {total}");
-}
-
-/// Counts the executions of one model and which of two outcomes each
-/// reached, so a model can check that it explored the interleavings it is
-/// about (and not only the easy one); printed with `--nocapture`.
-#[derive(Default)]
-struct Tally {
-    outcomes: [AtomicUsize; 2],
-}
-
-impl Tally {
-    fn note(&self, second: bool) {
-        self.outcomes[usize::from(second)].fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn report(&self, model: &str, names: [&str; 2]) -> [usize; 2] {
-        let counts = self.counts();
-        println!(
-            "{model}: {} executions ({}: {}, {}: {})",
-            counts[0] + counts[1],
-            names[0],
-            counts[0],
-            names[1],
-            counts[1]
-        );
-        counts
-    }
-
-    fn report_runs(&self, model: &str) {
-        let runs: usize = self.counts().iter().sum();
-        println!("{model}: {runs} executions");
-    }
-
-    fn counts(&self) -> [usize; 2] {
-        [0, 1].map(|i| self.outcomes[i].load(Ordering::Relaxed))
-    }
-
-    fn assert_both(&self, model: &str, names: [&str; 2]) {
-        let counts = self.report(model, names);
-        assert!(
-            counts.iter().all(|&n| n > 0),
-            "{model}: an outcome was never reached; the model misses interleavings"
-        );
-    }
 }
 
 /// Model 1 — release → waiter hand-off.
