@@ -6,13 +6,16 @@
 //! changes, cap changes and a shutdown, checking the caps after every step
 //! and that every connection opened is closed in the end (at shutdown with
 //! inline disposal; once the pool is dropped, which joins the disposal
-//! thread, with background disposal).
+//! thread, with background disposal). Every policy is driven (the input
+//! picks one); `Offlock` must refuse inline disposal.
 
 #![no_main]
 
 use arbitrary::Arbitrary;
 use leasehold::mock::MockConnector;
-use leasehold::{ConfigError, Disposal, Error, Lease, Pool, Reuse, State};
+use leasehold::{
+    ConfigError, Disposal, Error, Lax, Lease, Offlock, Policy, Pool, Reuse, State, Strict,
+};
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
 
@@ -40,6 +43,7 @@ enum Op {
 
 #[derive(Arbitrary, Debug)]
 struct Input {
+    policy: u8,
     settings: Settings,
     ops: Vec<Op>,
 }
@@ -48,10 +52,16 @@ fn state(token: Option<u8>) -> Option<State> {
     token.map(|t| State::new(format!("user{}", t % 3)))
 }
 
-fuzz_target!(|input: Input| {
+fuzz_target!(|input: Input| match input.policy % 3 {
+    0 => drive::<Strict>(&input),
+    1 => drive::<Lax>(&input),
+    _ => drive::<Offlock>(&input),
+});
+
+fn drive<P: Policy>(input: &Input) {
     let s = &input.settings;
     let connector = MockConnector::<u8>::new();
-    let mut builder = Pool::<_>::builder(connector.clone())
+    let mut builder = Pool::<_, P>::builder(connector.clone())
         .max_total(usize::from(s.max_total % 64))
         .max_per_route(usize::from(s.max_per_route % 8))
         .reuse(if s.fifo { Reuse::Fifo } else { Reuse::Lifo })
@@ -86,7 +96,8 @@ fuzz_target!(|input: Input| {
         })
         && s.max_idle.is_none_or(|idle| usize::from(idle % 80) <= max_total)
         && s.acquire_timeout_us.is_none_or(|us| us % 4 > 0)
-        && s.connect_timeout_us.is_none_or(|us| us % 4 > 0);
+        && s.connect_timeout_us.is_none_or(|us| us % 4 > 0)
+        && !(P::DISPOSES_OFF_THREAD && s.inline_disposal);
     let pool = match builder.build() {
         Ok(pool) => {
             assert!(valid, "invalid settings built: {s:?}");
@@ -96,15 +107,20 @@ fuzz_target!(|input: Input| {
             assert!(!valid, "valid settings refused: {s:?}: {error}");
             assert!(matches!(
                 error,
-                ConfigError::Limits(_) | ConfigError::ZeroTimeout(_)
+                ConfigError::Limits(_)
+                    | ConfigError::ZeroTimeout(_)
+                    | ConfigError::InlineDisposal(_)
             ));
             return;
         }
     };
-    let mut leases: Vec<Lease<'_, MockConnector<u8>>> = Vec::new();
+    let mut leases: Vec<Lease<'_, MockConnector<u8>, P>> = Vec::new();
     for op in input.ops.iter().take(256) {
         match op {
-            Op::TryLease { route, state: token } => {
+            Op::TryLease {
+                route,
+                state: token,
+            } => {
                 let wanted = state(*token);
                 let result = match &wanted {
                     Some(state) => pool.try_lease_with_state(&(route % 4), state),
@@ -123,7 +139,9 @@ fuzz_target!(|input: Input| {
                 drop(leases.swap_remove(usize::from(*pick) % leases.len()));
             }
             Op::Discard { pick } if !leases.is_empty() => {
-                leases.swap_remove(usize::from(*pick) % leases.len()).discard();
+                leases
+                    .swap_remove(usize::from(*pick) % leases.len())
+                    .discard();
             }
             Op::SetState { pick, state: token } if !leases.is_empty() => {
                 let at = usize::from(*pick) % leases.len();
@@ -148,5 +166,9 @@ fuzz_target!(|input: Input| {
     }
     // Dropping the pool joins the disposal thread, which closes the rest.
     drop(pool);
-    assert_eq!(connector.live(), 0, "every connection closed after shutdown");
-});
+    assert_eq!(
+        connector.live(),
+        0,
+        "every connection closed after shutdown"
+    );
+}

@@ -68,7 +68,8 @@ pub trait Policy: Send + Sync + fmt::Debug + 'static {
     const NAME: &'static str;
 
     /// Whether the policy promises that graceful closes never run on a
-    /// caller's thread: a pool then refuses inline disposal.
+    /// caller's thread: a pool then refuses inline disposal (a full
+    /// disposal queue still aborts a connection on the caller's thread).
     const DISPOSES_OFF_THREAD: bool = false;
 }
 

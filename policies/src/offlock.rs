@@ -17,9 +17,12 @@ use crate::{Item, Policy, RouteKey};
 ///   then the next (round-robin while several stay blocked), and nobody
 ///   else takes one while routes wait there. Idle connections of other
 ///   routes (or other states) are closed to make room.
-/// * The pool closes connections on its disposal thread, never on the
-///   thread that gives one up: it refuses inline disposal
-///   ([`Policy::DISPOSES_OFF_THREAD`]).
+/// * Graceful closes (TLS `close_notify`, a peer slow to answer) run on the
+///   pool's disposal thread, never on the thread that gives a connection
+///   up: the pool refuses inline disposal
+///   ([`Policy::DISPOSES_OFF_THREAD`]). When the disposal queue is full the
+///   connection is aborted where it is (leasehold's `Connector::abort`:
+///   closed at once, without the graceful steps) — never dropped unclosed.
 ///
 /// Pick it for many routes, when one slow or overloaded route must not hurt
 /// the others.
