@@ -255,3 +255,37 @@ fn lax_thread_finds_its_own_connection_first() {
     });
     assert_eq!(core.route_stats(&"a").idle, 2);
 }
+
+#[test]
+fn offlock_total_line_serves_routes_in_the_order_they_blocked() {
+    use crate::{OfflockCore, Waiting};
+    let sink = Arc::new(Mutex::new(Vec::new()));
+    let log = sink.clone();
+    let disposer: Disposer<Conn> = Arc::new(move |conn: Conn| log.lock().unwrap().push(conn.id));
+    let core: OfflockCore<&'static str, Conn> = OfflockCore::new(Limits::new(1, 1), disposer);
+    let held = lease(&core, "a", None, 1);
+    let queue = |route| match core.acquire(&route, None, Wait::Queue, Waker::noop()) {
+        Acquire::Queued(waiter) => waiter,
+        Acquire::Ready(grant) => panic!("must queue, got {grant:?}"),
+    };
+    let (mut b, mut c) = (queue("b"), queue("c"));
+    // A newcomer of a fourth route defers to the routes in the line.
+    let mut d = queue("d");
+    core.release(held, false);
+    assert_eq!(*sink.lock().unwrap(), [1]);
+    let Some(Grant::Connect(permit)) = b.try_take() else {
+        panic!("B blocked first: the freed unit is its");
+    };
+    assert!(c.try_take().is_none() && d.try_take().is_none());
+    core.connect_failed(permit);
+    let Some(Grant::Connect(permit)) = c.try_take() else {
+        panic!("C blocked next");
+    };
+    assert!(d.try_take().is_none());
+    core.connect_failed(permit);
+    let Some(Grant::Connect(permit)) = d.try_take() else {
+        panic!("then D");
+    };
+    core.connect_failed(permit);
+    assert_eq!(core.stats().total.allocated(), 0);
+}
