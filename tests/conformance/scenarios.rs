@@ -2,7 +2,7 @@
 
 pub(crate) use crate::wait::eventually;
 use leasehold::mock::{MockConn, MockConnector};
-use leasehold::{Connector, Error, Handshake, Policy, Pool, Progress, Reuse, State};
+use leasehold::{Builder, Connector, Error, Handshake, Policy, Pool, Progress, Reuse, State};
 use std::io;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -10,13 +10,20 @@ use std::time::{Duration, Instant};
 pub(crate) type Mock = MockConnector<&'static str>;
 
 pub(crate) fn pool<P: Policy>(max_total: usize, max_per_route: usize) -> (Mock, Pool<Mock, P>) {
+    pool_built(max_total, max_per_route, |builder| builder)
+}
+
+/// A pool with these caps, its builder passed through `settings` first.
+fn pool_built<P: Policy>(
+    max_total: usize,
+    max_per_route: usize,
+    settings: impl FnOnce(Builder<Mock, P>) -> Builder<Mock, P>,
+) -> (Mock, Pool<Mock, P>) {
     let connector = Mock::new();
-    let pool = Pool::builder(connector.clone())
+    let builder = Pool::builder(connector.clone())
         .max_total(max_total)
-        .max_per_route(max_per_route)
-        .build()
-        .unwrap();
-    (connector, pool)
+        .max_per_route(max_per_route);
+    (connector, settings(builder).build().unwrap())
 }
 
 pub(crate) fn lease_returns_and_reuses<P: Policy>() {
@@ -247,14 +254,9 @@ impl Connector for SlowClose {
 /// A pool whose blocking leases give up after 5 s (instead of hanging a
 /// failing test).
 fn pool_with_timeout<P: Policy>(max_total: usize, max_per_route: usize) -> (Mock, Pool<Mock, P>) {
-    let connector = Mock::new();
-    let pool = Pool::builder(connector.clone())
-        .max_total(max_total)
-        .max_per_route(max_per_route)
-        .acquire_timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    (connector, pool)
+    pool_built(max_total, max_per_route, |builder| {
+        builder.acquire_timeout(Duration::from_secs(5))
+    })
 }
 
 pub(crate) fn stateless_lease_never_gets_stateful_connection<P: Policy>() {
@@ -340,12 +342,9 @@ pub(crate) fn lease_timeout_fires_without_pool_activity<P: Policy>() {
 }
 
 pub(crate) fn timeout_error_names_route_and_stats<P: Policy>() {
-    let pool: Pool<Mock, P> = Pool::builder(Mock::new())
-        .max_total(2)
-        .max_per_route(1)
-        .acquire_timeout(Duration::from_millis(10))
-        .build()
-        .unwrap();
+    let (_, pool) = pool_built::<P>(2, 1, |builder| {
+        builder.acquire_timeout(Duration::from_millis(10))
+    });
     let _held = pool.lease(&"db").unwrap();
     match pool.lease(&"db").unwrap_err() {
         Error::Timeout(at) => {
@@ -560,13 +559,7 @@ pub(crate) fn panicking_connector_returns_capacity<P: Policy>() {
 }
 
 pub(crate) fn max_idle_closes_extra_returns<P: Policy>() {
-    let connector = Mock::new();
-    let pool: Pool<Mock, P> = Pool::builder(connector.clone())
-        .max_total(4)
-        .max_per_route(4)
-        .max_idle(1)
-        .build()
-        .unwrap();
+    let (connector, pool) = pool_built::<P>(4, 4, |builder| builder.max_idle(1));
     let leases: Vec<_> = (0..3).map(|_| pool.lease(&"a").unwrap()).collect();
     drop(leases);
     let stats = pool.route_stats(&"a");
@@ -612,12 +605,7 @@ pub(crate) fn raising_route_max_serves_waiters<P: Policy>() {
 
 pub(crate) fn reuse_order_lifo_and_fifo<P: Policy>() {
     for (reuse, expect_first) in [(Reuse::Lifo, 2), (Reuse::Fifo, 0)] {
-        let pool: Pool<Mock, P> = Pool::builder(Mock::new())
-            .max_total(3)
-            .max_per_route(3)
-            .reuse(reuse)
-            .build()
-            .unwrap();
+        let (_, pool) = pool_built::<P>(3, 3, |builder| builder.reuse(reuse));
         let leases: Vec<_> = (0..3).map(|_| pool.lease(&"a").unwrap()).collect();
         for lease in leases {
             drop(lease); // returned in id order 0, 1, 2

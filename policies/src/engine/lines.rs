@@ -16,6 +16,7 @@
 //! come through here, so the connection that makes room is never missed.
 
 use super::route::{idle_of, is_closed, total_wait, waiters_of, Put, Refused, Route, Take};
+use super::table::TotalWaitFlags;
 use super::total::TotalCommand;
 use super::{Blocked, Engine, Flavor};
 use crate::sync::{Arc, Ordering};
@@ -61,8 +62,9 @@ pub(super) struct Lines<T> {
     lines: HashMap<usize, Line>,
     /// `Wait::Never` requests queued since the last settle.
     never_waiters: usize,
-    /// How many routes (by id, from 0) carry `TOTAL_WAIT`.
-    flagged: usize,
+    /// Routes carrying `TOTAL_WAIT` (not used by `Segmented`: its total
+    /// line keeps them).
+    flags: TotalWaitFlags,
     /// Sharded routes (by id) carrying `ROUTE_WAIT`.
     route_waits: Vec<usize>,
     /// Items to dispose of once the serializer is released.
@@ -116,7 +118,7 @@ impl<T: Item> Lines<T> {
             closed: false,
             lines: HashMap::new(),
             never_waiters: 0,
-            flagged: 0,
+            flags: TotalWaitFlags::default(),
             route_waits: Vec::new(),
             victims: Vec::new(),
             credit: 0,
@@ -228,26 +230,14 @@ impl<T: Item> Lines<T> {
         if !F::SEGMENTED {
             return core.reserve_new(route, state);
         }
-        if !route.reserve_own() {
-            return Err(Blocked::Route);
-        }
-        let total = if self.credit > 0 {
-            self.credit -= 1;
-            true
-        } else {
-            !self.total_line_busy(core) && core.reserve_total()
-        };
-        if !total {
-            route.allocated.fetch_sub(1, Ordering::AcqRel);
-            return Err(Blocked::Total);
-        }
-        Ok(core.permit_for(route, state))
-    }
-
-    /// `Segmented`: whether routes wait in the total line (they get freed
-    /// total capacity first).
-    fn total_line_busy<K: RouteKey, F: Flavor>(&self, core: &Engine<K, T, F>) -> bool {
-        F::SEGMENTED && core.total_blocked.load(Ordering::Acquire) != 0
+        core.reserve_new_with(route, state, || {
+            if self.credit > 0 {
+                self.credit -= 1;
+                true
+            } else {
+                !core.total_line_busy() && core.reserve_total()
+            }
+        })
     }
 
     /// Closes a connection whose slot we own: capacity freed, item to dispose.
@@ -344,10 +334,8 @@ impl<T: Item> Lines<T> {
         id: usize,
     ) -> Option<u32> {
         let mut found = core
-            .table
-            .iter()
-            .filter(|route| route.id != id)
-            .find_map(|route| Some((route.id, core.take_idle(route, Take::Serial)?)));
+            .take_idle_elsewhere(Some(id))
+            .map(|(route, index)| (route.id, index));
         if found.is_none() {
             for (&victim, line) in self.lines.iter_mut().filter(|(&other, _)| other != id) {
                 if let Some(index) = take_stateful(core, victim, line, |_| true) {
@@ -382,7 +370,7 @@ impl<T: Item> Lines<T> {
         let route = core.route(id);
         let index = if let Some(index) = self.reclaim_same_route(core, id, state) {
             index
-        } else if self.total_line_busy(core) {
+        } else if core.total_line_busy() {
             // Routes ahead in the total line come first.
             return Err(Blocked::Total);
         } else if !route.reserve_own() {
@@ -409,11 +397,7 @@ impl<T: Item> Lines<T> {
         core: &Engine<K, T, F>,
         id: usize,
     ) -> bool {
-        let holder = core
-            .table
-            .iter()
-            .find(|route| route.id != id && route.stateful_idle.load(Ordering::Acquire) > 0);
-        match holder {
+        match core.stateful_holder(Some(id)) {
             Some(holder) => {
                 core.submit(holder.id, Command::Surrender { answer: false });
                 true
@@ -555,26 +539,15 @@ impl<T: Item> Lines<T> {
             // Raise the flags a waiter needs, then look again: a connection
             // that went idle before a flag is found by the next round, one
             // returned after it comes through the serializer.
-            let mut raised = false;
-            let routes = core.table.len();
-            if total_blocked && self.flagged < routes {
-                core.table
-                    .iter()
-                    .for_each(|route| route.set_total_wait(true));
-                self.flagged = routes;
-                raised = true;
-            }
+            let mut raised = total_blocked && self.flags.raise(&core.table);
             if F::SHARDED {
                 raised |= self.raise_route_waits(core);
             }
             if raised {
                 continue;
             }
-            if !total_blocked && self.flagged > 0 {
-                core.table
-                    .iter()
-                    .for_each(|route| route.set_total_wait(false));
-                self.flagged = 0;
+            if !total_blocked {
+                self.flags.lower(&core.table);
             }
             if F::SHARDED {
                 self.lower_route_waits(core);

@@ -299,6 +299,23 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         self.take_idle_near(route, 0, rule)
     }
 
+    /// Takes an idle stateless connection of any route but `except`, for the
+    /// serializer to close; the caller then owns its slot.
+    fn take_idle_elsewhere(&self, except: Option<usize>) -> Option<(&Route<K>, u32)> {
+        self.table
+            .iter()
+            .filter(|route| Some(route.id) != except)
+            .find_map(|route| Some((route, self.take_idle(route, Take::Serial)?)))
+    }
+
+    /// A route other than `except` holding idle stateful connections (which
+    /// only its serializer may touch, under `Segmented`).
+    fn stateful_holder(&self, except: Option<usize>) -> Option<&Route<K>> {
+        self.table.iter().find(|route| {
+            Some(route.id) != except && route.stateful_idle.load(Ordering::Acquire) > 0
+        })
+    }
+
     /// The shard of the calling thread.
     #[inline]
     fn own_shard(&self) -> usize {
@@ -400,10 +417,21 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// Reserves route and total capacity and a slot for a new connection.
     /// Returns whether route capacity was the obstacle, if it fails.
     fn reserve_new(&self, route: &Route<K>, state: Option<&State>) -> Result<Permit, Blocked> {
+        self.reserve_new_with(route, state, || self.reserve_total())
+    }
+
+    /// [`reserve_new`](Self::reserve_new), with `total` reserving the unit
+    /// of the total cap (`Segmented` may spend credit instead).
+    fn reserve_new_with(
+        &self,
+        route: &Route<K>,
+        state: Option<&State>,
+        total: impl FnOnce() -> bool,
+    ) -> Result<Permit, Blocked> {
         if !route.reserve_own() {
             return Err(Blocked::Route);
         }
-        if !self.reserve_total() {
+        if !total() {
             route.allocated.fetch_sub(1, Ordering::AcqRel);
             return Err(Blocked::Total);
         }
@@ -494,6 +522,12 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
             &self.waiting_all
         };
         queued.load(Ordering::Acquire) == 0 && waiters_of(route.word()) == 0
+    }
+
+    /// `Segmented`: whether routes wait in the total line (they get freed
+    /// total capacity first).
+    fn total_line_busy(&self) -> bool {
+        F::SEGMENTED && self.total_blocked.load(Ordering::Acquire) != 0
     }
 
     /// Counts a request of `route` about to queue.

@@ -185,6 +185,42 @@ impl<K: Hash + Eq> Table<K> {
     }
 }
 
+/// Which routes carry `TOTAL_WAIT`: those with ids below a count, as routes
+/// are registered in id order. Kept by the one serializer that raises and
+/// lowers the flag (`Strict`'s and `Lax`'s, or `Offlock`'s total line).
+#[derive(Default)]
+pub(super) struct TotalWaitFlags {
+    flagged: usize,
+}
+
+impl TotalWaitFlags {
+    /// Raises `TOTAL_WAIT` on every route that does not carry it yet;
+    /// whether there was one (the caller then looks again).
+    pub(super) fn raise<K: Hash + Eq>(&mut self, table: &Table<K>) -> bool {
+        let routes = table.len();
+        if self.flagged >= routes {
+            return false;
+        }
+        table
+            .iter()
+            .skip(self.flagged)
+            .for_each(|route| route.set_total_wait(true));
+        self.flagged = routes;
+        true
+    }
+
+    /// Lowers `TOTAL_WAIT` wherever it was raised.
+    pub(super) fn lower<K: Hash + Eq>(&mut self, table: &Table<K>) {
+        if self.flagged > 0 {
+            table
+                .iter()
+                .take(self.flagged)
+                .for_each(|route| route.set_total_wait(false));
+            self.flagged = 0;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::place;

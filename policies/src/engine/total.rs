@@ -29,7 +29,7 @@
 //! route is never overtaken by one that blocked later.
 
 use super::lines::Command;
-use super::route::Take;
+use super::table::TotalWaitFlags;
 use super::{Engine, Flavor};
 use crate::sync::Ordering;
 use crate::types::{Item, RouteKey};
@@ -49,8 +49,8 @@ pub(super) enum TotalCommand {
 pub(super) struct TotalLine<T> {
     /// Blocked routes, by id, oldest first.
     routes: VecDeque<usize>,
-    /// How many routes (by id, from 0) carry `TOTAL_WAIT`.
-    flagged: usize,
+    /// Routes carrying `TOTAL_WAIT`.
+    flags: TotalWaitFlags,
     /// A `Surrender` is out, not answered yet.
     surrendering: bool,
     closed: bool,
@@ -62,7 +62,7 @@ impl<T: Item> TotalLine<T> {
     pub(super) fn new() -> Self {
         Self {
             routes: VecDeque::new(),
-            flagged: 0,
+            flags: TotalWaitFlags::default(),
             surrendering: false,
             closed: false,
             victims: Vec::new(),
@@ -94,41 +94,27 @@ impl<T: Item> TotalLine<T> {
                 core.submit(id, Command::Credit);
                 continue;
             }
-            let routes = core.table.len();
-            if self.flagged < routes {
-                // Raise, then look: a connection idle before the flag is
-                // found below; one that goes idle after it kicks us. A route
-                // registered while routes wait here takes a unit of the
-                // total only through this line (`total_blocked` is not 0),
-                // so it is flagged here before it can hold a connection.
-                core.table
-                    .iter()
-                    .skip(self.flagged)
-                    .for_each(|route| route.set_total_wait(true));
-                self.flagged = routes;
+            // Raise, then look: a connection idle before the flag is found
+            // below; one that goes idle after it kicks us. A route registered
+            // while routes wait here takes a unit of the total only through
+            // this line (`total_blocked` is not 0), so it is flagged here
+            // before it can hold a connection.
+            if self.flags.raise(&core.table) {
                 continue;
             }
             if self.close_stateless(core) {
                 continue;
             }
             if !self.surrendering {
-                let holder = core
-                    .table
-                    .iter()
-                    .find(|route| route.stateful_idle.load(Ordering::Acquire) > 0);
-                if let Some(route) = holder {
+                if let Some(route) = core.stateful_holder(None) {
                     self.surrendering = true;
                     core.submit(route.id, Command::Surrender { answer: true });
                 }
             }
             break;
         }
-        if self.routes.is_empty() && self.flagged > 0 {
-            core.table
-                .iter()
-                .take(self.flagged)
-                .for_each(|route| route.set_total_wait(false));
-            self.flagged = 0;
+        if self.routes.is_empty() {
+            self.flags.lower(&core.table);
         }
         std::mem::take(&mut self.victims)
     }
@@ -136,11 +122,7 @@ impl<T: Item> TotalLine<T> {
     /// Closes an idle stateless connection of any route, freeing a unit of
     /// the total; whether it found one.
     fn close_stateless<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> bool {
-        let found = core
-            .table
-            .iter()
-            .find_map(|route| Some((route, core.take_idle(route, Take::Serial)?)));
-        let Some((route, index)) = found else {
+        let Some((route, index)) = core.take_idle_elsewhere(None) else {
             return false;
         };
         // SAFETY: we took `index` off the idle list: ours, given up.
