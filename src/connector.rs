@@ -52,6 +52,31 @@ pub trait Connector: Send + Sync + 'static {
     fn abort(&self, conn: Self::Conn) {
         drop(conn);
     }
+
+    /// A duplicate of the connection's socket, for the pool's event loop to
+    /// watch while the connection is idle: when the peer closes it, resets
+    /// it or sends bytes nobody asked for, the connection is evicted before
+    /// anyone leases it. The pool asks once, when the connection is opened,
+    /// and drops the duplicate before it closes the connection.
+    ///
+    /// The default, `None`, leaves the connection unwatched (an in-memory
+    /// connection has no socket).
+    #[cfg(unix)]
+    fn watch(&self, conn: &Self::Conn) -> Option<std::os::fd::OwnedFd> {
+        let _ = conn;
+        None
+    }
+
+    /// A cheap liveness check, run when a connection is leased after being
+    /// idle longer than the pool's
+    /// [`validate_after_inactivity`](crate::Builder::validate_after_inactivity);
+    /// `false` closes it and the lease takes another. It must not block.
+    ///
+    /// The default says every connection is alive.
+    fn is_alive(&self, conn: &mut Self::Conn) -> bool {
+        let _ = conn;
+        true
+    }
 }
 
 /// The result of starting a connect.
