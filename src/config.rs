@@ -1,7 +1,7 @@
 //! Configuration: the [`Builder`] and its documented defaults.
 
 use crate::connector::Connector;
-use crate::dispose::Disposal;
+use crate::reactor::dispose::Disposal;
 use crate::error::ConfigError;
 use crate::pool::Pool;
 use leasehold_policies::{Limits, Policy, Reuse};
@@ -14,12 +14,56 @@ pub const DEFAULT_MAX_TOTAL: usize = 25;
 /// Default for [`Builder::max_per_route`].
 pub const DEFAULT_MAX_PER_ROUTE: usize = 5;
 
+/// Default for the first rest of [`Builder::connect_backoff`].
+pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+/// Default for the longest rest of [`Builder::connect_backoff`].
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
 /// The settings a pool runs with, validated.
 #[derive(Clone, Debug)]
-pub(crate) struct Config {
+pub(crate) struct Config<K> {
     pub(crate) acquire_timeout: Option<Duration>,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) disposal: Disposal,
+    pub(crate) patience: Option<Duration>,
+    pub(crate) min_idle: Vec<(K, usize)>,
+    pub(crate) min_idle_per_route: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) validate_after: Option<Duration>,
+    pub(crate) leak_threshold: Option<Duration>,
+    pub(crate) backoff: (Duration, Duration),
+}
+
+impl<K: PartialEq> Config<K> {
+    /// How often the event loop looks for idle connections past their idle
+    /// timeout or lifetime: a tenth of the shorter, between 5 ms and 1 s.
+    pub(crate) fn sweep_period(&self) -> Option<Duration> {
+        let shortest = match (self.idle_timeout, self.max_lifetime) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some((shortest / 10).clamp(Duration::from_millis(5), Duration::from_secs(1)))
+    }
+
+    /// Whether any route keeps warm connections.
+    pub(crate) fn warms(&self) -> bool {
+        self.min_idle_per_route > 0 || !self.min_idle.is_empty()
+    }
+
+    /// The `min_idle` of `route`.
+    pub(crate) fn min_idle(&self, route: &K) -> usize {
+        self.min_idle
+            .iter()
+            .rev()
+            .find(|(k, _)| k == route)
+            .map_or(self.min_idle_per_route, |(_, n)| *n)
+    }
+
+    /// Whether a return must read the clock (idle time or lifetime matter).
+    pub(crate) fn clock_on_release(&self) -> bool {
+        self.idle_timeout.is_some() || self.max_lifetime.is_some() || self.validate_after.is_some()
+    }
 }
 
 /// Builds a [`Pool`].
@@ -33,6 +77,13 @@ pub(crate) struct Config {
 /// | [`connect_timeout`](Self::connect_timeout) | none: as long as the connector takes |
 /// | [`reuse`](Self::reuse) | [`Reuse::Lifo`] |
 /// | [`disposal`](Self::disposal) | [`Disposal::Background`], queue of 1024 |
+/// | [`patience`](Self::patience) | none: a request that may open a connection starts it at once |
+/// | [`min_idle`](Self::min_idle), [`min_idle_per_route`](Self::min_idle_per_route) | 0: no warm connections |
+/// | [`idle_timeout`](Self::idle_timeout) | none: idle connections are kept until the peer closes them |
+/// | [`max_lifetime`](Self::max_lifetime) | none: connections are never retired for age |
+/// | [`validate_after_inactivity`](Self::validate_after_inactivity) | none: no liveness check on lease |
+/// | [`leak_detection`](Self::leak_detection) | none: long leases are not reported |
+/// | [`connect_backoff`](Self::connect_backoff) | 100 ms, doubling to 10 s, from the 2nd consecutive failure |
 ///
 /// ```
 /// use std::time::Duration;
@@ -57,6 +108,14 @@ pub struct Builder<C: Connector, P> {
     connect_timeout: Option<Duration>,
     reuse: Reuse,
     disposal: Disposal,
+    patience: Option<Duration>,
+    min_idle: Vec<(C::Route, usize)>,
+    min_idle_per_route: usize,
+    idle_timeout: Option<Duration>,
+    max_lifetime: Option<Duration>,
+    validate_after: Option<Duration>,
+    leak_threshold: Option<Duration>,
+    backoff: (Duration, Duration),
     _policy: PhantomData<fn() -> P>,
 }
 
@@ -72,6 +131,14 @@ impl<C: Connector, P: Policy> Builder<C, P> {
             connect_timeout: None,
             reuse: Reuse::Lifo,
             disposal: Disposal::default(),
+            patience: None,
+            min_idle: Vec::new(),
+            min_idle_per_route: 0,
+            idle_timeout: None,
+            max_lifetime: None,
+            validate_after: None,
+            leak_threshold: None,
+            backoff: (DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX),
             _policy: PhantomData,
         }
     }
@@ -132,6 +199,74 @@ impl<C: Connector, P: Policy> Builder<C, P> {
         self
     }
 
+    /// How long a request that may open a new connection first waits for
+    /// one to be returned (the "hybrid" growth strategy): under a short
+    /// burst, returns serve most requests and few connections are opened.
+    /// A connect already in flight and not claimed by anyone is adopted
+    /// instead of starting another either way.
+    pub fn patience(mut self, patience: Duration) -> Self {
+        self.patience = Some(patience).filter(|p| !p.is_zero());
+        self
+    }
+
+    /// Keeps at least `n` idle connections to `route`, opened in the
+    /// background at start-up and again after evictions (never beyond the
+    /// caps). Called again for the same route, the later value wins.
+    pub fn min_idle(mut self, route: C::Route, n: usize) -> Self {
+        self.min_idle.push((route, n));
+        self
+    }
+
+    /// Keeps at least `n` idle connections to every route the pool has seen
+    /// (routes named in [`min_idle`](Self::min_idle) keep theirs).
+    pub fn min_idle_per_route(mut self, n: usize) -> Self {
+        self.min_idle_per_route = n;
+        self
+    }
+
+    /// Closes connections idle for longer than `timeout`. The event loop
+    /// checks every tenth of the timeout (between 5 ms and 1 s), so a
+    /// connection may stay idle up to that much longer.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Retires connections older than `lifetime`: idle ones are closed by
+    /// the event loop, leased ones when they are returned. Each connection's
+    /// lifetime is shortened by a random amount of up to 5 % so that
+    /// connections opened together do not all expire together.
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Runs the connector's liveness check
+    /// ([`Connector::is_alive`](crate::Connector::is_alive)) on a connection
+    /// about to be leased if it has been idle for longer than `after`.
+    pub fn validate_after_inactivity(mut self, after: Duration) -> Self {
+        self.validate_after = Some(after);
+        self
+    }
+
+    /// Reports (through `tracing`, at `WARN`, with the location of the
+    /// `lease` call) every lease held longer than `threshold`, and counts
+    /// it in [`Health::leaks`](crate::Health::leaks).
+    pub fn leak_detection(mut self, threshold: Duration) -> Self {
+        self.leak_threshold = Some(threshold);
+        self
+    }
+
+    /// How a route whose connects keep failing rests: after the second
+    /// consecutive failure, requests that would open a connection to it
+    /// fail at once with the last cause for `initial`, doubling with each
+    /// further failure up to `max`; one success ends it. `initial` zero
+    /// turns it off.
+    pub fn connect_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.backoff = (initial, max);
+        self
+    }
+
     /// Validates the settings and builds the pool.
     ///
     /// # Errors
@@ -155,10 +290,28 @@ impl<C: Connector, P: Policy> Builder<C, P> {
         if P::DISPOSES_OFF_THREAD && self.disposal == Disposal::Inline {
             return Err(ConfigError::InlineDisposal(P::NAME));
         }
+        for (name, value) in [
+            ("idle_timeout", self.idle_timeout),
+            ("max_lifetime", self.max_lifetime),
+            ("validate_after_inactivity", self.validate_after),
+            ("leak_detection", self.leak_threshold),
+        ] {
+            if value == Some(Duration::ZERO) {
+                return Err(ConfigError::ZeroTimeout(name));
+            }
+        }
         let config = Config {
             acquire_timeout: self.acquire_timeout,
             connect_timeout: self.connect_timeout,
             disposal: self.disposal,
+            patience: self.patience,
+            min_idle: self.min_idle,
+            min_idle_per_route: self.min_idle_per_route,
+            idle_timeout: self.idle_timeout,
+            max_lifetime: self.max_lifetime,
+            validate_after: self.validate_after,
+            leak_threshold: self.leak_threshold,
+            backoff: self.backoff,
         };
         Pool::from_parts(self.connector, limits, config)
             .map_err(|e| ConfigError::Thread(e.to_string()))
@@ -178,6 +331,14 @@ impl<C: Connector + fmt::Debug, P: Policy> fmt::Debug for Builder<C, P> {
             .field("connect_timeout", &self.connect_timeout)
             .field("reuse", &self.reuse)
             .field("disposal", &self.disposal)
+            .field("patience", &self.patience)
+            .field("min_idle", &self.min_idle)
+            .field("min_idle_per_route", &self.min_idle_per_route)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("validate_after_inactivity", &self.validate_after)
+            .field("leak_detection", &self.leak_threshold)
+            .field("connect_backoff", &self.backoff)
             .finish()
     }
 }

@@ -6,14 +6,19 @@
 //! is a `mio` event source and advances when its socket is ready, so one
 //! event loop can drive many connects at once without blocking anyone.
 //!
-//! Until the pool has its own event loop, a pending handshake is driven on
-//! the leasing thread with a private `mio::Poll`, bounded by the connect
-//! timeout.
+//! The pool calls [`Connector::connect`] on the thread of the request that
+//! needs a connection (it must not block); a pending handshake goes to the
+//! pool's event loop, which drives it under the connect timeout while the
+//! request waits for it or for a returned connection, whichever comes
+//! first.
 
 use leasehold_policies::RouteKey;
 use mio::event::Source;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Interest, Token};
+#[cfg(test)]
+use mio::{Events, Poll};
 use std::io;
+#[cfg(test)]
 use std::time::{Duration, Instant};
 
 /// Opens and closes connections for a pool.
@@ -140,7 +145,8 @@ impl<C: 'static> Handshake for Never<C> {
 }
 
 /// Connects on the calling thread, waiting for readiness with a private
-/// poller until `timeout` (none: no limit).
+/// poller until `timeout` (none: no limit). For tests of connectors.
+#[cfg(test)]
 pub(crate) fn connect_blocking<C: Connector>(
     connector: &C,
     route: &C::Route,

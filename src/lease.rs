@@ -1,7 +1,8 @@
 //! [`Lease`]: a connection on loan from the pool, returned when dropped.
 
 use crate::connector::Connector;
-use crate::pool::{Entry, Pool};
+use crate::pool::Pool;
+use crate::shared::EntryOf;
 use leasehold_policies::{Core, Held, Policy, State, Strict};
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -32,28 +33,28 @@ impl<'a, C: Connector, P: Policy> Lease<'a, C, P> {
     }
 
     #[inline]
-    fn entry(&self) -> &Entry<C::Conn> {
+    fn entry(&self) -> &EntryOf<C> {
         let held = self
             .held
             .as_ref()
             .expect("a live lease holds its connection");
-        self.pool.core().item(held)
+        self.pool.shared().core.item(held)
     }
 
     #[inline]
-    fn entry_mut(&mut self) -> &mut Entry<C::Conn> {
+    fn entry_mut(&mut self) -> &mut EntryOf<C> {
         let held = self
             .held
             .as_mut()
             .expect("a live lease holds its connection");
-        self.pool.core().item_mut(held)
+        self.pool.shared().core.item_mut(held)
     }
 
     /// Closes the connection instead of returning it; its capacity goes to
     /// the next request.
     pub fn discard(mut self) {
         if let Some(held) = self.held.take() {
-            self.pool.core().release(held, false);
+            self.pool.shared().give_back(held, false);
         }
     }
 
@@ -72,6 +73,11 @@ impl<'a, C: Connector, P: Policy> Lease<'a, C, P> {
     /// When the connection was opened.
     pub fn created(&self) -> Instant {
         self.entry().created
+    }
+
+    /// The route the connection goes to.
+    pub fn route(&self) -> &C::Route {
+        &self.entry().route
     }
 }
 
@@ -92,7 +98,7 @@ impl<C: Connector, P: Policy> Drop for Lease<'_, C, P> {
     fn drop(&mut self) {
         if let Some(held) = self.held.take() {
             let reuse = !std::thread::panicking();
-            self.pool.core().release(held, reuse);
+            self.pool.shared().give_back(held, reuse);
         }
     }
 }

@@ -35,15 +35,20 @@
 
 mod config;
 mod connector;
-mod dispose;
+mod entry;
 mod error;
 mod lease;
 pub mod mock;
 mod pool;
+mod reactor;
+mod shared;
 
-pub use config::{Builder, DEFAULT_MAX_PER_ROUTE, DEFAULT_MAX_TOTAL};
+pub use config::{
+    Builder, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_MAX_PER_ROUTE, DEFAULT_MAX_TOTAL,
+};
 pub use connector::{Connector, Handshake, Never, Progress};
-pub use dispose::Disposal;
+pub use entry::Health;
+pub use reactor::dispose::Disposal;
 pub use error::{ConfigError, Error, Unavailable};
 pub use lease::Lease;
 pub use leasehold_policies::{

@@ -1,56 +1,43 @@
-//! The pool: acquisition (blocking, bounded by the acquire timeout),
-//! connecting on a permit, stats and shutdown.
+//! The pool's public face: leasing (blocking, bounded by the acquire
+//! timeout), stats, run-time control and shutdown.
 //!
-//! Everything about *who* gets a connection is the policy core's business;
-//! this module turns its grants into leases: it opens a connection when the
-//! core grants capacity, parks the thread while a request is queued, and
-//! gives up at the deadline without losing what the core may hand over at
-//! the last moment.
+//! A [`Pool`] is a handle to state shared with the other handles and with
+//! the pool's event loop ([`Shared`]); the last handle dropped shuts the
+//! pool down, stops the event loop and the closer, and joins both threads.
 
 use crate::config::{Builder, Config};
-use crate::connector::{connect_blocking, Connector};
-use crate::dispose::Disposer;
-use crate::error::{Error, Unavailable};
+use crate::connector::Connector;
+use crate::entry::Health;
 use crate::lease::Lease;
-use leasehold_policies::{
-    self as policies, Acquire, Core, Grant, Held, Item, Limits, Permit, Policy, PoolStats, State,
-    Stats, Strict, Wait, Waiting,
-};
+use crate::error::Error;
+use crate::reactor::{self, dispose::Disposer, Reactor};
+use crate::shared::{disposal, CoreOf, Shared};
+use leasehold_policies::{Core, Limits, Policy, PoolStats, State, Stats, Strict, Wait};
 use std::fmt;
-use std::sync::Arc;
-use std::task::{Wake, Waker};
-use std::thread::{self, Thread};
-use std::time::{Duration, Instant};
+use std::panic::Location;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
-/// A pooled connection with what the pool knows about it.
-pub(crate) struct Entry<C> {
-    pub(crate) conn: C,
-    pub(crate) state: Option<State>,
-    pub(crate) created: Instant,
+/// Owns the pool's threads: dropped with the last handle, it shuts the pool
+/// down and joins them.
+struct Life<C: Connector, P: Policy> {
+    shared: Arc<Shared<C, P>>,
+    reactor: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl<C: Send + 'static> Item for Entry<C> {
-    fn state(&self) -> Option<&State> {
-        self.state.as_ref()
-    }
-}
-
-pub(crate) type CoreOf<C, P> =
-    <P as Policy>::Core<<C as Connector>::Route, Entry<<C as Connector>::Conn>>;
-
-pub(crate) struct Inner<C: Connector, P: Policy> {
-    pub(crate) core: CoreOf<C, P>,
-    connector: Arc<C>,
-    disposer: Arc<Disposer<C>>,
-    config: Config,
-}
-
-impl<C: Connector, P: Policy> Drop for Inner<C, P> {
+impl<C: Connector, P: Policy> Drop for Life<C, P> {
     fn drop(&mut self) {
         // Closes idle connections, and wakes nobody: a waiter borrows the
-        // pool, so none can be left. Then the disposal thread finishes.
-        self.core.shutdown();
-        self.disposer.stop();
+        // pool, so none can be left. Then the threads finish.
+        self.shared.core.shutdown();
+        self.shared.binder.close();
+        self.shared.remote.stop();
+        let reactor = self.reactor.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(reactor) = reactor {
+            let _ = reactor.join();
+        }
+        self.shared.disposer.stop();
     }
 }
 
@@ -75,32 +62,17 @@ impl<C: Connector, P: Policy> Drop for Inner<C, P> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Pool<C: Connector, P: Policy = Strict> {
-    inner: Arc<Inner<C, P>>,
+    shared: Arc<Shared<C, P>>,
+    life: Arc<Life<C, P>>,
 }
 
 impl<C: Connector, P: Policy> Clone for Pool<C, P> {
     fn clone(&self) -> Self {
         Self {
-            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+            life: self.life.clone(),
         }
     }
-}
-
-struct ThreadWaker(Thread);
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-thread_local! {
-    /// Wakes this thread: made once per thread, cloned only into the node of
-    /// a request that has to wait.
-    static THREAD_WAKER: Waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
 }
 
 impl<C: Connector, P: Policy> Pool<C, P> {
@@ -113,21 +85,30 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     pub(crate) fn from_parts(
         connector: C,
         limits: Limits<C::Route>,
-        config: Config,
+        config: Config<C::Route>,
     ) -> std::io::Result<Self> {
         let connector = Arc::new(connector);
         let disposer = Arc::new(Disposer::new(connector.clone(), config.disposal)?);
-        let closer = disposer.clone();
-        let dispose: policies::Disposer<Entry<C::Conn>> =
-            Arc::new(move |entry: Entry<C::Conn>| closer.dispose(entry.conn));
-        Ok(Self {
-            inner: Arc::new(Inner {
-                core: <CoreOf<C, P> as Core<_, _>>::new(limits, dispose),
-                connector,
-                disposer,
-                config,
-            }),
-        })
+        let (poll, remote) = reactor::channel::<C>()?;
+        let remote = Arc::new(remote);
+        let core = <CoreOf<C, P> as Core<_, _>>::new(limits, disposal(disposer.clone(), remote.clone()));
+        let shared = Arc::new(Shared::new(core, connector, disposer, config, remote));
+        let looper = Reactor::new(shared.clone(), poll);
+        let reactor = match thread::Builder::new()
+            .name("leasehold-reactor".into())
+            .spawn(move || looper.run())
+        {
+            Ok(handle) => handle,
+            Err(e) => {
+                shared.disposer.stop();
+                return Err(e);
+            }
+        };
+        let life = Arc::new(Life {
+            shared: shared.clone(),
+            reactor: Mutex::new(Some(reactor)),
+        });
+        Ok(Self { shared, life })
     }
 
     /// Leases a connection to `route` that carries no state, waiting at most
@@ -136,8 +117,9 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// # Errors
     /// [`Error::Timeout`] when the wait runs out, a connect error when a new
     /// connection fails, [`Error::Closed`] after shutdown.
+    #[track_caller]
     pub fn lease(&self, route: &C::Route) -> Result<Lease<'_, C, P>, Error> {
-        self.acquire(route, None, Wait::Queue)
+        self.acquire(route, None, Wait::Queue, Location::caller())
     }
 
     /// Leases a connection to `route` in `state` (for example, authenticated
@@ -145,12 +127,13 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     ///
     /// # Errors
     /// As [`lease`](Self::lease).
+    #[track_caller]
     pub fn lease_with_state(
         &self,
         route: &C::Route,
         state: &State,
     ) -> Result<Lease<'_, C, P>, Error> {
-        self.acquire(route, Some(state), Wait::Queue)
+        self.acquire(route, Some(state), Wait::Queue, Location::caller())
     }
 
     /// Leases a connection only if one is idle or capacity is free without
@@ -160,31 +143,33 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     ///
     /// # Errors
     /// [`Error::Exhausted`], a connect error, or [`Error::Closed`].
+    #[track_caller]
     pub fn try_lease(&self, route: &C::Route) -> Result<Lease<'_, C, P>, Error> {
-        self.acquire(route, None, Wait::Never)
+        self.acquire(route, None, Wait::Never, Location::caller())
     }
 
     /// [`try_lease`](Self::try_lease) for a connection in `state`.
     ///
     /// # Errors
     /// As [`try_lease`](Self::try_lease).
+    #[track_caller]
     pub fn try_lease_with_state(
         &self,
         route: &C::Route,
         state: &State,
     ) -> Result<Lease<'_, C, P>, Error> {
-        self.acquire(route, Some(state), Wait::Never)
+        self.acquire(route, Some(state), Wait::Never, Location::caller())
     }
 
     /// Gauges and counters of the pool and of every route it has seen.
     pub fn stats(&self) -> PoolStats<C::Route> {
-        self.inner.core.stats()
+        self.shared.core.stats()
     }
 
     /// The stats of one route (all zero, with the cap it would get, if the
     /// pool has not seen it yet).
     pub fn route_stats(&self, route: &C::Route) -> Stats {
-        self.inner.core.route_stats(route)
+        self.shared.core.route_stats(route)
     }
 
     /// Changes the cap of one route while the pool runs. Lowering it closes
@@ -194,19 +179,45 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// # Panics
     /// If `max` is 0.
     pub fn set_route_max(&self, route: &C::Route, max: usize) {
-        self.inner.core.set_route_max(route, max);
+        self.shared.core.set_route_max(route, max);
     }
 
     /// Shuts the pool down: every waiting request fails with
     /// [`Error::Closed`], idle connections are closed, leased ones are closed
     /// when they come back, and new requests fail with `Closed`.
     pub fn shutdown(&self) {
-        self.inner.core.shutdown();
+        self.shared.core.shutdown();
+        self.shared.binder.close();
+        self.shared.remote.stop();
+    }
+
+    /// Closes idle connections that have been idle for at least `idle`.
+    ///
+    /// Idle time is measured from the connection's return when the pool
+    /// reads the clock on returns — when an
+    /// [`idle_timeout`](Builder::idle_timeout),
+    /// [`max_lifetime`](Builder::max_lifetime) or
+    /// [`validate_after_inactivity`](Builder::validate_after_inactivity) is
+    /// set — and from its opening otherwise (a return then costs no clock
+    /// read).
+    pub fn close_idle(&self, idle: Duration) {
+        self.shared.close_idle(idle);
+    }
+
+    /// Closes idle connections past their [`max_lifetime`](Builder::max_lifetime)
+    /// now, rather than at the event loop's next sweep.
+    pub fn close_expired(&self) {
+        self.shared.close_expired();
+    }
+
+    /// Counts of the connections the pool closed on its own, and why.
+    pub fn health(&self) -> Health {
+        self.shared.counters.snapshot()
     }
 
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_closed(&self) -> bool {
-        self.inner.core.is_closed()
+        self.shared.core.is_closed()
     }
 
     fn acquire(
@@ -214,119 +225,15 @@ impl<C: Connector, P: Policy> Pool<C, P> {
         route: &C::Route,
         state: Option<&State>,
         mode: Wait,
+        at: &'static Location<'static>,
     ) -> Result<Lease<'_, C, P>, Error> {
-        let acquired =
-            THREAD_WAKER.with(|waker| self.inner.core.acquire(route, state, mode, waker));
-        let grant = match acquired {
-            Acquire::Ready(grant) => grant,
-            Acquire::Queued(waiter) => self.wait(route, waiter, mode)?,
-        };
-        self.take(route, grant)
+        let held = self.shared.acquire(route, state, mode, at)?;
+        Ok(Lease::new(self, held))
     }
 
-    /// Parks until the request is served or its deadline passes.
-    fn wait(
-        &self,
-        route: &C::Route,
-        mut waiter: <CoreOf<C, P> as Core<C::Route, Entry<C::Conn>>>::Waiter,
-        mode: Wait,
-    ) -> Result<Grant, Error> {
-        let started = Instant::now();
-        // A `Wait::Never` request is answered promptly; it needs no deadline.
-        let deadline = match mode {
-            Wait::Queue => self.inner.config.acquire_timeout.map(|t| started + t),
-            Wait::Never => None,
-        };
-        loop {
-            if let Some(grant) = waiter.try_take() {
-                return Ok(grant);
-            }
-            match deadline {
-                None => thread::park(),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return match self.inner.core.cancel(waiter, true) {
-                            // Served at the last moment: take it.
-                            Some(grant) => Ok(grant),
-                            None => Err(self.timeout(route, now - started)),
-                        };
-                    }
-                    thread::park_timeout(deadline - now);
-                }
-            }
-        }
-    }
-
-    fn timeout(&self, route: &C::Route, waited: Duration) -> Error {
-        Error::Timeout(self.unavailable(route, waited))
-    }
-
-    fn unavailable(&self, route: &C::Route, waited: Duration) -> Box<Unavailable> {
-        Unavailable::new(
-            format!("{route:?}"),
-            waited,
-            self.route_stats(route),
-            self.stats().total,
-        )
-    }
-
-    /// Turns a grant into a lease, connecting if it is a permit.
-    fn take(&self, route: &C::Route, grant: Grant) -> Result<Lease<'_, C, P>, Error> {
-        match grant {
-            Grant::Conn(held) => Ok(Lease::new(self, held)),
-            Grant::Connect(permit) => self
-                .connect(route, permit)
-                .map(|held| Lease::new(self, held)),
-            Grant::Busy => Err(Error::Exhausted(self.unavailable(route, Duration::ZERO))),
-            Grant::Closed => Err(Error::Closed),
-        }
-    }
-
-    fn connect(&self, route: &C::Route, permit: Permit) -> Result<Held, Error> {
-        // Gives the permit back if the connector panics.
-        struct Guard<'a, C: Connector, P: Policy> {
-            core: &'a CoreOf<C, P>,
-            permit: Option<Permit>,
-        }
-        impl<C: Connector, P: Policy> Drop for Guard<'_, C, P> {
-            fn drop(&mut self) {
-                if let Some(permit) = self.permit.take() {
-                    self.core.connect_failed(permit);
-                }
-            }
-        }
-        let mut guard = Guard::<C, P> {
-            core: &self.inner.core,
-            permit: Some(permit),
-        };
-        let result = connect_blocking(
-            &*self.inner.connector,
-            route,
-            self.inner.config.connect_timeout,
-        );
-        let permit = guard.permit.take().expect("the permit is still held");
-        match result {
-            Ok(conn) => {
-                let entry = Entry {
-                    conn,
-                    state: permit.state().cloned(),
-                    created: Instant::now(),
-                };
-                self.inner.core.connected(permit, entry).map_err(|entry| {
-                    self.inner.disposer.dispose(entry.conn);
-                    Error::Closed
-                })
-            }
-            Err(e) => {
-                self.inner.core.connect_failed(permit);
-                Err(Error::from_connect(format!("{route:?}"), e))
-            }
-        }
-    }
-
-    pub(crate) fn core(&self) -> &CoreOf<C, P> {
-        &self.inner.core
+    #[inline]
+    pub(crate) fn shared(&self) -> &Shared<C, P> {
+        &self.shared
     }
 }
 
@@ -334,7 +241,7 @@ impl<C: Connector, P: Policy> fmt::Debug for Pool<C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("policy", &P::NAME)
-            .field("config", &self.inner.config)
+            .field("config", &self.shared.config)
             .field("stats", &self.stats().total)
             .finish()
     }

@@ -37,6 +37,7 @@ macro_rules! conformance {
                 scenarios::shutdown_closes_idle_and_returned,
                 scenarios::refused_connect_frees_capacity,
                 scenarios::connect_errors_are_told_apart,
+                scenarios::repeated_connect_failures_back_off,
                 scenarios::connect_timeout_bounds_a_stuck_handshake,
                 scenarios::panicking_connector_returns_capacity,
                 scenarios::max_idle_closes_extra_returns,

@@ -458,7 +458,10 @@ pub(crate) fn refused_connect_frees_capacity<P: Policy>() {
 }
 
 pub(crate) fn connect_errors_are_told_apart<P: Policy>() {
-    let (connector, pool) = pool::<P>(1, 1);
+    // Without backoff, so each failure reaches the connector.
+    let (connector, pool) = pool_built::<P>(1, 1, |builder| {
+        builder.connect_backoff(Duration::ZERO, Duration::ZERO)
+    });
     connector.fail_next(1, io::ErrorKind::ConnectionRefused);
     let refused = pool.lease(&"a").unwrap_err();
     assert!(matches!(refused, Error::Refused { .. }), "{refused}");
@@ -472,6 +475,23 @@ pub(crate) fn connect_errors_are_told_apart<P: Policy>() {
     let source = std::error::Error::source(&other).expect("the cause is kept");
     assert_eq!(source.to_string(), "mock connect failure");
     assert!(refused.to_string().contains("refused"));
+}
+
+pub(crate) fn repeated_connect_failures_back_off<P: Policy>() {
+    let (connector, pool) = pool::<P>(2, 2);
+    connector.fail_next(2, io::ErrorKind::ConnectionRefused);
+    assert!(matches!(pool.lease(&"a"), Err(Error::Refused { .. })));
+    assert!(matches!(pool.lease(&"a"), Err(Error::Refused { .. })));
+    assert_eq!(connector.opened(), 0);
+    // Resting: fails at once with the last cause, without a connect.
+    let resting = pool.lease(&"a").unwrap_err();
+    assert!(matches!(resting, Error::Refused { .. }), "{resting}");
+    assert!(resting.to_string().contains("backing off"), "{resting}");
+    assert_eq!(pool.health().connect_failures, 2, "the rest tried nothing");
+    // Other routes are not touched.
+    assert!(pool.lease(&"b").is_ok());
+    eventually("the rest ends", || pool.lease(&"a").is_ok());
+    assert_eq!(pool.stats().total.allocated(), 2);
 }
 
 /// A connector whose handshakes never complete: a socket pair nobody

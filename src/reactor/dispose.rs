@@ -1,11 +1,15 @@
-//! Where closed connections are closed: inline, or on a disposal thread the
-//! pool owns, so a slow close (TLS `close_notify`, a peer that does not
-//! answer) never sits on a lease path.
+//! The event loop's closer: where connections the pool is done with are
+//! closed — inline, or on a disposal thread that works beside the event
+//! loop, so that a slow close (TLS `close_notify`, a peer that does not
+//! answer, a user connector that blocks) never sits on a lease path and
+//! never stalls the loop either.
 //!
 //! The disposal thread is the worker of a [`DisposalQueue`] (the hand-over
 //! protocol lives in `leasehold-policies`, where loom checks it): it takes
 //! connections from a bounded lock-free queue and parks when it is empty.
-//! When the queue is full the connection is aborted on the caller's thread
+//! Everything the loop retires (stale, idle-timed-out, expired
+//! connections) goes there, as do returns the pool will not keep. When the
+//! queue is full the connection is aborted on the caller's thread
 //! ([`Connector::abort`]: closed at once, without the graceful steps), so a
 //! graceful close never runs there and a connection is never dropped
 //! unclosed. Dropping the pool stops the thread after it has closed

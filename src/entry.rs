@@ -1,0 +1,94 @@
+//! A pooled connection with what the pool knows about it: its route and
+//! state, its age and expiry, how long it has been idle, its idle watch and
+//! its lease counter for leak detection.
+
+use crate::reactor::Watch;
+use leasehold_policies::{Item, State};
+use std::panic::Location;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub(crate) struct Entry<R, C> {
+    pub(crate) conn: C,
+    pub(crate) state: Option<State>,
+    pub(crate) route: R,
+    pub(crate) created: Instant,
+    /// Past this, the connection is closed instead of reused (max lifetime,
+    /// jittered per connection).
+    pub(crate) expires: Option<Instant>,
+    /// When it was last returned (kept only when a timer needs it).
+    pub(crate) idle_since: Instant,
+    /// The event loop's watch on its socket.
+    pub(crate) watch: Option<Arc<Watch>>,
+    /// Leak detection: odd while leased; each lease and return adds one.
+    pub(crate) leases: Option<Arc<AtomicU64>>,
+}
+
+impl<R: Send + 'static, C: Send + 'static> Item for Entry<R, C> {
+    fn state(&self) -> Option<&State> {
+        self.state.as_ref()
+    }
+}
+
+/// A lease to check for a leak at `at`.
+#[derive(Debug)]
+pub(crate) struct LeakCheck {
+    pub(crate) at: Instant,
+    pub(crate) taken: Instant,
+    pub(crate) leases: Arc<AtomicU64>,
+    pub(crate) lease: u64,
+    pub(crate) location: &'static Location<'static>,
+    pub(crate) route: String,
+}
+
+/// Why the pool closed connections on its own; see
+/// [`Pool::health`](crate::Pool::health).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Health {
+    /// Idle connections evicted because the peer closed them, reset them or
+    /// sent bytes nobody asked for (seen by the event loop, or when a lease
+    /// gave the connection back).
+    pub stale: u64,
+    /// Idle connections closed by the idle timeout or [`close_idle`](crate::Pool::close_idle).
+    pub idle: u64,
+    /// Connections closed at their max lifetime, or by
+    /// [`close_expired`](crate::Pool::close_expired).
+    pub expired: u64,
+    /// Connections that failed the liveness check on lease.
+    pub invalid: u64,
+    /// Connects that failed (refused, timed out, other errors).
+    pub connect_failures: u64,
+    /// Leases reported as possible leaks.
+    pub leaks: u64,
+}
+
+/// The counters behind [`Health`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) stale: AtomicU64,
+    pub(crate) idle: AtomicU64,
+    pub(crate) expired: AtomicU64,
+    pub(crate) invalid: AtomicU64,
+    pub(crate) connect_failures: AtomicU64,
+    pub(crate) leaks: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Health {
+        let read = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        Health {
+            stale: read(&self.stale),
+            idle: read(&self.idle),
+            expired: read(&self.expired),
+            invalid: read(&self.invalid),
+            connect_failures: read(&self.connect_failures),
+            leaks: read(&self.leaks),
+        }
+    }
+}

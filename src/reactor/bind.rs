@@ -1,0 +1,327 @@
+//! Late binding: requests waiting on connects in flight.
+//!
+//! A request that was granted capacity (a permit) starts one connect and
+//! then waits here, in the *lane* of its route and state, for whichever
+//! comes first:
+//!
+//! * a connection from any connect of its lane that completes (connects are
+//!   not bound to the request that started them: the first waiter of the
+//!   lane takes the first connection);
+//! * a connection returned to the pool: a return wakes the lane's first
+//!   waiter, which takes the idle connection with a non-waiting acquire;
+//! * a failed connect, which fails every waiter of the route at once with
+//!   the cause;
+//! * shutdown, or its own deadline.
+//!
+//! A connect that completes after its waiter was served goes to the lane's
+//! next waiter, or back to the pool (to a queued request or to idle). A lane
+//! counts its connects in flight, so a request that finds one not covered
+//! by a waiter (an *orphan*) adopts it instead of starting another: a route
+//! never has more connects in flight than waiters not yet served, except
+//! for the moment between a waiter being served by a return and its
+//! connect's completion.
+//!
+//! The lanes sit behind one mutex: they are touched only when a connect is
+//! started, completes or fails, and by returns while someone waits on a
+//! connect — never on the idle-hit path, which sees one relaxed load of
+//! [`Binder::has_waiters`].
+
+use crate::error::Error;
+use leasehold_policies::{Held, RouteKey, State};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+
+/// Why the connects of a route failed: enough to rebuild the error for
+/// every waiter (an `io::Error` cannot be cloned).
+#[derive(Clone, Debug)]
+pub(crate) struct Failure {
+    pub(crate) route: String,
+    pub(crate) kind: std::io::ErrorKind,
+    pub(crate) message: String,
+}
+
+impl Failure {
+    pub(crate) fn new(route: String, error: &std::io::Error) -> Self {
+        Self {
+            route,
+            kind: error.kind(),
+            message: error.to_string(),
+        }
+    }
+
+    /// The error a request sees, with `note` appended to the cause.
+    pub(crate) fn error(&self, note: &str) -> Error {
+        let message = if note.is_empty() {
+            self.message.clone()
+        } else {
+            format!("{} ({note})", self.message)
+        };
+        Error::from_connect(self.route.clone(), std::io::Error::new(self.kind, message))
+    }
+}
+
+/// What a waiting request was given.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Nothing yet.
+    Waiting,
+    /// A connection, leased to the request.
+    Conn(Held),
+    /// The route's connect failed.
+    Failed(Failure),
+    /// The pool shut down.
+    Closed,
+}
+
+/// One waiting request.
+pub(crate) struct Slot {
+    outcome: Mutex<Outcome>,
+    waker: Waker,
+}
+
+impl Slot {
+    /// Takes what the request was given, leaving `Waiting`.
+    pub(crate) fn take(&self) -> Outcome {
+        std::mem::replace(&mut *lock(&self.outcome), Outcome::Waiting)
+    }
+
+    fn give(&self, outcome: Outcome) {
+        *lock(&self.outcome) = outcome;
+        self.waker.wake_by_ref();
+    }
+}
+
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slot")
+            .field("outcome", &*lock(&self.outcome))
+            .finish()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Lane {
+    /// Unserved requests, oldest first.
+    waiters: VecDeque<Arc<Slot>>,
+    /// Connects in flight for this lane.
+    connecting: usize,
+}
+
+type LaneKey<K> = (K, Option<State>);
+
+/// What a request holding a permit should do.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Join {
+    /// Start a connect: the request is counted as covered by it.
+    Connect,
+    /// A connect in flight is not covered by anyone: wait for it and give
+    /// the permit back.
+    Adopt,
+}
+
+/// The lanes of every route.
+pub(crate) struct Binder<K> {
+    lanes: Mutex<HashMap<LaneKey<K>, Lane>>,
+    /// Unserved waiters over every lane.
+    waiting: AtomicUsize,
+    /// Connects in flight over every lane.
+    connecting: AtomicUsize,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding these locks but a user's waker; the data
+    // stays consistent either way.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<K: RouteKey> Binder<K> {
+    pub(crate) fn new() -> Self {
+        Self {
+            lanes: Mutex::new(HashMap::new()),
+            waiting: AtomicUsize::new(0),
+            connecting: AtomicUsize::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether any request waits on a connect: a return then wakes one.
+    #[inline]
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) != 0
+    }
+
+    /// Whether any connect is in flight that a newcomer might adopt.
+    #[inline]
+    pub(crate) fn has_connects(&self) -> bool {
+        self.connecting.load(Ordering::Relaxed) != 0
+    }
+
+    /// Queues a request holding a permit. `None` once the pool is closed.
+    pub(crate) fn join(
+        &self,
+        route: &K,
+        state: Option<&State>,
+        waker: &Waker,
+        may_adopt: bool,
+        start: bool,
+    ) -> Option<(Arc<Slot>, Join)> {
+        let mut lanes = lock(&self.lanes);
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        let lane = lanes
+            .entry((route.clone(), state.cloned()))
+            .or_default();
+        let slot = Arc::new(Slot {
+            outcome: Mutex::new(Outcome::Waiting),
+            waker: waker.clone(),
+        });
+        let join = if may_adopt && lane.connecting > lane.waiters.len() {
+            Join::Adopt
+        } else {
+            if start {
+                lane.connecting += 1;
+                self.connecting.fetch_add(1, Ordering::Relaxed);
+            }
+            Join::Connect
+        };
+        lane.waiters.push_back(slot.clone());
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        Some((slot, join))
+    }
+
+    /// Counts a connect started for a request already queued (after its
+    /// patience ran out).
+    pub(crate) fn started(&self, route: &K, state: Option<&State>) {
+        let mut lanes = lock(&self.lanes);
+        let lane = lanes
+            .entry((route.clone(), state.cloned()))
+            .or_default();
+        lane.connecting += 1;
+        self.connecting.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connect started with no request behind it (warming up
+    /// `min_idle`): the next request of the lane adopts it.
+    pub(crate) fn started_unbound(&self, route: &K) {
+        self.started(route, None);
+    }
+
+    /// Connects in flight for `route` that serve stateless requests.
+    pub(crate) fn connecting_for(&self, route: &K) -> usize {
+        lock(&self.lanes)
+            .get(&(route.clone(), None))
+            .map_or(0, |lane| lane.connecting)
+    }
+
+    /// Takes `slot` out of its lane. Returns what it was given meanwhile
+    /// (`Waiting` if nothing).
+    pub(crate) fn leave(&self, route: &K, state: Option<&State>, slot: &Arc<Slot>) -> Outcome {
+        let mut lanes = lock(&self.lanes);
+        let key = (route.clone(), state.cloned());
+        if let Some(lane) = lanes.get_mut(&key) {
+            if let Some(at) = lane.waiters.iter().position(|s| Arc::ptr_eq(s, slot)) {
+                lane.waiters.remove(at);
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+            }
+            if lane.waiters.is_empty() && lane.connecting == 0 {
+                lanes.remove(&key);
+            }
+        }
+        slot.take()
+    }
+
+    /// A connect of the lane finished with `conn` (leased, as
+    /// `Core::connected` returns it): the lane's first waiter gets it.
+    /// Returns it if nobody waits.
+    pub(crate) fn completed(&self, route: &K, state: Option<&State>, conn: Held) -> Option<Held> {
+        let mut lanes = lock(&self.lanes);
+        let key = (route.clone(), state.cloned());
+        let Some(lane) = lanes.get_mut(&key) else {
+            return Some(conn);
+        };
+        lane.connecting = lane.connecting.saturating_sub(1);
+        self.connecting.fetch_sub(1, Ordering::Relaxed);
+        let served = self.serve_first(lane, conn);
+        if lane.waiters.is_empty() && lane.connecting == 0 {
+            lanes.remove(&key);
+        }
+        served
+    }
+
+    fn serve_first(&self, lane: &mut Lane, conn: Held) -> Option<Held> {
+        match lane.waiters.pop_front() {
+            Some(slot) => {
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                slot.give(Outcome::Conn(conn));
+                None
+            }
+            None => Some(conn),
+        }
+    }
+
+    /// A connect of the lane ended without a connection.
+    pub(crate) fn abandoned(&self, route: &K, state: Option<&State>) {
+        let mut lanes = lock(&self.lanes);
+        let key = (route.clone(), state.cloned());
+        if let Some(lane) = lanes.get_mut(&key) {
+            lane.connecting = lane.connecting.saturating_sub(1);
+            self.connecting.fetch_sub(1, Ordering::Relaxed);
+            if lane.waiters.is_empty() && lane.connecting == 0 {
+                lanes.remove(&key);
+            }
+        }
+    }
+
+    /// A connect to `route` failed: every waiter of the route (whatever its
+    /// state) fails with `failure`.
+    pub(crate) fn fail_route(&self, route: &K, failure: &Failure) {
+        let mut lanes = lock(&self.lanes);
+        for ((key, _), lane) in lanes.iter_mut() {
+            if key == route {
+                for slot in lane.waiters.drain(..) {
+                    self.waiting.fetch_sub(1, Ordering::Relaxed);
+                    slot.give(Outcome::Failed(failure.clone()));
+                }
+            }
+        }
+        lanes.retain(|_, lane| !lane.waiters.is_empty() || lane.connecting > 0);
+    }
+
+    /// A connection of `route` in `state` went back to the pool: wakes the
+    /// lane's first waiter to try for it.
+    pub(crate) fn returned(&self, route: &K, state: Option<&State>) {
+        let lanes = lock(&self.lanes);
+        if let Some(slot) = lanes
+            .get(&(route.clone(), state.cloned()))
+            .and_then(|lane| lane.waiters.front())
+        {
+            slot.waker.wake_by_ref();
+        }
+    }
+
+    /// Shutdown: every waiter gets `Closed`, and nobody joins again.
+    pub(crate) fn close(&self) {
+        let mut lanes = lock(&self.lanes);
+        self.closed.store(true, std::sync::atomic::Ordering::Release);
+        for lane in lanes.values_mut() {
+            for slot in lane.waiters.drain(..) {
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                slot.give(Outcome::Closed);
+            }
+        }
+    }
+}
+
+impl<K: RouteKey> fmt::Debug for Binder<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Binder")
+            .field("waiting", &self.waiting.load(Ordering::Relaxed))
+            .field("connecting", &self.connecting.load(Ordering::Relaxed))
+            .finish()
+    }
+}

@@ -1,0 +1,417 @@
+//! The event loop: one thread per pool running a `mio::Poll`.
+//!
+//! It drives connects on readiness (many at once, none on a caller's
+//! thread), enforces the connect timeout, watches idle sockets and evicts
+//! the ones the peer closed, runs the pool's timers (idle timeout, max
+//! lifetime, leak detection, `min_idle` upkeep) and hands connections it
+//! retires to the closer ([`dispose`]), which closes them off every
+//! caller's thread.
+//!
+//! Everything reaches the loop through a lock-free command queue
+//! ([`Remote`]) plus a `mio::Waker`; the loop owns its poller, its timers
+//! and its tables, so none of them needs a lock. What it does to the pool
+//! (hand a new connection to a waiter, evict, fail a route) goes through
+//! the pool's [`Shared`](crate::shared::Shared) state, the same way a
+//! caller's thread would. A pool whose connector connects at once (an
+//! in-memory mock) and has no timers set never wakes it.
+//!
+//! It stops on shutdown or when the pool is dropped: connects in flight are
+//! abandoned (their capacity given back, their sockets closed) and the
+//! thread is joined.
+
+pub(crate) mod backoff;
+pub(crate) mod bind;
+pub(crate) mod dispose;
+mod timers;
+#[cfg(unix)]
+mod watch;
+
+#[cfg(unix)]
+pub(crate) use watch::Watch;
+#[allow(unused_imports)]
+pub(crate) use watch::{probe, Liveness};
+#[cfg(not(unix))]
+pub(crate) use nowatch::Watch;
+
+use crate::connector::{Connector, Handshake};
+use crate::entry::LeakCheck;
+use crate::shared::Shared;
+use crossbeam_queue::SegQueue;
+use leasehold_policies::{Permit, Policy, State};
+use mio::{Events, Interest, Poll, Token};
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use timers::Timers;
+
+const WAKER: Token = Token(0);
+
+/// A connect in flight.
+pub(crate) struct Job<C: Connector> {
+    pub(crate) route: C::Route,
+    pub(crate) state: Option<State>,
+    pub(crate) permit: Permit,
+    pub(crate) handshake: C::Handshake,
+}
+
+/// What the loop is asked to do.
+pub(crate) enum Command<C: Connector> {
+    /// Drive this connect to its end.
+    Connect(Job<C>),
+    /// Watch this idle-to-be connection's socket.
+    Watch(Arc<Watch>),
+    /// The connection under this token is being closed.
+    Forget(usize),
+    /// Report this lease if it is still out at its deadline.
+    Leak(LeakCheck),
+}
+
+/// The way into the loop, shared by the pool's threads.
+pub(crate) struct Remote<C: Connector> {
+    commands: SegQueue<Command<C>>,
+    waker: mio::Waker,
+    tokens: AtomicUsize,
+    stopping: AtomicBool,
+    stopped: AtomicBool,
+}
+
+impl<C: Connector> Remote<C> {
+    /// Queues `command` and wakes the loop.
+    pub(crate) fn send(&self, command: Command<C>) {
+        self.commands.push(command);
+        // A failed wake leaves the command for the loop's next turn.
+        let _ = self.waker.wake();
+    }
+
+    /// Queues `command` for the loop's next turn, without waking it.
+    pub(crate) fn post(&self, command: Command<C>) {
+        self.commands.push(command);
+    }
+
+    /// A fresh token for a watched socket.
+    pub(crate) fn token(&self) -> usize {
+        self.tokens.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Takes a queued command: the loop's, or anyone's once it stopped.
+    pub(crate) fn take(&self) -> Option<Command<C>> {
+        self.commands.pop()
+    }
+
+    /// Whether the loop has stopped taking commands.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Asks the loop to stop.
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
+}
+
+impl<C: Connector> fmt::Debug for Remote<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Remote")
+            .field("queued", &self.commands.len())
+            .field("stopped", &self.is_stopped())
+            .finish()
+    }
+}
+
+/// What a timer is for.
+enum Timer {
+    /// The connect under this token runs out of time.
+    ConnectDeadline(Token),
+    /// Evict idle connections past their idle timeout or lifetime, and
+    /// any the loop marked dead.
+    Sweep,
+    /// Top idle connections up to `min_idle`.
+    Warm,
+    /// Take queued leak checks into the timers.
+    LeakTick,
+    Leak(LeakCheck),
+}
+
+/// The loop's own state, owned by its thread.
+pub(crate) struct Reactor<C: Connector, P: Policy> {
+    shared: Arc<Shared<C, P>>,
+    poll: Poll,
+    timers: Timers<Timer>,
+    jobs: HashMap<Token, (Job<C>, Interest)>,
+    watches: HashMap<Token, Arc<Watch>>,
+}
+
+/// Creates the poller and the way into it.
+pub(crate) fn channel<C: Connector>() -> io::Result<(Poll, Remote<C>)> {
+    let poll = Poll::new()?;
+    let waker = mio::Waker::new(poll.registry(), WAKER)?;
+    Ok((
+        poll,
+        Remote {
+            commands: SegQueue::new(),
+            waker,
+            tokens: AtomicUsize::new(1),
+            stopping: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+        },
+    ))
+}
+
+impl<C: Connector, P: Policy> Reactor<C, P> {
+    pub(crate) fn new(shared: Arc<Shared<C, P>>, poll: Poll) -> Self {
+        Self {
+            shared,
+            poll,
+            timers: Timers::new(),
+            jobs: HashMap::new(),
+            watches: HashMap::new(),
+        }
+    }
+
+    /// Runs until asked to stop.
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        let now = Instant::now();
+        let config = &self.shared.config;
+        if let Some(period) = config.sweep_period() {
+            self.timers.set(now + period, Timer::Sweep);
+        }
+        if config.warms() {
+            self.timers.set(now, Timer::Warm);
+        }
+        if let Some(threshold) = config.leak_threshold {
+            self.timers.set(now + leak_tick(threshold), Timer::LeakTick);
+        }
+        while !self.shared.remote.stopping.load(Ordering::SeqCst) {
+            let wait = self.timers.next_in(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, wait) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "leasehold event loop: poll failed; stopping");
+                    break;
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {}
+                    token if self.jobs.contains_key(&token) => self.advance(token),
+                    token => self.readiness(token),
+                }
+            }
+            self.commands();
+            self.fire(Instant::now());
+        }
+        self.stop();
+    }
+
+    fn commands(&mut self) {
+        while let Some(command) = self.shared.remote.take() {
+            match command {
+                Command::Connect(job) => self.start(job),
+                Command::Watch(watch) => self.watch(watch),
+                Command::Forget(token) => {
+                    self.watches.remove(&Token(token));
+                }
+                Command::Leak(check) => self.timers.set(check.at, Timer::Leak(check)),
+            }
+        }
+    }
+
+    fn start(&mut self, mut job: Job<C>) {
+        let token = Token(self.shared.remote.token());
+        let interest = job.handshake.interest();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut job.handshake, token, interest)
+        {
+            return self.shared.connect_failed(job.route, job.state, job.permit, e);
+        }
+        if let Some(timeout) = self.shared.config.connect_timeout {
+            self.timers
+                .set(Instant::now() + timeout, Timer::ConnectDeadline(token));
+        }
+        self.jobs.insert(token, (job, interest));
+        // Registration reports readiness that is already there, but a
+        // handshake may also be able to progress before any event.
+        self.advance(token);
+    }
+
+    fn advance(&mut self, token: Token) {
+        let Some((job, interest)) = self.jobs.get_mut(&token) else {
+            return;
+        };
+        let step = catch_unwind(AssertUnwindSafe(|| job.handshake.advance()))
+            .unwrap_or_else(|_| Err(io::Error::other("the connector panicked while connecting")));
+        match step {
+            Ok(None) => {
+                let next = job.handshake.interest();
+                if next != *interest {
+                    *interest = next;
+                    if let Err(e) = self
+                        .poll
+                        .registry()
+                        .reregister(&mut job.handshake, token, next)
+                    {
+                        self.finish(token, Err(e));
+                    }
+                }
+            }
+            Ok(Some(conn)) => self.finish(token, Ok(conn)),
+            Err(e) => self.finish(token, Err(e)),
+        }
+    }
+
+    fn finish(&mut self, token: Token, result: io::Result<C::Conn>) {
+        let Some((mut job, _)) = self.jobs.remove(&token) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut job.handshake);
+        drop(job.handshake);
+        match result {
+            Ok(conn) => self.shared.connected(job.route, job.permit, conn),
+            Err(e) => self.shared.connect_failed(job.route, job.state, job.permit, e),
+        }
+    }
+
+    fn watch(&mut self, watch: Arc<Watch>) {
+        let token = Token(watch.token);
+        let registered = watch.with_fd(|fd| {
+            use std::os::fd::AsRawFd;
+            let raw = fd.as_raw_fd();
+            self.poll.registry().register(
+                &mut mio::unix::SourceFd(&raw),
+                token,
+                Interest::READABLE,
+            )
+        });
+        match registered {
+            Some(Ok(())) => {
+                self.watches.insert(token, watch);
+            }
+            // Closed before we got to it, or not watchable: unwatched.
+            Some(Err(e)) => tracing::debug!(error = %e, "cannot watch a pooled socket"),
+            None => {}
+        }
+    }
+
+    fn readiness(&mut self, token: Token) {
+        let Some(watch) = self.watches.get(&token) else {
+            return;
+        };
+        if watch.readiness() {
+            self.shared.evict_dead();
+            // One that died between its return and its arrival among the
+            // idle ones is caught by the next sweep, or refused at lease.
+            self.timers
+                .set(Instant::now() + Duration::from_millis(20), Timer::Sweep);
+        }
+    }
+
+    fn fire(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::ConnectDeadline(token) => {
+                    if let Some(timeout) = self.shared.config.connect_timeout {
+                        let error = io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("connect timed out after {timeout:?}"),
+                        );
+                        self.finish(token, Err(error));
+                    }
+                }
+                Timer::Sweep => {
+                    self.shared.sweep(now);
+                    if self.shared.config.warms() {
+                        self.timers.set(now, Timer::Warm);
+                    }
+                    if let Some(period) = self.shared.config.sweep_period() {
+                        self.timers.set(now + period, Timer::Sweep);
+                    }
+                }
+                Timer::Warm => {
+                    self.warm();
+                    self.timers.set(now + WARM_PERIOD, Timer::Warm);
+                }
+                Timer::LeakTick => {
+                    self.commands();
+                    if let Some(threshold) = self.shared.config.leak_threshold {
+                        self.timers.set(now + leak_tick(threshold), Timer::LeakTick);
+                    }
+                }
+                Timer::Leak(check) => self.shared.leak(check, now),
+            }
+        }
+    }
+
+    /// Opens connections for routes below their `min_idle`.
+    fn warm(&mut self) {
+        for (route, permit) in self.shared.warm_permits() {
+            let connected = catch_unwind(AssertUnwindSafe(|| {
+                self.shared.connector.connect(&route)
+            }))
+            .unwrap_or_else(|_| Err(io::Error::other("the connector panicked while connecting")));
+            self.shared.binder.started_unbound(&route);
+            match connected {
+                Ok(crate::Progress::Ready(conn)) => {
+                    self.shared.connected(route, permit, conn)
+                }
+                Ok(crate::Progress::Pending(handshake)) => self.start(Job {
+                    route,
+                    state: None,
+                    permit,
+                    handshake,
+                }),
+                Err(e) => self.shared.connect_failed(route, None, permit, e),
+            }
+        }
+    }
+
+    fn stop(self) {
+        self.shared.remote.stopped.store(true, Ordering::SeqCst);
+        for (_, (mut job, _)) in self.jobs {
+            let _ = self.poll.registry().deregister(&mut job.handshake);
+            self.shared.abandon(job);
+        }
+        self.shared.abandon_commands();
+    }
+}
+
+/// How often `min_idle` is checked besides after evictions.
+const WARM_PERIOD: Duration = Duration::from_millis(500);
+
+fn leak_tick(threshold: Duration) -> Duration {
+    (threshold / 4).clamp(Duration::from_millis(1), Duration::from_secs(1))
+}
+
+#[cfg(not(unix))]
+mod nowatch {
+    //! Idle watching needs Unix file descriptors; elsewhere nothing is
+    //! watched.
+
+    /// Never constructed off Unix.
+    #[derive(Debug)]
+    pub(crate) struct Watch {
+        pub(crate) token: usize,
+    }
+
+    impl Watch {
+        pub(crate) fn lease(&self) -> bool {
+            true
+        }
+        pub(crate) fn release(&self) -> bool {
+            true
+        }
+        pub(crate) fn is_dead(&self) -> bool {
+            false
+        }
+        pub(crate) fn disarm(&self) {}
+        pub(crate) fn readiness(&self) -> bool {
+            false
+        }
+    }
+}

@@ -1,0 +1,668 @@
+//! The state a pool's handles and its event loop share, and the paths
+//! through it: acquiring (hit, queue, or open a connection and bind late),
+//! checking a connection out and back in, and what the event loop does to
+//! the pool (admit a new connection, fail a route, evict, warm up).
+//!
+//! The policy core decides who gets what; this module adds what needs the
+//! connector, the clock or the event loop, and keeps it off the idle-hit
+//! path unless a setting asks for it: with the defaults, a hit costs the
+//! core's own operations plus a few predictable branches.
+
+use crate::config::Config;
+use crate::connector::{Connector, Progress};
+use crate::entry::{Counters, Entry, LeakCheck};
+use crate::error::{Error, Unavailable};
+use crate::reactor::backoff::Backoff;
+use crate::reactor::bind::{Binder, Failure, Join, Outcome, Slot};
+use crate::reactor::dispose::Disposer;
+use crate::reactor::{Command, Job, Remote, Watch};
+use leasehold_policies::{Acquire, Core, Grant, Held, Permit, Policy, State, Wait, Waiting};
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+pub(crate) type EntryOf<C> = Entry<<C as Connector>::Route, <C as Connector>::Conn>;
+pub(crate) type CoreOf<C, P> = <P as Policy>::Core<<C as Connector>::Route, EntryOf<C>>;
+type WaiterOf<C, P> = <CoreOf<C, P> as Core<<C as Connector>::Route, EntryOf<C>>>::Waiter;
+
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+thread_local! {
+    /// Wakes this thread: made once per thread, cloned only into the node of
+    /// a request that has to wait.
+    static THREAD_WAKER: Waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+}
+
+fn with_waker<R>(f: impl FnOnce(&Waker) -> R) -> R {
+    THREAD_WAKER.with(f)
+}
+
+pub(crate) struct Shared<C: Connector, P: Policy> {
+    pub(crate) core: CoreOf<C, P>,
+    pub(crate) connector: Arc<C>,
+    pub(crate) disposer: Arc<Disposer<C>>,
+    pub(crate) config: Config<C::Route>,
+    pub(crate) binder: Binder<C::Route>,
+    pub(crate) backoff: Backoff<C::Route>,
+    pub(crate) remote: Arc<Remote<C>>,
+    pub(crate) counters: Arc<Counters>,
+    clock_on_release: bool,
+}
+
+/// Where the core sends the connections it is done with: the watch on the
+/// socket is dropped first, then the closer takes the connection.
+pub(crate) fn disposal<C: Connector>(
+    disposer: Arc<Disposer<C>>,
+    remote: Arc<Remote<C>>,
+) -> leasehold_policies::Disposer<EntryOf<C>> {
+    Arc::new(move |entry: EntryOf<C>| {
+        if let Some(watch) = &entry.watch {
+            watch.disarm();
+            remote.post(Command::Forget(watch.token));
+        }
+        disposer.dispose(entry.conn);
+    })
+}
+
+impl<C: Connector, P: Policy> Shared<C, P> {
+    pub(crate) fn new(
+        core: CoreOf<C, P>,
+        connector: Arc<C>,
+        disposer: Arc<Disposer<C>>,
+        config: Config<C::Route>,
+        remote: Arc<Remote<C>>,
+    ) -> Self {
+        let (initial, max) = config.backoff;
+        Self {
+            core,
+            connector,
+            disposer,
+            clock_on_release: config.clock_on_release(),
+            config,
+            binder: Binder::new(),
+            backoff: Backoff::new(initial, max),
+            remote,
+            counters: Arc::default(),
+        }
+    }
+
+    /// Acquires a connection, checked out and ready to lease.
+    pub(crate) fn acquire(
+        &self,
+        route: &C::Route,
+        state: Option<&State>,
+        mode: Wait,
+        at: &'static Location<'static>,
+    ) -> Result<Held, Error> {
+        let mut started = None;
+        loop {
+            let grant = match with_waker(|w| self.core.acquire(route, state, mode, w)) {
+                Acquire::Ready(grant) => grant,
+                Acquire::Queued(waiter) => {
+                    let since = *started.get_or_insert_with(Instant::now);
+                    self.wait(route, waiter, mode, since)?
+                }
+            };
+            let held = match grant {
+                Grant::Conn(held) => held,
+                Grant::Connect(permit) => {
+                    let since = *started.get_or_insert_with(Instant::now);
+                    self.open(route, permit, mode, since)?
+                }
+                Grant::Busy => return Err(Error::Exhausted(self.unavailable(route, Duration::ZERO))),
+                Grant::Closed => return Err(Error::Closed),
+            };
+            if let Some(held) = self.check_out(held, at) {
+                return Ok(held);
+            }
+        }
+    }
+
+    /// Parks until the queued request is served or its deadline passes.
+    fn wait(
+        &self,
+        route: &C::Route,
+        mut waiter: WaiterOf<C, P>,
+        mode: Wait,
+        started: Instant,
+    ) -> Result<Grant, Error> {
+        // A `Wait::Never` request is answered promptly; it needs no deadline.
+        let deadline = match mode {
+            Wait::Queue => self.config.acquire_timeout.map(|t| started + t),
+            Wait::Never => None,
+        };
+        loop {
+            if let Some(grant) = waiter.try_take() {
+                return Ok(grant);
+            }
+            match deadline {
+                None => thread::park(),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return match self.core.cancel(waiter, true) {
+                            // Served at the last moment: take it.
+                            Some(grant) => Ok(grant),
+                            None => Err(Error::Timeout(self.unavailable(route, now - started))),
+                        };
+                    }
+                    thread::park_timeout(deadline - now);
+                }
+            }
+        }
+    }
+
+    /// Uses a permit: adopts a connect nobody waits for, waits out the
+    /// patience for a return, or starts a connect and binds late.
+    fn open(
+        &self,
+        route: &C::Route,
+        permit: Permit,
+        mode: Wait,
+        started: Instant,
+    ) -> Result<Held, Error> {
+        if let Some(error) = self.backoff.check(route, Instant::now()) {
+            self.core.connect_failed(permit);
+            return Err(error);
+        }
+        let state = permit.state().cloned();
+        let state = state.as_ref();
+        let deadline = match mode {
+            Wait::Queue => self.config.acquire_timeout.map(|t| started + t),
+            Wait::Never => None,
+        };
+        let mut queued = None;
+        if self.binder.has_connects() || self.config.patience.is_some() {
+            let Some((slot, join)) = with_waker(|w| self.binder.join(route, state, w, true, false))
+            else {
+                self.core.connect_failed(permit);
+                return Err(Error::Closed);
+            };
+            if join == Join::Adopt {
+                self.core.connect_failed(permit);
+                return self.bind(route, state, &slot, deadline, started, true)?.ok_or(Error::Closed);
+            }
+            if let Some(patience) = self.config.patience {
+                let until = Instant::now() + patience;
+                let until = deadline.map_or(until, |d| d.min(until));
+                let last = deadline == Some(until);
+                match self.bind(route, state, &slot, Some(until), started, last) {
+                    Ok(Some(held)) => {
+                        self.core.connect_failed(permit);
+                        return Ok(held);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.core.connect_failed(permit);
+                        return Err(e);
+                    }
+                }
+            }
+            queued = Some(slot);
+        }
+        match self.start(route, permit, state) {
+            Ok(Progress::Ready((permit, conn))) => {
+                if let Some(slot) = &queued {
+                    self.leave(route, state, slot);
+                }
+                self.backoff.succeeded(route);
+                self.admit(route, permit, conn)
+            }
+            Ok(Progress::Pending(job)) => {
+                let slot = match queued {
+                    Some(slot) => {
+                        self.binder.started(route, state);
+                        slot
+                    }
+                    None => match with_waker(|w| self.binder.join(route, state, w, false, true)) {
+                        Some((slot, _)) => slot,
+                        None => {
+                            self.abandon_uncounted(job);
+                            return Err(Error::Closed);
+                        }
+                    },
+                };
+                self.submit(Command::Connect(job));
+                self.bind(route, state, &slot, deadline, started, true)?
+                    .ok_or(Error::Closed)
+            }
+            Err(e) => {
+                if let Some(slot) = &queued {
+                    self.leave(route, state, slot);
+                }
+                self.failed(route, &e);
+                Err(Error::from_connect(format!("{route:?}"), e))
+            }
+        }
+    }
+
+    /// Starts a connect on this thread (connectors never block in
+    /// `connect`). The permit goes back to the core if it fails or panics.
+    #[allow(clippy::type_complexity)]
+    fn start(
+        &self,
+        route: &C::Route,
+        permit: Permit,
+        state: Option<&State>,
+    ) -> std::io::Result<Progress<(Permit, C::Conn), Job<C>>> {
+        // Gives the permit back if the connector panics.
+        struct Guard<'a, C: Connector, P: Policy> {
+            core: &'a CoreOf<C, P>,
+            permit: Option<Permit>,
+        }
+        impl<C: Connector, P: Policy> Drop for Guard<'_, C, P> {
+            fn drop(&mut self) {
+                if let Some(permit) = self.permit.take() {
+                    self.core.connect_failed(permit);
+                }
+            }
+        }
+        let mut guard = Guard::<C, P> {
+            core: &self.core,
+            permit: Some(permit),
+        };
+        let started = self.connector.connect(route);
+        let permit = guard.permit.take().expect("the permit is still held");
+        match started {
+            Ok(Progress::Ready(conn)) => Ok(Progress::Ready((permit, conn))),
+            Ok(Progress::Pending(handshake)) => Ok(Progress::Pending(Job {
+                route: route.clone(),
+                state: state.cloned(),
+                permit,
+                handshake,
+            })),
+            Err(e) => {
+                self.core.connect_failed(permit);
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits in a lane for a connection (a connect's or a return's) until
+    /// `until`. There, with `last`, it leaves the lane and times out;
+    /// without, it stays queued and returns `Ok(None)`.
+    fn bind(
+        &self,
+        route: &C::Route,
+        state: Option<&State>,
+        slot: &Arc<Slot>,
+        until: Option<Instant>,
+        started: Instant,
+        last: bool,
+    ) -> Result<Option<Held>, Error> {
+        loop {
+            match slot.take() {
+                Outcome::Conn(held) => return Ok(Some(held)),
+                Outcome::Failed(failure) => return Err(failure.error("")),
+                Outcome::Closed => return Err(Error::Closed),
+                Outcome::Waiting => {}
+            }
+            if let Some(held) = self.try_idle(route, state) {
+                self.leave(route, state, slot);
+                return Ok(Some(held));
+            }
+            match until {
+                None => thread::park(),
+                Some(until) => {
+                    let now = Instant::now();
+                    if now < until {
+                        thread::park_timeout(until - now);
+                    } else if !last {
+                        return Ok(None);
+                    } else {
+                        return match self.binder.leave(route, state, slot) {
+                            Outcome::Conn(held) => Ok(Some(held)),
+                            Outcome::Failed(failure) => Err(failure.error("")),
+                            Outcome::Closed => Err(Error::Closed),
+                            Outcome::Waiting => {
+                                Err(Error::Timeout(self.unavailable(route, now - started)))
+                            }
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Leaves a lane; a connection handed over meanwhile goes on to the
+    /// next waiter or back to the pool.
+    fn leave(&self, route: &C::Route, state: Option<&State>, slot: &Arc<Slot>) {
+        if let Outcome::Conn(held) = self.binder.leave(route, state, slot) {
+            self.give_back(held, true);
+        }
+    }
+
+    /// Takes an idle connection of the lane without queueing.
+    fn try_idle(&self, route: &C::Route, state: Option<&State>) -> Option<Held> {
+        let grant = match with_waker(|w| self.core.acquire(route, state, Wait::Never, w)) {
+            Acquire::Ready(grant) => grant,
+            Acquire::Queued(mut waiter) => loop {
+                if let Some(grant) = waiter.try_take() {
+                    break grant;
+                }
+                thread::park_timeout(Duration::from_millis(1));
+            },
+        };
+        match grant {
+            Grant::Conn(held) => Some(held),
+            // Covered by a connect in flight already: no second one.
+            Grant::Connect(permit) => {
+                self.core.connect_failed(permit);
+                None
+            }
+            Grant::Busy | Grant::Closed => None,
+        }
+    }
+
+    /// Last checks before a connection is leased: not found dead by the
+    /// event loop, alive if it idled long, counted for leak detection.
+    /// `None` if it was closed instead.
+    #[inline]
+    fn check_out(&self, mut held: Held, at: &'static Location<'static>) -> Option<Held> {
+        let entry = self.core.item_mut(&mut held);
+        if let Some(watch) = &entry.watch {
+            if !watch.lease() {
+                Counters::bump(&self.counters.stale);
+                self.core.release(held, false);
+                return None;
+            }
+        }
+        if let Some(after) = self.config.validate_after {
+            if entry.idle_since.elapsed() > after {
+                let connector = &self.connector;
+                let conn = &mut entry.conn;
+                let alive = catch_unwind(AssertUnwindSafe(|| connector.is_alive(conn)))
+                    .unwrap_or(false);
+                if !alive {
+                    Counters::bump(&self.counters.invalid);
+                    self.core.release(held, false);
+                    return None;
+                }
+            }
+        }
+        if let (Some(threshold), Some(leases)) = (self.config.leak_threshold, &entry.leases) {
+            let lease = leases.fetch_add(1, Ordering::AcqRel) + 1;
+            let now = Instant::now();
+            self.remote.post(Command::Leak(LeakCheck {
+                at: now + threshold,
+                taken: now,
+                leases: leases.clone(),
+                lease,
+                location: at,
+                route: format!("{:?}", entry.route),
+            }));
+        }
+        Some(held)
+    }
+
+    /// Gives a leased connection back: kept for reuse if `reuse` and it is
+    /// fit (its socket quiet, its lifetime not over), else closed.
+    #[inline]
+    pub(crate) fn give_back(&self, mut held: Held, mut reuse: bool) {
+        let entry = self.core.item_mut(&mut held);
+        if let Some(leases) = &entry.leases {
+            leases.fetch_add(1, Ordering::AcqRel);
+        }
+        if reuse {
+            if let Some(watch) = &entry.watch {
+                if !watch.release() {
+                    Counters::bump(&self.counters.stale);
+                    reuse = false;
+                }
+            }
+        }
+        if reuse && self.clock_on_release {
+            let now = Instant::now();
+            if entry.expires.is_some_and(|expires| expires <= now) {
+                Counters::bump(&self.counters.expired);
+                reuse = false;
+            }
+            entry.idle_since = now;
+        }
+        let wake = (reuse && self.binder.has_waiters())
+            .then(|| (entry.route.clone(), entry.state.clone()));
+        self.core.release(held, reuse);
+        if let Some((route, state)) = wake {
+            self.binder.returned(&route, state.as_ref());
+        }
+    }
+
+    /// Takes a new connection into the core, leased to the permit's holder.
+    fn admit(&self, route: &C::Route, permit: Permit, conn: C::Conn) -> Result<Held, Error> {
+        let now = Instant::now();
+        let watch = self.watch_of(&conn);
+        let entry = Entry {
+            state: permit.state().cloned(),
+            route: route.clone(),
+            created: now,
+            expires: self.config.max_lifetime.map(|life| now + jittered(life)),
+            idle_since: now,
+            watch: watch.clone(),
+            leases: self
+                .config
+                .leak_threshold
+                .map(|_| Arc::new(AtomicU64::new(0))),
+            conn,
+        };
+        match self.core.connected(permit, entry) {
+            Ok(held) => {
+                if let Some(watch) = watch {
+                    self.remote.send(Command::Watch(watch));
+                }
+                Ok(held)
+            }
+            Err(entry) => {
+                (disposal(self.disposer.clone(), self.remote.clone()))(entry);
+                Err(Error::Closed)
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    fn watch_of(&self, conn: &C::Conn) -> Option<Arc<Watch>> {
+        let fd = self.connector.watch(conn)?;
+        Some(Arc::new(Watch::new(self.remote.token(), fd)))
+    }
+
+    #[cfg(not(unix))]
+    fn watch_of(&self, _: &C::Conn) -> Option<Arc<Watch>> {
+        None
+    }
+
+    /// The event loop finished a connect: the lane's first waiter gets the
+    /// connection, or the pool does.
+    pub(crate) fn connected(&self, route: C::Route, permit: Permit, conn: C::Conn) {
+        let state = permit.state().cloned();
+        self.backoff.succeeded(&route);
+        match self.admit(&route, permit, conn) {
+            Ok(held) => {
+                if let Some(held) = self.binder.completed(&route, state.as_ref(), held) {
+                    self.give_back(held, true);
+                }
+            }
+            Err(_) => self.binder.abandoned(&route, state.as_ref()),
+        }
+    }
+
+    /// The event loop's connect failed.
+    pub(crate) fn connect_failed(
+        &self,
+        route: C::Route,
+        state: Option<State>,
+        permit: Permit,
+        error: std::io::Error,
+    ) {
+        self.core.connect_failed(permit);
+        self.binder.abandoned(&route, state.as_ref());
+        self.failed(&route, &error);
+    }
+
+    /// A connect to `route` failed: counted, the route's streak grows, and
+    /// every request waiting on a connect to it fails with the cause now.
+    fn failed(&self, route: &C::Route, error: &std::io::Error) {
+        Counters::bump(&self.counters.connect_failures);
+        tracing::warn!(route = ?route, error = %error, "leasehold: connect failed");
+        let failure = Failure::new(format!("{route:?}"), error);
+        self.backoff.failed(route, &failure, Instant::now());
+        self.binder.fail_route(route, &failure);
+    }
+
+    /// Drops a connect the event loop will not drive (shutdown).
+    pub(crate) fn abandon(&self, job: Job<C>) {
+        self.binder.abandoned(&job.route, job.state.as_ref());
+        self.core.connect_failed(job.permit);
+    }
+
+    fn abandon_uncounted(&self, job: Job<C>) {
+        self.core.connect_failed(job.permit);
+    }
+
+    /// Abandons every queued connect (the loop has stopped).
+    pub(crate) fn abandon_commands(&self) {
+        while let Some(command) = self.remote.take() {
+            if let Command::Connect(job) = command {
+                self.abandon(job);
+            }
+        }
+    }
+
+    fn submit(&self, command: Command<C>) {
+        self.remote.send(command);
+        if self.remote.is_stopped() {
+            self.abandon_commands();
+        }
+    }
+
+    /// Evicts idle connections past their idle timeout or lifetime at
+    /// `now`, and any the loop found dead.
+    pub(crate) fn sweep(&self, now: Instant) {
+        let idle_timeout = self.config.idle_timeout;
+        let counters = self.counters.clone();
+        self.core.evict_idle(Arc::new(move |entry: &EntryOf<C>| {
+            if entry.watch.as_ref().is_some_and(|w| w.is_dead()) {
+                Counters::bump(&counters.stale);
+            } else if entry.expires.is_some_and(|at| at <= now) {
+                Counters::bump(&counters.expired);
+            } else if idle_timeout.is_some_and(|t| now.saturating_duration_since(entry.idle_since) >= t)
+            {
+                Counters::bump(&counters.idle);
+            } else {
+                return false;
+            }
+            true
+        }));
+    }
+
+    /// Evicts the idle connections the loop found dead.
+    pub(crate) fn evict_dead(&self) {
+        let counters = self.counters.clone();
+        self.core.evict_idle(Arc::new(move |entry: &EntryOf<C>| {
+            let dead = entry.watch.as_ref().is_some_and(|w| w.is_dead());
+            if dead {
+                Counters::bump(&counters.stale);
+            }
+            dead
+        }));
+    }
+
+    /// Closes idle connections idle for at least `idle`.
+    pub(crate) fn close_idle(&self, idle: Duration) {
+        let counters = self.counters.clone();
+        let now = Instant::now();
+        self.core.evict_idle(Arc::new(move |entry: &EntryOf<C>| {
+            let old = now.saturating_duration_since(entry.idle_since) >= idle;
+            if old {
+                Counters::bump(&counters.idle);
+            }
+            old
+        }));
+    }
+
+    /// Closes idle connections past their lifetime.
+    pub(crate) fn close_expired(&self) {
+        let counters = self.counters.clone();
+        let now = Instant::now();
+        self.core.evict_idle(Arc::new(move |entry: &EntryOf<C>| {
+            let expired = entry.expires.is_some_and(|at| at <= now);
+            if expired {
+                Counters::bump(&counters.expired);
+            }
+            expired
+        }));
+    }
+
+    /// Reports the lease of `check` if it is still out.
+    pub(crate) fn leak(&self, check: LeakCheck, now: Instant) {
+        if check.leases.load(Ordering::Acquire) != check.lease {
+            return;
+        }
+        Counters::bump(&self.counters.leaks);
+        tracing::warn!(
+            route = %check.route,
+            location = %check.location,
+            held_for = ?now.saturating_duration_since(check.taken),
+            "leasehold: a lease has been held longer than the leak-detection threshold"
+        );
+    }
+
+    /// Permits for the connections routes need to reach their `min_idle`.
+    pub(crate) fn warm_permits(&self) -> Vec<(C::Route, Permit)> {
+        if self.core.is_closed() {
+            return Vec::new();
+        }
+        let mut routes: Vec<C::Route> = self.config.min_idle.iter().map(|(r, _)| r.clone()).collect();
+        if self.config.min_idle_per_route > 0 {
+            routes.extend(self.core.stats().routes.into_iter().map(|(route, _)| route));
+        }
+        routes.dedup();
+        let mut permits = Vec::new();
+        for route in routes {
+            let want = self.config.min_idle(&route);
+            let have = self.core.route_stats(&route).idle + self.binder.connecting_for(&route);
+            for _ in have..want {
+                let grant = match self.core.acquire(&route, None, Wait::Never, Waker::noop()) {
+                    Acquire::Ready(grant) => Some(grant),
+                    Acquire::Queued(waiter) => self.core.cancel(waiter, false),
+                };
+                match grant {
+                    Some(Grant::Connect(permit)) => permits.push((route.clone(), permit)),
+                    Some(Grant::Conn(held)) => {
+                        self.give_back(held, true);
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        permits
+    }
+
+    fn unavailable(&self, route: &C::Route, waited: Duration) -> Box<Unavailable> {
+        Unavailable::new(
+            format!("{route:?}"),
+            waited,
+            self.core.route_stats(route),
+            self.core.stats().total,
+        )
+    }
+}
+
+/// `lifetime` less a random part of up to 5 %, so connections opened
+/// together expire apart.
+fn jittered(lifetime: Duration) -> Duration {
+    let spread = lifetime / 20;
+    let cut = spread.mul_f64(fastrand::f64());
+    lifetime - cut
+}

@@ -1,0 +1,42 @@
+//! Dropping a pool stops and joins its event loop and its closer, after the
+//! closer has closed everything: no thread is left behind, no file
+//! descriptor (the poller, its waker) open, no connection unclosed.
+//! (A test binary of its own: it counts the process's threads and fds.)
+
+use leasehold::mock::MockConnector;
+use leasehold::{Lax, Offlock, Policy, Pool, Strict};
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |tasks| tasks.count())
+}
+
+fn fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |fds| fds.count())
+}
+
+fn leaves_nothing_behind<P: Policy>() {
+    let (threads_before, fds_before) = (threads(), fds());
+    let connector = MockConnector::<()>::new();
+    let pool: Pool<_, P> = Pool::builder(connector.clone()).build().unwrap();
+    assert_eq!(threads(), threads_before + 2, "an event loop and a closer");
+    assert!(fds() > fds_before, "the event loop's poller is open");
+    let leases: Vec<_> = (0..5).map(|_| pool.lease(&()).unwrap()).collect();
+    drop(leases);
+    pool.lease(&()).unwrap().discard();
+    drop(pool);
+    assert_eq!(threads(), threads_before, "both threads are joined");
+    assert_eq!(fds(), fds_before, "the poller and its waker are closed");
+    assert_eq!(connector.live(), 0);
+    assert_eq!(connector.closed_by_pool(), 5);
+}
+
+#[test]
+fn dropping_the_pool_joins_its_threads_and_closes_its_fds() {
+    if threads() == 0 {
+        eprintln!("no /proc/self/task here: cannot count threads");
+        return;
+    }
+    leaves_nothing_behind::<Strict>();
+    leaves_nothing_behind::<Lax>();
+    leaves_nothing_behind::<Offlock>();
+}
