@@ -40,6 +40,8 @@ mod error;
 mod lease;
 pub mod mock;
 mod pool;
+#[cfg(unix)]
+mod tcp;
 
 pub use config::{Builder, DEFAULT_MAX_PER_ROUTE, DEFAULT_MAX_TOTAL};
 pub use connector::{Connector, Handshake, Never, Progress};
@@ -50,6 +52,8 @@ pub use leasehold_policies::{
     self as policies, Lax, Offlock, Policy, PoolStats, Reuse, RouteKey, State, Stats, Strict,
 };
 pub use pool::Pool;
+#[cfg(unix)]
+pub use tcp::{resolve, TcpConnector, TcpHandshake};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
