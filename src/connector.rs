@@ -94,6 +94,21 @@ pub enum Progress<C, H> {
 }
 
 /// An in-progress connect, driven by readiness events on its source.
+///
+/// # Driving a handshake
+/// The driver registers the handshake with a poller for
+/// [`interest`](Self::interest), calls [`advance`](Self::advance) once and
+/// then after each readiness event, and reregisters whenever `interest`
+/// changes. When `advance` returns `Ok(Some(conn))` or an error, the driver
+/// deregisters the handshake, then drops it; it calls nothing else on it.
+///
+/// So `deregister` comes *after* the connection has been handed over, and
+/// must still take out of the poller what `register` put in. A handshake
+/// whose connection uses the socket it registered (a TCP stream, say)
+/// should hand over a duplicate descriptor and keep the registered one
+/// until it is dropped: a registration left behind would have the poller
+/// report the connection's readiness, under a token that by then means
+/// something else, for as long as the socket lives.
 pub trait Handshake: Source + Send + 'static {
     /// The connection it produces.
     type Conn;
@@ -194,6 +209,7 @@ pub(crate) fn connect_blocking<C: Connector>(
             }
         }
     };
+    // After `advance` is done, before the handshake is dropped: see `Handshake`.
     let _ = poll.registry().deregister(&mut handshake);
     result
 }

@@ -42,6 +42,8 @@ pub mod mock;
 mod pool;
 mod reactor;
 mod shared;
+#[cfg(unix)]
+mod tcp;
 
 pub use config::{
     Builder, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_MAX_PER_ROUTE, DEFAULT_MAX_TOTAL,
@@ -55,6 +57,8 @@ pub use leasehold_policies::{
     self as policies, Lax, Offlock, Policy, PoolStats, Reuse, RouteKey, State, Stats, Strict,
 };
 pub use pool::Pool;
+#[cfg(unix)]
+pub use tcp::{resolve, TcpConnector, TcpHandshake};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -28,8 +28,6 @@ mod watch;
 
 #[cfg(unix)]
 pub(crate) use watch::Watch;
-#[allow(unused_imports)]
-pub(crate) use watch::{probe, Liveness};
 #[cfg(not(unix))]
 pub(crate) use nowatch::Watch;
 

@@ -27,31 +27,7 @@ const LEASED: u8 = 1;
 const EVENT: u8 = 2;
 const DEAD: u8 = 4;
 
-/// What a probe found on a socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Liveness {
-    /// Open, nothing to read: as an idle connection should be.
-    Quiet,
-    /// The peer closed its side.
-    Closed,
-    /// Bytes arrived that nobody asked for.
-    Data,
-    /// The socket reports an error (reset…).
-    Failed,
-}
-
-/// Looks at a socket without blocking and without consuming anything.
-pub(crate) fn probe(fd: std::os::fd::BorrowedFd<'_>) -> Liveness {
-    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-    match socket2::SockRef::from(&fd).recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
-    {
-        Ok(0) => Liveness::Closed,
-        Ok(_) => Liveness::Data,
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Liveness::Quiet,
-        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Liveness::Quiet,
-        Err(_) => Liveness::Failed,
-    }
-}
+use crate::tcp::{probe, Liveness};
 
 /// One watched connection.
 pub(crate) struct Watch {
@@ -108,7 +84,7 @@ impl Watch {
         }
         // Something happened on the socket while it was leased: the edge is
         // gone, so look now.
-        self.with_fd(probe) == Some(Liveness::Quiet)
+        self.with_fd(probe).is_some_and(Liveness::is_alive)
     }
 
     /// The loop saw readiness. Returns `true` if the connection is idle and
@@ -131,7 +107,7 @@ impl Watch {
                 }
                 continue;
             }
-            if self.with_fd(probe).is_none_or(|found| found == Liveness::Quiet) {
+            if self.with_fd(probe).is_none_or(Liveness::is_alive) {
                 return false;
             }
             match self.state.compare_exchange(now, DEAD, Ordering::AcqRel, Ordering::Acquire) {
