@@ -42,12 +42,14 @@ mod strict;
 mod sync;
 mod types;
 mod waiter;
+mod watch;
 
 pub use dispose::{DisposalQueue, PushError};
 pub use engine::{Engine, EngineWaiter, Fair, Flavor, Segmented, Sharded};
 pub use lax::{Lax, LaxCore};
 pub use offlock::{Offlock, OfflockCore};
 pub use strict::{Strict, StrictCore, StrictWaiter};
+pub use watch::IdleMark;
 pub use types::{
     Acquire, Disposer, Grant, Held, InvalidLimits, Item, Limits, Permit, PoolStats, Reuse,
     RouteKey, State, Stats, Wait, MAX_CAPACITY,

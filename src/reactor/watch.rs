@@ -1,31 +1,19 @@
-//! Idle watching: the event loop's view of a pooled connection's socket.
+//! Idle watching: the event loop's handle on a pooled connection's socket.
 //!
 //! A connection whose connector hands out a duplicate of its socket
 //! ([`Connector::watch`](crate::Connector::watch)) stays registered with the
 //! event loop for readability from its first day to its last. What an event
-//! means depends on who has the connection, which the [`Watch`] tracks in
-//! one atomic word:
-//!
-//! * **leased**: the holder is using the socket (a response arriving is an
-//!   event too), so the loop only notes that something happened (`EVENT`);
-//!   the lease probes the socket when it gives the connection back, so a
-//!   peer close seen while leased is not lost when the edge is;
-//! * **idle**: the loop probes the socket without blocking (`MSG_PEEK`):
-//!   end of stream, an error or bytes nobody asked for mark it `DEAD`, and
-//!   the loop evicts it from the pool at once. A lease never takes a `DEAD`
-//!   connection: it checks the mark as it takes one, and closes it instead.
-//!
-//! The two sides change the word with compare-and-swap only, so "the loop
-//! saw it idle and marked it dead" and "a lease took it" exclude each other.
+//! means depends on who has the connection, which an [`IdleMark`] tracks
+//! (the protocol, model-checked, lives in `leasehold-policies`): while it is
+//! leased, the loop only notes the event and the return probes the socket;
+//! while it is idle, the loop probes it without blocking (`MSG_PEEK`), and
+//! end of stream, an error or bytes nobody asked for mark it dead and evict
+//! it at once. A lease never takes a connection marked dead.
 
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU8, Ordering};
+use leasehold_policies::IdleMark;
 use std::sync::Mutex;
-
-const LEASED: u8 = 1;
-const EVENT: u8 = 2;
-const DEAD: u8 = 4;
 
 use crate::tcp::{probe, Liveness};
 
@@ -33,7 +21,7 @@ use crate::tcp::{probe, Liveness};
 pub(crate) struct Watch {
     /// The event-loop token it is registered under.
     pub(crate) token: usize,
-    state: AtomicU8,
+    mark: IdleMark,
     /// The duplicate socket; taken (and closed) before the connection is.
     fd: Mutex<Option<OwnedFd>>,
 }
@@ -43,7 +31,7 @@ impl Watch {
     pub(crate) fn new(token: usize, fd: OwnedFd) -> Self {
         Self {
             token,
-            state: AtomicU8::new(LEASED),
+            mark: IdleMark::leased(),
             fd: Mutex::new(Some(fd)),
         }
     }
@@ -53,74 +41,30 @@ impl Watch {
         fd.as_ref().map(|fd| f(fd.as_fd()))
     }
 
-    /// A lease takes the connection. `false` if the loop found it dead: the
-    /// caller closes it instead.
+    /// A lease takes the connection: `false` if the loop found it dead.
     #[inline]
     pub(crate) fn lease(&self) -> bool {
-        let mut now = self.state.load(Ordering::Acquire);
-        loop {
-            if now & DEAD != 0 {
-                return false;
-            }
-            match self.state.compare_exchange_weak(
-                now,
-                LEASED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(actual) => now = actual,
-            }
-        }
+        self.mark.lease()
     }
 
-    /// The lease gives the connection back. `false` if the socket is not fit
-    /// to be reused: the caller closes it instead.
+    /// The lease gives it back: `false` if the socket is not fit for reuse.
     #[inline]
     pub(crate) fn release(&self) -> bool {
-        let before = self.state.fetch_and(!(LEASED | EVENT), Ordering::AcqRel);
-        if before & EVENT == 0 {
-            return true;
-        }
-        // Something happened on the socket while it was leased: the edge is
-        // gone, so look now.
-        self.with_fd(probe).is_some_and(Liveness::is_alive)
+        self.mark
+            .release(|| self.with_fd(probe).is_some_and(Liveness::is_alive))
     }
 
-    /// The loop saw readiness. Returns `true` if the connection is idle and
-    /// dead now (the loop then evicts it).
+    /// The loop saw readiness: `true` if the connection is idle and dead
+    /// now (the loop then evicts it).
     pub(crate) fn readiness(&self) -> bool {
-        let mut now = self.state.load(Ordering::Acquire);
-        loop {
-            if now & DEAD != 0 {
-                return false;
-            }
-            if now & LEASED != 0 {
-                match self.state.compare_exchange_weak(
-                    now,
-                    now | EVENT,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => return false,
-                    Err(actual) => now = actual,
-                }
-                continue;
-            }
-            if self.with_fd(probe).is_none_or(Liveness::is_alive) {
-                return false;
-            }
-            match self.state.compare_exchange(now, DEAD, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return true,
-                // Leased meanwhile (or marked): start over.
-                Err(actual) => now = actual,
-            }
-        }
+        // A disarmed watch (the connection is being closed) counts as quiet.
+        self.mark
+            .readiness(|| self.with_fd(probe).is_none_or(Liveness::is_alive))
     }
 
     /// Whether the loop marked it dead.
     pub(crate) fn is_dead(&self) -> bool {
-        self.state.load(Ordering::Acquire) & DEAD != 0
+        self.mark.is_dead()
     }
 
     /// Closes the duplicate socket: the connection is about to be closed.
@@ -134,7 +78,7 @@ impl fmt::Debug for Watch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Watch")
             .field("token", &self.token)
-            .field("state", &self.state.load(Ordering::Relaxed))
+            .field("mark", &self.mark)
             .finish()
     }
 }
