@@ -302,16 +302,24 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         started: Instant,
         last: bool,
     ) -> Result<Option<Held>, Error> {
+        let settled = |outcome| match outcome {
+            Outcome::Conn(held) => Some(Ok(Some(held))),
+            Outcome::Failed(failure) => Some(Err(failure.error(""))),
+            Outcome::Closed => Some(Err(Error::Closed)),
+            Outcome::Waiting => None,
+        };
         loop {
-            match slot.take() {
-                Outcome::Conn(held) => return Ok(Some(held)),
-                Outcome::Failed(failure) => return Err(failure.error("")),
-                Outcome::Closed => return Err(Error::Closed),
-                Outcome::Waiting => {}
+            if let Some(result) = settled(slot.take()) {
+                return result;
             }
             if let Some(held) = self.try_idle(route, state) {
                 self.leave(route, state, slot);
                 return Ok(Some(held));
+            }
+            // `try_idle` may have parked, taking the unpark meant for the
+            // hand-over: look again before parking.
+            if let Some(result) = settled(slot.take()) {
+                return result;
             }
             match until {
                 None => thread::park(),
