@@ -150,11 +150,7 @@ struct Row {
 
 /// Runs `request` on `threads` threads until `run` has passed, twice, with a
 /// quiet pause between the phases.
-fn load(
-    args: Args,
-    pooled: bool,
-    request: &(dyn Fn(&mut Tally) + Sync),
-) -> (Tally, Duration) {
+fn load(args: Args, pooled: bool, request: &(dyn Fn(&mut Tally) + Sync)) -> (Tally, Duration) {
     let mut total = Tally::new(pooled);
     let mut busy = Duration::ZERO;
     for phase in 0..2 {

@@ -1,9 +1,9 @@
 //! Configuration: the [`Builder`] and its documented defaults.
 
 use crate::connector::Connector;
-use crate::reactor::dispose::Disposal;
 use crate::error::ConfigError;
 use crate::pool::Pool;
+use crate::reactor::dispose::Disposal;
 use leasehold_policies::{Limits, Policy, Reuse};
 use std::fmt;
 use std::marker::PhantomData;
@@ -26,6 +26,7 @@ pub(crate) struct Config<K> {
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) disposal: Disposal,
     pub(crate) patience: Option<Duration>,
+    pub(crate) max_connecting: Option<usize>,
     pub(crate) min_idle: Vec<(K, usize)>,
     pub(crate) min_idle_per_route: usize,
     pub(crate) idle_timeout: Option<Duration>,
@@ -78,6 +79,7 @@ impl<K: PartialEq> Config<K> {
 /// | [`reuse`](Self::reuse) | [`Reuse::Lifo`] |
 /// | [`disposal`](Self::disposal) | [`Disposal::Background`], queue of 1024 |
 /// | [`patience`](Self::patience) | none: a request that may open a connection starts it at once |
+/// | [`max_connecting`](Self::max_connecting) | none: one connect per request that misses (within the caps) |
 /// | [`min_idle`](Self::min_idle), [`min_idle_per_route`](Self::min_idle_per_route) | 0: no warm connections |
 /// | [`idle_timeout`](Self::idle_timeout) | none: idle connections are kept until the peer closes them |
 /// | [`max_lifetime`](Self::max_lifetime) | none: connections are never retired for age |
@@ -109,6 +111,7 @@ pub struct Builder<C: Connector, P> {
     reuse: Reuse,
     disposal: Disposal,
     patience: Option<Duration>,
+    max_connecting: Option<usize>,
     min_idle: Vec<(C::Route, usize)>,
     min_idle_per_route: usize,
     idle_timeout: Option<Duration>,
@@ -132,6 +135,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
             reuse: Reuse::Lifo,
             disposal: Disposal::default(),
             patience: None,
+            max_connecting: None,
             min_idle: Vec::new(),
             min_idle_per_route: 0,
             idle_timeout: None,
@@ -206,6 +210,18 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// instead of starting another either way.
     pub fn patience(mut self, patience: Duration) -> Self {
         self.patience = Some(patience).filter(|p| !p.is_zero());
+        self
+    }
+
+    /// The most connects in flight at once to one route (per connection
+    /// state). A request that misses while `n` are in flight does not start
+    /// another: it waits for one of them or for a returned connection,
+    /// whichever comes first; when a connect completes and requests are
+    /// still waiting, the event loop starts the next. Under a burst against
+    /// a slow backend this opens a handful of connections where one per miss
+    /// would open dozens (the spike benchmark). 0 counts as 1.
+    pub fn max_connecting(mut self, n: usize) -> Self {
+        self.max_connecting = Some(n);
         self
     }
 
@@ -305,6 +321,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
             connect_timeout: self.connect_timeout,
             disposal: self.disposal,
             patience: self.patience,
+            max_connecting: self.max_connecting,
             min_idle: self.min_idle,
             min_idle_per_route: self.min_idle_per_route,
             idle_timeout: self.idle_timeout,
@@ -332,6 +349,7 @@ impl<C: Connector + fmt::Debug, P: Policy> fmt::Debug for Builder<C, P> {
             .field("reuse", &self.reuse)
             .field("disposal", &self.disposal)
             .field("patience", &self.patience)
+            .field("max_connecting", &self.max_connecting)
             .field("min_idle", &self.min_idle)
             .field("min_idle_per_route", &self.min_idle_per_route)
             .field("idle_timeout", &self.idle_timeout)

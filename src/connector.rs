@@ -14,9 +14,9 @@
 
 use leasehold_policies::RouteKey;
 use mio::event::Source;
-use mio::{Interest, Token};
 #[cfg(test)]
 use mio::{Events, Poll};
+use mio::{Interest, Token};
 use std::io;
 #[cfg(test)]
 use std::time::{Duration, Instant};

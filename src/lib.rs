@@ -50,13 +50,13 @@ pub use config::{
 };
 pub use connector::{Connector, Handshake, Never, Progress};
 pub use entry::Health;
-pub use reactor::dispose::Disposal;
 pub use error::{ConfigError, Error, Unavailable};
 pub use lease::Lease;
 pub use leasehold_policies::{
     self as policies, Lax, Offlock, Policy, PoolStats, Reuse, RouteKey, State, Stats, Strict,
 };
 pub use pool::Pool;
+pub use reactor::dispose::Disposal;
 #[cfg(unix)]
 pub use tcp::{resolve, TcpConnector, TcpHandshake};
 

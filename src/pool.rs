@@ -8,8 +8,8 @@
 use crate::config::{Builder, Config};
 use crate::connector::Connector;
 use crate::entry::Health;
-use crate::lease::Lease;
 use crate::error::Error;
+use crate::lease::Lease;
 use crate::reactor::{self, dispose::Disposer, Reactor};
 use crate::shared::{disposal, CoreOf, Shared};
 use leasehold_policies::{Core, Limits, Policy, PoolStats, State, Stats, Strict, Wait};
@@ -33,7 +33,11 @@ impl<C: Connector, P: Policy> Drop for Life<C, P> {
         self.shared.core.shutdown();
         self.shared.binder.close();
         self.shared.remote.stop();
-        let reactor = self.reactor.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let reactor = self
+            .reactor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(reactor) = reactor {
             let _ = reactor.join();
         }
@@ -91,7 +95,8 @@ impl<C: Connector, P: Policy> Pool<C, P> {
         let disposer = Arc::new(Disposer::new(connector.clone(), config.disposal)?);
         let (poll, remote) = reactor::channel::<C>()?;
         let remote = Arc::new(remote);
-        let core = <CoreOf<C, P> as Core<_, _>>::new(limits, disposal(disposer.clone(), remote.clone()));
+        let core =
+            <CoreOf<C, P> as Core<_, _>>::new(limits, disposal(disposer.clone(), remote.clone()));
         let shared = Arc::new(Shared::new(core, connector, disposer, config, remote));
         let looper = Reactor::new(shared.clone(), poll);
         let reactor = match thread::Builder::new()

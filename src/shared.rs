@@ -121,7 +121,9 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                     let since = *started.get_or_insert_with(Instant::now);
                     self.open(route, permit, mode, since)?
                 }
-                Grant::Busy => return Err(Error::Exhausted(self.unavailable(route, Duration::ZERO))),
+                Grant::Busy => {
+                    return Err(Error::Exhausted(self.unavailable(route, Duration::ZERO)))
+                }
                 Grant::Closed => return Err(Error::Closed),
             };
             if let Some(held) = self.check_out(held, at) {
@@ -185,14 +187,18 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         };
         let mut queued = None;
         if self.binder.has_connects() || self.config.patience.is_some() {
-            let Some((slot, join)) = with_waker(|w| self.binder.join(route, state, w, true, false))
+            let cap = self.config.max_connecting;
+            let Some((slot, join)) =
+                with_waker(|w| self.binder.join(route, state, w, true, false, cap))
             else {
                 self.core.connect_failed(permit);
                 return Err(Error::Closed);
             };
             if join == Join::Adopt {
                 self.core.connect_failed(permit);
-                return self.bind(route, state, &slot, deadline, started, true)?.ok_or(Error::Closed);
+                return self
+                    .bind(route, state, &slot, deadline, started, true)?
+                    .ok_or(Error::Closed);
             }
             if let Some(patience) = self.config.patience {
                 let until = Instant::now() + patience;
@@ -226,13 +232,15 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                         self.binder.started(route, state);
                         slot
                     }
-                    None => match with_waker(|w| self.binder.join(route, state, w, false, true)) {
-                        Some((slot, _)) => slot,
-                        None => {
-                            self.abandon_uncounted(job);
-                            return Err(Error::Closed);
+                    None => {
+                        match with_waker(|w| self.binder.join(route, state, w, false, true, None)) {
+                            Some((slot, _)) => slot,
+                            None => {
+                                self.abandon_uncounted(job);
+                                return Err(Error::Closed);
+                            }
                         }
-                    },
+                    }
                 };
                 self.submit(Command::Connect(job));
                 self.bind(route, state, &slot, deadline, started, true)?
@@ -391,8 +399,8 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             if entry.idle_since.elapsed() > after {
                 let connector = &self.connector;
                 let conn = &mut entry.conn;
-                let alive = catch_unwind(AssertUnwindSafe(|| connector.is_alive(conn)))
-                    .unwrap_or(false);
+                let alive =
+                    catch_unwind(AssertUnwindSafe(|| connector.is_alive(conn))).unwrap_or(false);
                 if !alive {
                     Counters::bump(&self.counters.invalid);
                     self.core.release(held, false);
@@ -504,6 +512,34 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         }
     }
 
+    /// A permit for one more connect for the lane of `route` and `state`,
+    /// if requests wait there uncovered (their connects were held back by
+    /// `max_connecting`). An idle connection found instead goes back to the
+    /// pool, which wakes the lane.
+    pub(crate) fn refill(&self, route: &C::Route, state: Option<&State>) -> Option<Permit> {
+        if !self
+            .binder
+            .uncovered(route, state, self.config.max_connecting)
+        {
+            return None;
+        }
+        let grant = match self.core.acquire(route, state, Wait::Never, Waker::noop()) {
+            Acquire::Ready(grant) => Some(grant),
+            Acquire::Queued(waiter) => self.core.cancel(waiter, false),
+        };
+        match grant {
+            Some(Grant::Connect(permit)) => {
+                self.binder.started(route, state);
+                Some(permit)
+            }
+            Some(Grant::Conn(held)) => {
+                self.give_back(held, true);
+                None
+            }
+            _ => None,
+        }
+    }
+
     /// The event loop's connect failed.
     pub(crate) fn connect_failed(
         &self,
@@ -563,7 +599,8 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                 Counters::bump(&counters.stale);
             } else if entry.expires.is_some_and(|at| at <= now) {
                 Counters::bump(&counters.expired);
-            } else if idle_timeout.is_some_and(|t| now.saturating_duration_since(entry.idle_since) >= t)
+            } else if idle_timeout
+                .is_some_and(|t| now.saturating_duration_since(entry.idle_since) >= t)
             {
                 Counters::bump(&counters.idle);
             } else {
@@ -630,7 +667,12 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         if self.core.is_closed() {
             return Vec::new();
         }
-        let mut routes: Vec<C::Route> = self.config.min_idle.iter().map(|(r, _)| r.clone()).collect();
+        let mut routes: Vec<C::Route> = self
+            .config
+            .min_idle
+            .iter()
+            .map(|(r, _)| r.clone())
+            .collect();
         if self.config.min_idle_per_route > 0 {
             routes.extend(self.core.stats().routes.into_iter().map(|(route, _)| route));
         }

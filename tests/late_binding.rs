@@ -98,6 +98,40 @@ fn a_burst_is_served<P: Policy>() {
     assert_eq!(stats.allocated(), stats.idle);
 }
 
+/// With `max_connecting(1)`, a burst against a slow backend opens one
+/// connection at a time, and returns serve the rest.
+fn max_connecting_holds_a_burst_to_few_connects<P: Policy>() {
+    let server = GreetingServer::start(Duration::from_millis(200)).unwrap();
+    let addr = server.addr();
+    let pool: Pool<GreetingConnector, P> = Pool::builder(GreetingConnector)
+        .max_total(10)
+        .max_per_route(10)
+        .max_connecting(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    thread::scope(|s| {
+        for _ in 0..10 {
+            s.spawn(|| {
+                let lease = pool.lease(&addr).unwrap();
+                thread::sleep(Duration::from_millis(5));
+                drop(lease);
+            });
+        }
+    });
+    let stats = pool.route_stats(&addr);
+    // One connect at a time: the first, then one more each time one
+    // completes while requests still wait. Returns serve most of the burst;
+    // one connect per miss would be ten. (Measured: 2 to 4 on a loaded
+    // 2-core machine — returns reach lane waiters later than they should
+    // there; see the issue notes.)
+    assert!(
+        stats.created + stats.connecting as u64 <= 5,
+        "connects one at a time: {stats}"
+    );
+    assert!(server.accepted() <= 5);
+}
+
 /// Shutdown fails requests waiting on connects at once, and abandons the
 /// connects.
 fn shutdown_during_connects<P: Policy>() {
@@ -105,7 +139,9 @@ fn shutdown_during_connects<P: Policy>() {
     let addr = server.addr();
     let pool = pool::<P>(3);
     thread::scope(|s| {
-        let waiters: Vec<_> = (0..3).map(|_| s.spawn(|| pool.lease(&addr).map(drop))).collect();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| pool.lease(&addr).map(drop)))
+            .collect();
         eventually("three connects in flight", || server.accepted() == 3);
         let asked = Instant::now();
         pool.shutdown();
@@ -131,5 +167,6 @@ for_each_policy!(
     a_return_serves_a_waiter_whose_connect_is_in_flight,
     an_orphan_connect_is_adopted,
     a_burst_is_served,
+    max_connecting_holds_a_burst_to_few_connects,
     shutdown_during_connects,
 );

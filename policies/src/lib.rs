@@ -49,11 +49,11 @@ pub use engine::{Engine, EngineWaiter, Fair, Flavor, Segmented, Sharded};
 pub use lax::{Lax, LaxCore};
 pub use offlock::{Offlock, OfflockCore};
 pub use strict::{Strict, StrictCore, StrictWaiter};
-pub use watch::IdleMark;
 pub use types::{
     Acquire, Disposer, Grant, Held, InvalidLimits, Item, Limits, Permit, PoolStats, Reuse,
     RouteKey, State, Stats, Wait, MAX_CAPACITY,
 };
+pub use watch::IdleMark;
 
 use std::fmt;
 use std::task::Waker;

@@ -118,15 +118,29 @@ mod tests {
         let err = backoff.check(&"a", t0).expect("resting");
         assert!(matches!(err, Error::Refused { .. }), "{err}");
         assert!(err.to_string().contains("backing off"), "{err}");
-        assert!(backoff.check(&"a", t0 + Duration::from_millis(100)).is_none());
+        assert!(backoff
+            .check(&"a", t0 + Duration::from_millis(100))
+            .is_none());
         assert!(backoff.check(&"b", t0).is_none(), "other routes untouched");
         backoff.failed(&"a", &refused(), t0);
-        assert!(backoff.check(&"a", t0 + Duration::from_millis(199)).is_some());
+        assert!(backoff
+            .check(&"a", t0 + Duration::from_millis(199))
+            .is_some());
         backoff.failed(&"a", &refused(), t0);
-        assert!(backoff.check(&"a", t0 + Duration::from_millis(249)).is_some());
-        assert!(backoff.check(&"a", t0 + Duration::from_millis(250)).is_none(), "capped");
+        assert!(backoff
+            .check(&"a", t0 + Duration::from_millis(249))
+            .is_some());
+        assert!(
+            backoff
+                .check(&"a", t0 + Duration::from_millis(250))
+                .is_none(),
+            "capped"
+        );
         backoff.succeeded(&"a");
         backoff.failed(&"a", &refused(), t0);
-        assert!(backoff.check(&"a", t0).is_none(), "a success ends the streak");
+        assert!(
+            backoff.check(&"a", t0).is_none(),
+            "a success ends the streak"
+        );
     }
 }

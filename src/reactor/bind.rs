@@ -168,19 +168,20 @@ impl<K: RouteKey> Binder<K> {
         waker: &Waker,
         may_adopt: bool,
         start: bool,
+        max_connecting: Option<usize>,
     ) -> Option<(Arc<Slot>, Join)> {
         let mut lanes = lock(&self.lanes);
         if self.closed.load(Ordering::Acquire) {
             return None;
         }
-        let lane = lanes
-            .entry((route.clone(), state.cloned()))
-            .or_default();
+        let lane = lanes.entry((route.clone(), state.cloned())).or_default();
         let slot = Arc::new(Slot {
             outcome: Mutex::new(Outcome::Waiting),
             waker: waker.clone(),
         });
-        let join = if may_adopt && lane.connecting > lane.waiters.len() {
+        let orphan = lane.connecting > lane.waiters.len();
+        let at_cap = max_connecting.is_some_and(|max| lane.connecting >= max.max(1));
+        let join = if may_adopt && (orphan || at_cap) {
             Join::Adopt
         } else {
             if start {
@@ -198,9 +199,7 @@ impl<K: RouteKey> Binder<K> {
     /// patience ran out).
     pub(crate) fn started(&self, route: &K, state: Option<&State>) {
         let mut lanes = lock(&self.lanes);
-        let lane = lanes
-            .entry((route.clone(), state.cloned()))
-            .or_default();
+        let lane = lanes.entry((route.clone(), state.cloned())).or_default();
         lane.connecting += 1;
         self.connecting.fetch_add(1, Ordering::Relaxed);
     }
@@ -216,6 +215,22 @@ impl<K: RouteKey> Binder<K> {
         lock(&self.lanes)
             .get(&(route.clone(), None))
             .map_or(0, |lane| lane.connecting)
+    }
+
+    /// Whether the lane has waiters no connect in flight covers, and room
+    /// (under `max_connecting`) for another connect.
+    pub(crate) fn uncovered(
+        &self,
+        route: &K,
+        state: Option<&State>,
+        max_connecting: Option<usize>,
+    ) -> bool {
+        lock(&self.lanes)
+            .get(&(route.clone(), state.cloned()))
+            .is_some_and(|lane| {
+                lane.waiters.len() > lane.connecting
+                    && max_connecting.is_none_or(|max| lane.connecting < max.max(1))
+            })
     }
 
     /// Takes `slot` out of its lane. Returns what it was given meanwhile
@@ -307,7 +322,8 @@ impl<K: RouteKey> Binder<K> {
     /// Shutdown: every waiter gets `Closed`, and nobody joins again.
     pub(crate) fn close(&self) {
         let mut lanes = lock(&self.lanes);
-        self.closed.store(true, std::sync::atomic::Ordering::Release);
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
         for lane in lanes.values_mut() {
             for slot in lane.waiters.drain(..) {
                 self.waiting.fetch_sub(1, Ordering::Relaxed);

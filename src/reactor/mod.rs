@@ -26,10 +26,10 @@ mod timers;
 #[cfg(unix)]
 mod watch;
 
-#[cfg(unix)]
-pub(crate) use watch::Watch;
 #[cfg(not(unix))]
 pub(crate) use nowatch::Watch;
+#[cfg(unix)]
+pub(crate) use watch::Watch;
 
 use crate::connector::{Connector, Handshake};
 use crate::entry::LeakCheck;
@@ -227,7 +227,9 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
             .registry()
             .register(&mut job.handshake, token, interest)
         {
-            return self.shared.connect_failed(job.route, job.state, job.permit, e);
+            return self
+                .shared
+                .connect_failed(job.route, job.state, job.permit, e);
         }
         if let Some(timeout) = self.shared.config.connect_timeout {
             self.timers
@@ -271,8 +273,35 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         let _ = self.poll.registry().deregister(&mut job.handshake);
         drop(job.handshake);
         match result {
-            Ok(conn) => self.shared.connected(job.route, job.permit, conn),
-            Err(e) => self.shared.connect_failed(job.route, job.state, job.permit, e),
+            Ok(conn) => {
+                let (route, state) = (job.route.clone(), job.state.clone());
+                self.shared.connected(job.route, job.permit, conn);
+                if self.shared.config.max_connecting.is_some() {
+                    if let Some(permit) = self.shared.refill(&route, state.as_ref()) {
+                        self.connect(route, state, permit);
+                    }
+                }
+            }
+            Err(e) => self
+                .shared
+                .connect_failed(job.route, job.state, job.permit, e),
+        }
+    }
+
+    /// Starts a connect for a permit the loop took itself (counted in its
+    /// lane already).
+    fn connect(&mut self, route: C::Route, state: Option<State>, permit: Permit) {
+        let connected = catch_unwind(AssertUnwindSafe(|| self.shared.connector.connect(&route)))
+            .unwrap_or_else(|_| Err(io::Error::other("the connector panicked while connecting")));
+        match connected {
+            Ok(crate::Progress::Ready(conn)) => self.shared.connected(route, permit, conn),
+            Ok(crate::Progress::Pending(handshake)) => self.start(Job {
+                route,
+                state,
+                permit,
+                handshake,
+            }),
+            Err(e) => self.shared.connect_failed(route, state, permit, e),
         }
     }
 
@@ -281,11 +310,9 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         let registered = watch.with_fd(|fd| {
             use std::os::fd::AsRawFd;
             let raw = fd.as_raw_fd();
-            self.poll.registry().register(
-                &mut mio::unix::SourceFd(&raw),
-                token,
-                Interest::READABLE,
-            )
+            self.poll
+                .registry()
+                .register(&mut mio::unix::SourceFd(&raw), token, Interest::READABLE)
         });
         match registered {
             Some(Ok(())) => {
@@ -349,23 +376,8 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
     /// Opens connections for routes below their `min_idle`.
     fn warm(&mut self) {
         for (route, permit) in self.shared.warm_permits() {
-            let connected = catch_unwind(AssertUnwindSafe(|| {
-                self.shared.connector.connect(&route)
-            }))
-            .unwrap_or_else(|_| Err(io::Error::other("the connector panicked while connecting")));
             self.shared.binder.started_unbound(&route);
-            match connected {
-                Ok(crate::Progress::Ready(conn)) => {
-                    self.shared.connected(route, permit, conn)
-                }
-                Ok(crate::Progress::Pending(handshake)) => self.start(Job {
-                    route,
-                    state: None,
-                    permit,
-                    handshake,
-                }),
-                Err(e) => self.shared.connect_failed(route, None, permit, e),
-            }
+            self.connect(route, None, permit);
         }
     }
 

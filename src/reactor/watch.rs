@@ -10,9 +10,9 @@
 //! end of stream, an error or bytes nobody asked for mark it dead and evict
 //! it at once. A lease never takes a connection marked dead.
 
+use leasehold_policies::IdleMark;
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
-use leasehold_policies::IdleMark;
 use std::sync::Mutex;
 
 use crate::tcp::{probe, Liveness};

@@ -20,11 +20,11 @@ use std::time::Duration;
 
 /// Connects over TCP, then waits for the server's greeting byte.
 #[derive(Clone, Debug, Default)]
-pub struct GreetingConnector;
+pub(crate) struct GreetingConnector;
 
 /// A connect in progress: TCP first, then the greeting.
 #[derive(Debug)]
-pub struct GreetingHandshake {
+pub(crate) struct GreetingHandshake {
     stream: Option<mio::net::TcpStream>,
     greeted: bool,
 }
@@ -115,7 +115,7 @@ impl Connector for GreetingConnector {
 /// Greets each accepted connection after `delay`, then echoes what it reads
 /// until the client closes.
 #[derive(Debug)]
-pub struct GreetingServer {
+pub(crate) struct GreetingServer {
     addr: SocketAddr,
     accepted: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -125,7 +125,7 @@ pub struct GreetingServer {
 }
 
 impl GreetingServer {
-    pub fn start(delay: Duration) -> io::Result<Self> {
+    pub(crate) fn start(delay: Duration) -> io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let accepted = Arc::new(AtomicU64::new(0));
@@ -175,11 +175,11 @@ impl GreetingServer {
         })
     }
 
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    pub fn accepted(&self) -> u64 {
+    pub(crate) fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::SeqCst)
     }
 }
