@@ -61,14 +61,25 @@ fn offlock_newcomer_never_overtakes_a_waiter() {
 fn newcomer_never_overtakes_a_waiter<P: Policy>() {
     let pool: Pool<Mock, P> = Pool::builder(Mock::new()).max_total(1).build().unwrap();
     let held = pool.lease(&"a").unwrap();
+    let checked = AtomicBool::new(false);
     thread::scope(|s| {
-        let waiter = s.spawn(|| pool.lease(&"a").map(|lease| lease.id()));
+        let waiter = s.spawn(|| {
+            let lease = pool.lease(&"a").unwrap();
+            // Kept until the newcomer has tried: were it returned first, the
+            // newcomer could rightly have it.
+            while !checked.load(Ordering::SeqCst) {
+                thread::yield_now();
+            }
+            lease.id()
+        });
         eventually("the waiter queues", || pool.route_stats(&"a").pending == 1);
         let id = held.id();
         drop(held);
         // Handed to the waiter on return: nothing is left for a newcomer.
-        assert!(matches!(pool.try_lease(&"a"), Err(Error::Exhausted(_))));
-        assert_eq!(waiter.join().unwrap().unwrap(), id);
+        let newcomer = pool.try_lease(&"a").map(|lease| lease.id());
+        checked.store(true, Ordering::SeqCst);
+        assert!(matches!(newcomer, Err(Error::Exhausted(_))), "{newcomer:?}");
+        assert_eq!(waiter.join().unwrap(), id);
     });
 }
 
