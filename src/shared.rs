@@ -175,7 +175,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         mode: Wait,
         started: Instant,
     ) -> Result<Held, Error> {
-        if let Some(error) = self.backoff.check(route, Instant::now()) {
+        if let Some(error) = self.backoff.check(route, Instant::now(), started) {
             self.core.connect_failed(permit);
             return Err(error);
         }
@@ -250,7 +250,6 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                 if let Some(slot) = &queued {
                     self.leave(route, state, slot);
                 }
-                self.failed(route, &e);
                 Err(Error::from_connect(format!("{route:?}"), e))
             }
         }
@@ -292,6 +291,9 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                 handshake,
             })),
             Err(e) => {
+                // Recorded before the capacity goes back, so the request it
+                // goes to sees the failure.
+                self.failed(route, &e);
                 self.core.connect_failed(permit);
                 Err(e)
             }
@@ -548,13 +550,17 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         permit: Permit,
         error: std::io::Error,
     ) {
-        self.core.connect_failed(permit);
         self.binder.abandoned(&route, state.as_ref());
+        // Recorded before the capacity goes back: requests queued for it
+        // fail with this cause instead of each trying again.
         self.failed(&route, &error);
+        self.core.connect_failed(permit);
     }
 
-    /// A connect to `route` failed: counted, the route's streak grows, and
-    /// every request waiting on a connect to it fails with the cause now.
+    /// A connect to `route` failed: counted, the route's streak grows, every
+    /// request waiting on a connect to it fails with the cause now, and
+    /// requests queued for its capacity since before the failure fail with
+    /// it when the capacity reaches them.
     fn failed(&self, route: &C::Route, error: &std::io::Error) {
         Counters::bump(&self.counters.connect_failures);
         tracing::warn!(route = ?route, error = %error, "leasehold: connect failed");

@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 struct Streak {
     failures: u32,
     until: Option<Instant>,
+    /// When the last failure happened: requests waiting since before it
+    /// fail with it at once.
+    at: Instant,
     last: Failure,
 }
 
@@ -44,13 +47,18 @@ impl<K: RouteKey> Backoff<K> {
         }
     }
 
-    /// The error to fail with if `route` rests now.
-    pub(crate) fn check(&self, route: &K, now: Instant) -> Option<Error> {
+    /// The error to fail with if `route` rests now, or if its last connect
+    /// failed after the request began waiting (`since`): a request that
+    /// waited through a failure is answered with it, not sent to try again.
+    pub(crate) fn check(&self, route: &K, now: Instant, since: Instant) -> Option<Error> {
         if self.routes.load(Ordering::Acquire) == 0 {
             return None;
         }
         let streaks = self.streaks.lock().unwrap_or_else(|e| e.into_inner());
         let streak = streaks.get(route)?;
+        if since <= streak.at {
+            return Some(streak.last.error("failed while this request waited"));
+        }
         let until = streak.until.filter(|until| *until > now)?;
         Some(streak.last.error(&format!(
             "{} consecutive failures; backing off for another {:?}",
@@ -66,10 +74,12 @@ impl<K: RouteKey> Backoff<K> {
             Streak {
                 failures: 0,
                 until: None,
+                at: now,
                 last: failure.clone(),
             }
         });
         streak.failures += 1;
+        streak.at = now;
         streak.last = failure.clone();
         if streak.failures >= 2 && !self.initial.is_zero() {
             let doublings = (streak.failures - 2).min(20);
@@ -112,34 +122,42 @@ mod tests {
     fn rests_from_the_second_failure_doubling_up_to_max() {
         let backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(250));
         let t0 = Instant::now();
+        // Requests that began after the failures.
+        let later = t0 + Duration::from_nanos(1);
         backoff.failed(&"a", &refused(), t0);
-        assert!(backoff.check(&"a", t0).is_none(), "one failure: no rest");
+        assert!(
+            backoff.check(&"a", t0, later).is_none(),
+            "one failure: no rest"
+        );
         backoff.failed(&"a", &refused(), t0);
-        let err = backoff.check(&"a", t0).expect("resting");
+        let err = backoff.check(&"a", t0, later).expect("resting");
         assert!(matches!(err, Error::Refused { .. }), "{err}");
         assert!(err.to_string().contains("backing off"), "{err}");
         assert!(backoff
-            .check(&"a", t0 + Duration::from_millis(100))
+            .check(&"a", t0 + Duration::from_millis(100), later)
             .is_none());
-        assert!(backoff.check(&"b", t0).is_none(), "other routes untouched");
+        assert!(
+            backoff.check(&"b", t0, later).is_none(),
+            "other routes untouched"
+        );
         backoff.failed(&"a", &refused(), t0);
         assert!(backoff
-            .check(&"a", t0 + Duration::from_millis(199))
+            .check(&"a", t0 + Duration::from_millis(199), later)
             .is_some());
         backoff.failed(&"a", &refused(), t0);
         assert!(backoff
-            .check(&"a", t0 + Duration::from_millis(249))
+            .check(&"a", t0 + Duration::from_millis(249), later)
             .is_some());
         assert!(
             backoff
-                .check(&"a", t0 + Duration::from_millis(250))
+                .check(&"a", t0 + Duration::from_millis(250), later)
                 .is_none(),
             "capped"
         );
         backoff.succeeded(&"a");
         backoff.failed(&"a", &refused(), t0);
         assert!(
-            backoff.check(&"a", t0).is_none(),
+            backoff.check(&"a", t0, later).is_none(),
             "a success ends the streak"
         );
     }
