@@ -428,10 +428,6 @@ macro_rules! for_each_policy {
 
 for_each_policy!(
     connect_refused_fails_fast,
-    #[ignore = "bug: intermittent (about 1 run in 3 over the three policies): \
-                a waiter misses the wake-up of the connect timeout and sleeps \
-                until its acquire timeout (10 s); the lost wake-up in \
-                Shared::try_idle, see failed_connect_wakes_its_waiter_at_the_route_cap"]
     connect_timeout_fails_waiters_at_once,
     peer_close_of_idle_connection_is_evicted_before_lease,
     reset_while_leased_is_not_reused,
@@ -443,10 +439,6 @@ for_each_policy!(
     leak_detection_reports_long_leases,
     validation_after_inactivity_discards_dead_connections,
     backoff_after_repeated_refusals,
-    #[ignore = "bug: a request waiting on its connect misses the wake-up of the \
-                connect's failure when it lands during the 1 ms park in \
-                Shared::try_idle (src/shared.rs), and sleeps until its acquire \
-                timeout"]
     failed_connect_wakes_its_waiter_at_the_route_cap,
 );
 
@@ -502,11 +494,6 @@ fn connect_timeout_fails_waiters_at_once<P: Policy>() {
 /// the route's cap allows times out, and that one failure answers every
 /// request of the route together, without a connect of their own.
 #[test]
-#[ignore = "bug: a connect's failure answers only requests waiting on a \
-            connect (Binder::fail_route); requests queued in the core for the \
-            route's capacity get the freed permit one after another and each \
-            starts its own connect: with max_per_route 1 the 2nd request times \
-            out 300 ms after the 1st, the 3rd is then refused by the backoff"]
 fn one_connect_timeout_answers_every_waiter_of_the_route() {
     let _process = shared_process();
     let stuck = Unresponsive::new();
