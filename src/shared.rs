@@ -61,19 +61,22 @@ pub(crate) struct Shared<C: Connector, P: Policy> {
     clock_on_release: bool,
 }
 
-/// Where the core sends the connections it is done with: the watch on the
-/// socket is dropped first, then the closer takes the connection.
+/// Where the core sends the connections it is done with: [`retire`].
 pub(crate) fn disposal<C: Connector>(
     disposer: Arc<Disposer<C>>,
     remote: Arc<Remote<C>>,
 ) -> leasehold_policies::Disposer<EntryOf<C>> {
-    Arc::new(move |entry: EntryOf<C>| {
-        if let Some(watch) = &entry.watch {
-            watch.disarm();
-            remote.post(Command::Forget(watch.token));
-        }
-        disposer.dispose(entry.conn);
-    })
+    Arc::new(move |entry: EntryOf<C>| retire(&disposer, &remote, entry))
+}
+
+/// Closes a connection the pool is done with: the watch on its socket is
+/// dropped first, then the closer takes it.
+fn retire<C: Connector>(disposer: &Disposer<C>, remote: &Remote<C>, entry: EntryOf<C>) {
+    if let Some(watch) = &entry.watch {
+        watch.disarm();
+        remote.post(Command::Forget(watch.token));
+    }
+    disposer.dispose(entry.conn);
 }
 
 impl<C: Connector, P: Policy> Shared<C, P> {
@@ -482,7 +485,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                 Ok(held)
             }
             Err(entry) => {
-                (disposal(self.disposer.clone(), self.remote.clone()))(entry);
+                retire(&self.disposer, &self.remote, entry);
                 Err(Error::Closed)
             }
         }
@@ -516,8 +519,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
 
     /// A permit for one more connect for the lane of `route` and `state`,
     /// if requests wait there uncovered (their connects were held back by
-    /// `max_connecting`). An idle connection found instead goes back to the
-    /// pool, which wakes the lane.
+    /// `max_connecting`).
     pub(crate) fn refill(&self, route: &C::Route, state: Option<&State>) -> Option<Permit> {
         if !self
             .binder
@@ -525,15 +527,21 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         {
             return None;
         }
+        let permit = self.spare_permit(route, state)?;
+        self.binder.started(route, state);
+        Some(permit)
+    }
+
+    /// Capacity for one more connection to `route` in `state`, taken
+    /// without queueing. An idle connection found instead goes back to the
+    /// pool (which wakes a lane waiting for one). `None` if neither is free.
+    fn spare_permit(&self, route: &C::Route, state: Option<&State>) -> Option<Permit> {
         let grant = match self.core.acquire(route, state, Wait::Never, Waker::noop()) {
             Acquire::Ready(grant) => Some(grant),
             Acquire::Queued(waiter) => self.core.cancel(waiter, false),
         };
         match grant {
-            Some(Grant::Connect(permit)) => {
-                self.binder.started(route, state);
-                Some(permit)
-            }
+            Some(Grant::Connect(permit)) => Some(permit),
             Some(Grant::Conn(held)) => {
                 self.give_back(held, true);
                 None
@@ -598,59 +606,59 @@ impl<C: Connector, P: Policy> Shared<C, P> {
     /// Evicts idle connections past their idle timeout or lifetime at
     /// `now`, and any the loop found dead.
     pub(crate) fn sweep(&self, now: Instant) {
-        let idle_timeout = self.config.idle_timeout;
-        let counters = self.counters.clone();
-        self.core.evict_idle(Arc::new(move |entry: &EntryOf<C>| {
-            if entry.watch.as_ref().is_some_and(|w| w.is_dead()) {
-                Counters::bump(&counters.stale);
-            } else if entry.expires.is_some_and(|at| at <= now) {
-                Counters::bump(&counters.expired);
-            } else if idle_timeout
-                .is_some_and(|t| now.saturating_duration_since(entry.idle_since) >= t)
-            {
-                Counters::bump(&counters.idle);
-            } else {
-                return false;
-            }
-            true
-        }));
+        self.evict(Retire {
+            dead: true,
+            expired_by: Some(now),
+            idle_for: self.config.idle_timeout.map(|timeout| (now, timeout)),
+        });
     }
 
     /// Evicts the idle connections the loop found dead.
     pub(crate) fn evict_dead(&self) {
-        let counters = self.counters.clone();
-        self.core.evict_idle(Arc::new(move |entry: &EntryOf<C>| {
-            let dead = entry.watch.as_ref().is_some_and(|w| w.is_dead());
-            if dead {
-                Counters::bump(&counters.stale);
-            }
-            dead
-        }));
+        self.evict(Retire {
+            dead: true,
+            ..Retire::default()
+        });
     }
 
     /// Closes idle connections idle for at least `idle`.
     pub(crate) fn close_idle(&self, idle: Duration) {
-        let counters = self.counters.clone();
-        let now = Instant::now();
-        self.core.evict_idle(Arc::new(move |entry: &EntryOf<C>| {
-            let old = now.saturating_duration_since(entry.idle_since) >= idle;
-            if old {
-                Counters::bump(&counters.idle);
-            }
-            old
-        }));
+        self.evict(Retire {
+            idle_for: Some((Instant::now(), idle)),
+            ..Retire::default()
+        });
     }
 
     /// Closes idle connections past their lifetime.
     pub(crate) fn close_expired(&self) {
+        self.evict(Retire {
+            expired_by: Some(Instant::now()),
+            ..Retire::default()
+        });
+    }
+
+    /// Closes the idle connections `retire` picks, each counted under the
+    /// first reason that applies.
+    fn evict(&self, retire: Retire) {
         let counters = self.counters.clone();
-        let now = Instant::now();
         self.core.evict_idle(Arc::new(move |entry: &EntryOf<C>| {
-            let expired = entry.expires.is_some_and(|at| at <= now);
-            if expired {
-                Counters::bump(&counters.expired);
-            }
-            expired
+            let counter = if retire.dead && entry.watch.as_ref().is_some_and(|w| w.is_dead()) {
+                &counters.stale
+            } else if retire
+                .expired_by
+                .is_some_and(|now| entry.expires.is_some_and(|at| at <= now))
+            {
+                &counters.expired
+            } else if retire
+                .idle_for
+                .is_some_and(|(now, idle)| now.saturating_duration_since(entry.idle_since) >= idle)
+            {
+                &counters.idle
+            } else {
+                return false;
+            };
+            Counters::bump(counter);
+            true
         }));
     }
 
@@ -688,17 +696,9 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             let want = self.config.min_idle(&route);
             let have = self.core.route_stats(&route).idle + self.binder.connecting_for(&route);
             for _ in have..want {
-                let grant = match self.core.acquire(&route, None, Wait::Never, Waker::noop()) {
-                    Acquire::Ready(grant) => Some(grant),
-                    Acquire::Queued(waiter) => self.core.cancel(waiter, false),
-                };
-                match grant {
-                    Some(Grant::Connect(permit)) => permits.push((route.clone(), permit)),
-                    Some(Grant::Conn(held)) => {
-                        self.give_back(held, true);
-                        break;
-                    }
-                    _ => break,
+                match self.spare_permit(&route, None) {
+                    Some(permit) => permits.push((route.clone(), permit)),
+                    None => break,
                 }
             }
         }
@@ -713,6 +713,17 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             self.core.stats().total,
         )
     }
+}
+
+/// Which idle connections an eviction pass closes.
+#[derive(Clone, Copy, Debug, Default)]
+struct Retire {
+    /// Those the event loop marked dead (counted stale).
+    dead: bool,
+    /// Those whose lifetime ended by then (counted expired).
+    expired_by: Option<Instant>,
+    /// Those idle at least this long at that instant (counted idle).
+    idle_for: Option<(Instant, Duration)>,
 }
 
 /// `lifetime` less a random part of up to 5 %, so connections opened
