@@ -30,7 +30,7 @@ use crate::error::Error;
 use leasehold_policies::{Held, RouteKey, State};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
@@ -129,7 +129,7 @@ pub(crate) struct Binder<K> {
     waiting: AtomicUsize,
     /// Connects in flight over every lane.
     connecting: AtomicUsize,
-    closed: std::sync::atomic::AtomicBool,
+    closed: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -144,7 +144,7 @@ impl<K: RouteKey> Binder<K> {
             lanes: Mutex::new(HashMap::new()),
             waiting: AtomicUsize::new(0),
             connecting: AtomicUsize::new(0),
-            closed: std::sync::atomic::AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -202,12 +202,6 @@ impl<K: RouteKey> Binder<K> {
         let lane = lanes.entry((route.clone(), state.cloned())).or_default();
         lane.connecting += 1;
         self.connecting.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts a connect started with no request behind it (warming up
-    /// `min_idle`): the next request of the lane adopts it.
-    pub(crate) fn started_unbound(&self, route: &K) {
-        self.started(route, None);
     }
 
     /// Connects in flight for `route` that serve stateless requests.
@@ -322,8 +316,7 @@ impl<K: RouteKey> Binder<K> {
     /// Shutdown: every waiter gets `Closed`, and nobody joins again.
     pub(crate) fn close(&self) {
         let mut lanes = lock(&self.lanes);
-        self.closed
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.closed.store(true, Ordering::Release);
         for lane in lanes.values_mut() {
             for slot in lane.waiters.drain(..) {
                 self.waiting.fetch_sub(1, Ordering::Relaxed);

@@ -376,7 +376,8 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
     /// Opens connections for routes below their `min_idle`.
     fn warm(&mut self) {
         for (route, permit) in self.shared.warm_permits() {
-            self.shared.binder.started_unbound(&route);
+            // Counted in the stateless lane: its next request adopts it.
+            self.shared.binder.started(&route, None);
             self.connect(route, None, permit);
         }
     }
