@@ -26,7 +26,6 @@ pub(crate) struct GreetingConnector;
 #[derive(Debug)]
 pub(crate) struct GreetingHandshake {
     stream: Option<mio::net::TcpStream>,
-    greeted: bool,
 }
 
 impl Source for GreetingHandshake {
@@ -68,11 +67,9 @@ impl Handshake for GreetingHandshake {
         match stream.read(&mut byte) {
             Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(_) => {
-                self.greeted = true;
                 // Hand over a duplicate: the registered descriptor stays with
                 // the handshake until the pool deregisters and drops it.
-                let std: &TcpStream = &std_view(self.stream()?)?;
-                let conn = std.try_clone()?;
+                let conn = duplicate(self.stream()?)?;
                 conn.set_nonblocking(false)?;
                 conn.set_nodelay(true)?;
                 Ok(Some(conn))
@@ -84,8 +81,8 @@ impl Handshake for GreetingHandshake {
     }
 }
 
-/// A `std` view of the mio stream, sharing its descriptor through a dup.
-fn std_view(stream: &mio::net::TcpStream) -> io::Result<TcpStream> {
+/// A `std` stream on a duplicate of the mio stream's descriptor.
+fn duplicate(stream: &mio::net::TcpStream) -> io::Result<TcpStream> {
     use std::os::fd::{AsFd, OwnedFd};
     let fd: OwnedFd = stream.as_fd().try_clone_to_owned()?;
     Ok(TcpStream::from(fd))
@@ -99,7 +96,6 @@ impl Connector for GreetingConnector {
     fn connect(&self, addr: &SocketAddr) -> io::Result<Progress<TcpStream, GreetingHandshake>> {
         Ok(Progress::Pending(GreetingHandshake {
             stream: Some(mio::net::TcpStream::connect(*addr)?),
-            greeted: false,
         }))
     }
 
