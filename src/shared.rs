@@ -688,9 +688,14 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             .map(|(r, _)| r.clone())
             .collect();
         if self.config.min_idle_per_route > 0 {
-            routes.extend(self.core.stats().routes.into_iter().map(|(route, _)| route));
+            for (route, _) in self.core.stats().routes {
+                // Each route once: the permits below are not yet counted in
+                // its lane, so a second pass would warm it twice.
+                if !routes.contains(&route) {
+                    routes.push(route);
+                }
+            }
         }
-        routes.dedup();
         let mut permits = Vec::new();
         for route in routes {
             let want = self.config.min_idle(&route);

@@ -132,6 +132,35 @@ fn max_connecting_holds_a_burst_to_few_connects<P: Policy>() {
     assert!(server.accepted() <= 5);
 }
 
+/// Routes named in `min_idle` and also covered by `min_idle_per_route`
+/// are warmed once each, with slow connects still in flight when the next
+/// route is looked at.
+fn each_route_is_warmed_once<P: Policy>() {
+    let servers = [
+        GreetingServer::start(Duration::from_millis(50)).unwrap(),
+        GreetingServer::start(Duration::from_millis(50)).unwrap(),
+    ];
+    let addrs = servers.each_ref().map(GreetingServer::addr);
+    let pool: Pool<GreetingConnector, P> = Pool::builder(GreetingConnector)
+        .max_total(10)
+        .max_per_route(10)
+        .min_idle(addrs[0], 2)
+        .min_idle(addrs[1], 2)
+        .min_idle_per_route(2)
+        .build()
+        .unwrap();
+    let warm = || addrs.iter().all(|addr| pool.route_stats(addr).idle == 2);
+    eventually("warmed up", warm);
+    // Now the pool has seen both routes too; empty them and let them re-warm.
+    pool.close_idle(Duration::ZERO);
+    eventually("warmed up again", warm);
+    thread::sleep(Duration::from_millis(700));
+    for (server, addr) in servers.iter().zip(&addrs) {
+        assert_eq!(server.accepted(), 4, "2 at start, 2 after the eviction");
+        assert_eq!(pool.route_stats(addr).allocated(), 2);
+    }
+}
+
 /// Shutdown fails requests waiting on connects at once, and abandons the
 /// connects.
 fn shutdown_during_connects<P: Policy>() {
@@ -168,5 +197,6 @@ for_each_policy!(
     an_orphan_connect_is_adopted,
     a_burst_is_served,
     max_connecting_holds_a_burst_to_few_connects,
+    each_route_is_warmed_once,
     shutdown_during_connects,
 );
