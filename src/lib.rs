@@ -33,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+mod acquire;
 mod config;
 mod connector;
 mod entry;

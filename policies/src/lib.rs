@@ -80,6 +80,12 @@ pub trait Waiting: Send + fmt::Debug {
     /// Takes the grant if the request has been served. Returns `None` while
     /// it waits, and after the grant was taken.
     fn try_take(&mut self) -> Option<Grant>;
+
+    /// Wakes `waker`, instead of the waker given before, when the request is
+    /// served: for a task that is polled again, perhaps on another thread.
+    /// A grant published before the call woke the old waker, so the caller
+    /// looks with [`Waiting::try_take`] after registering.
+    fn register(&self, waker: &Waker);
 }
 
 /// The concurrency core of a pool: every operation a pool needs, none of

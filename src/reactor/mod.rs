@@ -33,7 +33,7 @@ pub(crate) use watch::Watch;
 
 use crate::connector::{Connector, Handshake};
 use crate::entry::LeakCheck;
-use crate::shared::Shared;
+use crate::shared::{connector_panicked, Shared};
 use crossbeam_queue::SegQueue;
 use leasehold_policies::{Permit, Policy, State};
 use mio::{Events, Interest, Poll, Token};
@@ -246,7 +246,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
             return;
         };
         let step = catch_unwind(AssertUnwindSafe(|| job.handshake.advance()))
-            .unwrap_or_else(|_| Err(io::Error::other("the connector panicked while connecting")));
+            .unwrap_or_else(|_| Err(connector_panicked()));
         match step {
             Ok(None) => {
                 let next = job.handshake.interest();
@@ -292,7 +292,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
     /// lane already).
     fn connect(&mut self, route: C::Route, state: Option<State>, permit: Permit) {
         let connected = catch_unwind(AssertUnwindSafe(|| self.shared.connector.connect(&route)))
-            .unwrap_or_else(|_| Err(io::Error::other("the connector panicked while connecting")));
+            .unwrap_or_else(|_| Err(connector_panicked()));
         match connected {
             Ok(crate::Progress::Ready(conn)) => self.shared.connected(route, permit, conn),
             Ok(crate::Progress::Pending(handshake)) => self.start(Job {
