@@ -241,7 +241,12 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             shared.core.connect_failed(permit);
             return self.bound(slot, None, None, self.deadline(), waker);
         }
-        match shared.config.patience {
+        // Patience only where a connection is out that could come back.
+        let patience = shared
+            .config
+            .patience
+            .filter(|_| shared.core.route_stats(self.route).leased > 0);
+        match patience {
             Some(patience) => {
                 let until = Instant::now() + patience;
                 let until = self.deadline().map_or(until, |d| d.min(until));

@@ -76,7 +76,7 @@ pub trait Policy: Send + Sync + fmt::Debug + 'static {
 }
 
 /// A queued request, as handed out by [`Core::acquire`].
-pub trait Waiting: Send + fmt::Debug {
+pub trait Waiting: Send + Unpin + fmt::Debug {
     /// Takes the grant if the request has been served. Returns `None` while
     /// it waits, and after the grant was taken.
     fn try_take(&mut self) -> Option<Grant>;

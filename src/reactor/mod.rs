@@ -19,6 +19,7 @@
 //! abandoned (their capacity given back, their sockets closed) and the
 //! thread is joined.
 
+pub(crate) mod alarm;
 pub(crate) mod backoff;
 pub(crate) mod bind;
 pub(crate) mod dispose;
@@ -34,6 +35,7 @@ pub(crate) use watch::Watch;
 use crate::connector::{Connector, Handshake};
 use crate::entry::LeakCheck;
 use crate::shared::{connector_panicked, Shared};
+use alarm::Alarm;
 use crossbeam_queue::SegQueue;
 use leasehold_policies::{Permit, Policy, State};
 use mio::{Events, Interest, Poll, Token};
@@ -42,7 +44,7 @@ use std::fmt;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use timers::Timers;
 
@@ -66,6 +68,8 @@ pub(crate) enum Command<C: Connector> {
     Forget(usize),
     /// Report this lease if it is still out at its deadline.
     Leak(LeakCheck),
+    /// Wake this async request at its instant.
+    Alarm(Instant, Weak<Alarm>),
 }
 
 /// The way into the loop, shared by the pool's threads.
@@ -133,6 +137,7 @@ enum Timer {
     /// Take queued leak checks into the timers.
     LeakTick,
     Leak(LeakCheck),
+    Alarm(Weak<Alarm>),
 }
 
 /// The loop's own state, owned by its thread.
@@ -215,6 +220,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                     self.watches.remove(&Token(token));
                 }
                 Command::Leak(check) => self.timers.set(check.at, Timer::Leak(check)),
+                Command::Alarm(at, alarm) => self.timers.set(at, Timer::Alarm(alarm)),
             }
         }
     }
@@ -369,6 +375,11 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                     }
                 }
                 Timer::Leak(check) => self.shared.leak(check, now),
+                Timer::Alarm(alarm) => {
+                    if let Some(alarm) = alarm.upgrade() {
+                        alarm.ring();
+                    }
+                }
             }
         }
     }
