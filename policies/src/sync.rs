@@ -55,7 +55,7 @@ mod imp {
         }
     }
 
-    /// Unbounded MPMC FIFO (used for commands to the serializer).
+    /// Unbounded MPMC FIFO (commands to the serializer, the mailbox).
     #[derive(Debug)]
     pub(crate) struct Fifo<T>(crossbeam_queue::SegQueue<T>);
 
@@ -70,6 +70,10 @@ mod imp {
         #[inline]
         pub(crate) fn pop(&self) -> Option<T> {
             self.0.pop()
+        }
+        /// How many values are queued (a snapshot).
+        pub(crate) fn len(&self) -> usize {
+            self.0.len()
         }
     }
 
@@ -140,6 +144,9 @@ mod imp {
         }
         pub(crate) fn pop(&self) -> Option<T> {
             self.0.lock().unwrap().pop_front()
+        }
+        pub(crate) fn len(&self) -> usize {
+            self.0.lock().unwrap().len()
         }
     }
 
