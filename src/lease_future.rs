@@ -61,7 +61,14 @@ impl<'a, C: Connector, P: Policy> LeaseFuture<'a, C, P> {
             _ => {
                 let alarm = Arc::new(Alarm::new(at, waker));
                 let remote = &self.pool.shared().remote;
-                remote.send(Command::Alarm(at, Arc::downgrade(&alarm)));
+                if remote
+                    .send(Command::Alarm(at, Arc::downgrade(&alarm)))
+                    .is_err()
+                {
+                    // The loop stopped: the pool is shut down, and the
+                    // request is answered `Closed` when polled again.
+                    waker.wake_by_ref();
+                }
                 self.alarm = Some(alarm);
             }
         }

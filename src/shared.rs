@@ -74,7 +74,8 @@ pub(crate) fn disposal<C: Connector>(
 fn retire<C: Connector>(disposer: &Disposer<C>, remote: &Remote<C>, entry: EntryOf<C>) {
     if let Some(watch) = &entry.watch {
         watch.disarm();
-        remote.post(Command::Forget(watch.token));
+        // Given back once the loop stopped: it watches nothing then.
+        let _ = remote.post(Command::Forget(watch.token));
     }
     disposer.dispose(entry.conn);
 }
@@ -194,7 +195,8 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         if let (Some(threshold), Some(leases)) = (self.config.leak_threshold, &entry.leases) {
             let lease = leases.fetch_add(1, Ordering::AcqRel) + 1;
             let now = Instant::now();
-            self.remote.post(Command::Leak(LeakCheck {
+            // Given back once the loop stopped: no lease is checked then.
+            let _ = self.remote.post(Command::Leak(LeakCheck {
                 at: now + threshold,
                 taken: now,
                 leases: leases.clone(),
@@ -274,7 +276,9 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         match self.core.connected(permit, entry) {
             Ok(held) => {
                 if let Some(watch) = watch {
-                    self.remote.send(Command::Watch(watch));
+                    // Given back once the loop stopped: the socket goes
+                    // unwatched, as every other does then.
+                    let _ = self.remote.send(Command::Watch(watch));
                 }
                 Ok(held)
             }
@@ -381,19 +385,18 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         self.core.connect_failed(job.permit);
     }
 
-    /// Abandons every queued connect (the loop has stopped).
-    pub(crate) fn abandon_commands(&self) {
-        while let Some(command) = self.remote.take() {
-            if let Command::Connect(job) = command {
-                self.abandon(job);
-            }
+    /// Abandons a command the loop will not run (it has stopped): a
+    /// connect's capacity goes back. A watch, a forget or a leak check is
+    /// dropped: the stopped loop watches and times nothing any more.
+    pub(crate) fn abandon_command(&self, command: Command<C>) {
+        if let Command::Connect(job) = command {
+            self.abandon(job);
         }
     }
 
     pub(crate) fn submit(&self, command: Command<C>) {
-        self.remote.send(command);
-        if self.remote.is_stopped() {
-            self.abandon_commands();
+        if let Err(command) = self.remote.send(command) {
+            self.abandon_command(command);
         }
     }
 

@@ -36,6 +36,7 @@ mod arena;
 mod dispose;
 mod engine;
 mod lax;
+mod mailbox;
 mod offlock;
 mod serial;
 mod strict;
@@ -47,6 +48,7 @@ mod watch;
 pub use dispose::{DisposalQueue, PushError};
 pub use engine::{Engine, EngineWaiter, Fair, Flavor, Segmented, Sharded};
 pub use lax::{Lax, LaxCore};
+pub use mailbox::Mailbox;
 pub use offlock::{Offlock, OfflockCore};
 pub use strict::{Strict, StrictCore, StrictWaiter};
 pub use types::{

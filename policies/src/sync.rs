@@ -59,7 +59,7 @@ mod imp {
         }
     }
 
-    /// Unbounded MPMC FIFO (used for commands to the serializer).
+    /// Unbounded MPMC FIFO (commands to the serializer, the mailbox).
     #[derive(Debug)]
     pub(crate) struct Fifo<T>(crossbeam_queue::SegQueue<T>);
 
@@ -74,6 +74,10 @@ mod imp {
         #[inline]
         pub(crate) fn pop(&self) -> Option<T> {
             self.0.pop()
+        }
+        /// How many values are queued (a snapshot).
+        pub(crate) fn len(&self) -> usize {
+            self.0.len()
         }
     }
 
@@ -160,6 +164,9 @@ mod imp {
         }
         pub(crate) fn pop(&self) -> Option<T> {
             self.0.lock().unwrap().pop_front()
+        }
+        pub(crate) fn len(&self) -> usize {
+            self.0.lock().unwrap().len()
         }
     }
 
