@@ -33,7 +33,12 @@ use std::time::Instant;
 ///   its place in the queue is withdrawn.
 /// * `Send` when the connector's routes and connections are, so it can be
 ///   spawned on a multi-threaded runtime (and so can the [`Lease`] it
-///   resolves to, held across `.await`).
+///   resolves to, held across `.await`). One compiler limitation: with a
+///   route type that borrows (`&'static str`), rustc cannot yet prove a
+///   spawned `async` block that holds the future or a lease across an
+///   `.await` to be `Send` ("implementation of `Eq` is not general
+///   enough", rust-lang/rust#100013). Owned routes (`SocketAddr`, `String`,
+///   `Arc<str>`, integers) are not affected.
 ///
 /// Polling it again after it resolved is a logic error; it then stays
 /// pending.
