@@ -98,10 +98,7 @@ fn cancellation_storm<P: Policy>() {
                         let lease = match (task + round) % 3 {
                             0 => {
                                 let wait = Duration::from_micros((round % 50) as u64);
-                                match tokio::time::timeout(wait, pool.lease_async(&A)).await {
-                                    Ok(lease) => Some(lease),
-                                    Err(_elapsed) => None,
-                                }
+                                tokio::time::timeout(wait, pool.lease_async(&A)).await.ok()
                             }
                             1 => tokio::select! {
                                 biased;
