@@ -452,7 +452,13 @@ fn main() {
     // No plots unless asked for (`--plotting-backend plotters`): drawing
     // them costs seconds per benchmark, more than a pool's batches.
     let mut criterion = Criterion::default().without_plots().configure_from_args();
-    let mut group = criterion.benchmark_group("async_cycle");
+    // A shrunken batch gets a group of its own, so criterion does not
+    // compare it with (and overwrite) the saved full-size results.
+    let mut group = if ops == OPS {
+        criterion.benchmark_group("async_cycle")
+    } else {
+        criterion.benchmark_group(format!("async_cycle_{ops}ops"))
+    };
     group
         .sample_size(SAMPLES)
         .sampling_mode(SamplingMode::Flat)
