@@ -207,7 +207,8 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// one to be returned (the "hybrid" growth strategy): under a short
     /// burst, returns serve most requests and few connections are opened.
     /// A connect already in flight and not claimed by anyone is adopted
-    /// instead of starting another either way.
+    /// instead of starting another either way. A request does not wait when
+    /// none of its route's connections is leased: nothing could come back.
     pub fn patience(mut self, patience: Duration) -> Self {
         self.patience = Some(patience).filter(|p| !p.is_zero());
         self

@@ -33,11 +33,13 @@
 
 #![forbid(unsafe_code)]
 
+mod acquire;
 mod config;
 mod connector;
 mod entry;
 mod error;
 mod lease;
+mod lease_future;
 pub mod mock;
 mod pool;
 mod reactor;
@@ -52,6 +54,7 @@ pub use connector::{Connector, Handshake, Never, Progress};
 pub use entry::Health;
 pub use error::{ConfigError, Error, Unavailable};
 pub use lease::Lease;
+pub use lease_future::LeaseFuture;
 pub use leasehold_policies::{
     self as policies, Lax, Offlock, Policy, PoolStats, Reuse, RouteKey, State, Stats, Strict,
 };

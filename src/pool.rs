@@ -5,11 +5,13 @@
 //! the pool's event loop ([`Shared`]); the last handle dropped shuts the
 //! pool down, stops the event loop and the closer, and joins both threads.
 
+use crate::acquire::Request;
 use crate::config::{Builder, Config};
 use crate::connector::Connector;
 use crate::entry::Health;
 use crate::error::Error;
 use crate::lease::Lease;
+use crate::lease_future::LeaseFuture;
 use crate::reactor::{self, dispose::Disposer, Reactor};
 use crate::shared::{disposal, CoreOf, Shared};
 use leasehold_policies::{Core, Limits, Policy, PoolStats, State, Stats, Strict, Wait};
@@ -164,6 +166,39 @@ impl<C: Connector, P: Policy> Pool<C, P> {
         state: &State,
     ) -> Result<Lease<'_, C, P>, Error> {
         self.acquire(route, Some(state), Wait::Never, Location::caller())
+    }
+
+    /// Leases a connection to `route` that carries no state, without
+    /// blocking a thread: the future resolves when a connection is leased,
+    /// and fails as [`lease`](Self::lease) does. It works on any executor,
+    /// its deadline is kept by the pool's event loop, and dropping it at
+    /// any point loses nothing ([`LeaseFuture`]).
+    ///
+    /// ```
+    /// use leasehold::{mock::MockConnector, Pool};
+    ///
+    /// let pool: Pool<MockConnector<&str>> = Pool::builder(MockConnector::new()).build()?;
+    /// // Any executor will do; this one comes with the `futures` crate.
+    /// let lease = futures::executor::block_on(pool.lease_async(&"db"))?;
+    /// assert_eq!(lease.route(), &"db");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[track_caller]
+    pub fn lease_async<'a>(&'a self, route: &'a C::Route) -> LeaseFuture<'a, C, P> {
+        let request = Request::new(self.shared(), route, None, Wait::Queue, Location::caller());
+        LeaseFuture::new(self, request)
+    }
+
+    /// [`lease_async`](Self::lease_async) for a connection in `state`.
+    #[track_caller]
+    pub fn lease_async_with_state<'a>(
+        &'a self,
+        route: &'a C::Route,
+        state: &'a State,
+    ) -> LeaseFuture<'a, C, P> {
+        let at = Location::caller();
+        let request = Request::new(self.shared(), route, Some(state), Wait::Queue, at);
+        LeaseFuture::new(self, request)
     }
 
     /// Gauges and counters of the pool and of every route it has seen.

@@ -8,25 +8,25 @@
 //! path unless a setting asks for it: with the defaults, a hit costs the
 //! core's own operations plus a few predictable branches.
 
+use crate::acquire::Request;
 use crate::config::Config;
 use crate::connector::{Connector, Progress};
 use crate::entry::{Counters, Entry, LeakCheck};
 use crate::error::{Error, Unavailable};
 use crate::reactor::backoff::Backoff;
-use crate::reactor::bind::{Binder, Failure, Join, Outcome, Slot};
+use crate::reactor::bind::{Binder, Failure, Outcome, Slot};
 use crate::reactor::dispose::Disposer;
 use crate::reactor::{Command, Job, Remote, Watch};
-use leasehold_policies::{Acquire, Core, Grant, Held, Permit, Policy, State, Wait, Waiting};
+use leasehold_policies::{Acquire, Core, Grant, Held, Permit, Policy, State, Wait};
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Wake, Waker};
+use std::task::{Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 pub(crate) type EntryOf<C> = Entry<<C as Connector>::Route, <C as Connector>::Conn>;
 pub(crate) type CoreOf<C, P> = <P as Policy>::Core<<C as Connector>::Route, EntryOf<C>>;
-type WaiterOf<C, P> = <CoreOf<C, P> as Core<<C as Connector>::Route, EntryOf<C>>>::Waiter;
 
 struct ThreadWaker(Thread);
 
@@ -74,7 +74,8 @@ pub(crate) fn disposal<C: Connector>(
 fn retire<C: Connector>(disposer: &Disposer<C>, remote: &Remote<C>, entry: EntryOf<C>) {
     if let Some(watch) = &entry.watch {
         watch.disarm();
-        remote.post(Command::Forget(watch.token));
+        // Given back once the loop stopped: it watches nothing then.
+        let _ = remote.post(Command::Forget(watch.token));
     }
     disposer.dispose(entry.conn);
 }
@@ -101,7 +102,8 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         }
     }
 
-    /// Acquires a connection, checked out and ready to lease.
+    /// Acquires a connection, checked out and ready to lease, parking this
+    /// thread while it waits.
     pub(crate) fn acquire(
         &self,
         route: &C::Route,
@@ -109,182 +111,35 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         mode: Wait,
         at: &'static Location<'static>,
     ) -> Result<Held, Error> {
-        let mut started = None;
-        loop {
-            let grant = match with_waker(|w| self.core.acquire(route, state, mode, w)) {
-                Acquire::Ready(grant) => grant,
-                Acquire::Queued(waiter) => {
-                    let since = *started.get_or_insert_with(Instant::now);
-                    self.wait(route, waiter, mode, since)?
-                }
-            };
-            let held = match grant {
-                Grant::Conn(held) => held,
-                Grant::Connect(permit) => {
-                    let since = *started.get_or_insert_with(Instant::now);
-                    self.open(route, permit, mode, since)?
-                }
-                Grant::Busy => {
-                    return Err(Error::Exhausted(self.unavailable(route, Duration::ZERO)))
-                }
-                Grant::Closed => return Err(Error::Closed),
-            };
-            if let Some(held) = self.check_out(held, at) {
-                return Ok(held);
+        let mut request = Request::new(self, route, state, mode, at);
+        with_waker(|waker| loop {
+            if let Poll::Ready(result) = request.poll(waker) {
+                return result;
             }
-        }
-    }
-
-    /// Parks until the queued request is served or its deadline passes.
-    fn wait(
-        &self,
-        route: &C::Route,
-        mut waiter: WaiterOf<C, P>,
-        mode: Wait,
-        started: Instant,
-    ) -> Result<Grant, Error> {
-        // A `Wait::Never` request is answered promptly; it needs no deadline.
-        let deadline = match mode {
-            Wait::Queue => self.config.acquire_timeout.map(|t| started + t),
-            Wait::Never => None,
-        };
-        loop {
-            if let Some(grant) = waiter.try_take() {
-                return Ok(grant);
-            }
-            match deadline {
+            match request.wake_at() {
                 None => thread::park(),
-                Some(deadline) => {
+                Some(at) => {
                     let now = Instant::now();
-                    if now >= deadline {
-                        return match self.core.cancel(waiter, true) {
-                            // Served at the last moment: take it.
-                            Some(grant) => Ok(grant),
-                            None => Err(Error::Timeout(self.unavailable(route, now - started))),
-                        };
-                    }
-                    thread::park_timeout(deadline - now);
-                }
-            }
-        }
-    }
-
-    /// Uses a permit: adopts a connect nobody waits for, waits out the
-    /// patience for a return, or starts a connect and binds late.
-    fn open(
-        &self,
-        route: &C::Route,
-        permit: Permit,
-        mode: Wait,
-        started: Instant,
-    ) -> Result<Held, Error> {
-        if let Some(error) = self.backoff.check(route, Instant::now(), started) {
-            self.core.connect_failed(permit);
-            return Err(error);
-        }
-        let state = permit.state().cloned();
-        let state = state.as_ref();
-        let deadline = match mode {
-            Wait::Queue => self.config.acquire_timeout.map(|t| started + t),
-            Wait::Never => None,
-        };
-        let mut queued = None;
-        if self.binder.has_connects() || self.config.patience.is_some() {
-            let cap = self.config.max_connecting;
-            let Some((slot, join)) =
-                with_waker(|w| self.binder.join(route, state, w, true, false, cap))
-            else {
-                self.core.connect_failed(permit);
-                return Err(Error::Closed);
-            };
-            if join == Join::Adopt {
-                self.core.connect_failed(permit);
-                return self
-                    .bind(route, state, &slot, deadline, started, true)?
-                    .ok_or(Error::Closed);
-            }
-            if let Some(patience) = self.config.patience {
-                let until = Instant::now() + patience;
-                let until = deadline.map_or(until, |d| d.min(until));
-                let last = deadline == Some(until);
-                match self.bind(route, state, &slot, Some(until), started, last) {
-                    Ok(Some(held)) => {
-                        self.core.connect_failed(permit);
-                        return Ok(held);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        self.core.connect_failed(permit);
-                        return Err(e);
+                    if now < at {
+                        thread::park_timeout(at - now);
                     }
                 }
             }
-            queued = Some(slot);
-        }
-        match self.start(route, permit, state) {
-            Ok(Progress::Ready((permit, conn))) => {
-                if let Some(slot) = &queued {
-                    self.leave(route, state, slot);
-                }
-                self.backoff.succeeded(route);
-                self.admit(route, permit, conn)
-            }
-            Ok(Progress::Pending(job)) => {
-                let slot = match queued {
-                    Some(slot) => {
-                        self.binder.started(route, state);
-                        slot
-                    }
-                    None => {
-                        match with_waker(|w| self.binder.join(route, state, w, false, true, None)) {
-                            Some((slot, _)) => slot,
-                            None => {
-                                self.abandon_uncounted(job);
-                                return Err(Error::Closed);
-                            }
-                        }
-                    }
-                };
-                self.submit(Command::Connect(job));
-                self.bind(route, state, &slot, deadline, started, true)?
-                    .ok_or(Error::Closed)
-            }
-            Err(e) => {
-                if let Some(slot) = &queued {
-                    self.leave(route, state, slot);
-                }
-                Err(Error::from_connect(format!("{route:?}"), e))
-            }
-        }
+        })
     }
 
     /// Starts a connect on this thread (connectors never block in
-    /// `connect`). The permit goes back to the core if it fails or panics.
+    /// `connect`). The permit goes back to the core if it fails; a panic
+    /// of the connector is a failed connect.
     #[allow(clippy::type_complexity)]
-    fn start(
+    pub(crate) fn start(
         &self,
         route: &C::Route,
         permit: Permit,
         state: Option<&State>,
     ) -> std::io::Result<Progress<(Permit, C::Conn), Job<C>>> {
-        // Gives the permit back if the connector panics.
-        struct Guard<'a, C: Connector, P: Policy> {
-            core: &'a CoreOf<C, P>,
-            permit: Option<Permit>,
-        }
-        impl<C: Connector, P: Policy> Drop for Guard<'_, C, P> {
-            fn drop(&mut self) {
-                if let Some(permit) = self.permit.take() {
-                    self.core.connect_failed(permit);
-                }
-            }
-        }
-        let mut guard = Guard::<C, P> {
-            core: &self.core,
-            permit: Some(permit),
-        };
-        let started = self.connector.connect(route);
-        let permit = guard.permit.take().expect("the permit is still held");
+        let started = catch_unwind(AssertUnwindSafe(|| self.connector.connect(route)))
+            .unwrap_or_else(|_| Err(connector_panicked()));
         match started {
             Ok(Progress::Ready(conn)) => Ok(Progress::Ready((permit, conn))),
             Ok(Progress::Pending(handshake)) => Ok(Progress::Pending(Job {
@@ -303,87 +158,11 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         }
     }
 
-    /// Waits in a lane for a connection (a connect's or a return's) until
-    /// `until`. There, with `last`, it leaves the lane and times out;
-    /// without, it stays queued and returns `Ok(None)`.
-    fn bind(
-        &self,
-        route: &C::Route,
-        state: Option<&State>,
-        slot: &Arc<Slot>,
-        until: Option<Instant>,
-        started: Instant,
-        last: bool,
-    ) -> Result<Option<Held>, Error> {
-        let settled = |outcome| match outcome {
-            Outcome::Conn(held) => Some(Ok(Some(held))),
-            Outcome::Failed(failure) => Some(Err(failure.error(""))),
-            Outcome::Closed => Some(Err(Error::Closed)),
-            Outcome::Waiting => None,
-        };
-        loop {
-            if let Some(result) = settled(slot.take()) {
-                return result;
-            }
-            if let Some(held) = self.try_idle(route, state) {
-                self.leave(route, state, slot);
-                return Ok(Some(held));
-            }
-            // `try_idle` may have parked, taking the unpark meant for the
-            // hand-over: look again before parking.
-            if let Some(result) = settled(slot.take()) {
-                return result;
-            }
-            match until {
-                None => thread::park(),
-                Some(until) => {
-                    let now = Instant::now();
-                    if now < until {
-                        thread::park_timeout(until - now);
-                    } else if !last {
-                        return Ok(None);
-                    } else {
-                        return match self.binder.leave(route, state, slot) {
-                            Outcome::Conn(held) => Ok(Some(held)),
-                            Outcome::Failed(failure) => Err(failure.error("")),
-                            Outcome::Closed => Err(Error::Closed),
-                            Outcome::Waiting => {
-                                Err(Error::Timeout(self.unavailable(route, now - started)))
-                            }
-                        };
-                    }
-                }
-            }
-        }
-    }
-
     /// Leaves a lane; a connection handed over meanwhile goes on to the
     /// next waiter or back to the pool.
-    fn leave(&self, route: &C::Route, state: Option<&State>, slot: &Arc<Slot>) {
+    pub(crate) fn leave(&self, route: &C::Route, state: Option<&State>, slot: &Arc<Slot>) {
         if let Outcome::Conn(held) = self.binder.leave(route, state, slot) {
             self.give_back(held, true);
-        }
-    }
-
-    /// Takes an idle connection of the lane without queueing.
-    fn try_idle(&self, route: &C::Route, state: Option<&State>) -> Option<Held> {
-        let grant = match with_waker(|w| self.core.acquire(route, state, Wait::Never, w)) {
-            Acquire::Ready(grant) => grant,
-            Acquire::Queued(mut waiter) => loop {
-                if let Some(grant) = waiter.try_take() {
-                    break grant;
-                }
-                thread::park_timeout(Duration::from_millis(1));
-            },
-        };
-        match grant {
-            Grant::Conn(held) => Some(held),
-            // Covered by a connect in flight already: no second one.
-            Grant::Connect(permit) => {
-                self.core.connect_failed(permit);
-                None
-            }
-            Grant::Busy | Grant::Closed => None,
         }
     }
 
@@ -391,7 +170,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
     /// event loop, alive if it idled long, counted for leak detection.
     /// `None` if it was closed instead.
     #[inline]
-    fn check_out(&self, mut held: Held, at: &'static Location<'static>) -> Option<Held> {
+    pub(crate) fn check_out(&self, mut held: Held, at: &'static Location<'static>) -> Option<Held> {
         let entry = self.core.item_mut(&mut held);
         if let Some(watch) = &entry.watch {
             if !watch.lease() {
@@ -416,7 +195,8 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         if let (Some(threshold), Some(leases)) = (self.config.leak_threshold, &entry.leases) {
             let lease = leases.fetch_add(1, Ordering::AcqRel) + 1;
             let now = Instant::now();
-            self.remote.post(Command::Leak(LeakCheck {
+            // Given back once the loop stopped: no lease is checked then.
+            let _ = self.remote.post(Command::Leak(LeakCheck {
                 at: now + threshold,
                 taken: now,
                 leases: leases.clone(),
@@ -460,8 +240,24 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         }
     }
 
+    /// Gives back a grant its request no longer wants (it was cancelled):
+    /// a connection to the next waiter or to idle, capacity to the next
+    /// request.
+    pub(crate) fn unused(&self, grant: Grant) {
+        match grant {
+            Grant::Conn(held) => self.give_back(held, true),
+            Grant::Connect(permit) => self.core.connect_failed(permit),
+            Grant::Busy | Grant::Closed => {}
+        }
+    }
+
     /// Takes a new connection into the core, leased to the permit's holder.
-    fn admit(&self, route: &C::Route, permit: Permit, conn: C::Conn) -> Result<Held, Error> {
+    pub(crate) fn admit(
+        &self,
+        route: &C::Route,
+        permit: Permit,
+        conn: C::Conn,
+    ) -> Result<Held, Error> {
         let now = Instant::now();
         let watch = self.watch_of(&conn);
         let entry = Entry {
@@ -480,7 +276,9 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         match self.core.connected(permit, entry) {
             Ok(held) => {
                 if let Some(watch) = watch {
-                    self.remote.send(Command::Watch(watch));
+                    // Given back once the loop stopped: the socket goes
+                    // unwatched, as every other does then.
+                    let _ = self.remote.send(Command::Watch(watch));
                 }
                 Ok(held)
             }
@@ -583,23 +381,22 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         self.core.connect_failed(job.permit);
     }
 
-    fn abandon_uncounted(&self, job: Job<C>) {
+    pub(crate) fn abandon_uncounted(&self, job: Job<C>) {
         self.core.connect_failed(job.permit);
     }
 
-    /// Abandons every queued connect (the loop has stopped).
-    pub(crate) fn abandon_commands(&self) {
-        while let Some(command) = self.remote.take() {
-            if let Command::Connect(job) = command {
-                self.abandon(job);
-            }
+    /// Abandons a command the loop will not run (it has stopped): a
+    /// connect's capacity goes back. A watch, a forget or a leak check is
+    /// dropped: the stopped loop watches and times nothing any more.
+    pub(crate) fn abandon_command(&self, command: Command<C>) {
+        if let Command::Connect(job) = command {
+            self.abandon(job);
         }
     }
 
-    fn submit(&self, command: Command<C>) {
-        self.remote.send(command);
-        if self.remote.is_stopped() {
-            self.abandon_commands();
+    pub(crate) fn submit(&self, command: Command<C>) {
+        if let Err(command) = self.remote.send(command) {
+            self.abandon_command(command);
         }
     }
 
@@ -710,7 +507,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         permits
     }
 
-    fn unavailable(&self, route: &C::Route, waited: Duration) -> Box<Unavailable> {
+    pub(crate) fn unavailable(&self, route: &C::Route, waited: Duration) -> Box<Unavailable> {
         Unavailable::new(
             format!("{route:?}"),
             waited,
@@ -729,6 +526,11 @@ struct Retire {
     expired_by: Option<Instant>,
     /// Those idle at least this long at that instant (counted idle).
     idle_for: Option<(Instant, Duration)>,
+}
+
+/// The error of a connect whose connector panicked.
+pub(crate) fn connector_panicked() -> std::io::Error {
+    std::io::Error::other("the connector panicked while connecting")
 }
 
 /// `lifetime` less a random part of up to 5 %, so connections opened

@@ -36,6 +36,7 @@ mod arena;
 mod dispose;
 mod engine;
 mod lax;
+mod mailbox;
 mod offlock;
 mod serial;
 mod strict;
@@ -47,6 +48,7 @@ mod watch;
 pub use dispose::{DisposalQueue, PushError};
 pub use engine::{Engine, EngineWaiter, Fair, Flavor, Segmented, Sharded};
 pub use lax::{Lax, LaxCore};
+pub use mailbox::Mailbox;
 pub use offlock::{Offlock, OfflockCore};
 pub use strict::{Strict, StrictCore, StrictWaiter};
 pub use types::{
@@ -76,10 +78,16 @@ pub trait Policy: Send + Sync + fmt::Debug + 'static {
 }
 
 /// A queued request, as handed out by [`Core::acquire`].
-pub trait Waiting: Send + fmt::Debug {
+pub trait Waiting: Send + Unpin + fmt::Debug {
     /// Takes the grant if the request has been served. Returns `None` while
     /// it waits, and after the grant was taken.
     fn try_take(&mut self) -> Option<Grant>;
+
+    /// Wakes `waker`, instead of the waker given before, when the request is
+    /// served: for a task that is polled again, perhaps on another thread.
+    /// A grant published before the call woke the old waker, so the caller
+    /// looks with [`Waiting::try_take`] after registering.
+    fn register(&self, waker: &Waker);
 }
 
 /// The concurrency core of a pool: every operation a pool needs, none of

@@ -23,6 +23,10 @@ mod imp {
     /// A 128-bit atomic (cmpxchg16b on x86_64, casp/ldxp on aarch64).
     pub(crate) use portable_atomic::AtomicU128;
 
+    /// A slot for the waker of one task, safe to re-register from any
+    /// thread while another wakes it.
+    pub(crate) use atomic_waker::AtomicWaker;
+
     /// A spin-loop hint; loom turns it into a yield so its scheduler moves on.
     #[inline]
     pub(crate) fn spin_hint() {
@@ -55,7 +59,7 @@ mod imp {
         }
     }
 
-    /// Unbounded MPMC FIFO (used for commands to the serializer).
+    /// Unbounded MPMC FIFO (commands to the serializer, the mailbox).
     #[derive(Debug)]
     pub(crate) struct Fifo<T>(crossbeam_queue::SegQueue<T>);
 
@@ -70,6 +74,10 @@ mod imp {
         #[inline]
         pub(crate) fn pop(&self) -> Option<T> {
             self.0.pop()
+        }
+        /// How many values are queued (a snapshot).
+        pub(crate) fn len(&self) -> usize {
+            self.0.len()
         }
     }
 
@@ -110,6 +118,22 @@ mod imp {
         pub(crate) use loom::thread::{current, park, Thread};
     }
 
+    /// loom's model of an atomic waker slot, with the `atomic-waker` API.
+    #[derive(Debug)]
+    pub(crate) struct AtomicWaker(loom::future::AtomicWaker);
+
+    impl AtomicWaker {
+        pub(crate) fn new() -> Self {
+            Self(loom::future::AtomicWaker::new())
+        }
+        pub(crate) fn register(&self, waker: &std::task::Waker) {
+            self.0.register_by_ref(waker);
+        }
+        pub(crate) fn wake(&self) {
+            self.0.wake();
+        }
+    }
+
     #[inline]
     pub(crate) fn spin_hint() {
         loom::thread::yield_now();
@@ -140,6 +164,9 @@ mod imp {
         }
         pub(crate) fn pop(&self) -> Option<T> {
             self.0.lock().unwrap().pop_front()
+        }
+        pub(crate) fn len(&self) -> usize {
+            self.0.lock().unwrap().len()
         }
     }
 

@@ -18,8 +18,14 @@
 //! the connection or capacity goes to the next request, never lost
 //! (invariant 6). Exactly one side wins the CAS, and that side accounts for
 //! the request leaving the queue.
+//!
+//! The waker sits in an atomic slot, so the request may replace it at any
+//! time (an async task polled on another thread). The granter wakes the slot
+//! *after* its CAS; a request that registers a new waker looks at `state`
+//! *after* registering. Either the granter's wake finds the new waker, or the
+//! request's look finds `GRANTED`: a grant is never left unseen.
 
-use crate::sync::{AtomicU8, Ordering, UnsafeCell};
+use crate::sync::{AtomicU8, AtomicWaker, Ordering, UnsafeCell};
 use crate::types::{Grant, State, Wait};
 use std::fmt;
 use std::task::Waker;
@@ -37,22 +43,31 @@ pub(crate) struct Node {
     /// it after a failed CAS); read only by the request after it observed
     /// `GRANTED`.
     grant: UnsafeCell<Option<Grant>>,
-    waker: Waker,
+    waker: AtomicWaker,
     pub(crate) ticket: u64,
     pub(crate) state_token: Option<State>,
     pub(crate) mode: Wait,
 }
 
 impl Node {
-    pub(crate) fn new(ticket: u64, state_token: Option<State>, mode: Wait, waker: Waker) -> Self {
+    pub(crate) fn new(ticket: u64, state_token: Option<State>, mode: Wait, waker: &Waker) -> Self {
+        let slot = AtomicWaker::new();
+        slot.register(waker);
         Self {
             state: AtomicU8::new(PENDING),
             grant: UnsafeCell::new(None),
-            waker,
+            waker: slot,
             ticket,
             state_token,
             mode,
         }
+    }
+
+    /// Wakes `waker` instead of the one registered before, when the grant is
+    /// published. A grant published before this call woke the old waker:
+    /// the caller looks with [`Node::try_take`] after registering.
+    pub(crate) fn register(&self, waker: &Waker) {
+        self.waker.register(waker);
     }
 
     /// Whether the request gave up.
@@ -74,7 +89,7 @@ impl Node {
             .compare_exchange(PENDING, GRANTED, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => {
-                self.waker.wake_by_ref();
+                self.waker.wake();
                 Ok(())
             }
             Err(_) => {

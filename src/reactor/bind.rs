@@ -76,28 +76,56 @@ pub(crate) enum Outcome {
     Closed,
 }
 
-/// One waiting request.
+/// One waiting request: what it was given, and the waker to wake when it
+/// is given something. The request may register a new waker on every look
+/// (an async task moves between threads); both sit under one lock, so a
+/// look either finds the outcome or leaves a waker that the giver wakes.
 pub(crate) struct Slot {
-    outcome: Mutex<Outcome>,
-    waker: Waker,
+    inner: Mutex<(Outcome, Waker)>,
 }
 
 impl Slot {
+    fn new(waker: &Waker) -> Self {
+        Self {
+            inner: Mutex::new((Outcome::Waiting, waker.clone())),
+        }
+    }
+
     /// Takes what the request was given, leaving `Waiting`.
     pub(crate) fn take(&self) -> Outcome {
-        std::mem::replace(&mut *lock(&self.outcome), Outcome::Waiting)
+        std::mem::replace(&mut lock(&self.inner).0, Outcome::Waiting)
+    }
+
+    /// Takes what the request was given; if nothing yet, `waker` is woken
+    /// when something is.
+    pub(crate) fn poll(&self, waker: &Waker) -> Outcome {
+        let mut inner = lock(&self.inner);
+        match std::mem::replace(&mut inner.0, Outcome::Waiting) {
+            Outcome::Waiting => {
+                if !inner.1.will_wake(waker) {
+                    inner.1 = waker.clone();
+                }
+                Outcome::Waiting
+            }
+            given => given,
+        }
     }
 
     fn give(&self, outcome: Outcome) {
-        *lock(&self.outcome) = outcome;
-        self.waker.wake_by_ref();
+        let mut inner = lock(&self.inner);
+        inner.0 = outcome;
+        inner.1.wake_by_ref();
+    }
+
+    fn wake(&self) {
+        lock(&self.inner).1.wake_by_ref();
     }
 }
 
 impl fmt::Debug for Slot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Slot")
-            .field("outcome", &*lock(&self.outcome))
+            .field("outcome", &lock(&self.inner).0)
             .finish()
     }
 }
@@ -175,10 +203,7 @@ impl<K: RouteKey> Binder<K> {
             return None;
         }
         let lane = lanes.entry((route.clone(), state.cloned())).or_default();
-        let slot = Arc::new(Slot {
-            outcome: Mutex::new(Outcome::Waiting),
-            waker: waker.clone(),
-        });
+        let slot = Arc::new(Slot::new(waker));
         let orphan = lane.connecting > lane.waiters.len();
         let at_cap = max_connecting.is_some_and(|max| lane.connecting >= max.max(1));
         let join = if may_adopt && (orphan || at_cap) {
@@ -309,7 +334,7 @@ impl<K: RouteKey> Binder<K> {
             .get(&(route.clone(), state.cloned()))
             .and_then(|lane| lane.waiters.front())
         {
-            slot.waker.wake_by_ref();
+            slot.wake();
         }
     }
 

@@ -8,8 +8,8 @@
 //! caller's thread.
 //!
 //! Everything reaches the loop through a lock-free command queue
-//! ([`Remote`]) plus a `mio::Waker`; the loop owns its poller, its timers
-//! and its tables, so none of them needs a lock. What it does to the pool
+//! ([`Remote`], a [`Mailbox`]) plus a `mio::Waker`; the loop owns its
+//! poller, its timers and its tables, so none of them needs a lock. What it does to the pool
 //! (hand a new connection to a waiter, evict, fail a route) goes through
 //! the pool's [`Shared`](crate::shared::Shared) state, the same way a
 //! caller's thread would. A pool whose connector connects at once (an
@@ -17,8 +17,11 @@
 //!
 //! It stops on shutdown or when the pool is dropped: connects in flight are
 //! abandoned (their capacity given back, their sockets closed) and the
-//! thread is joined.
+//! thread is joined. The stop closes the mailbox and drains it, so a connect
+//! queued before is abandoned by the loop and one sent after is handed back
+//! to its sender, who abandons it: none is lost with its capacity.
 
+pub(crate) mod alarm;
 pub(crate) mod backoff;
 pub(crate) mod bind;
 pub(crate) mod dispose;
@@ -33,16 +36,16 @@ pub(crate) use watch::Watch;
 
 use crate::connector::{Connector, Handshake};
 use crate::entry::LeakCheck;
-use crate::shared::Shared;
-use crossbeam_queue::SegQueue;
-use leasehold_policies::{Permit, Policy, State};
+use crate::shared::{connector_panicked, Shared};
+use alarm::Alarm;
+use leasehold_policies::{Mailbox, Permit, Policy, State};
 use mio::{Events, Interest, Poll, Token};
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use timers::Timers;
 
@@ -66,28 +69,38 @@ pub(crate) enum Command<C: Connector> {
     Forget(usize),
     /// Report this lease if it is still out at its deadline.
     Leak(LeakCheck),
+    /// Wake this async request at its instant.
+    Alarm(Instant, Weak<Alarm>),
 }
 
 /// The way into the loop, shared by the pool's threads.
 pub(crate) struct Remote<C: Connector> {
-    commands: SegQueue<Command<C>>,
+    /// Closed by the loop when it stops (see [`Remote::close_and_drain`]).
+    commands: Mailbox<Command<C>>,
     waker: mio::Waker,
     tokens: AtomicUsize,
     stopping: AtomicBool,
-    stopped: AtomicBool,
 }
 
 impl<C: Connector> Remote<C> {
     /// Queues `command` and wakes the loop.
-    pub(crate) fn send(&self, command: Command<C>) {
-        self.commands.push(command);
+    ///
+    /// # Errors
+    /// Gives `command` back once the loop has stopped: the caller abandons
+    /// a connect itself.
+    pub(crate) fn send(&self, command: Command<C>) -> Result<(), Command<C>> {
+        self.commands.push(command)?;
         // A failed wake leaves the command for the loop's next turn.
         let _ = self.waker.wake();
+        Ok(())
     }
 
     /// Queues `command` for the loop's next turn, without waking it.
-    pub(crate) fn post(&self, command: Command<C>) {
-        self.commands.push(command);
+    ///
+    /// # Errors
+    /// Gives `command` back once the loop has stopped, as [`send`](Self::send).
+    pub(crate) fn post(&self, command: Command<C>) -> Result<(), Command<C>> {
+        self.commands.push(command)
     }
 
     /// A fresh token for a watched socket.
@@ -95,14 +108,21 @@ impl<C: Connector> Remote<C> {
         self.tokens.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Takes a queued command: the loop's, or anyone's once it stopped.
+    /// Takes a queued command (the loop's).
     pub(crate) fn take(&self) -> Option<Command<C>> {
         self.commands.pop()
     }
 
+    /// The loop stops taking commands: every later `send` or `post` gives
+    /// its command back, and `abandon` gets each command still queued, once
+    /// no send is half-way (so none slips in behind the drain).
+    pub(crate) fn close_and_drain(&self, abandon: impl FnMut(Command<C>)) {
+        self.commands.close_and_drain(abandon);
+    }
+
     /// Whether the loop has stopped taking commands.
     pub(crate) fn is_stopped(&self) -> bool {
-        self.stopped.load(Ordering::SeqCst)
+        self.commands.is_closed()
     }
 
     /// Asks the loop to stop.
@@ -133,6 +153,7 @@ enum Timer {
     /// Take queued leak checks into the timers.
     LeakTick,
     Leak(LeakCheck),
+    Alarm(Weak<Alarm>),
 }
 
 /// The loop's own state, owned by its thread.
@@ -151,11 +172,10 @@ pub(crate) fn channel<C: Connector>() -> io::Result<(Poll, Remote<C>)> {
     Ok((
         poll,
         Remote {
-            commands: SegQueue::new(),
+            commands: Mailbox::new(),
             waker,
             tokens: AtomicUsize::new(1),
             stopping: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
         },
     ))
 }
@@ -215,6 +235,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                     self.watches.remove(&Token(token));
                 }
                 Command::Leak(check) => self.timers.set(check.at, Timer::Leak(check)),
+                Command::Alarm(at, alarm) => self.timers.set(at, Timer::Alarm(alarm)),
             }
         }
     }
@@ -246,7 +267,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
             return;
         };
         let step = catch_unwind(AssertUnwindSafe(|| job.handshake.advance()))
-            .unwrap_or_else(|_| Err(io::Error::other("the connector panicked while connecting")));
+            .unwrap_or_else(|_| Err(connector_panicked()));
         match step {
             Ok(None) => {
                 let next = job.handshake.interest();
@@ -292,7 +313,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
     /// lane already).
     fn connect(&mut self, route: C::Route, state: Option<State>, permit: Permit) {
         let connected = catch_unwind(AssertUnwindSafe(|| self.shared.connector.connect(&route)))
-            .unwrap_or_else(|_| Err(io::Error::other("the connector panicked while connecting")));
+            .unwrap_or_else(|_| Err(connector_panicked()));
         match connected {
             Ok(crate::Progress::Ready(conn)) => self.shared.connected(route, permit, conn),
             Ok(crate::Progress::Pending(handshake)) => self.start(Job {
@@ -369,6 +390,11 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                     }
                 }
                 Timer::Leak(check) => self.shared.leak(check, now),
+                Timer::Alarm(alarm) => {
+                    if let Some(alarm) = alarm.upgrade() {
+                        alarm.ring();
+                    }
+                }
             }
         }
     }
@@ -383,12 +409,16 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
     }
 
     fn stop(self) {
-        self.shared.remote.stopped.store(true, Ordering::SeqCst);
         for (_, (mut job, _)) in self.jobs {
             let _ = self.poll.registry().deregister(&mut job.handshake);
             self.shared.abandon(job);
         }
-        self.shared.abandon_commands();
+        // After this, a connect sent to the loop comes back to its sender,
+        // who abandons it (`Shared::submit`).
+        let shared = &self.shared;
+        shared
+            .remote
+            .close_and_drain(|command| shared.abandon_command(command));
     }
 }
 
@@ -424,5 +454,40 @@ mod nowatch {
         pub(crate) fn readiness(&self) -> bool {
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mock::MockConnector;
+
+    #[test]
+    fn a_stopped_loop_hands_commands_back() {
+        let (_poll, remote) = channel::<MockConnector>().unwrap();
+        assert!(remote.send(Command::Forget(1)).is_ok());
+        assert!(remote.post(Command::Forget(2)).is_ok());
+        assert!(format!("{remote:?}").contains("queued: 2"), "{remote:?}");
+        let mut drained = Vec::new();
+        remote.close_and_drain(|command| {
+            if let Command::Forget(token) = command {
+                drained.push(token);
+            }
+        });
+        assert_eq!(drained, [1, 2]);
+        assert!(remote.is_stopped());
+        assert!(matches!(
+            remote.send(Command::Forget(3)),
+            Err(Command::Forget(3))
+        ));
+        assert!(matches!(
+            remote.post(Command::Forget(4)),
+            Err(Command::Forget(4))
+        ));
+        assert!(remote.take().is_none());
+        assert!(
+            format!("{remote:?}").contains("stopped: true"),
+            "{remote:?}"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! for every policy by `conformance!` (as arc-swap stamps its tests out for
 //! every strategy).
 
+mod asynch;
 mod scenarios;
 mod stress;
 #[path = "../support/wait.rs"]
@@ -61,6 +62,51 @@ macro_rules! conformance {
     };
 }
 
+/// Stamps out one `#[test]` per async scenario for a policy, per executor.
+macro_rules! async_conformance {
+    ($module:ident, $policy:ty) => {
+        mod $module {
+            use super::asynch::*;
+            use super::*;
+            async_conformance!(@executor $policy; tokio_current, TokioCurrent);
+            async_conformance!(@executor $policy; tokio_multi, TokioMulti);
+            async_conformance!(@executor $policy; smol, Smol);
+            async_conformance!(@executor $policy; block_on, BlockOn);
+        }
+    };
+    (@executor $policy:ty; $module:ident, $executor:ty) => {
+        mod $module {
+            use super::*;
+            async_conformance!(@tests $policy, $executor;
+                async_lease_returns_and_reuses,
+                async_waiter_served_by_blocking_return,
+                async_timeout_fires_without_pool_activity,
+                async_shutdown_wakes_waiter,
+                async_refused_connect_fails_fast,
+                async_stateful_lease_gets_only_its_state,
+                cancel_before_first_poll,
+                cancel_while_queued,
+                cancel_after_hand_off_before_poll,
+                cancel_while_connect_in_flight,
+                cancel_during_patience,
+                cancel_storm_conserves,
+            );
+        }
+    };
+    (@tests $policy:ty, $executor:ty; $($test:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                asynch::$test::<$policy, $executor>();
+            }
+        )+
+    };
+}
+
 conformance!(strict, Strict);
 conformance!(lax, Lax);
 conformance!(offlock, Offlock);
+
+async_conformance!(strict_async, Strict);
+async_conformance!(lax_async, Lax);
+async_conformance!(offlock_async, Offlock);

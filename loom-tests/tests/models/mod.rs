@@ -593,3 +593,112 @@ fn freed_total_races_cancel() {
     });
     tally.assert_both("freed total vs cancel", ["cancel won", "served first"]);
 }
+
+/// Model 8 — re-registration vs hand-off (an async task that moved).
+///
+/// B queued on one thread with a waker that nobody acts on (the task's old
+/// waker); the task is then polled on another thread, which registers its
+/// own waker, looks for the grant, and parks if there is none — while A
+/// returns the connection. B must always be woken with the connection.
+///
+/// Catches the lost wake-up of waker re-registration: a granter that wakes
+/// the waker it read before publishing the grant (B registers after that
+/// read, looks before the publication, parks, and nobody wakes the new
+/// waker: loom reports a deadlock); a request that looks before it
+/// registers; a register that drops the new waker when a wake is in
+/// progress.
+#[test]
+fn reregistration_races_hand_off() {
+    let tally = std::sync::Arc::new(Tally::default());
+    let seen = tally.clone();
+    loom::model(move || {
+        let (core, disposed, held) = leased_core();
+        let stale = std::sync::Arc::new(CountWakes(AtomicUsize::new(0)));
+        let stale_waker = Waker::from(stale.clone());
+        let mut waiter = match core.acquire(&ROUTE, None, Wait::Queue, &stale_waker) {
+            Acquire::Queued(waiter) => waiter,
+            Acquire::Ready(grant) => panic!("B must queue, got {grant:?}"),
+        };
+
+        let a = {
+            let core = core.clone();
+            thread::spawn(move || core.release(held, true))
+        };
+        let b = {
+            let core = core.clone();
+            thread::spawn(move || {
+                waiter.register(&waker());
+                let grant = wait(waiter);
+                match grant {
+                    Grant::Conn(held) => {
+                        assert_eq!(core.item(&held).id, 1);
+                        core.release(held, true);
+                    }
+                    other => panic!("B must get the connection, got {other:?}"),
+                }
+            })
+        };
+        a.join().unwrap();
+        b.join().unwrap();
+        // The old waker was woken only if the grant came before the move.
+        seen.note(stale.0.load(Ordering::Relaxed) == 0);
+
+        assert_quiet(&core, 1, 0);
+        assert!(disposed_ids(&disposed).is_empty(), "nothing is disposed");
+    });
+    tally.assert_both(
+        "re-registration vs hand-off",
+        ["old waker woken", "new waker woken"],
+    );
+}
+
+/// Model 9 — a request dropped after the hand-off, before it looked.
+///
+/// B and C are queued, in that order; A returns the connection while B is
+/// dropped (a cancelled future: `cancel`, and whatever it was granted goes
+/// back with `release`, as `leasehold`'s request does on drop) and C parks.
+/// Whether the connection reached B before or after it withdrew, C must be
+/// woken with it, and nothing may be disposed.
+///
+/// Catches a connection stranded in a dropped request's node (C parks
+/// forever: loom reports a deadlock), a drop that releases the connection
+/// without waking the next waiter, and counts left wrong by a withdrawal
+/// racing a hand-off.
+#[test]
+fn dropped_request_passes_hand_off_on() {
+    loom::model(move || {
+        let (core, disposed, held) = leased_core();
+        let queue = |core: &TestCore| match core.acquire(&ROUTE, None, Wait::Queue, &waker()) {
+            Acquire::Queued(waiter) => waiter,
+            Acquire::Ready(grant) => panic!("must queue, got {grant:?}"),
+        };
+        let dropped = queue(&core);
+
+        let a = {
+            let core = core.clone();
+            thread::spawn(move || core.release(held, true))
+        };
+        let b = {
+            let core = core.clone();
+            thread::spawn(move || match core.cancel(dropped, false) {
+                None => {}
+                Some(Grant::Conn(held)) => core.release(held, true),
+                Some(other) => panic!("a queued request got {other:?}"),
+            })
+        };
+        // C asks on this thread (after B was queued), and waits if queued.
+        let (grant, _) = acquire_and_wait(&core);
+        match grant {
+            Grant::Conn(held) => {
+                assert_eq!(core.item(&held).id, 1);
+                core.release(held, true);
+            }
+            other => panic!("C must get the connection, got {other:?}"),
+        }
+        a.join().unwrap();
+        b.join().unwrap();
+
+        assert_quiet(&core, 1, 0);
+        assert!(disposed_ids(&disposed).is_empty(), "nothing is disposed");
+    });
+}

@@ -190,6 +190,10 @@ impl<K: RouteKey, T: Item> Waiting for EngineWaiter<K, T> {
     fn try_take(&mut self) -> Option<Grant> {
         self.node.try_take()
     }
+
+    fn register(&self, waker: &Waker) {
+        self.node.register(waker);
+    }
 }
 
 impl<K: fmt::Debug, T> fmt::Debug for EngineWaiter<K, T> {
@@ -606,7 +610,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         waker: &Waker,
     ) -> EngineWaiter<K, T> {
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
-        let node = Arc::new(Node::new(ticket, state.cloned(), mode, waker.clone()));
+        let node = Arc::new(Node::new(ticket, state.cloned(), mode, waker));
         self.waiter_came(route);
         self.submit(route.id, Command::Enqueue(route.id, node.clone()));
         EngineWaiter {

@@ -1,0 +1,476 @@
+//! Acquiring a connection: one state machine, [`Request`], that blocking and
+//! async callers drive alike, so that both wait in the same policy queues and
+//! lanes under the same rules.
+//!
+//! A request never blocks inside [`Request::poll`]: it asks the core, takes
+//! what it is given, starts a connect or joins a lane, and when it has to
+//! wait it leaves the caller's waker wherever the answer will come from
+//! (the core's waiter node, its lane's slot) and reports when it wants to
+//! be polled again at the latest ([`Request::wake_at`]: its deadline, or
+//! the end of its patience). A blocking caller parks until then; an async
+//! one asks the event loop for an alarm.
+//!
+//! ```text
+//!   Start ──hit──────────────────────────────────────────▶ checked out
+//!     │ ──queued──▶ Queued ──grant──▶ (as from Start)
+//!     │ ──capacity──▶ open: adopt an orphan connect ─┐
+//!     │                     patience ──▶ Bound(permit) ──out of patience──▶ connect
+//!     │                     connect ──ready──▶ admit ─────────────▶ checked out
+//!     │                             ──pending──▶ Bound ◀──────────┘
+//!   Bound ──lane's connection / an idle one / failure / deadline──▶ done
+//! ```
+//!
+//! Dropping a request (a cancelled future) at any step gives back whatever
+//! it holds: a grant from the core goes back to the core (to the next waiter
+//! or to idle), a lane slot is left (a connection handed to it meanwhile
+//! goes on), a permit is returned. Nothing is lost and nobody waits for a
+//! request that is gone.
+
+use crate::connector::{Connector, Progress};
+use crate::error::Error;
+use crate::reactor::bind::{Join, Outcome, Slot};
+use crate::reactor::Command;
+use crate::shared::{CoreOf, EntryOf, Shared};
+use leasehold_policies::{Acquire, Core, Grant, Held, Permit, Policy, State, Wait, Waiting};
+use std::panic::Location;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+type WaiterOf<C, P> = <CoreOf<C, P> as Core<<C as Connector>::Route, EntryOf<C>>>::Waiter;
+
+/// Where a request stands.
+enum Step<C: Connector, P: Policy> {
+    /// About to ask the core (first, or again after a connection failed its
+    /// check-out).
+    Start,
+    /// Queued in the core for a connection or capacity.
+    Queued(WaiterOf<C, P>),
+    /// Waiting in its lane for a connection: a connect's, or an idle one
+    /// found by a probe of the core.
+    Bound {
+        slot: Arc<Slot>,
+        /// Held while the request waits out its patience; used to start a
+        /// connect when the patience runs out, given back otherwise.
+        permit: Option<Permit>,
+        /// A non-waiting acquire the core answers later (its serializer is
+        /// busy): an idle connection, or none.
+        probe: Option<WaiterOf<C, P>>,
+        /// When the patience ends, or the deadline.
+        until: Option<Instant>,
+    },
+    /// Answered (or never to be polled again).
+    Done,
+}
+
+/// What a step led to.
+enum Next<C: Connector, P: Policy> {
+    Step(Step<C, P>),
+    Ready(Result<Held, Error>),
+}
+
+/// One request for a connection; see the module docs.
+pub(crate) struct Request<'a, C: Connector, P: Policy> {
+    shared: &'a Shared<C, P>,
+    route: &'a C::Route,
+    state: Option<&'a State>,
+    mode: Wait,
+    at: &'static Location<'static>,
+    /// When the request first missed: its deadline counts from here.
+    started: Option<Instant>,
+    step: Step<C, P>,
+}
+
+impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
+    pub(crate) fn new(
+        shared: &'a Shared<C, P>,
+        route: &'a C::Route,
+        state: Option<&'a State>,
+        mode: Wait,
+        at: &'static Location<'static>,
+    ) -> Self {
+        Self {
+            shared,
+            route,
+            state,
+            mode,
+            at,
+            started: None,
+            step: Step::Start,
+        }
+    }
+
+    /// Makes progress without blocking. `Pending`: `waker` is woken when
+    /// there is more to do, or poll again by [`Request::wake_at`].
+    pub(crate) fn poll(&mut self, waker: &Waker) -> Poll<Result<Held, Error>> {
+        loop {
+            let step = std::mem::replace(&mut self.step, Step::Done);
+            let next = match step {
+                Step::Start => self.start(waker),
+                Step::Queued(waiter) => self.queued(waiter, waker),
+                Step::Bound {
+                    slot,
+                    permit,
+                    probe,
+                    until,
+                } => self.bound(slot, permit, probe, until, waker),
+                Step::Done => return Poll::Pending,
+            };
+            match next {
+                Next::Ready(result) => return Poll::Ready(result),
+                Next::Step(step) => {
+                    let parked = matches!(step, Step::Queued(_) | Step::Bound { .. });
+                    self.step = step;
+                    if parked {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The latest instant to poll again at: the deadline, or the end of the
+    /// patience. `None`: only a wake-up moves it on.
+    pub(crate) fn wake_at(&self) -> Option<Instant> {
+        match &self.step {
+            Step::Queued(_) => self.deadline(),
+            Step::Bound { until, .. } => *until,
+            Step::Start | Step::Done => None,
+        }
+    }
+
+    fn since(&mut self) -> Instant {
+        *self.started.get_or_insert_with(Instant::now)
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match self.mode {
+            Wait::Queue => Some(self.started? + self.shared.config.acquire_timeout?),
+            // Answered promptly: no deadline.
+            Wait::Never => None,
+        }
+    }
+
+    fn timeout(&self, now: Instant) -> Error {
+        let waited = self.started.map_or(Duration::ZERO, |s| now - s);
+        Error::Timeout(self.shared.unavailable(self.route, waited))
+    }
+
+    fn start(&mut self, waker: &Waker) -> Next<C, P> {
+        let shared = self.shared;
+        match shared
+            .core
+            .acquire(self.route, self.state, self.mode, waker)
+        {
+            Acquire::Ready(grant) => self.granted(grant, waker),
+            Acquire::Queued(waiter) => {
+                self.since();
+                self.queued(waiter, waker)
+            }
+        }
+    }
+
+    fn queued(&mut self, mut waiter: WaiterOf<C, P>, waker: &Waker) -> Next<C, P> {
+        if let Some(grant) = waiter.try_take() {
+            return self.granted(grant, waker);
+        }
+        if let Some(deadline) = self.deadline() {
+            let now = Instant::now();
+            if now >= deadline {
+                return match self.shared.core.cancel(waiter, true) {
+                    // Served at the last moment: take it.
+                    Some(grant) => self.granted(grant, waker),
+                    None => Next::Ready(Err(self.timeout(now))),
+                };
+            }
+        }
+        waiter.register(waker);
+        match waiter.try_take() {
+            Some(grant) => self.granted(grant, waker),
+            None => Next::Step(Step::Queued(waiter)),
+        }
+    }
+
+    /// Uses what the core granted.
+    fn granted(&mut self, grant: Grant, waker: &Waker) -> Next<C, P> {
+        match grant {
+            Grant::Conn(held) => self.checked(held),
+            Grant::Connect(permit) => self.open(permit, waker),
+            Grant::Busy => Next::Ready(Err(Error::Exhausted(
+                self.shared.unavailable(self.route, Duration::ZERO),
+            ))),
+            Grant::Closed => Next::Ready(Err(Error::Closed)),
+        }
+    }
+
+    /// Checks a connection out; one that fails the check is closed and the
+    /// request starts over.
+    fn checked(&mut self, held: Held) -> Next<C, P> {
+        match self.shared.check_out(held, self.at) {
+            Some(held) => Next::Ready(Ok(held)),
+            None => Next::Step(Step::Start),
+        }
+    }
+
+    /// Uses a permit: adopts a connect nobody waits for, waits out the
+    /// patience for a return, or starts a connect.
+    fn open(&mut self, permit: Permit, waker: &Waker) -> Next<C, P> {
+        let shared = self.shared;
+        debug_assert_eq!(
+            permit.state(),
+            self.state,
+            "a permit carries its request's state"
+        );
+        let started = self.since();
+        if let Some(error) = shared.backoff.check(self.route, Instant::now(), started) {
+            shared.core.connect_failed(permit);
+            return Next::Ready(Err(error));
+        }
+        if !shared.binder.has_connects() && shared.config.patience.is_none() {
+            return self.connect(permit, None, waker);
+        }
+        let cap = shared.config.max_connecting;
+        let Some((slot, join)) = shared
+            .binder
+            .join(self.route, self.state, waker, true, false, cap)
+        else {
+            shared.core.connect_failed(permit);
+            return Next::Ready(Err(Error::Closed));
+        };
+        if join == Join::Adopt {
+            shared.core.connect_failed(permit);
+            return self.bound(slot, None, None, self.deadline(), waker);
+        }
+        // Patience only where a connection is out that could come back.
+        let patience = shared
+            .config
+            .patience
+            .filter(|_| shared.core.route_stats(self.route).leased > 0);
+        match patience {
+            Some(patience) => {
+                let until = Instant::now() + patience;
+                let until = self.deadline().map_or(until, |d| d.min(until));
+                self.bound(slot, Some(permit), None, Some(until), waker)
+            }
+            None => self.connect(permit, Some(slot), waker),
+        }
+    }
+
+    /// Starts a connect on this thread (connectors never block in
+    /// `connect`); one that is not done at once goes to the event loop,
+    /// and the request waits in its lane (`slot`, if it is there already).
+    fn connect(&mut self, permit: Permit, slot: Option<Arc<Slot>>, waker: &Waker) -> Next<C, P> {
+        let shared = self.shared;
+        let (route, state) = (self.route, self.state);
+        match shared.start(route, permit, state) {
+            Ok(Progress::Ready((permit, conn))) => {
+                if let Some(slot) = &slot {
+                    shared.leave(route, state, slot);
+                }
+                shared.backoff.succeeded(route);
+                match shared.admit(route, permit, conn) {
+                    Ok(held) => self.checked(held),
+                    Err(e) => Next::Ready(Err(e)),
+                }
+            }
+            Ok(Progress::Pending(job)) => {
+                let slot = match slot {
+                    Some(slot) => {
+                        shared.binder.started(route, state);
+                        slot
+                    }
+                    None => match shared.binder.join(route, state, waker, false, true, None) {
+                        Some((slot, _)) => slot,
+                        None => {
+                            shared.abandon_uncounted(job);
+                            return Next::Ready(Err(Error::Closed));
+                        }
+                    },
+                };
+                shared.submit(Command::Connect(job));
+                self.bound(slot, None, None, self.deadline(), waker)
+            }
+            Err(e) => {
+                if let Some(slot) = &slot {
+                    shared.leave(route, state, slot);
+                }
+                Next::Ready(Err(Error::from_connect(format!("{route:?}"), e)))
+            }
+        }
+    }
+
+    /// Waits in the lane: for a connection handed to `slot`, an idle one
+    /// (a probe of the core, made on every poll), a failure, or `until`.
+    fn bound(
+        &mut self,
+        slot: Arc<Slot>,
+        permit: Option<Permit>,
+        probe: Option<WaiterOf<C, P>>,
+        until: Option<Instant>,
+        waker: &Waker,
+    ) -> Next<C, P> {
+        let shared = self.shared;
+        let (route, state) = (self.route, self.state);
+        // Whatever ends the wait, an unused permit goes back.
+        let settle = |next: Next<C, P>, permit: Option<Permit>| {
+            if let Some(permit) = permit {
+                shared.core.connect_failed(permit);
+            }
+            next
+        };
+        if let Some(next) = self.given(slot.take()) {
+            self.withdraw(probe);
+            return settle(next, permit);
+        }
+        let probe = match probe {
+            Some(probe) => Some(probe),
+            None => match shared.core.acquire(route, state, Wait::Never, waker) {
+                Acquire::Ready(grant) => {
+                    if let Some(held) = self.idle_from(grant) {
+                        shared.leave(route, state, &slot);
+                        return settle(self.checked(held), permit);
+                    }
+                    None
+                }
+                Acquire::Queued(probe) => Some(probe),
+            },
+        };
+        let probe = match probe {
+            Some(mut probe) => match probe.try_take() {
+                Some(grant) => match self.idle_from(grant) {
+                    Some(held) => {
+                        shared.leave(route, state, &slot);
+                        return settle(self.checked(held), permit);
+                    }
+                    None => None,
+                },
+                None => {
+                    probe.register(waker);
+                    Some(probe)
+                }
+            },
+            None => None,
+        };
+        if let Some(next) = self.given(slot.poll(waker)) {
+            self.withdraw(probe);
+            return settle(next, permit);
+        }
+        let Some(until) = until else {
+            return Next::Step(Step::Bound {
+                slot,
+                permit,
+                probe,
+                until,
+            });
+        };
+        let now = Instant::now();
+        if now < until {
+            return Next::Step(Step::Bound {
+                slot,
+                permit,
+                probe,
+                until: Some(until),
+            });
+        }
+        if let Some(held) = self.drop_probe(probe) {
+            shared.leave(route, state, &slot);
+            return settle(self.checked(held), permit);
+        }
+        match permit {
+            // Out of patience before the deadline: connect now.
+            Some(permit) if self.deadline().is_none_or(|d| until < d) => {
+                self.connect(permit, Some(slot), waker)
+            }
+            permit => {
+                let next = self
+                    .given(shared.binder.leave(route, state, &slot))
+                    .unwrap_or_else(|| Next::Ready(Err(self.timeout(now))));
+                settle(next, permit)
+            }
+        }
+    }
+
+    /// What a lane's outcome means for the request; `None` while waiting.
+    fn given(&mut self, outcome: Outcome) -> Option<Next<C, P>> {
+        match outcome {
+            Outcome::Waiting => None,
+            Outcome::Conn(held) => Some(self.checked(held)),
+            Outcome::Failed(failure) => Some(Next::Ready(Err(failure.error("")))),
+            Outcome::Closed => Some(Next::Ready(Err(Error::Closed))),
+        }
+    }
+
+    /// The idle connection a probe found, if any. Capacity it was granted
+    /// instead goes back: the lane's connect in flight covers the request.
+    fn idle_from(&self, grant: Grant) -> Option<Held> {
+        match grant {
+            Grant::Conn(held) => Some(held),
+            Grant::Connect(permit) => {
+                self.shared.core.connect_failed(permit);
+                None
+            }
+            Grant::Busy | Grant::Closed => None,
+        }
+    }
+
+    /// Withdraws a probe; an idle connection it was given meanwhile is
+    /// returned to the caller.
+    fn drop_probe(&self, probe: Option<WaiterOf<C, P>>) -> Option<Held> {
+        let grant = self.shared.core.cancel(probe?, false)?;
+        self.idle_from(grant)
+    }
+
+    /// Withdraws a probe that is no longer wanted; an idle connection it
+    /// was given meanwhile goes back to the pool.
+    fn withdraw(&self, probe: Option<WaiterOf<C, P>>) {
+        if let Some(held) = self.drop_probe(probe) {
+            self.shared.give_back(held, true);
+        }
+    }
+}
+
+impl<C: Connector, P: Policy> Drop for Request<'_, C, P> {
+    fn drop(&mut self) {
+        let shared = self.shared;
+        match std::mem::replace(&mut self.step, Step::Done) {
+            Step::Start | Step::Done => {}
+            Step::Queued(waiter) => {
+                if let Some(grant) = shared.core.cancel(waiter, false) {
+                    shared.unused(grant);
+                }
+            }
+            Step::Bound {
+                slot,
+                permit,
+                probe,
+                ..
+            } => {
+                self.withdraw(probe);
+                shared.leave(self.route, self.state, &slot);
+                if let Some(permit) = permit {
+                    shared.core.connect_failed(permit);
+                }
+            }
+        }
+    }
+}
+
+impl<C: Connector, P: Policy> std::fmt::Debug for Request<'_, C, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let step = match &self.step {
+            Step::Start => "start",
+            Step::Queued(_) => "queued",
+            Step::Bound {
+                permit: Some(_), ..
+            } => "patient",
+            Step::Bound { .. } => "bound",
+            Step::Done => "done",
+        };
+        f.debug_struct("Request")
+            .field("route", self.route)
+            .field("state", &self.state)
+            .field("step", &step)
+            .field("started", &self.started)
+            .finish()
+    }
+}
