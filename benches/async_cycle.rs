@@ -20,9 +20,8 @@
 //! * qp 0.2 (`Pool::acquire`), a trivial `Manage` (`validate` is `true`;
 //!   through `async_trait`, so each acquire boxes its future);
 //! * ours, every policy, through `lease_async(&())` on a
-//!   `Pool<MockConnector, P>` with `max_total` = `max_per_route` = pool size.
-//!   **Pending**: `lease_async` is not on this branch yet; the section marked
-//!   `OURS` below is compiled out until it is.
+//!   `Pool<MockConnector, P>` with `max_total` = `max_per_route` = pool size
+//!   (shared by the tasks through an `Arc`).
 //!
 //! Every pool holds the same trivial in-memory object, a [`MockConn`] made by
 //! a [`MockConnector`] (the peers' managers call it too), and every pool is
@@ -51,10 +50,11 @@
 
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 use leasehold::mock::{MockConn, MockConnector};
-use leasehold::{Connector, Progress};
+use leasehold::{Connector, Lax, Offlock, Policy, Pool, Progress, Strict};
 use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
@@ -234,50 +234,37 @@ impl AsyncPool for Qp {
     }
 }
 
-// OURS — compiled out until `Pool::lease_async` lands on main; then merge
-// main, delete the `#[cfg(any())]` here and in `main`, and the table gains
-// our three policies and their ratios.
-#[cfg(any())]
-mod ours {
-    use super::AsyncPool;
-    use leasehold::mock::MockConnector;
-    use leasehold::{Policy, Pool};
-    use std::hint::black_box;
-    use std::sync::Arc;
-    use tokio::runtime::Runtime;
+/// One of our policies, leased through `lease_async`.
+struct Leasehold<P: Policy>(Arc<Pool<MockConnector, P>>);
 
-    /// One of our policies, leased through `lease_async`.
-    pub(super) struct Leasehold<P: Policy>(Arc<Pool<MockConnector, P>>);
+impl<P: Policy> Clone for Leasehold<P> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
 
-    impl<P: Policy> Clone for Leasehold<P> {
-        fn clone(&self) -> Self {
-            Self(self.0.clone())
-        }
+impl<P: Policy + Send + Sync + 'static> AsyncPool for Leasehold<P> {
+    const OURS: bool = true;
+
+    fn name() -> String {
+        P::NAME.into()
     }
 
-    impl<P: Policy + Send + Sync + 'static> AsyncPool for Leasehold<P> {
-        const OURS: bool = true;
+    fn warmed(_: &Runtime, connector: &MockConnector, size: usize) -> Self {
+        let pool = Pool::builder(connector.clone())
+            .max_total(size)
+            .max_per_route(size)
+            .build()
+            .expect("valid pool config");
+        let held: Vec<_> = (0..size).map(|_| pool.lease(&()).expect("lease")).collect();
+        drop(held);
+        Self(Arc::new(pool))
+    }
 
-        fn name() -> String {
-            P::NAME.into()
-        }
-
-        fn warmed(_: &Runtime, connector: &MockConnector, size: usize) -> Self {
-            let pool = Pool::builder(connector.clone())
-                .max_total(size)
-                .max_per_route(size)
-                .build()
-                .expect("valid pool config");
-            let held: Vec<_> = (0..size).map(|_| pool.lease(&()).expect("lease")).collect();
-            drop(held);
-            Self(Arc::new(pool))
-        }
-
-        async fn cycle(&self) {
-            drop(black_box(
-                self.0.lease_async(&()).await.expect("lease_async"),
-            ));
-        }
+    async fn cycle(&self) {
+        drop(black_box(
+            self.0.lease_async(&()).await.expect("lease_async"),
+        ));
     }
 }
 
@@ -471,14 +458,9 @@ fn main() {
         bench::<Deadpool>(&mut group, &runtime, &mut rows, pair, ops);
         bench::<Bb8>(&mut group, &runtime, &mut rows, pair, ops);
         bench::<Qp>(&mut group, &runtime, &mut rows, pair, ops);
-        // OURS — see the `ours` module.
-        #[cfg(any())]
-        {
-            use leasehold::{Lax, Offlock, Strict};
-            bench::<ours::Leasehold<Strict>>(&mut group, &runtime, &mut rows, pair, ops);
-            bench::<ours::Leasehold<Lax>>(&mut group, &runtime, &mut rows, pair, ops);
-            bench::<ours::Leasehold<Offlock>>(&mut group, &runtime, &mut rows, pair, ops);
-        }
+        bench::<Leasehold<Strict>>(&mut group, &runtime, &mut rows, pair, ops);
+        bench::<Leasehold<Lax>>(&mut group, &runtime, &mut rows, pair, ops);
+        bench::<Leasehold<Offlock>>(&mut group, &runtime, &mut rows, pair, ops);
     }
     group.finish();
     criterion.final_summary();
