@@ -34,11 +34,11 @@
 //! pool and pair (flat sampling with a 1 ms target; it warns that it cannot
 //! complete 10 samples in that time, which is the intent). That is its floor
 //! (no fewer than 10 samples, at least one warm-up iteration) and still
-//! 11 × 40 batches: about 2 min 15 s on two cores, most of it bb8 and
-//! deadpool at about 1 Mops/s; `ASYNC_CYCLE_OPS=262144` takes about 45 s.
-//! At the end the bench prints a table: for each pair and pool the median
-//! of its batches in this run (the warm-up one included) in millions of
-//! operations per second, then each of our policies' ratio to each peer.
+//! 11 × 40 batches: 2 min 15 s to 2 min 25 s on two cores, most of it
+//! bb8 and deadpool at about 1 Mops/s; `ASYNC_CYCLE_OPS=262144` takes about
+//! 45 s. At the end the bench prints a table: for each pair and pool the
+//! median of its batches in this run (the warm-up one included) in millions
+//! of operations per second, then each of our policies' ratio to each peer.
 //!
 //! Criterion draws no plots here unless `--plotting-backend plotters` asks
 //! for them: they took longer than the batches.
