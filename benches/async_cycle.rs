@@ -94,7 +94,7 @@ fn connect(connector: &MockConnector) -> MockConn {
 /// + drop.
 trait AsyncPool: Clone + Send + Sync + 'static {
     /// Its name in benchmark ids and the table.
-    fn name() -> String;
+    const NAME: &'static str;
 
     /// Whether it is one of ours (the table divides ours by the peers).
     const OURS: bool = false;
@@ -131,9 +131,7 @@ impl deadpool::managed::Manager for DeadpoolManager {
 }
 
 impl AsyncPool for Deadpool {
-    fn name() -> String {
-        "deadpool".into()
-    }
+    const NAME: &'static str = "deadpool";
 
     fn warmed(runtime: &Runtime, connector: &MockConnector, size: usize) -> Self {
         let pool = deadpool::managed::Pool::builder(DeadpoolManager(connector.clone()))
@@ -178,9 +176,7 @@ impl bb8::ManageConnection for Bb8Manager {
 }
 
 impl AsyncPool for Bb8 {
-    fn name() -> String {
-        "bb8".into()
-    }
+    const NAME: &'static str = "bb8";
 
     fn warmed(runtime: &Runtime, connector: &MockConnector, size: usize) -> Self {
         runtime.block_on(async {
@@ -220,9 +216,7 @@ impl qp::resource::Manage for QpManager {
 }
 
 impl AsyncPool for Qp {
-    fn name() -> String {
-        "qp".into()
-    }
+    const NAME: &'static str = "qp";
 
     fn warmed(runtime: &Runtime, connector: &MockConnector, size: usize) -> Self {
         let pool = qp::Pool::new(QpManager(connector.clone()), size);
@@ -247,9 +241,7 @@ impl<P: Policy> Clone for Leasehold<P> {
 impl<P: Policy + Send + Sync + 'static> AsyncPool for Leasehold<P> {
     const OURS: bool = true;
 
-    fn name() -> String {
-        P::NAME.into()
-    }
+    const NAME: &'static str = P::NAME;
 
     fn warmed(_: &Runtime, connector: &MockConnector, size: usize) -> Self {
         let pool = Pool::builder(connector.clone())
@@ -301,7 +293,7 @@ fn batch<A: AsyncPool>(runtime: &Runtime, pool: &A, tasks: usize, ops: u64) -> D
 struct Row {
     size: usize,
     tasks: usize,
-    pool: String,
+    pool: &'static str,
     ours: bool,
     batches: Vec<Duration>,
 }
@@ -320,12 +312,12 @@ fn bench<A: AsyncPool>(
         connector.opened(),
         size as u64,
         "{} warmed to its max",
-        A::name()
+        A::NAME
     );
 
     let mut batches = Vec::new();
     group.bench_function(
-        BenchmarkId::new(A::name(), format!("pool{size}_tasks{tasks}")),
+        BenchmarkId::new(A::NAME, format!("pool{size}_tasks{tasks}")),
         |b| {
             b.iter_custom(|iters| {
                 (0..iters)
@@ -342,7 +334,7 @@ fn bench<A: AsyncPool>(
         connector.opened(),
         size as u64,
         "{}: the batches reuse the warm connections",
-        A::name()
+        A::NAME
     );
     // Criterion skipped it: filtered out, or `--list`.
     if batches.is_empty() {
@@ -351,7 +343,7 @@ fn bench<A: AsyncPool>(
     rows.push(Row {
         size,
         tasks,
-        pool: A::name(),
+        pool: A::NAME,
         ours: A::OURS,
         batches,
     });
@@ -377,7 +369,7 @@ fn print_table(rows: &[Row], ops: u64) {
     let mut pairs: Vec<(usize, usize)> = Vec::new();
     for row in rows {
         if !pools.iter().any(|&(name, _)| name == row.pool) {
-            pools.push((&row.pool, row.ours));
+            pools.push((row.pool, row.ours));
         }
         if !pairs.contains(&(row.size, row.tasks)) {
             pairs.push((row.size, row.tasks));
