@@ -37,13 +37,15 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-type WaiterOf<C, P> = <CoreOf<C, P> as Core<<C as Connector>::Route, EntryOf<C>>>::Waiter;
+pub(crate) type WaiterOf<C, P> = <CoreOf<C, P> as Core<<C as Connector>::Route, EntryOf<C>>>::Waiter;
 
 /// Where a request stands.
 enum Step<C: Connector, P: Policy> {
     /// About to ask the core (first, or again after a connection failed its
     /// check-out).
     Start,
+    /// The core answered at once; the grant is yet to be used.
+    Granted(Grant),
     /// Queued in the core for a connection or capacity.
     Queued(WaiterOf<C, P>),
     /// Waiting in its lane for a connection: a connect's, or an idle one
@@ -100,13 +102,57 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         }
     }
 
+    /// A request whose first ask of the core (`first`, made by the caller
+    /// on its hit path) did not end in a connection.
+    pub(crate) fn answered(
+        shared: &'a Shared<C, P>,
+        route: &'a C::Route,
+        state: Option<&'a State>,
+        mode: Wait,
+        at: &'static Location<'static>,
+        first: Acquire<WaiterOf<C, P>>,
+    ) -> Self {
+        let mut request = Self::new(shared, route, state, mode, at);
+        request.step = match first {
+            Acquire::Ready(grant) => Step::Granted(grant),
+            Acquire::Queued(waiter) => {
+                request.since();
+                Step::Queued(waiter)
+            }
+        };
+        request
+    }
+
     /// Makes progress without blocking. `Pending`: `waker` is woken when
     /// there is more to do, or poll again by [`Request::wake_at`].
+    #[inline]
     pub(crate) fn poll(&mut self, waker: &Waker) -> Poll<Result<Held, Error>> {
+        if let Step::Start = self.step {
+            // The hit path, kept small.
+            let shared = self.shared;
+            match shared.core.acquire(self.route, self.state, self.mode, waker) {
+                Acquire::Ready(Grant::Conn(held)) => {
+                    if let Some(held) = shared.check_out(held, self.at) {
+                        self.step = Step::Done;
+                        return Poll::Ready(Ok(held));
+                    }
+                }
+                Acquire::Ready(grant) => self.step = Step::Granted(grant),
+                Acquire::Queued(waiter) => {
+                    self.since();
+                    self.step = Step::Queued(waiter);
+                }
+            }
+        }
+        self.drive(waker)
+    }
+
+    fn drive(&mut self, waker: &Waker) -> Poll<Result<Held, Error>> {
         loop {
             let step = std::mem::replace(&mut self.step, Step::Done);
             let next = match step {
                 Step::Start => self.start(waker),
+                Step::Granted(grant) => self.granted(grant, waker),
                 Step::Queued(waiter) => self.queued(waiter, waker),
                 Step::Bound {
                     slot,
@@ -135,7 +181,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         match &self.step {
             Step::Queued(_) => self.deadline(),
             Step::Bound { until, .. } => *until,
-            Step::Start | Step::Done => None,
+            Step::Start | Step::Granted(_) | Step::Done => None,
         }
     }
 
@@ -434,6 +480,7 @@ impl<C: Connector, P: Policy> Drop for Request<'_, C, P> {
         let shared = self.shared;
         match std::mem::replace(&mut self.step, Step::Done) {
             Step::Start | Step::Done => {}
+            Step::Granted(grant) => shared.unused(grant),
             Step::Queued(waiter) => {
                 if let Some(grant) = shared.core.cancel(waiter, false) {
                     shared.unused(grant);
@@ -459,6 +506,7 @@ impl<C: Connector, P: Policy> std::fmt::Debug for Request<'_, C, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let step = match &self.step {
             Step::Start => "start",
+            Step::Granted(_) => "granted",
             Step::Queued(_) => "queued",
             Step::Bound {
                 permit: Some(_), ..

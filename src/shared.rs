@@ -8,7 +8,7 @@
 //! path unless a setting asks for it: with the defaults, a hit costs the
 //! core's own operations plus a few predictable branches.
 
-use crate::acquire::Request;
+use crate::acquire::{Request, WaiterOf};
 use crate::config::Config;
 use crate::connector::{Connector, Progress};
 use crate::entry::{Counters, Entry, LeakCheck};
@@ -111,8 +111,37 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         mode: Wait,
         at: &'static Location<'static>,
     ) -> Result<Held, Error> {
-        let mut request = Request::new(self, route, state, mode, at);
-        with_waker(|waker| loop {
+        // The hit path, without the request machine around it.
+        let first = with_waker(|waker| self.core.acquire(route, state, mode, waker));
+        let first = match first {
+            Acquire::Ready(Grant::Conn(held)) => match self.check_out(held, at) {
+                Some(held) => return Ok(held),
+                // Closed at check-out: ask again, as a request.
+                None => None,
+            },
+            other => Some(other),
+        };
+        with_waker(|waker| self.wait(route, state, mode, at, first, waker))
+    }
+
+    /// The rest of a blocking acquire: a request, polled until it ends, with
+    /// this thread parked between polls.
+    #[cold]
+    #[inline(never)]
+    fn wait(
+        &self,
+        route: &C::Route,
+        state: Option<&State>,
+        mode: Wait,
+        at: &'static Location<'static>,
+        first: Option<Acquire<WaiterOf<C, P>>>,
+        waker: &Waker,
+    ) -> Result<Held, Error> {
+        let mut request = match first {
+            Some(first) => Request::answered(self, route, state, mode, at, first),
+            None => Request::new(self, route, state, mode, at),
+        };
+        loop {
             if let Poll::Ready(result) = request.poll(waker) {
                 return result;
             }
@@ -125,7 +154,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                     }
                 }
             }
-        })
+        }
     }
 
     /// Starts a connect on this thread (connectors never block in
