@@ -37,7 +37,8 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-pub(crate) type WaiterOf<C, P> = <CoreOf<C, P> as Core<<C as Connector>::Route, EntryOf<C>>>::Waiter;
+pub(crate) type WaiterOf<C, P> =
+    <CoreOf<C, P> as Core<<C as Connector>::Route, EntryOf<C>>>::Waiter;
 
 /// Where a request stands.
 enum Step<C: Connector, P: Policy> {
@@ -130,7 +131,10 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         if let Step::Start = self.step {
             // The hit path, kept small.
             let shared = self.shared;
-            match shared.core.acquire(self.route, self.state, self.mode, waker) {
+            match shared
+                .core
+                .acquire(self.route, self.state, self.mode, waker)
+            {
                 Acquire::Ready(Grant::Conn(held)) => {
                     if let Some(held) = shared.check_out(held, self.at) {
                         self.step = Step::Done;

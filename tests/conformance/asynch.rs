@@ -349,7 +349,7 @@ pub(crate) fn cancel_storm_conserves<P: Policy, E: Executor>() {
 // A connector whose connects complete when the test says so.
 
 /// Connects over a socket pair; a connect completes when [`Gated::open`]
-/// writes to the other end.
+/// writes to the other end, and never if nobody does (a stuck handshake).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Gated {
     peers: Arc<Mutex<Vec<mio::net::UnixStream>>>,

@@ -1,8 +1,9 @@
 //! Single-threaded (or one-waiter) scenarios with exact expectations.
 
+use crate::asynch::Gated;
 pub(crate) use crate::wait::eventually;
 use leasehold::mock::{MockConn, MockConnector};
-use leasehold::{Builder, Connector, Error, Handshake, Policy, Pool, Progress, Reuse, State};
+use leasehold::{Builder, Connector, Error, Policy, Pool, Progress, Reuse, State};
 use std::io;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -494,55 +495,9 @@ pub(crate) fn repeated_connect_failures_back_off<P: Policy>() {
     assert_eq!(pool.stats().total.allocated(), 2);
 }
 
-/// A connector whose handshakes never complete: a socket pair nobody
-/// writes to.
-#[derive(Debug, Default)]
-pub(crate) struct Stuck;
-
-#[derive(Debug)]
-pub(crate) struct StuckHandshake {
-    socket: mio::net::UnixStream,
-    /// Kept open so the socket never turns readable (EOF).
-    _peer: mio::net::UnixStream,
-}
-
-impl mio::event::Source for StuckHandshake {
-    fn register(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
-        self.socket.register(r, t, i)
-    }
-    fn reregister(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
-        self.socket.reregister(r, t, i)
-    }
-    fn deregister(&mut self, r: &mio::Registry) -> io::Result<()> {
-        self.socket.deregister(r)
-    }
-}
-
-impl Handshake for StuckHandshake {
-    type Conn = MockConn<&'static str>;
-    fn interest(&self) -> mio::Interest {
-        mio::Interest::READABLE
-    }
-    fn advance(&mut self) -> io::Result<Option<Self::Conn>> {
-        Ok(None)
-    }
-}
-
-impl Connector for Stuck {
-    type Route = &'static str;
-    type Conn = MockConn<&'static str>;
-    type Handshake = StuckHandshake;
-    fn connect(&self, _: &&'static str) -> io::Result<Progress<Self::Conn, StuckHandshake>> {
-        let (socket, peer) = mio::net::UnixStream::pair()?;
-        Ok(Progress::Pending(StuckHandshake {
-            socket,
-            _peer: peer,
-        }))
-    }
-}
-
 pub(crate) fn connect_timeout_bounds_a_stuck_handshake<P: Policy>() {
-    let pool: Pool<Stuck, P> = Pool::builder(Stuck)
+    // A gate never opened: the handshake never completes.
+    let pool: Pool<Gated, P> = Pool::builder(Gated::default())
         .max_total(1)
         .connect_timeout(Duration::from_millis(30))
         .build()

@@ -197,6 +197,18 @@ fn assert_quiet(core: &TestCore, idle: usize, leased: usize) {
     assert_eq!(total.allocated(), idle + leased, "total: {total}");
 }
 
+/// `who` must have been granted the one connection (item 1); it gives it
+/// back for reuse.
+fn reuse_the_connection(core: &TestCore, grant: Grant, who: &str) {
+    match grant {
+        Grant::Conn(held) => {
+            assert_eq!(core.item(&held).id, 1);
+            core.release(held, true);
+        }
+        other => panic!("{who} must get the connection, got {other:?}"),
+    }
+}
+
 /// Model 1 — release → waiter hand-off.
 ///
 /// B is queued (A waits until B counts itself as waiting, then returns the
@@ -628,14 +640,7 @@ fn reregistration_races_hand_off() {
             let core = core.clone();
             thread::spawn(move || {
                 waiter.register(&waker());
-                let grant = wait(waiter);
-                match grant {
-                    Grant::Conn(held) => {
-                        assert_eq!(core.item(&held).id, 1);
-                        core.release(held, true);
-                    }
-                    other => panic!("B must get the connection, got {other:?}"),
-                }
+                reuse_the_connection(&core, wait(waiter), "B");
             })
         };
         a.join().unwrap();
@@ -688,13 +693,7 @@ fn dropped_request_passes_hand_off_on() {
         };
         // C asks on this thread (after B was queued), and waits if queued.
         let (grant, _) = acquire_and_wait(&core);
-        match grant {
-            Grant::Conn(held) => {
-                assert_eq!(core.item(&held).id, 1);
-                core.release(held, true);
-            }
-            other => panic!("C must get the connection, got {other:?}"),
-        }
+        reuse_the_connection(&core, grant, "C");
         a.join().unwrap();
         b.join().unwrap();
 
