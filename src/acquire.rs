@@ -32,6 +32,7 @@ use crate::reactor::bind::{Join, Outcome, Slot};
 use crate::reactor::Command;
 use crate::shared::{CoreOf, EntryOf, Shared};
 use leasehold_policies::{Acquire, Core, Grant, Held, Permit, Policy, State, Wait, Waiting};
+use std::ops::ControlFlow;
 use std::panic::Location;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
@@ -114,14 +115,20 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         first: Acquire<WaiterOf<C, P>>,
     ) -> Self {
         let mut request = Self::new(shared, route, state, mode, at);
-        request.step = match first {
+        request.answer(first);
+        request
+    }
+
+    /// Takes the core's first answer in: a grant to use, or a place in its
+    /// queue (from which the deadline counts).
+    fn answer(&mut self, first: Acquire<WaiterOf<C, P>>) {
+        self.step = match first {
             Acquire::Ready(grant) => Step::Granted(grant),
             Acquire::Queued(waiter) => {
-                request.since();
+                self.since();
                 Step::Queued(waiter)
             }
         };
-        request
     }
 
     /// Makes progress without blocking. `Pending`: `waker` is woken when
@@ -141,11 +148,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
                         return Poll::Ready(Ok(held));
                     }
                 }
-                Acquire::Ready(grant) => self.step = Step::Granted(grant),
-                Acquire::Queued(waiter) => {
-                    self.since();
-                    self.step = Step::Queued(waiter);
-                }
+                first => self.answer(first),
             }
         }
         self.drive(waker)
@@ -372,40 +375,19 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             self.withdraw(probe);
             return settle(next, permit);
         }
-        let probe = match probe {
-            Some(probe) => Some(probe),
-            None => match shared.core.acquire(route, state, Wait::Never, waker) {
-                Acquire::Ready(grant) => {
-                    if let Some(held) = self.idle_from(grant) {
-                        shared.leave(route, state, &slot);
-                        return settle(self.checked(held), permit);
-                    }
-                    None
-                }
-                Acquire::Queued(probe) => Some(probe),
-            },
-        };
-        let probe = match probe {
-            Some(mut probe) => match probe.try_take() {
-                Some(grant) => match self.idle_from(grant) {
-                    Some(held) => {
-                        shared.leave(route, state, &slot);
-                        return settle(self.checked(held), permit);
-                    }
-                    None => None,
-                },
-                None => {
-                    probe.register(waker);
-                    Some(probe)
-                }
-            },
-            None => None,
+        let probe = match self.probe(probe, waker) {
+            ControlFlow::Break(held) => {
+                shared.leave(route, state, &slot);
+                return settle(self.checked(held), permit);
+            }
+            ControlFlow::Continue(probe) => probe,
         };
         if let Some(next) = self.given(slot.poll(waker)) {
             self.withdraw(probe);
             return settle(next, permit);
         }
-        let Some(until) = until else {
+        let now = Instant::now();
+        let Some(until) = until.filter(|&until| now >= until) else {
             return Next::Step(Step::Bound {
                 slot,
                 permit,
@@ -413,15 +395,6 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
                 until,
             });
         };
-        let now = Instant::now();
-        if now < until {
-            return Next::Step(Step::Bound {
-                slot,
-                permit,
-                probe,
-                until: Some(until),
-            });
-        }
         if let Some(held) = self.drop_probe(probe) {
             shared.leave(route, state, &slot);
             return settle(self.checked(held), permit);
@@ -436,6 +409,41 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
                     .given(shared.binder.leave(route, state, &slot))
                     .unwrap_or_else(|| Next::Ready(Err(self.timeout(now))));
                 settle(next, permit)
+            }
+        }
+    }
+
+    /// Looks for an idle connection of the lane: asks the core without
+    /// queueing, or looks at the answer to an earlier ask. `Break`: one was
+    /// found. `Continue`: none, with the ask still unanswered if so (its
+    /// waker registered).
+    fn probe(
+        &self,
+        probe: Option<WaiterOf<C, P>>,
+        waker: &Waker,
+    ) -> ControlFlow<Held, Option<WaiterOf<C, P>>> {
+        let shared = self.shared;
+        let mut probe = match probe {
+            Some(probe) => probe,
+            None => match shared
+                .core
+                .acquire(self.route, self.state, Wait::Never, waker)
+            {
+                Acquire::Ready(grant) => {
+                    return self
+                        .idle_from(grant)
+                        .map_or(ControlFlow::Continue(None), ControlFlow::Break)
+                }
+                Acquire::Queued(probe) => probe,
+            },
+        };
+        match probe.try_take() {
+            Some(grant) => self
+                .idle_from(grant)
+                .map_or(ControlFlow::Continue(None), ControlFlow::Break),
+            None => {
+                probe.register(waker);
+                ControlFlow::Continue(Some(probe))
             }
         }
     }
