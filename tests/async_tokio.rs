@@ -3,11 +3,14 @@
 //! leases held across `.await`, one FIFO order for async and blocking
 //! requests, and the `Send` promises, checked at compile time.
 
+#[path = "support/settled.rs"]
+mod settled;
 #[path = "support/wait.rs"]
 mod wait;
 
 use leasehold::mock::{MockConn, MockConnector};
 use leasehold::{Error, Lax, Lease, LeaseFuture, Offlock, Policy, Pool, Strict};
+use settled::settled;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -55,19 +58,6 @@ fn send_assertions() {
     for_policy::<Strict>();
     for_policy::<Lax>();
     for_policy::<Offlock>();
-}
-
-/// Nothing leased, queued or connecting; every live connection idle.
-fn settled<P: Policy>(connector: &Mock, pool: &Pool<Mock, P>) {
-    let total = pool.stats().total;
-    assert_eq!(
-        (total.leased, total.pending, total.connecting),
-        (0, 0, 0),
-        "{total:?}"
-    );
-    eventually("closed connections are dropped", || {
-        connector.live() == total.idle as u64
-    });
 }
 
 /// Marks a connection in use; panics if it already was: two holders at once.

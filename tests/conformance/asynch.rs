@@ -10,6 +10,7 @@
 //! patience; and at random points by a storm of races.
 
 use crate::scenarios::{eventually, pool, Mock};
+use crate::settled::settled;
 use leasehold::mock::MockConn;
 use leasehold::{Connector, Error, Handshake, Policy, Pool, Progress, State};
 use std::future::Future;
@@ -112,20 +113,6 @@ fn with_timeout<P: Policy>(max: usize, timeout: Duration) -> (Mock, Pool<Mock, P
         .build()
         .unwrap();
     (connector, pool)
-}
-
-/// No request waits, nothing is leased or connecting, and every live
-/// connection is idle.
-fn settled<P: Policy>(connector: &Mock, pool: &Pool<Mock, P>) {
-    let total = pool.stats().total;
-    assert_eq!(
-        (total.leased, total.pending, total.connecting),
-        (0, 0, 0),
-        "{total:?}"
-    );
-    eventually("closed connections are dropped", || {
-        connector.live() == total.idle as u64
-    });
 }
 
 pub(crate) fn async_lease_returns_and_reuses<P: Policy, E: Executor>() {

@@ -5,6 +5,8 @@
 
 mod asynch;
 mod scenarios;
+#[path = "../support/settled.rs"]
+mod settled;
 mod stress;
 #[path = "../support/wait.rs"]
 mod wait;

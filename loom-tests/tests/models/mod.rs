@@ -259,12 +259,7 @@ fn release_hands_off_to_waiter() {
                     }
                     thread::yield_now();
                 };
-                let held = match grant {
-                    Grant::Conn(held) => held,
-                    other => panic!("B must be handed the connection, got {other:?}"),
-                };
-                assert_eq!(core.item(&held).id, 1, "B got another connection");
-                core.release(held, true);
+                reuse_the_connection(&core, grant, "B");
                 wakes
             })
         };
@@ -342,11 +337,8 @@ fn cancel_races_hand_off() {
 
         // The connection is really idle and reachable on the hot path.
         match core.acquire(&ROUTE, None, Wait::Queue, &waker()) {
-            Acquire::Ready(Grant::Conn(held)) => {
-                assert_eq!(core.item(&held).id, 1);
-                core.release(held, true);
-            }
-            other => panic!("a fresh request must get the idle connection, got {other:?}"),
+            Acquire::Ready(grant) => reuse_the_connection(&core, grant, "a fresh request"),
+            Acquire::Queued(_) => panic!("a fresh request must not queue for an idle connection"),
         }
         assert_quiet(&core, 1, 0);
     });
@@ -373,12 +365,7 @@ fn return_races_enqueue() {
     loom::model(move || {
         let (core, disposed, held) = leased_core();
         let queued = release_races_acquire(&core, held, true, |core, grant| {
-            let held = match grant {
-                Grant::Conn(held) => held,
-                other => panic!("B must get the connection, got {other:?}"),
-            };
-            assert_eq!(core.item(&held).id, 1, "B got another connection");
-            core.release(held, true);
+            reuse_the_connection(core, grant, "B")
         });
         seen.note(queued);
 
