@@ -66,10 +66,7 @@ impl<'a, C: Connector, P: Policy> LeaseFuture<'a, C, P> {
             _ => {
                 let alarm = Arc::new(Alarm::new(at, waker));
                 let remote = &self.pool.shared().remote;
-                if remote
-                    .send(Command::Alarm(at, Arc::downgrade(&alarm)))
-                    .is_err()
-                {
+                if remote.send(Command::Alarm(Arc::downgrade(&alarm))).is_err() {
                     // The loop stopped: the pool is shut down, and the
                     // request is answered `Closed` when polled again.
                     waker.wake_by_ref();

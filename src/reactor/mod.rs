@@ -70,7 +70,7 @@ pub(crate) enum Command<C: Connector> {
     /// Report this lease if it is still out at its deadline.
     Leak(LeakCheck),
     /// Wake this async request at its instant.
-    Alarm(Instant, Weak<Alarm>),
+    Alarm(Weak<Alarm>),
 }
 
 /// The way into the loop, shared by the pool's threads.
@@ -235,7 +235,12 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                     self.watches.remove(&Token(token));
                 }
                 Command::Leak(check) => self.timers.set(check.at, Timer::Leak(check)),
-                Command::Alarm(at, alarm) => self.timers.set(at, Timer::Alarm(alarm)),
+                Command::Alarm(alarm) => {
+                    // One dropped already (its request ended) needs no timer.
+                    if let Some(at) = alarm.upgrade().map(|alarm| alarm.at) {
+                        self.timers.set(at, Timer::Alarm(alarm));
+                    }
+                }
             }
         }
     }
