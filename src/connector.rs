@@ -58,16 +58,23 @@ pub trait Connector: Send + Sync + 'static {
         drop(conn);
     }
 
-    /// A duplicate of the connection's socket, for the pool's event loop to
-    /// watch while the connection is idle: when the peer closes it, resets
-    /// it or sends bytes nobody asked for, the connection is evicted before
-    /// anyone leases it. The pool asks once, when the connection is opened,
-    /// and drops the duplicate before it closes the connection.
+    /// What the pool's event loop watches of the connection while it is
+    /// idle: a duplicate of its socket, and how to tell what readiness on
+    /// it means. When the peer closes the connection, resets it or sends
+    /// bytes nobody asked for, the connection is evicted before anyone
+    /// leases it. The pool asks once, when the connection is opened, and
+    /// drops the [`Watched`] (duplicate and check) before it closes the
+    /// connection.
+    ///
+    /// [`Watched::socket`] peeks at the socket, which suits protocols where
+    /// an idle connection receives nothing; a protocol that may receive
+    /// bytes that are not a request's (TLS session tickets, say) supplies
+    /// its own check with [`Watched::with_check`].
     ///
     /// The default, `None`, leaves the connection unwatched (an in-memory
     /// connection has no socket).
     #[cfg(unix)]
-    fn watch(&self, conn: &Self::Conn) -> Option<std::os::fd::OwnedFd> {
+    fn watch(&self, conn: &Self::Conn) -> Option<Watched> {
         let _ = conn;
         None
     }
@@ -81,6 +88,91 @@ pub trait Connector: Send + Sync + 'static {
     fn is_alive(&self, conn: &mut Self::Conn) -> bool {
         let _ = conn;
         true
+    }
+}
+
+/// What an idle connection's socket says when the pool looks at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Nothing to read and no error: the connection looks usable.
+    Quiet,
+    /// The peer closed its side (end of stream, or a protocol's own close).
+    Closed,
+    /// Bytes arrived that nobody asked for; an idle connection should
+    /// have none, so the protocol state is unknown.
+    Data,
+    /// The socket reports an error (a reset, a timeout…).
+    Failed,
+}
+
+impl Liveness {
+    /// Whether the connection may be lent out: only when quiet.
+    pub fn is_alive(self) -> bool {
+        self == Liveness::Quiet
+    }
+}
+
+/// An idle connection as the pool's event loop watches it (see
+/// [`Connector::watch`]): a duplicate of its socket, registered for
+/// readability, and the check run when it turns readable.
+#[cfg(unix)]
+pub struct Watched {
+    fd: std::os::fd::OwnedFd,
+    check: Option<IdleCheck>,
+}
+
+#[cfg(unix)]
+type IdleCheck = Box<dyn Fn() -> Liveness + Send + Sync>;
+
+#[cfg(unix)]
+impl Watched {
+    /// Watches `fd` and peeks at it (one non-blocking `recv` with
+    /// `MSG_PEEK`, consuming nothing) when it turns readable: any byte, end
+    /// of stream or error makes the connection unfit.
+    pub fn socket(fd: std::os::fd::OwnedFd) -> Self {
+        Self { fd, check: None }
+    }
+
+    /// Watches `fd` and runs `check` when it turns readable, or when a
+    /// connection that saw readiness while leased is returned.
+    ///
+    /// `check` runs on the event loop's thread (or the returning one) and
+    /// must not block; the connection may be leased again while it runs,
+    /// so a check that reads the connection's own state must not wait for
+    /// a lock a lease holds (use `try_lock`, and answer
+    /// [`Liveness::Quiet`] when it is taken: a lease has it). It should
+    /// hold the connection's state weakly, so that it keeps nothing alive.
+    pub fn with_check(
+        fd: std::os::fd::OwnedFd,
+        check: impl Fn() -> Liveness + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            fd,
+            check: Some(Box::new(check)),
+        }
+    }
+
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
+    /// What the socket says now.
+    pub(crate) fn check(&self) -> Liveness {
+        match &self.check {
+            Some(check) => check(),
+            None => crate::tcp::probe(self.fd()),
+        }
+    }
+}
+
+#[cfg(unix)]
+impl std::fmt::Debug for Watched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watched")
+            .field("fd", &self.fd)
+            .field("check", &if self.check.is_some() { "own" } else { "peek" })
+            .finish()
     }
 }
 

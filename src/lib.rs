@@ -50,7 +50,9 @@ mod tcp;
 pub use config::{
     Builder, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_MAX_PER_ROUTE, DEFAULT_MAX_TOTAL,
 };
-pub use connector::{Connector, Handshake, Never, Progress};
+#[cfg(unix)]
+pub use connector::Watched;
+pub use connector::{Connector, Handshake, Liveness, Never, Progress};
 pub use entry::Health;
 pub use error::{ConfigError, Error, Unavailable};
 pub use lease::Lease;

@@ -322,8 +322,8 @@ impl<C: Connector, P: Policy> Shared<C, P> {
 
     #[cfg(unix)]
     fn watch_of(&self, conn: &C::Conn) -> Option<Arc<Watch>> {
-        let fd = self.connector.watch(conn)?;
-        Some(Arc::new(Watch::new(self.remote.token(), fd)))
+        let watched = self.connector.watch(conn)?;
+        Some(Arc::new(Watch::new(self.remote.token(), watched)))
     }
 
     #[cfg(not(unix))]

@@ -19,7 +19,7 @@
 //! `recv` with `MSG_PEEK`, which tells a quiet socket from one the peer has
 //! closed, reset or written to, without consuming anything.
 
-use crate::connector::{Connector, Handshake, Progress};
+use crate::connector::{Connector, Handshake, Liveness, Progress, Watched};
 use mio::event::Source;
 use mio::{Interest, Registry, Token};
 use socket2::{SockRef, TcpKeepalive};
@@ -213,8 +213,10 @@ impl Connector for TcpConnector {
 
     /// A duplicate of the stream's descriptor; `None` if the process is out
     /// of descriptors.
-    fn watch(&self, conn: &TcpStream) -> Option<OwnedFd> {
-        conn.try_clone().ok().map(OwnedFd::from)
+    fn watch(&self, conn: &TcpStream) -> Option<Watched> {
+        conn.try_clone()
+            .ok()
+            .map(|dup| Watched::socket(OwnedFd::from(dup)))
     }
 
     /// Peeks at the socket without blocking or consuming anything: alive
@@ -329,27 +331,6 @@ impl Handshake for TcpHandshake {
     }
 }
 
-/// What a non-blocking peek found on an idle socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Liveness {
-    /// Nothing to read and no error: the connection looks usable.
-    Quiet,
-    /// The peer closed its side (a FIN was received).
-    Closed,
-    /// Bytes arrived that nobody asked for; an idle connection should
-    /// have none, so the protocol state is unknown.
-    Data,
-    /// The socket reports an error (a reset, a timeout…).
-    Failed,
-}
-
-impl Liveness {
-    /// Whether the connection may be lent out: only when quiet.
-    pub(crate) fn is_alive(self) -> bool {
-        self == Liveness::Quiet
-    }
-}
-
 /// Peeks at one byte of `fd` without blocking (`MSG_PEEK | MSG_DONTWAIT`,
 /// so it works on blocking sockets too) and without consuming anything.
 ///
@@ -419,7 +400,7 @@ mod tests {
     /// of it, checked to agree (peeking consumes nothing).
     fn liveness(connector: &TcpConnector, stream: &mut TcpStream) -> Liveness {
         let watched = connector.watch(stream).expect("a duplicate descriptor");
-        let through_dup = probe(watched.as_fd());
+        let through_dup = watched.check();
         let direct = probe(stream.as_fd());
         assert_eq!(through_dup, direct, "the duplicate sees another state");
         assert_eq!(connector.is_alive(stream), direct.is_alive());
@@ -629,9 +610,9 @@ mod tests {
         wait_readable(&client);
         // The pending ECONNRESET belongs to the socket, which the duplicate
         // shares: whichever descriptor peeks first takes it.
-        assert_eq!(probe(watched.as_fd()), Liveness::Failed);
+        assert_eq!(watched.check(), Liveness::Failed);
         assert_eq!(probe(client.as_fd()), Liveness::Closed);
-        assert_eq!(probe(watched.as_fd()), Liveness::Closed);
+        assert_eq!(watched.check(), Liveness::Closed);
     }
 
     #[test]

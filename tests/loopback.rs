@@ -25,7 +25,6 @@ use socket2::{Domain, SockRef, Socket, Type};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex, MutexGuard, PoisonError};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -395,7 +394,7 @@ impl Connector for Unwatched {
         self.0.abort(conn);
     }
 
-    fn watch(&self, _: &TcpStream) -> Option<OwnedFd> {
+    fn watch(&self, _: &TcpStream) -> Option<leasehold::Watched> {
         None
     }
 

@@ -333,9 +333,9 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
 
     fn watch(&mut self, watch: Arc<Watch>) {
         let token = Token(watch.token);
-        let registered = watch.with_fd(|fd| {
+        let registered = watch.with(|watched| {
             use std::os::fd::AsRawFd;
-            let raw = fd.as_raw_fd();
+            let raw = watched.fd().as_raw_fd();
             self.poll
                 .registry()
                 .register(&mut mio::unix::SourceFd(&raw), token, Interest::READABLE)

@@ -12,33 +12,34 @@
 
 use leasehold_policies::IdleMark;
 use std::fmt;
-use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Mutex;
 
-use crate::tcp::{probe, Liveness};
+use crate::connector::{Liveness, Watched};
 
 /// One watched connection.
 pub(crate) struct Watch {
     /// The event-loop token it is registered under.
     pub(crate) token: usize,
     mark: IdleMark,
-    /// The duplicate socket; taken (and closed) before the connection is.
-    fd: Mutex<Option<OwnedFd>>,
+    /// The duplicate socket and its check; taken (and closed) before the
+    /// connection is.
+    watched: Mutex<Option<Watched>>,
 }
 
 impl Watch {
     /// A watch for a connection that starts out leased.
-    pub(crate) fn new(token: usize, fd: OwnedFd) -> Self {
+    pub(crate) fn new(token: usize, watched: Watched) -> Self {
         Self {
             token,
             mark: IdleMark::leased(),
-            fd: Mutex::new(Some(fd)),
+            watched: Mutex::new(Some(watched)),
         }
     }
 
-    pub(crate) fn with_fd<R>(&self, f: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> R) -> Option<R> {
-        let fd = self.fd.lock().unwrap_or_else(|e| e.into_inner());
-        fd.as_ref().map(|fd| f(fd.as_fd()))
+    /// Runs `f` on the watched socket, unless it was disarmed.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&Watched) -> R) -> Option<R> {
+        let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        watched.as_ref().map(f)
     }
 
     /// A lease takes the connection: `false` if the loop found it dead.
@@ -51,7 +52,7 @@ impl Watch {
     #[inline]
     pub(crate) fn release(&self) -> bool {
         self.mark
-            .release(|| self.with_fd(probe).is_some_and(Liveness::is_alive))
+            .release(|| self.with(Watched::check).is_some_and(Liveness::is_alive))
     }
 
     /// The loop saw readiness: `true` if the connection is idle and dead
@@ -59,7 +60,7 @@ impl Watch {
     pub(crate) fn readiness(&self) -> bool {
         // A disarmed watch (the connection is being closed) counts as quiet.
         self.mark
-            .readiness(|| self.with_fd(probe).is_none_or(Liveness::is_alive))
+            .readiness(|| self.with(Watched::check).is_none_or(Liveness::is_alive))
     }
 
     /// Whether the loop marked it dead.
@@ -69,8 +70,12 @@ impl Watch {
 
     /// Closes the duplicate socket: the connection is about to be closed.
     pub(crate) fn disarm(&self) {
-        let fd = self.fd.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(fd);
+        let watched = self
+            .watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(watched);
     }
 }
 

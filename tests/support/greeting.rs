@@ -103,8 +103,9 @@ impl Connector for GreetingConnector {
         let _ = conn.shutdown(Shutdown::Write);
     }
 
-    fn watch(&self, conn: &TcpStream) -> Option<std::os::fd::OwnedFd> {
-        conn.try_clone().ok().map(Into::into)
+    fn watch(&self, conn: &TcpStream) -> Option<leasehold::Watched> {
+        let dup = conn.try_clone().ok()?;
+        Some(leasehold::Watched::socket(dup.into()))
     }
 }
 
