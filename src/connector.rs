@@ -208,6 +208,13 @@ pub trait Handshake: Source + Send + 'static {
     /// The readiness it waits for next.
     fn interest(&self) -> Interest;
 
+    /// What it is doing now ("TCP connect", "TLS handshake"…), named in
+    /// the error of a connect that runs out of time. The default says
+    /// "connect".
+    fn stage(&self) -> &'static str {
+        "connect"
+    }
+
     /// Makes progress after a readiness event (or spuriously): `Ok(Some)`
     /// when connected, `Ok(None)` to wait for readiness again.
     ///

@@ -32,6 +32,15 @@ pub enum Error {
         /// The error the connector reported.
         source: io::Error,
     },
+    /// The TLS handshake failed: the server's certificate was not trusted
+    /// or not for the route's host name, the server does not speak TLS…
+    /// (see [`TlsError`]).
+    Tls {
+        /// The route, as its `Debug` text.
+        route: String,
+        /// What went wrong.
+        source: TlsError,
+    },
     /// Opening a connection failed for another reason.
     Connect {
         /// The route, as its `Debug` text.
@@ -80,6 +89,12 @@ impl fmt::Display for Unavailable {
 
 impl Error {
     pub(crate) fn from_connect(route: String, source: io::Error) -> Self {
+        if let Some(tls) = TlsError::of(&source) {
+            return Self::Tls {
+                route,
+                source: tls.clone(),
+            };
+        }
         match source.kind() {
             io::ErrorKind::ConnectionRefused => Self::Refused { route, source },
             io::ErrorKind::TimedOut => Self::ConnectTimeout { route, source },
@@ -109,6 +124,9 @@ impl fmt::Display for Error {
             Self::Refused { route, source } => {
                 write!(f, "connection to route {route} refused: {source}")
             }
+            Self::Tls { route, source } => {
+                write!(f, "TLS handshake with route {route} failed: {source}")
+            }
             Self::Connect { route, source } => {
                 write!(f, "connect to route {route} failed: {source}")
             }
@@ -123,10 +141,89 @@ impl std::error::Error for Error {
             Self::ConnectTimeout { source, .. }
             | Self::Refused { source, .. }
             | Self::Connect { source, .. } => Some(source),
+            Self::Tls { source, .. } => Some(source),
             _ => None,
         }
     }
 }
+
+/// Why a TLS handshake failed, inside [`Error::Tls`].
+///
+/// Each variant names a cause a caller may act on differently: a
+/// certificate problem is a configuration or an attack, a plaintext server
+/// a wrong port, an alert a server that refused this client. The text is
+/// the TLS library's own account of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The server's certificate does not chain to a trusted root (an
+    /// unknown or self-signed issuer, a bad signature).
+    UntrustedCertificate(String),
+    /// The certificate is valid, but not for the route's host name.
+    NameMismatch(String),
+    /// The certificate has expired (or is not valid yet: the clocks
+    /// disagree).
+    CertificateExpired(String),
+    /// The certificate was refused for another reason (revoked, malformed,
+    /// not meant for servers…).
+    BadCertificate(String),
+    /// The server answered, but not in TLS: it speaks plaintext on this
+    /// port.
+    NotTls(String),
+    /// The server closed the connection before the handshake was done.
+    ClosedDuringHandshake,
+    /// The server ended the handshake with an alert (it refused this
+    /// client, its certificate, or its offer).
+    AlertReceived(String),
+    /// The handshake failed in another way (no protocol version or cipher
+    /// in common, a protocol violation…).
+    Handshake(String),
+}
+
+impl TlsError {
+    /// The `TlsError` an `io::Error` from a TLS connector carries, if any.
+    pub fn of(error: &io::Error) -> Option<&TlsError> {
+        error.get_ref()?.downcast_ref()
+    }
+
+    /// An `io::Error` carrying this one (what a connector returns).
+    pub(crate) fn into_io(self) -> io::Error {
+        let kind = match self {
+            Self::ClosedDuringHandshake => io::ErrorKind::UnexpectedEof,
+            _ => io::ErrorKind::InvalidData,
+        };
+        io::Error::new(kind, self)
+    }
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UntrustedCertificate(why) => {
+                write!(f, "the server's certificate is not trusted: {why}")
+            }
+            Self::NameMismatch(why) => {
+                write!(f, "the server's certificate is not for this host: {why}")
+            }
+            Self::CertificateExpired(why) => {
+                write!(f, "the server's certificate is out of date: {why}")
+            }
+            Self::BadCertificate(why) => {
+                write!(f, "the server's certificate was refused: {why}")
+            }
+            Self::NotTls(why) => write!(f, "the server does not speak TLS: {why}"),
+            Self::ClosedDuringHandshake => {
+                f.write_str("the server closed the connection during the handshake")
+            }
+            Self::AlertReceived(alert) => {
+                write!(f, "the server ended the handshake with alert {alert}")
+            }
+            Self::Handshake(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}
 
 /// A pool configuration that cannot work.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -46,6 +46,8 @@ mod reactor;
 mod shared;
 #[cfg(unix)]
 mod tcp;
+#[cfg(all(unix, feature = "tls"))]
+pub mod tls;
 
 pub use config::{
     Builder, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_MAX_PER_ROUTE, DEFAULT_MAX_TOTAL,
@@ -54,7 +56,7 @@ pub use config::{
 pub use connector::Watched;
 pub use connector::{Connector, Handshake, Liveness, Never, Progress};
 pub use entry::Health;
-pub use error::{ConfigError, Error, Unavailable};
+pub use error::{ConfigError, Error, TlsError, Unavailable};
 pub use lease::Lease;
 pub use lease_future::LeaseFuture;
 pub use leasehold_policies::{
@@ -62,6 +64,10 @@ pub use leasehold_policies::{
 };
 pub use pool::Pool;
 pub use reactor::dispose::Disposal;
+/// The rustls crate the [`tls`] module is built on, for naming its types
+/// (certificates, keys, root stores, crypto providers) at the same version.
+#[cfg(all(unix, feature = "tls"))]
+pub use rustls;
 #[cfg(unix)]
 pub use tcp::{resolve, TcpConnector, TcpHandshake};
 

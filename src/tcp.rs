@@ -175,6 +175,17 @@ impl TcpConnector {
         socket.set_write_timeout(self.write_timeout.map(at_least_a_microsecond))?;
         Ok(())
     }
+
+    /// Starts a non-blocking connect to `addr`.
+    pub(crate) fn start(&self, addr: SocketAddr) -> io::Result<TcpHandshake> {
+        let stream = mio::net::TcpStream::connect(addr)?;
+        tracing::trace!(%addr, "tcp connect started");
+        Ok(TcpHandshake {
+            stream,
+            handed_over: false,
+            settings: self.clone(),
+        })
+    }
 }
 
 impl Connector for TcpConnector {
@@ -189,13 +200,7 @@ impl Connector for TcpConnector {
     /// no route to the network…); a refusal usually comes later, from the
     /// handshake.
     fn connect(&self, route: &SocketAddr) -> io::Result<Progress<TcpStream, TcpHandshake>> {
-        let stream = mio::net::TcpStream::connect(*route)?;
-        tracing::trace!(%route, "tcp connect started");
-        Ok(Progress::Pending(TcpHandshake {
-            stream,
-            handed_over: false,
-            settings: self.clone(),
-        }))
+        self.start(*route).map(Progress::Pending)
     }
 
     /// Sends a FIN (`shutdown(Write)`), so the peer reads end-of-stream,
@@ -299,6 +304,21 @@ impl Handshake for TcpHandshake {
         if self.handed_over {
             return Err(handed_over());
         }
+        if !self.connected()? {
+            return Ok(None);
+        }
+        self.hand_over().map(Some)
+    }
+}
+
+impl TcpHandshake {
+    /// Asks the kernel how the connect went: `Ok(false)` while it is still
+    /// under way, `Ok(true)` once connected.
+    ///
+    /// # Errors
+    /// The connect failed (`ConnectionRefused`, `TimedOut`,
+    /// `HostUnreachable`…).
+    pub(crate) fn connected(&mut self) -> io::Result<bool> {
         loop {
             match self.stream.take_error() {
                 Ok(None) => {}
@@ -307,19 +327,33 @@ impl Handshake for TcpHandshake {
                 Err(e) => return Err(e),
             }
             match self.stream.peer_addr() {
-                Ok(_) => break,
+                Ok(_) => return Ok(true),
                 Err(e)
                     if matches!(
                         e.kind(),
                         io::ErrorKind::NotConnected | io::ErrorKind::WouldBlock
                     ) =>
                 {
-                    return Ok(None)
+                    return Ok(false)
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The connected, still non-blocking socket the handshake registered,
+    /// for a protocol that shakes hands over it before the hand-over.
+    pub(crate) fn stream(&mut self) -> &mut mio::net::TcpStream {
+        &mut self.stream
+    }
+
+    /// Puts the connected socket in blocking mode with the connector's
+    /// settings and hands over a duplicate of it.
+    ///
+    /// # Errors
+    /// Configuring or duplicating the socket failed.
+    pub(crate) fn hand_over(&mut self) -> io::Result<TcpStream> {
         let socket = SockRef::from(&self.stream);
         // Blocking mode and the options belong to the socket, not to the
         // descriptor, so the duplicate has them too.
@@ -327,7 +361,7 @@ impl Handshake for TcpHandshake {
         let stream = TcpStream::from(socket.try_clone()?);
         self.handed_over = true;
         tracing::trace!(peer = ?stream.peer_addr().ok(), "tcp connected");
-        Ok(Some(stream))
+        Ok(stream)
     }
 }
 

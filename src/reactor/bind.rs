@@ -26,7 +26,7 @@
 //! connect — never on the idle-hit path, which sees one relaxed load of
 //! [`Binder::has_waiters`].
 
-use crate::error::Error;
+use crate::error::{Error, TlsError};
 use leasehold_policies::{Held, RouteKey, State};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -41,6 +41,8 @@ pub(crate) struct Failure {
     pub(crate) route: String,
     pub(crate) kind: std::io::ErrorKind,
     pub(crate) message: String,
+    /// A TLS connector's account of a failed handshake, kept whole.
+    pub(crate) tls: Option<TlsError>,
 }
 
 impl Failure {
@@ -49,11 +51,19 @@ impl Failure {
             route,
             kind: error.kind(),
             message: error.to_string(),
+            tls: TlsError::of(error).cloned(),
         }
     }
 
-    /// The error a request sees, with `note` appended to the cause.
+    /// The error a request sees, with `note` appended to the cause (a TLS
+    /// failure's variant says all).
     pub(crate) fn error(&self, note: &str) -> Error {
+        if let Some(tls) = &self.tls {
+            return Error::Tls {
+                route: self.route.clone(),
+                source: tls.clone(),
+            };
+        }
         let message = if note.is_empty() {
             self.message.clone()
         } else {

@@ -367,10 +367,13 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::ConnectDeadline(token) => {
-                    if let Some(timeout) = self.shared.config.connect_timeout {
+                    let stage = self.jobs.get(&token).map(|(job, _)| job.handshake.stage());
+                    if let (Some(timeout), Some(stage)) =
+                        (self.shared.config.connect_timeout, stage)
+                    {
                         let error = io::Error::new(
                             io::ErrorKind::TimedOut,
-                            format!("connect timed out after {timeout:?}"),
+                            format!("connect timed out after {timeout:?} ({stage} under way)"),
                         );
                         self.finish(token, Err(error));
                     }

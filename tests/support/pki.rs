@@ -1,0 +1,137 @@
+//! Certificates made at run time with `rcgen`, for TLS on loopback: a
+//! certificate authority, server certificates it issues (for any names,
+//! valid or expired), client certificates for mutual TLS, and the rustls
+//! configurations that use them.
+//!
+//! Include it with `#[path = "../tests/support/pki.rs"] mod pki;` (tests use
+//! `support/pki.rs`).
+
+#![allow(dead_code, unreachable_pub)]
+
+use leasehold::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use leasehold::rustls::server::WebPkiClientVerifier;
+use leasehold::rustls::{RootCertStore, ServerConfig};
+use rcgen::{
+    date_time_ymd, BasicConstraints, CertificateParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+use std::sync::Arc;
+
+/// A certificate and its private key, ready for rustls.
+pub struct Certified {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for Certified {
+    fn clone(&self) -> Self {
+        Self {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+/// A certificate authority that issues server and client certificates.
+pub struct Authority {
+    issuer: Issuer<'static, KeyPair>,
+    cert: CertificateDer<'static>,
+}
+
+/// How long a certificate is valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validity {
+    /// From 2020 to the end of 2099.
+    Current,
+    /// Valid through 2000 only.
+    Expired,
+}
+
+impl Authority {
+    /// A new self-signed CA named `name`.
+    pub fn new(name: &str) -> Self {
+        let key = KeyPair::generate().expect("a CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name = named(name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).expect("a CA certificate");
+        Self {
+            issuer: Issuer::new(params, key),
+            cert: cert.der().clone(),
+        }
+    }
+
+    /// The CA certificate.
+    pub fn cert(&self) -> &CertificateDer<'static> {
+        &self.cert
+    }
+
+    /// A root store that trusts only this CA.
+    pub fn roots(&self) -> RootCertStore {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.cert.clone()).expect("the CA certificate");
+        roots
+    }
+
+    /// A server certificate for `names` (DNS names or IP literals).
+    pub fn server(&self, names: &[&str], validity: Validity) -> Certified {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(names).expect("server parameters");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.issue(params, validity)
+    }
+
+    /// A client certificate whose common name is `name`.
+    pub fn client(&self, name: &str) -> Certified {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client parameters");
+        params.distinguished_name = named(name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(params, Validity::Current)
+    }
+
+    fn issue(&self, mut params: CertificateParams, validity: Validity) -> Certified {
+        let (from, to) = match validity {
+            Validity::Current => (date_time_ymd(2020, 1, 1), date_time_ymd(2099, 12, 31)),
+            Validity::Expired => (date_time_ymd(2000, 1, 1), date_time_ymd(2001, 1, 1)),
+        };
+        params.not_before = from;
+        params.not_after = to;
+        let key = KeyPair::generate().expect("a key");
+        let cert = params.signed_by(&key, &self.issuer).expect("a certificate");
+        Certified {
+            chain: vec![cert.der().clone()],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        }
+    }
+}
+
+fn named(name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    dn
+}
+
+/// A server configuration presenting `cert`; with `clients`, it asks for a
+/// client certificate issued by that CA (and accepts clients without one).
+pub fn server_config(cert: &Certified, clients: Option<&Authority>) -> Arc<ServerConfig> {
+    let provider = Arc::new(leasehold::rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions");
+    let builder = match clients {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(ca.roots()), provider)
+                    .allow_unauthenticated()
+                    .build()
+                    .expect("a client verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
+        .with_single_cert(cert.chain.clone(), cert.key.clone_key())
+        .expect("a server certificate");
+    Arc::new(config)
+}
