@@ -187,6 +187,7 @@ impl TlsError {
     }
 
     /// An `io::Error` carrying this one (what a connector returns).
+    #[cfg(feature = "tls")]
     pub(crate) fn into_io(self) -> io::Error {
         let kind = match self {
             Self::ClosedDuringHandshake => io::ErrorKind::UnexpectedEof,

@@ -344,6 +344,7 @@ impl TcpHandshake {
 
     /// The connected, still non-blocking socket the handshake registered,
     /// for a protocol that shakes hands over it before the hand-over.
+    #[cfg(feature = "tls")]
     pub(crate) fn stream(&mut self) -> &mut mio::net::TcpStream {
         &mut self.stream
     }
