@@ -293,6 +293,10 @@ impl Handshake for TcpHandshake {
         Interest::WRITABLE
     }
 
+    fn stage(&self) -> &'static str {
+        "TCP connect"
+    }
+
     /// Checks how the connect went: `Ok(None)` while it is still under way,
     /// the stream once it is connected.
     ///

@@ -475,10 +475,15 @@ fn connect_timeout_fails_waiters_at_once<P: Policy>() {
     });
 
     for (result, took) in lease_from_threads(&pool, stuck.addr, 3) {
-        assert!(
-            matches!(result, Err(Error::ConnectTimeout { .. })),
-            "{result:?}"
-        );
+        match &result {
+            Err(Error::ConnectTimeout { source, .. }) => assert!(
+                source
+                    .to_string()
+                    .starts_with("connect timed out after 300ms (TCP connect under way)"),
+                "{source}"
+            ),
+            other => panic!("expected a connect timeout, got {other:?}"),
+        }
         assert!(took < Duration::from_secs(2), "timed out after {took:?}");
     }
     // A request can be answered by an earlier connect's failure just after
