@@ -189,3 +189,67 @@ impl fmt::Debug for TlsHandshake {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::AlertDescription;
+
+    #[test]
+    fn rustls_errors_map_to_what_the_caller_can_act_on() {
+        let cert = |e| failure(rustls::Error::InvalidCertificate(e));
+        assert!(matches!(
+            cert(CertificateError::UnknownIssuer),
+            TlsError::UntrustedCertificate(_)
+        ));
+        assert!(matches!(
+            cert(CertificateError::BadSignature),
+            TlsError::UntrustedCertificate(_)
+        ));
+        assert!(matches!(
+            cert(CertificateError::NotValidForName),
+            TlsError::NameMismatch(_)
+        ));
+        assert!(matches!(
+            cert(CertificateError::Expired),
+            TlsError::CertificateExpired(_)
+        ));
+        assert!(matches!(
+            cert(CertificateError::NotValidYet),
+            TlsError::CertificateExpired(_)
+        ));
+        assert!(matches!(
+            cert(CertificateError::Revoked),
+            TlsError::BadCertificate(_)
+        ));
+        assert_eq!(
+            failure(rustls::Error::InvalidMessage(
+                InvalidMessage::InvalidContentType
+            )),
+            TlsError::NotTls("received corrupt message of type InvalidContentType".into())
+        );
+        assert_eq!(
+            failure(rustls::Error::AlertReceived(
+                AlertDescription::CertificateRequired
+            )),
+            TlsError::AlertReceived("CertificateRequired".into())
+        );
+        assert!(matches!(
+            failure(rustls::Error::DecryptError),
+            TlsError::Handshake(_)
+        ));
+    }
+
+    #[test]
+    fn the_io_error_carries_the_tls_error() {
+        let error = TlsError::NameMismatch("b.test".into()).into_io();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(
+            TlsError::of(&error),
+            Some(&TlsError::NameMismatch("b.test".into()))
+        );
+        let closed = TlsError::ClosedDuringHandshake.into_io();
+        assert_eq!(closed.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(TlsError::of(&io::Error::other("plain")), None);
+    }
+}

@@ -161,3 +161,52 @@ impl fmt::Debug for ClientIdentity {
         write!(f, "ClientIdentity(#{})", self.inner.id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_names_the_server_by_its_host() {
+        let v6 = TlsRoute::resolve("[::1]:8443").unwrap();
+        assert_eq!(v6.server_name().to_str(), "::1");
+        assert_eq!(v6.addr(), "[::1]:8443".parse().unwrap());
+        let v4 = TlsRoute::resolve("127.0.0.1:443").unwrap();
+        assert_eq!(format!("{v4:?}"), "tls://127.0.0.1@127.0.0.1:443");
+        assert!(TlsRoute::resolve("no-port").is_err());
+    }
+
+    #[test]
+    fn routes_differ_by_name_and_identity() {
+        let addr: SocketAddr = "127.0.0.1:443".parse().unwrap();
+        let a = TlsRoute::new(addr, "a.test").unwrap();
+        let b = TlsRoute::new(addr, "b.test").unwrap();
+        assert_ne!(a, b);
+        let config = |seed: u64| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            ClientIdentity::new(seed, config)
+        };
+        let (x, y) = (config(1), config(1));
+        assert_ne!(
+            a.clone().with_identity(x.clone()),
+            a.clone().with_identity(y)
+        );
+        assert_eq!(
+            a.clone().with_identity(x.clone()),
+            a.clone().with_identity(x.clone())
+        );
+        assert_ne!(a.clone().with_identity(x.clone()), a);
+        assert!(x.config_for(1).is_some());
+        assert!(x.config_for(2).is_none());
+        let shown = format!("{:?}", a.with_identity(x));
+        assert!(
+            shown.starts_with("tls://a.test@127.0.0.1:443 as client #"),
+            "{shown}"
+        );
+    }
+}
