@@ -15,7 +15,7 @@ mod tls_echo;
 mod wait;
 
 use leasehold::rustls::HandshakeKind;
-use leasehold::tls::{ClientIdentity, TlsConnector, TlsRoute, TlsStream};
+use leasehold::tls::{ClientIdentity, TlsBuilder, TlsConnector, TlsRoute, TlsStream};
 use leasehold::{Builder, Error, Lax, Offlock, Policy, Pool, Strict, TcpConnector, TlsError};
 use pki::{server_config, Authority, Validity};
 use std::collections::HashMap;
@@ -52,13 +52,22 @@ struct Setup {
     _process: RwLockReadGuard<'static, ()>,
 }
 
+/// A connector that trusts only `ca`, with `more` settings.
+fn trusting(ca: &Authority, more: impl FnOnce(TlsBuilder) -> TlsBuilder) -> TlsConnector {
+    more(TlsConnector::builder().root_certificates(ca.roots()))
+        .build()
+        .unwrap()
+}
+
+/// A plain TLS echo server presenting `cert`.
+fn serving(cert: &pki::Certified) -> EchoServer {
+    EchoServer::start(Mode::Tls(server_config(cert, None)), None, Vec::new())
+}
+
 fn setup() -> Setup {
     let process = shared_process();
     let ca = Authority::new("leasehold test CA");
-    let connector = TlsConnector::builder()
-        .root_certificates(ca.roots())
-        .build()
-        .unwrap();
+    let connector = trusting(&ca, |b| b);
     Setup {
         ca,
         connector,
@@ -81,7 +90,7 @@ fn builder<P: Policy>(connector: TlsConnector, per_route: usize) -> Builder<TlsC
 /// A TLS server for `names`, issued by the setup's CA.
 fn server(setup: &Setup, names: &[&str]) -> EchoServer {
     let cert = setup.ca.server(names, Validity::Current);
-    EchoServer::start(Mode::Tls(server_config(&cert, None)), None, Vec::new())
+    serving(&cert)
 }
 
 fn route(server: &EchoServer, name: &str) -> TlsRoute {
@@ -201,7 +210,7 @@ fn untrusted_certificate_fails_the_route() {
     let (pool, _good, good) = failing_pool(&setup);
     let stranger = Authority::new("someone else's CA");
     let cert = stranger.server(&["a.test"], Validity::Current);
-    let server = EchoServer::start(Mode::Tls(server_config(&cert, None)), None, Vec::new());
+    let server = serving(&cert);
     let bad = route(&server, "a.test");
     fails_fast(&pool, &bad, &good, |e| {
         tls_error(e)
@@ -236,7 +245,7 @@ fn expired_certificate_fails_the_route() {
     let setup = setup();
     let (pool, _good, good) = failing_pool(&setup);
     let cert = setup.ca.server(&["a.test"], Validity::Expired);
-    let server = EchoServer::start(Mode::Tls(server_config(&cert, None)), None, Vec::new());
+    let server = serving(&cert);
     let bad = route(&server, "a.test");
     fails_fast(&pool, &bad, &good, |e| {
         matches!(tls_error(e), Some(TlsError::CertificateExpired(why))
@@ -453,10 +462,7 @@ fn routes_to_one_address_never_share_connections_across_names_or_identities() {
 fn an_identity_from_another_connector_is_refused() {
     let setup = setup();
     let server = server(&setup, &["a.test"]);
-    let other = TlsConnector::builder()
-        .root_certificates(setup.ca.roots())
-        .build()
-        .unwrap();
+    let other = trusting(&setup.ca, |b| b);
     let x = setup.ca.client("client-x");
     let foreign = other.client_identity(x.chain, x.key).unwrap();
     let pool: Pool<TlsConnector, Strict> = pool(setup.connector.clone(), 1);
@@ -526,11 +532,7 @@ fn a_second_connection_resumes_the_session() {
 fn resumption_can_be_turned_off() {
     let setup = setup();
     let server = server(&setup, &["a.test"]);
-    let connector = TlsConnector::builder()
-        .root_certificates(setup.ca.roots())
-        .session_cache(0)
-        .build()
-        .unwrap();
+    let connector = trusting(&setup.ca, |b| b.session_cache(0));
     let pool: Pool<TlsConnector, Strict> = pool(connector, 2);
     let route = route(&server, "a.test");
     assert_eq!(
@@ -576,11 +578,7 @@ fn alpn_is_offered_and_agreed() {
     let mut config = (*server_config(&cert, None)).clone();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let server = EchoServer::start(Mode::Tls(Arc::new(config)), None, Vec::new());
-    let connector = TlsConnector::builder()
-        .root_certificates(setup.ca.roots())
-        .alpn_protocols([&b"http/1.1"[..]])
-        .build()
-        .unwrap();
+    let connector = trusting(&setup.ca, |b| b.alpn_protocols([&b"http/1.1"[..]]));
     let pool: Pool<TlsConnector, Strict> = pool(connector, 1);
     let lease = pool.lease(&route(&server, "a.test")).unwrap();
     assert_eq!(lease.alpn_protocol().as_deref(), Some(&b"http/1.1"[..]));
@@ -590,11 +588,9 @@ fn alpn_is_offered_and_agreed() {
 fn socket_timeouts_apply_to_the_tls_stream() {
     let setup = setup();
     let server = server(&setup, &["a.test"]);
-    let connector = TlsConnector::builder()
-        .root_certificates(setup.ca.roots())
-        .tcp(TcpConnector::new().read_timeout(Some(Duration::from_millis(50))))
-        .build()
-        .unwrap();
+    let connector = trusting(&setup.ca, |b| {
+        b.tcp(TcpConnector::new().read_timeout(Some(Duration::from_millis(50))))
+    });
     let pool: Pool<TlsConnector, Strict> = pool(connector, 1);
     let mut lease: leasehold::Lease<'_, TlsConnector, Strict> =
         pool.lease(&route(&server, "a.test")).unwrap();
@@ -633,17 +629,13 @@ fn tls_route_names_itself_and_resolves() {
 fn no_descriptor_outlives_the_pool() {
     let _process = PROCESS.write().unwrap_or_else(PoisonError::into_inner);
     let ca = Authority::new("leasehold test CA");
-    let connector = TlsConnector::builder()
-        .root_certificates(ca.roots())
-        .build()
-        .unwrap();
+    let connector = trusting(&ca, |b| b);
     let before = fds();
     {
         let cert = ca.server(&["a.test"], Validity::Current);
-        let good = EchoServer::start(Mode::Tls(server_config(&cert, None)), None, Vec::new());
+        let good = serving(&cert);
         let stranger = Authority::new("someone else's CA").server(&["a.test"], Validity::Current);
-        let untrusted =
-            EchoServer::start(Mode::Tls(server_config(&stranger, None)), None, Vec::new());
+        let untrusted = serving(&stranger);
         let silent = EchoServer::start(Mode::Silent, None, Vec::new());
         let pool: Pool<TlsConnector, Offlock> = builder(connector, 4)
             .connect_timeout(Duration::from_millis(100))
