@@ -218,7 +218,7 @@ fn pooled<P: Policy>(args: Args, addr: SocketAddr) -> Row {
                 leased = asked.elapsed();
             }
             let reused = conn.created() < asked;
-            match http::get(&mut conn, "/") {
+            match http::get(&mut *conn, "/") {
                 Ok(response) if response.status == 200 => {
                     tally.requests += 1;
                     tally.latency.saturating_record(nanos(asked.elapsed()));
