@@ -185,6 +185,7 @@ struct Handshakes {
     resumed: u64,
 }
 
+#[cfg(feature = "tls")]
 impl Handshakes {
     fn seen_by(server: &http::Server) -> Self {
         Self {
@@ -195,6 +196,7 @@ impl Handshakes {
 }
 
 /// Runs one mode, recording the handshakes the server saw meanwhile.
+#[cfg(feature = "tls")]
 fn counting_handshakes(server: &http::Server, mode: impl FnOnce() -> Row) -> Row {
     let before = Handshakes::seen_by(server);
     let mut row = mode();
