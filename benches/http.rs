@@ -34,7 +34,7 @@ fn pooled<P: Policy>(c: &mut Criterion, addr: SocketAddr) {
     group.bench_function(format!("pooled/{}", P::NAME), |b| {
         b.iter(|| {
             let mut conn = pool.lease(&addr).expect("lease");
-            let response = http::get(&mut conn, "/").expect("response");
+            let response = http::get(&mut *conn, "/").expect("response");
             assert_eq!(response.status, 200);
         })
     });

@@ -1,5 +1,7 @@
 //! The main job: HTTP/1.1 keep-alive requests to a loopback server through
-//! the pool, for every policy, against a new TCP connection per request.
+//! the pool, for every policy, against a new TCP connection per request —
+//! or, with `--tls`, the same over TLS against a new TLS connection per
+//! request.
 //!
 //! An embedded server (std threads, requests parsed with `httparse`) answers
 //! each request after `--latency-us` and closes keep-alive connections idle
@@ -18,20 +20,37 @@
 //! request that fails on a reused connection before any response arrives
 //! is retried once on another; the table counts those retries.
 //!
+//! With `--tls`, start-up makes a CA of its own and a certificate for
+//! `localhost` it issues (rcgen, `tests/support/pki.rs`), and the server
+//! speaks TLS (1.3, rustls with ring). The pooled rows go through a
+//! `Pool<TlsConnector, P>` whose connector trusts only that CA (route
+//! `TlsRoute::new(addr, "localhost")`, verification on, session resumption
+//! at its default). The unpooled baselines open a new TCP connection and a
+//! rustls client connection per request, without the pool, and close it
+//! with `close_notify`: one does a full handshake every time (resumption
+//! off), the other resumes a session from an earlier request (one client
+//! configuration, with its session cache, shared by all requests), which
+//! shows what pooling saves over resumption too. Two more columns count the
+//! TLS handshakes the server saw in each mode, full and resumed.
+//!
 //! ```text
 //! cargo run --release --example main_job -- [--threads N] [--pool P] [--seconds S]
-//!     [--latency-us U] [--idle-close-ms M]
+//!     [--latency-us U] [--idle-close-ms M] [--tls]
 //! ```
 //!
 //! Defaults: 8 threads, pool of 4, 1 s of load twice per mode, no server
-//! latency, idle close after 500 ms.
+//! latency, idle close after 500 ms, plain TCP.
 
 #[path = "../tests/support/http.rs"]
 mod http;
+#[cfg(feature = "tls")]
+#[path = "../tests/support/pki.rs"]
+mod pki;
 
 use hdrhistogram::Histogram;
-use leasehold::{Policy, Pool, TcpConnector};
-use std::io;
+use leasehold::{Connector, Policy, Pool, TcpConnector};
+use std::fmt;
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::sync::Barrier;
@@ -42,12 +61,15 @@ use std::time::{Duration, Instant};
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 
 const USAGE: &str = "\
-usage: main_job [--threads N] [--pool P] [--seconds S] [--latency-us U] [--idle-close-ms M]
+usage: main_job [--threads N] [--pool P] [--seconds S] [--latency-us U] [--idle-close-ms M] [--tls]
   --threads N        client threads (default 8)
   --pool P           pool size: max connections to the server (default 4)
   --seconds S        load time per phase, two phases per mode (default 1)
   --latency-us U     server think time per response, in µs (default 0)
-  --idle-close-ms M  the server closes connections idle this long (default 500)";
+  --idle-close-ms M  the server closes connections idle this long (default 500)
+  --tls              HTTP over TLS: a CA and a certificate for localhost made at
+                     start-up; pooled through TlsConnector, against a full or a
+                     resumed handshake per request; counts the server's handshakes";
 
 #[derive(Clone, Copy, Debug)]
 struct Args {
@@ -56,6 +78,7 @@ struct Args {
     run: Duration,
     latency: Duration,
     idle_close: Duration,
+    tls: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -65,11 +88,16 @@ fn parse_args() -> Result<Args, String> {
         run: Duration::from_secs(1),
         latency: Duration::ZERO,
         idle_close: Duration::from_millis(500),
+        tls: false,
     };
     let mut argv = std::env::args().skip(1);
     while let Some(flag) = argv.next() {
         if flag == "-h" || flag == "--help" {
             return Err(String::new());
+        }
+        if flag == "--tls" {
+            args.tls = true;
+            continue;
         }
         let value = argv.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let bad = |what: &str| format!("{flag}: expected {what}, got {value:?}");
@@ -146,6 +174,38 @@ struct Row {
     tally: Tally,
     created: u64,
     stale: u64,
+    /// The TLS handshakes the server saw in this mode (`--tls` only).
+    handshakes: Option<Handshakes>,
+}
+
+/// TLS handshakes the server completed.
+#[derive(Clone, Copy)]
+struct Handshakes {
+    full: u64,
+    resumed: u64,
+}
+
+#[cfg(feature = "tls")]
+impl Handshakes {
+    fn seen_by(server: &http::Server) -> Self {
+        Self {
+            full: server.full_handshakes(),
+            resumed: server.resumed_handshakes(),
+        }
+    }
+}
+
+/// Runs one mode, recording the handshakes the server saw meanwhile.
+#[cfg(feature = "tls")]
+fn counting_handshakes(server: &http::Server, mode: impl FnOnce() -> Row) -> Row {
+    let before = Handshakes::seen_by(server);
+    let mut row = mode();
+    let after = Handshakes::seen_by(server);
+    row.handshakes = Some(Handshakes {
+        full: after.full - before.full,
+        resumed: after.resumed - before.resumed,
+    });
+    row
 }
 
 /// Runs `request` on `threads` threads until `run` has passed, twice, with a
@@ -190,8 +250,14 @@ fn load(args: Args, pooled: bool, request: &(dyn Fn(&mut Tally) + Sync)) -> (Tal
     (total, busy)
 }
 
-fn pooled<P: Policy>(args: Args, addr: SocketAddr) -> Row {
-    let pool: Pool<TcpConnector, P> = Pool::builder(TcpConnector::new())
+/// Requests through a `Pool<C, P>` to `route`.
+fn pooled<C, P>(args: Args, connector: C, route: &C::Route) -> Row
+where
+    C: Connector + Sync,
+    C::Conn: Read + Write + fmt::Debug,
+    P: Policy,
+{
+    let pool: Pool<C, P> = Pool::builder(connector)
         .max_total(args.pool)
         .max_per_route(args.pool)
         .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -202,7 +268,7 @@ fn pooled<P: Policy>(args: Args, addr: SocketAddr) -> Row {
         let asked = Instant::now();
         let mut leased = Duration::ZERO;
         for attempt in 0..2 {
-            let mut conn = match pool.lease(&addr) {
+            let mut conn = match pool.lease(route) {
                 Ok(conn) => conn,
                 Err(e) if e.is_capacity() => {
                     tally.timeouts += 1;
@@ -218,7 +284,7 @@ fn pooled<P: Policy>(args: Args, addr: SocketAddr) -> Row {
                 leased = asked.elapsed();
             }
             let reused = conn.created() < asked;
-            match http::get(&mut conn, "/") {
+            match http::get(&mut *conn, "/") {
                 Ok(response) if response.status == 200 => {
                     tally.requests += 1;
                     tally.latency.saturating_record(nanos(asked.elapsed()));
@@ -234,8 +300,8 @@ fn pooled<P: Policy>(args: Args, addr: SocketAddr) -> Row {
                 }
                 other => {
                     eprintln!(
-                        "request failed: {other:?} local {:?} age {:?} reused {reused} attempt {attempt}",
-                        conn.local_addr(),
+                        "request failed: {other:?} on {:?} age {:?} reused {reused} attempt {attempt}",
+                        *conn,
                         conn.created().elapsed()
                     );
                     conn.discard();
@@ -252,17 +318,20 @@ fn pooled<P: Policy>(args: Args, addr: SocketAddr) -> Row {
         tally,
         created: pool.stats().total.created,
         stale: pool.health().stale,
+        handshakes: None,
     }
 }
 
-fn unpooled(args: Args, addr: SocketAddr) -> Row {
+/// Requests each on a connection of its own, which `exchange` opens, uses
+/// and closes.
+fn unpooled(
+    args: Args,
+    mode: &'static str,
+    exchange: &(dyn Fn() -> io::Result<http::Response> + Sync),
+) -> Row {
     let request = |tally: &mut Tally| {
         let asked = Instant::now();
-        let result = TcpStream::connect(addr).and_then(|mut stream| {
-            stream.set_nodelay(true)?;
-            http::get(&mut stream, "/")
-        });
-        match result {
+        match exchange() {
             Ok(response) if response.status == 200 => {
                 tally.requests += 1;
                 tally.latency.saturating_record(nanos(asked.elapsed()));
@@ -273,12 +342,20 @@ fn unpooled(args: Args, addr: SocketAddr) -> Row {
     let (tally, busy) = load(args, false, &request);
     let created = tally.requests + tally.failed;
     Row {
-        mode: "new connection per request",
+        mode,
         busy,
         tally,
         created,
         stale: 0,
+        handshakes: None,
     }
+}
+
+/// A new TCP connection per request, closed by dropping it.
+fn tcp_exchange(addr: SocketAddr) -> io::Result<http::Response> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    http::get(&mut stream, "/")
 }
 
 /// Nanoseconds, human-readable.
@@ -292,7 +369,7 @@ fn ns(value: u64) -> String {
 }
 
 fn print_report(rows: &[Row]) {
-    let headers = [
+    let mut headers = vec![
         "mode",
         "requests/s",
         "latency p50",
@@ -304,11 +381,15 @@ fn print_report(rows: &[Row]) {
         "failed",
         "timeouts",
     ];
-    let table: Vec<[String; 10]> = rows
+    let tls = rows.iter().any(|r| r.handshakes.is_some());
+    if tls {
+        headers.extend(["TLS full", "TLS resumed"]);
+    }
+    let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let t = &r.tally;
-            [
+            let mut cells = vec![
                 r.mode.to_string(),
                 format!("{:.0}", t.requests as f64 / r.busy.as_secs_f64()),
                 ns(t.latency.value_at_quantile(0.50)),
@@ -321,10 +402,17 @@ fn print_report(rows: &[Row]) {
                 t.retried.to_string(),
                 t.failed.to_string(),
                 t.timeouts.to_string(),
-            ]
+            ];
+            if tls {
+                let (full, resumed) = r.handshakes.map_or(("-".into(), "-".into()), |h| {
+                    (h.full.to_string(), h.resumed.to_string())
+                });
+                cells.extend([full, resumed]);
+            }
+            cells
         })
         .collect();
-    let mut widths = headers.map(str::len);
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &table {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -332,7 +420,7 @@ fn print_report(rows: &[Row]) {
     }
     let line = |cells: &[&str]| {
         let mut out = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
             let pad = " ".repeat(w - cell.chars().count());
             // Text left-aligned, numbers right-aligned.
             if i == 0 {
@@ -344,10 +432,42 @@ fn print_report(rows: &[Row]) {
         println!("{}", out.trim_end());
     };
     line(&headers);
-    line(&widths.map(|w| "-".repeat(w)).each_ref().map(String::as_str));
+    let rules: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+    line(&rules.iter().map(String::as_str).collect::<Vec<_>>());
     for row in &table {
-        line(&row.each_ref().map(String::as_str));
+        line(&row.iter().map(String::as_str).collect::<Vec<_>>());
     }
+}
+
+/// Requests/s of a row.
+fn rate(row: &Row) -> f64 {
+    row.tally.requests as f64 / row.busy.as_secs_f64()
+}
+
+/// The best requests/s of the pooled rows (the first three).
+fn best_pooled(rows: &[Row]) -> f64 {
+    rows[..3].iter().map(rate).fold(0.0, f64::max)
+}
+
+/// Starts the loopback server, or says why it could not.
+fn start_server(config: http::ServerConfig) -> Option<http::Server> {
+    match http::Server::start(config) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            eprintln!("error: cannot start the loopback server: {e}");
+            None
+        }
+    }
+}
+
+/// The exit status: failure when any request failed or timed out.
+fn verdict(rows: &[Row]) -> ExitCode {
+    let failed: u64 = rows.iter().map(|r| r.tally.failed + r.tally.timeouts).sum();
+    if failed > 0 {
+        println!("{failed} request(s) failed or timed out: that is a bug.");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -364,12 +484,17 @@ fn main() -> ExitCode {
     let config = http::ServerConfig::default()
         .latency(args.latency)
         .idle_close(args.idle_close);
-    let server = match http::Server::start(config) {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("error: cannot start the loopback server: {e}");
-            return ExitCode::FAILURE;
-        }
+    if args.tls {
+        tls_job(args, config)
+    } else {
+        tcp_job(args, config)
+    }
+}
+
+/// The job over plain TCP.
+fn tcp_job(args: Args, config: http::ServerConfig) -> ExitCode {
+    let Some(server) = start_server(config) else {
+        return ExitCode::FAILURE;
     };
     let addr = server.addr();
     println!(
@@ -379,29 +504,105 @@ fn main() -> ExitCode {
          a pool of {} keep-alive connections.\n",
         args.threads, args.latency, args.idle_close, args.run, args.run, args.pool
     );
+    let tcp = TcpConnector::new;
     let rows = vec![
-        pooled::<leasehold::Strict>(args, addr),
-        pooled::<leasehold::Lax>(args, addr),
-        pooled::<leasehold::Offlock>(args, addr),
-        unpooled(args, addr),
+        pooled::<_, leasehold::Strict>(args, tcp(), &addr),
+        pooled::<_, leasehold::Lax>(args, tcp(), &addr),
+        pooled::<_, leasehold::Offlock>(args, tcp(), &addr),
+        unpooled(args, "new connection per request", &|| tcp_exchange(addr)),
     ];
     print_report(&rows);
-    let pooled_best = rows[..3]
-        .iter()
-        .map(|r| r.tally.requests as f64 / r.busy.as_secs_f64())
-        .fold(0.0, f64::max);
-    let unpooled_rate = rows[3].tally.requests as f64 / rows[3].busy.as_secs_f64();
     println!(
         "\nbest pooled / new connection per request: {:.1}x requests/s; server accepted {} connections, \
          closed {} idle ones.",
-        pooled_best / unpooled_rate.max(1.0),
+        best_pooled(&rows) / rate(&rows[3]).max(1.0),
         server.accepted(),
         server.idle_closed()
     );
-    let failed: u64 = rows.iter().map(|r| r.tally.failed + r.tally.timeouts).sum();
-    if failed > 0 {
-        println!("{failed} request(s) failed or timed out: that is a bug.");
+    verdict(&rows)
+}
+
+/// The job over TLS (`--tls`).
+#[cfg(feature = "tls")]
+fn tls_job(args: Args, config: http::ServerConfig) -> ExitCode {
+    use leasehold::tls::{TlsConnector, TlsRoute};
+
+    // A CA of our own, and the server's certificate from it.
+    let ca = pki::Authority::new("leasehold main job CA");
+    let cert = ca.server(&["localhost"], pki::Validity::Current);
+    let Some(server) = start_server(config.tls(pki::server_config(&cert, None))) else {
         return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+    };
+    let addr = server.addr();
+    println!(
+        "leasehold main job over TLS: {} client threads send HTTP/1.1 GETs to a loopback TLS server\n\
+         at {addr} (response latency {:?}, closes connections idle for {:?} with close_notify),\n\
+         {:?} of load, a pause while the server closes every idle connection, then {:?} more;\n\
+         pooled runs use a Pool<TlsConnector, _> of {} keep-alive connections. The server's\n\
+         certificate for localhost comes from a CA made at start-up, the only one the clients\n\
+         trust; every handshake verifies it. Unpooled runs open a new TCP connection and TLS\n\
+         session per request (rustls without the pool), doing a full handshake each time, or\n\
+         resuming a session an earlier request was given.\n",
+        args.threads, args.latency, args.idle_close, args.run, args.run, args.pool
+    );
+    let connector = || {
+        TlsConnector::builder()
+            .root_certificates(ca.roots())
+            .build()
+            .expect("a TLS connector")
+    };
+    let route = TlsRoute::new(addr, "localhost").expect("a valid server name");
+    // One configuration per unpooled mode, shared by all its requests: the
+    // second keeps sessions for resumption, the first keeps none.
+    let full = pki::client_config(ca.roots(), 0);
+    let resumed = pki::client_config(ca.roots(), 256);
+    let exchange = |config: &std::sync::Arc<leasehold::rustls::ClientConfig>| {
+        let mut client = http::connect_tls(addr, "localhost", config)?;
+        let response = http::get(&mut client, "/");
+        http::close_tls(client);
+        response
+    };
+    let rows = vec![
+        counting_handshakes(&server, || {
+            pooled::<_, leasehold::Strict>(args, connector(), &route)
+        }),
+        counting_handshakes(&server, || {
+            pooled::<_, leasehold::Lax>(args, connector(), &route)
+        }),
+        counting_handshakes(&server, || {
+            pooled::<_, leasehold::Offlock>(args, connector(), &route)
+        }),
+        counting_handshakes(&server, || {
+            unpooled(args, "new connection per request, full handshake", &|| {
+                exchange(&full)
+            })
+        }),
+        counting_handshakes(&server, || {
+            unpooled(args, "new connection per request, resumed session", &|| {
+                exchange(&resumed)
+            })
+        }),
+    ];
+    print_report(&rows);
+    let best = best_pooled(&rows);
+    println!(
+        "\nbest pooled / new connection per request: {:.1}x requests/s against a full handshake,\n\
+         {:.1}x against a resumed one; server accepted {} connections, closed {} idle ones,\n\
+         completed {} full and {} resumed TLS handshakes ({} failed).",
+        best / rate(&rows[3]).max(1.0),
+        best / rate(&rows[4]).max(1.0),
+        server.accepted(),
+        server.idle_closed(),
+        server.full_handshakes(),
+        server.resumed_handshakes(),
+        server.failed_handshakes()
+    );
+    verdict(&rows)
+}
+
+/// Without the `tls` feature there is no `TlsConnector` to measure.
+#[cfg(not(feature = "tls"))]
+fn tls_job(_: Args, _: http::ServerConfig) -> ExitCode {
+    eprintln!("error: --tls needs the example built with the `tls` feature (on by default)");
+    ExitCode::from(2)
 }

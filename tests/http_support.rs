@@ -1,11 +1,15 @@
 //! Tests for the loopback HTTP server and client in `support/http.rs`, which
-//! the pool's tests, examples and benchmarks lean on.
+//! the pool's tests, examples and benchmarks lean on; with the `tls`
+//! feature, also for its TLS mode, through a `Pool<TlsConnector>`.
 //!
 //! Every test holds `SERIAL`, so that the descriptor count in
 //! `fds_return_after_drop` sees no other test's sockets.
 
 #[path = "support/http.rs"]
 mod http;
+#[cfg(feature = "tls")]
+#[path = "support/pki.rs"]
+mod pki;
 #[path = "support/wait.rs"]
 mod wait;
 
@@ -352,4 +356,172 @@ fn fds_return_after_drop() {
         after = open_fds();
     }
     assert_eq!(after, before, "descriptors left behind");
+}
+
+/// The server in TLS mode, with the pool's `TlsConnector` as its client:
+/// certificates verified against a CA made for the test.
+#[cfg(feature = "tls")]
+mod tls {
+    use super::{eventually, get, http, pki, read_response, serial, Server, ServerConfig};
+    use leasehold::rustls::{HandshakeKind, ProtocolVersion};
+    use leasehold::tls::{TlsConnector, TlsRoute};
+    use leasehold::{Pool, Strict, TcpConnector};
+    use std::io::{Read, Write};
+    use std::thread;
+    use std::time::Duration;
+
+    /// A TLS server for `localhost`, and the CA that issued its certificate.
+    fn tls_server(config: ServerConfig) -> (pki::Authority, Server) {
+        let ca = pki::Authority::new("http_support CA");
+        let cert = ca.server(&["localhost"], pki::Validity::Current);
+        let server = Server::start(config.tls(pki::server_config(&cert, None))).expect("start");
+        (ca, server)
+    }
+
+    /// A pool of up to `max` TLS connections that trust only `ca`.
+    fn tls_pool(ca: &pki::Authority, max: usize) -> Pool<TlsConnector, Strict> {
+        let connector = TlsConnector::builder()
+            .root_certificates(ca.roots())
+            .tcp(TcpConnector::new().read_timeout(Some(Duration::from_secs(10))))
+            .build()
+            .expect("connector");
+        Pool::builder(connector)
+            .max_total(max)
+            .max_per_route(max)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .expect("pool")
+    }
+
+    #[test]
+    fn tls_keep_alive_requests_through_the_pool() {
+        let _serial = serial();
+        let (ca, server) = tls_server(ServerConfig::default());
+        let pool = tls_pool(&ca, 2);
+        let route = TlsRoute::new(server.addr(), "localhost").expect("route");
+        {
+            // Two leases at once: two connections. Both handshakes are full,
+            // as neither connection has read a session ticket yet.
+            let mut a = pool.lease(&route).expect("lease");
+            let mut b = pool.lease(&route).expect("lease");
+            for conn in [&mut a, &mut b] {
+                assert_eq!(conn.protocol_version(), Some(ProtocolVersion::TLSv1_3));
+                assert_eq!(conn.handshake_kind(), Some(HandshakeKind::Full));
+                let response = get(&mut **conn, "/").expect("get");
+                assert_eq!((response.status, &response.body[..]), (200, &b"ok"[..]));
+            }
+        }
+        // Keep-alive requests from four threads share those two.
+        thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for i in 0..25 {
+                        let mut conn = pool.lease(&route).expect("lease");
+                        let response = get(&mut *conn, &format!("/{i}")).expect("get");
+                        assert_eq!((response.status, &response.body[..]), (200, &b"ok"[..]));
+                    }
+                });
+            }
+        });
+        assert_eq!(server.requests(), 102);
+        assert_eq!(pool.stats().total.created, 2);
+        assert_eq!(pool.health().stale, 0);
+        // One handshake per pooled connection.
+        assert_eq!(server.accepted(), 2);
+        assert_eq!(server.full_handshakes(), 2);
+        assert_eq!(server.resumed_handshakes(), 0);
+        assert_eq!(server.failed_handshakes(), 0);
+    }
+
+    #[test]
+    fn tls_bodies_span_records() {
+        let _serial = serial();
+        // 100 000 bytes take seven TLS records.
+        for len in [0, 1, 5, 100_000] {
+            let (ca, server) = tls_server(ServerConfig::default().body(len));
+            let pool = tls_pool(&ca, 1);
+            let route = TlsRoute::new(server.addr(), "localhost").expect("route");
+            for _ in 0..3 {
+                let mut conn = pool.lease(&route).expect("lease");
+                let response = get(&mut *conn, "/").expect("get");
+                assert_eq!(response.status, 200);
+                assert_eq!(response.body.len(), len);
+                assert!(response.body.iter().all(|b| b"ok".contains(b)));
+            }
+            assert_eq!(server.handshakes(), 1);
+        }
+    }
+
+    #[test]
+    fn tls_pipelined_responses_are_read_one_by_one() {
+        let _serial = serial();
+        let (ca, server) = tls_server(ServerConfig::default());
+        let config = pki::client_config(ca.roots(), 0);
+        let mut client = http::connect_tls(server.addr(), "localhost", &config).expect("connect");
+        client
+            .sock
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        // Three requests in one write: their responses may arrive in one
+        // TLS record, and each read must stop at the end of its own.
+        client
+            .write_all(
+                b"GET /a HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                    .repeat(3)
+                    .as_slice(),
+            )
+            .expect("write");
+        client.flush().expect("flush");
+        for _ in 0..3 {
+            let response = read_response(&mut client).expect("response");
+            assert_eq!((response.status, &response.body[..]), (200, &b"ok"[..]));
+        }
+        assert_eq!(get(&mut client, "/b").expect("get").status, 200);
+        http::close_tls(client);
+        assert_eq!(server.requests(), 4);
+        assert_eq!(server.full_handshakes(), 1);
+    }
+
+    #[test]
+    fn tls_idle_close_sends_close_notify_and_the_pool_resumes() {
+        let _serial = serial();
+        let idle = Duration::from_millis(100);
+        let (ca, server) = tls_server(ServerConfig::default().idle_close(idle));
+
+        // A client without the pool: after the idle close a read ends with
+        // Ok(0), which rustls reports only when close_notify came first
+        // (a bare FIN is `UnexpectedEof`).
+        let config = pki::client_config(ca.roots(), 0);
+        let mut client = http::connect_tls(server.addr(), "localhost", &config).expect("connect");
+        client
+            .sock
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        assert_eq!(get(&mut client, "/").expect("get").status, 200);
+        let mut byte = [0u8; 1];
+        assert_eq!(client.read(&mut byte).expect("a clean close"), 0);
+        assert_eq!(server.idle_closed(), 1);
+
+        // Through the pool: the event loop reads the close_notify of an
+        // idle connection and evicts it; the next lease reconnects and
+        // resumes the session it was given.
+        let pool = tls_pool(&ca, 1);
+        let route = TlsRoute::new(server.addr(), "localhost").expect("route");
+        {
+            let mut conn = pool.lease(&route).expect("lease");
+            assert_eq!(conn.handshake_kind(), Some(HandshakeKind::Full));
+            assert_eq!(get(&mut *conn, "/").expect("get").status, 200);
+        }
+        eventually("the idle close, and the pool evicting it", || {
+            server.idle_closed() == 2 && pool.health().stale == 1
+        });
+        let mut conn = pool.lease(&route).expect("lease");
+        assert_eq!(conn.handshake_kind(), Some(HandshakeKind::Resumed));
+        assert_eq!(get(&mut *conn, "/").expect("get").status, 200);
+        assert_eq!(pool.stats().total.created, 2);
+        assert_eq!(server.full_handshakes(), 2);
+        assert_eq!(server.resumed_handshakes(), 1);
+        assert_eq!(server.failed_handshakes(), 0);
+    }
 }

@@ -1,10 +1,11 @@
 //! A loopback HTTP/1.1 peer for tests, examples and benchmarks: something
-//! real for the pool's connections to talk to, with knobs for the ways a
-//! server misbehaves (slow answers, idle closes, resets, a full accept
-//! queue) and counters that say what it saw.
+//! real for the pool's connections to talk to, in plaintext or over TLS,
+//! with knobs for the ways a server misbehaves (slow answers, idle closes,
+//! resets, a full accept queue) and counters that say what it saw.
 //!
-//! Include it with `#[path = "../tests/support/http.rs"] mod http;`. It uses
-//! only std, `httparse` and `socket2`, and nothing of the crate under test.
+//! Include it with `#[path = "../tests/support/http.rs"] mod http;`; it
+//! brings its client side, `http_client.rs`, along. It uses only std,
+//! `httparse`, `socket2` and `rustls`, and nothing of the crate under test.
 //!
 //! # Implementation Details
 //!
@@ -23,9 +24,26 @@
 //! Idleness is a read timeout of `idle_close` on each accepted socket: a read
 //! that times out while no part of a request is buffered closes the
 //! connection.
+//!
+//! With [`ServerConfig::tls`], a connection's thread first completes a rustls
+//! server handshake on the blocking socket (counted as full or resumed),
+//! then serves the same requests through a `rustls::Stream` over it: the
+//! serving loop is generic over the stream, so latency, idle close, resets
+//! and the counters work the same. The read timeout surfaces through rustls
+//! as the same `WouldBlock`. A connection the server ends (idle, or
+//! `Connection: close`) gets a `close_notify` before its FIN, as a TLS
+//! client expects; a reset gets none.
 
 #![allow(dead_code)]
 
+#[path = "http_client.rs"]
+mod client;
+
+// Not every user needs all of them.
+#[allow(unused_imports)]
+pub(crate) use client::{close_tls, connect_tls, get, read_response, Response, TlsClient};
+
+use rustls::{HandshakeKind, ServerConnection};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -58,7 +76,22 @@ pub(crate) struct ServerConfig {
     pub(crate) reset_after: Option<u64>,
     /// Bytes of response body.
     pub(crate) body: usize,
+    /// Speak TLS with this configuration.
+    pub(crate) tls: Option<Tls>,
 }
+
+/// The TLS configuration of a [`ServerConfig`]; two are equal when they are
+/// the same configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Tls(pub(crate) Arc<rustls::ServerConfig>);
+
+impl PartialEq for Tls {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Tls {}
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -67,6 +100,7 @@ impl Default for ServerConfig {
             idle_close: None,
             reset_after: None,
             body: 2,
+            tls: None,
         }
     }
 }
@@ -95,10 +129,18 @@ impl ServerConfig {
         self.body = bytes;
         self
     }
+
+    /// Sets [`tls`](Self::tls): every connection shakes hands with `config`
+    /// before its first request.
+    pub(crate) fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(Tls(config));
+        self
+    }
 }
 
 /// An HTTP/1.1 keep-alive server on `127.0.0.1`, answering every request
-/// with `200 OK` and a body of [`ServerConfig::body`] bytes.
+/// with `200 OK` and a body of [`ServerConfig::body`] bytes, over TLS when
+/// [`ServerConfig::tls`] is set.
 ///
 /// Dropping it (or [`shutdown`](Self::shutdown)) closes every connection and
 /// joins every thread it started, leaving no descriptor behind.
@@ -126,6 +168,9 @@ struct Shared {
     requests: AtomicU64,
     idle_closed: AtomicU64,
     resets: AtomicU64,
+    full_handshakes: AtomicU64,
+    resumed_handshakes: AtomicU64,
+    failed_handshakes: AtomicU64,
     open: AtomicUsize,
     registry: Mutex<Registry>,
 }
@@ -192,6 +237,9 @@ impl Server {
             requests: AtomicU64::new(0),
             idle_closed: AtomicU64::new(0),
             resets: AtomicU64::new(0),
+            full_handshakes: AtomicU64::new(0),
+            resumed_handshakes: AtomicU64::new(0),
+            failed_handshakes: AtomicU64::new(0),
             open: AtomicUsize::new(0),
             registry: Mutex::new(Registry::default()),
         });
@@ -235,6 +283,28 @@ impl Server {
     /// socket is closed).
     pub(crate) fn resets(&self) -> u64 {
         self.shared.resets.load(Ordering::Acquire)
+    }
+
+    /// TLS handshakes completed in full (no session resumed).
+    pub(crate) fn full_handshakes(&self) -> u64 {
+        self.shared.full_handshakes.load(Ordering::Acquire)
+    }
+
+    /// TLS handshakes that resumed a session.
+    pub(crate) fn resumed_handshakes(&self) -> u64 {
+        self.shared.resumed_handshakes.load(Ordering::Acquire)
+    }
+
+    /// TLS handshakes completed, full and resumed (counted before the
+    /// first request is read).
+    pub(crate) fn handshakes(&self) -> u64 {
+        self.full_handshakes() + self.resumed_handshakes()
+    }
+
+    /// TLS handshakes that failed (a client that gave up, a certificate it
+    /// refused, a stall as long as `idle_close`, or the server stopping).
+    pub(crate) fn failed_handshakes(&self) -> u64 {
+        self.shared.failed_handshakes.load(Ordering::Acquire)
     }
 
     /// Connections open on the server's side: accepted and not yet closed
@@ -362,17 +432,18 @@ fn reap_finished(shared: &Shared) {
 
 /// One connection's thread: serve it, count how it ended, close it.
 fn connection(stream: TcpStream, id: u64, shared: &Shared) {
-    let ending = serve(&stream, shared);
+    let ending = match &shared.config.tls {
+        None => serve(&mut &stream, shared),
+        Some(Tls(config)) => serve_tls(&stream, config, shared),
+    };
     match ending {
-        Ok(Ending::Idle) => {
-            shared.idle_closed.fetch_add(1, Ordering::AcqRel);
-        }
         Ok(Ending::Reset) => {
             // With a zero linger time, close sends RST instead of FIN.
             let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
             shared.resets.fetch_add(1, Ordering::AcqRel);
         }
-        Ok(Ending::PeerClosed | Ending::Close | Ending::Stopping) | Err(_) => {}
+        // Idleness was counted where it was seen, before any close_notify.
+        Ok(Ending::Idle | Ending::PeerClosed | Ending::Close | Ending::Stopping) | Err(_) => {}
     }
     // Both descriptors must go before the socket closes.
     let clone = shared.registry().streams.remove(&id);
@@ -392,8 +463,41 @@ struct RequestHead {
     close: bool,
 }
 
-/// Answers requests on `stream` until one side is done with it.
-fn serve(mut stream: &TcpStream, shared: &Shared) -> io::Result<Ending> {
+/// Shakes hands on `socket`, answers requests through TLS until one side is
+/// done, and sends `close_notify` when the server is the one ending it.
+fn serve_tls(
+    mut socket: &TcpStream,
+    config: &Arc<rustls::ServerConfig>,
+    shared: &Shared,
+) -> io::Result<Ending> {
+    let mut tls = ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
+    while tls.is_handshaking() {
+        if let Err(e) = tls.complete_io(&mut socket) {
+            shared.failed_handshakes.fetch_add(1, Ordering::AcqRel);
+            return Err(e);
+        }
+    }
+    let kind = match tls.handshake_kind() {
+        Some(HandshakeKind::Resumed) => &shared.resumed_handshakes,
+        _ => &shared.full_handshakes,
+    };
+    kind.fetch_add(1, Ordering::AcqRel);
+    let ending = serve(&mut rustls::Stream::new(&mut tls, &mut socket), shared)?;
+    if matches!(ending, Ending::Idle | Ending::Close) {
+        // The alert goes out before the FIN that dropping the socket sends.
+        tls.send_close_notify();
+        while tls.wants_write() {
+            if tls.write_tls(&mut socket).is_err() {
+                break;
+            }
+        }
+    }
+    Ok(ending)
+}
+
+/// Answers requests on `stream` (a socket, or TLS over one) until one side
+/// is done with it.
+fn serve<S: Read + Write>(stream: &mut S, shared: &Shared) -> io::Result<Ending> {
     let config = &shared.config;
     // Bytes read but not yet consumed: part of a request, or several
     // pipelined ones.
@@ -414,7 +518,7 @@ fn serve(mut stream: &TcpStream, shared: &Shared) -> io::Result<Ending> {
                     Ok(Some(head)) => break head,
                     Ok(None) if buf.len() < MAX_HEAD => {}
                     Ok(None) | Err(()) => {
-                        let _ = stream.write_all(BAD_REQUEST);
+                        let _ = stream.write_all(BAD_REQUEST).and_then(|()| stream.flush());
                         return Ok(Ending::Close);
                     }
                 }
@@ -422,7 +526,11 @@ fn serve(mut stream: &TcpStream, shared: &Shared) -> io::Result<Ending> {
             match stream.read(&mut chunk) {
                 Ok(0) => return Ok(Ending::PeerClosed),
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) if is_timeout(&e) && buf.is_empty() => return Ok(Ending::Idle),
+                Err(e) if is_timeout(&e) && buf.is_empty() => {
+                    // Counted before anything of the close is sent.
+                    shared.idle_closed.fetch_add(1, Ordering::AcqRel);
+                    return Ok(Ending::Idle);
+                }
                 // Half a request is not idleness: keep waiting for the rest.
                 Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -460,6 +568,8 @@ fn serve(mut stream: &TcpStream, shared: &Shared) -> io::Result<Ending> {
         };
         shared.requests.fetch_add(1, Ordering::AcqRel);
         stream.write_all(response)?;
+        // A no-op on a socket; TLS sends the records it still holds.
+        stream.flush()?;
         answered += 1;
         if head.close {
             return Ok(Ending::Close);
@@ -538,118 +648,6 @@ fn is_timeout(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
-}
-
-/// One HTTP response as [`get`] read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Response {
-    /// The status code.
-    pub(crate) status: u16,
-    /// The body, `Content-Length` bytes of it.
-    pub(crate) body: Vec<u8>,
-}
-
-/// Sends `GET {path}` on `stream` and reads exactly one response.
-///
-/// Nothing past that response is consumed, so the stream can carry the next
-/// request, and responses to pipelined requests can be read one by one with
-/// [`read_response`]. Set a read timeout on `stream` beforehand to bound the
-/// wait.
-///
-/// # Errors
-///
-/// The OS's error from writing or reading (`ConnectionReset`, `BrokenPipe`,
-/// `WouldBlock` on a read timeout), `UnexpectedEof` when the peer closes
-/// before the response is complete, and `InvalidData` for a response this
-/// helper cannot read (malformed, chunked, or without `Content-Length`).
-pub(crate) fn get(stream: &mut TcpStream, path: &str) -> io::Result<Response> {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    stream.write_all(request.as_bytes())?;
-    read_response(stream)
-}
-
-/// Reads exactly one response from `stream`, and not a byte more.
-///
-/// The head is found by peeking: what has arrived is copied without being
-/// consumed, parsed, and then only the bytes that belong to this head are
-/// read. A partial head is consumed whole (it is all ours), so the next peek
-/// blocks until more arrives instead of spinning. The body is then read to
-/// exactly its `Content-Length`.
-///
-/// # Errors
-///
-/// As for [`get`].
-pub(crate) fn read_response(stream: &mut TcpStream) -> io::Result<Response> {
-    let mut head = vec![0u8; 1024];
-    let mut filled = 0;
-    loop {
-        if filled == head.len() {
-            if head.len() >= MAX_HEAD {
-                return Err(invalid("response head too long"));
-            }
-            head.resize(head.len() * 2, 0);
-        }
-        let peeked = match stream.peek(&mut head[filled..]) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "peer closed the connection before a complete response",
-                ))
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let parsed = parse_response(&head[..filled + peeked])?;
-        // `head[..filled]` alone was incomplete, so a complete head ends
-        // inside what was just peeked.
-        let ours = parsed.map_or(peeked, |(_, head_len, _)| head_len - filled);
-        // These bytes are already queued, so this does not block.
-        stream.read_exact(&mut head[filled..filled + ours])?;
-        filled += ours;
-        if let Some((status, _, body_len)) = parsed {
-            let mut body = vec![0u8; body_len];
-            // A close part-way through is reported as `UnexpectedEof`.
-            stream.read_exact(&mut body)?;
-            return Ok(Response { status, body });
-        }
-    }
-}
-
-/// Parses a response head: `(status, head length, body length)`, or `None`
-/// while incomplete.
-fn parse_response(buf: &[u8]) -> io::Result<Option<(u16, usize, usize)>> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let head_len = match response.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(invalid(&format!("malformed response: {e}"))),
-    };
-    let status = response.code.unwrap_or_default();
-    let mut body_len = None;
-    for header in response.headers.iter() {
-        if header.name.eq_ignore_ascii_case("content-length") {
-            let len = std::str::from_utf8(header.value)
-                .ok()
-                .and_then(|value| value.trim().parse().ok())
-                .ok_or_else(|| invalid("bad Content-Length"))?;
-            body_len = Some(len);
-        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(invalid("Transfer-Encoding is not supported"));
-        }
-    }
-    let body_len = match (body_len, status) {
-        (Some(len), _) => len,
-        // These never carry a body.
-        (None, 100..=199 | 204 | 304) => 0,
-        (None, _) => return Err(invalid("response without Content-Length")),
-    };
-    Ok(Some((status, head_len, body_len)))
-}
-
-fn invalid(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
 }
 
 /// A loopback listener whose accept queue is full, so a connect to it gets

@@ -8,9 +8,10 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use leasehold::rustls::client::Resumption;
 use leasehold::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use leasehold::rustls::server::WebPkiClientVerifier;
-use leasehold::rustls::{RootCertStore, ServerConfig};
+use leasehold::rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -133,5 +134,24 @@ pub fn server_config(cert: &Certified, clients: Option<&Authority>) -> Arc<Serve
     let config = builder
         .with_single_cert(cert.chain.clone(), cert.key.clone_key())
         .expect("a server certificate");
+    Arc::new(config)
+}
+
+/// A client configuration for a TLS client made without the pool (see
+/// `connect_tls` in `http_client.rs`), set up as `TlsConnector` sets up
+/// its own: ring, the safe default protocol versions, no client
+/// certificate, trusting `roots` only, and a session cache of `sessions`
+/// (0 turns resumption off, as `TlsBuilder::session_cache(0)` does).
+pub fn client_config(roots: RootCertStore, sessions: usize) -> Arc<ClientConfig> {
+    let provider = Arc::new(leasehold::rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.resumption = match sessions {
+        0 => Resumption::disabled(),
+        sessions => Resumption::in_memory_sessions(sessions),
+    };
     Arc::new(config)
 }
