@@ -94,6 +94,38 @@ impl<C: Connector, P: Policy> DerefMut for Lease<'_, C, P> {
     }
 }
 
+/// Reads from the connection, so a lease goes where a reader does.
+impl<C: Connector, P: Policy> std::io::Read for Lease<'_, C, P>
+where
+    C::Conn: std::io::Read,
+{
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.entry_mut().conn.read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [std::io::IoSliceMut<'_>]) -> std::io::Result<usize> {
+        self.entry_mut().conn.read_vectored(bufs)
+    }
+}
+
+/// Writes to the connection, so a lease goes where a writer does.
+impl<C: Connector, P: Policy> std::io::Write for Lease<'_, C, P>
+where
+    C::Conn: std::io::Write,
+{
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.entry_mut().conn.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        self.entry_mut().conn.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.entry_mut().conn.flush()
+    }
+}
+
 impl<C: Connector, P: Policy> Drop for Lease<'_, C, P> {
     fn drop(&mut self) {
         if let Some(held) = self.held.take() {

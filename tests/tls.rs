@@ -110,7 +110,7 @@ fn pooled_reuse_does_one_handshake<P: Policy>() {
     let mut connections = Vec::new();
     for _ in 0..100 {
         let mut lease = pool.lease(&route).unwrap();
-        let reply = ping(&mut *lease).unwrap();
+        let reply = ping(&mut lease).unwrap();
         assert!(reply.ends_with(" a.test -"), "{reply}");
         connections.push(connection_of(&reply));
     }
@@ -174,7 +174,7 @@ fn fails_fast(
         "capacity left behind: {stats:?}"
     );
     let mut lease = pool.lease(good).unwrap();
-    assert!(ping(&mut *lease).unwrap().starts_with("pong "));
+    assert!(ping(&mut lease).unwrap().starts_with("pong "));
 }
 
 /// A pool over `setup`'s connector, one connection per route, no backoff
@@ -306,7 +306,7 @@ fn connections_the_server_closes_while_idle_are_evicted_without_failures() {
                 s.spawn(|| {
                     for _ in 0..20 {
                         let mut lease = pool.lease(&route).unwrap();
-                        ping(&mut *lease).expect("a request on a pooled connection");
+                        ping(&mut lease).expect("a request on a pooled connection");
                     }
                 });
             }
@@ -340,7 +340,7 @@ fn session_tickets_do_not_evict_an_idle_connection() {
     thread::sleep(Duration::from_millis(100));
     assert_eq!(pool.route_stats(&route).idle, 1, "evicted for its tickets");
     let mut lease = pool.lease(&route).unwrap();
-    assert_eq!(connection_of(&ping(&mut *lease).unwrap()), 1);
+    assert_eq!(connection_of(&ping(&mut lease).unwrap()), 1);
     assert_eq!(server.seen.accepted.load(Ordering::SeqCst), 1);
 }
 
@@ -351,7 +351,7 @@ fn unread_application_data_makes_a_connection_unfit() {
     let pool: Pool<TlsConnector, Strict> = pool(setup.connector.clone(), 1);
     let route = route(&server, "a.test");
     let mut lease = pool.lease(&route).unwrap();
-    ping(&mut *lease).unwrap();
+    ping(&mut lease).unwrap();
     // A request whose reply nobody reads: the next holder would read it.
     lease.write_all(b"ping\n").unwrap();
     drop(lease);
@@ -359,7 +359,7 @@ fn unread_application_data_makes_a_connection_unfit() {
         pool.route_stats(&route).idle == 0
     });
     let mut lease = pool.lease(&route).unwrap();
-    assert_eq!(connection_of(&ping(&mut *lease).unwrap()), 2);
+    assert_eq!(connection_of(&ping(&mut lease).unwrap()), 2);
 }
 
 #[test]
@@ -369,13 +369,13 @@ fn disposal_sends_close_notify() {
     let pool: Pool<TlsConnector, Strict> = pool(setup.connector.clone(), 2);
     let route = route(&server, "a.test");
     let mut lease = pool.lease(&route).unwrap();
-    ping(&mut *lease).unwrap();
+    ping(&mut lease).unwrap();
     lease.discard();
     eventually("a close_notify", || {
         server.seen.clean_closes.load(Ordering::SeqCst) == 1
     });
     let mut lease = pool.lease(&route).unwrap();
-    ping(&mut *lease).unwrap();
+    ping(&mut lease).unwrap();
     drop(lease);
     pool.shutdown();
     eventually("a close_notify", || {
@@ -434,7 +434,7 @@ fn routes_to_one_address_never_share_connections_across_names_or_identities() {
                     let which = (t * 7 + i * 3) % routes.len();
                     let (route, sni, client) = &routes[which];
                     let mut lease = pool.lease(route).unwrap();
-                    let reply = ping(&mut *lease).unwrap();
+                    let reply = ping(&mut lease).unwrap();
                     let fields: Vec<&str> = reply.split(' ').collect();
                     assert_eq!(&fields[2..], [*sni, *client], "{route:?} got {reply}");
                     let first = *served
@@ -487,13 +487,13 @@ fn connection_states_are_kept_apart_on_one_tls_route() {
     let route = route(&server, "a.test");
     let alice = leasehold::State::new("alice");
     let mut lease = pool.lease_with_state(&route, &alice).unwrap();
-    let as_alice = connection_of(&ping(&mut *lease).unwrap());
+    let as_alice = connection_of(&ping(&mut lease).unwrap());
     drop(lease);
     let mut lease = pool.lease(&route).unwrap();
-    assert_ne!(connection_of(&ping(&mut *lease).unwrap()), as_alice);
+    assert_ne!(connection_of(&ping(&mut lease).unwrap()), as_alice);
     drop(lease);
     let mut lease = pool.lease_with_state(&route, &alice).unwrap();
-    assert_eq!(connection_of(&ping(&mut *lease).unwrap()), as_alice);
+    assert_eq!(connection_of(&ping(&mut lease).unwrap()), as_alice);
 }
 
 // ---------------------------------------------------------------------------
@@ -508,9 +508,9 @@ fn two_connects(
     second: &TlsRoute,
 ) -> (HandshakeKind, HandshakeKind) {
     let mut one = pool.lease(first).unwrap();
-    ping(&mut *one).unwrap();
+    ping(&mut one).unwrap();
     let mut two = pool.lease(second).unwrap();
-    ping(&mut *two).unwrap();
+    ping(&mut two).unwrap();
     (one.handshake_kind().unwrap(), two.handshake_kind().unwrap())
 }
 
@@ -594,7 +594,7 @@ fn socket_timeouts_apply_to_the_tls_stream() {
     let pool: Pool<TlsConnector, Strict> = pool(connector, 1);
     let mut lease: leasehold::Lease<'_, TlsConnector, Strict> =
         pool.lease(&route(&server, "a.test")).unwrap();
-    ping(&mut *lease).unwrap();
+    ping(&mut lease).unwrap();
     // Nothing was asked, so nothing comes: the read gives up.
     let started = Instant::now();
     let error = lease.read(&mut [0; 16]).unwrap_err();
@@ -645,7 +645,7 @@ fn no_descriptor_outlives_the_pool() {
             .map(|_| pool.lease(&route(&good, "a.test")).unwrap())
             .collect();
         for (i, mut lease) in leases.into_iter().enumerate() {
-            ping(&mut *lease).unwrap();
+            ping(&mut lease).unwrap();
             if i % 2 == 0 {
                 lease.discard();
             }
