@@ -36,6 +36,10 @@ fn check_end(mark: &IdleMark, kept_idle: bool, closed: bool) {
 }
 
 /// A lease and return race the peer's close and the loop's one event.
+///
+/// Catches: a loop that notes the event with a plain store (a return
+/// clears it in between and the dead connection stays idle), and a return
+/// that clears `LEASED` without looking at `EVENT`.
 #[test]
 fn watch_close_while_leased_or_idle_is_never_lost() {
     loom::model(|| {
@@ -63,6 +67,9 @@ fn watch_close_while_leased_or_idle_is_never_lost() {
 /// Two lease-and-return cycles on two threads against the close: the
 /// holders exclude each other through the mark, as the pool's core would
 /// make them.
+///
+/// Catches: an event noted during one holder's lease that the other
+/// holder's lease-and-return wipes out before anyone probes.
 #[test]
 fn watch_two_holders_and_a_close() {
     loom::model(|| {
@@ -99,6 +106,9 @@ fn watch_two_holders_and_a_close() {
 
 /// A spurious event (the socket is quiet) never marks a connection dead,
 /// whoever holds it.
+///
+/// Catches: a loop that marks dead without probing, or marks a leased
+/// connection dead (its holder would then have it evicted under it).
 #[test]
 fn watch_spurious_event_keeps_the_connection() {
     loom::model(|| {

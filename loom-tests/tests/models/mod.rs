@@ -660,11 +660,14 @@ fn reregistration_races_hand_off() {
 fn dropped_request_passes_hand_off_on() {
     loom::model(move || {
         let (core, disposed, held) = leased_core();
-        let queue = |core: &TestCore| match core.acquire(&ROUTE, None, Wait::Queue, &waker()) {
+        // Nobody waits on the dropped request, so its waker must not unpark
+        // a thread: a hand-off may still wake it, and loom cannot take an
+        // unpark aimed at a thread that has gone on to `join`.
+        let nobody = Waker::from(std::sync::Arc::new(CountWakes(AtomicUsize::new(0))));
+        let dropped = match core.acquire(&ROUTE, None, Wait::Queue, &nobody) {
             Acquire::Queued(waiter) => waiter,
             Acquire::Ready(grant) => panic!("must queue, got {grant:?}"),
         };
-        let dropped = queue(&core);
 
         let a = {
             let core = core.clone();
