@@ -19,8 +19,8 @@ mod model;
 
 use leasehold::{Lax, Offlock, Policy, Pool, Reuse, State, Strict};
 use model::{
-    disposal_caught_up, route_key, run_sequential, state_token, Config, Mock, Op, HOLDERS, ROUTES,
-    STATES,
+    cases, disposal_caught_up, route_key, run_sequential, state_token, Config, Mock, Op, HOLDERS,
+    ROUTES, STATES,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestCaseError};
@@ -77,14 +77,6 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             .prop_map(|(holder, pick, state)| Op::SetState { holder, pick, state }),
         1 => (0..ROUTES, 1usize..=3).prop_map(|(route, max)| Op::SetRouteMax { route, max }),
     ]
-}
-
-/// `PROPTEST_CASES` overrides a property's case count (for long runs).
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(default)
 }
 
 proptest! {

@@ -31,7 +31,7 @@
 mod model;
 
 use leasehold::{Error, Lax, Lease, LeaseFuture, Offlock, Policy, Pool, Reuse, State, Strict};
-use model::{disposal_caught_up, Config, Mock};
+use model::{cases, disposal_caught_up, Config, Mock};
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestCaseError};
 use std::collections::HashSet;
@@ -374,13 +374,6 @@ fn run<P: Policy>(cfg: &Config, ops: &[Op], fair: bool) -> Result<(), TestCaseEr
         run.apply(op)?;
     }
     run.finish()
-}
-
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(default)
 }
 
 proptest! {

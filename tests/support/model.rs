@@ -733,3 +733,11 @@ pub fn disposal_caught_up<P: Policy>(
     }
     Ok(())
 }
+
+/// `PROPTEST_CASES` overrides a property's case count (for long runs).
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
