@@ -130,6 +130,23 @@ fn expect_connect(acquire: Acquire<impl Waiting>) -> Permit {
     }
 }
 
+/// The waiter of an acquisition that must queue; `who` names the requester
+/// in the panic.
+fn expect_queued<W: Waiting>(acquire: Acquire<W>, who: &str) -> W {
+    match acquire {
+        Acquire::Queued(waiter) => waiter,
+        Acquire::Ready(grant) => panic!("{who} must queue, got {grant:?}"),
+    }
+}
+
+/// A waker that only counts its wake-ups (see [`CountWakes`]), and the
+/// count.
+fn counting_waker() -> (std::sync::Arc<CountWakes>, Waker) {
+    let wakes = std::sync::Arc::new(CountWakes(AtomicUsize::new(0)));
+    let waker = Waker::from(wakes.clone());
+    (wakes, waker)
+}
+
 /// Parks until the waiter holds its grant. Never returns if the grant is not
 /// published or its wake-up is lost: loom then reports a deadlock.
 fn wait(mut waiter: impl Waiting) -> Grant {
@@ -247,12 +264,9 @@ fn release_hands_off_to_waiter() {
         let b = {
             let core = core.clone();
             thread::spawn(move || {
-                let wakes = std::sync::Arc::new(CountWakes(AtomicUsize::new(0)));
-                let waker = Waker::from(wakes.clone());
-                let mut waiter = match core.acquire(&ROUTE, None, Wait::Queue, &waker) {
-                    Acquire::Queued(waiter) => waiter,
-                    Acquire::Ready(grant) => panic!("B must queue, got {grant:?}"),
-                };
+                let (wakes, waker) = counting_waker();
+                let mut waiter =
+                    expect_queued(core.acquire(&ROUTE, None, Wait::Queue, &waker), "B");
                 let grant = loop {
                     if let Some(grant) = waiter.try_take() {
                         break grant;
@@ -309,10 +323,7 @@ fn cancel_races_hand_off() {
         let b = {
             let core = core.clone();
             thread::spawn(move || {
-                let waiter = match core.acquire(&ROUTE, None, Wait::Queue, &waker()) {
-                    Acquire::Queued(waiter) => waiter,
-                    Acquire::Ready(grant) => panic!("B must queue, got {grant:?}"),
-                };
+                let waiter = expect_queued(core.acquire(&ROUTE, None, Wait::Queue, &waker()), "B");
                 queued.store(true, Relaxed);
                 match core.cancel(waiter, true) {
                     None => false,
@@ -565,10 +576,7 @@ fn freed_total_races_cancel() {
         let b = {
             let core = core.clone();
             thread::spawn(move || {
-                let waiter = match core.acquire(&ROUTE, None, Wait::Queue, &waker()) {
-                    Acquire::Queued(waiter) => waiter,
-                    Acquire::Ready(grant) => panic!("B must queue, got {grant:?}"),
-                };
+                let waiter = expect_queued(core.acquire(&ROUTE, None, Wait::Queue, &waker()), "B");
                 queued.store(true, Relaxed);
                 match core.cancel(waiter, true) {
                     None => false,
@@ -612,12 +620,8 @@ fn reregistration_races_hand_off() {
     let seen = tally.clone();
     loom::model(move || {
         let (core, disposed, held) = leased_core();
-        let stale = std::sync::Arc::new(CountWakes(AtomicUsize::new(0)));
-        let stale_waker = Waker::from(stale.clone());
-        let mut waiter = match core.acquire(&ROUTE, None, Wait::Queue, &stale_waker) {
-            Acquire::Queued(waiter) => waiter,
-            Acquire::Ready(grant) => panic!("B must queue, got {grant:?}"),
-        };
+        let (stale, stale_waker) = counting_waker();
+        let waiter = expect_queued(core.acquire(&ROUTE, None, Wait::Queue, &stale_waker), "B");
 
         let a = {
             let core = core.clone();
@@ -663,11 +667,11 @@ fn dropped_request_passes_hand_off_on() {
         // Nobody waits on the dropped request, so its waker must not unpark
         // a thread: a hand-off may still wake it, and loom cannot take an
         // unpark aimed at a thread that has gone on to `join`.
-        let nobody = Waker::from(std::sync::Arc::new(CountWakes(AtomicUsize::new(0))));
-        let dropped = match core.acquire(&ROUTE, None, Wait::Queue, &nobody) {
-            Acquire::Queued(waiter) => waiter,
-            Acquire::Ready(grant) => panic!("must queue, got {grant:?}"),
-        };
+        let (_, nobody) = counting_waker();
+        let dropped = expect_queued(
+            core.acquire(&ROUTE, None, Wait::Queue, &nobody),
+            "the dropped request",
+        );
 
         let a = {
             let core = core.clone();
