@@ -56,20 +56,14 @@ impl Failure {
     }
 
     /// The error a request sees, with `note` appended to the cause (a TLS
-    /// failure's variant says all).
+    /// failure travels whole: its variant says all).
     pub(crate) fn error(&self, note: &str) -> Error {
-        if let Some(tls) = &self.tls {
-            return Error::Tls {
-                route: self.route.clone(),
-                source: tls.clone(),
-            };
-        }
-        let message = if note.is_empty() {
-            self.message.clone()
-        } else {
-            format!("{} ({note})", self.message)
+        let source = match (&self.tls, note) {
+            (Some(tls), _) => std::io::Error::new(self.kind, tls.clone()),
+            (None, "") => std::io::Error::new(self.kind, self.message.clone()),
+            (None, note) => std::io::Error::new(self.kind, format!("{} ({note})", self.message)),
         };
-        Error::from_connect(self.route.clone(), std::io::Error::new(self.kind, message))
+        Error::from_connect(self.route.clone(), source)
     }
 }
 
