@@ -655,21 +655,16 @@ mod tests {
     }
 
     #[test]
-    fn close_sends_end_of_stream() {
+    fn close_and_abort_each_end_the_stream() {
         let connector = TcpConnector::new();
-        let (client, mut server) = pair(&connector);
-        connector.close(client);
-        let mut rest = Vec::new();
-        assert_eq!(server.read_to_end(&mut rest).unwrap(), 0);
-    }
-
-    #[test]
-    fn abort_closes_the_socket() {
-        let connector = TcpConnector::new();
-        let (client, mut server) = pair(&connector);
-        connector.abort(client);
-        let mut rest = Vec::new();
-        assert_eq!(server.read_to_end(&mut rest).unwrap(), 0);
+        type End = fn(&TcpConnector, TcpStream);
+        let ends: [(&str, End); 2] = [("close", Connector::close), ("abort", Connector::abort)];
+        for (name, end) in ends {
+            let (client, mut server) = pair(&connector);
+            end(&connector, client);
+            let mut rest = Vec::new();
+            assert_eq!(server.read_to_end(&mut rest).unwrap(), 0, "{name}");
+        }
     }
 
     #[test]

@@ -204,11 +204,8 @@ impl<'p, P: Policy> Run<'p, P> {
                     seq: self.arrivals,
                 });
             }
-            Op::Release { pick } | Op::Discard { pick } | Op::SetState { pick, .. }
-                if self.held.is_empty() =>
-            {
-                let _ = pick;
-            }
+            Op::Release { .. } | Op::Discard { .. } | Op::SetState { .. }
+                if self.held.is_empty() => {}
             Op::Release { pick } => drop(self.held.remove(pick % self.held.len())),
             Op::Discard { pick } => self.held.remove(pick % self.held.len()).lease.discard(),
             Op::SetState { pick, state } => {

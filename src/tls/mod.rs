@@ -43,7 +43,7 @@ pub use handshake::TlsHandshake;
 pub use route::{ClientIdentity, TlsRoute};
 pub use stream::TlsStream;
 
-use crate::connector::{Connector, Liveness, Progress, Watched};
+use crate::connector::{Connector, Progress, Watched};
 use crate::tcp::TcpConnector;
 use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
@@ -316,6 +316,6 @@ impl Connector for TlsConnector {
     /// Decrypts what arrived without blocking: alive unless the server
     /// closed it, it failed, or application data is waiting.
     fn is_alive(&self, conn: &mut TlsStream) -> bool {
-        conn.liveness() == Liveness::Quiet
+        conn.liveness().is_alive()
     }
 }
