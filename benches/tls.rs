@@ -42,7 +42,7 @@ mod pki;
 
 use criterion::{Bencher, Criterion, Throughput};
 use leasehold::rustls::{ClientConfig, HandshakeKind};
-use leasehold::tls::{TlsConnector, TlsRoute};
+use leasehold::tls::{self, TlsConnector, TlsRoute};
 use leasehold::{Pool, Strict};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -89,6 +89,27 @@ fn handshakes(server: &http::Server) -> (u64, u64) {
     (server.full_handshakes(), server.resumed_handshakes())
 }
 
+/// The (full, resumed) handshakes the server completed since `before`.
+fn handshakes_since(server: &http::Server, before: (u64, u64)) -> (u64, u64) {
+    let now = handshakes(server);
+    (now.0 - before.0, now.1 - before.1)
+}
+
+/// A pool of one TLS connection that trusts only `ca`, remembering
+/// `sessions` sessions for resumption.
+fn one_connection_pool(ca: &pki::Authority, sessions: usize) -> Pool<TlsConnector, Strict> {
+    let connector = TlsConnector::builder()
+        .root_certificates(ca.roots())
+        .session_cache(sessions)
+        .build()
+        .expect("connector");
+    Pool::builder(connector)
+        .max_total(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .build()
+        .expect("pool")
+}
+
 fn benches(c: &mut Criterion) {
     let ca = pki::Authority::new("leasehold tls bench CA");
     let cert = ca.server(&["localhost"], pki::Validity::Current);
@@ -103,15 +124,7 @@ fn benches(c: &mut Criterion) {
     // (a) One pooled connection, reused.
     let mut pooled = Mean::default();
     {
-        let connector = TlsConnector::builder()
-            .root_certificates(ca.roots())
-            .build()
-            .expect("connector");
-        let pool: Pool<TlsConnector, Strict> = Pool::builder(connector)
-            .max_total(1)
-            .acquire_timeout(Duration::from_secs(5))
-            .build()
-            .expect("pool");
+        let pool = one_connection_pool(&ca, tls::DEFAULT_SESSION_CACHE);
         let before = handshakes(&server);
         {
             // The one connection, made outside the timing.
@@ -127,8 +140,7 @@ fn benches(c: &mut Criterion) {
             })
         });
         assert_eq!(pool.stats().total.created, 1, "(a) reused one connection");
-        let after = handshakes(&server);
-        assert_eq!((after.0 - before.0, after.1 - before.1), (1, 0));
+        assert_eq!(handshakes_since(&server, before), (1, 0));
     }
 
     // (b) A full handshake per request, without a pool.
@@ -139,9 +151,8 @@ fn benches(c: &mut Criterion) {
         group.bench_function("new connection/full handshake", |b| {
             measure(b, &mut full, || http::close_tls(exchange(addr, &config)))
         });
-        let after = handshakes(&server);
         assert_eq!(
-            (after.0 - before.0, after.1 - before.1),
+            handshakes_since(&server, before),
             (full.iters, 0),
             "(b) does only full handshakes"
         );
@@ -160,9 +171,8 @@ fn benches(c: &mut Criterion) {
         group.bench_function("new connection/resumed", |b| {
             measure(b, &mut resumed, || http::close_tls(exchange(addr, &config)))
         });
-        let after = handshakes(&server);
         assert_eq!(
-            (after.0 - before.0, after.1 - before.1),
+            handshakes_since(&server, before),
             (0, resumed.iters),
             "(c) resumes every handshake"
         );
@@ -171,16 +181,7 @@ fn benches(c: &mut Criterion) {
     // (b') A full handshake per request through the connector: every
     // connection discarded, so each lease connects anew.
     {
-        let connector = TlsConnector::builder()
-            .root_certificates(ca.roots())
-            .session_cache(0)
-            .build()
-            .expect("connector");
-        let pool: Pool<TlsConnector, Strict> = Pool::builder(connector)
-            .max_total(1)
-            .acquire_timeout(Duration::from_secs(5))
-            .build()
-            .expect("pool");
+        let pool = one_connection_pool(&ca, 0);
         let mut via_pool = Mean::default();
         let before = handshakes(&server);
         group.bench_function("new connection/full handshake via pool", |b| {
@@ -191,9 +192,8 @@ fn benches(c: &mut Criterion) {
                 conn.discard();
             })
         });
-        let after = handshakes(&server);
         assert_eq!(
-            (after.0 - before.0, after.1 - before.1),
+            handshakes_since(&server, before),
             (via_pool.iters, 0),
             "(b') does only full handshakes"
         );
