@@ -1,17 +1,10 @@
-//! The lease cycle: lease an idle [`MockConnector`] connection and give it
-//! back, for every policy.
-//!
-//! * `cycle/1thread` — one thread, pool max 8, route `()`, one connection
-//!   pre-warmed, so every iteration is an idle hit (`lease`, and `try_lease`
-//!   for comparison).
-//! * `cycle/contended` — T threads share a pool of P connections (8 threads
-//!   on 4; 8, 64 and 256 threads on 8), each doing blocking `lease` + drop
-//!   cycles; the
-//!   time is wall-clock for all threads together, so the throughput criterion
-//!   prints is pool-wide cycles per second.
-//!
-//! Each group also runs the textbook pool — a `Mutex<Vec>` of idle
-//! connections and a `Condvar` — as a same-run reference.
+//! The idle hit: one thread leases an idle [`MockConnector`] connection and
+//! gives it back, for every policy (`cycle/1thread`: pool max 8, route `()`,
+//! one connection pre-warmed, so every iteration is an idle hit; `lease`,
+//! and `try_lease` for comparison). The two reference designs of
+//! `support/baseline.rs` run beside them: the textbook `Mutex<Vec>` +
+//! `Condvar` pool, and HikariCP's bag, reduced, which finds the thread's own
+//! connection again. Contention is `benches/contention.rs`.
 //!
 //! Before the groups run, an allocation audit counts heap allocations on the
 //! current thread over 10 000 idle-hit cycles per policy (after warm-up) and
@@ -24,10 +17,9 @@
 //! ```
 
 use criterion::{BenchmarkGroup, Criterion, Throughput};
-use leasehold::mock::{MockConn, MockConnector};
-use leasehold::{Connector, Policy, Pool, Progress};
+use leasehold::mock::MockConnector;
+use leasehold::{Policy, Pool};
 use std::hint::black_box;
-use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 /// Runs `$f::<P>(args…)` once per policy under test, in order. A new policy
@@ -45,8 +37,8 @@ macro_rules! for_each_policy {
 
 #[path = "../tests/support/alloc_audit.rs"]
 mod alloc_audit;
-#[path = "support/threads.rs"]
-mod support;
+#[path = "support/baseline.rs"]
+mod baseline;
 
 /// Counts the allocations of idle-hit cycles (`lease` and `try_lease`) on
 /// this thread, after warm-up; panics if there are any.
@@ -63,60 +55,6 @@ fn alloc_audit<P: Policy>() {
         "the idle-hit path of policy {} allocated",
         P::NAME
     );
-}
-
-// ---------------------------------------------------------------------------
-// Baseline: the textbook pool, for a same-run reference
-
-/// Idle connections in a `Mutex<Vec>`, waiters on a `Condvar`.
-struct MutexPool {
-    idle: Mutex<Vec<MockConn>>,
-    returned: Condvar,
-}
-
-/// A connection leased from a [`MutexPool`], returned on drop.
-struct MutexLease<'a> {
-    pool: &'a MutexPool,
-    conn: Option<MockConn>,
-}
-
-impl MutexPool {
-    /// A pool holding `size` idle mock connections.
-    fn new(size: usize) -> Self {
-        let connector = MockConnector::new();
-        let idle = (0..size)
-            .map(|_| match connector.connect(&()) {
-                Ok(Progress::Ready(conn)) => conn,
-                _ => unreachable!("the mock connects at once"),
-            })
-            .collect();
-        Self {
-            idle: Mutex::new(idle),
-            returned: Condvar::new(),
-        }
-    }
-
-    fn lease(&self) -> MutexLease<'_> {
-        let mut idle = self.idle.lock().expect("not poisoned");
-        loop {
-            if let Some(conn) = idle.pop() {
-                return MutexLease {
-                    pool: self,
-                    conn: Some(conn),
-                };
-            }
-            idle = self.returned.wait(idle).expect("not poisoned");
-        }
-    }
-}
-
-impl Drop for MutexLease<'_> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.pool.idle.lock().expect("not poisoned").push(conn);
-            self.pool.returned.notify_one();
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -141,8 +79,8 @@ fn warm<P: Policy>(pool: &Pool<MockConnector, P>, n: usize) {
 
 fn short<M: criterion::measurement::Measurement>(group: &mut BenchmarkGroup<'_, M>) {
     group
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
         .sample_size(20)
         .throughput(Throughput::Elements(1));
 }
@@ -171,54 +109,15 @@ fn cycle_1thread(c: &mut Criterion) {
     let mut group = c.benchmark_group("cycle/1thread");
     short(&mut group);
     for_each_policy!(single_thread(&mut group));
-    let baseline = MutexPool::new(8);
+    let connector = MockConnector::new();
+    let mutex = baseline::MutexPool::new(&connector, 8);
     group.bench_function("mutex_condvar/lease", |b| {
-        b.iter(|| drop(black_box(baseline.lease())));
+        b.iter(|| drop(black_box(mutex.lease())));
     });
-    group.finish();
-}
-
-fn contended<P: Policy>(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
-    for (pool_size, threads) in CONTENDED {
-        let pool = pool::<P>(pool_size);
-        warm(&pool, pool_size);
-        group.bench_function(
-            format!("{}/{threads}threads_pool{pool_size}", P::NAME),
-            |b| {
-                let cycle = || drop(black_box(pool.lease(&()).expect("lease")));
-                b.iter_custom(|iters| {
-                    support::timed(threads, iters, |_, share| (0..share).for_each(|_| cycle()))
-                })
-            },
-        );
-        let total = pool.stats().total;
-        assert_eq!(
-            (total.created, total.timeouts),
-            (pool_size as u64, 0),
-            "contended cycles reuse the warm connections"
-        );
-    }
-}
-
-/// The (pool size, threads) pairs of the contended group.
-const CONTENDED: [(usize, usize); 4] = [(4, 8), (8, 8), (8, 64), (8, 256)];
-
-fn cycle_contended(c: &mut Criterion) {
-    let mut group = c.benchmark_group("cycle/contended");
-    short(&mut group);
-    for_each_policy!(contended(&mut group));
-    for (pool_size, threads) in CONTENDED {
-        let baseline = MutexPool::new(pool_size);
-        group.bench_function(
-            format!("mutex_condvar/{threads}threads_pool{pool_size}"),
-            |b| {
-                let cycle = || drop(black_box(baseline.lease()));
-                b.iter_custom(|iters| {
-                    support::timed(threads, iters, |_, share| (0..share).for_each(|_| cycle()))
-                })
-            },
-        );
-    }
+    let bag = baseline::HikariBag::new(&connector, 8);
+    group.bench_function("hikari_bag/lease", |b| {
+        b.iter(|| bag.with_lease(|conn| black_box(conn).id()));
+    });
     group.finish();
 }
 
@@ -226,8 +125,7 @@ fn main() {
     // Before criterion starts (it allocates, and runs nothing else yet).
     for_each_policy!(alloc_audit());
 
-    let mut criterion = Criterion::default().configure_from_args();
+    let mut criterion = Criterion::default().without_plots().configure_from_args();
     cycle_1thread(&mut criterion);
-    cycle_contended(&mut criterion);
     criterion.final_summary();
 }

@@ -71,6 +71,7 @@ fn benches(c: &mut Criterion) {
 
 fn main() {
     let mut c = Criterion::default()
+        .without_plots()
         .configure_from_args()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));

@@ -140,12 +140,14 @@ fn cycle<P: Policy>(
 /// `THREADS` threads share `iters` cycles.
 fn run<P: Policy>(pool: &Pool<Backends, P>, routes: usize, slow: bool, iters: u64) -> Duration {
     let cumulative = zipf(routes);
-    support::timed(THREADS, iters, |t, share| {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t + 1));
+    let seeds = (1..=THREADS as u64).collect();
+    let (took, _) = support::timed(seeds, iters, |seed, share| {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
         for _ in 0..share {
             cycle(pool, &mut rng, &cumulative, slow);
         }
-    })
+    });
+    took
 }
 
 fn scenario(slow: bool) -> &'static str {
@@ -211,11 +213,11 @@ fn p99<P: Policy>() {
 }
 
 fn main() {
-    let mut criterion = Criterion::default().configure_from_args();
+    let mut criterion = Criterion::default().without_plots().configure_from_args();
     let mut group = criterion.benchmark_group("routes");
     group
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_millis(1500))
         .sample_size(10)
         .throughput(Throughput::Elements(1));
     for_each_policy!(throughput(&mut group));

@@ -108,6 +108,7 @@ fn main() {
     let server = GreetingServer::start(CONNECT).expect("server");
     let addr = server.addr();
     let mut c = Criterion::default()
+        .without_plots()
         .configure_from_args()
         .sample_size(10)
         .warm_up_time(Duration::from_millis(100))

@@ -218,6 +218,7 @@ fn benches(c: &mut Criterion) {
 
 fn main() {
     let mut c = Criterion::default()
+        .without_plots()
         .configure_from_args()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))

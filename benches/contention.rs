@@ -1,0 +1,756 @@
+//! The connection cycle of HikariCP's benchmark (`ConnectionBench`: get a
+//! connection, hold it, give it back), ported, with every pool in one run:
+//! our three policies, the Rust peers and two reference designs.
+//!
+//! A batch is [`OPS`] cycles (2^17; the environment variable
+//! `CONTENTION_OPS` replaces it, to shrink a run) shared by W workers that
+//! start together; each cycle leases an idle connection, holds it for 0 or
+//! 1 µs of spinning (the work; two cores can then complete at most 2 M
+//! cycles/s), and returns it. The time of a batch runs from the first
+//! worker's start to the last one's end, so the throughput criterion prints
+//! (`Throughput::Elements`) is pool-wide cycles per second. Every 16th
+//! acquire of each worker is timed into an HDR histogram; the bench prints
+//! p50/p99/p99.9/max of the acquire latency beside the throughput.
+//!
+//! The scenarios (pool size, workers):
+//!
+//! * `contention/hold0ns`: pool 8 with 1, 2, 4, …, 256 workers (the scaling
+//!   curve), plus (16, 64) and (4, 256);
+//! * `contention/hold1us`: (8, 2), (8, 8), (8, 32), (16, 64), (4, 256).
+//!
+//! The pools, each warmed to its maximum first (the connector's count of
+//! opened connections must equal the size before and after, so only lease
+//! and return are timed), all holding the same [`MockConn`]:
+//!
+//! * ours: `strict`, `lax`, `offlock`, blocking `lease(&())` on OS threads;
+//! * r2d2 0.8 (`Pool::get`, defaults: `is_valid` runs on every checkout) on
+//!   OS threads;
+//! * deadpool 0.12, bb8 0.9 and qp 0.2 on a tokio multi-thread runtime (one
+//!   worker per core), the workers being tasks: they are async pools, and a
+//!   task is how they are used;
+//! * `mutex_condvar`, the textbook pool, and `hikari_bag`, HikariCP's
+//!   `ConcurrentBag` reduced (`support/baseline.rs`), on OS threads.
+//!
+//! Criterion runs one warm-up batch and 10 measured batches per pool and
+//! scenario (flat sampling, 1 ms targets: its floor; it warns that 10
+//! samples do not fit, which is the intent). At the end the bench prints the
+//! tables (Mops/s of the median measured batch, the latency percentiles of
+//! the measured batches, ours ÷ the best peer) and writes them as CSV to
+//! `target/bench-report/contention.csv`, with the date and the machine, for
+//! `cargo run --example bench_report` to turn into the README's table and
+//! plot.
+//!
+//! ```text
+//! cargo bench --bench contention                        # everything
+//! cargo bench --bench contention -- hold1us/qp          # one group, one pool
+//! CONTENTION_OPS=32768 cargo bench --bench contention   # a quick run
+//! ```
+
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
+use hdrhistogram::Histogram;
+use leasehold::mock::{MockConn, MockConnector};
+use leasehold::{Connector, Lax, Offlock, Policy, Pool, Progress, Strict};
+use std::convert::Infallible;
+use std::future::Future;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
+
+#[path = "support/baseline.rs"]
+mod baseline;
+#[path = "support/report.rs"]
+mod report;
+#[path = "support/threads.rs"]
+mod threads;
+
+use report::{Row, Side};
+
+/// Cycles in one batch, over all workers.
+const OPS: u64 = 1 << 17;
+
+/// Each worker times every this many acquires.
+const SAMPLE_EVERY: u64 = 16;
+
+/// Measured batches per pool and scenario (criterion's minimum).
+const SAMPLES: usize = 10;
+
+/// Pool size of the scaling curve, and its worker counts.
+const SCALING_POOL: usize = 8;
+const SCALING: [usize; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+/// The (pool size, workers) pairs of the issue, for both holds.
+const PAIRS: [(usize, usize); 5] = [(8, 2), (8, 8), (8, 32), (16, 64), (4, 256)];
+
+/// [`OPS`], or `CONTENTION_OPS` where it is set.
+fn ops_per_batch() -> u64 {
+    match std::env::var("CONTENTION_OPS") {
+        Ok(value) => match value.trim().parse() {
+            Ok(ops) if ops > 0 => ops,
+            _ => panic!("CONTENTION_OPS must be a positive integer, not {value:?}"),
+        },
+        Err(_) => OPS,
+    }
+}
+
+/// The work done while a connection is held: spinning for `hold`.
+fn work(hold: Duration) {
+    if hold.is_zero() {
+        return;
+    }
+    let start = Instant::now();
+    while start.elapsed() < hold {
+        std::hint::spin_loop();
+    }
+}
+
+/// An empty histogram of nanoseconds, 3 significant digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Nanoseconds, saturating.
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A fresh mock connection, as every peer's manager makes them.
+fn connect(connector: &MockConnector) -> MockConn {
+    match connector.connect(&()) {
+        Ok(Progress::Ready(conn)) => conn,
+        _ => unreachable!("the mock connects at once"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Batches on threads and on tasks
+
+/// One batch: its wall time, and the acquire latencies its workers sampled.
+struct Batch {
+    took: Duration,
+    latency: Histogram<u64>,
+}
+
+impl Batch {
+    fn new(took: Duration, histograms: Vec<Histogram<u64>>) -> Self {
+        let mut latency = histogram();
+        for h in &histograms {
+            latency.add(h).expect("same bounds");
+        }
+        Self { took, latency }
+    }
+}
+
+/// A pool used from OS threads: lease, run `f` while holding, return.
+trait Blocking: Sync {
+    fn with_lease<R>(&self, f: impl FnOnce() -> R) -> R;
+}
+
+/// A pool used from tokio tasks.
+trait Tasked: Clone + Send + Sync + 'static {
+    fn with_lease<R: Send>(&self, f: impl FnOnce() -> R + Send) -> impl Future<Output = R> + Send;
+}
+
+/// `share` cycles holding for `hold`, every [`SAMPLE_EVERY`]th acquire timed
+/// into `latency`. Generic over how a cycle runs, so threads and tasks share
+/// it; `cycle(f)` must acquire, run `f`, and return.
+macro_rules! cycles {
+    ($share:expr, $hold:expr, $latency:expr, |$f:ident| $cycle:expr) => {{
+        for i in 0..$share {
+            if i % SAMPLE_EVERY == 0 {
+                let start = Instant::now();
+                let $f = || {
+                    let waited = start.elapsed();
+                    work($hold);
+                    waited
+                };
+                let waited = $cycle;
+                $latency.saturating_record(nanos(waited).max(1));
+            } else {
+                let $f = || work($hold);
+                $cycle;
+            }
+        }
+    }};
+}
+
+/// A batch of `ops` cycles over `workers` threads.
+fn on_threads(pool: &impl Blocking, workers: usize, ops: u64, hold: Duration) -> Batch {
+    let histograms = (0..workers).map(|_| histogram()).collect();
+    let (took, histograms) = threads::timed(histograms, ops, |mut latency, share| {
+        cycles!(share, hold, latency, |f| pool.with_lease(f));
+        latency
+    });
+    Batch::new(took, histograms)
+}
+
+/// A batch of `ops` cycles over `workers` tasks on `runtime`, timed from the
+/// first spawn to the last join.
+fn on_tasks(
+    runtime: &Runtime,
+    pool: &impl Tasked,
+    workers: usize,
+    ops: u64,
+    hold: Duration,
+) -> Batch {
+    let tasks = workers as u64;
+    let histograms: Vec<_> = (0..workers).map(|_| histogram()).collect();
+    runtime.block_on(async {
+        let start = Instant::now();
+        let handles: Vec<_> = histograms
+            .into_iter()
+            .zip(0..)
+            .map(|(mut latency, task)| {
+                let share = ops / tasks + u64::from(task < ops % tasks);
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    cycles!(share, hold, latency, |f| pool.with_lease(f).await);
+                    latency
+                })
+            })
+            .collect();
+        let mut histograms = Vec::with_capacity(workers);
+        for handle in handles {
+            histograms.push(handle.await.expect("a benchmark task panicked"));
+        }
+        Batch::new(start.elapsed().max(Duration::from_nanos(1)), histograms)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The pools
+
+/// What a scenario needs of a pool.
+trait Contender: Sized {
+    /// Its name in benchmark ids and the tables.
+    const NAME: &'static str;
+
+    /// Ours, a peer, or a reference design.
+    const SIDE: Side;
+
+    /// A pool of at most `size` connections from `connector`, holding `size`
+    /// idle ones.
+    fn warmed(runtime: &Runtime, connector: &MockConnector, size: usize) -> Self;
+
+    /// One batch of `ops` cycles over `workers` workers, holding for `hold`.
+    fn batch(&self, runtime: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch;
+}
+
+/// One of our policies, leased with the blocking `lease`.
+struct Ours<P: Policy>(Pool<MockConnector, P>);
+
+impl<P: Policy> Blocking for Ours<P> {
+    fn with_lease<R>(&self, f: impl FnOnce() -> R) -> R {
+        let lease = self.0.lease(&()).expect("lease");
+        black_box(&lease);
+        f()
+    }
+}
+
+impl<P: Policy> Contender for Ours<P> {
+    const NAME: &'static str = P::NAME;
+    const SIDE: Side = Side::Ours;
+
+    fn warmed(_: &Runtime, connector: &MockConnector, size: usize) -> Self {
+        let pool = Pool::builder(connector.clone())
+            .max_total(size)
+            .max_per_route(size)
+            .build()
+            .expect("valid pool config");
+        let held: Vec<_> = (0..size).map(|_| pool.lease(&()).expect("lease")).collect();
+        drop(held);
+        Self(pool)
+    }
+
+    fn batch(&self, _: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch {
+        on_threads(self, workers, ops, hold)
+    }
+}
+
+/// One of our policies on tokio tasks, leased with `lease_async`: the
+/// like-for-like comparison with the async peers.
+struct OursAsync<P: Policy>(Arc<Pool<MockConnector, P>>);
+
+impl<P: Policy> Clone for OursAsync<P> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<P: Policy + Send + Sync + 'static> Tasked for OursAsync<P> {
+    async fn with_lease<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let lease = self.0.lease_async(&()).await.expect("lease_async");
+        black_box(&lease);
+        f()
+    }
+}
+
+/// The names of the async rows.
+trait AsyncName {
+    const ASYNC_NAME: &'static str;
+}
+
+impl AsyncName for Strict {
+    const ASYNC_NAME: &'static str = "strict_async";
+}
+
+impl AsyncName for Lax {
+    const ASYNC_NAME: &'static str = "lax_async";
+}
+
+impl AsyncName for Offlock {
+    const ASYNC_NAME: &'static str = "offlock_async";
+}
+
+impl<P: Policy + AsyncName + Send + Sync + 'static> Contender for OursAsync<P> {
+    const NAME: &'static str = P::ASYNC_NAME;
+    const SIDE: Side = Side::Ours;
+
+    fn warmed(runtime: &Runtime, connector: &MockConnector, size: usize) -> Self {
+        Self(Arc::new(Ours::<P>::warmed(runtime, connector, size).0))
+    }
+
+    fn batch(&self, runtime: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch {
+        on_tasks(runtime, self, workers, ops, hold)
+    }
+}
+
+/// r2d2's pool.
+struct R2d2(r2d2::Pool<R2d2Manager>);
+
+struct R2d2Manager(MockConnector);
+
+impl r2d2::ManageConnection for R2d2Manager {
+    type Connection = MockConn;
+    type Error = Infallible;
+
+    fn connect(&self) -> Result<MockConn, Infallible> {
+        Ok(connect(&self.0))
+    }
+
+    fn is_valid(&self, _: &mut MockConn) -> Result<(), Infallible> {
+        Ok(())
+    }
+
+    fn has_broken(&self, _: &mut MockConn) -> bool {
+        false
+    }
+}
+
+impl Blocking for R2d2 {
+    fn with_lease<R>(&self, f: impl FnOnce() -> R) -> R {
+        let conn = self.0.get().expect("r2d2 get");
+        black_box(&conn);
+        f()
+    }
+}
+
+impl Contender for R2d2 {
+    const NAME: &'static str = "r2d2";
+    const SIDE: Side = Side::Peer;
+
+    fn warmed(_: &Runtime, connector: &MockConnector, size: usize) -> Self {
+        // `build` waits until `min_idle` (by default the maximum)
+        // connections are open.
+        let pool = r2d2::Pool::builder()
+            .max_size(u32::try_from(size).expect("pool size fits u32"))
+            .build(R2d2Manager(connector.clone()))
+            .expect("valid r2d2 config");
+        Self(pool)
+    }
+
+    fn batch(&self, _: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch {
+        on_threads(self, workers, ops, hold)
+    }
+}
+
+/// deadpool's managed pool.
+#[derive(Clone)]
+struct Deadpool(deadpool::managed::Pool<DeadpoolManager>);
+
+struct DeadpoolManager(MockConnector);
+
+impl deadpool::managed::Manager for DeadpoolManager {
+    type Type = MockConn;
+    type Error = Infallible;
+
+    async fn create(&self) -> Result<MockConn, Infallible> {
+        Ok(connect(&self.0))
+    }
+
+    async fn recycle(
+        &self,
+        _: &mut MockConn,
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<Infallible> {
+        Ok(())
+    }
+}
+
+impl Tasked for Deadpool {
+    async fn with_lease<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let conn = self.0.get().await.expect("deadpool get");
+        black_box(&conn);
+        f()
+    }
+}
+
+impl Contender for Deadpool {
+    const NAME: &'static str = "deadpool";
+    const SIDE: Side = Side::Peer;
+
+    fn warmed(runtime: &Runtime, connector: &MockConnector, size: usize) -> Self {
+        let pool = deadpool::managed::Pool::builder(DeadpoolManager(connector.clone()))
+            .max_size(size)
+            .build()
+            .expect("valid deadpool config");
+        runtime.block_on(async {
+            let mut held = Vec::with_capacity(size);
+            for _ in 0..size {
+                held.push(pool.get().await.expect("deadpool get"));
+            }
+        });
+        Self(pool)
+    }
+
+    fn batch(&self, runtime: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch {
+        on_tasks(runtime, self, workers, ops, hold)
+    }
+}
+
+/// bb8's pool.
+#[derive(Clone)]
+struct Bb8(bb8::Pool<Bb8Manager>);
+
+struct Bb8Manager(MockConnector);
+
+impl bb8::ManageConnection for Bb8Manager {
+    type Connection = MockConn;
+    type Error = Infallible;
+
+    async fn connect(&self) -> Result<MockConn, Infallible> {
+        Ok(connect(&self.0))
+    }
+
+    async fn is_valid(&self, _: &mut MockConn) -> Result<(), Infallible> {
+        Ok(())
+    }
+
+    fn has_broken(&self, _: &mut MockConn) -> bool {
+        false
+    }
+}
+
+impl Tasked for Bb8 {
+    async fn with_lease<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let conn = self.0.get().await.expect("bb8 get");
+        black_box(&conn);
+        f()
+    }
+}
+
+impl Contender for Bb8 {
+    const NAME: &'static str = "bb8";
+    const SIDE: Side = Side::Peer;
+
+    fn warmed(runtime: &Runtime, connector: &MockConnector, size: usize) -> Self {
+        runtime.block_on(async {
+            let pool = bb8::Pool::builder()
+                .max_size(u32::try_from(size).expect("pool size fits u32"))
+                .build(Bb8Manager(connector.clone()))
+                .await
+                .expect("valid bb8 config");
+            let mut held = Vec::with_capacity(size);
+            for _ in 0..size {
+                held.push(pool.get().await.expect("bb8 get"));
+            }
+            drop(held);
+            Self(pool)
+        })
+    }
+
+    fn batch(&self, runtime: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch {
+        on_tasks(runtime, self, workers, ops, hold)
+    }
+}
+
+/// qp's pool.
+#[derive(Clone)]
+struct Qp(qp::Pool<QpManager>);
+
+struct QpManager(MockConnector);
+
+#[qp::async_trait]
+impl qp::resource::Manage for QpManager {
+    type Output = MockConn;
+    type Error = Infallible;
+
+    async fn try_create(&self) -> Result<MockConn, Infallible> {
+        Ok(connect(&self.0))
+    }
+}
+
+impl Tasked for Qp {
+    async fn with_lease<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let conn = self.0.acquire().await.expect("qp acquire");
+        black_box(&conn);
+        f()
+    }
+}
+
+impl Contender for Qp {
+    const NAME: &'static str = "qp";
+    const SIDE: Side = Side::Peer;
+
+    fn warmed(runtime: &Runtime, connector: &MockConnector, size: usize) -> Self {
+        let pool = qp::Pool::new(QpManager(connector.clone()), size);
+        runtime.block_on(pool.reserve(size)).expect("qp reserve");
+        Self(pool)
+    }
+
+    fn batch(&self, runtime: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch {
+        on_tasks(runtime, self, workers, ops, hold)
+    }
+}
+
+/// The textbook pool.
+struct MutexCondvar(baseline::MutexPool);
+
+impl Blocking for MutexCondvar {
+    fn with_lease<R>(&self, f: impl FnOnce() -> R) -> R {
+        let lease = self.0.lease();
+        black_box(&lease);
+        f()
+    }
+}
+
+impl Contender for MutexCondvar {
+    const NAME: &'static str = "mutex_condvar";
+    const SIDE: Side = Side::Baseline;
+
+    fn warmed(_: &Runtime, connector: &MockConnector, size: usize) -> Self {
+        Self(baseline::MutexPool::new(connector, size))
+    }
+
+    fn batch(&self, _: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch {
+        on_threads(self, workers, ops, hold)
+    }
+}
+
+/// HikariCP's bag, reduced.
+struct Hikari(baseline::HikariBag);
+
+impl Blocking for Hikari {
+    fn with_lease<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.0.with_lease(|conn| {
+            black_box(conn);
+            f()
+        })
+    }
+}
+
+impl Contender for Hikari {
+    const NAME: &'static str = "hikari_bag";
+    const SIDE: Side = Side::Baseline;
+
+    fn warmed(_: &Runtime, connector: &MockConnector, size: usize) -> Self {
+        Self(baseline::HikariBag::new(connector, size))
+    }
+
+    fn batch(&self, _: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch {
+        on_threads(self, workers, ops, hold)
+    }
+}
+
+impl Contender for NoPool {
+    const NAME: &'static str = "no_pool";
+    const SIDE: Side = Side::Ceiling;
+
+    fn warmed(_: &Runtime, connector: &MockConnector, size: usize) -> Self {
+        // Opens what the others do, so the bench's checks hold for it too.
+        (0..size).for_each(|_| drop(connect(connector)));
+        NoPool
+    }
+
+    fn batch(&self, _: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch {
+        on_threads(self, workers, ops, hold)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Measurement
+
+/// No pool at all: each worker only does the work, so with a hold this is
+/// what the machine can complete, the ceiling every pool is measured
+/// against. (Without a hold it would only time the loop, so it is skipped.)
+struct NoPool;
+
+impl Blocking for NoPool {
+    fn with_lease<R>(&self, f: impl FnOnce() -> R) -> R {
+        f()
+    }
+}
+
+/// One pool in one scenario.
+#[derive(Clone, Copy)]
+struct Scenario {
+    size: usize,
+    workers: usize,
+    hold: Duration,
+    ops: u64,
+}
+
+/// Warms a pool of `C` and has criterion measure its batches in `scenario`;
+/// adds the result to `rows`.
+fn bench<C: Contender>(
+    group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &Runtime,
+    rows: &mut Vec<Row>,
+    scenario: Scenario,
+) {
+    let Scenario {
+        size,
+        workers,
+        hold,
+        ops,
+    } = scenario;
+    let connector = MockConnector::new();
+    let pool = C::warmed(runtime, &connector, size);
+    assert_eq!(connector.opened(), size as u64, "{} warmed", C::NAME);
+
+    let mut batches = Vec::new();
+    group.bench_function(
+        BenchmarkId::new(C::NAME, format!("pool{size}_workers{workers}")),
+        |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        let batch = pool.batch(runtime, workers, ops, hold);
+                        let took = batch.took;
+                        batches.push(batch);
+                        took
+                    })
+                    .sum()
+            })
+        },
+    );
+    assert_eq!(
+        connector.opened(),
+        size as u64,
+        "{}: the batches reuse the warm connections",
+        C::NAME
+    );
+    // Criterion skipped it: filtered out, or `--list`.
+    if batches.is_empty() {
+        return;
+    }
+    // The first batch is criterion's warm-up.
+    let measured = if batches.len() > 1 {
+        &batches[1..]
+    } else {
+        &batches[..]
+    };
+    let mut took: Vec<Duration> = measured.iter().map(|b| b.took).collect();
+    took.sort();
+    let mut latency = histogram();
+    for batch in measured {
+        latency.add(&batch.latency).expect("same bounds");
+    }
+    let q = |quantile| latency.value_at_quantile(quantile);
+    rows.push(Row {
+        pool: C::NAME.into(),
+        side: C::SIDE,
+        size,
+        workers,
+        hold_ns: nanos(hold),
+        mops: ops as f64 / took[took.len() / 2].as_secs_f64() / 1e6,
+        p50_ns: q(0.5),
+        p99_ns: q(0.99),
+        p999_ns: q(0.999),
+        max_ns: latency.max(),
+    });
+}
+
+/// Every pool, in one scenario.
+fn bench_all(
+    group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &Runtime,
+    rows: &mut Vec<Row>,
+    scenario: Scenario,
+) {
+    bench::<Ours<Strict>>(group, runtime, rows, scenario);
+    bench::<Ours<Lax>>(group, runtime, rows, scenario);
+    bench::<Ours<Offlock>>(group, runtime, rows, scenario);
+    bench::<OursAsync<Strict>>(group, runtime, rows, scenario);
+    bench::<OursAsync<Lax>>(group, runtime, rows, scenario);
+    bench::<OursAsync<Offlock>>(group, runtime, rows, scenario);
+    bench::<R2d2>(group, runtime, rows, scenario);
+    bench::<Deadpool>(group, runtime, rows, scenario);
+    bench::<Bb8>(group, runtime, rows, scenario);
+    bench::<Qp>(group, runtime, rows, scenario);
+    bench::<MutexCondvar>(group, runtime, rows, scenario);
+    bench::<Hikari>(group, runtime, rows, scenario);
+    if !scenario.hold.is_zero() {
+        bench::<NoPool>(group, runtime, rows, scenario);
+    }
+}
+
+/// The (size, workers) pairs measured with `hold`: for 0, the scaling curve
+/// and the pairs not on it.
+fn scenarios(hold: Duration, ops: u64) -> Vec<Scenario> {
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    if hold.is_zero() {
+        pairs.extend(SCALING.iter().map(|&workers| (SCALING_POOL, workers)));
+    }
+    for pair in PAIRS {
+        if !pairs.contains(&pair) {
+            pairs.push(pair);
+        }
+    }
+    pairs
+        .into_iter()
+        .map(|(size, workers)| Scenario {
+            size,
+            workers,
+            hold,
+            ops,
+        })
+        .collect()
+}
+
+fn main() {
+    let ops = ops_per_batch();
+    // Multi-thread, one worker per core, timers on (bb8 times its gets out).
+    let runtime = Runtime::new().expect("a tokio runtime");
+    // No plots: drawing them takes longer than the batches.
+    let mut criterion = Criterion::default().without_plots().configure_from_args();
+    let mut rows = Vec::new();
+    for hold in [Duration::ZERO, Duration::from_micros(1)] {
+        // A shrunken batch gets a group of its own, so criterion does not
+        // compare it with (and overwrite) the saved full-size results.
+        let mut name = format!("contention/hold{}", report::hold_label(nanos(hold)));
+        if ops != OPS {
+            name += &format!("_{ops}ops");
+        }
+        let mut group = criterion.benchmark_group(name);
+        group
+            .sample_size(SAMPLES)
+            .sampling_mode(SamplingMode::Flat)
+            .warm_up_time(Duration::from_millis(1))
+            .measurement_time(Duration::from_millis(1))
+            .throughput(Throughput::Elements(ops));
+        for scenario in scenarios(hold, ops) {
+            bench_all(&mut group, &runtime, &mut rows, scenario);
+        }
+        group.finish();
+    }
+    criterion.final_summary();
+    if rows.is_empty() {
+        return;
+    }
+    report::print(&rows, ops);
+    match report::save(&rows, ops) {
+        Ok(path) => println!("\nwrote {}", path.display()),
+        Err(e) => eprintln!("\ncould not write the results: {e}"),
+    }
+}

@@ -1,0 +1,300 @@
+//! The results of `benches/contention.rs`: one [`Row`] per pool and
+//! scenario, printed as tables by the bench and kept as CSV for
+//! `examples/bench_report.rs`, which turns them into the README's table and
+//! plot.
+//!
+//! The CSV starts with `#` lines naming when and where it was measured, then
+//! a header and one line per row.
+
+// The bench writes the CSV and the report reads it; each uses half of this.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where the bench leaves its CSV, under the target directory.
+pub(crate) const CSV: &str = "bench-report/contention.csv";
+
+/// Whose pool it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// One of our policies.
+    Ours,
+    /// A pool people use instead.
+    Peer,
+    /// A reference design written for the bench.
+    Baseline,
+    /// No pool: the work alone, the most the machine completes.
+    Ceiling,
+}
+
+impl Side {
+    fn as_str(self) -> &'static str {
+        match self {
+            Side::Ours => "ours",
+            Side::Peer => "peer",
+            Side::Baseline => "baseline",
+            Side::Ceiling => "ceiling",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Side::Ours, Side::Peer, Side::Baseline, Side::Ceiling]
+            .into_iter()
+            .find(|side| side.as_str() == s)
+    }
+}
+
+/// One pool in one scenario.
+#[derive(Clone, Debug)]
+pub(crate) struct Row {
+    pub(crate) pool: String,
+    pub(crate) side: Side,
+    pub(crate) size: usize,
+    pub(crate) workers: usize,
+    /// Time each cycle holds its connection.
+    pub(crate) hold_ns: u64,
+    /// Millions of cycles per second in the median measured batch.
+    pub(crate) mops: f64,
+    /// Acquire latency percentiles over the sampled acquires.
+    pub(crate) p50_ns: u64,
+    pub(crate) p99_ns: u64,
+    pub(crate) p999_ns: u64,
+    pub(crate) max_ns: u64,
+}
+
+/// "0ns", "1us": the hold in group names and tables.
+pub(crate) fn hold_label(ns: u64) -> String {
+    if ns % 1000 == 0 && ns > 0 {
+        format!("{}us", ns / 1000)
+    } else {
+        format!("{ns}ns")
+    }
+}
+
+/// Nanoseconds as microseconds with two decimals.
+pub(crate) fn micros(ns: u64) -> String {
+    format!("{:.2}", ns as f64 / 1000.0)
+}
+
+/// The scenarios of `rows` in first-seen order, as (hold, size, workers).
+pub(crate) fn scenarios(rows: &[Row]) -> Vec<(u64, usize, usize)> {
+    let mut seen = Vec::new();
+    for row in rows {
+        let key = (row.hold_ns, row.size, row.workers);
+        if !seen.contains(&key) {
+            seen.push(key);
+        }
+    }
+    seen
+}
+
+/// The pools of `rows` in first-seen order.
+pub(crate) fn pools(rows: &[Row]) -> Vec<(&str, Side)> {
+    let mut seen: Vec<(&str, Side)> = Vec::new();
+    for row in rows {
+        if !seen.iter().any(|&(name, _)| name == row.pool) {
+            seen.push((&row.pool, row.side));
+        }
+    }
+    seen
+}
+
+/// The row of `pool` in a scenario.
+pub(crate) fn find<'a>(
+    rows: &'a [Row],
+    pool: &str,
+    (hold, size, workers): (u64, usize, usize),
+) -> Option<&'a Row> {
+    rows.iter()
+        .find(|r| r.pool == pool && (r.hold_ns, r.size, r.workers) == (hold, size, workers))
+}
+
+/// The fastest peer in a scenario.
+pub(crate) fn best_peer(rows: &[Row], scenario: (u64, usize, usize)) -> Option<&Row> {
+    rows.iter()
+        .filter(|r| r.side == Side::Peer && (r.hold_ns, r.size, r.workers) == scenario)
+        .max_by(|a, b| a.mops.total_cmp(&b.mops))
+}
+
+/// Prints every row, then ours ÷ the best peer and ÷ `hikari_bag`.
+pub(crate) fn print(rows: &[Row], ops: u64) {
+    println!();
+    println!(
+        "contention: {ops} cycles per batch; Mops/s of the median measured batch; \
+         acquire latency in µs over every 16th acquire"
+    );
+    println!(
+        "{:<6} {:<12} {:<14} {:>8} {:>9} {:>9} {:>9} {:>10}",
+        "hold", "pool/workers", "pool", "Mops/s", "p50", "p99", "p99.9", "max"
+    );
+    for scenario in scenarios(rows) {
+        for (pool, _) in pools(rows) {
+            let Some(r) = find(rows, pool, scenario) else {
+                continue;
+            };
+            println!(
+                "{:<6} {:<12} {:<14} {:>8.2} {:>9} {:>9} {:>9} {:>10}",
+                hold_label(r.hold_ns),
+                format!("{}/{}", r.size, r.workers),
+                r.pool,
+                r.mops,
+                micros(r.p50_ns),
+                micros(r.p99_ns),
+                micros(r.p999_ns),
+                micros(r.max_ns),
+            );
+        }
+    }
+
+    let ours: Vec<&str> = pools(rows)
+        .into_iter()
+        .filter(|p| p.1 == Side::Ours)
+        .map(|p| p.0)
+        .collect();
+    println!();
+    println!("ours ÷ the best peer in the same scenario (throughput; p99 as peer's ÷ ours)");
+    for scenario in scenarios(rows) {
+        let Some(peer) = best_peer(rows, scenario) else {
+            continue;
+        };
+        let mut line = format!(
+            "{:<6} {:<12} best peer {:<9}",
+            hold_label(scenario.0),
+            format!("{}/{}", scenario.1, scenario.2),
+            peer.pool
+        );
+        for policy in &ours {
+            if let Some(r) = find(rows, policy, scenario) {
+                let _ = write!(
+                    line,
+                    "  {policy} {:.2}x (p99 {:.2}x)",
+                    r.mops / peer.mops,
+                    peer.p99_ns as f64 / r.p99_ns as f64
+                );
+            }
+        }
+        println!("{line}");
+    }
+}
+
+/// The civil date (UTC) of a Unix time, as YYYY-MM-DD.
+fn date(unix_secs: u64) -> String {
+    // Howard Hinnant's days-to-civil.
+    let z = (unix_secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// The CPU model and core count, as far as this machine says.
+fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.split_whitespace().collect::<Vec<_>>().join(" "))
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{model}, {cores} cores, {}", std::env::consts::OS)
+}
+
+/// The target directory cargo builds into.
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from)
+}
+
+/// What the `#` lines of a CSV say.
+#[derive(Debug, Default)]
+pub(crate) struct Measured {
+    pub(crate) date: String,
+    pub(crate) machine: String,
+    pub(crate) ops: u64,
+}
+
+const HEADER: &str = "pool,side,size,workers,hold_ns,mops,p50_ns,p99_ns,p999_ns,max_ns";
+
+/// Writes `rows` as CSV to the target directory; returns the path.
+pub(crate) fn save(rows: &[Row], ops: u64) -> io::Result<PathBuf> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut csv = String::new();
+    let _ = writeln!(csv, "# date: {}", date(now));
+    let _ = writeln!(csv, "# machine: {}", machine());
+    let _ = writeln!(csv, "# ops: {ops}");
+    let _ = writeln!(csv, "{HEADER}");
+    for r in rows {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{:.4},{},{},{},{}",
+            r.pool,
+            r.side.as_str(),
+            r.size,
+            r.workers,
+            r.hold_ns,
+            r.mops,
+            r.p50_ns,
+            r.p99_ns,
+            r.p999_ns,
+            r.max_ns
+        );
+    }
+    let path = target_dir().join(CSV);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, csv)?;
+    Ok(path)
+}
+
+/// Reads a CSV written by [`save`].
+pub(crate) fn load(text: &str) -> Result<(Measured, Vec<Row>), String> {
+    let mut measured = Measured::default();
+    let mut rows = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let bad = |what: &str| format!("line {}: {what}: {line:?}", n + 1);
+        if let Some(comment) = line.strip_prefix("# ") {
+            let (key, value) = comment.split_once(": ").ok_or_else(|| bad("no key"))?;
+            match key {
+                "date" => measured.date = value.into(),
+                "machine" => measured.machine = value.into(),
+                "ops" => measured.ops = value.parse().map_err(|_| bad("ops"))?,
+                _ => {}
+            }
+            continue;
+        }
+        if line == HEADER || line.is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != HEADER.split(',').count() {
+            return Err(bad("wrong number of fields"));
+        }
+        let int = |i: usize| f[i].parse::<u64>().map_err(|_| bad("not a number"));
+        rows.push(Row {
+            pool: f[0].into(),
+            side: Side::parse(f[1]).ok_or_else(|| bad("unknown side"))?,
+            size: int(2)? as usize,
+            workers: int(3)? as usize,
+            hold_ns: int(4)?,
+            mops: f[5].parse().map_err(|_| bad("not a number"))?,
+            p50_ns: int(6)?,
+            p99_ns: int(7)?,
+            p999_ns: int(8)?,
+            max_ns: int(9)?,
+        });
+    }
+    Ok((measured, rows))
+}

@@ -1,0 +1,382 @@
+//! Turns the results of `cargo bench --bench contention` into the README's
+//! benchmark tables and the scaling plot.
+//!
+//! ```text
+//! cargo bench --bench contention          # writes target/bench-report/contention.csv
+//! cargo run --example bench_report        # reads it; writes the three below
+//! ```
+//!
+//! * `benches/results/contention.csv`: the bench's CSV, kept beside the
+//!   plot so both stay with the date and machine they were measured on;
+//! * `benches/results/contention.svg`: cycles per second against workers
+//!   for pool 8 with no hold, one line per pool, both axes logarithmic;
+//! * the README between `<!-- contention:begin -->` and
+//!   `<!-- contention:end -->`: Mops/s and p99 acquire latency per pool and
+//!   scenario, ours ÷ the best peer, and how much of its peak each pool keeps
+//!   at 256 workers.
+//!
+//! A path argument reads another CSV instead of the target directory's.
+
+#[path = "../benches/support/report.rs"]
+mod report;
+
+use plotters::prelude::*;
+use report::{Measured, Row, Side};
+use std::error::Error;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+const RESULTS: &str = "benches/results";
+const BEGIN: &str = "<!-- contention:begin -->";
+const END: &str = "<!-- contention:end -->";
+
+/// Line colours, in the order the pools first appear (ours first).
+const COLORS: [RGBColor; 9] = [
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(23, 190, 207),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+];
+
+/// Pool size and hold of the scaling curve.
+const SCALING_POOL: usize = 8;
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let source = std::env::args_os()
+        .nth(1)
+        .map_or_else(|| report::target_dir().join(report::CSV), PathBuf::from);
+    let csv = std::fs::read_to_string(&source).map_err(|e| {
+        format!(
+            "{}: {e} (run `cargo bench --bench contention` first)",
+            source.display()
+        )
+    })?;
+    let (measured, rows) = report::load(&csv)?;
+    if rows.is_empty() {
+        return Err(format!("{}: no results", source.display()).into());
+    }
+
+    let results = Path::new(RESULTS);
+    std::fs::create_dir_all(results)?;
+    std::fs::write(results.join("contention.csv"), &csv)?;
+    let svg = results.join("contention.svg");
+    plot(&measured, &rows, &svg)?;
+
+    let markdown = tables(&measured, &rows);
+    let readme = std::fs::read_to_string("README.md")?;
+    let (Some(begin), Some(end)) = (readme.find(BEGIN), readme.find(END)) else {
+        return Err(format!("README.md has no {BEGIN} … {END} section").into());
+    };
+    let updated = format!("{}{BEGIN}\n{markdown}{}", &readme[..begin], &readme[end..]);
+    std::fs::write("README.md", updated)?;
+    println!(
+        "{} rows measured {} on {}: wrote {}, {} and README.md",
+        rows.len(),
+        measured.date,
+        measured.machine,
+        results.join("contention.csv").display(),
+        svg.display()
+    );
+    Ok(())
+}
+
+/// The scaling rows of one pool: (workers, Mops/s), by workers.
+fn curve<'a>(rows: &'a [Row], pool: &str) -> Vec<&'a Row> {
+    let mut points: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.pool == pool && r.hold_ns == 0 && r.size == SCALING_POOL)
+        .collect();
+    points.sort_by_key(|r| r.workers);
+    points
+}
+
+/// The markdown between the README's markers.
+fn tables(measured: &Measured, rows: &[Row]) -> String {
+    let pools = report::pools(rows);
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "Measured {} on {} by `cargo bench --bench contention` ({} cycles per \
+         batch, median of 10 batches; `cargo run --example bench_report` wrote \
+         this section and the plot). Each cell: millions of cycles per second, \
+         then the p99 acquire latency in µs (every 16th acquire sampled). Ours, \
+         r2d2 and the two reference designs run on OS threads; deadpool, bb8 \
+         and qp on tokio tasks over a multi-thread runtime.\n",
+        measured.date, measured.machine, measured.ops
+    );
+    for hold in hold_values(rows) {
+        let _ = writeln!(
+            md,
+            "**Hold {}** (pool/workers):\n",
+            report::hold_label(hold)
+                .replace("us", " µs")
+                .replace("ns", " ns")
+        );
+        let _ = write!(md, "| pool/workers |");
+        for (name, side) in &pools {
+            match side {
+                Side::Ours => {
+                    let _ = write!(md, " `{name}` |");
+                }
+                _ => {
+                    let _ = write!(md, " {name} |");
+                }
+            }
+        }
+        let _ = writeln!(md);
+        let _ = writeln!(md, "|---|{}", "---|".repeat(pools.len()));
+        for scenario in report::scenarios(rows).into_iter().filter(|s| s.0 == hold) {
+            let _ = write!(md, "| {}/{} |", scenario.1, scenario.2);
+            for (name, _) in &pools {
+                match report::find(rows, name, scenario) {
+                    Some(r) => {
+                        let _ = write!(md, " {:.2} · {} |", r.mops, report::micros(r.p99_ns));
+                    }
+                    None => md.push_str(" – |"),
+                }
+            }
+            let _ = writeln!(md);
+        }
+        let _ = writeln!(md);
+    }
+
+    let ours: Vec<&str> = pools
+        .iter()
+        .filter(|p| p.1 == Side::Ours)
+        .map(|p| p.0)
+        .collect();
+    let _ = writeln!(
+        md,
+        "Ours ÷ the fastest peer in the same scenario (throughput, then the \
+         peer's p99 ÷ ours: above 1 is better for us on both):\n"
+    );
+    let _ = write!(md, "| hold | pool/workers | fastest peer |");
+    for policy in &ours {
+        let _ = write!(md, " `{policy}` |");
+    }
+    let _ = writeln!(md);
+    let _ = writeln!(md, "|---|---|---|{}", "---|".repeat(ours.len()));
+    for scenario in report::scenarios(rows) {
+        let Some(peer) = report::best_peer(rows, scenario) else {
+            continue;
+        };
+        let _ = write!(
+            md,
+            "| {} | {}/{} | {} {:.2} |",
+            report::hold_label(scenario.0),
+            scenario.1,
+            scenario.2,
+            peer.pool,
+            peer.mops
+        );
+        for policy in &ours {
+            match report::find(rows, policy, scenario) {
+                Some(r) => {
+                    let _ = write!(
+                        md,
+                        " {:.2}× · {} |",
+                        r.mops / peer.mops,
+                        ratio(peer.p99_ns as f64 / r.p99_ns.max(1) as f64)
+                    );
+                }
+                None => md.push_str(" – |"),
+            }
+        }
+        let _ = writeln!(md);
+    }
+
+    let ceilings: Vec<_> = report::scenarios(rows)
+        .into_iter()
+        .filter(|&s| report::find(rows, "no_pool", s).is_some())
+        .collect();
+    if !ceilings.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nWith a hold, the share of the ceiling each pool reaches: \
+             `no_pool` runs the same workers doing only the work, which is \
+             what this machine completes (the 2 M/s of two cores at 1 µs, \
+             less the timing loop's own cost).\n"
+        );
+        let shown: Vec<&str> = pools
+            .iter()
+            .filter(|p| p.1 != Side::Ceiling)
+            .map(|p| p.0)
+            .collect();
+        let _ = write!(md, "| hold | pool/workers | ceiling Mops/s |");
+        for name in &shown {
+            let _ = write!(md, " {name} |");
+        }
+        let _ = writeln!(md);
+        let _ = writeln!(md, "|---|---|---|{}", "---|".repeat(shown.len()));
+        for scenario in ceilings {
+            let Some(ceiling) = report::find(rows, "no_pool", scenario) else {
+                continue;
+            };
+            let _ = write!(
+                md,
+                "| {} | {}/{} | {:.2} |",
+                report::hold_label(scenario.0),
+                scenario.1,
+                scenario.2,
+                ceiling.mops
+            );
+            for name in &shown {
+                match report::find(rows, name, scenario) {
+                    Some(r) => {
+                        let _ = write!(md, " {:.0} % |", 100.0 * r.mops / ceiling.mops);
+                    }
+                    None => md.push_str(" – |"),
+                }
+            }
+            let _ = writeln!(md);
+        }
+    }
+
+    let _ = writeln!(
+        md,
+        "\nScaling (pool {SCALING_POOL}, no hold, 1 to 256 workers): the share \
+         of its own peak each pool keeps at its largest worker count.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| pool | peak Mops/s (workers) | at the most workers | kept |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|");
+    for (name, _) in &pools {
+        let points = curve(rows, name);
+        let (Some(peak), Some(last)) = (
+            points.iter().max_by(|a, b| a.mops.total_cmp(&b.mops)),
+            points.last(),
+        ) else {
+            continue;
+        };
+        let _ = writeln!(
+            md,
+            "| {name} | {:.2} ({}) | {:.2} ({}) | {:.0} % |",
+            peak.mops,
+            peak.workers,
+            last.mops,
+            last.workers,
+            100.0 * last.mops / peak.mops
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n![cycles per second against workers, pool {SCALING_POOL}, one line \
+         per pool]({RESULTS}/contention.svg)\n"
+    );
+    md
+}
+
+/// A ratio with two decimals, or three significant digits below 0.1.
+fn ratio(x: f64) -> String {
+    if x >= 0.1 {
+        format!("{x:.2}×")
+    } else {
+        format!("{x:.1e}×")
+    }
+}
+
+/// The holds measured, in order.
+fn hold_values(rows: &[Row]) -> Vec<u64> {
+    let mut holds: Vec<u64> = Vec::new();
+    for r in rows {
+        if !holds.contains(&r.hold_ns) {
+            holds.push(r.hold_ns);
+        }
+    }
+    holds
+}
+
+/// Draws the scaling curves into an SVG at `path`.
+fn plot(measured: &Measured, rows: &[Row], path: &Path) -> Result<(), Box<dyn Error>> {
+    let pools = report::pools(rows);
+    let scaling: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.hold_ns == 0 && r.size == SCALING_POOL)
+        .collect();
+    let max_workers = scaling.iter().map(|r| r.workers).max().unwrap_or(1) as f64;
+    let (low, high) = scaling.iter().fold((f64::MAX, 0f64), |(lo, hi), r| {
+        (lo.min(r.mops), hi.max(r.mops))
+    });
+    if scaling.is_empty() {
+        return Err("no scaling rows (pool 8, no hold) to plot".into());
+    }
+
+    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let title = format!(
+        "Lease + return, pool {SCALING_POOL}, no hold — {} on {}",
+        measured.date, measured.machine
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(
+            (1f64..max_workers).log_scale().base(2.0),
+            (low * 0.7..high * 1.4).log_scale(),
+        )?;
+    chart
+        .configure_mesh()
+        .x_desc("workers (threads; tasks for deadpool, bb8, qp)")
+        .y_desc("million cycles per second")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.1}"))
+        .draw()?;
+
+    // An async row shares its policy's colour and is dashed.
+    let mut bases: Vec<&str> = Vec::new();
+    for (name, side) in &pools {
+        let base = name.strip_suffix("_async").unwrap_or(name);
+        if !bases.contains(&base) {
+            bases.push(base);
+        }
+        let points: Vec<(f64, f64)> = curve(rows, name)
+            .iter()
+            .map(|r| (r.workers as f64, r.mops))
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        let index = bases.iter().position(|b| *b == base).unwrap_or(0);
+        let color = COLORS[index % COLORS.len()];
+        let width = if *side == Side::Ours { 3 } else { 1 };
+        let style = ShapeStyle::from(&color).stroke_width(width);
+        let label = match side {
+            Side::Ours => format!("{name} (ours)"),
+            Side::Peer => name.to_string(),
+            Side::Baseline => format!("{name} (reference)"),
+            Side::Ceiling => format!("{name} (ceiling)"),
+        };
+        let series = if *name == base {
+            chart.draw_series(LineSeries::new(points.iter().copied(), style))?
+        } else {
+            chart.draw_series(DashedLineSeries::new(points.iter().copied(), 8, 5, style))?
+        };
+        let dashed = *name != base;
+        series.label(label).legend(move |(x, y)| {
+            let end = if dashed { x + 10 } else { x + 20 };
+            PathElement::new(vec![(x, y), (end, y)], style)
+        });
+        chart.draw_series(
+            points
+                .iter()
+                .map(|&p| Circle::new(p, 3, ShapeStyle::from(&color).filled())),
+        )?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
