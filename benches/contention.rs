@@ -38,7 +38,7 @@
 //! the measured batches, ours ÷ the best peer) and writes them as CSV to
 //! `target/bench-report/contention.csv`, with the date and the machine, for
 //! `cargo run --example bench_report` to turn into the README's table and
-//! plot.
+//! plot. A filtered run prints its tables but leaves the CSV alone.
 //!
 //! ```text
 //! cargo bench --bench contention                        # everything
@@ -671,6 +671,10 @@ fn bench<C: Contender>(
     });
 }
 
+/// How many pools [`bench_all`] runs with a hold (`no_pool` only runs
+/// then).
+const POOLS: usize = 13;
+
 /// Every pool, in one scenario.
 fn bench_all(
     group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
@@ -725,6 +729,7 @@ fn main() {
     // No plots: drawing them takes longer than the batches.
     let mut criterion = Criterion::default().without_plots().configure_from_args();
     let mut rows = Vec::new();
+    let mut complete = true;
     for hold in [Duration::ZERO, Duration::from_micros(1)] {
         // A shrunken batch gets a group of its own, so criterion does not
         // compare it with (and overwrite) the saved full-size results.
@@ -740,7 +745,11 @@ fn main() {
             .measurement_time(Duration::from_millis(1))
             .throughput(Throughput::Elements(ops));
         for scenario in scenarios(hold, ops) {
+            let before = rows.len();
             bench_all(&mut group, &runtime, &mut rows, scenario);
+            // Every pool ran, or criterion's filter skipped some.
+            let pools = if hold.is_zero() { POOLS - 1 } else { POOLS };
+            complete &= rows.len() - before == pools;
         }
         group.finish();
     }
@@ -749,6 +758,12 @@ fn main() {
         return;
     }
     report::print(&rows, ops);
+    // A filtered run (one pool, say) must not replace the full results the
+    // report is made from.
+    if !complete {
+        println!("\na filtered run: {} not written", report::CSV);
+        return;
+    }
     match report::save(&rows, ops) {
         Ok(path) => println!("\nwrote {}", path.display()),
         Err(e) => eprintln!("\ncould not write the results: {e}"),

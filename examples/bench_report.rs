@@ -165,14 +165,10 @@ fn tables(measured: &Measured, rows: &[Row]) -> String {
         let Some(peer) = report::best_peer(rows, scenario) else {
             continue;
         };
-        let _ = write!(
-            md,
-            "| {} | {}/{} | {} {:.2} |",
-            report::hold_label(scenario.0),
-            scenario.1,
-            scenario.2,
-            peer.pool,
-            peer.mops
+        row_head(
+            &mut md,
+            scenario,
+            &format!("{} {:.2}", peer.pool, peer.mops),
         );
         for policy in &ours {
             match report::find(rows, policy, scenario) {
@@ -217,14 +213,7 @@ fn tables(measured: &Measured, rows: &[Row]) -> String {
             let Some(ceiling) = report::find(rows, "no_pool", scenario) else {
                 continue;
             };
-            let _ = write!(
-                md,
-                "| {} | {}/{} | {:.2} |",
-                report::hold_label(scenario.0),
-                scenario.1,
-                scenario.2,
-                ceiling.mops
-            );
+            row_head(&mut md, scenario, &format!("{:.2}", ceiling.mops));
             for name in &shown {
                 match report::find(rows, name, scenario) {
                     Some(r) => {
@@ -271,6 +260,15 @@ fn tables(measured: &Measured, rows: &[Row]) -> String {
          per pool]({RESULTS}/contention.svg)\n"
     );
     md
+}
+
+/// The first three cells of a row: hold, pool/workers, and `reference`.
+fn row_head(md: &mut String, (hold, size, workers): (u64, usize, usize), reference: &str) {
+    let _ = write!(
+        md,
+        "| {} | {size}/{workers} | {reference} |",
+        report::hold_label(hold)
+    );
 }
 
 /// A ratio with two decimals, or three significant digits below 0.1.
