@@ -49,7 +49,7 @@
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 use hdrhistogram::Histogram;
 use leasehold::mock::{MockConn, MockConnector};
-use leasehold::{Connector, Lax, Offlock, Policy, Pool, Progress, Strict};
+use leasehold::{Lax, Offlock, Policy, Pool, Strict};
 use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
@@ -112,14 +112,6 @@ fn histogram() -> Histogram<u64> {
 /// Nanoseconds, saturating.
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// A fresh mock connection, as every peer's manager makes them.
-fn connect(connector: &MockConnector) -> MockConn {
-    match connector.connect(&()) {
-        Ok(Progress::Ready(conn)) => conn,
-        _ => unreachable!("the mock connects at once"),
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -325,7 +317,7 @@ impl r2d2::ManageConnection for R2d2Manager {
     type Error = Infallible;
 
     fn connect(&self) -> Result<MockConn, Infallible> {
-        Ok(connect(&self.0))
+        Ok(baseline::connect(&self.0))
     }
 
     fn is_valid(&self, _: &mut MockConn) -> Result<(), Infallible> {
@@ -375,7 +367,7 @@ impl deadpool::managed::Manager for DeadpoolManager {
     type Error = Infallible;
 
     async fn create(&self) -> Result<MockConn, Infallible> {
-        Ok(connect(&self.0))
+        Ok(baseline::connect(&self.0))
     }
 
     async fn recycle(
@@ -429,7 +421,7 @@ impl bb8::ManageConnection for Bb8Manager {
     type Error = Infallible;
 
     async fn connect(&self) -> Result<MockConn, Infallible> {
-        Ok(connect(&self.0))
+        Ok(baseline::connect(&self.0))
     }
 
     async fn is_valid(&self, _: &mut MockConn) -> Result<(), Infallible> {
@@ -486,7 +478,7 @@ impl qp::resource::Manage for QpManager {
     type Error = Infallible;
 
     async fn try_create(&self) -> Result<MockConn, Infallible> {
-        Ok(connect(&self.0))
+        Ok(baseline::connect(&self.0))
     }
 }
 
@@ -568,7 +560,7 @@ impl Contender for NoPool {
 
     fn warmed(_: &Runtime, connector: &MockConnector, size: usize) -> Self {
         // Opens what the others do, so the bench's checks hold for it too.
-        (0..size).for_each(|_| drop(connect(connector)));
+        (0..size).for_each(|_| drop(baseline::connect(connector)));
         NoPool
     }
 
@@ -600,12 +592,20 @@ struct Scenario {
     ops: u64,
 }
 
+/// What the run measured.
+#[derive(Default)]
+struct Results {
+    rows: Vec<Row>,
+    /// Benchmarks criterion skipped (filtered out, or `--list`).
+    skipped: usize,
+}
+
 /// Warms a pool of `C` and has criterion measure its batches in `scenario`;
-/// adds the result to `rows`.
+/// adds the result to `results`.
 fn bench<C: Contender>(
     group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
     runtime: &Runtime,
-    rows: &mut Vec<Row>,
+    results: &mut Results,
     scenario: Scenario,
 ) {
     let Scenario {
@@ -640,8 +640,8 @@ fn bench<C: Contender>(
         "{}: the batches reuse the warm connections",
         C::NAME
     );
-    // Criterion skipped it: filtered out, or `--list`.
     if batches.is_empty() {
+        results.skipped += 1;
         return;
     }
     // The first batch is criterion's warm-up.
@@ -657,7 +657,7 @@ fn bench<C: Contender>(
         latency.add(&batch.latency).expect("same bounds");
     }
     let q = |quantile| latency.value_at_quantile(quantile);
-    rows.push(Row {
+    results.rows.push(Row {
         pool: C::NAME.into(),
         side: C::SIDE,
         size,
@@ -671,31 +671,27 @@ fn bench<C: Contender>(
     });
 }
 
-/// How many pools [`bench_all`] runs with a hold (`no_pool` only runs
-/// then).
-const POOLS: usize = 13;
-
 /// Every pool, in one scenario.
 fn bench_all(
     group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
     runtime: &Runtime,
-    rows: &mut Vec<Row>,
+    results: &mut Results,
     scenario: Scenario,
 ) {
-    bench::<Ours<Strict>>(group, runtime, rows, scenario);
-    bench::<Ours<Lax>>(group, runtime, rows, scenario);
-    bench::<Ours<Offlock>>(group, runtime, rows, scenario);
-    bench::<OursAsync<Strict>>(group, runtime, rows, scenario);
-    bench::<OursAsync<Lax>>(group, runtime, rows, scenario);
-    bench::<OursAsync<Offlock>>(group, runtime, rows, scenario);
-    bench::<R2d2>(group, runtime, rows, scenario);
-    bench::<Deadpool>(group, runtime, rows, scenario);
-    bench::<Bb8>(group, runtime, rows, scenario);
-    bench::<Qp>(group, runtime, rows, scenario);
-    bench::<MutexCondvar>(group, runtime, rows, scenario);
-    bench::<Hikari>(group, runtime, rows, scenario);
+    bench::<Ours<Strict>>(group, runtime, results, scenario);
+    bench::<Ours<Lax>>(group, runtime, results, scenario);
+    bench::<Ours<Offlock>>(group, runtime, results, scenario);
+    bench::<OursAsync<Strict>>(group, runtime, results, scenario);
+    bench::<OursAsync<Lax>>(group, runtime, results, scenario);
+    bench::<OursAsync<Offlock>>(group, runtime, results, scenario);
+    bench::<R2d2>(group, runtime, results, scenario);
+    bench::<Deadpool>(group, runtime, results, scenario);
+    bench::<Bb8>(group, runtime, results, scenario);
+    bench::<Qp>(group, runtime, results, scenario);
+    bench::<MutexCondvar>(group, runtime, results, scenario);
+    bench::<Hikari>(group, runtime, results, scenario);
     if !scenario.hold.is_zero() {
-        bench::<NoPool>(group, runtime, rows, scenario);
+        bench::<NoPool>(group, runtime, results, scenario);
     }
 }
 
@@ -728,8 +724,7 @@ fn main() {
     let runtime = Runtime::new().expect("a tokio runtime");
     // No plots: drawing them takes longer than the batches.
     let mut criterion = Criterion::default().without_plots().configure_from_args();
-    let mut rows = Vec::new();
-    let mut complete = true;
+    let mut results = Results::default();
     for hold in [Duration::ZERO, Duration::from_micros(1)] {
         // A shrunken batch gets a group of its own, so criterion does not
         // compare it with (and overwrite) the saved full-size results.
@@ -745,22 +740,19 @@ fn main() {
             .measurement_time(Duration::from_millis(1))
             .throughput(Throughput::Elements(ops));
         for scenario in scenarios(hold, ops) {
-            let before = rows.len();
-            bench_all(&mut group, &runtime, &mut rows, scenario);
-            // Every pool ran, or criterion's filter skipped some.
-            let pools = if hold.is_zero() { POOLS - 1 } else { POOLS };
-            complete &= rows.len() - before == pools;
+            bench_all(&mut group, &runtime, &mut results, scenario);
         }
         group.finish();
     }
     criterion.final_summary();
+    let Results { rows, skipped } = results;
     if rows.is_empty() {
         return;
     }
     report::print(&rows, ops);
     // A filtered run (one pool, say) must not replace the full results the
     // report is made from.
-    if !complete {
+    if skipped > 0 {
         println!("\na filtered run: {} not written", report::CSV);
         return;
     }

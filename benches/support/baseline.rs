@@ -23,12 +23,18 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
-/// `n` fresh mock connections from `connector`.
-fn connections(connector: &MockConnector, n: usize) -> impl Iterator<Item = MockConn> + '_ {
-    (0..n).map(|_| match connector.connect(&()) {
+/// A fresh mock connection from `connector` (the peers' managers in
+/// `contention.rs` make theirs with it too).
+pub(crate) fn connect(connector: &MockConnector) -> MockConn {
+    match connector.connect(&()) {
         Ok(Progress::Ready(conn)) => conn,
         _ => unreachable!("the mock connects at once"),
-    })
+    }
+}
+
+/// `n` fresh mock connections from `connector`.
+fn connections(connector: &MockConnector, n: usize) -> impl Iterator<Item = MockConn> + '_ {
+    (0..n).map(|_| connect(connector))
 }
 
 // ---------------------------------------------------------------------------
