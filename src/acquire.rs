@@ -238,7 +238,12 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             }
         }
         waiter.register(waker);
-        match waiter.try_take() {
+        let grant = waiter
+            .try_take()
+            // A policy whose requests compete for returns (`Lax`) may wake
+            // us to take an idle connection ourselves.
+            .or_else(|| self.shared.core.retry(&mut waiter));
+        match grant {
             Some(grant) => self.granted(grant, waker),
             None => Next::Step(Step::Queued(waiter)),
         }

@@ -13,12 +13,19 @@ use crate::{Item, Policy, RouteKey};
 /// * Caps are exact, per route and in total (Apache's LAX drops the total
 ///   limit; this one does not).
 /// * Newcomers may take an idle connection ahead of a queued request
-///   (barging), but only until the serializer has looked at that request
-///   (normally on the request's own thread, before it sleeps): it then flags
-///   every shard of the route, and from then on every return goes to the
-///   oldest waiter and no connection is added to a shard. So a waiter is
-///   overtaken only by connections that were idle on its route before the
-///   flag went up — at most the route's cap — and never starves.
+///   (barging), and queued requests compete for returns rather than being
+///   handed them: a return still goes idle, and the oldest request of the
+///   route is woken to take it, unless someone is faster. A thread that
+///   returns a connection and leases again at once keeps it, instead of
+///   handing it to a sleeping thread and going to sleep itself — the lock
+///   convoy a strict hand-off falls into when threads outnumber cores.
+/// * The bound: once [`Lax::PASS_LIMIT`] returns of its route have gone
+///   idle while a request was the oldest there, the serializer flags every
+///   shard of the route, and from then on every return goes to that
+///   request. So the oldest request is overtaken at most `PASS_LIMIT` times
+///   plus the route's cap (the connections idle before the flag), and no
+///   request starves. Requests for a state, and requests that will not
+///   wait, are always handed connections.
 /// * Otherwise as [`Strict`](crate::Strict): freed capacity goes to the
 ///   oldest waiter of any route, idle connections of other routes or states
 ///   are closed to make room, stateful connections are kept apart.
@@ -26,6 +33,12 @@ use crate::{Item, Policy, RouteKey};
 /// Pick it for one hot route and raw throughput.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Lax;
+
+impl Lax {
+    /// How many returns of its route go idle, for anyone to take, while a
+    /// request is the oldest there, before returns are handed to it.
+    pub const PASS_LIMIT: usize = 32;
+}
 
 /// The core of [`Lax`]: per-thread idle shards per route.
 pub type LaxCore<K, T> = Engine<K, T, Sharded>;

@@ -12,7 +12,7 @@
 //! | policy | promise |
 //! |---|---|
 //! | [`Strict`] | exact caps; per-route FIFO waiters with direct hand-off; freed total capacity goes to the oldest waiting request of any route |
-//! | [`Lax`] | exact caps; per-thread idle shards with work stealing; barging allowed, a waiter is overtaken at most by the route's cap |
+//! | [`Lax`] | exact caps; per-thread idle shards with work stealing; barging allowed, waiters compete for returns; the oldest is overtaken at most `Lax::PASS_LIMIT` times plus the route's cap |
 //! | [`Offlock`] | exact caps; one independent segment per route, FIFO within it; routes share only the total cap; closes never on a caller's thread |
 //!
 //! # Writing a policy
@@ -134,6 +134,17 @@ pub trait Core<K: RouteKey, T: Item>: Send + Sync + fmt::Debug + Sized + 'static
     /// served first (the caller then owns it, and must use it or give it
     /// back). `timed_out` counts the request in the route's timeouts.
     fn cancel(&self, waiter: Self::Waiter, timed_out: bool) -> Option<Grant>;
+
+    /// Lets a queued request take an idle item itself, in a core whose
+    /// requests compete for returned items rather than being handed them
+    /// (`Lax`); such a core may wake a request without a grant for this.
+    /// Call it after [`Waiting::try_take`] found nothing, with the waker
+    /// registered, before waiting again. `Some`: the request is served and
+    /// no longer queued. The default serves nothing.
+    fn retry(&self, waiter: &mut Self::Waiter) -> Option<Grant> {
+        let _ = waiter;
+        None
+    }
 
     /// The leased item `held` stands for.
     ///

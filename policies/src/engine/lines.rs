@@ -32,6 +32,9 @@ pub(super) enum Command<T> {
     Release(u32),
     /// Capacity was freed or a connection went idle while requests wait.
     Kick,
+    /// `Sharded`: a connection of route `id` went idle while its requests
+    /// compete for returns (else as `Kick`).
+    Returned(usize),
     /// Dispose of idle connections the predicate picks.
     Evict(std::sync::Arc<dyn Fn(&T) -> bool + Send + Sync>),
     /// A route's cap changed: close idle connections over it.
@@ -65,6 +68,8 @@ pub(super) struct Lines<T> {
     /// Routes carrying `TOTAL_WAIT` (not used by `Segmented`: its total
     /// line keeps them).
     flags: TotalWaitFlags,
+    /// Sharded routes (by id) carrying `CONTEND`.
+    contended: Vec<usize>,
     /// Sharded routes (by id) carrying `ROUTE_WAIT`.
     route_waits: Vec<usize>,
     /// Items to dispose of once the serializer is released.
@@ -77,6 +82,14 @@ pub(super) struct Lines<T> {
     surrendered: bool,
     /// Capacity was freed in this batch (`Segmented` tells the total line).
     freed: bool,
+}
+
+/// Whether a queued request of a `Sharded` route takes returned connections
+/// itself, in competition with newcomers, rather than being handed them:
+/// while it is stateless, waits, and has let fewer than
+/// [`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT) returns go by.
+fn competes(node: &Node) -> bool {
+    node.state_token.is_none() && node.mode == Wait::Queue && node.passed() < crate::Lax::PASS_LIMIT
 }
 
 /// The routes a serializer with `scope` serves: one, or (`None`) all.
@@ -119,6 +132,7 @@ impl<T: Item> Lines<T> {
             lines: HashMap::new(),
             never_waiters: 0,
             flags: TotalWaitFlags::default(),
+            contended: Vec::new(),
             route_waits: Vec::new(),
             victims: Vec::new(),
             credit: 0,
@@ -142,6 +156,14 @@ impl<T: Item> Lines<T> {
             }
             Command::Release(index) => self.put_back(core, index),
             Command::Kick => {}
+            Command::Returned(id) => {
+                if F::SHARDED {
+                    let head = self.lines.get_mut(&id).and_then(Self::live_node);
+                    if let Some(node) = head {
+                        node.pass();
+                    }
+                }
+            }
             Command::Evict(evict) => self.evict(core, &*evict, false),
             Command::Trim => self.evict(core, &|_: &T| true, true),
             Command::Shutdown => self.closed = true,
@@ -416,6 +438,13 @@ impl<T: Item> Lines<T> {
         let node = self.lines[&id].waiters.front().expect("a head").clone();
         let route = core.route(id);
         let state = node.state_token.as_ref();
+        // Not while another route waits for one of ours to be closed: the
+        // oldest request gets it first, then.
+        if F::SHARDED && competes(&node) && !total_wait(route.word()) && route.idle() > 0 {
+            // It takes one itself, if it is faster than the others.
+            node.nudge();
+            return Err(Blocked::Route);
+        }
         let grant = if let Some(index) = self.take_match(core, id, state) {
             // SAFETY: we own `index`, and lend it.
             Grant::Conn(unsafe { core.lend(index) })
@@ -478,16 +507,17 @@ impl<T: Item> Lines<T> {
     }
 
     /// Drops cancelled requests from the front of a line; the oldest live
-    /// head's ticket.
-    fn live_head(line: &mut Line) -> Option<u64> {
-        while let Some(node) = line.waiters.front() {
-            if node.is_cancelled() {
-                line.waiters.pop_front();
-            } else {
-                return Some(node.ticket);
-            }
+    /// request.
+    fn live_node(line: &mut Line) -> Option<&Arc<Node>> {
+        while line.waiters.front()?.is_cancelled() {
+            line.waiters.pop_front();
         }
-        None
+        line.waiters.front()
+    }
+
+    /// The oldest live request's ticket (see [`Self::live_node`]).
+    fn live_head(line: &mut Line) -> Option<u64> {
+        Self::live_node(line).map(|node| node.ticket)
     }
 
     /// Serves heads oldest first until none can be served. Returns whether a
@@ -556,12 +586,21 @@ impl<T: Item> Lines<T> {
         }
     }
 
-    /// Raises `ROUTE_WAIT` on every sharded route with live waiters left that
-    /// does not carry it yet; whether it raised any.
+    /// Raises, on every sharded route with live waiters left, `CONTEND`,
+    /// and `ROUTE_WAIT` too if its oldest request no longer competes;
+    /// whether it raised any.
     fn raise_route_waits<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> bool {
         let mut raised = false;
         for (&id, line) in &mut self.lines {
-            if Self::live_head(line).is_some() && !self.route_waits.contains(&id) {
+            let Some(head) = Self::live_node(line) else {
+                continue;
+            };
+            if !self.contended.contains(&id) {
+                core.route(id).set_contend(true);
+                self.contended.push(id);
+                raised = true;
+            }
+            if !competes(head) && !self.route_waits.contains(&id) {
                 core.route(id).set_route_wait(true);
                 self.route_waits.push(id);
                 raised = true;
@@ -570,15 +609,26 @@ impl<T: Item> Lines<T> {
         raised
     }
 
-    /// Lowers `ROUTE_WAIT` on routes whose waiters are all served.
+    /// Lowers `CONTEND` on routes whose waiters are all served, and
+    /// `ROUTE_WAIT` on those whose oldest request competes (again).
     fn lower_route_waits<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
         let lines = &mut self.lines;
         self.route_waits.retain(|id| {
+            let handed = lines
+                .get_mut(id)
+                .and_then(Self::live_node)
+                .is_some_and(|head| !competes(head));
+            if !handed {
+                core.route(*id).set_route_wait(false);
+            }
+            handed
+        });
+        self.contended.retain(|id| {
             let waiting = lines
                 .get_mut(id)
                 .is_some_and(|line| Self::live_head(line).is_some());
             if !waiting {
-                core.route(*id).set_route_wait(false);
+                core.route(*id).set_contend(false);
             }
             waiting
         });

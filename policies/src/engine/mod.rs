@@ -34,11 +34,18 @@
 //! Returned connections: with one shard, a return sees the route's waiters
 //! in the same CAS that pushes the connection, and `Strict` newcomers never
 //! take an idle connection while waiters are counted (no barging). With
-//! several shards, the serializer raises `ROUTE_WAIT` on every shard of a
-//! route with requests it could not serve, and looks once more; returns that
-//! see the flag go through the serializer. `TOTAL_WAIT` does the same for
-//! requests of other routes that wait for an idle connection to be closed to
-//! make room.
+//! several shards (`Sharded`), the serializer raises `CONTEND` on every
+//! shard of a route with requests it could not serve, and looks once more.
+//! A return that sees the flag still goes idle, then kicks the serializer
+//! (`Command::Returned`), which counts it against the route's oldest request
+//! and, while that request competes, wakes it without a grant: the request
+//! takes an idle connection itself ([`Core::retry`], after registering its
+//! waker; it reads every shard with a read-modify-write, so either it sees a
+//! concurrent push or the push's kick sees its waker). Once `PASS_LIMIT`
+//! returns went by it, the serializer raises `ROUTE_WAIT` too; returns that
+//! see that flag go through the serializer, which hands them over.
+//! `TOTAL_WAIT` works as `ROUTE_WAIT` for requests of other routes that wait
+//! for an idle connection to be closed to make room.
 
 mod lines;
 mod route;
@@ -550,6 +557,16 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         }
     }
 
+    /// `Sharded`, after a request of `route` left its line other than by
+    /// a grant: the serializer looks at the next one, which may have to be
+    /// woken to take an idle connection. (One that queues later is looked at
+    /// when its own request is applied.)
+    fn next_in_line(&self, route: &Route<K>) {
+        if waiters_of(route.word()) != 0 {
+            self.kick(route);
+        }
+    }
+
     fn kick(&self, route: &Route<K>) {
         self.submit(route.id, Command::Kick);
     }
@@ -720,9 +737,40 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                 if timed_out {
                     route.timeouts.fetch_add(1, Ordering::Relaxed);
                 }
+                if F::SHARDED {
+                    // We may have been woken to take an idle connection:
+                    // the next request in line is woken instead.
+                    self.next_in_line(route);
+                }
                 None
             }
             Err(grant) => grant,
+        }
+    }
+
+    fn retry(&self, waiter: &mut Self::Waiter) -> Option<Grant> {
+        let node = &waiter.node;
+        if !F::SHARDED || node.mode != Wait::Queue || node.state_token.is_some() {
+            return None;
+        }
+        let route = self.route(waiter.route);
+        if route.idle_touched() == 0 {
+            return None;
+        }
+        let index = self.take_idle_near(route, self.own_shard(), Take::Barging)?;
+        // SAFETY: we took `index` off the idle list.
+        let held = unsafe { self.lend(index) };
+        match node.cancel() {
+            Ok(()) => {
+                self.waiter_left(route);
+                self.next_in_line(route);
+                Some(Grant::Conn(held))
+            }
+            // Served meanwhile: keep the grant, put the connection back.
+            Err(grant) => {
+                self.release(held, true);
+                grant
+            }
         }
     }
 
@@ -760,16 +808,23 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         if !self.admit_idle() {
             return self.close_returned(route, index);
         }
+        let rule = if F::SHARDED {
+            Put::Compete
+        } else {
+            Put::Return
+        };
         // SAFETY: `put` publishes `index` only when it succeeds; refused, we
         // still own it.
-        match unsafe { route.put(&self.arena, self.own_shard(), index, Put::Return) } {
+        match unsafe { route.put(&self.arena, self.own_shard(), index, rule) } {
             Ok(before) => {
                 if is_closed(before) {
                     self.drain_closed_route(route);
                 } else if wanted(before) {
-                    // FIFO only (a LIFO push refuses in its CAS): a waiter or
-                    // a flag came between the check and the count.
-                    self.kick(route);
+                    // `Sharded`: requests compete for it; the serializer
+                    // counts it against the oldest and wakes it. Else (FIFO
+                    // only: a LIFO push refuses in its CAS) a waiter or a
+                    // flag came between the check and the count.
+                    self.submit(route.id, Command::Returned(route.id));
                 }
             }
             Err(refused) => {

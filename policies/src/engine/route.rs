@@ -10,8 +10,9 @@
 //!  bits 0..32    head of the shard's idle stack (a slot index, or NIL) } LIFO
 //!  bits 32..64   tag, bumped by every push and pop (no ABA)            } only
 //!  bits 64..96   idle stateless connections in this shard
-//!  bits 96..125  requests waiting on this route (shard 0 only)
-//!  bit  125      ROUTE_WAIT: requests wait here (sharded routes)
+//!  bits 96..124  requests waiting on this route (shard 0 only)
+//!  bit  124      CONTEND: requests wait here and compete (sharded routes)
+//!  bit  125      ROUTE_WAIT: returns go to the oldest request (sharded)
 //!  bit  126      TOTAL_WAIT: a request somewhere is blocked by the total cap
 //!  bit  127      CLOSED
 //! ```
@@ -31,8 +32,12 @@
 //! through the serializer.
 //!
 //! With several shards the waiter count cannot sit in every word, so the
-//! serializer raises `ROUTE_WAIT` on every shard of a route whose requests it
-//! could not serve, then looks once more, exactly as for `TOTAL_WAIT`.
+//! serializer raises flags on every shard of a route whose requests it could
+//! not serve, then looks once more, exactly as for `TOTAL_WAIT`. `CONTEND`
+//! says requests wait: a return still goes idle, and then kicks the
+//! serializer, which wakes the oldest request to take it (or lets whoever
+//! is faster have it). `ROUTE_WAIT` says the oldest request has let enough
+//! returns go by: returns are refused and go through the serializer to it.
 //!
 //! With FIFO reuse the list is a bounded queue beside the word, and the
 //! word's idle count is a reservation count: an index is queued *before*
@@ -50,7 +55,8 @@ const TAG_ONE: u128 = 1 << 32;
 const TAG_MASK: u128 = (u32::MAX as u128) << 32;
 const IDLE_ONE: u128 = 1 << 64;
 const WAITER_ONE: u128 = 1 << 96;
-const WAITERS_MASK: u128 = ((1 << 29) - 1) << 96;
+const WAITERS_MASK: u128 = ((1 << 28) - 1) << 96;
+const CONTEND: u128 = 1 << 124;
 const ROUTE_WAIT: u128 = 1 << 125;
 const TOTAL_WAIT: u128 = 1 << 126;
 const CLOSED: u128 = 1 << 127;
@@ -80,7 +86,7 @@ pub(super) fn is_closed(word: u128) -> bool {
 /// on the route or for total capacity.
 #[inline]
 pub(super) fn wanted(word: u128) -> bool {
-    waiters_of(word) != 0 || word & (ROUTE_WAIT | TOTAL_WAIT) != 0
+    waiters_of(word) != 0 || word & (CONTEND | ROUTE_WAIT | TOTAL_WAIT) != 0
 }
 
 /// Whether a request of some route is blocked by the total cap.
@@ -130,6 +136,10 @@ pub(super) enum Put {
     /// total cap (the connection then goes through the serializer, which
     /// serves the oldest request first).
     Return,
+    /// A holder on the hot path of a route whose waiters compete (`Lax`):
+    /// refused only while `ROUTE_WAIT` or `TOTAL_WAIT` is up; the caller
+    /// kicks the serializer if the word it gets back is [`wanted`].
+    Compete,
     /// The serializer.
     Serial,
 }
@@ -269,7 +279,12 @@ impl<K> Route<K> {
             if is_closed(word) {
                 return Err(Refused::Closed);
             }
-            if rule == Put::Return && wanted(word) {
+            let refused = match rule {
+                Put::Return => wanted(word),
+                Put::Compete => word & (ROUTE_WAIT | TOTAL_WAIT) != 0,
+                Put::Serial => false,
+            };
+            if refused {
                 return Err(Refused::Waiters);
             }
             let Some(queue) = fifo else {
@@ -305,6 +320,17 @@ impl<K> Route<K> {
         self.shards[0].word.fetch_add(0, Ordering::AcqRel)
     }
 
+    /// Idle stateless connections over all shards, each word read with a
+    /// read-modify-write: ordered against every push, so a request that
+    /// registered its waker before this call either sees a connection
+    /// pushed concurrently or is woken by the kick that follows the push.
+    pub(super) fn idle_touched(&self) -> usize {
+        let shards = self.shards.iter();
+        shards
+            .map(|shard| idle_of(shard.word.fetch_add(0, Ordering::AcqRel)))
+            .sum()
+    }
+
     /// Counts a request about to queue.
     pub(super) fn add_waiter(&self) {
         self.shards[0].word.fetch_add(WAITER_ONE, Ordering::AcqRel);
@@ -333,6 +359,11 @@ impl<K> Route<K> {
     /// Raises or lowers `TOTAL_WAIT`.
     pub(super) fn set_total_wait(&self, on: bool) {
         self.flag(TOTAL_WAIT, on);
+    }
+
+    /// Raises or lowers `CONTEND`.
+    pub(super) fn set_contend(&self, on: bool) {
+        self.flag(CONTEND, on);
     }
 
     /// Raises or lowers `ROUTE_WAIT`.
@@ -364,7 +395,7 @@ impl<K> Route<K> {
     }
 
     /// Idle stateless connections over all shards.
-    fn idle(&self) -> usize {
+    pub(super) fn idle(&self) -> usize {
         let shards = self.shards.iter();
         shards
             .map(|shard| idle_of(shard.word.load(Ordering::Acquire)))
@@ -416,5 +447,8 @@ mod tests {
         );
         assert_eq!((popped & TAG_MASK) >> 32, 2, "each step bumps the tag");
         assert!(is_closed(popped | CLOSED) && waiters_of(popped | CLOSED) == 3);
+        let flagged = popped | CONTEND | ROUTE_WAIT;
+        assert_eq!(waiters_of(flagged), 3, "the flags sit above the count");
+        assert!(wanted((popped - 3 * WAITER_ONE) | CONTEND) && !is_closed(flagged));
     }
 }

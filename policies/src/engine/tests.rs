@@ -289,3 +289,85 @@ fn offlock_total_line_serves_routes_in_the_order_they_blocked() {
     core.connect_failed(permit);
     assert_eq!(core.stats().total.allocated(), 0);
 }
+
+/// A waker that counts its wake-ups.
+struct CountWakes(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountWakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn lax_core(max: usize) -> crate::LaxCore<&'static str, Conn> {
+    crate::LaxCore::new(Limits::new(max, max), Arc::new(|_| {}))
+}
+
+#[test]
+fn lax_waiter_is_woken_to_take_a_return_itself() {
+    let core = lax_core(1);
+    let held = lease(&core, "a", None, 1);
+    let wakes = Arc::new(CountWakes(Default::default()));
+    let waker = Waker::from(wakes.clone());
+    let Acquire::Queued(mut waiter) = core.acquire(&"a", None, Wait::Queue, &waker) else {
+        panic!("the only connection is leased: the request queues");
+    };
+    core.release(held, true);
+    // Not handed over: the return went idle and the waiter was woken.
+    assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(crate::Waiting::try_take(&mut waiter).is_none());
+    assert_eq!(core.route_stats(&"a").idle, 1);
+    // A newcomer is faster: it barges in, and its return wakes nobody, as
+    // the waiter has not registered again.
+    let barged = lease(&core, "a", None, 99);
+    assert_eq!(core.item(&barged).id, 1);
+    core.release(barged, true);
+    assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The waiter registers, finds no grant, and takes the connection itself.
+    crate::Waiting::register(&waiter, &waker);
+    let Some(Grant::Conn(mine)) = core.retry(&mut waiter) else {
+        panic!("the waiter takes the idle connection");
+    };
+    assert_eq!(core.item(&mine).id, 1);
+    let stats = core.route_stats(&"a");
+    assert_eq!((stats.pending, stats.leased, stats.idle), (0, 1, 0));
+    core.release(mine, true);
+    // With nobody waiting any more, the flags are down: a return is a plain
+    // push again.
+    assert_eq!(core.route_stats(&"a").idle, 1);
+}
+
+#[test]
+fn lax_oldest_waiter_gets_the_return_after_pass_limit_went_by() {
+    let core = lax_core(1);
+    let held = lease(&core, "a", None, 1);
+    let Acquire::Queued(mut waiter) = core.acquire(&"a", None, Wait::Queue, Waker::noop()) else {
+        panic!("the only connection is leased: the request queues");
+    };
+    core.release(held, true);
+    // Newcomers overtake the waiter, which never gets to look, until
+    // `PASS_LIMIT` returns (the first one included) have gone by it.
+    let mut overtaken = 0;
+    let grant = loop {
+        if let Some(grant) = crate::Waiting::try_take(&mut waiter) {
+            break grant;
+        }
+        match core.acquire(&"a", None, Wait::Never, Waker::noop()) {
+            Acquire::Ready(Grant::Conn(held)) => {
+                overtaken += 1;
+                core.release(held, true);
+            }
+            other => panic!("the newcomer barges in while the waiter competes: {other:?}"),
+        }
+        assert!(overtaken < crate::Lax::PASS_LIMIT, "the waiter starves");
+    };
+    assert_eq!(overtaken, crate::Lax::PASS_LIMIT - 1);
+    let Grant::Conn(mine) = grant else {
+        panic!("handed the connection, got {grant:?}");
+    };
+    assert_eq!(core.item(&mine).id, 1);
+    // While it holds it, a newcomer finds nothing.
+    let newcomer = core.acquire(&"a", None, Wait::Never, Waker::noop());
+    assert!(matches!(newcomer, Acquire::Queued(_)), "{newcomer:?}");
+    core.release(mine, true);
+}
