@@ -82,6 +82,12 @@ impl Node {
         self.waker.wake();
     }
 
+    /// Whether the request may take an idle connection itself, rather than
+    /// only be handed one (`Lax`): it is stateless, and it waits.
+    pub(crate) fn may_take_idle(&self) -> bool {
+        self.state_token.is_none() && self.mode == Wait::Queue
+    }
+
     /// Counts a return that went by this request (granter only).
     pub(crate) fn pass(&self) {
         self.passed.fetch_add(1, Ordering::Relaxed);

@@ -89,7 +89,7 @@ pub(super) struct Lines<T> {
 /// while it is stateless, waits, and has let fewer than
 /// [`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT) returns go by.
 fn competes(node: &Node) -> bool {
-    node.state_token.is_none() && node.mode == Wait::Queue && node.passed() < crate::Lax::PASS_LIMIT
+    node.may_take_idle() && node.passed() < crate::Lax::PASS_LIMIT
 }
 
 /// The routes a serializer with `scope` serves: one, or (`None`) all.

@@ -750,7 +750,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
 
     fn retry(&self, waiter: &mut Self::Waiter) -> Option<Grant> {
         let node = &waiter.node;
-        if !F::SHARDED || node.mode != Wait::Queue || node.state_token.is_some() {
+        if !F::SHARDED || !node.may_take_idle() {
             return None;
         }
         let route = self.route(waiter.route);

@@ -325,10 +325,7 @@ impl<K> Route<K> {
     /// registered its waker before this call either sees a connection
     /// pushed concurrently or is woken by the kick that follows the push.
     pub(super) fn idle_touched(&self) -> usize {
-        let shards = self.shards.iter();
-        shards
-            .map(|shard| idle_of(shard.word.fetch_add(0, Ordering::AcqRel)))
-            .sum()
+        self.idle_read(|word| word.fetch_add(0, Ordering::AcqRel))
     }
 
     /// Counts a request about to queue.
@@ -396,9 +393,14 @@ impl<K> Route<K> {
 
     /// Idle stateless connections over all shards.
     pub(super) fn idle(&self) -> usize {
-        let shards = self.shards.iter();
-        shards
-            .map(|shard| idle_of(shard.word.load(Ordering::Acquire)))
+        self.idle_read(|word| word.load(Ordering::Acquire))
+    }
+
+    /// The idle counts of every shard's word, each read with `read`, summed.
+    fn idle_read(&self, read: impl Fn(&AtomicU128) -> u128) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| idle_of(read(&shard.word)))
             .sum()
     }
 
