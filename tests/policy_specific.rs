@@ -8,8 +8,11 @@ mod wait;
 
 use leasehold::mock::MockConnector;
 use leasehold::{ConfigError, Disposal, Error, Lax, Offlock, Policy, Pool, Strict};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use wait::eventually;
 
@@ -85,33 +88,44 @@ fn newcomer_never_overtakes_a_waiter<P: Policy>() {
 
 #[test]
 fn lax_waiter_is_overtaken_at_most_pass_limit_plus_the_route_cap() {
-    // One connection: a waiter queues behind its holder while another thread
-    // hammers try_lease (barging). Every success is an overtaking; the
-    // documented bound is `Lax::PASS_LIMIT` returns plus the route's cap.
+    // One connection: a request queues behind its holder while two threads
+    // hammer try_lease (barging). Every success is an overtaking;
+    // the documented bound is `Lax::PASS_LIMIT` returns plus the route's
+    // cap, however late the serializer runs. The request is a future this
+    // thread polls: once the first poll is pending it is in line, before
+    // the hammering starts.
     const CAP: usize = 1;
+    const HAMMERS: usize = 2;
     let mut most = 0;
     for _ in 0..20 {
-        let pool: Pool<Mock, Lax> = Pool::builder(Mock::new()).max_total(CAP).build().unwrap();
+        let pool: Pool<Mock, Lax> = Pool::builder(Mock::new())
+            .max_per_route(CAP)
+            .build()
+            .unwrap();
         let held = pool.lease(&"a").unwrap();
+        let mut waiting = pool.lease_async(&"a");
+        assert!(poll_with(&mut waiting, Waker::noop()).is_pending());
         let overtakes = AtomicUsize::new(0);
         let done = AtomicBool::new(false);
         thread::scope(|s| {
-            let waiter = s.spawn(|| {
-                let lease = pool.lease(&"a");
-                done.store(true, Ordering::SeqCst);
-                lease.map(drop)
-            });
-            eventually("the waiter queues", || pool.route_stats(&"a").pending == 1);
-            s.spawn(|| {
-                while !done.load(Ordering::SeqCst) {
-                    if let Ok(lease) = pool.try_lease(&"a") {
-                        overtakes.fetch_add(1, Ordering::SeqCst);
-                        drop(lease);
+            for _ in 0..HAMMERS {
+                s.spawn(|| {
+                    while !done.load(Ordering::SeqCst) {
+                        if let Ok(lease) = pool.try_lease(&"a") {
+                            // Set before the waiter gives its lease back:
+                            // unset, this lease came before the waiter's.
+                            if !done.load(Ordering::SeqCst) {
+                                overtakes.fetch_add(1, Ordering::SeqCst);
+                            }
+                            drop(lease);
+                        }
                     }
-                }
-            });
+                });
+            }
             drop(held);
-            waiter.join().unwrap().expect("the waiter is served");
+            let served = futures::executor::block_on(&mut waiting);
+            done.store(true, Ordering::SeqCst);
+            served.expect("the waiter is served");
         });
         let overtakes = overtakes.load(Ordering::SeqCst);
         assert!(
@@ -124,29 +138,60 @@ fn lax_waiter_is_overtaken_at_most_pass_limit_plus_the_route_cap() {
 }
 
 #[test]
-fn lax_thread_keeps_its_connection_while_others_sleep() {
-    // The convoy a strict hand-off falls into: a thread returns its
-    // connection while another sleeps in the queue, then leases again. A
-    // hand-off would give the connection to the sleeper and put this thread
-    // to sleep; under `Lax` the return goes idle and this thread, being
-    // faster than the sleeper's wake-up, usually leases it again. Counted
-    // over rounds, so that a sleeper that wakes quickly once fails nothing.
-    let pool: Pool<Mock, Lax> = Pool::builder(Mock::new()).max_total(1).build().unwrap();
-    let mut kept = 0;
-    for _ in 0..20 {
-        let held = pool.lease(&"a").unwrap();
-        thread::scope(|s| {
-            let sleeper = s.spawn(|| pool.lease(&"a").map(drop));
-            eventually("the sleeper queues", || pool.route_stats(&"a").pending == 1);
-            drop(held);
-            if let Ok(again) = pool.try_lease(&"a") {
-                kept += 1;
-                drop(again);
-            }
-            sleeper.join().unwrap().expect("the sleeper is served");
-        });
+fn lax_thread_keeps_its_connection_while_the_woken_waiter_has_not_run() {
+    // The convoy a hand-off falls into: a thread returns its connection
+    // while another request sleeps in the queue, then leases again. A
+    // hand-off gives the connection to the sleeper and puts this thread to
+    // sleep. Under `Lax` the return goes idle and the sleeper is only woken,
+    // so this thread leases it again. The sleeper is a future polled by
+    // hand, which makes "before the sleeper runs" certain, not a race.
+    let pool: Pool<Mock, Lax> = Pool::builder(Mock::new()).max_per_route(1).build().unwrap();
+    let wakes = Arc::new(Wakes::default());
+    let waker = Waker::from(wakes.clone());
+
+    let held = pool.lease(&"a").unwrap();
+    let id = held.id();
+    let mut sleeper = pool.lease_async(&"a");
+    assert!(poll_with(&mut sleeper, &waker).is_pending());
+    assert_eq!(pool.route_stats(&"a").pending, 1);
+
+    drop(held);
+    assert_eq!(wakes.count(), 1, "the return wakes the sleeper");
+    let again = pool.try_lease(&"a").expect("the return stayed idle");
+    assert_eq!(again.id(), id);
+    // Woken but beaten to it, the sleeper finds nothing and waits again.
+    assert!(poll_with(&mut sleeper, &waker).is_pending());
+
+    drop(again);
+    assert_eq!(wakes.count(), 2);
+    match poll_with(&mut sleeper, &waker) {
+        Poll::Ready(Ok(lease)) => assert_eq!(lease.id(), id),
+        other => panic!("the sleeper was not served: {other:?}"),
+    };
+}
+
+fn poll_with<F: Future + Unpin>(future: &mut F, waker: &Waker) -> Poll<F::Output> {
+    Pin::new(future).poll(&mut Context::from_waker(waker))
+}
+
+/// A waker that counts its wake-ups.
+#[derive(Default)]
+struct Wakes(AtomicUsize);
+
+impl Wakes {
+    fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
     }
-    assert!(kept > 0, "every return went to the sleeper");
+}
+
+impl Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 #[test]

@@ -12,5 +12,9 @@ type TestCore = leasehold_policies::StrictCore<u8, models::Conn>;
 /// The reuse order of every core the models build.
 const REUSE: leasehold_policies::Reuse = leasehold_policies::Reuse::Fifo;
 
+/// How many times a newcomer may lease the connection ahead of a queued
+/// request (model 11): never, under this policy.
+const MAX_AHEAD: usize = 0;
+
 #[path = "models/mod.rs"]
 mod models;

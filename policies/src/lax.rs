@@ -19,13 +19,17 @@ use crate::{Item, Policy, RouteKey};
 ///   returns a connection and leases again at once keeps it, instead of
 ///   handing it to a sleeping thread and going to sleep itself — the lock
 ///   convoy a strict hand-off falls into when threads outnumber cores.
-/// * The bound: once [`Lax::PASS_LIMIT`] returns of its route have gone
-///   idle while a request was the oldest there, the serializer flags every
-///   shard of the route, and from then on every return goes to that
-///   request. So the oldest request is overtaken at most `PASS_LIMIT` times
-///   plus the route's cap (the connections idle before the flag), and no
-///   request starves. Requests for a state, and requests that will not
-///   wait, are always handed connections.
+/// * The bound: every return that goes idle while requests wait on its
+///   route counts itself, and the return that finds [`Lax::PASS_LIMIT`]
+///   counted is handed to the oldest request instead, as under `Strict`;
+///   newcomers may not take idle connections then until that request is
+///   served. So once a request is the oldest of its route, newcomers take
+///   at most `PASS_LIMIT` connections ahead of it, and no request starves,
+///   however the threads are scheduled. (The count restarts whenever the
+///   oldest request is served, handed a connection or taking one itself;
+///   returns counted just before that count against the next, which errs on
+///   the safe side.) Requests for a state, and requests that will not wait,
+///   are always handed connections.
 /// * Otherwise as [`Strict`](crate::Strict): freed capacity goes to the
 ///   oldest waiter of any route, idle connections of other routes or states
 ///   are closed to make room, stateful connections are kept apart.
@@ -35,8 +39,8 @@ use crate::{Item, Policy, RouteKey};
 pub struct Lax;
 
 impl Lax {
-    /// How many returns of its route go idle, for anyone to take, while a
-    /// request is the oldest there, before returns are handed to it.
+    /// How many returns of a route go idle, for anyone to take, while
+    /// requests wait there, before returns are handed to the oldest.
     pub const PASS_LIMIT: usize = 32;
 }
 

@@ -25,7 +25,7 @@
 //! *after* registering. Either the granter's wake finds the new waker, or the
 //! request's look finds `GRANTED`: a grant is never left unseen.
 
-use crate::sync::{AtomicU8, AtomicUsize, AtomicWaker, Ordering, UnsafeCell};
+use crate::sync::{AtomicU8, AtomicWaker, Ordering, UnsafeCell};
 use crate::types::{Grant, State, Wait};
 use std::fmt;
 use std::task::Waker;
@@ -44,9 +44,6 @@ pub(crate) struct Node {
     /// `GRANTED`.
     grant: UnsafeCell<Option<Grant>>,
     waker: AtomicWaker,
-    /// Returns of its route that went idle for anyone to take while this
-    /// request was the oldest there (`Lax`; counted by the granter only).
-    passed: AtomicUsize,
     pub(crate) ticket: u64,
     pub(crate) state_token: Option<State>,
     pub(crate) mode: Wait,
@@ -60,7 +57,6 @@ impl Node {
             state: AtomicU8::new(PENDING),
             grant: UnsafeCell::new(None),
             waker: slot,
-            passed: AtomicUsize::new(0),
             ticket,
             state_token,
             mode,
@@ -86,16 +82,6 @@ impl Node {
     /// only be handed one (`Lax`): it is stateless, and it waits.
     pub(crate) fn may_take_idle(&self) -> bool {
         self.state_token.is_none() && self.mode == Wait::Queue
-    }
-
-    /// Counts a return that went by this request (granter only).
-    pub(crate) fn pass(&self) {
-        self.passed.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// How many returns went by this request.
-    pub(crate) fn passed(&self) -> usize {
-        self.passed.load(Ordering::Relaxed)
     }
 
     /// Whether the request gave up.
@@ -165,7 +151,6 @@ impl fmt::Debug for Node {
         f.debug_struct("Node")
             .field("state", &state)
             .field("ticket", &self.ticket)
-            .field("passed", &self.passed())
             .field("state_token", &self.state_token)
             .field("mode", &self.mode)
             .finish()

@@ -57,7 +57,7 @@ impl Item for Conn {
     }
 }
 
-use super::TestCore;
+use super::{TestCore, MAX_AHEAD};
 
 /// Ids of the items the core handed to its disposer, in order.
 type Disposed = std::sync::Arc<Mutex<Vec<u32>>>;
@@ -781,4 +781,79 @@ fn woken_waiter_races_newcomer() {
         assert!(disposed_ids(&disposed).is_empty(), "nothing is disposed");
     });
     tally.assert_both("woken waiter vs newcomer", ["B first", "C first"]);
+}
+
+/// Model 11 — a newcomer overtakes a queued request a bounded number of
+/// times, however late the serializer runs.
+///
+/// B queues while A (the main thread) holds the connection; then A gives
+/// the connection back while C, a newcomer that will not wait, asks for it
+/// twice and gives back what it gets. (B's request is made on the main
+/// thread, then waited for on B's own.) Under `Lax` a return goes idle for B to compete for until
+/// `PASS_LIMIT` returns (1 under loom) went by, and is then handed to B, so
+/// C gets the connection ahead of B at most once; under `Strict` and
+/// `Offlock`, never. B must end with the connection either way.
+///
+/// Catches: a limit counted by the serializer rather than by the returning
+/// thread (with the thread that drains it preempted, C's returns go idle
+/// uncounted and C overtakes again); a request that counts as queued before
+/// returns count themselves against it (its `CONTEND` raised only when the
+/// serializer applies it); a pass count reset while B is still the oldest.
+#[test]
+fn newcomer_overtakes_a_waiter_a_bounded_number_of_times() {
+    let tally = std::sync::Arc::new(Tally::default());
+    let seen = tally.clone();
+    loom::model(move || {
+        let (core, disposed, held) = leased_core();
+        // B queues from the main thread, where nothing else runs yet: its
+        // request is in line (and its `CONTEND` up) before C starts. B's
+        // thread registers its own waker before it looks (the main thread
+        // must not be unparked while it joins).
+        let acquire = core.acquire(&ROUTE, None, Wait::Queue, Waker::noop());
+        let waiter = expect_queued(acquire, "B");
+        // Bookkeeping: whether B holds (or held) the connection.
+        let served = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let b = {
+            let (core, served) = (core.clone(), served.clone());
+            thread::spawn(move || {
+                let mut waiter = waiter;
+                waiter.register(&waker());
+                let grant = wait(&core, waiter);
+                served.store(true, Ordering::SeqCst);
+                reuse_the_connection(&core, grant, "B");
+            })
+        };
+        let c = {
+            let (core, served) = (core.clone(), served.clone());
+            thread::spawn(move || {
+                let mut ahead = 0;
+                for _ in 0..2 {
+                    let grant = match core.acquire(&ROUTE, None, Wait::Never, &waker()) {
+                        Acquire::Ready(grant) => grant,
+                        Acquire::Queued(waiter) => wait(&core, waiter),
+                    };
+                    if let Grant::Conn(held) = grant {
+                        if !served.load(Ordering::SeqCst) {
+                            ahead += 1;
+                        }
+                        core.release(held, true);
+                    }
+                }
+                ahead
+            })
+        };
+        core.release(held, true);
+        b.join().unwrap();
+        let ahead = c.join().unwrap();
+        assert!(ahead <= MAX_AHEAD, "C overtook B {ahead} times");
+        seen.note(ahead > 0);
+
+        assert_quiet(&core, 1, 0);
+        assert!(disposed_ids(&disposed).is_empty(), "nothing is disposed");
+    });
+    if MAX_AHEAD > 0 {
+        tally.assert_both("newcomer vs waiter", ["B first", "C ahead"]);
+    } else {
+        tally.report_runs("newcomer vs waiter");
+    }
 }

@@ -32,9 +32,6 @@ pub(super) enum Command<T> {
     Release(u32),
     /// Capacity was freed or a connection went idle while requests wait.
     Kick,
-    /// `Sharded`: a connection of route `id` went idle while its requests
-    /// compete for returns (else as `Kick`).
-    Returned(usize),
     /// Dispose of idle connections the predicate picks.
     Evict(std::sync::Arc<dyn Fn(&T) -> bool + Send + Sync>),
     /// A route's cap changed: close idle connections over it.
@@ -86,10 +83,11 @@ pub(super) struct Lines<T> {
 
 /// Whether a queued request of a `Sharded` route takes returned connections
 /// itself, in competition with newcomers, rather than being handed them:
-/// while it is stateless, waits, and has let fewer than
-/// [`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT) returns go by.
-fn competes(node: &Node) -> bool {
-    node.may_take_idle() && node.passed() < crate::Lax::PASS_LIMIT
+/// while it is stateless and waits, and fewer than
+/// [`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT) returns went by since the
+/// oldest request of `route` was last served.
+fn competes<K>(node: &Node, route: &Route<K>) -> bool {
+    node.may_take_idle() && route.may_pass()
 }
 
 /// The routes a serializer with `scope` serves: one, or (`None`) all.
@@ -152,18 +150,14 @@ impl<T: Item> Lines<T> {
                 if node.mode == Wait::Never {
                     self.never_waiters += 1;
                 }
+                if F::SHARDED && node.may_take_idle() && !self.contended.contains(&id) {
+                    // It raised `CONTEND` itself (or found it up).
+                    self.contended.push(id);
+                }
                 self.lines.entry(id).or_default().waiters.push_back(node);
             }
             Command::Release(index) => self.put_back(core, index),
             Command::Kick => {}
-            Command::Returned(id) => {
-                if F::SHARDED {
-                    let head = self.lines.get_mut(&id).and_then(Self::live_node);
-                    if let Some(node) = head {
-                        node.pass();
-                    }
-                }
-            }
             Command::Evict(evict) => self.evict(core, &*evict, false),
             Command::Trim => self.evict(core, &|_: &T| true, true),
             Command::Shutdown => self.closed = true,
@@ -293,16 +287,20 @@ impl<T: Item> Lines<T> {
                 let line = self.lines.entry(id).or_default();
                 line.stateful.entry(state).or_default().push_back(index);
             }
-            // SAFETY: we own `index`; `put` publishes it if it succeeds, else
-            // we still own it.
-            None => match unsafe { route.put(&core.arena, 0, index, Put::Serial) } {
-                Ok(_) => {}
-                Err(refused) => {
+            None => {
+                if F::SHARDED {
+                    // Kept from newcomers until `serve` hands it over, if
+                    // the oldest request is to be handed returns.
+                    self.raise_route_wait(core, id);
+                }
+                // SAFETY: we own `index`; `put` publishes it if it succeeds,
+                // else we still own it.
+                if let Err(refused) = unsafe { route.put(&core.arena, 0, index, Put::Serial) } {
                     debug_assert_eq!(refused, Refused::Closed);
                     core.idle_left();
                     self.close(core, route, index);
                 }
-            },
+            }
         }
     }
 
@@ -440,8 +438,9 @@ impl<T: Item> Lines<T> {
         let state = node.state_token.as_ref();
         // Not while another route waits for one of ours to be closed: the
         // oldest request gets it first, then.
-        if F::SHARDED && competes(&node) && !total_wait(route.word()) && route.idle() > 0 {
+        if F::SHARDED && competes(&node, route) && !total_wait(route.word()) && route.idle() > 0 {
             // It takes one itself, if it is faster than the others.
+            route.set_oldest(node.ticket);
             node.nudge();
             return Err(Blocked::Route);
         }
@@ -475,6 +474,11 @@ impl<T: Item> Lines<T> {
             return Err(Blocked::Route);
         }
         self.lines.get_mut(&id).expect("a line").waiters.pop_front();
+        if F::SHARDED {
+            // Before the grant: a return counted after this is one that went
+            // by the next request.
+            route.reset_passes();
+        }
         match node.fulfil(grant) {
             Ok(()) => {
                 if node.mode == Wait::Never {
@@ -592,19 +596,46 @@ impl<T: Item> Lines<T> {
     fn raise_route_waits<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> bool {
         let mut raised = false;
         for (&id, line) in &mut self.lines {
-            let Some(head) = Self::live_node(line) else {
-                continue;
-            };
-            if !self.contended.contains(&id) {
-                core.route(id).set_contend(true);
-                self.contended.push(id);
-                raised = true;
-            }
-            if !competes(head) && !self.route_waits.contains(&id) {
-                core.route(id).set_route_wait(true);
-                self.route_waits.push(id);
-                raised = true;
-            }
+            raised |= Self::raise_flags(core, id, line, &mut self.contended, &mut self.route_waits);
+        }
+        raised
+    }
+
+    /// [`Self::raise_route_waits`] for route `id` alone.
+    fn raise_route_wait<K: RouteKey, F: Flavor>(
+        &mut self,
+        core: &Engine<K, T, F>,
+        id: usize,
+    ) -> bool {
+        let Some(line) = self.lines.get_mut(&id) else {
+            return false;
+        };
+        Self::raise_flags(core, id, line, &mut self.contended, &mut self.route_waits)
+    }
+
+    /// The flags route `id` needs for `line`'s live head, if it has one,
+    /// raised unless up (as `contended` and `route_waits` list them).
+    fn raise_flags<K: RouteKey, F: Flavor>(
+        core: &Engine<K, T, F>,
+        id: usize,
+        line: &mut Line,
+        contended: &mut Vec<usize>,
+        route_waits: &mut Vec<usize>,
+    ) -> bool {
+        let Some(head) = Self::live_node(line) else {
+            return false;
+        };
+        let route = core.route(id);
+        let mut raised = false;
+        if !contended.contains(&id) {
+            route.raise_contend();
+            contended.push(id);
+            raised = true;
+        }
+        if !competes(head, route) && !route_waits.contains(&id) {
+            route.set_route_wait(true);
+            route_waits.push(id);
+            raised = true;
         }
         raised
     }
@@ -617,7 +648,7 @@ impl<T: Item> Lines<T> {
             let handed = lines
                 .get_mut(id)
                 .and_then(Self::live_node)
-                .is_some_and(|head| !competes(head));
+                .is_some_and(|head| !competes(head, core.route(*id)));
             if !handed {
                 core.route(*id).set_route_wait(false);
             }
@@ -627,10 +658,8 @@ impl<T: Item> Lines<T> {
             let waiting = lines
                 .get_mut(id)
                 .is_some_and(|line| Self::live_head(line).is_some());
-            if !waiting {
-                core.route(*id).set_contend(false);
-            }
-            waiting
+            // Kept raised for a request counted but not yet applied.
+            waiting || !core.route(*id).lower_contend()
         });
     }
 

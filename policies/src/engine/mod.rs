@@ -34,16 +34,22 @@
 //! Returned connections: with one shard, a return sees the route's waiters
 //! in the same CAS that pushes the connection, and `Strict` newcomers never
 //! take an idle connection while waiters are counted (no barging). With
-//! several shards (`Sharded`), the serializer raises `CONTEND` on every
-//! shard of a route with requests it could not serve, and looks once more.
-//! A return that sees the flag still goes idle, then kicks the serializer
-//! (`Command::Returned`), which counts it against the route's oldest request
-//! and, while that request competes, wakes it without a grant: the request
-//! takes an idle connection itself ([`Core::retry`], after registering its
-//! waker; it reads every shard with a read-modify-write, so either it sees a
-//! concurrent push or the push's kick sees its waker). Once `PASS_LIMIT`
-//! returns went by it, the serializer raises `ROUTE_WAIT` too; returns that
-//! see that flag go through the serializer, which hands them over.
+//! several shards (`Sharded`), `CONTEND` on every shard of a route says
+//! requests wait there and compete for returns: a request that may take an
+//! idle connection itself raises it as it queues (after counting itself),
+//! and the serializer raises it for any request it could not serve, then
+//! looks once more. A return that sees the flag counts itself in the
+//! route's pass counter, goes idle, then kicks the serializer, which wakes
+//! the oldest request without a grant while it competes: the request takes
+//! an idle connection itself ([`Core::retry`], after registering its waker;
+//! it reads every shard with a read-modify-write, so either it sees a
+//! concurrent push or the push's kick sees its waker). The return that
+//! finds `PASS_LIMIT` counted is handed to the serializer instead, which
+//! raises `ROUTE_WAIT` (returns go to it outright, and newcomers may no
+//! longer take idle connections), serves the oldest request and resets the
+//! count (so does a request woken as the oldest that takes a connection
+//! itself, before it leaves the line). Counted by the returning threads,
+//! not by the serializer, the limit holds however late the serializer runs.
 //! `TOTAL_WAIT` works as `ROUTE_WAIT` for requests of other routes that wait
 //! for an idle connection to be closed to make room.
 
@@ -55,7 +61,7 @@ mod tests;
 mod total;
 
 use self::lines::{Command, Lines};
-use self::route::{is_closed, waiters_of, wanted, Put, Refused, Route, Take};
+use self::route::{contended, is_closed, waiters_of, wanted, Put, Refused, Route, Take};
 use self::table::{IdStore, Table};
 use self::total::{TotalCommand, TotalLine};
 use crate::arena::{Arena, IndexStack};
@@ -541,12 +547,13 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         F::SEGMENTED && self.total_blocked.load(Ordering::Acquire) != 0
     }
 
-    /// Counts a request of `route` about to queue.
-    fn waiter_came(&self, route: &Route<K>) {
+    /// Counts a request of `route` about to queue; returns shard 0's word
+    /// before.
+    fn waiter_came(&self, route: &Route<K>) -> u128 {
         if !F::SEGMENTED {
             self.waiting_all.fetch_add(1, Ordering::AcqRel);
         }
-        route.add_waiter();
+        route.add_waiter()
     }
 
     /// Counts a request of `route` that left the queue.
@@ -628,7 +635,12 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     ) -> EngineWaiter<K, T> {
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
         let node = Arc::new(Node::new(ticket, state.cloned(), mode, waker));
-        self.waiter_came(route);
+        let before = self.waiter_came(route);
+        if F::SHARDED && node.may_take_idle() && !contended(before) {
+            // Returns count themselves against us from now on, not only
+            // once the serializer has seen us.
+            route.raise_contend();
+        }
         self.submit(route.id, Command::Enqueue(route.id, node.clone()));
         EngineWaiter {
             node,
@@ -760,6 +772,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         let index = self.take_idle_near(route, self.own_shard(), Take::Barging)?;
         // SAFETY: we took `index` off the idle list.
         let held = unsafe { self.lend(index) };
+        route.oldest_served_itself(node.ticket);
         match node.cancel() {
             Ok(()) => {
                 self.waiter_left(route);
@@ -808,23 +821,32 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         if !self.admit_idle() {
             return self.close_returned(route, index);
         }
-        let rule = if F::SHARDED {
+        let shard = self.own_shard();
+        // `Sharded`: a return counts itself against the waiting requests
+        // before it goes idle for them to compete for; past the limit it is
+        // handed over, as under `Strict`.
+        let pass = if F::SHARDED { route.pass(shard) } else { None };
+        let rule = if F::SHARDED && pass != Some(false) {
             Put::Compete
         } else {
             Put::Return
         };
         // SAFETY: `put` publishes `index` only when it succeeds; refused, we
         // still own it.
-        match unsafe { route.put(&self.arena, self.own_shard(), index, rule) } {
+        match unsafe { route.put(&self.arena, shard, index, rule) } {
             Ok(before) => {
                 if is_closed(before) {
                     self.drain_closed_route(route);
                 } else if wanted(before) {
+                    if F::SHARDED && pass.is_none() && contended(before) {
+                        // `CONTEND` came between the count and the push.
+                        route.passed();
+                    }
                     // `Sharded`: requests compete for it; the serializer
-                    // counts it against the oldest and wakes it. Else (FIFO
-                    // only: a LIFO push refuses in its CAS) a waiter or a
-                    // flag came between the check and the count.
-                    self.submit(route.id, Command::Returned(route.id));
+                    // wakes the oldest. Else (FIFO only: a LIFO push refuses
+                    // in its CAS) a waiter or a flag came between the check
+                    // and the count.
+                    self.kick(route);
                 }
             }
             Err(refused) => {

@@ -36,8 +36,15 @@
 //! not serve, then looks once more, exactly as for `TOTAL_WAIT`. `CONTEND`
 //! says requests wait: a return still goes idle, and then kicks the
 //! serializer, which wakes the oldest request to take it (or lets whoever
-//! is faster have it). `ROUTE_WAIT` says the oldest request has let enough
-//! returns go by: returns are refused and go through the serializer to it.
+//! is faster have it). The returning thread counts such a return itself,
+//! in the route's pass counter, *before* it pushes; once [`PASS_LIMIT`]
+//! went by, it hands the connection to the serializer instead, which serves
+//! the oldest request and resets the counter. Counted by the returner, the
+//! bound holds however late the serializer runs. (A return that raced with
+//! the raise of `CONTEND` and pushed without counting counts itself after.)
+//! `ROUTE_WAIT` says the oldest request has let enough returns go by, or
+//! does not compete: returns are refused outright and go through the
+//! serializer to it.
 //!
 //! With FIFO reuse the list is a bounded queue beside the word, and the
 //! word's idle count is a reservation count: an index is queued *before*
@@ -57,6 +64,14 @@ const IDLE_ONE: u128 = 1 << 64;
 const WAITER_ONE: u128 = 1 << 96;
 const WAITERS_MASK: u128 = ((1 << 28) - 1) << 96;
 const CONTEND: u128 = 1 << 124;
+
+/// How many returns go idle past a sharded route's waiting requests before
+/// returns are handed to the oldest ([`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT));
+/// the loom models use 1, so that they reach the hand-off.
+#[cfg(not(leasehold_loom))]
+pub(super) const PASS_LIMIT: usize = crate::Lax::PASS_LIMIT;
+#[cfg(leasehold_loom)]
+pub(super) const PASS_LIMIT: usize = 1;
 const ROUTE_WAIT: u128 = 1 << 125;
 const TOTAL_WAIT: u128 = 1 << 126;
 const CLOSED: u128 = 1 << 127;
@@ -89,6 +104,12 @@ pub(super) fn wanted(word: u128) -> bool {
     waiters_of(word) != 0 || word & (CONTEND | ROUTE_WAIT | TOTAL_WAIT) != 0
 }
 
+/// Whether requests of a sharded route compete for its returns.
+#[inline]
+pub(super) fn contended(word: u128) -> bool {
+    word & CONTEND != 0
+}
+
 /// Whether a request of some route is blocked by the total cap.
 #[inline]
 pub(super) fn total_wait(word: u128) -> bool {
@@ -109,7 +130,8 @@ fn with_head(word: u128, index: u32, idle: u128, up: bool) -> u128 {
 pub(super) enum Take {
     /// A request on the hot path: only while nobody waits (no barging).
     Newcomer,
-    /// A request on the hot path that may overtake waiters (`Lax`).
+    /// A request on the hot path that may overtake waiters (`Lax`), unless
+    /// `ROUTE_WAIT` is up.
     Barging,
     /// The serializer, serving the oldest request.
     Serial,
@@ -122,7 +144,10 @@ impl Take {
     fn allows(self, word: u128) -> bool {
         match self {
             Self::Newcomer => !is_closed(word) && waiters_of(word) == 0,
-            Self::Barging | Self::Serial => !is_closed(word),
+            // While returns go to the oldest request, so does what the
+            // serializer puts back for it.
+            Self::Barging => !is_closed(word) && word & ROUTE_WAIT == 0,
+            Self::Serial => !is_closed(word),
             Self::Drain => true,
         }
     }
@@ -172,6 +197,17 @@ pub(crate) struct Route<K> {
     pub(super) created: AtomicU64,
     pub(super) closed: AtomicU64,
     pub(super) timeouts: AtomicU64,
+    /// `Sharded`: returns that went idle past the route's waiting requests
+    /// since the oldest one was last served or the line emptied.
+    passes: CachePadded<Passes>,
+}
+
+/// A sharded route's pass counter, and the ticket of the request the
+/// serializer last woke to compete as the oldest (`u64::MAX`: none).
+#[derive(Debug)]
+struct Passes {
+    count: AtomicUsize,
+    oldest: AtomicU64,
 }
 
 impl<K> Route<K> {
@@ -203,6 +239,10 @@ impl<K> Route<K> {
             created: AtomicU64::new(0),
             closed: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
+            passes: CachePadded::new(Passes {
+                count: AtomicUsize::new(0),
+                oldest: AtomicU64::new(u64::MAX),
+            }),
         }
     }
 
@@ -328,9 +368,55 @@ impl<K> Route<K> {
         self.idle_read(|word| word.fetch_add(0, Ordering::AcqRel))
     }
 
-    /// Counts a request about to queue.
-    pub(super) fn add_waiter(&self) {
-        self.shards[0].word.fetch_add(WAITER_ONE, Ordering::AcqRel);
+    /// `Sharded`, before a return to `shard`: `None` if no request competes
+    /// for returns there; else counts the return as one that goes by the
+    /// waiting requests, and says whether it still may (`false` once
+    /// [`PASS_LIMIT`] went by: it is to be handed to the oldest).
+    #[inline]
+    pub(super) fn pass(&self, shard: usize) -> Option<bool> {
+        if self.shards[shard].word.load(Ordering::Acquire) & CONTEND == 0 {
+            return None;
+        }
+        Some(self.passes.count.fetch_add(1, Ordering::AcqRel) < PASS_LIMIT)
+    }
+
+    /// Counts a return that went idle past waiting requests it had not seen
+    /// before (`CONTEND` came between [`Self::pass`] and the push).
+    pub(super) fn passed(&self) {
+        self.passes.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether fewer than [`PASS_LIMIT`] returns went by since the last reset.
+    pub(super) fn may_pass(&self) -> bool {
+        self.passes.count.load(Ordering::Acquire) < PASS_LIMIT
+    }
+
+    /// The serializer, as it serves the oldest request or the line empties:
+    /// the next oldest starts with none gone by.
+    pub(super) fn reset_passes(&self) {
+        self.passes.count.store(0, Ordering::Release);
+    }
+
+    /// The serializer, before it wakes the oldest request (`ticket`) to
+    /// compete for an idle connection.
+    pub(super) fn set_oldest(&self, ticket: u64) {
+        self.passes.oldest.store(ticket, Ordering::Release);
+    }
+
+    /// A woken request (`ticket`) that took an idle connection itself,
+    /// before it leaves the line: if it is the oldest (it was when woken,
+    /// and has not left since, so it still is), the next starts with none
+    /// gone by. Counts that land between this and its leaving go to the
+    /// next, which errs on the safe side.
+    pub(super) fn oldest_served_itself(&self, ticket: u64) {
+        if self.passes.oldest.load(Ordering::Acquire) == ticket {
+            self.reset_passes();
+        }
+    }
+
+    /// Counts a request about to queue; returns shard 0's word before.
+    pub(super) fn add_waiter(&self) -> u128 {
+        self.shards[0].word.fetch_add(WAITER_ONE, Ordering::AcqRel)
     }
 
     /// Counts a request that left the queue.
@@ -338,7 +424,9 @@ impl<K> Route<K> {
         self.shards[0].word.fetch_sub(WAITER_ONE, Ordering::AcqRel);
     }
 
-    /// Sets (or clears) `flag` on every shard.
+    /// Sets (or clears) `flag` on every shard, shard 0 first: whoever
+    /// reads it there (the serializer's check for `CLOSED` after it reserved
+    /// capacity) knows that every shard has it.
     fn flag(&self, flag: u128, on: bool) {
         for shard in self.shards.iter() {
             if on {
@@ -347,6 +435,20 @@ impl<K> Route<K> {
                 shard.word.fetch_and(!flag, Ordering::AcqRel);
             }
         }
+    }
+
+    /// Sets (or clears) `CONTEND` on every shard, shard 0 *last* (see
+    /// [`Self::lower_contend`]); returns shard 0's word before.
+    fn flag_contend(&self, on: bool) -> u128 {
+        let mut before = 0;
+        for shard in self.shards.iter().rev() {
+            before = if on {
+                shard.word.fetch_or(CONTEND, Ordering::AcqRel)
+            } else {
+                shard.word.fetch_and(!CONTEND, Ordering::AcqRel)
+            };
+        }
+        before
     }
 
     pub(super) fn close(&self) {
@@ -358,9 +460,31 @@ impl<K> Route<K> {
         self.flag(TOTAL_WAIT, on);
     }
 
-    /// Raises or lowers `CONTEND`.
-    pub(super) fn set_contend(&self, on: bool) {
-        self.flag(CONTEND, on);
+    /// Raises `CONTEND` (the serializer, or a request about to queue that
+    /// found it down in shard 0), so that every return from then on counts
+    /// itself against the waiting requests.
+    pub(super) fn raise_contend(&self) {
+        self.flag_contend(true);
+    }
+
+    /// The serializer, once a route's line is empty: lowers `CONTEND`, and
+    /// resets the pass count. Returns `false`, leaving it raised, if a
+    /// request came meanwhile (counted, its `Enqueue` not yet applied).
+    ///
+    /// Such a request counts itself in shard 0 and then raises the flag
+    /// unless it was up, shard 0 last as here. Shard 0 orders the two
+    /// read-modify-writes: if our clear of it comes first, the request's
+    /// raise of every shard comes after our clear of that shard; if the
+    /// request's count comes first, our clear returns it, and we raise the
+    /// flag again.
+    pub(super) fn lower_contend(&self) -> bool {
+        self.reset_passes();
+        let before = self.flag_contend(false);
+        if waiters_of(before) == 0 {
+            return true;
+        }
+        self.flag_contend(true);
+        false
     }
 
     /// Raises or lowers `ROUTE_WAIT`.

@@ -337,6 +337,33 @@ fn lax_waiter_is_woken_to_take_a_return_itself() {
     assert_eq!(core.route_stats(&"a").idle, 1);
 }
 
+type LaxWaiter = <crate::LaxCore<&'static str, Conn> as Core<&'static str, Conn>>::Waiter;
+
+/// Newcomers lease route "a"'s one connection and give it back until
+/// `waiter`, which never looks itself, is handed it: how many got it first,
+/// and the connection.
+fn overtaken_until_handed(
+    core: &crate::LaxCore<&'static str, Conn>,
+    waiter: &mut LaxWaiter,
+) -> (usize, Held) {
+    let mut overtaken = 0;
+    loop {
+        match crate::Waiting::try_take(waiter) {
+            Some(Grant::Conn(held)) => return (overtaken, held),
+            Some(other) => panic!("handed the connection, got {other:?}"),
+            None => {}
+        }
+        match core.acquire(&"a", None, Wait::Never, Waker::noop()) {
+            Acquire::Ready(Grant::Conn(held)) => {
+                overtaken += 1;
+                core.release(held, true);
+            }
+            other => panic!("the newcomer barges in while the waiter competes: {other:?}"),
+        }
+        assert!(overtaken < crate::Lax::PASS_LIMIT, "the waiter starves");
+    }
+}
+
 #[test]
 fn lax_oldest_waiter_gets_the_return_after_pass_limit_went_by() {
     let core = lax_core(1);
@@ -347,27 +374,38 @@ fn lax_oldest_waiter_gets_the_return_after_pass_limit_went_by() {
     core.release(held, true);
     // Newcomers overtake the waiter, which never gets to look, until
     // `PASS_LIMIT` returns (the first one included) have gone by it.
-    let mut overtaken = 0;
-    let grant = loop {
-        if let Some(grant) = crate::Waiting::try_take(&mut waiter) {
-            break grant;
-        }
-        match core.acquire(&"a", None, Wait::Never, Waker::noop()) {
-            Acquire::Ready(Grant::Conn(held)) => {
-                overtaken += 1;
-                core.release(held, true);
-            }
-            other => panic!("the newcomer barges in while the waiter competes: {other:?}"),
-        }
-        assert!(overtaken < crate::Lax::PASS_LIMIT, "the waiter starves");
-    };
+    let (overtaken, mine) = overtaken_until_handed(&core, &mut waiter);
     assert_eq!(overtaken, crate::Lax::PASS_LIMIT - 1);
-    let Grant::Conn(mine) = grant else {
-        panic!("handed the connection, got {grant:?}");
-    };
     assert_eq!(core.item(&mine).id, 1);
     // While it holds it, a newcomer finds nothing.
     let newcomer = core.acquire(&"a", None, Wait::Never, Waker::noop());
     assert!(matches!(newcomer, Acquire::Queued(_)), "{newcomer:?}");
     core.release(mine, true);
+}
+
+#[test]
+fn lax_pass_count_restarts_when_the_oldest_serves_itself() {
+    let core = lax_core(1);
+    let held = lease(&core, "a", None, 1);
+    let queue = || match core.acquire(&"a", None, Wait::Queue, Waker::noop()) {
+        Acquire::Queued(waiter) => waiter,
+        other => panic!("the only connection is leased: the request queues, got {other:?}"),
+    };
+    let (mut first, mut second) = (queue(), queue());
+    // A few returns go by the first request, the oldest, which is woken for
+    // each; then it takes the connection itself.
+    core.release(held, true);
+    for _ in 0..10 {
+        let barged = lease(&core, "a", None, 99);
+        core.release(barged, true);
+    }
+    let Some(Grant::Conn(mine)) = core.retry(&mut first) else {
+        panic!("the oldest request takes the idle connection");
+    };
+    // The second request, now the oldest, has the whole limit before it is
+    // handed a return: the first one's passes are not held against it.
+    core.release(mine, true);
+    let (overtaken, last) = overtaken_until_handed(&core, &mut second);
+    assert_eq!(overtaken, crate::Lax::PASS_LIMIT - 1);
+    core.release(last, true);
 }
