@@ -69,6 +69,10 @@ pub(super) struct Lines<T> {
     contended: Vec<usize>,
     /// Sharded routes (by id) carrying `ROUTE_WAIT`.
     route_waits: Vec<usize>,
+    /// `Sharded`: routes whose oldest request this round woke to take one
+    /// of their idle connections, which younger requests of other routes
+    /// must not have closed to make room.
+    woken: Vec<usize>,
     /// Items to dispose of once the serializer is released.
     victims: Vec<T>,
     /// `Segmented`: units of the total the total line reserved for us.
@@ -132,6 +136,7 @@ impl<T: Item> Lines<T> {
             flags: TotalWaitFlags::default(),
             contended: Vec::new(),
             route_waits: Vec::new(),
+            woken: Vec::new(),
             victims: Vec::new(),
             credit: 0,
             registered: false,
@@ -353,8 +358,9 @@ impl<T: Item> Lines<T> {
         core: &Engine<K, T, F>,
         id: usize,
     ) -> Option<u32> {
+        // Not the connections an older request was just woken to take.
         let mut found = core
-            .take_idle_elsewhere(Some(id))
+            .take_idle_elsewhere(Some(id), &self.woken)
             .map(|(route, index)| (route.id, index));
         if found.is_none() {
             for (&victim, line) in self.lines.iter_mut().filter(|(&other, _)| other != id) {
@@ -439,8 +445,15 @@ impl<T: Item> Lines<T> {
         // Not while another route waits for one of ours to be closed: the
         // oldest request gets it first, then.
         if F::SHARDED && competes(&node, route) && !total_wait(route.word()) && route.idle() > 0 {
-            // It takes one itself, if it is faster than the others.
+            // It takes one itself, if it is faster than the others; a
+            // `ROUTE_WAIT` left up for an older request that did not compete
+            // comes down first, or its look would find nothing it may take.
+            if let Some(at) = self.route_waits.iter().position(|&r| r == id) {
+                route.set_route_wait(false);
+                self.route_waits.swap_remove(at);
+            }
             route.set_oldest(node.ticket);
+            self.woken.push(id);
             node.nudge();
             return Err(Blocked::Route);
         }
@@ -527,6 +540,7 @@ impl<T: Item> Lines<T> {
     /// Serves heads oldest first until none can be served. Returns whether a
     /// request is left blocked by the total cap.
     fn serve_round<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> bool {
+        self.woken.clear();
         let mut blocked: Vec<usize> = Vec::new();
         let mut allow_new = true;
         loop {

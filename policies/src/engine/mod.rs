@@ -316,12 +316,17 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         self.take_idle_near(route, 0, rule)
     }
 
-    /// Takes an idle stateless connection of any route but `except`, for the
-    /// serializer to close; the caller then owns its slot.
-    fn take_idle_elsewhere(&self, except: Option<usize>) -> Option<(&Route<K>, u32)> {
+    /// Takes an idle stateless connection of any route but `except` and
+    /// those in `spare`, for the serializer to close; the caller then owns
+    /// its slot.
+    fn take_idle_elsewhere(
+        &self,
+        except: Option<usize>,
+        spare: &[usize],
+    ) -> Option<(&Route<K>, u32)> {
         self.table
             .iter()
-            .filter(|route| Some(route.id) != except)
+            .filter(|route| Some(route.id) != except && !spare.contains(&route.id))
             .find_map(|route| Some((route, self.take_idle(route, Take::Serial)?)))
     }
 

@@ -409,3 +409,37 @@ fn lax_pass_count_restarts_when_the_oldest_serves_itself() {
     assert_eq!(overtaken, crate::Lax::PASS_LIMIT - 1);
     core.release(last, true);
 }
+
+#[test]
+fn lax_connection_a_waiter_was_woken_for_is_not_closed_for_a_younger_route() {
+    // One unit of capacity. A's request waits; the return goes idle and A is
+    // woken to take it. B's request, on another route and younger, comes
+    // before A has looked: it must not have that connection closed to make
+    // room for itself, or A finds nothing, and nobody wakes A again.
+    let core = lax_core(1);
+    let held = lease(&core, "a", None, 1);
+    let Acquire::Queued(mut a) = core.acquire(&"a", None, Wait::Queue, Waker::noop()) else {
+        panic!("the only connection is leased: the request queues");
+    };
+    core.release(held, true);
+    assert_eq!(core.route_stats(&"a").idle, 1, "returned to idle, A woken");
+    let Acquire::Queued(mut b) = core.acquire(&"b", None, Wait::Queue, Waker::noop()) else {
+        panic!("the total is used up: B queues");
+    };
+    assert!(
+        crate::Waiting::try_take(&mut b).is_none(),
+        "B waits its turn"
+    );
+    // As a woken request looks: its grant, else an idle connection.
+    let looked = crate::Waiting::try_take(&mut a).or_else(|| core.retry(&mut a));
+    let Some(Grant::Conn(mine)) = looked else {
+        panic!("A gets the connection it was woken for, got {looked:?}");
+    };
+    assert_eq!(core.item(&mine).id, 1);
+    // A's return goes to B: A's connection is closed to make room.
+    core.release(mine, true);
+    assert!(matches!(
+        crate::Waiting::try_take(&mut b),
+        Some(Grant::Connect(_))
+    ));
+}

@@ -122,7 +122,7 @@ impl<T: Item> TotalLine<T> {
     /// Closes an idle stateless connection of any route, freeing a unit of
     /// the total; whether it found one.
     fn close_stateless<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> bool {
-        let Some((route, index)) = core.take_idle_elsewhere(None) else {
+        let Some((route, index)) = core.take_idle_elsewhere(None, &[]) else {
             return false;
         };
         // SAFETY: we took `index` off the idle list: ours, given up.
