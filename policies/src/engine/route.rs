@@ -110,6 +110,16 @@ pub(super) fn contended(word: u128) -> bool {
     word & CONTEND != 0
 }
 
+/// Sets (or clears) `flag` in `word`; returns the word before.
+#[inline]
+fn set_flag(word: &AtomicU128, flag: u128, on: bool) -> u128 {
+    if on {
+        word.fetch_or(flag, Ordering::AcqRel)
+    } else {
+        word.fetch_and(!flag, Ordering::AcqRel)
+    }
+}
+
 /// Whether a request of some route is blocked by the total cap.
 #[inline]
 pub(super) fn total_wait(word: u128) -> bool {
@@ -374,7 +384,7 @@ impl<K> Route<K> {
     /// [`PASS_LIMIT`] went by: it is to be handed to the oldest).
     #[inline]
     pub(super) fn pass(&self, shard: usize) -> Option<bool> {
-        if self.shards[shard].word.load(Ordering::Acquire) & CONTEND == 0 {
+        if !contended(self.shards[shard].word.load(Ordering::Acquire)) {
             return None;
         }
         Some(self.passes.count.fetch_add(1, Ordering::AcqRel) < PASS_LIMIT)
@@ -429,11 +439,7 @@ impl<K> Route<K> {
     /// capacity) knows that every shard has it.
     fn flag(&self, flag: u128, on: bool) {
         for shard in self.shards.iter() {
-            if on {
-                shard.word.fetch_or(flag, Ordering::AcqRel);
-            } else {
-                shard.word.fetch_and(!flag, Ordering::AcqRel);
-            }
+            set_flag(&shard.word, flag, on);
         }
     }
 
@@ -442,11 +448,7 @@ impl<K> Route<K> {
     fn flag_contend(&self, on: bool) -> u128 {
         let mut before = 0;
         for shard in self.shards.iter().rev() {
-            before = if on {
-                shard.word.fetch_or(CONTEND, Ordering::AcqRel)
-            } else {
-                shard.word.fetch_and(!CONTEND, Ordering::AcqRel)
-            };
+            before = set_flag(&shard.word, CONTEND, on);
         }
         before
     }
