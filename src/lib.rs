@@ -10,7 +10,7 @@
 //! | policy | promise | sweet spot |
 //! |---|---|---|
 //! | [`Strict`] (default) | exact per-route and total caps; per-route FIFO waiters with direct hand-off; freed capacity goes to the oldest waiting request of any route | fairness, predictable tail latency |
-//! | [`Lax`] | exact caps; idle connections in per-thread shards with work stealing; barging allowed, and waiters compete for returns rather than being handed them; newcomers take at most `Lax::PASS_LIMIT` (32) connections ahead of the oldest waiter | one hot route, raw throughput |
+//! | [`Lax`] | exact caps; idle connections in per-CPU shards with work stealing; barging allowed, and waiters compete for returns rather than being handed them; newcomers take at most `Lax::PASS_LIMIT` (32) connections ahead of the oldest waiter | one hot route, raw throughput |
 //!
 //! ```
 //! use std::time::Duration;

@@ -1,15 +1,18 @@
-//! `Lax`: work-stealing per-thread idle shards, with exact caps and a bound
+//! `Lax`: work-stealing per-CPU idle shards, with exact caps and a bound
 //! on how often a waiter is overtaken.
 
 use crate::engine::{Engine, Sharded};
 use crate::{Item, Policy, RouteKey};
 
-/// The throughput policy: idle connections live in per-thread shards.
+/// The throughput policy: idle connections live in per-CPU shards.
 ///
-/// * A lease looks in its thread's own shard first, then steals from the
-///   others; a return goes to the returning thread's shard. A thread that
-///   finds its own connection again touches no cache line another thread
-///   writes.
+/// * A lease looks first in the shard of the CPU its thread runs on, then
+///   steals from the others; a return goes to the shard of its CPU. A
+///   thread that finds its own connection again touches no cache line
+///   another thread writes, and two threads running at once never share a
+///   shard. (Shards are the parallelism rounded up to a power of two; where
+///   the OS does not tell the CPU cheaply, as off Linux, each thread is
+///   given a shard in turn.)
 /// * Caps are exact, per route and in total (Apache's LAX drops the total
 ///   limit; this one does not).
 /// * Newcomers may take an idle connection ahead of a queued request
@@ -44,7 +47,7 @@ impl Lax {
     pub const PASS_LIMIT: usize = 32;
 }
 
-/// The core of [`Lax`]: per-thread idle shards per route.
+/// The core of [`Lax`]: per-CPU idle shards per route.
 pub type LaxCore<K, T> = Engine<K, T, Sharded>;
 
 impl Policy for Lax {

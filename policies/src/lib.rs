@@ -12,7 +12,7 @@
 //! | policy | promise |
 //! |---|---|
 //! | [`Strict`] | exact caps; per-route FIFO waiters with direct hand-off; freed total capacity goes to the oldest waiting request of any route |
-//! | [`Lax`] | exact caps; per-thread idle shards with work stealing; barging allowed, waiters compete for returns; newcomers take at most `Lax::PASS_LIMIT` connections ahead of the oldest |
+//! | [`Lax`] | exact caps; per-CPU idle shards with work stealing; barging allowed, waiters compete for returns; newcomers take at most `Lax::PASS_LIMIT` connections ahead of the oldest |
 //! | [`Offlock`] | exact caps; one independent segment per route, FIFO within it; routes share only the total cap; closes never on a caller's thread |
 //!
 //! # Writing a policy

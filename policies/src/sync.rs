@@ -33,6 +33,25 @@ mod imp {
         std::hint::spin_loop();
     }
 
+    /// Where the calling thread runs, to pick its shard: the CPU it is on
+    /// where the OS says so without a syscall (Linux's `sched_getcpu`, read
+    /// from the rseq area or the vDSO), else its [`thread_slot`]. Two threads
+    /// running at once are then on two shards, whichever threads they are;
+    /// a thread moved to another CPU steals its connection back, once.
+    #[inline]
+    pub(crate) fn locality() -> usize {
+        #[cfg(all(target_os = "linux", not(miri)))]
+        {
+            // SAFETY: `sched_getcpu` has no preconditions; it returns -1 if
+            // the CPU cannot be told.
+            let cpu = unsafe { libc::sched_getcpu() };
+            if let Ok(cpu) = usize::try_from(cpu) {
+                return cpu;
+            }
+        }
+        thread_slot()
+    }
+
     /// A number for the calling thread, handed out in order of first use,
     /// so threads spread over shards.
     #[inline]
@@ -137,6 +156,11 @@ mod imp {
     #[inline]
     pub(crate) fn spin_hint() {
         loom::thread::yield_now();
+    }
+
+    /// Loom threads have no CPU: their slot stands for it.
+    pub(crate) fn locality() -> usize {
+        thread_slot()
     }
 
     /// Loom threads in order of first use (the main thread included),

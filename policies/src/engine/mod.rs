@@ -81,7 +81,7 @@ use std::task::Waker;
 /// flavors are [`Fair`] (`Strict`), [`Sharded`] (`Lax`) and [`Segmented`]
 /// (`Offlock`).
 pub trait Flavor: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
-    /// Idle connections in one shard per thread slot, newcomers may take
+    /// Idle connections in one shard per CPU, newcomers may take
     /// them ahead of waiters; else one list per route, strictly FIFO.
     const SHARDED: bool;
     /// Each route has a serializer of its own, and routes meet only at the
@@ -105,7 +105,7 @@ impl Flavor for Fair {
     const SEGMENTED: bool = false;
 }
 
-/// The `Lax` flavor: per-thread idle shards, barging allowed.
+/// The `Lax` flavor: per-CPU idle shards, barging allowed.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Sharded;
 
@@ -338,11 +338,11 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         })
     }
 
-    /// The shard of the calling thread.
+    /// The shard of the calling thread: the one of the CPU it runs on.
     #[inline]
     fn own_shard(&self) -> usize {
         if F::SHARDED {
-            crate::sync::thread_slot() & (self.shards - 1)
+            crate::sync::locality() & (self.shards - 1)
         } else {
             0
         }

@@ -3,7 +3,7 @@
 //!
 //! # Implementation Details
 //!
-//! A route has one shard (`Strict`) or one per thread slot (`Lax`); each
+//! A route has one shard (`Strict`) or one per CPU (`Lax`); each
 //! shard is a 128-bit atomic word, on its own cache line:
 //!
 //! ```text

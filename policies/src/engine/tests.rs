@@ -202,58 +202,101 @@ fn stats_count_every_gauge() {
     assert_eq!((total.allocated(), total.closed), (1, 1));
 }
 
+/// Pins the calling thread to the first CPU it may run on whose shard (of
+/// `shards`) is not `avoid`; that shard, or `None` if there is no such CPU
+/// or pinning is refused.
+#[cfg(all(target_os = "linux", not(miri)))]
+fn pin_to_a_shard(shards: usize, avoid: Option<usize>) -> Option<usize> {
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: an all-zero `cpu_set_t` is the empty set (what `CPU_ZERO`
+    // makes); `CPU_ISSET`/`CPU_SET` get CPU numbers below `CPU_SETSIZE`, and
+    // both affinity calls get the set's true size.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, size, &mut allowed) != 0 {
+            return None;
+        }
+        let cpu = (0..libc::CPU_SETSIZE as usize)
+            .find(|&cpu| libc::CPU_ISSET(cpu, &allowed) && Some(cpu & (shards - 1)) != avoid)?;
+        let mut only: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut only);
+        if libc::sched_setaffinity(0, size, &only) != 0 {
+            return None;
+        }
+        Some(cpu & (shards - 1))
+    }
+}
+
 #[test]
+#[cfg(all(target_os = "linux", not(miri)))]
 fn lax_thread_finds_its_own_connection_first() {
-    use crate::sync::thread_slot;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{mpsc, Barrier};
     let disposer: Disposer<Conn> = Arc::new(|_| {});
     let core: crate::LaxCore<&'static str, Conn> = crate::LaxCore::new(Limits::new(4, 4), disposer);
-    if core.shards < 2 {
-        eprintln!("one shard on this machine: locality is trivial, nothing to check");
-        return;
-    }
-    let shard_of = |slot: usize| slot & (core.shards - 1);
-    let (tell_shard, a_shard) = mpsc::channel();
+    let shards = core.shards;
+    // Each thread tells the shard it pinned itself to and the shard the
+    // core then picks for it; asserts come after the steps, so that a
+    // failing thread leaves none stuck at a barrier.
+    let (tell_a, pinned_a) = mpsc::channel();
+    let (tell_b, pinned_b) = mpsc::channel();
+    let ready = Barrier::new(3);
+    let pinned = AtomicBool::new(false);
     let step = Barrier::new(2);
-    std::thread::scope(|s| {
-        // A leases connection 1 and returns it first; B leases connection 2
-        // and returns it last. A global LIFO list would now hand A
-        // connection 2; A's own shard hands it connection 1.
-        s.spawn(|| {
-            tell_shard.send(shard_of(thread_slot())).unwrap();
+    let found = std::thread::scope(|s| {
+        // A and B are pinned to CPUs of two shards. A leases connection 1
+        // and returns it first; B leases connection 2 and returns it last.
+        // A global LIFO list would now hand A connection 2; A's own shard
+        // hands it connection 1.
+        let a_thread = s.spawn(|| {
+            let pin = pin_to_a_shard(shards, None);
+            tell_a.send((pin, core.own_shard())).unwrap();
+            ready.wait();
+            if !pinned.load(Ordering::Relaxed) {
+                return None;
+            }
             let mine = lease(&core, "a", None, 1);
             step.wait();
             core.release(mine, true);
             step.wait();
             step.wait();
             let again = lease(&core, "a", None, 99);
-            assert_eq!(core.item(&again).id, 1, "A's own shard first");
+            let found = core.item(&again).id;
             core.release(again, true);
             step.wait();
+            Some(found)
         });
-        let a_shard = a_shard.recv().unwrap();
-        // B must sit on another shard: threads take slots in order of first
-        // use, so try new threads until one does.
-        loop {
-            let (core, step, shard_of) = (&core, &step, &shard_of);
-            let b = s.spawn(move || {
-                if shard_of(thread_slot()) == a_shard {
-                    return false;
-                }
-                let mine = lease(core, "a", None, 2);
-                step.wait();
-                step.wait();
-                core.release(mine, true);
-                step.wait();
-                step.wait();
-                true
-            });
-            if b.join().unwrap() {
-                break;
+        let (a, a_own) = pinned_a.recv().unwrap();
+        let (core, tell_b, ready, pinned, step) = (&core, &tell_b, &ready, &pinned, &step);
+        s.spawn(move || {
+            let pin = pin_to_a_shard(shards, a);
+            tell_b.send((pin, core.own_shard())).unwrap();
+            ready.wait();
+            if !pinned.load(Ordering::Relaxed) {
+                return;
             }
+            let mine = lease(core, "a", None, 2);
+            step.wait();
+            step.wait();
+            core.release(mine, true);
+            step.wait();
+            step.wait();
+        });
+        let (b, b_own) = pinned_b.recv().unwrap();
+        let both = a.is_some() && b.is_some();
+        if !both {
+            eprintln!("no two CPUs of two shards to pin to: locality cannot be checked here");
         }
+        pinned.store(both, Ordering::Relaxed);
+        ready.wait();
+        assert!(a.is_none() || Some(a_own) == a, "A's shard is its CPU's");
+        assert!(b.is_none() || Some(b_own) == b, "B's shard is its CPU's");
+        a_thread.join().unwrap()
     });
-    assert_eq!(core.route_stats(&"a").idle, 2);
+    if let Some(found) = found {
+        assert_eq!(found, 1, "A's own shard first");
+        assert_eq!(core.route_stats(&"a").idle, 2);
+    }
 }
 
 #[test]
