@@ -9,10 +9,12 @@
 //! Where the policy's choice is deliberately unspecified (which idle
 //! connection is closed to make room, which idle connections a lowered
 //! route cap trims), the model branches and keeps every state consistent
-//! with what the pool was seen to do. Single-threaded, `Lax` uses one
-//! shard and `Offlock` serves every request of its segments at once, so
-//! the one model is every policy's; `Offlock` closes on its disposal
-//! thread, which each step waits for.
+//! with what the pool was seen to do. Single-threaded, and kept on one CPU
+//! for the run (`Lax`'s shards follow CPUs: a thread moved between two
+//! steps would find its returns in another shard, in another order),
+//! `Lax` uses one shard, and `Offlock` serves every request of its segments
+//! at once, so the one model is every policy's; `Offlock` closes on its
+//! disposal thread, which each step waits for.
 //!
 //! Two drivers use it: the proptest properties (`tests/proptest_model.rs`)
 //! and the differential fuzz target (`fuzz/fuzz_targets/ops.rs`), which
@@ -697,6 +699,7 @@ impl<'p, P: Policy> Run<'p, P> {
 }
 
 pub fn run_sequential<P: Policy>(cfg: &Config, ops: &[Op]) -> Result<(), Mismatch> {
+    let _one_cpu = OneCpu::here();
     let connector = Mock::new();
     let pool = cfg.build::<P>(&connector, None);
     let mut run = Run {
@@ -713,6 +716,51 @@ pub fn run_sequential<P: Policy>(cfg: &Config, ops: &[Op]) -> Result<(), Mismatc
         run.apply(op)?;
     }
     run.finish()
+}
+
+/// Keeps the calling thread on the CPU it runs on until dropped, then lets
+/// it run where it could before. Elsewhere than on Linux, `Lax` gives each
+/// thread a shard of its own, and this does nothing.
+struct OneCpu {
+    #[cfg(target_os = "linux")]
+    before: Option<libc::cpu_set_t>,
+}
+
+impl OneCpu {
+    #[cfg(target_os = "linux")]
+    fn here() -> Self {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: an all-zero `cpu_set_t` is the empty set (`CPU_ZERO`);
+        // the affinity calls get the set's true size, and `CPU_SET` a CPU
+        // number `sched_getcpu` gave, below `CPU_SETSIZE`.
+        let before = unsafe {
+            let mut before: libc::cpu_set_t = std::mem::zeroed();
+            let cpu = libc::sched_getcpu();
+            if cpu < 0 || libc::sched_getaffinity(0, size, &mut before) != 0 {
+                return Self { before: None };
+            }
+            let mut only: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut only);
+            (libc::sched_setaffinity(0, size, &only) == 0).then_some(before)
+        };
+        Self { before }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn here() -> Self {
+        Self {}
+    }
+}
+
+impl Drop for OneCpu {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Some(before) = &self.before {
+            // SAFETY: `before` is the set `sched_getaffinity` filled in,
+            // passed with its true size.
+            unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), before) };
+        }
+    }
 }
 
 /// Waits until every connection the pool closed has reached the connector
