@@ -202,59 +202,63 @@ fn stats_count_every_gauge() {
     assert_eq!((total.allocated(), total.closed), (1, 1));
 }
 
-/// Pins the calling thread to the first CPU it may run on whose shard (of
-/// `shards`) is not `avoid`; that shard, or `None` if there is no such CPU
-/// or pinning is refused.
+/// Two CPUs this thread may run on whose shards (of `shards`) differ, if
+/// there are.
 #[cfg(all(target_os = "linux", not(miri)))]
-fn pin_to_a_shard(shards: usize, avoid: Option<usize>) -> Option<usize> {
-    let size = std::mem::size_of::<libc::cpu_set_t>();
+fn cpus_of_two_shards(shards: usize) -> Option<[usize; 2]> {
     // SAFETY: an all-zero `cpu_set_t` is the empty set (what `CPU_ZERO`
-    // makes); `CPU_ISSET`/`CPU_SET` get CPU numbers below `CPU_SETSIZE`, and
-    // both affinity calls get the set's true size.
-    unsafe {
-        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, size, &mut allowed) != 0 {
+    // makes); `sched_getaffinity` gets its true size, and `CPU_ISSET` CPU
+    // numbers below `CPU_SETSIZE`.
+    let allowed: Vec<usize> = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
             return None;
         }
-        let cpu = (0..libc::CPU_SETSIZE as usize)
-            .find(|&cpu| libc::CPU_ISSET(cpu, &allowed) && Some(cpu & (shards - 1)) != avoid)?;
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
+    };
+    let shard = |cpu: usize| cpu & (shards - 1);
+    let first = *allowed.first()?;
+    let second = *allowed.iter().find(|&&cpu| shard(cpu) != shard(first))?;
+    Some([first, second])
+}
+
+/// Pins the calling thread to `cpu`; whether that was allowed.
+#[cfg(all(target_os = "linux", not(miri)))]
+fn pin_to(cpu: usize) -> bool {
+    // SAFETY: as in `cpus_of_two_shards`; `cpu` is below `CPU_SETSIZE`.
+    unsafe {
         let mut only: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut only);
-        if libc::sched_setaffinity(0, size, &only) != 0 {
-            return None;
-        }
-        Some(cpu & (shards - 1))
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &only) == 0
     }
 }
 
 #[test]
 #[cfg(all(target_os = "linux", not(miri)))]
 fn lax_thread_finds_its_own_connection_first() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{mpsc, Barrier};
+    use std::sync::Barrier;
     let disposer: Disposer<Conn> = Arc::new(|_| {});
     let core: crate::LaxCore<&'static str, Conn> = crate::LaxCore::new(Limits::new(4, 4), disposer);
-    let shards = core.shards;
-    // Each thread tells the shard it pinned itself to and the shard the
-    // core then picks for it; asserts come after the steps, so that a
-    // failing thread leaves none stuck at a barrier.
-    let (tell_a, pinned_a) = mpsc::channel();
-    let (tell_b, pinned_b) = mpsc::channel();
-    let ready = Barrier::new(3);
-    let pinned = AtomicBool::new(false);
+    // A gets the second CPU: where the first is CPU 0, as it usually is, a
+    // lease that looked in shard 0 first, whatever its CPU, fails here.
+    let Some([b_cpu, a_cpu]) = cpus_of_two_shards(core.shards) else {
+        eprintln!("no two CPUs of two shards to pin to: locality cannot be checked here");
+        return;
+    };
     let step = Barrier::new(2);
-    let found = std::thread::scope(|s| {
-        // A and B are pinned to CPUs of two shards. A leases connection 1
-        // and returns it first; B leases connection 2 and returns it last.
-        // A global LIFO list would now hand A connection 2; A's own shard
+    // Each thread pins itself and reports whether it could, the shard the
+    // core then picks for it and (A) the connection it found; the asserts
+    // come after the steps, so that a failing thread leaves none stuck.
+    let (a, b) = std::thread::scope(|s| {
+        // A and B run on CPUs of two shards. A leases connection 1 and
+        // returns it first; B leases connection 2 and returns it last. A
+        // global LIFO list would now hand A connection 2; A's own shard
         // hands it connection 1.
-        let a_thread = s.spawn(|| {
-            let pin = pin_to_a_shard(shards, None);
-            tell_a.send((pin, core.own_shard())).unwrap();
-            ready.wait();
-            if !pinned.load(Ordering::Relaxed) {
-                return None;
-            }
+        let a = s.spawn(|| {
+            let pinned = pin_to(a_cpu);
+            let shard = core.own_shard();
             let mine = lease(&core, "a", None, 1);
             step.wait();
             core.release(mine, true);
@@ -264,39 +268,31 @@ fn lax_thread_finds_its_own_connection_first() {
             let found = core.item(&again).id;
             core.release(again, true);
             step.wait();
-            Some(found)
+            (pinned, shard, found)
         });
-        let (a, a_own) = pinned_a.recv().unwrap();
-        let (core, tell_b, ready, pinned, step) = (&core, &tell_b, &ready, &pinned, &step);
-        s.spawn(move || {
-            let pin = pin_to_a_shard(shards, a);
-            tell_b.send((pin, core.own_shard())).unwrap();
-            ready.wait();
-            if !pinned.load(Ordering::Relaxed) {
-                return;
-            }
-            let mine = lease(core, "a", None, 2);
+        let b = s.spawn(|| {
+            let pinned = pin_to(b_cpu);
+            let shard = core.own_shard();
+            let mine = lease(&core, "a", None, 2);
             step.wait();
             step.wait();
             core.release(mine, true);
             step.wait();
             step.wait();
+            (pinned, shard)
         });
-        let (b, b_own) = pinned_b.recv().unwrap();
-        let both = a.is_some() && b.is_some();
-        if !both {
-            eprintln!("no two CPUs of two shards to pin to: locality cannot be checked here");
-        }
-        pinned.store(both, Ordering::Relaxed);
-        ready.wait();
-        assert!(a.is_none() || Some(a_own) == a, "A's shard is its CPU's");
-        assert!(b.is_none() || Some(b_own) == b, "B's shard is its CPU's");
-        a_thread.join().unwrap()
+        (a.join().unwrap(), b.join().unwrap())
     });
-    if let Some(found) = found {
-        assert_eq!(found, 1, "A's own shard first");
-        assert_eq!(core.route_stats(&"a").idle, 2);
+    let ((a_pinned, a_shard, found), (b_pinned, b_shard)) = (a, b);
+    if !(a_pinned && b_pinned) {
+        eprintln!("pinning refused: locality cannot be checked here");
+        return;
     }
+    let mask = core.shards - 1;
+    assert_eq!(a_shard, a_cpu & mask, "A's shard is its CPU's");
+    assert_eq!(b_shard, b_cpu & mask, "B's shard is its CPU's");
+    assert_eq!(found, 1, "A's own shard first");
+    assert_eq!(core.route_stats(&"a").idle, 2);
 }
 
 #[test]
