@@ -2,9 +2,11 @@
 //! the pool's tests, examples and benchmarks lean on; with the `tls`
 //! feature, also for its TLS mode, through a `Pool<TlsConnector>`.
 //!
-//! Every test holds `SERIAL`, so that the descriptor count in
+//! Every test holds `SERIAL`, so that the descriptor check in
 //! `fds_return_after_drop` sees no other test's sockets.
 
+#[path = "support/fds.rs"]
+mod fds;
 #[path = "support/http.rs"]
 mod http;
 #[cfg(feature = "tls")]
@@ -19,6 +21,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use fds::Descriptors;
 use http::{full_backlog_listener, get, read_response, Server, ServerConfig};
 use wait::eventually;
 
@@ -306,16 +309,10 @@ fn full_backlog_listener_times_out_connects() {
     assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err:?}");
 }
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
-}
-
 #[test]
 fn fds_return_after_drop() {
     let _serial = serial();
-    let before = open_fds();
+    let before = Descriptors::open();
     {
         let server = Server::start(
             ServerConfig::default()
@@ -347,15 +344,7 @@ fn fds_return_after_drop() {
         drop(server);
         drop(streams);
     }
-    let mut after = open_fds();
-    for _ in 0..20 {
-        if after == before {
-            break;
-        }
-        thread::sleep(Duration::from_millis(50));
-        after = open_fds();
-    }
-    assert_eq!(after, before, "descriptors left behind");
+    before.assert_none_left();
 }
 
 /// The server in TLS mode, with the pool's `TlsConnector` as its client:

@@ -5,18 +5,21 @@
 //! detection, validation on lease, connect backoff, and that neither a
 //! shutdown nor the pool's drop leaves a file descriptor open.
 //!
-//! Linux only: the full-backlog trick and the descriptor counts
+//! Linux only: the full-backlog trick and the descriptor checks
 //! (`/proc/self/fd`) are Linux behaviour.
 //!
-//! Tests that count the process's descriptors take [`whole_process`], so
+//! Tests that check the process's descriptors take [`whole_process`], so
 //! that no other test of this binary opens or closes sockets meanwhile;
 //! every other test takes [`shared_process`].
 
 #![cfg(target_os = "linux")]
 
+#[path = "support/fds.rs"]
+mod fds;
 #[path = "support/wait.rs"]
 mod wait;
 
+use fds::Descriptors;
 use leasehold::{
     Builder, Connector, Error, Lax, Offlock, Policy, Pool, Progress, Strict, TcpConnector,
     TcpHandshake,
@@ -33,37 +36,20 @@ use std::time::{Duration, Instant};
 use wait::eventually;
 
 // ---------------------------------------------------------------------------
-// The process: descriptor counts and who may open sockets meanwhile
+// The process: descriptor checks and who may open sockets meanwhile
 // ---------------------------------------------------------------------------
 
 static PROCESS: RwLock<()> = RwLock::new(());
 
 /// For a test that opens sockets: runs beside the others, but never beside
-/// one that counts descriptors.
+/// one that checks descriptors.
 fn shared_process() -> RwLockReadGuard<'static, ()> {
     PROCESS.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// For a test that counts descriptors: runs alone.
+/// For a test that checks descriptors: runs alone.
 fn whole_process() -> RwLockWriteGuard<'static, ()> {
     PROCESS.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The process's open file descriptors.
-fn fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
-}
-
-/// Waits up to a second for the descriptor count to come back to `before`
-/// (a closing thread may be a moment behind), then asserts it did.
-fn assert_fds_back_to(before: usize) {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while fds() != before && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(fds(), before, "file descriptors leaked");
 }
 
 // ---------------------------------------------------------------------------
@@ -817,7 +803,7 @@ fn validation_after_inactivity_discards_dead_connections<P: Policy>() {
 fn shutdown_during_connects_wakes_everyone<P: Policy>() {
     let _process = whole_process();
     let stuck = Unresponsive::new();
-    let before = fds();
+    let before = Descriptors::open();
     let pool: TcpPool<P> = tcp_pool(|b| b.acquire_timeout(Duration::from_secs(30)));
 
     thread::scope(|s| {
@@ -846,14 +832,14 @@ fn shutdown_during_connects_wakes_everyone<P: Policy>() {
         pool.stats().total.allocated() == 0
     });
     drop(pool);
-    assert_fds_back_to(before);
+    before.assert_none_left();
 }
 
 fn fds_are_not_leaked<P: Policy>() {
     let _process = whole_process();
     let server = Server::hold();
     let addr = server.addr();
-    let before = fds();
+    let before = Descriptors::open();
     let pool: TcpPool<P> = tcp_pool(|b| b.max_per_route(10));
 
     let leases: Vec<_> = (0..10).map(|_| pool.lease(&addr).unwrap()).collect();
@@ -877,5 +863,5 @@ fn fds_are_not_leaked<P: Policy>() {
 
     // Only the server ends are left; close them too and count.
     server.close_all();
-    assert_fds_back_to(before);
+    before.assert_none_left();
 }

@@ -1,0 +1,60 @@
+//! The process's open file descriptors, each known by its number and what
+//! it points at (`socket:[inode]`, `pipe:[inode]`, `anon_inode:[eventpoll]`),
+//! for the tests that check nothing is left open.
+//!
+//! A bare count misreads the descriptors of earlier tests: their servers'
+//! threads may still be closing sockets when a count is taken, and then the
+//! count drops below the baseline while the test runs. Comparing by
+//! identity asks the real question: is any descriptor open now that was not
+//! open before? Linux only (`/proc/self/fd`).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The descriptors open at one moment.
+#[derive(Debug)]
+pub(crate) struct Descriptors(BTreeSet<(u32, String)>);
+
+impl Descriptors {
+    /// Those open now, leaving out the one that reads the listing.
+    pub(crate) fn open() -> Self {
+        let own_listing = format!("/proc/{}/fd", std::process::id());
+        let mut open = BTreeSet::new();
+        for entry in fs::read_dir("/proc/self/fd").expect("/proc/self/fd") {
+            let Ok(entry) = entry else { continue };
+            let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            // Gone between the listing and the look (a closing thread): it
+            // is not open.
+            let Ok(target) = fs::read_link(entry.path()) else {
+                continue;
+            };
+            let target = target.to_string_lossy().into_owned();
+            if target != own_listing {
+                open.insert((fd, target));
+            }
+        }
+        Self(open)
+    }
+
+    /// Those open now that were not open at `self`.
+    fn opened_since(&self) -> Vec<(u32, String)> {
+        Self::open().0.difference(&self.0).cloned().collect()
+    }
+
+    /// Waits up to two seconds for every descriptor opened since `self` to
+    /// be closed (a closing thread may be a moment behind), then asserts
+    /// that none is left.
+    pub(crate) fn assert_none_left(&self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut left = self.opened_since();
+        while !left.is_empty() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+            left = self.opened_since();
+        }
+        assert!(left.is_empty(), "file descriptors leaked: {left:?}");
+    }
+}
