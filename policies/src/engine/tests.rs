@@ -342,16 +342,24 @@ fn lax_core(max: usize) -> crate::LaxCore<&'static str, Conn> {
     crate::LaxCore::new(Limits::new(max, max), Arc::new(|_| {}))
 }
 
-#[test]
-fn lax_waiter_is_woken_to_take_a_return_itself() {
+/// A `lax_core(1)` whose only connection (id 1) was leased on route "a",
+/// then returned past a request of "a" queued meanwhile with `waker`: the
+/// core, and that request.
+fn lax_waiter_behind_a_return(waker: &Waker) -> (crate::LaxCore<&'static str, Conn>, LaxWaiter) {
     let core = lax_core(1);
     let held = lease(&core, "a", None, 1);
-    let wakes = Arc::new(CountWakes(Default::default()));
-    let waker = Waker::from(wakes.clone());
-    let Acquire::Queued(mut waiter) = core.acquire(&"a", None, Wait::Queue, &waker) else {
+    let Acquire::Queued(waiter) = core.acquire(&"a", None, Wait::Queue, waker) else {
         panic!("the only connection is leased: the request queues");
     };
     core.release(held, true);
+    (core, waiter)
+}
+
+#[test]
+fn lax_waiter_is_woken_to_take_a_return_itself() {
+    let wakes = Arc::new(CountWakes(Default::default()));
+    let waker = Waker::from(wakes.clone());
+    let (core, mut waiter) = lax_waiter_behind_a_return(&waker);
     // Not handed over: the return went idle and the waiter was woken.
     assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert!(crate::Waiting::try_take(&mut waiter).is_none());
@@ -405,12 +413,7 @@ fn overtaken_until_handed(
 
 #[test]
 fn lax_oldest_waiter_gets_the_return_after_pass_limit_went_by() {
-    let core = lax_core(1);
-    let held = lease(&core, "a", None, 1);
-    let Acquire::Queued(mut waiter) = core.acquire(&"a", None, Wait::Queue, Waker::noop()) else {
-        panic!("the only connection is leased: the request queues");
-    };
-    core.release(held, true);
+    let (core, mut waiter) = lax_waiter_behind_a_return(Waker::noop());
     // Newcomers overtake the waiter, which never gets to look, until
     // `PASS_LIMIT` returns (the first one included) have gone by it.
     let (overtaken, mine) = overtaken_until_handed(&core, &mut waiter);
@@ -455,12 +458,7 @@ fn lax_connection_a_waiter_was_woken_for_is_not_closed_for_a_younger_route() {
     // woken to take it. B's request, on another route and younger, comes
     // before A has looked: it must not have that connection closed to make
     // room for itself, or A finds nothing, and nobody wakes A again.
-    let core = lax_core(1);
-    let held = lease(&core, "a", None, 1);
-    let Acquire::Queued(mut a) = core.acquire(&"a", None, Wait::Queue, Waker::noop()) else {
-        panic!("the only connection is leased: the request queues");
-    };
-    core.release(held, true);
+    let (core, mut a) = lax_waiter_behind_a_return(Waker::noop());
     assert_eq!(core.route_stats(&"a").idle, 1, "returned to idle, A woken");
     let Acquire::Queued(mut b) = core.acquire(&"b", None, Wait::Queue, Waker::noop()) else {
         panic!("the total is used up: B queues");
