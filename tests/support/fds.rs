@@ -8,10 +8,10 @@
 //! identity asks the real question: is any descriptor open now that was not
 //! open before? Linux only (`/proc/self/fd`).
 
+use crate::wait::settle;
 use std::collections::BTreeSet;
 use std::fs;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The descriptors open at one moment.
 #[derive(Debug)]
@@ -46,15 +46,20 @@ impl Descriptors {
     }
 
     /// Waits up to two seconds for every descriptor opened since `self` to
-    /// be closed (a closing thread may be a moment behind), then asserts
-    /// that none is left.
+    /// be closed (a closing thread may be a moment behind); panics with
+    /// those still open if some are left.
     pub(crate) fn assert_none_left(&self) {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let mut left = self.opened_since();
-        while !left.is_empty() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(5));
-            left = self.opened_since();
-        }
-        assert!(left.is_empty(), "file descriptors leaked: {left:?}");
+        settle(
+            "every descriptor opened to be closed",
+            Duration::from_secs(2),
+            || {
+                let left = self.opened_since();
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(left)
+                }
+            },
+        );
     }
 }

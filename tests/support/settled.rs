@@ -8,24 +8,22 @@
 //! gauges are waited for, not read once: a count that never comes back to
 //! zero still fails.
 
-use crate::wait::eventually;
+use crate::wait::{eventually, settle};
 use leasehold::mock::MockConnector;
 use leasehold::{Connector, Policy, Pool, RouteKey, Stats};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Waits (up to 10 s) until no request waits and nothing is leased or
 /// connecting, and returns the pool's totals then.
 pub(crate) fn quiet<C: Connector, P: Policy>(pool: &Pool<C, P>) -> Stats {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    settle("the pool to go quiet", Duration::from_secs(10), || {
         let total = pool.stats().total;
         if (total.leased, total.pending, total.connecting) == (0, 0, 0) {
-            return total;
+            Ok(total)
+        } else {
+            Err(total)
         }
-        assert!(Instant::now() < deadline, "never quiet: {total:?}");
-        thread::sleep(Duration::from_millis(1));
-    }
+    })
 }
 
 /// [`quiet`], and every live connection is idle.
