@@ -33,6 +33,10 @@ mod imp {
         std::hint::spin_loop();
     }
 
+    /// Exponential backoff (spinning only, at most 64 hints at a time) for a
+    /// thread that lost a CAS to another core.
+    pub(crate) use crossbeam_utils::Backoff;
+
     /// Where the calling thread runs, to pick its shard: the CPU it is on
     /// where the OS says so without a syscall (Linux's `sched_getcpu`, read
     /// from the rseq area or the vDSO), else its [`thread_slot`]. Two threads
@@ -156,6 +160,19 @@ mod imp {
     #[inline]
     pub(crate) fn spin_hint() {
         loom::thread::yield_now();
+    }
+
+    /// No backoff under loom: its scheduler picks who runs next, and a
+    /// spin would only add steps to explore.
+    #[derive(Debug, Default)]
+    pub(crate) struct Backoff;
+
+    impl Backoff {
+        pub(crate) fn new() -> Self {
+            Self
+        }
+
+        pub(crate) fn spin(&self) {}
     }
 
     /// Loom threads have no CPU: their slot stands for it.
