@@ -4,7 +4,9 @@
 //!
 //! A batch is [`OPS`] cycles (2^17; the environment variable
 //! `CONTENTION_OPS` replaces it, to shrink a run) shared by W workers that
-//! start together; each cycle leases an idle connection, holds it for 0 or
+//! start together (threads take them in chunks of 256 as they run, so all
+//! stay alive to the end, see `support/threads.rs`; tasks take equal
+//! shares); each cycle leases an idle connection, holds it for 0 or
 //! 1 µs of spinning (the work; two cores can then complete at most 2 M
 //! cycles/s), and returns it. The time of a batch runs from the first
 //! worker's start to the last one's end, so the throughput criterion prints
@@ -169,9 +171,8 @@ macro_rules! cycles {
 /// A batch of `ops` cycles over `workers` threads.
 fn on_threads(pool: &impl Blocking, workers: usize, ops: u64, hold: Duration) -> Batch {
     let histograms = (0..workers).map(|_| histogram()).collect();
-    let (took, histograms) = threads::timed(histograms, ops, |mut latency, share| {
+    let (took, histograms) = threads::timed(histograms, ops, |latency, share| {
         cycles!(share, hold, latency, |f| pool.with_lease(f));
-        latency
     });
     Batch::new(took, histograms)
 }

@@ -140,11 +140,12 @@ fn cycle<P: Policy>(
 /// `THREADS` threads share `iters` cycles.
 fn run<P: Policy>(pool: &Pool<Backends, P>, routes: usize, slow: bool, iters: u64) -> Duration {
     let cumulative = zipf(routes);
-    let seeds = (1..=THREADS as u64).collect();
-    let (took, _) = support::timed(seeds, iters, |seed, share| {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
+    let rngs = (1..=THREADS as u64)
+        .map(|seed| Rng(0x9E37_79B9_7F4A_7C15 ^ seed))
+        .collect();
+    let (took, _) = support::timed(rngs, iters, |rng, share| {
         for _ in 0..share {
-            cycle(pool, &mut rng, &cumulative, slow);
+            cycle(pool, rng, &cumulative, slow);
         }
     });
     took
