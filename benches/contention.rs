@@ -8,8 +8,9 @@
 //! stay alive to the end, see `support/threads.rs`; tasks take equal
 //! shares); each cycle leases an idle connection, holds it for 0 or
 //! 1 µs of spinning (the work; two cores can then complete at most 2 M
-//! cycles/s), and returns it. The time of a batch runs from the first
-//! worker's start to the last one's end, so the throughput criterion prints
+//! cycles/s), and returns it. The time of a batch runs from the workers'
+//! start (the threads' gate opening, the first task's spawn) to the last
+//! cycle's end, so the throughput criterion prints
 //! (`Throughput::Elements`) is pool-wide cycles per second. Every 16th
 //! acquire of each worker is timed into an HDR histogram; the bench prints
 //! p50/p99/p99.9/max of the acquire latency beside the throughput.

@@ -4,7 +4,7 @@
 //! as they run, rather than each doing a fixed share. With fixed shares
 //! and more threads than cores, a thread that got a core ran its share to
 //! the end before the next one started (256 threads on 2 cores: 512
-//! cycles, about 50 µs each, against the scheduler's slice of
+//! cycles, done in 30–70 µs, against the scheduler's slice of
 //! milliseconds), so a batch timed 256 thread starts and exits in turn,
 //! with rarely more than two threads alive, instead of a pool under 256
 //! threads. Taking chunks, every thread stays alive and runnable until the
@@ -29,24 +29,28 @@ const CHUNK: u64 = 256;
 /// Both sides make a fixed number of system calls per thread, as starting
 /// and ending the thread does (see `benches/syscalls.sh`).
 struct Gate {
+    /// How many threads the gate waits for.
+    threads: usize,
     arrived: AtomicUsize,
     open: AtomicBool,
     opener: thread::Thread,
 }
 
 impl Gate {
-    fn new(opener: thread::Thread) -> Self {
+    /// A gate for `threads` threads, opened by the calling thread.
+    fn new(threads: usize) -> Self {
         Self {
+            threads,
             arrived: AtomicUsize::new(0),
             open: AtomicBool::new(false),
-            opener,
+            opener: thread::current(),
         }
     }
 
-    /// Counts the calling thread in (waking the opener if it is the last of
-    /// `threads`), then sleeps until the gate opens.
-    fn pass(&self, threads: usize) {
-        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == threads {
+    /// Counts the calling thread in (waking the opener if it is the last),
+    /// then sleeps until the gate opens.
+    fn pass(&self) {
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
             self.opener.unpark();
         }
         while !self.open.load(Ordering::Acquire) {
@@ -54,14 +58,10 @@ impl Gate {
         }
     }
 
-    /// Waits for `threads` to arrive, then opens the gate and wakes each
-    /// of `waiting`; returns when it opened.
-    fn open_for<'a>(
-        &self,
-        waiting: impl Iterator<Item = &'a thread::Thread>,
-        threads: usize,
-    ) -> Instant {
-        while self.arrived.load(Ordering::Acquire) < threads {
+    /// Waits for every thread to arrive, then opens the gate and wakes
+    /// each of `waiting`; returns when it opened.
+    fn open_for<'a>(&self, waiting: impl Iterator<Item = &'a thread::Thread>) -> Instant {
+        while self.arrived.load(Ordering::Acquire) < self.threads {
             thread::park();
         }
         let now = Instant::now();
@@ -86,7 +86,7 @@ pub(crate) fn timed<S: Send>(
 ) -> (Duration, Vec<S>) {
     let threads = states.len();
     assert!(threads > 0, "at least one thread");
-    let gate = Gate::new(thread::current());
+    let gate = Gate::new(threads);
     let left = AtomicU64::new(iters);
     let (opened, results): (Instant, Vec<(Option<Instant>, S)>) = thread::scope(|scope| {
         let workers: Vec<_> = states
@@ -94,12 +94,12 @@ pub(crate) fn timed<S: Send>(
             .map(|mut state| {
                 let (gate, left, work) = (&gate, &left, &work);
                 scope.spawn(move || {
-                    gate.pass(threads);
+                    gate.pass();
                     let mut end = None;
                     loop {
                         let before = left
                             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                                n.checked_sub(n.min(CHUNK)).filter(|_| n > 0)
+                                (n > 0).then(|| n.saturating_sub(CHUNK))
                             })
                             .unwrap_or(0);
                         if before == 0 {
@@ -111,7 +111,7 @@ pub(crate) fn timed<S: Send>(
                 })
             })
             .collect();
-        let opened = gate.open_for(workers.iter().map(|w| w.thread()), threads);
+        let opened = gate.open_for(workers.iter().map(|w| w.thread()));
         let results = workers
             .into_iter()
             .map(|w| w.join().expect("worker panicked"))
