@@ -119,6 +119,12 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         request
     }
 
+    /// Counts the deadline from `at`, when the request first missed, if it
+    /// has not queued yet.
+    pub(crate) fn missed_at(&mut self, at: Instant) {
+        self.started.get_or_insert(at);
+    }
+
     /// Takes the core's first answer in: a grant to use, or a place in its
     /// queue (from which the deadline counts).
     fn answer(&mut self, first: Acquire<WaiterOf<C, P>>) {

@@ -121,6 +121,13 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// Leases a connection to `route` that carries no state, waiting at most
     /// the acquire timeout.
     ///
+    /// When nothing is idle and no capacity is free, the calling thread
+    /// yields once before it queues: where threads outnumber cores, a
+    /// holder preempted mid-lease may run and give its connection back,
+    /// which this call then takes without sleeping (with `Strict`, this
+    /// keeps a FIFO hand-off from turning every lease into a sleep and a
+    /// wake-up). The acquire timeout counts from that first miss.
+    ///
     /// # Errors
     /// [`Error::Timeout`] when the wait runs out, a connect error when a new
     /// connection fails, [`Error::Closed`] after shutdown.

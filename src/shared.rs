@@ -8,7 +8,7 @@
 //! path unless a setting asks for it: with the defaults, a hit costs the
 //! core's own operations plus a few predictable branches.
 
-use crate::acquire::{Request, WaiterOf};
+use crate::acquire::Request;
 use crate::config::Config;
 use crate::connector::{Connector, Progress};
 use crate::entry::{Counters, Entry, LeakCheck};
@@ -47,6 +47,25 @@ thread_local! {
 
 fn with_waker<R>(f: impl FnOnce(&Waker) -> R) -> R {
     THREAD_WAKER.with(f)
+}
+
+/// A blocking stateless request that would queue first yields its
+/// thread, once: where threads outnumber cores, the holders are often
+/// preempted threads, and one of them may run and give its connection
+/// back, which this request then takes without sleeping. Without it,
+/// each such miss costs a park and a wake-up, and under `Strict` it
+/// starts the lock convoy of a FIFO hand-off to sleeping threads. Where
+/// no other thread is ready to run, the yield returns at once. Returns
+/// when the request missed: its deadline counts from there.
+#[cold]
+fn yield_before_queuing(state: Option<&State>, mode: Wait) -> Instant {
+    let missed = Instant::now();
+    // Stateful requests are served by the core's slow path whatever
+    // returns; a request that will not wait is answered at once.
+    if state.is_none() && mode == Wait::Queue {
+        thread::yield_now();
+    }
+    missed
 }
 
 pub(crate) struct Shared<C: Connector, P: Policy> {
@@ -112,35 +131,27 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         at: &'static Location<'static>,
     ) -> Result<Held, Error> {
         // The hit path, without the request machine around it.
-        let first = with_waker(|waker| self.core.acquire(route, state, mode, waker));
-        let first = match first {
-            Acquire::Ready(Grant::Conn(held)) => match self.check_out(held, at) {
+        let request = match self.core.acquire_now(route, state) {
+            Some(Grant::Conn(held)) => match self.check_out(held, at) {
                 Some(held) => return Ok(held),
                 // Closed at check-out: ask again, as a request.
-                None => None,
+                None => Request::new(self, route, state, mode, at),
             },
-            other => Some(other),
+            Some(other) => Request::answered(self, route, state, mode, at, Acquire::Ready(other)),
+            None => {
+                let mut request = Request::new(self, route, state, mode, at);
+                request.missed_at(yield_before_queuing(state, mode));
+                request
+            }
         };
-        with_waker(|waker| self.wait(route, state, mode, at, first, waker))
+        with_waker(|waker| self.wait(request, waker))
     }
 
     /// The rest of a blocking acquire: a request, polled until it ends, with
     /// this thread parked between polls.
     #[cold]
     #[inline(never)]
-    fn wait(
-        &self,
-        route: &C::Route,
-        state: Option<&State>,
-        mode: Wait,
-        at: &'static Location<'static>,
-        first: Option<Acquire<WaiterOf<C, P>>>,
-        waker: &Waker,
-    ) -> Result<Held, Error> {
-        let mut request = match first {
-            Some(first) => Request::answered(self, route, state, mode, at, first),
-            None => Request::new(self, route, state, mode, at),
-        };
+    fn wait(&self, mut request: Request<'_, C, P>, waker: &Waker) -> Result<Held, Error> {
         loop {
             if let Poll::Ready(result) = request.poll(waker) {
                 return result;

@@ -130,6 +130,15 @@ pub trait Core<K: RouteKey, T: Item>: Send + Sync + fmt::Debug + Sized + 'static
         waker: &Waker,
     ) -> Acquire<Self::Waiter>;
 
+    /// Serves a request at once where [`Core::acquire`] would (an idle
+    /// item, capacity, or `Closed`); `None` where it would queue the
+    /// request, and nothing is queued then. A blocking pool asks this first,
+    /// and when the answer is `None` it yields its thread once before it
+    /// queues: a holder that was preempted may run and give its item back
+    /// (see leasehold's `Pool::lease`). Returning `None` is always correct,
+    /// at the price of that yield; a core with a hot path answers from it.
+    fn acquire_now(&self, route: &K, state: Option<&State>) -> Option<Grant>;
+
     /// Withdraws a queued request. Returns the grant if the request was
     /// served first (the caller then owns it, and must use it or give it
     /// back). `timed_out` counts the request in the route's timeouts.

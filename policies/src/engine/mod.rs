@@ -534,6 +534,46 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         }
     }
 
+    /// The hot path of `acquire`: an idle stateless connection, or new
+    /// capacity while nobody waits, or `Closed`. `None`: the request must
+    /// queue (stateful requests always do); nothing was queued.
+    #[inline]
+    fn serve_now(&self, route: &Route<K>, state: Option<&State>) -> Option<Grant> {
+        if state.is_none() {
+            let taken = if F::SHARDED {
+                self.take_idle_near(route, self.own_shard(), Take::Barging)
+            } else {
+                self.take_idle_from(route, 0, Take::Newcomer)
+            };
+            if let Some(index) = taken {
+                // SAFETY: we took `index` off the idle list.
+                return Some(Grant::Conn(unsafe { self.lend(index) }));
+            }
+            // New capacity on the hot path only while nobody waits
+            // anywhere: freed capacity belongs to the oldest waiter.
+            if self.nobody_waits(route) {
+                if let Ok(permit) = self.reserve_new(route, None) {
+                    // The capacity may have been freed by a connection
+                    // closed because the route was closed (a return racing
+                    // `shutdown`): then this request comes after the
+                    // shutdown and must get `Closed`, not open a new
+                    // connection. Our reservation read that close's counter
+                    // update, so this load sees the closed flag.
+                    if is_closed(route.word()) {
+                        route.connecting.fetch_sub(1, Ordering::AcqRel);
+                        self.free_slot(route, self.permit_slot(&permit));
+                        self.capacity_freed(route);
+                        return Some(Grant::Closed);
+                    }
+                    return Some(Grant::Connect(permit));
+                }
+                // A transient reservation may have turned others away.
+                self.capacity_freed(route);
+            }
+        }
+        is_closed(route.word()).then_some(Grant::Closed)
+    }
+
     /// Whether a newcomer on `route` may take new capacity on the hot path:
     /// only while nobody waits for it (freed capacity belongs to waiters).
     #[inline]
@@ -706,43 +746,17 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         let Some(route) = self.lookup(key) else {
             return Acquire::Ready(Grant::Closed);
         };
-        {
-            if state.is_none() {
-                let taken = if F::SHARDED {
-                    self.take_idle_near(route, self.own_shard(), Take::Barging)
-                } else {
-                    self.take_idle_from(route, 0, Take::Newcomer)
-                };
-                if let Some(index) = taken {
-                    // SAFETY: we took `index` off the idle list.
-                    return Acquire::Ready(Grant::Conn(unsafe { self.lend(index) }));
-                }
-                // New capacity on the hot path only while nobody waits
-                // anywhere: freed capacity belongs to the oldest waiter.
-                if self.nobody_waits(route) {
-                    if let Ok(permit) = self.reserve_new(route, None) {
-                        // The capacity may have been freed by a connection
-                        // closed because the route was closed (a return
-                        // racing `shutdown`): then this request comes after
-                        // the shutdown and must get `Closed`, not open a new
-                        // connection. Our reservation read that close's
-                        // counter update, so this load sees the closed flag.
-                        if is_closed(route.word()) {
-                            route.connecting.fetch_sub(1, Ordering::AcqRel);
-                            self.free_slot(route, self.permit_slot(&permit));
-                            self.capacity_freed(route);
-                            return Acquire::Ready(Grant::Closed);
-                        }
-                        return Acquire::Ready(Grant::Connect(permit));
-                    }
-                    // A transient reservation may have turned others away.
-                    self.capacity_freed(route);
-                }
-            }
-            if is_closed(route.word()) {
-                return Acquire::Ready(Grant::Closed);
-            }
-            Acquire::Queued(self.enqueue(route, state, mode, waker))
+        match self.serve_now(route, state) {
+            Some(grant) => Acquire::Ready(grant),
+            None => Acquire::Queued(self.enqueue(route, state, mode, waker)),
+        }
+    }
+
+    #[inline]
+    fn acquire_now(&self, key: &K, state: Option<&State>) -> Option<Grant> {
+        match self.lookup(key) {
+            Some(route) => self.serve_now(route, state),
+            None => Some(Grant::Closed),
         }
     }
 

@@ -109,6 +109,48 @@ fn never_waiting_request_is_refused_busy() {
     assert_eq!(core.route_stats(&"a").pending, 0);
 }
 
+/// `acquire_now` answers from the hot path and queues nothing: capacity,
+/// then (exhausted) nothing, with no request left behind for the return,
+/// which goes idle and is the next hit; stateful requests always take the
+/// slow path; after shutdown, `Closed`.
+fn acquire_now_serves_or_queues_nothing<F: super::Flavor>() {
+    let core = super::Engine::<&'static str, Conn, F>::new(Limits::new(1, 1), Arc::new(|_| {}));
+    let Some(Grant::Connect(permit)) = core.acquire_now(&"a", None) else {
+        panic!("expected a permit");
+    };
+    let held = core.connected(permit, Conn { id: 1, state: None }).unwrap();
+    assert!(core.acquire_now(&"a", None).is_none(), "exhausted");
+    assert_eq!(core.route_stats(&"a").pending, 0, "nothing queued");
+    core.release(held, true);
+    assert_eq!(core.route_stats(&"a").idle, 1, "nobody was waiting for it");
+    let Some(Grant::Conn(held)) = core.acquire_now(&"a", None) else {
+        panic!("expected the idle connection");
+    };
+    assert_eq!(core.item(&held).id, 1);
+    core.release(held, true);
+    assert!(core.acquire_now(&"a", Some(&State::new("alice"))).is_none());
+    let stats = core.route_stats(&"a");
+    assert_eq!((stats.pending, stats.idle), (0, 1));
+    core.shutdown();
+    assert!(matches!(core.acquire_now(&"a", None), Some(Grant::Closed)));
+    assert!(matches!(core.acquire_now(&"b", None), Some(Grant::Closed)));
+}
+
+#[test]
+fn acquire_now_queues_nothing_strict() {
+    acquire_now_serves_or_queues_nothing::<super::Fair>();
+}
+
+#[test]
+fn acquire_now_queues_nothing_lax() {
+    acquire_now_serves_or_queues_nothing::<super::Sharded>();
+}
+
+#[test]
+fn acquire_now_queues_nothing_offlock() {
+    acquire_now_serves_or_queues_nothing::<super::Segmented>();
+}
+
 #[test]
 #[should_panic(expected = "a Held of another core")]
 fn held_of_another_core_is_refused() {
