@@ -3,8 +3,9 @@
 //! in the cross-route models (6 and 7) the request blocked by the total cap
 //! goes through its route's serializer into the total line, which reserves
 //! the freed unit for it or closes the other route's idle connection —
-//! segment vs total counter. Built only with `--cfg leasehold_loom`
-//! (`loom-tests/run.sh`).
+//! segment vs total counter. Its routes have two idle shards under loom,
+//! each counting the route's waiters, as under `Strict` (see `strict.rs`).
+//! Built only with `--cfg leasehold_loom` (`loom-tests/run.sh`).
 
 #![cfg(leasehold_loom)]
 

@@ -1,5 +1,5 @@
 //! The loom models of `models/mod.rs` against the `Strict` core with FIFO
-//! reuse: the idle list is a queue beside the route word, and a return
+//! reuse, which keeps one idle list per route: a queue beside the route word, and a return
 //! checks the word, queues, then counts — not one CAS — so it must re-check
 //! what it counted into. Built only with `--cfg leasehold_loom`
 //! (`loom-tests/run.sh`).

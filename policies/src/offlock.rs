@@ -6,8 +6,9 @@ use crate::{Item, Policy, RouteKey};
 
 /// The isolation policy: each route is a segment of its own.
 ///
-/// * Each route has its own idle list, FIFO line of waiting requests,
-///   counters and serializer; the only state routes share is the total cap.
+/// * Each route has its own idle connections (in per-CPU shards, as under
+///   [`Strict`](crate::Strict)), FIFO line of waiting requests, counters and
+///   serializer; the only state routes share is the total cap.
 ///   A route whose requests queue, whose connections are slow to close or
 ///   that churns through connections does not slow requests of another.
 /// * Within a route, as [`Strict`](crate::Strict): a request never overtakes

@@ -12,7 +12,7 @@
 //! with what the pool was seen to do. Single-threaded, and kept on one CPU
 //! for the run (`Lax`'s shards follow CPUs: a thread moved between two
 //! steps would find its returns in another shard, in another order),
-//! `Lax` uses one shard, and `Offlock` serves every request of its segments
+//! every policy uses one shard, and `Offlock` serves every request of its segments
 //! at once, so the one model is every policy's; `Offlock` closes on its
 //! disposal thread, which each step waits for.
 //!

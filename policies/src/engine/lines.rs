@@ -15,7 +15,7 @@
 //! last time for an idle connection to close for it; from then on returns
 //! come through here, so the connection that makes room is never missed.
 
-use super::route::{idle_of, is_closed, total_wait, waiters_of, Put, Refused, Route, Take};
+use super::route::{is_closed, total_wait, waiters_of, Put, Refused, Route, Take};
 use super::table::TotalWaitFlags;
 use super::total::TotalCommand;
 use super::{Blocked, Engine, Flavor};
@@ -155,7 +155,7 @@ impl<T: Item> Lines<T> {
                 if node.mode == Wait::Never {
                     self.never_waiters += 1;
                 }
-                if F::SHARDED && node.may_take_idle() && !self.contended.contains(&id) {
+                if F::BARGES && node.may_take_idle() && !self.contended.contains(&id) {
                     // It raised `CONTEND` itself (or found it up).
                     self.contended.push(id);
                 }
@@ -185,7 +185,7 @@ impl<T: Item> Lines<T> {
             self.serve(core);
             if self.never_waiters > 0 {
                 self.refuse_never_waiters(core);
-                if F::SHARDED {
+                if F::BARGES {
                     self.lower_route_waits(core);
                 }
                 if F::SEGMENTED {
@@ -215,9 +215,8 @@ impl<T: Item> Lines<T> {
             core.submit_total(TotalCommand::Surrendered);
         }
         let route = core.route(self.scope.expect("a segment's route"));
-        let word = route.word();
-        let idle = idle_of(word) + route.stateful_idle.load(Ordering::Acquire);
-        if !self.closed && total_wait(word) && idle > 0 {
+        let idle = route.idle() + route.stateful_idle.load(Ordering::Acquire);
+        if !self.closed && total_wait(route.word()) && idle > 0 {
             core.submit_total(TotalCommand::Kick);
         }
         if self.freed {
@@ -293,7 +292,7 @@ impl<T: Item> Lines<T> {
                 line.stateful.entry(state).or_default().push_back(index);
             }
             None => {
-                if F::SHARDED {
+                if F::BARGES {
                     // Kept from newcomers until `serve` hands it over, if
                     // the oldest request is to be handed returns.
                     self.raise_route_wait(core, id);
@@ -444,7 +443,7 @@ impl<T: Item> Lines<T> {
         let state = node.state_token.as_ref();
         // Not while another route waits for one of ours to be closed: the
         // oldest request gets it first, then.
-        if F::SHARDED && competes(&node, route) && !total_wait(route.word()) && route.idle() > 0 {
+        if F::BARGES && competes(&node, route) && !total_wait(route.word()) && route.idle() > 0 {
             // It takes one itself, if it is faster than the others; a
             // `ROUTE_WAIT` left up for an older request that did not compete
             // comes down first, or its look would find nothing it may take.
@@ -487,7 +486,7 @@ impl<T: Item> Lines<T> {
             return Err(Blocked::Route);
         }
         self.lines.get_mut(&id).expect("a line").waiters.pop_front();
-        if F::SHARDED {
+        if F::BARGES {
             // Before the grant: a return counted after this is one that went
             // by the next request.
             route.reset_passes();
@@ -588,7 +587,7 @@ impl<T: Item> Lines<T> {
             // that went idle before a flag is found by the next round, one
             // returned after it comes through the serializer.
             let mut raised = total_blocked && self.flags.raise(&core.table);
-            if F::SHARDED {
+            if F::BARGES {
                 raised |= self.raise_route_waits(core);
             }
             if raised {
@@ -597,7 +596,7 @@ impl<T: Item> Lines<T> {
             if !total_blocked {
                 self.flags.lower(&core.table);
             }
-            if F::SHARDED {
+            if F::BARGES {
                 self.lower_route_waits(core);
             }
             return;

@@ -10,9 +10,9 @@
 //!   lock-free and allocation-free: a route lookup in an insert-only table
 //!   (plain loads, see `table`) and one CAS of a 128-bit shard word, which
 //!   holds an idle stack's head, the idle count, the waiter count and flags
-//!   (see `route`). `Strict` routes have one shard; `Lax` routes have one per
-//!   thread slot, so a thread that finds its own connection again touches no
-//!   cache line another thread writes.
+//!   (see `route`). Routes have one shard per CPU (one in all under
+//!   `Strict` and `Offlock` with FIFO reuse), so a thread that finds its own
+//!   connection again touches no cache line another thread writes.
 //! * The **slow path** — queued requests, stateful connections, cross-route
 //!   reclaim, eviction, shutdown — runs in a non-blocking serializer
 //!   (`serial`): commands are queued and whichever thread finds it idle runs
@@ -22,7 +22,8 @@
 //!   the total line (`total`).
 //!
 //! A request that cannot be served at once counts itself in its route's
-//! shard 0 and (except `Segmented`, which checks `total_blocked` instead)
+//! shard 0 (`Strict` and `Offlock`: then in every other shard) and (except
+//! `Segmented`, which checks `total_blocked` instead)
 //! in `waiting_all` *before* its `Enqueue` command is queued.
 //! From then on nobody opens a new connection on the hot path while anyone
 //! waits, so freed capacity goes through the serializer, which serves the
@@ -31,10 +32,15 @@
 //! non-zero — the counterpart of the queuing request's own read-modify-write,
 //! so no wake-up is lost.
 //!
-//! Returned connections: with one shard, a return sees the route's waiters
-//! in the same CAS that pushes the connection, and `Strict` newcomers never
-//! take an idle connection while waiters are counted (no barging). With
-//! several shards (`Sharded`), `CONTEND` on every shard of a route says
+//! Returned connections: under `Strict` and `Offlock` every shard counts the
+//! route's waiters, so a return sees them in the same CAS that pushes the
+//! connection, whichever shard it returns to, and newcomers never take an
+//! idle connection while waiters are counted (no barging). A request counts
+//! itself in every shard *before* its `Enqueue` is queued, so a return that
+//! pushed without seeing it is found by the serializer's look after it. A
+//! newcomer that takes a connection from a shard the request has not
+//! counted itself in yet runs alongside the request's `acquire`, and so
+//! overtakes nobody queued. Under `Lax` (`Sharded`), `CONTEND` on every shard of a route says
 //! requests wait there and compete for returns: a request that may take an
 //! idle connection itself raises it as it queues (after counting itself),
 //! and the serializer raises it for any request it could not serve, then
@@ -68,7 +74,8 @@ use crate::arena::{Arena, IndexStack};
 use crate::serial::Serial;
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering};
 use crate::types::{
-    Acquire, Disposer, Grant, Held, Item, Limits, Permit, PoolStats, RouteKey, State, Stats, Wait,
+    Acquire, Disposer, Grant, Held, Item, Limits, Permit, PoolStats, Reuse, RouteKey, State, Stats,
+    Wait,
 };
 use crate::waiter::Node;
 use crate::{Core, Waiting};
@@ -81,9 +88,13 @@ use std::task::Waker;
 /// flavors are [`Fair`] (`Strict`), [`Sharded`] (`Lax`) and [`Segmented`]
 /// (`Offlock`).
 pub trait Flavor: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
-    /// Idle connections in one shard per CPU, newcomers may take
-    /// them ahead of waiters; else one list per route, strictly FIFO.
+    /// Idle stateless connections in one shard per CPU (`Strict`: with LIFO
+    /// reuse only); else one list per route.
     const SHARDED: bool;
+    /// Newcomers may take idle connections ahead of queued requests, which
+    /// compete for returns, within a bound (`Lax`); else a request never
+    /// overtakes one queued before it, and returns are handed to the oldest.
+    const BARGES: bool;
     /// Each route has a serializer of its own, and routes meet only at the
     /// total cap (see `total`); else one serializer serves every route.
     const SEGMENTED: bool;
@@ -96,12 +107,13 @@ mod sealed {
     impl Sealed for super::Segmented {}
 }
 
-/// The `Strict` flavor: one idle list per route, no barging.
+/// The `Strict` flavor: per-CPU idle shards, no barging.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Fair;
 
 impl Flavor for Fair {
-    const SHARDED: bool = false;
+    const SHARDED: bool = true;
+    const BARGES: bool = false;
     const SEGMENTED: bool = false;
 }
 
@@ -111,22 +123,28 @@ pub struct Sharded;
 
 impl Flavor for Sharded {
     const SHARDED: bool = true;
+    const BARGES: bool = true;
     const SEGMENTED: bool = false;
 }
 
-/// The `Offlock` flavor: one independent segment per route, FIFO per route.
+/// The `Offlock` flavor: one independent segment per route, per-CPU idle
+/// shards, FIFO per route.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Segmented;
 
 impl Flavor for Segmented {
-    const SHARDED: bool = false;
+    const SHARDED: bool = true;
+    const BARGES: bool = false;
     const SEGMENTED: bool = true;
 }
 
-/// Shards per route of the `Sharded` flavor: the parallelism, rounded up to
-/// a power of two (at most 64).
-fn shard_count<F: Flavor>() -> usize {
-    if !F::SHARDED {
+/// Shards per route of a sharded flavor: the parallelism, rounded up to a
+/// power of two (at most 64). A flavor that does not barge keeps one list
+/// under FIFO reuse, so that leases rotate through every idle connection of
+/// the route exactly, as [`Reuse::Fifo`] says; per-CPU lists would let those
+/// of a quiet CPU sit unused.
+fn shard_count<F: Flavor>(reuse: Reuse) -> usize {
+    if !F::SHARDED || (!F::BARGES && reuse == Reuse::Fifo) {
         return 1;
     }
     if cfg!(leasehold_loom) {
@@ -219,6 +237,12 @@ impl<K: fmt::Debug, T> fmt::Debug for EngineWaiter<K, T> {
 }
 
 impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
+    /// Whether a route's waiting requests are counted in every shard, not
+    /// only shard 0: sharded without barging (`Strict`), where a newcomer
+    /// and a return see the waiters in the word of whichever shard they
+    /// touch.
+    const COUNT_EVERYWHERE: bool = F::SHARDED && !F::BARGES;
+
     /// The route for `key`, registered on first use; `None` once the core is
     /// closed and the route is new.
     #[inline]
@@ -341,7 +365,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// The shard of the calling thread: the one of the CPU it runs on.
     #[inline]
     fn own_shard(&self) -> usize {
-        if F::SHARDED {
+        if F::SHARDED && self.shards > 1 {
             crate::sync::locality() & (self.shards - 1)
         } else {
             0
@@ -541,7 +565,12 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     fn serve_now(&self, route: &Route<K>, state: Option<&State>) -> Option<Grant> {
         if state.is_none() {
             let taken = if F::SHARDED {
-                self.take_idle_near(route, self.own_shard(), Take::Barging)
+                let rule = if F::BARGES {
+                    Take::Barging
+                } else {
+                    Take::Newcomer
+                };
+                self.take_idle_near(route, self.own_shard(), rule)
             } else {
                 self.take_idle_from(route, 0, Take::Newcomer)
             };
@@ -598,12 +627,12 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         if !F::SEGMENTED {
             self.waiting_all.fetch_add(1, Ordering::AcqRel);
         }
-        route.add_waiter()
+        route.add_waiter(Self::COUNT_EVERYWHERE)
     }
 
     /// Counts a request of `route` that left the queue.
     fn waiter_left(&self, route: &Route<K>) {
-        route.remove_waiter();
+        route.remove_waiter(Self::COUNT_EVERYWHERE);
         if !F::SEGMENTED {
             self.waiting_all.fetch_sub(1, Ordering::AcqRel);
         }
@@ -681,7 +710,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
         let node = Arc::new(Node::new(ticket, state.cloned(), mode, waker));
         let before = self.waiter_came(route);
-        if F::SHARDED && node.may_take_idle() && !contended(before) {
+        if F::BARGES && node.may_take_idle() && !contended(before) {
             // Returns count themselves against us from now on, not only
             // once the serializer has seen us.
             route.raise_contend();
@@ -712,6 +741,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             panic!("invalid limits: {invalid}");
         }
         let arena = Arena::new(limits.max_total());
+        let shards = shard_count::<F>(limits.reuse());
         let free = arena.stack(true);
         Self {
             id: Held::unique_owner(),
@@ -730,7 +760,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             total_blocked: CachePadded::new(AtomicUsize::new(0)),
             limits,
             disposer,
-            shards: shard_count::<F>(),
+            shards,
             _flavor: std::marker::PhantomData,
         }
     }
@@ -768,7 +798,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                 if timed_out {
                     route.timeouts.fetch_add(1, Ordering::Relaxed);
                 }
-                if F::SHARDED {
+                if F::BARGES {
                     // We may have been woken to take an idle connection:
                     // the next request in line is woken instead.
                     self.next_in_line(route);
@@ -781,7 +811,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
 
     fn retry(&self, waiter: &mut Self::Waiter) -> Option<Grant> {
         let node = &waiter.node;
-        if !F::SHARDED || !node.may_take_idle() {
+        if !F::BARGES || !node.may_take_idle() {
             return None;
         }
         let route = self.route(waiter.route);
@@ -844,8 +874,8 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         // `Sharded`: a return counts itself against the waiting requests
         // before it goes idle for them to compete for; past the limit it is
         // handed over, as under `Strict`.
-        let pass = if F::SHARDED { route.pass(shard) } else { None };
-        let rule = if F::SHARDED && pass != Some(false) {
+        let pass = if F::BARGES { route.pass(shard) } else { None };
+        let rule = if F::BARGES && pass != Some(false) {
             Put::Compete
         } else {
             Put::Return
@@ -857,7 +887,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                 if is_closed(before) {
                     self.drain_closed_route(route);
                 } else if wanted(before) {
-                    if F::SHARDED && pass.is_none() && contended(before) {
+                    if F::BARGES && pass.is_none() && contended(before) {
                         // `CONTEND` came between the count and the push.
                         route.passed();
                     }
@@ -977,7 +1007,8 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
 impl<K: RouteKey, T, F: Flavor> fmt::Debug for Engine<K, T, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
-            .field("sharded", &F::SHARDED)
+            .field("shards", &self.shards)
+            .field("barges", &F::BARGES)
             .field("closed", &self.closed.load(Ordering::Relaxed))
             .field("max_total", &self.limits.max_total())
             .field("total", &self.total.load(Ordering::Relaxed))

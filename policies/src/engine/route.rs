@@ -3,14 +3,15 @@
 //!
 //! # Implementation Details
 //!
-//! A route has one shard (`Strict`) or one per CPU (`Lax`); each
-//! shard is a 128-bit atomic word, on its own cache line:
+//! A route has one shard per CPU (one under `Strict` and `Offlock` with
+//! FIFO reuse); each shard is a 128-bit atomic word, on its own cache line:
 //!
 //! ```text
 //!  bits 0..32    head of the shard's idle stack (a slot index, or NIL) } LIFO
 //!  bits 32..64   tag, bumped by every push and pop (no ABA)            } only
 //!  bits 64..96   idle stateless connections in this shard
-//!  bits 96..124  requests waiting on this route (shard 0 only)
+//!  bits 96..124  requests waiting on this route (shard 0; `Strict` and
+//!                `Offlock`: every shard)
 //!  bit  124      CONTEND: requests wait here and compete (sharded routes)
 //!  bit  125      ROUTE_WAIT: returns go to the oldest request (sharded)
 //!  bit  126      TOTAL_WAIT: a request somewhere is blocked by the total cap
@@ -31,7 +32,13 @@
 //! a return either happened before that look or sees the flag and goes
 //! through the serializer.
 //!
-//! With several shards the waiter count cannot sit in every word, so the
+//! `Strict` and `Offlock` keep the waiter count in every shard: a request
+//! counts itself in shard 0 first and in the others after, and leaves shard
+//! 0 last, so shard 0 (which the stats and the capacity checks read) never
+//! counts fewer than another shard. A return and a newcomer see the waiters
+//! in the word they touch, as with one shard.
+//!
+//! Under `Lax` the waiter count sits in shard 0 only, so the
 //! serializer raises flags on every shard of a route whose requests it could
 //! not serve, then looks once more, exactly as for `TOTAL_WAIT`. `CONTEND`
 //! says requests wait: a return still goes idle, and then kicks the
@@ -433,13 +440,26 @@ impl<K> Route<K> {
         }
     }
 
-    /// Counts a request about to queue; returns shard 0's word before.
-    pub(super) fn add_waiter(&self) -> u128 {
-        self.shards[0].word.fetch_add(WAITER_ONE, Ordering::AcqRel)
+    /// Counts a request about to queue in shard 0, and with `everywhere` in
+    /// every other shard after; returns shard 0's word before.
+    pub(super) fn add_waiter(&self, everywhere: bool) -> u128 {
+        let before = self.shards[0].word.fetch_add(WAITER_ONE, Ordering::AcqRel);
+        if everywhere {
+            for shard in &self.shards[1..] {
+                shard.word.fetch_add(WAITER_ONE, Ordering::AcqRel);
+            }
+        }
+        before
     }
 
-    /// Counts a request that left the queue.
-    pub(super) fn remove_waiter(&self) {
+    /// Counts a request that left the queue, as [`Self::add_waiter`] counted
+    /// it, shard 0 last: no shard counts more waiters than shard 0.
+    pub(super) fn remove_waiter(&self, everywhere: bool) {
+        if everywhere {
+            for shard in self.shards[1..].iter().rev() {
+                shard.word.fetch_sub(WAITER_ONE, Ordering::AcqRel);
+            }
+        }
         self.shards[0].word.fetch_sub(WAITER_ONE, Ordering::AcqRel);
     }
 

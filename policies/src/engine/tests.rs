@@ -89,6 +89,7 @@ fn evict_idle_closes_picked_connections_only() {
 #[test]
 fn fifo_reuse_takes_the_oldest_return() {
     let (core, _) = core(Limits::new(3, 3).with_reuse(Reuse::Fifo));
+    assert_eq!(core.shards, 1, "`Strict` keeps one list for FIFO reuse");
     let leases: Vec<Held> = (1..=3).map(|id| lease(&core, "a", None, id)).collect();
     for held in leases {
         core.release(held, true);
@@ -277,12 +278,13 @@ fn pin_to(cpu: usize) -> bool {
     }
 }
 
-#[test]
+/// A thread finds the connection it returned in its CPU's shard again
+/// (`Lax`, and `Strict` with LIFO reuse).
 #[cfg(all(target_os = "linux", not(miri)))]
-fn lax_thread_finds_its_own_connection_first() {
+fn thread_finds_its_own_connection_first<F: super::Flavor>() {
     use std::sync::Barrier;
     let disposer: Disposer<Conn> = Arc::new(|_| {});
-    let core: crate::LaxCore<&'static str, Conn> = crate::LaxCore::new(Limits::new(4, 4), disposer);
+    let core = super::Engine::<&'static str, Conn, F>::new(Limits::new(4, 4), disposer);
     // A gets the second CPU: where the first is CPU 0, as it usually is, a
     // lease that looked in shard 0 first, whatever its CPU, fails here.
     let Some([b_cpu, a_cpu]) = cpus_of_two_shards(core.shards) else {
@@ -335,6 +337,88 @@ fn lax_thread_finds_its_own_connection_first() {
     assert_eq!(b_shard, b_cpu & mask, "B's shard is its CPU's");
     assert_eq!(found, 1, "A's own shard first");
     assert_eq!(core.route_stats(&"a").idle, 2);
+}
+
+#[test]
+#[cfg(all(target_os = "linux", not(miri)))]
+fn lax_thread_finds_its_own_connection_first() {
+    thread_finds_its_own_connection_first::<super::Sharded>();
+}
+
+#[test]
+#[cfg(all(target_os = "linux", not(miri)))]
+fn strict_thread_finds_its_own_connection_first() {
+    thread_finds_its_own_connection_first::<super::Fair>();
+}
+
+#[test]
+#[cfg(all(target_os = "linux", not(miri)))]
+fn offlock_thread_finds_its_own_connection_first() {
+    thread_finds_its_own_connection_first::<super::Segmented>();
+}
+
+/// `Strict` and `Offlock` count a queued request in every shard: a
+/// connection returned to a shard other than 0 (where the count is kept for
+/// the stats) is handed to the request, not left idle with the request
+/// waiting for a kick that never comes.
+#[cfg(all(target_os = "linux", not(miri)))]
+fn return_to_any_shard_is_handed_to_the_waiter<F: super::Flavor>() {
+    use crate::Waiting;
+    use std::sync::Barrier;
+    let core = super::Engine::<&'static str, Conn, F>::new(Limits::new(1, 1), Arc::new(|_| {}));
+    let Some([first, second]) = cpus_of_two_shards(core.shards) else {
+        eprintln!("no two CPUs of two shards to pin to: cannot be checked here");
+        return;
+    };
+    let mask = core.shards - 1;
+    let cpu = if first & mask != 0 { first } else { second };
+    let step = Barrier::new(2);
+    let (pinned, shard, served) = std::thread::scope(|s| {
+        let holder = s.spawn(|| {
+            let pinned = pin_to(cpu);
+            let held = lease(&core, "a", None, 1);
+            step.wait();
+            step.wait();
+            let shard = core.own_shard();
+            core.release(held, true);
+            step.wait();
+            (pinned, shard)
+        });
+        step.wait();
+        let mut waiter = match core.acquire(&"a", None, Wait::Queue, Waker::noop()) {
+            Acquire::Queued(waiter) => waiter,
+            other => panic!("expected to queue, got {other:?}"),
+        };
+        step.wait();
+        step.wait();
+        let served = match waiter.try_take() {
+            Some(Grant::Conn(held)) => Some(core.item(&held).id),
+            Some(other) => panic!("expected the connection, got {other:?}"),
+            None => None,
+        };
+        let (pinned, shard) = holder.join().unwrap();
+        (pinned, shard, served)
+    });
+    if !pinned {
+        eprintln!("pinning refused: cannot be checked here");
+        return;
+    }
+    assert_ne!(shard, 0, "returned to another shard than 0");
+    assert_eq!(served, Some(1), "handed to the queued request");
+    let stats = core.route_stats(&"a");
+    assert_eq!((stats.pending, stats.idle), (0, 0));
+}
+
+#[test]
+#[cfg(all(target_os = "linux", not(miri)))]
+fn strict_return_to_any_shard_is_handed_to_the_waiter() {
+    return_to_any_shard_is_handed_to_the_waiter::<super::Fair>();
+}
+
+#[test]
+#[cfg(all(target_os = "linux", not(miri)))]
+fn offlock_return_to_any_shard_is_handed_to_the_waiter() {
+    return_to_any_shard_is_handed_to_the_waiter::<super::Segmented>();
 }
 
 #[test]
