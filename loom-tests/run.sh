@@ -5,8 +5,12 @@
 # `loom-tests/run.sh cancel` to run one model. LOOM_MAX_PREEMPTIONS bounds
 # how many preemptions per execution loom explores (default 3: every model,
 # the core hand-off ones included, finishes in seconds; 4 takes about 2.5
-# minutes on the 2-core machine, and passes).
+# minutes on the 2-core machine, and passes). LOOM_TEST_THREADS models run
+# at once (default: the CPUs, at most 4; each model is single-threaded, and
+# the longest ones, of `Lax`, then run beside the others instead of after).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+threads=${LOOM_TEST_THREADS:-$(nproc 2>/dev/null || echo 1)}
+if [ "$threads" -gt 4 ]; then threads=4; fi
 RUSTFLAGS="--cfg leasehold_loom" LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} \
-    cargo test -p leasehold-loom-tests --release --target-dir target/loom -- --test-threads=1 "$@"
+    cargo test -p leasehold-loom-tests --release --target-dir target/loom -- --test-threads="$threads" "$@"
