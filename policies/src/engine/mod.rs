@@ -40,8 +40,8 @@
 //! pushed without seeing it is found by the serializer's look after it. A
 //! newcomer that takes a connection from a shard the request has not
 //! counted itself in yet runs alongside the request's `acquire`, and so
-//! overtakes nobody queued. Under `Lax` (`Sharded`), `CONTEND` on every shard of a route says
-//! requests wait there and compete for returns: a request that may take an
+//! overtakes nobody queued. Under `Lax` (`Sharded`), `CONTEND` on every
+//! shard of a route says requests wait there and compete for returns: a request that may take an
 //! idle connection itself raises it as it queues (after counting itself),
 //! and the serializer raises it for any request it could not serve, then
 //! looks once more. A return that sees the flag counts itself in the
@@ -84,13 +84,11 @@ use std::fmt;
 use std::sync::atomic::AtomicBool;
 use std::task::Waker;
 
-/// How an engine keeps idle connections and treats newcomers; sealed: the
+/// How an engine treats newcomers and serializes its routes; sealed: the
 /// flavors are [`Fair`] (`Strict`), [`Sharded`] (`Lax`) and [`Segmented`]
-/// (`Offlock`).
+/// (`Offlock`). Every flavor keeps a route's idle connections in per-CPU
+/// shards (one list under FIFO reuse, unless it barges).
 pub trait Flavor: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
-    /// Idle stateless connections in one shard per CPU (`Strict`: with LIFO
-    /// reuse only); else one list per route.
-    const SHARDED: bool;
     /// Newcomers may take idle connections ahead of queued requests, which
     /// compete for returns, within a bound (`Lax`); else a request never
     /// overtakes one queued before it, and returns are handed to the oldest.
@@ -112,7 +110,6 @@ mod sealed {
 pub struct Fair;
 
 impl Flavor for Fair {
-    const SHARDED: bool = true;
     const BARGES: bool = false;
     const SEGMENTED: bool = false;
 }
@@ -122,7 +119,6 @@ impl Flavor for Fair {
 pub struct Sharded;
 
 impl Flavor for Sharded {
-    const SHARDED: bool = true;
     const BARGES: bool = true;
     const SEGMENTED: bool = false;
 }
@@ -133,18 +129,17 @@ impl Flavor for Sharded {
 pub struct Segmented;
 
 impl Flavor for Segmented {
-    const SHARDED: bool = true;
     const BARGES: bool = false;
     const SEGMENTED: bool = true;
 }
 
-/// Shards per route of a sharded flavor: the parallelism, rounded up to a
-/// power of two (at most 64). A flavor that does not barge keeps one list
+/// Idle shards per route: one per CPU (the parallelism, rounded up to a
+/// power of two, at most 64). A flavor that does not barge keeps one list
 /// under FIFO reuse, so that leases rotate through every idle connection of
 /// the route exactly, as [`Reuse::Fifo`] says; per-CPU lists would let those
 /// of a quiet CPU sit unused.
 fn shard_count<F: Flavor>(reuse: Reuse) -> usize {
-    if !F::SHARDED || (!F::BARGES && reuse == Reuse::Fifo) {
+    if !F::BARGES && reuse == Reuse::Fifo {
         return 1;
     }
     if cfg!(leasehold_loom) {
@@ -238,10 +233,10 @@ impl<K: fmt::Debug, T> fmt::Debug for EngineWaiter<K, T> {
 
 impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// Whether a route's waiting requests are counted in every shard, not
-    /// only shard 0: sharded without barging (`Strict`), where a newcomer
-    /// and a return see the waiters in the word of whichever shard they
-    /// touch.
-    const COUNT_EVERYWHERE: bool = F::SHARDED && !F::BARGES;
+    /// only shard 0: without barging (`Strict`, `Offlock`), so that a
+    /// newcomer and a return see the waiters in the word of whichever shard
+    /// they touch.
+    const COUNT_EVERYWHERE: bool = !F::BARGES;
 
     /// The route for `key`, registered on first use; `None` once the core is
     /// closed and the route is new.
@@ -365,7 +360,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// The shard of the calling thread: the one of the CPU it runs on.
     #[inline]
     fn own_shard(&self) -> usize {
-        if F::SHARDED && self.shards > 1 {
+        if self.shards > 1 {
             crate::sync::locality() & (self.shards - 1)
         } else {
             0
@@ -564,16 +559,12 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     #[inline]
     fn serve_now(&self, route: &Route<K>, state: Option<&State>) -> Option<Grant> {
         if state.is_none() {
-            let taken = if F::SHARDED {
-                let rule = if F::BARGES {
-                    Take::Barging
-                } else {
-                    Take::Newcomer
-                };
-                self.take_idle_near(route, self.own_shard(), rule)
+            let rule = if F::BARGES {
+                Take::Barging
             } else {
-                self.take_idle_from(route, 0, Take::Newcomer)
+                Take::Newcomer
             };
+            let taken = self.take_idle_near(route, self.own_shard(), rule);
             if let Some(index) = taken {
                 // SAFETY: we took `index` off the idle list.
                 return Some(Grant::Conn(unsafe { self.lend(index) }));
