@@ -15,7 +15,12 @@
 //!   scenario, ours ÷ the best peer, and how much of its peak each pool keeps
 //!   at 256 workers.
 //!
-//! A path argument reads another CSV instead of the target directory's.
+//! Path arguments read other CSVs instead of the target directory's. With
+//! several (full runs of the bench, each saved from the target directory),
+//! every cell is the median of the runs: the row of the run with the median
+//! throughput, its latencies with it. On a machine whose speed drifts from
+//! minute to minute (a shared VM), one run can have a few cells the noise
+//! hit; the median of three does not.
 
 #[path = "../benches/support/report.rs"]
 mod report;
@@ -47,19 +52,30 @@ const COLORS: [RGBColor; 9] = [
 const SCALING_POOL: usize = 8;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let source = std::env::args_os()
-        .nth(1)
-        .map_or_else(|| report::target_dir().join(report::CSV), PathBuf::from);
-    let csv = std::fs::read_to_string(&source).map_err(|e| {
-        format!(
-            "{}: {e} (run `cargo bench --bench contention` first)",
-            source.display()
-        )
-    })?;
-    let (measured, rows) = report::load(&csv)?;
-    if rows.is_empty() {
-        return Err(format!("{}: no results", source.display()).into());
+    let mut sources: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    if sources.is_empty() {
+        sources.push(report::target_dir().join(report::CSV));
     }
+    let mut runs = Vec::new();
+    for source in &sources {
+        let csv = std::fs::read_to_string(source).map_err(|e| {
+            format!(
+                "{}: {e} (run `cargo bench --bench contention` first)",
+                source.display()
+            )
+        })?;
+        let run = report::load(&csv).map_err(|e| format!("{}: {e}", source.display()))?;
+        if run.1.is_empty() {
+            return Err(format!("{}: no results", source.display()).into());
+        }
+        runs.push(run);
+    }
+    let (measured, rows) = if runs.len() == 1 {
+        runs.remove(0)
+    } else {
+        report::median_of(runs)?
+    };
+    let csv = report::to_csv(&measured, &rows);
 
     let results = Path::new(RESULTS);
     std::fs::create_dir_all(results)?;
@@ -102,12 +118,21 @@ fn tables(measured: &Measured, rows: &[Row]) -> String {
     let _ = writeln!(
         md,
         "Measured {} on {} by `cargo bench --bench contention` ({} cycles per \
-         batch, median of 10 batches; `cargo run --example bench_report` wrote \
+         batch, median of 10 batches{}; `cargo run --example bench_report` wrote \
          this section and the plot). Each cell: millions of cycles per second, \
          then the p99 acquire latency in µs (every 16th acquire sampled). Ours, \
          r2d2 and the two reference designs run on OS threads; deadpool, bb8 \
          and qp on tokio tasks over a multi-thread runtime.\n",
-        measured.date, measured.machine, measured.ops
+        measured.date,
+        measured.machine,
+        measured.ops,
+        match measured.runs {
+            1 => String::new(),
+            n => format!(
+                "; every cell the median of {n} full runs, the run with the median \
+                 throughput, its latencies with it"
+            ),
+        }
     );
     for hold in hold_values(rows) {
         let _ = writeln!(

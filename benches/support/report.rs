@@ -221,6 +221,8 @@ pub(crate) struct Measured {
     pub(crate) date: String,
     pub(crate) machine: String,
     pub(crate) ops: u64,
+    /// Full runs of the bench the rows are the median of (1: one run).
+    pub(crate) runs: usize,
 }
 
 const HEADER: &str = "pool,side,size,workers,hold_ns,mops,p50_ns,p99_ns,p999_ns,max_ns";
@@ -230,10 +232,29 @@ pub(crate) fn save(rows: &[Row], ops: u64) -> io::Result<PathBuf> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let measured = Measured {
+        date: date(now),
+        machine: machine(),
+        ops,
+        runs: 1,
+    };
+    let path = target_dir().join(CSV);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, to_csv(&measured, rows))?;
+    Ok(path)
+}
+
+/// `rows` as CSV, after `#` lines saying what `measured` says.
+pub(crate) fn to_csv(measured: &Measured, rows: &[Row]) -> String {
     let mut csv = String::new();
-    let _ = writeln!(csv, "# date: {}", date(now));
-    let _ = writeln!(csv, "# machine: {}", machine());
-    let _ = writeln!(csv, "# ops: {ops}");
+    let _ = writeln!(csv, "# date: {}", measured.date);
+    let _ = writeln!(csv, "# machine: {}", measured.machine);
+    let _ = writeln!(csv, "# ops: {}", measured.ops);
+    if measured.runs > 1 {
+        let _ = writeln!(csv, "# runs: {}", measured.runs);
+    }
     let _ = writeln!(csv, "{HEADER}");
     for r in rows {
         let _ = writeln!(
@@ -251,17 +272,15 @@ pub(crate) fn save(rows: &[Row], ops: u64) -> io::Result<PathBuf> {
             r.max_ns
         );
     }
-    let path = target_dir().join(CSV);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&path, csv)?;
-    Ok(path)
+    csv
 }
 
 /// Reads a CSV written by [`save`].
 pub(crate) fn load(text: &str) -> Result<(Measured, Vec<Row>), String> {
-    let mut measured = Measured::default();
+    let mut measured = Measured {
+        runs: 1,
+        ..Measured::default()
+    };
     let mut rows = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let bad = |what: &str| format!("line {}: {what}: {line:?}", n + 1);
@@ -271,6 +290,7 @@ pub(crate) fn load(text: &str) -> Result<(Measured, Vec<Row>), String> {
                 "date" => measured.date = value.into(),
                 "machine" => measured.machine = value.into(),
                 "ops" => measured.ops = value.parse().map_err(|_| bad("ops"))?,
+                "runs" => measured.runs = value.parse().map_err(|_| bad("runs"))?,
                 _ => {}
             }
             continue;
@@ -296,5 +316,50 @@ pub(crate) fn load(text: &str) -> Result<(Measured, Vec<Row>), String> {
             max_ns: int(9)?,
         });
     }
+    Ok((measured, rows))
+}
+
+/// The median of several full runs, cell by cell: for each pool and
+/// scenario, the row of the run whose throughput is the median (the lower
+/// of the two middle ones for an even count), its latencies with it, so
+/// that one run the machine's noise hit does not make a cell. The runs must
+/// come from one machine and batch size; the date is the last run's.
+pub(crate) fn median_of(runs: Vec<(Measured, Vec<Row>)>) -> Result<(Measured, Vec<Row>), String> {
+    let count = runs.len();
+    let mut runs = runs.into_iter();
+    let (first, rows) = runs.next().ok_or("no runs")?;
+    let mut cells: Vec<Vec<Row>> = rows.into_iter().map(|row| vec![row]).collect();
+    let mut date = first.date.clone();
+    for (measured, rows) in runs {
+        if (measured.machine.as_str(), measured.ops) != (first.machine.as_str(), first.ops) {
+            return Err(format!(
+                "runs differ: {} with {} cycles per batch against {} with {}",
+                measured.machine, measured.ops, first.machine, first.ops
+            ));
+        }
+        date = measured.date;
+        for row in rows {
+            let key = (row.hold_ns, row.size, row.workers);
+            match cells.iter_mut().find(|cell| {
+                let c = &cell[0];
+                c.pool == row.pool && (c.hold_ns, c.size, c.workers) == key
+            }) {
+                Some(cell) => cell.push(row),
+                None => cells.push(vec![row]),
+            }
+        }
+    }
+    let rows = cells
+        .into_iter()
+        .map(|mut cell| {
+            cell.sort_by(|a, b| a.mops.total_cmp(&b.mops));
+            cell.swap_remove((cell.len() - 1) / 2)
+        })
+        .collect();
+    let measured = Measured {
+        date,
+        runs: count,
+        ..first
+    };
     Ok((measured, rows))
 }
