@@ -70,6 +70,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         runs.push(run);
     }
+    // One CSV is taken as it is: it may be a median already (`# runs: 3`),
+    // which a median of one would count as one run.
     let (measured, rows) = if runs.len() == 1 {
         runs.remove(0)
     } else {
