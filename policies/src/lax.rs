@@ -22,6 +22,9 @@ use crate::{Item, Policy, RouteKey};
 ///   returns a connection and leases again at once keeps it, instead of
 ///   handing it to a sleeping thread and going to sleep itself — the lock
 ///   convoy a strict hand-off falls into when threads outnumber cores.
+///   One wake-up at a time: while the woken request has yet to look,
+///   further returns wake nobody (it will find them), so threads that keep
+///   leasing are not preempted by sleepers woken to find nothing.
 /// * The bound: every return that goes idle while requests wait on its
 ///   route counts itself, and the return that finds [`Lax::PASS_LIMIT`]
 ///   counted is handed to the oldest request instead, as under `Strict`;

@@ -46,6 +46,9 @@ mod waiter;
 mod watch;
 
 pub use dispose::{DisposalQueue, PushError};
+#[cfg(leasehold_loom)]
+#[doc(hidden)]
+pub use engine::set_loom_pass_limit;
 pub use engine::{Engine, EngineWaiter, Fair, Flavor, Segmented, Sharded};
 pub use lax::{Lax, LaxCore};
 pub use mailbox::Mailbox;

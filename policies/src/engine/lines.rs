@@ -452,6 +452,7 @@ impl<T: Item> Lines<T> {
                 self.route_waits.swap_remove(at);
             }
             route.set_oldest(node.ticket);
+            route.raise_nudged();
             self.woken.push(id);
             node.nudge();
             return Err(Blocked::Route);
@@ -580,6 +581,15 @@ impl<T: Item> Lines<T> {
                 core.submit_total(TotalCommand::Block(id));
             }
             return;
+        }
+        if F::BARGES {
+            // A request woken earlier may have been served, or have given
+            // up, without looking: look for it (see `route`), so returns
+            // that spared their kick are found, and returns from now on kick
+            // until a request is woken again.
+            for &id in &self.contended {
+                core.route(id).look();
+            }
         }
         loop {
             let total_blocked = self.serve_round(core);

@@ -49,7 +49,11 @@
 //! the oldest request without a grant while it competes: the request takes
 //! an idle connection itself ([`Core::retry`], after registering its waker;
 //! it reads every shard with a read-modify-write, so either it sees a
-//! concurrent push or the push's kick sees its waker). The return that
+//! concurrent push or the push's kick sees its waker). A return spares the
+//! kick while `NUDGED` says a request so woken has yet to look (the flag's
+//! protocol is in `route`): one wake-up in flight at a time, not one per
+//! return, so the threads that keep returning and leasing are not
+//! preempted by sleepers woken to find nothing. The return that
 //! finds `PASS_LIMIT` counted is handed to the serializer instead, which
 //! raises `ROUTE_WAIT` (returns go to it outright, and newcomers may no
 //! longer take idle connections), serves the oldest request and resets the
@@ -67,7 +71,9 @@ mod tests;
 mod total;
 
 use self::lines::{Command, Lines};
-use self::route::{contended, is_closed, waiters_of, wanted, Put, Refused, Route, Take};
+#[cfg(leasehold_loom)]
+pub use self::route::set_loom_pass_limit;
+use self::route::{contended, is_closed, nudged, waiters_of, wanted, Put, Refused, Route, Take};
 use self::table::{IdStore, Table};
 use self::total::{TotalCommand, TotalLine};
 use crate::arena::{Arena, IndexStack};
@@ -806,7 +812,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             return None;
         }
         let route = self.route(waiter.route);
-        if route.idle_touched() == 0 {
+        if route.look() == 0 {
             return None;
         }
         let index = self.take_idle_near(route, self.own_shard(), Take::Barging)?;
@@ -883,10 +889,17 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                         route.passed();
                     }
                     // `Sharded`: requests compete for it; the serializer
-                    // wakes the oldest. Else (FIFO only: a LIFO push refuses
-                    // in its CAS) a waiter or a flag came between the check
-                    // and the count.
-                    self.kick(route);
+                    // wakes the oldest, unless a request it woke has yet to
+                    // look, and will find this one — but not if this return
+                    // used up the newcomers' passes: the serializer hands it
+                    // to the oldest then. Else (FIFO only: a LIFO push
+                    // refuses in its CAS) a waiter or a flag came between
+                    // the check and the count.
+                    let spared =
+                        F::BARGES && contended(before) && nudged(before) && route.may_pass();
+                    if !spared {
+                        self.kick(route);
+                    }
                 }
             }
             Err(refused) => {

@@ -10,8 +10,9 @@
 //!  bits 0..32    head of the shard's idle stack (a slot index, or NIL) } LIFO
 //!  bits 32..64   tag, bumped by every push and pop (no ABA)            } only
 //!  bits 64..96   idle stateless connections in this shard
-//!  bits 96..124  requests waiting on this route (shard 0; `Strict` and
+//!  bits 96..123  requests waiting on this route (shard 0; `Strict` and
 //!                `Offlock`: every shard)
+//!  bit  123      NUDGED: a request woken to compete has yet to look (sharded)
 //!  bit  124      CONTEND: requests wait here and compete (sharded routes)
 //!  bit  125      ROUTE_WAIT: returns go to the oldest request (sharded)
 //!  bit  126      TOTAL_WAIT: a request somewhere is blocked by the total cap
@@ -44,14 +45,29 @@
 //! says requests wait: a return still goes idle, and then kicks the
 //! serializer, which wakes the oldest request to take it (or lets whoever
 //! is faster have it). The returning thread counts such a return itself,
-//! in the route's pass counter, *before* it pushes; once [`PASS_LIMIT`]
-//! went by, it hands the connection to the serializer instead, which serves
-//! the oldest request and resets the counter. Counted by the returner, the
-//! bound holds however late the serializer runs. (A return that raced with
-//! the raise of `CONTEND` and pushed without counting counts itself after.)
+//! in the route's pass counter, *before* it pushes; once
+//! [`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT) went by, it hands the
+//! connection to the serializer instead, which serves the oldest request
+//! and resets the counter. Counted by the returner, the bound holds however
+//! late the serializer runs. (A return that raced with the raise of
+//! `CONTEND` and pushed without counting counts itself after.)
 //! `ROUTE_WAIT` says the oldest request has let enough returns go by, or
 //! does not compete: returns are refused outright and go through the
 //! serializer to it.
+//!
+//! `NUDGED` spares the serializer and the sleeping threads a kick and a
+//! wake-up per return: the serializer raises it on every shard when it
+//! wakes the oldest request to compete, and while a return's push finds it
+//! up, the return kicks nobody, since someone is on the way to look (unless
+//! the return used up the passes: the serializer hands it to the oldest
+//! then). Whoever looks lowers the flag first, shard by shard, with the
+//! read-modify-write that counts the shard's idle connections: a push
+//! ordered before that lowering is counted, and one ordered after it finds
+//! the flag down and kicks, or finds it raised again for a request woken
+//! later, which is yet to look. The woken request looks when it runs
+//! ([`Route::look`]); so does the serializer, at the start of every batch,
+//! which covers a woken request that is served, or gives up, before it
+//! looks; lowering `CONTEND` lowers it too.
 //!
 //! With FIFO reuse the list is a bounded queue beside the word, and the
 //! word's idle count is a reservation count: an index is queued *before*
@@ -69,16 +85,39 @@ const TAG_ONE: u128 = 1 << 32;
 const TAG_MASK: u128 = (u32::MAX as u128) << 32;
 const IDLE_ONE: u128 = 1 << 64;
 const WAITER_ONE: u128 = 1 << 96;
-const WAITERS_MASK: u128 = ((1 << 28) - 1) << 96;
+const WAITERS_MASK: u128 = ((1 << 27) - 1) << 96;
+const NUDGED: u128 = 1 << 123;
 const CONTEND: u128 = 1 << 124;
 
 /// How many returns go idle past a sharded route's waiting requests before
-/// returns are handed to the oldest ([`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT));
-/// the loom models use 1, so that they reach the hand-off.
+/// returns are handed to the oldest ([`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT)).
 #[cfg(not(leasehold_loom))]
-pub(super) const PASS_LIMIT: usize = crate::Lax::PASS_LIMIT;
+#[inline]
+fn pass_limit() -> usize {
+    crate::Lax::PASS_LIMIT
+}
+
+/// Under loom: 1, so that the models reach the hand-off, unless a model
+/// binary sets another ([`set_loom_pass_limit`]).
 #[cfg(leasehold_loom)]
-pub(super) const PASS_LIMIT: usize = 1;
+fn pass_limit() -> usize {
+    LOOM_PASS_LIMIT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A `std` atomic: it adds no scheduling point for loom to explore.
+#[cfg(leasehold_loom)]
+static LOOM_PASS_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+/// Loom builds only: sets `Lax`'s pass limit for every core of this process
+/// (1 unless set). The limit 1 never lets two returns go by a request, so a
+/// model of what happens between such returns sets a higher one, in a test
+/// binary of its own.
+#[cfg(leasehold_loom)]
+#[doc(hidden)]
+pub fn set_loom_pass_limit(limit: usize) {
+    assert!(limit > 0, "a pass limit of at least 1");
+    LOOM_PASS_LIMIT.store(limit, std::sync::atomic::Ordering::Relaxed);
+}
 const ROUTE_WAIT: u128 = 1 << 125;
 const TOTAL_WAIT: u128 = 1 << 126;
 const CLOSED: u128 = 1 << 127;
@@ -115,6 +154,13 @@ pub(super) fn wanted(word: u128) -> bool {
 #[inline]
 pub(super) fn contended(word: u128) -> bool {
     word & CONTEND != 0
+}
+
+/// Whether a request woken to compete for a sharded route's returns has yet
+/// to look for them.
+#[inline]
+pub(super) fn nudged(word: u128) -> bool {
+    word & NUDGED != 0
 }
 
 /// Sets (or clears) `flag` in `word`; returns the word before.
@@ -386,24 +432,32 @@ impl<K> Route<K> {
         self.shards[0].word.fetch_add(0, Ordering::AcqRel)
     }
 
-    /// Idle stateless connections over all shards, each word read with a
-    /// read-modify-write: ordered against every push, so a request that
-    /// registered its waker before this call either sees a connection
-    /// pushed concurrently or is woken by the kick that follows the push.
-    pub(super) fn idle_touched(&self) -> usize {
-        self.idle_read(|word| word.fetch_add(0, Ordering::AcqRel))
+    /// Lowers `NUDGED` on every shard and counts the idle stateless
+    /// connections over all of them, in the same read-modify-write per
+    /// shard: ordered against every push, so a push either is counted here
+    /// or finds the flag down and kicks the serializer, which wakes a
+    /// request that registered its waker before this call.
+    pub(super) fn look(&self) -> usize {
+        self.idle_read(|word| word.fetch_and(!NUDGED, Ordering::AcqRel))
+    }
+
+    /// The serializer, before it wakes the oldest request to compete:
+    /// returns may spare their kick until someone has looked.
+    pub(super) fn raise_nudged(&self) {
+        self.flag(NUDGED, true);
     }
 
     /// `Sharded`, before a return to `shard`: `None` if no request competes
     /// for returns there; else counts the return as one that goes by the
     /// waiting requests, and says whether it still may (`false` once
-    /// [`PASS_LIMIT`] went by: it is to be handed to the oldest).
+    /// [`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT) went by: it is to be
+    /// handed to the oldest).
     #[inline]
     pub(super) fn pass(&self, shard: usize) -> Option<bool> {
         if !contended(self.shards[shard].word.load(Ordering::Acquire)) {
             return None;
         }
-        Some(self.passes.count.fetch_add(1, Ordering::AcqRel) < PASS_LIMIT)
+        Some(self.passes.count.fetch_add(1, Ordering::AcqRel) < pass_limit())
     }
 
     /// Counts a return that went idle past waiting requests it had not seen
@@ -412,9 +466,10 @@ impl<K> Route<K> {
         self.passes.count.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Whether fewer than [`PASS_LIMIT`] returns went by since the last reset.
+    /// Whether fewer than [`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT)
+    /// returns went by since the last reset.
     pub(super) fn may_pass(&self) -> bool {
-        self.passes.count.load(Ordering::Acquire) < PASS_LIMIT
+        self.passes.count.load(Ordering::Acquire) < pass_limit()
     }
 
     /// The serializer, as it serves the oldest request or the line empties:
@@ -472,12 +527,13 @@ impl<K> Route<K> {
         }
     }
 
-    /// Sets (or clears) `CONTEND` on every shard, shard 0 *last* (see
-    /// [`Self::lower_contend`]); returns shard 0's word before.
+    /// Sets (or clears, with `NUDGED`) `CONTEND` on every shard, shard 0
+    /// *last* (see [`Self::lower_contend`]); returns shard 0's word before.
     fn flag_contend(&self, on: bool) -> u128 {
+        let flags = if on { CONTEND } else { CONTEND | NUDGED };
         let mut before = 0;
         for shard in self.shards.iter().rev() {
-            before = set_flag(&shard.word, CONTEND, on);
+            before = set_flag(&shard.word, flags, on);
         }
         before
     }
@@ -607,5 +663,11 @@ mod tests {
         let flagged = popped | CONTEND | ROUTE_WAIT;
         assert_eq!(waiters_of(flagged), 3, "the flags sit above the count");
         assert!(wanted((popped - 3 * WAITER_ONE) | CONTEND) && !is_closed(flagged));
+        let nudged_word = popped | NUDGED;
+        assert_eq!(waiters_of(nudged_word), 3, "`NUDGED` sits above the count");
+        assert!(nudged(nudged_word) && !nudged(flagged) && !contended(nudged_word));
+        assert!(!wanted(NUDGED), "`NUDGED` alone wants nothing");
+        assert_eq!(WAITERS_MASK & (NUDGED | CONTEND), 0);
+        assert_eq!(waiters_of(WAITERS_MASK), (1 << 27) - 1);
     }
 }

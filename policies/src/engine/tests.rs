@@ -510,6 +510,60 @@ fn lax_waiter_is_woken_to_take_a_return_itself() {
     assert_eq!(core.route_stats(&"a").idle, 1);
 }
 
+/// How many times `wakes` was woken.
+fn wakes_of(wakes: &CountWakes) -> usize {
+    wakes.0.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[test]
+fn lax_returns_wake_nobody_while_a_woken_waiter_has_yet_to_look() {
+    let wakes = Arc::new(CountWakes(Default::default()));
+    let waker = Waker::from(wakes.clone());
+    let (core, mut waiter) = lax_waiter_behind_a_return(&waker);
+    assert_eq!(wakes_of(&wakes), 1, "woken to take the return");
+    // Back on its feet (registered again) but before it looks, a newcomer
+    // barges in and gives the connection back: the waiter will find it,
+    // so nobody is woken for it.
+    crate::Waiting::register(&waiter, &waker);
+    let barged = lease(&core, "a", None, 99);
+    core.release(barged, true);
+    assert_eq!(wakes_of(&wakes), 1, "the return spared its wake-up");
+    // The waiter looks while another newcomer holds the connection, and
+    // finds nothing: the next return wakes it again.
+    let barged = lease(&core, "a", None, 99);
+    assert!(core.retry(&mut waiter).is_none());
+    crate::Waiting::register(&waiter, &waker);
+    core.release(barged, true);
+    assert_eq!(wakes_of(&wakes), 2, "a return after the look wakes it");
+    let Some(Grant::Conn(mine)) = core.retry(&mut waiter) else {
+        panic!("the waiter takes the idle connection");
+    };
+    assert_eq!(core.route_stats(&"a").pending, 0);
+    core.release(mine, true);
+}
+
+#[test]
+fn lax_request_woken_after_one_gave_up_unlooked() {
+    // A waits and is woken to take a return, but gives up before it looks.
+    let (core, a) = lax_waiter_behind_a_return(Waker::noop());
+    assert!(core.cancel(a, true).is_none());
+    // A newcomer takes the connection; B queues behind it.
+    let barged = lease(&core, "a", None, 99);
+    let wakes = Arc::new(CountWakes(Default::default()));
+    let waker = Waker::from(wakes.clone());
+    let Acquire::Queued(mut b) = core.acquire(&"a", None, Wait::Queue, &waker) else {
+        panic!("the only connection is leased: B queues");
+    };
+    // The return must not take A's unfinished wake-up for B's: B is woken.
+    core.release(barged, true);
+    assert_eq!(wakes_of(&wakes), 1, "B is woken to take the return");
+    let Some(Grant::Conn(mine)) = core.retry(&mut b) else {
+        panic!("B takes the idle connection");
+    };
+    core.release(mine, true);
+    assert_eq!(core.route_stats(&"a").idle, 1);
+}
+
 type LaxWaiter = <crate::LaxCore<&'static str, Conn> as Core<&'static str, Conn>>::Waiter;
 
 /// Newcomers lease route "a"'s one connection and give it back until
