@@ -1,7 +1,8 @@
 //! The idle hit: one thread leases an idle [`MockConnector`] connection and
 //! gives it back, for every policy (`cycle/1thread`: pool max 8, route `()`,
 //! one connection pre-warmed, so every iteration is an idle hit; `lease`,
-//! and `try_lease` for comparison). The two reference designs of
+//! and `try_lease` and `lease_async` for comparison, the future polled once
+//! by hand, without a runtime). The two reference designs of
 //! `support/baseline.rs` run beside them: the textbook `Mutex<Vec>` +
 //! `Condvar` pool, and HikariCP's bag, reduced, which finds the thread's own
 //! connection again. Contention is `benches/contention.rs`.
@@ -19,7 +20,10 @@
 use criterion::{BenchmarkGroup, Criterion, Throughput};
 use leasehold::mock::MockConnector;
 use leasehold::{Policy, Pool};
+use std::future::Future;
 use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 /// Runs `$f::<P>(args…)` once per policy under test, in order. A new policy
@@ -96,6 +100,16 @@ fn single_thread<P: Policy>(group: &mut BenchmarkGroup<'_, criterion::measuremen
             drop(black_box(
                 pool.try_lease(black_box(&())).expect("try_lease"),
             ))
+        });
+    });
+    group.bench_function(format!("{}/lease_async", P::NAME), |b| {
+        let mut cx = Context::from_waker(Waker::noop());
+        b.iter(|| {
+            let mut lease = pin!(pool.lease_async(black_box(&())));
+            match lease.as_mut().poll(&mut cx) {
+                Poll::Ready(lease) => drop(black_box(lease.expect("lease_async"))),
+                Poll::Pending => panic!("an idle hit is ready at the first poll"),
+            }
         });
     });
     let total = pool.stats().total;
