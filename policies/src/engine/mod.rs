@@ -41,10 +41,10 @@
 //! newcomer that takes a connection from a shard the request has not
 //! counted itself in yet runs alongside the request's `acquire`, and so
 //! overtakes nobody queued. Under `Lax` (`Sharded`), `CONTEND` on every
-//! shard of a route says requests wait there and compete for returns: a request that may take an
-//! idle connection itself raises it as it queues (after counting itself),
-//! and the serializer raises it for any request it could not serve, then
-//! looks once more. A return that sees the flag counts itself in the
+//! shard of a route says requests wait there and compete for returns: a
+//! request that may take an idle connection itself raises it as it queues
+//! (after counting itself), and the serializer raises it for any request it
+//! could not serve, then looks once more. A return that sees the flag counts itself in the
 //! route's pass counter, goes idle, then kicks the serializer, which wakes
 //! the oldest request without a grant while it competes: the request takes
 //! an idle connection itself ([`Core::retry`], after registering its waker;

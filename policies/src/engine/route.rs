@@ -88,6 +88,9 @@ const WAITER_ONE: u128 = 1 << 96;
 const WAITERS_MASK: u128 = ((1 << 27) - 1) << 96;
 const NUDGED: u128 = 1 << 123;
 const CONTEND: u128 = 1 << 124;
+const ROUTE_WAIT: u128 = 1 << 125;
+const TOTAL_WAIT: u128 = 1 << 126;
+const CLOSED: u128 = 1 << 127;
 
 /// How many returns go idle past a sharded route's waiting requests before
 /// returns are handed to the oldest ([`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT)).
@@ -118,9 +121,6 @@ pub fn set_loom_pass_limit(limit: usize) {
     assert!(limit > 0, "a pass limit of at least 1");
     LOOM_PASS_LIMIT.store(limit, std::sync::atomic::Ordering::Relaxed);
 }
-const ROUTE_WAIT: u128 = 1 << 125;
-const TOTAL_WAIT: u128 = 1 << 126;
-const CLOSED: u128 = 1 << 127;
 
 #[inline]
 fn head(word: u128) -> u32 {
