@@ -12,7 +12,6 @@
 #![cfg(leasehold_loom)]
 
 use leasehold_loom_tests::Tally;
-use leasehold_policies::Core;
 
 /// The core the model checks.
 type TestCore = leasehold_policies::LaxCore<u8, support::Conn>;
@@ -30,7 +29,7 @@ const PASS_LIMIT: usize = 3;
 #[path = "models/support.rs"]
 mod support;
 
-use support::{assert_quiet, barge_c, disposed_ids, leased_core, queue_b};
+use support::newcomer_races_a_waiter;
 
 /// Model 12 — a newcomer's return while the request woken for an earlier
 /// return has yet to look.
@@ -52,16 +51,6 @@ fn return_goes_by_a_woken_request_before_it_looks() {
     leasehold_policies::set_loom_pass_limit(PASS_LIMIT);
     let tally = std::sync::Arc::new(Tally::default());
     let seen = tally.clone();
-    loom::model(move || {
-        let (core, disposed, held) = leased_core();
-        let (b, served) = queue_b(&core);
-        let c = barge_c(&core, served, 1);
-        core.release(held, true);
-        b.join().unwrap();
-        seen.note(c.join().unwrap() > 0);
-
-        assert_quiet(&core, 1, 0);
-        assert!(disposed_ids(&disposed).is_empty(), "nothing is disposed");
-    });
+    loom::model(move || seen.note(newcomer_races_a_waiter(1) > 0));
     tally.assert_both("return by a woken request", ["B first", "C ahead"]);
 }

@@ -249,6 +249,24 @@ pub(crate) fn barge_c(
     })
 }
 
+/// One execution of the newcomer-vs-waiter race (models 11 and 12): B
+/// queues behind A's lease (see [`queue_b`]), A gives the connection back
+/// while C barges `rounds` times (see [`barge_c`]), and B must end with it.
+/// Returns how many times C got the connection ahead of B. Call it inside
+/// `loom::model`.
+pub(crate) fn newcomer_races_a_waiter(rounds: usize) -> usize {
+    let (core, disposed, held) = leased_core();
+    let (b, served) = queue_b(&core);
+    let c = barge_c(&core, served, rounds);
+    core.release(held, true);
+    b.join().unwrap();
+    let ahead = c.join().unwrap();
+
+    assert_quiet(&core, 1, 0);
+    assert!(disposed_ids(&disposed).is_empty(), "nothing is disposed");
+    ahead
+}
+
 /// Yields until a request is counted as waiting on the route.
 pub(crate) fn until_someone_waits(core: &TestCore) {
     while core.route_stats(&ROUTE).pending == 0 {
