@@ -80,6 +80,7 @@ impl<'a, C: Connector, P: Policy> LeaseFuture<'a, C, P> {
 impl<'a, C: Connector, P: Policy> Future for LeaseFuture<'a, C, P> {
     type Output = Result<Lease<'a, C, P>, Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         match this.request.poll(cx.waker()) {

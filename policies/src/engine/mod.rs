@@ -331,8 +331,13 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// from `first` (a thread's own), if `rule` allows.
     #[inline]
     fn take_idle_near(&self, route: &Route<K>, first: usize, rule: Take) -> Option<u32> {
-        let count = route.shard_count();
-        (0..count).find_map(|i| self.take_idle_from(route, (first + i) & (count - 1), rule))
+        let mask = route.shard_count() - 1;
+        // The own shard on its own, the hit path kept straight; then the
+        // others in turn.
+        if let Some(index) = self.take_idle_from(route, first & mask, rule) {
+            return Some(index);
+        }
+        (1..=mask).find_map(|i| self.take_idle_from(route, (first + i) & mask, rule))
     }
 
     /// Takes an idle stateless connection of `route` from any shard.
@@ -562,7 +567,12 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// The hot path of `acquire`: an idle stateless connection, or new
     /// capacity while nobody waits, or `Closed`. `None`: the request must
     /// queue (stateful requests always do); nothing was queued.
-    #[inline]
+    ///
+    /// Inlined always, as are [`Route::take`] and [`Route::put`]: left to
+    /// itself LLVM made the idle hit a chain of calls, each saving and
+    /// restoring registers (594 instructions a lease and return, 497
+    /// inlined, counted by callgrind).
+    #[inline(always)]
     fn serve_now(&self, route: &Route<K>, state: Option<&State>) -> Option<Grant> {
         if state.is_none() {
             let rule = if F::BARGES {

@@ -323,7 +323,7 @@ impl<K> Route<K> {
 
     /// Takes an idle stateless connection's slot from `shard`, if `rule`
     /// allows; the caller then owns it.
-    #[inline]
+    #[inline(always)]
     pub(super) fn take<D>(&self, arena: &Arena<D>, shard: usize, rule: Take) -> Option<u32> {
         let Shard { word: cell, fifo } = &self.shards[shard];
         let mut word = cell.load(Ordering::Acquire);
@@ -368,7 +368,7 @@ impl<K> Route<K> {
     /// # Safety
     /// The caller owns `index` (a slot of `arena` of this route, holding its
     /// item) and gives it up if this returns `Ok`.
-    #[inline]
+    #[inline(always)]
     pub(super) unsafe fn put<D>(
         &self,
         arena: &Arena<D>,
