@@ -213,6 +213,8 @@ fn tables(measured: &Measured, rows: &[Row]) -> String {
         let _ = writeln!(md);
     }
 
+    each_peer(&mut md, rows, &pools);
+
     let ceilings: Vec<_> = report::scenarios(rows)
         .into_iter()
         .filter(|&s| report::find(rows, "no_pool", s).is_some())
@@ -287,6 +289,71 @@ fn tables(measured: &Measured, rows: &[Row]) -> String {
          per pool]({RESULTS}/contention.svg)\n"
     );
     md
+}
+
+/// Ours ÷ every peer and reference design, throughput: per cell the
+/// lowest and highest ratio over our forms on threads, then over those on
+/// tasks (`*_async`).
+fn each_peer(md: &mut String, rows: &[Row], pools: &[(&str, Side)]) {
+    let others: Vec<&str> = pools
+        .iter()
+        .filter(|p| matches!(p.1, Side::Peer | Side::Baseline))
+        .map(|p| p.0)
+        .collect();
+    let (tasked, threaded): (Vec<&str>, Vec<&str>) = pools
+        .iter()
+        .filter(|p| p.1 == Side::Ours)
+        .map(|p| p.0)
+        .partition(|name| name.ends_with("_async"));
+    let _ = writeln!(
+        md,
+        "\nOurs ÷ each peer and reference design (throughput). Each cell: the \
+         lowest–highest ratio over {}, then over {}.\n",
+        quoted(&threaded),
+        quoted(&tasked)
+    );
+    let _ = write!(md, "| hold | pool/workers |");
+    for name in &others {
+        let _ = write!(md, " ÷ {name} |");
+    }
+    let _ = writeln!(md);
+    let _ = writeln!(md, "|---|---|{}", "---|".repeat(others.len()));
+    for scenario in report::scenarios(rows) {
+        let (hold, size, workers) = scenario;
+        let _ = write!(md, "| {} | {size}/{workers} |", report::hold_label(hold));
+        for other in &others {
+            let Some(theirs) = report::find(rows, other, scenario) else {
+                md.push_str(" – |");
+                continue;
+            };
+            let span = |ours: &[&str]| {
+                let ratios: Vec<f64> = ours
+                    .iter()
+                    .filter_map(|name| report::find(rows, name, scenario))
+                    .map(|r| r.mops / theirs.mops)
+                    .collect();
+                let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+                let high = ratios.iter().copied().fold(0.0, f64::max);
+                match ratios.len() {
+                    0 => "–".to_string(),
+                    _ if format!("{low:.2}") == format!("{high:.2}") => ratio(low),
+                    _ => format!("{}–{}", ratio(low).trim_end_matches('×'), ratio(high)),
+                }
+            };
+            let _ = write!(md, " {} · {} |", span(&threaded), span(&tasked));
+        }
+        let _ = writeln!(md);
+    }
+}
+
+/// `a`, `b` and `c`, each in backticks.
+fn quoted(names: &[&str]) -> String {
+    let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match names.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// The first three cells of a row: hold, pool/workers, and `reference`.
