@@ -297,9 +297,11 @@ impl<T: Item> Lines<T> {
                     // the oldest request is to be handed returns.
                     self.raise_route_wait(core, id);
                 }
+                let word = route.shard_word(0);
                 // SAFETY: we own `index`; `put` publishes it if it succeeds,
                 // else we still own it.
-                if let Err(refused) = unsafe { route.put(&core.arena, 0, index, Put::Serial) } {
+                if let Err(refused) = unsafe { route.put(&core.arena, 0, index, Put::Serial, word) }
+                {
                     debug_assert_eq!(refused, Refused::Closed);
                     core.idle_left();
                     self.close(core, route, index);

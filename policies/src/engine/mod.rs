@@ -881,7 +881,8 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         // `Sharded`: a return counts itself against the waiting requests
         // before it goes idle for them to compete for; past the limit it is
         // handed over, as under `Strict`.
-        let pass = if F::BARGES { route.pass(shard) } else { None };
+        let word = route.shard_word(shard);
+        let pass = if F::BARGES { route.pass(word) } else { None };
         let rule = if F::BARGES && pass != Some(false) {
             Put::Compete
         } else {
@@ -889,7 +890,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         };
         // SAFETY: `put` publishes `index` only when it succeeds; refused, we
         // still own it.
-        match unsafe { route.put(&self.arena, shard, index, rule) } {
+        match unsafe { route.put(&self.arena, shard, index, rule, word) } {
             Ok(before) => {
                 if is_closed(before) {
                     self.drain_closed_route(route);

@@ -315,6 +315,13 @@ impl<K> Route<K> {
         self.shards[0].word.load(Ordering::Acquire)
     }
 
+    /// The word of `shard`, as a return reads it first (for
+    /// [`Self::pass`] and [`Self::put`]).
+    #[inline]
+    pub(super) fn shard_word(&self, shard: usize) -> u128 {
+        self.shards[shard].word.load(Ordering::Acquire)
+    }
+
     /// How many shards the route has (a power of two).
     #[inline]
     pub(super) fn shard_count(&self) -> usize {
@@ -363,7 +370,9 @@ impl<K> Route<K> {
     }
 
     /// Puts the slot of an idle stateless connection on `shard`'s idle list.
-    /// Returns the shard's word as it was before.
+    /// Returns the shard's word as it was before. `word` is the shard's
+    /// word as the caller read it ([`Self::shard_word`]): the first guess
+    /// of the CAS, which checks it, so a return reads the line once.
     ///
     /// # Safety
     /// The caller owns `index` (a slot of `arena` of this route, holding its
@@ -375,9 +384,9 @@ impl<K> Route<K> {
         shard: usize,
         index: u32,
         rule: Put,
+        mut word: u128,
     ) -> Result<u128, Refused> {
         let Shard { word: cell, fifo } = &self.shards[shard];
-        let mut word = cell.load(Ordering::Acquire);
         // A return that lost the word to another core steps back before it
         // tries again, so the winner's next few leases and returns find the
         // line still in its cache instead of both cores pulling it back and
@@ -447,14 +456,15 @@ impl<K> Route<K> {
         self.flag(NUDGED, true);
     }
 
-    /// `Sharded`, before a return to `shard`: `None` if no request competes
-    /// for returns there; else counts the return as one that goes by the
-    /// waiting requests, and says whether it still may (`false` once
+    /// `Sharded`, before a return to a shard whose word the caller read
+    /// (`word`): `None` if no request competes for returns there; else
+    /// counts the return as one that goes by the waiting requests, and says
+    /// whether it still may (`false` once
     /// [`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT) went by: it is to be
     /// handed to the oldest).
     #[inline]
-    pub(super) fn pass(&self, shard: usize) -> Option<bool> {
-        if !contended(self.shards[shard].word.load(Ordering::Acquire)) {
+    pub(super) fn pass(&self, word: u128) -> Option<bool> {
+        if !contended(word) {
             return None;
         }
         Some(self.passes.count.fetch_add(1, Ordering::AcqRel) < pass_limit())
