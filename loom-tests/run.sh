@@ -8,9 +8,17 @@
 # minutes on the 2-core machine, and passes). LOOM_TEST_THREADS models run
 # at once (default: the CPUs, at most 4; each model is single-threaded, and
 # the longest ones, of `Lax`, then run beside the others instead of after).
+# Without arguments it uses cargo-nextest where installed (see below).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 threads=${LOOM_TEST_THREADS:-$(nproc 2>/dev/null || echo 1)}
 if [ "$threads" -gt 4 ]; then threads=4; fi
-RUSTFLAGS="--cfg leasehold_loom" LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} \
-    cargo test -p leasehold-loom-tests --release --target-dir target/loom -- --test-threads="$threads" "$@"
+export RUSTFLAGS="--cfg leasehold_loom" LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3}
+# The whole suite, where cargo-nextest is installed, runs every model of
+# every binary from one pool of $threads: `cargo test` runs the binaries one
+# after another, so each binary's longest model ends it alone on one core.
+if [ "$#" -eq 0 ] && cargo nextest --version >/dev/null 2>&1; then
+    exec cargo nextest run -p leasehold-loom-tests --release \
+        --target-dir target/loom -j "$threads" --no-fail-fast
+fi
+cargo test -p leasehold-loom-tests --release --target-dir target/loom -- --test-threads="$threads" "$@"
