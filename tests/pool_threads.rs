@@ -24,6 +24,13 @@ fn leaves_nothing_behind<P: Policy>() {
     drop(leases);
     pool.lease(&()).unwrap().discard();
     drop(pool);
+    // `join` returns once a thread has run to its end, but the kernel may
+    // list the task in /proc for a moment more: give it up to 5 s (a leaked
+    // thread stays listed, and still fails this).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while threads() > threads_before && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     assert_eq!(threads(), threads_before, "both threads are joined");
     assert_eq!(fds(), fds_before, "the poller and its waker are closed");
     assert_eq!(connector.live(), 0);
