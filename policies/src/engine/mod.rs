@@ -44,22 +44,23 @@
 //! shard of a route says requests wait there and compete for returns: a
 //! request that may take an idle connection itself raises it as it queues
 //! (after counting itself), and the serializer raises it for any request it
-//! could not serve, then looks once more. A return that sees the flag counts itself in the
-//! route's pass counter, goes idle, then kicks the serializer, which wakes
-//! the oldest request without a grant while it competes: the request takes
-//! an idle connection itself ([`Core::retry`], after registering its waker;
-//! it reads every shard with a read-modify-write, so either it sees a
-//! concurrent push or the push's kick sees its waker). A return spares the
-//! kick while `NUDGED` says a request so woken has yet to look (the flag's
-//! protocol is in `route`): one wake-up in flight at a time, not one per
-//! return, so the threads that keep returning and leasing are not
-//! preempted by sleepers woken to find nothing. The return that
-//! finds `PASS_LIMIT` counted is handed to the serializer instead, which
-//! raises `ROUTE_WAIT` (returns go to it outright, and newcomers may no
-//! longer take idle connections), serves the oldest request and resets the
-//! count (so does a request woken as the oldest that takes a connection
-//! itself, before it leaves the line). Counted by the returning threads,
-//! not by the serializer, the limit holds however late the serializer runs.
+//! could not serve, then looks once more. A return that sees the flag
+//! counts itself in the route's pass counter, goes idle, then kicks the
+//! serializer, which wakes the oldest request without a grant while it
+//! competes: the request takes an idle connection itself ([`Core::retry`],
+//! after registering its waker; it reads every shard with a
+//! read-modify-write, so either it sees a concurrent push or the push's kick
+//! sees its waker). A return spares the kick while `NUDGED` says a request
+//! so woken has yet to look (the flag's protocol is in `route`): one
+//! wake-up in flight at a time, not one per return, so the threads that
+//! keep returning and leasing are not preempted by sleepers woken to find
+//! nothing. The return that finds `PASS_LIMIT` counted is handed to the
+//! serializer instead, which raises `ROUTE_WAIT` (returns go to it outright,
+//! and newcomers may no longer take idle connections), serves the oldest
+//! request and resets the count (so does a request woken as the oldest
+//! that takes a connection itself, before it leaves the line). Counted by
+//! the returning threads, not by the serializer, the limit holds however
+//! late the serializer runs.
 //! `TOTAL_WAIT` works as `ROUTE_WAIT` for requests of other routes that wait
 //! for an idle connection to be closed to make room.
 
