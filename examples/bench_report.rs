@@ -144,19 +144,14 @@ fn tables(measured: &Measured, rows: &[Row]) -> String {
                 .replace("us", " µs")
                 .replace("ns", " ns")
         );
-        let _ = write!(md, "| pool/workers |");
-        for (name, side) in &pools {
-            match side {
-                Side::Ours => {
-                    let _ = write!(md, " `{name}` |");
-                }
-                _ => {
-                    let _ = write!(md, " {name} |");
-                }
-            }
-        }
-        let _ = writeln!(md);
-        let _ = writeln!(md, "|---|{}", "---|".repeat(pools.len()));
+        let columns = pools.iter().map(|&(name, side)| match side {
+            Side::Ours => format!("`{name}`"),
+            _ => name.to_string(),
+        });
+        table_head(
+            &mut md,
+            std::iter::once("pool/workers".to_string()).chain(columns),
+        );
         for scenario in report::scenarios(rows).into_iter().filter(|s| s.0 == hold) {
             let _ = write!(md, "| {}/{} |", scenario.1, scenario.2);
             for (name, _) in &pools {
@@ -182,12 +177,11 @@ fn tables(measured: &Measured, rows: &[Row]) -> String {
         "Ours ÷ the fastest peer in the same scenario (throughput, then the \
          peer's p99 ÷ ours: above 1 is better for us on both):\n"
     );
-    let _ = write!(md, "| hold | pool/workers | fastest peer |");
-    for policy in &ours {
-        let _ = write!(md, " `{policy}` |");
-    }
-    let _ = writeln!(md);
-    let _ = writeln!(md, "|---|---|---|{}", "---|".repeat(ours.len()));
+    let columns = ours.iter().map(|policy| format!("`{policy}`"));
+    table_head(
+        &mut md,
+        lead(&["hold", "pool/workers", "fastest peer"]).chain(columns),
+    );
     for scenario in report::scenarios(rows) {
         let Some(peer) = report::best_peer(rows, scenario) else {
             continue;
@@ -232,12 +226,11 @@ fn tables(measured: &Measured, rows: &[Row]) -> String {
             .filter(|p| p.1 != Side::Ceiling)
             .map(|p| p.0)
             .collect();
-        let _ = write!(md, "| hold | pool/workers | ceiling Mops/s |");
-        for name in &shown {
-            let _ = write!(md, " {name} |");
-        }
-        let _ = writeln!(md);
-        let _ = writeln!(md, "|---|---|---|{}", "---|".repeat(shown.len()));
+        let columns = shown.iter().map(|name| name.to_string());
+        table_head(
+            &mut md,
+            lead(&["hold", "pool/workers", "ceiling Mops/s"]).chain(columns),
+        );
         for scenario in ceilings {
             let Some(ceiling) = report::find(rows, "no_pool", scenario) else {
                 continue;
@@ -260,11 +253,15 @@ fn tables(measured: &Measured, rows: &[Row]) -> String {
         "\nScaling (pool {SCALING_POOL}, no hold, 1 to 256 workers): the share \
          of its own peak each pool keeps at its largest worker count.\n"
     );
-    let _ = writeln!(
-        md,
-        "| pool | peak Mops/s (workers) | at the most workers | kept |"
+    table_head(
+        &mut md,
+        lead(&[
+            "pool",
+            "peak Mops/s (workers)",
+            "at the most workers",
+            "kept",
+        ]),
     );
-    let _ = writeln!(md, "|---|---|---|---|");
     for (name, _) in &pools {
         let points = curve(rows, name);
         let (Some(peak), Some(last)) = (
@@ -312,12 +309,8 @@ fn each_peer(md: &mut String, rows: &[Row], pools: &[(&str, Side)]) {
         quoted(&threaded),
         quoted(&tasked)
     );
-    let _ = write!(md, "| hold | pool/workers |");
-    for name in &others {
-        let _ = write!(md, " ÷ {name} |");
-    }
-    let _ = writeln!(md);
-    let _ = writeln!(md, "|---|---|{}", "---|".repeat(others.len()));
+    let columns = others.iter().map(|name| format!("÷ {name}"));
+    table_head(md, lead(&["hold", "pool/workers"]).chain(columns));
     for scenario in report::scenarios(rows) {
         let (hold, size, workers) = scenario;
         let _ = write!(md, "| {} | {size}/{workers} |", report::hold_label(hold));
@@ -332,12 +325,15 @@ fn each_peer(md: &mut String, rows: &[Row], pools: &[(&str, Side)]) {
                     .filter_map(|name| report::find(rows, name, scenario))
                     .map(|r| r.mops / theirs.mops)
                     .collect();
-                let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-                let high = ratios.iter().copied().fold(0.0, f64::max);
-                match ratios.len() {
-                    0 => "–".to_string(),
-                    _ if format!("{low:.2}") == format!("{high:.2}") => ratio(low),
-                    _ => format!("{}–{}", ratio(low).trim_end_matches('×'), ratio(high)),
+                if ratios.is_empty() {
+                    return "–".to_string();
+                }
+                let low = ratio(ratios.iter().copied().fold(f64::INFINITY, f64::min));
+                let high = ratio(ratios.iter().copied().fold(0.0, f64::max));
+                if low == high {
+                    low
+                } else {
+                    format!("{}–{high}", low.trim_end_matches('×'))
                 }
             };
             let _ = write!(md, " {} · {} |", span(&threaded), span(&tasked));
@@ -354,6 +350,22 @@ fn quoted(names: &[&str]) -> String {
         Some((last, [])) => last.clone(),
         Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
     }
+}
+
+/// A markdown table's header row and its rule.
+fn table_head(md: &mut String, columns: impl IntoIterator<Item = String>) {
+    let mut count = 0;
+    md.push('|');
+    for column in columns {
+        let _ = write!(md, " {column} |");
+        count += 1;
+    }
+    let _ = writeln!(md, "\n|{}", "---|".repeat(count));
+}
+
+/// Fixed leading column names, for [`table_head`].
+fn lead<'a>(names: &'a [&'a str]) -> impl Iterator<Item = String> + 'a {
+    names.iter().map(|name| name.to_string())
 }
 
 /// The first three cells of a row: hold, pool/workers, and `reference`.
