@@ -3,14 +3,17 @@
 //! our three policies, the Rust peers and two reference designs.
 //!
 //! A batch is [`OPS`] cycles (2^17; the environment variable
-//! `CONTENTION_OPS` replaces it, to shrink a run) shared by W workers that
-//! start together (threads take them in chunks of 256 as they run, so all
-//! stay alive to the end, see `support/threads.rs`; tasks take equal
-//! shares); each cycle leases an idle connection, holds it for 0 or
-//! 1 µs of spinning (the work; two cores can then complete at most 2 M
-//! cycles/s), and returns it. The time of a batch runs from the workers'
-//! start (the threads' gate opening, the first task's spawn) to the last
-//! cycle's end, so the throughput criterion prints
+//! `CONTENTION_OPS` replaces it, to shrink a run) over W workers; each
+//! cycle leases an idle connection, holds it for 0 or 1 µs of spinning
+//! (the work; two cores can then complete at most 2 M cycles/s), and
+//! returns it. On OS threads the W threads cycle without pause from the
+//! first batch of a pool and scenario to its last (after 150 ms to settle),
+//! and a batch is the time they take for their next [`OPS`] cycles
+//! (`support/threads.rs`): so with more threads than cores the pool is
+//! measured as a long-running service meets it, threads preempted while
+//! they hold connections and the queues that leaves. On tasks each batch
+//! spawns W tasks that take equal shares, timed from the first spawn to the
+//! last join. Either way the throughput criterion prints
 //! (`Throughput::Elements`) is pool-wide cycles per second. Every 16th
 //! acquire of each worker is timed into an HDR histogram; the bench prints
 //! p50/p99/p99.9/max of the acquire latency beside the throughput.
@@ -126,14 +129,13 @@ struct Batch {
     latency: Histogram<u64>,
 }
 
-impl Batch {
-    fn new(took: Duration, histograms: Vec<Histogram<u64>>) -> Self {
-        let mut latency = histogram();
-        for h in &histograms {
-            latency.add(h).expect("same bounds");
-        }
-        Self { took, latency }
+/// The histograms added up.
+fn merged(histograms: &[Histogram<u64>]) -> Histogram<u64> {
+    let mut latency = histogram();
+    for h in histograms {
+        latency.add(h).expect("same bounds");
     }
+    latency
 }
 
 /// A pool used from OS threads: lease, run `f` while holding, return.
@@ -147,12 +149,12 @@ trait Tasked: Clone + Send + Sync + 'static {
 }
 
 /// `share` cycles holding for `hold`, every [`SAMPLE_EVERY`]th acquire timed
-/// into `latency`. Generic over how a cycle runs, so threads and tasks share
-/// it; `cycle(f)` must acquire, run `f`, and return.
+/// into `latency` if `record`. Generic over how a cycle runs, so threads and
+/// tasks share it; `cycle(f)` must acquire, run `f`, and return.
 macro_rules! cycles {
-    ($share:expr, $hold:expr, $latency:expr, |$f:ident| $cycle:expr) => {{
+    ($share:expr, $hold:expr, $record:expr, $latency:expr, |$f:ident| $cycle:expr) => {{
         for i in 0..$share {
-            if i % SAMPLE_EVERY == 0 {
+            if $record && i % SAMPLE_EVERY == 0 {
                 let start = Instant::now();
                 let $f = || {
                     let waited = start.elapsed();
@@ -169,13 +171,50 @@ macro_rules! cycles {
     }};
 }
 
-/// A batch of `ops` cycles over `workers` threads.
-fn on_threads(pool: &impl Blocking, workers: usize, ops: u64, hold: Duration) -> Batch {
-    let histograms = (0..workers).map(|_| histogram()).collect();
-    let (took, histograms) = threads::timed(histograms, ops, |latency, share| {
-        cycles!(share, hold, latency, |f| pool.with_lease(f));
+/// The clock a [`Contender::session`] hands its caller: it runs the next
+/// batch of `ops` cycles and returns how long the batch took.
+type Clock<'a> = &'a mut dyn FnMut(u64) -> Duration;
+
+/// A session of `workers` threads that cycle without pause while `measure`
+/// times batches of their cycles (`threads::steady`); returns the acquire
+/// latencies of every batch but the first.
+fn on_threads(
+    pool: &impl Blocking,
+    workers: usize,
+    hold: Duration,
+    measure: impl FnOnce(Clock<'_>),
+) -> Histogram<u64> {
+    let histograms = threads::steady(
+        workers,
+        histogram,
+        |latency, share, record| cycles!(share, hold, record, latency, |f| pool.with_lease(f)),
+        measure,
+    );
+    merged(&histograms)
+}
+
+/// A session of batches on tasks: each batch spawns `workers` tasks on
+/// `runtime` that share its cycles ([`on_tasks`]). Tasks are not preempted
+/// holding a connection, so a fresh set per batch meets the pool as a
+/// long-running one does. Returns the acquire latencies of every batch but
+/// the first.
+fn on_task_batches(
+    runtime: &Runtime,
+    pool: &impl Tasked,
+    workers: usize,
+    hold: Duration,
+    measure: impl FnOnce(Clock<'_>),
+) -> Histogram<u64> {
+    let mut latency = histogram();
+    let mut first = true;
+    measure(&mut |ops| {
+        let batch = on_tasks(runtime, pool, workers, ops, hold);
+        if !std::mem::take(&mut first) {
+            latency.add(&batch.latency).expect("same bounds");
+        }
+        batch.took
     });
-    Batch::new(took, histograms)
+    latency
 }
 
 /// A batch of `ops` cycles over `workers` tasks on `runtime`, timed from the
@@ -198,7 +237,7 @@ fn on_tasks(
                 let share = ops / tasks + u64::from(task < ops % tasks);
                 let pool = pool.clone();
                 tokio::spawn(async move {
-                    cycles!(share, hold, latency, |f| pool.with_lease(f).await);
+                    cycles!(share, hold, true, latency, |f| pool.with_lease(f).await);
                     latency
                 })
             })
@@ -207,7 +246,10 @@ fn on_tasks(
         for handle in handles {
             histograms.push(handle.await.expect("a benchmark task panicked"));
         }
-        Batch::new(start.elapsed().max(Duration::from_nanos(1)), histograms)
+        Batch {
+            took: start.elapsed().max(Duration::from_nanos(1)),
+            latency: merged(&histograms),
+        }
     })
 }
 
@@ -226,8 +268,16 @@ trait Contender: Sized {
     /// idle ones.
     fn warmed(runtime: &Runtime, connector: &MockConnector, size: usize) -> Self;
 
-    /// One batch of `ops` cycles over `workers` workers, holding for `hold`.
-    fn batch(&self, runtime: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch;
+    /// Runs `measure` with a clock that times batches of cycles over
+    /// `workers` workers holding for `hold`; returns the acquire latencies
+    /// of every batch but the first (criterion's warm-up).
+    fn session(
+        &self,
+        runtime: &Runtime,
+        workers: usize,
+        hold: Duration,
+        measure: impl FnOnce(Clock<'_>),
+    ) -> Histogram<u64>;
 }
 
 /// One of our policies, leased with the blocking `lease`.
@@ -256,8 +306,14 @@ impl<P: Policy> Contender for Ours<P> {
         Self(pool)
     }
 
-    fn batch(&self, _: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch {
-        on_threads(self, workers, ops, hold)
+    fn session(
+        &self,
+        _: &Runtime,
+        workers: usize,
+        hold: Duration,
+        measure: impl FnOnce(Clock<'_>),
+    ) -> Histogram<u64> {
+        on_threads(self, workers, hold, measure)
     }
 }
 
@@ -304,8 +360,14 @@ impl<P: Policy + AsyncName + Send + Sync + 'static> Contender for OursAsync<P> {
         Self(Arc::new(Ours::<P>::warmed(runtime, connector, size).0))
     }
 
-    fn batch(&self, runtime: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch {
-        on_tasks(runtime, self, workers, ops, hold)
+    fn session(
+        &self,
+        runtime: &Runtime,
+        workers: usize,
+        hold: Duration,
+        measure: impl FnOnce(Clock<'_>),
+    ) -> Histogram<u64> {
+        on_task_batches(runtime, self, workers, hold, measure)
     }
 }
 
@@ -353,8 +415,14 @@ impl Contender for R2d2 {
         Self(pool)
     }
 
-    fn batch(&self, _: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch {
-        on_threads(self, workers, ops, hold)
+    fn session(
+        &self,
+        _: &Runtime,
+        workers: usize,
+        hold: Duration,
+        measure: impl FnOnce(Clock<'_>),
+    ) -> Histogram<u64> {
+        on_threads(self, workers, hold, measure)
     }
 }
 
@@ -407,8 +475,14 @@ impl Contender for Deadpool {
         Self(pool)
     }
 
-    fn batch(&self, runtime: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch {
-        on_tasks(runtime, self, workers, ops, hold)
+    fn session(
+        &self,
+        runtime: &Runtime,
+        workers: usize,
+        hold: Duration,
+        measure: impl FnOnce(Clock<'_>),
+    ) -> Histogram<u64> {
+        on_task_batches(runtime, self, workers, hold, measure)
     }
 }
 
@@ -463,8 +537,14 @@ impl Contender for Bb8 {
         })
     }
 
-    fn batch(&self, runtime: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch {
-        on_tasks(runtime, self, workers, ops, hold)
+    fn session(
+        &self,
+        runtime: &Runtime,
+        workers: usize,
+        hold: Duration,
+        measure: impl FnOnce(Clock<'_>),
+    ) -> Histogram<u64> {
+        on_task_batches(runtime, self, workers, hold, measure)
     }
 }
 
@@ -502,8 +582,14 @@ impl Contender for Qp {
         Self(pool)
     }
 
-    fn batch(&self, runtime: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch {
-        on_tasks(runtime, self, workers, ops, hold)
+    fn session(
+        &self,
+        runtime: &Runtime,
+        workers: usize,
+        hold: Duration,
+        measure: impl FnOnce(Clock<'_>),
+    ) -> Histogram<u64> {
+        on_task_batches(runtime, self, workers, hold, measure)
     }
 }
 
@@ -526,8 +612,14 @@ impl Contender for MutexCondvar {
         Self(baseline::MutexPool::new(connector, size))
     }
 
-    fn batch(&self, _: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch {
-        on_threads(self, workers, ops, hold)
+    fn session(
+        &self,
+        _: &Runtime,
+        workers: usize,
+        hold: Duration,
+        measure: impl FnOnce(Clock<'_>),
+    ) -> Histogram<u64> {
+        on_threads(self, workers, hold, measure)
     }
 }
 
@@ -551,8 +643,14 @@ impl Contender for Hikari {
         Self(baseline::HikariBag::new(connector, size))
     }
 
-    fn batch(&self, _: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch {
-        on_threads(self, workers, ops, hold)
+    fn session(
+        &self,
+        _: &Runtime,
+        workers: usize,
+        hold: Duration,
+        measure: impl FnOnce(Clock<'_>),
+    ) -> Histogram<u64> {
+        on_threads(self, workers, hold, measure)
     }
 }
 
@@ -566,8 +664,14 @@ impl Contender for NoPool {
         NoPool
     }
 
-    fn batch(&self, _: &Runtime, workers: usize, ops: u64, hold: Duration) -> Batch {
-        on_threads(self, workers, ops, hold)
+    fn session(
+        &self,
+        _: &Runtime,
+        workers: usize,
+        hold: Duration,
+        measure: impl FnOnce(Clock<'_>),
+    ) -> Histogram<u64> {
+        on_threads(self, workers, hold, measure)
     }
 }
 
@@ -621,21 +725,22 @@ fn bench<C: Contender>(
     assert_eq!(connector.opened(), size as u64, "{} warmed", C::NAME);
 
     let mut batches = Vec::new();
-    group.bench_function(
-        BenchmarkId::new(C::NAME, format!("pool{size}_workers{workers}")),
-        |b| {
-            b.iter_custom(|iters| {
-                (0..iters)
-                    .map(|_| {
-                        let batch = pool.batch(runtime, workers, ops, hold);
-                        let took = batch.took;
-                        batches.push(batch);
-                        took
-                    })
-                    .sum()
-            })
-        },
-    );
+    let latency = pool.session(runtime, workers, hold, |clock| {
+        group.bench_function(
+            BenchmarkId::new(C::NAME, format!("pool{size}_workers{workers}")),
+            |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| {
+                            let took = clock(ops);
+                            batches.push(took);
+                            took
+                        })
+                        .sum()
+                })
+            },
+        );
+    });
     assert_eq!(
         connector.opened(),
         size as u64,
@@ -652,12 +757,8 @@ fn bench<C: Contender>(
     } else {
         &batches[..]
     };
-    let mut took: Vec<Duration> = measured.iter().map(|b| b.took).collect();
+    let mut took = measured.to_vec();
     took.sort();
-    let mut latency = histogram();
-    for batch in measured {
-        latency.add(&batch.latency).expect("same bounds");
-    }
     let q = |quantile| latency.value_at_quantile(quantile);
     results.rows.push(Row {
         pool: C::NAME.into(),

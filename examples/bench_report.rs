@@ -123,8 +123,11 @@ fn tables(measured: &Measured, rows: &[Row]) -> String {
          batch, median of 10 batches{}; `cargo run --example bench_report` wrote \
          this section and the plot). Each cell: millions of cycles per second, \
          then the p99 acquire latency in µs (every 16th acquire sampled). Ours, \
-         r2d2 and the two reference designs run on OS threads; deadpool, bb8 \
-         and qp on tokio tasks over a multi-thread runtime.\n",
+         r2d2 and the two reference designs run on OS threads that cycle \
+         without pause from the first batch to the last, a batch being the \
+         time they take for their next cycles; deadpool, bb8 and qp, and our \
+         `*_async` forms, on tokio tasks over a multi-thread runtime, spawned \
+         for each batch.\n",
         measured.date,
         measured.machine,
         measured.ops,

@@ -1,39 +1,54 @@
-//! Timing work spread over threads, for `iter_custom`.
+//! Timing work on threads that run without pause, for `iter_custom`.
 //!
-//! The threads of a batch take their cycles from a shared count in chunks,
-//! as they run, rather than each doing a fixed share. With fixed shares
-//! and more threads than cores, a thread that got a core ran its share to
-//! the end before the next one started (256 threads on 2 cores: 512
-//! cycles, done in 30–70 µs, against the scheduler's slice of
-//! milliseconds), so a batch timed 256 thread starts and exits in turn,
-//! with rarely more than two threads alive, instead of a pool under 256
-//! threads. Taking chunks, every thread stays alive and runnable until the
-//! batch is done, as in HikariCP's JMH benchmark, where each thread loops
-//! for the length of the measurement; threads are preempted, holding
-//! connections or not, as in a service with more threads than cores.
+//! A crew of threads loops over the work from the first batch criterion
+//! asks for to the last, as in HikariCP's JMH benchmark, where each thread
+//! loops for the length of the measurement; a batch is the time the crew
+//! takes for its next `ops` cycles. The threads never stop between batches,
+//! so every batch sees the pool as a service with that many threads sees it
+//! once it has run a while: with more threads than cores, threads are
+//! preempted while they hold connections, and the waiters that leaves
+//! queue up.
+//!
+//! An earlier harness started a fresh set of threads for each batch, and a
+//! batch was over once the threads had shared its cycles. With 256 threads
+//! on 2 cores a batch of 2^17 cycles lasted a few milliseconds: less than
+//! the scheduler takes to give each thread one turn. Most threads ran no
+//! cycle, and the few that did were rarely preempted holding a connection,
+//! so the queues a fair pool builds under preemption never formed (batches
+//! eight times as long took `Strict` at pool 4, 256 threads, no hold, from
+//! 13 to 0.16 M cycles/s). `timed`, the fixed-work harness, is still what
+//! `benches/routes.rs` uses (8 threads, each on its own route mix).
+
+// `contention.rs` uses `steady`, `routes.rs` `timed`: each leaves the other
+// unused.
+#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::thread;
+use std::sync::Mutex;
+use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-/// Cycles a thread takes at a time: few enough claims that the shared
-/// count costs under 1 % of the fastest pool's cycle.
+/// Cycles a thread runs between two looks at the crew's counters: few
+/// enough looks that they cost under 1 % of the fastest pool's cycle.
 const CHUNK: u64 = 256;
 
-/// Where the threads of a batch wait until every one of them is there.
+/// How long the crew runs before the first batch, so that every thread has
+/// had turns on a core (256 threads on 2 cores, one scheduler slice each:
+/// about 100 ms).
+const SETTLE: Duration = Duration::from_millis(150);
+
+/// Where the threads wait until every one of them is there.
 ///
 /// Each sleeps (parks) until the opener wakes it; the opener wakes them
 /// all, one system call each, rather than the chain of hand-offs of a
 /// `std::sync::Barrier`, whose waiters each wait for the one before to
 /// release its mutex (256 threads on 2 cores took 11 ms to start that way).
-/// Both sides make a fixed number of system calls per thread, as starting
-/// and ending the thread does (see `benches/syscalls.sh`).
 struct Gate {
     /// How many threads the gate waits for.
     threads: usize,
     arrived: AtomicUsize,
     open: AtomicBool,
-    opener: thread::Thread,
+    opener: Thread,
 }
 
 impl Gate {
@@ -60,18 +75,135 @@ impl Gate {
 
     /// Waits for every thread to arrive, then opens the gate and wakes
     /// each of `waiting`; returns when it opened.
-    fn open_for<'a>(&self, waiting: impl Iterator<Item = &'a thread::Thread>) -> Instant {
+    fn open_for<'a>(&self, waiting: impl Iterator<Item = &'a Thread>) -> Instant {
         while self.arrived.load(Ordering::Acquire) < self.threads {
             thread::park();
         }
         let now = Instant::now();
         self.open.store(true, Ordering::Release);
-        waiting.for_each(thread::Thread::unpark);
+        waiting.for_each(Thread::unpark);
         now
     }
 }
 
-/// Runs `iters` iterations of `work` on one thread per element of
+/// What the crew and the thread timing it share.
+struct Crew {
+    gate: Gate,
+    /// Cycles completed, in whole chunks.
+    done: AtomicU64,
+    /// The count whose crossing the timer waits for (`u64::MAX`: none).
+    mark: AtomicU64,
+    /// When the mark was crossed, and the count just then.
+    crossed: Mutex<Option<(Instant, u64)>>,
+    /// Whether the workers time their acquires (not before the first batch
+    /// is over: that one is criterion's warm-up).
+    record: AtomicBool,
+    stop: AtomicBool,
+    timer: Thread,
+}
+
+impl Crew {
+    fn new(threads: usize) -> Self {
+        Self {
+            gate: Gate::new(threads),
+            done: AtomicU64::new(0),
+            mark: AtomicU64::new(u64::MAX),
+            crossed: Mutex::new(None),
+            record: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            timer: thread::current(),
+        }
+    }
+
+    /// A worker finished `n` cycles: counts them, and if that crosses the
+    /// mark, notes when and wakes the timer.
+    fn completed(&self, n: u64) {
+        let done = self.done.fetch_add(n, Ordering::AcqRel) + n;
+        if done >= self.mark.load(Ordering::Acquire)
+            && self.mark.swap(u64::MAX, Ordering::AcqRel) != u64::MAX
+        {
+            let now = Instant::now();
+            *self.crossed.lock().expect("no worker panics holding it") = Some((now, done));
+            self.timer.unpark();
+        }
+    }
+
+    /// Waits until the count reaches `mark`; returns when, and the count.
+    fn cross(&self, mark: u64) -> (Instant, u64) {
+        *self.crossed.lock().expect("no worker panics holding it") = None;
+        self.mark.store(mark, Ordering::Release);
+        loop {
+            if let Some(crossed) = self.crossed.lock().expect("unpoisoned").take() {
+                return crossed;
+            }
+            thread::park();
+        }
+    }
+
+    /// Times the crew's next `ops` cycles. The count moves by whole chunks,
+    /// so the time is scaled to the cycles actually counted.
+    fn batch(&self, ops: u64) -> Duration {
+        let (start, from) = self.cross(self.done.load(Ordering::Acquire) + 1);
+        let (end, to) = self.cross(from + ops);
+        let took = end
+            .duration_since(start)
+            .mul_f64(ops as f64 / (to - from) as f64);
+        took.max(Duration::from_nanos(1))
+    }
+}
+
+/// Runs `work` on `threads` threads, without pause, while `measure` runs:
+/// each thread makes its state with `state()` and calls `work(&mut state, n,
+/// record)` for chunks of `n` cycles, `record` saying whether the cycles'
+/// acquires are to be timed. `measure` is handed a clock that returns how
+/// long the crew takes for its next `ops` cycles; the threads start at the
+/// clock's first call (and run [`SETTLE`] before it times anything) and
+/// stop when `measure` returns, so a `measure` that never calls it (a
+/// filtered benchmark) starts none. Returns the states, in the threads'
+/// order (none if no thread started).
+pub(crate) fn steady<S: Send>(
+    threads: usize,
+    state: impl Fn() -> S,
+    work: impl Fn(&mut S, u64, bool) + Sync,
+    measure: impl FnOnce(&mut dyn FnMut(u64) -> Duration),
+) -> Vec<S> {
+    assert!(threads > 0, "at least one thread");
+    let crew = &Crew::new(threads);
+    let work = &work;
+    thread::scope(|scope| {
+        let mut workers = Vec::new();
+        let mut clock = |ops: u64| {
+            if workers.is_empty() {
+                workers = (0..threads)
+                    .map(|_| {
+                        let mut state = state();
+                        scope.spawn(move || {
+                            crew.gate.pass();
+                            while !crew.stop.load(Ordering::Acquire) {
+                                work(&mut state, CHUNK, crew.record.load(Ordering::Relaxed));
+                                crew.completed(CHUNK);
+                            }
+                            state
+                        })
+                    })
+                    .collect();
+                crew.gate.open_for(workers.iter().map(|w| w.thread()));
+                thread::sleep(SETTLE);
+            }
+            let took = crew.batch(ops);
+            crew.record.store(true, Ordering::Relaxed);
+            took
+        };
+        measure(&mut clock);
+        crew.stop.store(true, Ordering::Release);
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("worker panicked"))
+            .collect()
+    })
+}
+
+/// The fixed-work harness `benches/routes.rs` uses: runs `iters` iterations of `work` on one thread per element of
 /// `states`: each thread calls `work(&mut state, n)` for chunks of `n`
 /// iterations it takes from the shared count, until none are left. Returns
 /// the wall time from the gate's opening to the end of the last chunk (at

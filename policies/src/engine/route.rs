@@ -312,7 +312,7 @@ impl<K> Route<K> {
     /// Shard 0's word: the waiter count and the flags.
     #[inline]
     pub(super) fn word(&self) -> u128 {
-        self.shards[0].word.load(Ordering::Acquire)
+        self.shard_word(0)
     }
 
     /// The word of `shard`, as a return reads it first (for
