@@ -203,9 +203,10 @@ pub(crate) fn steady<S: Send>(
     })
 }
 
-/// The fixed-work harness `benches/routes.rs` uses: runs `iters` iterations of `work` on one thread per element of
-/// `states`: each thread calls `work(&mut state, n)` for chunks of `n`
-/// iterations it takes from the shared count, until none are left. Returns
+/// The fixed-work harness `benches/routes.rs` uses: runs `iters`
+/// iterations of `work` on one thread per element of `states`: each thread
+/// calls `work(&mut state, n)` for chunks of `n` iterations it takes from
+/// the shared count, until none are left. Returns
 /// the wall time from the gate's opening to the end of the last chunk (at
 /// least a nanosecond, as criterion rejects zero) and the states, in order.
 ///
