@@ -171,50 +171,70 @@ macro_rules! cycles {
     }};
 }
 
-/// The clock a [`Contender::session`] hands its caller: it runs the next
+/// The clock a [`Driver::session`] hands its caller: it runs the next
 /// batch of `ops` cycles and returns how long the batch took.
 type Clock<'a> = &'a mut dyn FnMut(u64) -> Duration;
 
-/// A session of `workers` threads that cycle without pause while `measure`
-/// times batches of their cycles (`threads::steady`); returns the acquire
-/// latencies of every batch but the first.
-fn on_threads(
-    pool: &impl Blocking,
-    workers: usize,
-    hold: Duration,
-    measure: impl FnOnce(Clock<'_>),
-) -> Histogram<u64> {
-    let histograms = threads::steady(
-        workers,
-        histogram,
-        |latency, share, record| cycles!(share, hold, record, latency, |f| pool.with_lease(f)),
-        measure,
-    );
-    merged(&histograms)
+/// How a [`Contender`]'s workers run.
+trait Driver<C> {
+    /// Runs `measure` with a clock that times batches of cycles of `pool`
+    /// over `workers` workers holding for `hold`; returns the acquire
+    /// latencies of every batch but the first (criterion's warm-up).
+    fn session(
+        pool: &C,
+        runtime: &Runtime,
+        workers: usize,
+        hold: Duration,
+        measure: impl FnOnce(Clock<'_>),
+    ) -> Histogram<u64>;
 }
 
-/// A session of batches on tasks: each batch spawns `workers` tasks on
-/// `runtime` that share its cycles ([`on_tasks`]). Tasks are not preempted
-/// holding a connection, so a fresh set per batch meets the pool as a
-/// long-running one does. Returns the acquire latencies of every batch but
-/// the first.
-fn on_task_batches(
-    runtime: &Runtime,
-    pool: &impl Tasked,
-    workers: usize,
-    hold: Duration,
-    measure: impl FnOnce(Clock<'_>),
-) -> Histogram<u64> {
-    let mut latency = histogram();
-    let mut first = true;
-    measure(&mut |ops| {
-        let batch = on_tasks(runtime, pool, workers, ops, hold);
-        if !std::mem::take(&mut first) {
-            latency.add(&batch.latency).expect("same bounds");
-        }
-        batch.took
-    });
-    latency
+/// On `workers` OS threads that cycle without pause while `measure` times
+/// batches of their cycles (`threads::steady`).
+struct OnThreads;
+
+impl<C: Blocking> Driver<C> for OnThreads {
+    fn session(
+        pool: &C,
+        _: &Runtime,
+        workers: usize,
+        hold: Duration,
+        measure: impl FnOnce(Clock<'_>),
+    ) -> Histogram<u64> {
+        let histograms = threads::steady(
+            workers,
+            histogram,
+            |latency, share, record| cycles!(share, hold, record, latency, |f| pool.with_lease(f)),
+            measure,
+        );
+        merged(&histograms)
+    }
+}
+
+/// On tokio tasks: each batch spawns `workers` tasks that share its cycles
+/// ([`on_tasks`]). Tasks are not preempted holding a connection, so a fresh
+/// set per batch meets the pool as a long-running one does.
+struct OnTasks;
+
+impl<C: Tasked> Driver<C> for OnTasks {
+    fn session(
+        pool: &C,
+        runtime: &Runtime,
+        workers: usize,
+        hold: Duration,
+        measure: impl FnOnce(Clock<'_>),
+    ) -> Histogram<u64> {
+        let mut latency = histogram();
+        let mut first = true;
+        measure(&mut |ops| {
+            let batch = on_tasks(runtime, pool, workers, ops, hold);
+            if !std::mem::take(&mut first) {
+                latency.add(&batch.latency).expect("same bounds");
+            }
+            batch.took
+        });
+        latency
+    }
 }
 
 /// A batch of `ops` cycles over `workers` tasks on `runtime`, timed from the
@@ -268,16 +288,8 @@ trait Contender: Sized {
     /// idle ones.
     fn warmed(runtime: &Runtime, connector: &MockConnector, size: usize) -> Self;
 
-    /// Runs `measure` with a clock that times batches of cycles over
-    /// `workers` workers holding for `hold`; returns the acquire latencies
-    /// of every batch but the first (criterion's warm-up).
-    fn session(
-        &self,
-        runtime: &Runtime,
-        workers: usize,
-        hold: Duration,
-        measure: impl FnOnce(Clock<'_>),
-    ) -> Histogram<u64>;
+    /// How its workers run: OS threads or tokio tasks.
+    type Driver: Driver<Self>;
 }
 
 /// One of our policies, leased with the blocking `lease`.
@@ -294,6 +306,7 @@ impl<P: Policy> Blocking for Ours<P> {
 impl<P: Policy> Contender for Ours<P> {
     const NAME: &'static str = P::NAME;
     const SIDE: Side = Side::Ours;
+    type Driver = OnThreads;
 
     fn warmed(_: &Runtime, connector: &MockConnector, size: usize) -> Self {
         let pool = Pool::builder(connector.clone())
@@ -304,16 +317,6 @@ impl<P: Policy> Contender for Ours<P> {
         let held: Vec<_> = (0..size).map(|_| pool.lease(&()).expect("lease")).collect();
         drop(held);
         Self(pool)
-    }
-
-    fn session(
-        &self,
-        _: &Runtime,
-        workers: usize,
-        hold: Duration,
-        measure: impl FnOnce(Clock<'_>),
-    ) -> Histogram<u64> {
-        on_threads(self, workers, hold, measure)
     }
 }
 
@@ -355,19 +358,10 @@ impl AsyncName for Offlock {
 impl<P: Policy + AsyncName + Send + Sync + 'static> Contender for OursAsync<P> {
     const NAME: &'static str = P::ASYNC_NAME;
     const SIDE: Side = Side::Ours;
+    type Driver = OnTasks;
 
     fn warmed(runtime: &Runtime, connector: &MockConnector, size: usize) -> Self {
         Self(Arc::new(Ours::<P>::warmed(runtime, connector, size).0))
-    }
-
-    fn session(
-        &self,
-        runtime: &Runtime,
-        workers: usize,
-        hold: Duration,
-        measure: impl FnOnce(Clock<'_>),
-    ) -> Histogram<u64> {
-        on_task_batches(runtime, self, workers, hold, measure)
     }
 }
 
@@ -404,6 +398,7 @@ impl Blocking for R2d2 {
 impl Contender for R2d2 {
     const NAME: &'static str = "r2d2";
     const SIDE: Side = Side::Peer;
+    type Driver = OnThreads;
 
     fn warmed(_: &Runtime, connector: &MockConnector, size: usize) -> Self {
         // `build` waits until `min_idle` (by default the maximum)
@@ -413,16 +408,6 @@ impl Contender for R2d2 {
             .build(R2d2Manager(connector.clone()))
             .expect("valid r2d2 config");
         Self(pool)
-    }
-
-    fn session(
-        &self,
-        _: &Runtime,
-        workers: usize,
-        hold: Duration,
-        measure: impl FnOnce(Clock<'_>),
-    ) -> Histogram<u64> {
-        on_threads(self, workers, hold, measure)
     }
 }
 
@@ -460,6 +445,7 @@ impl Tasked for Deadpool {
 impl Contender for Deadpool {
     const NAME: &'static str = "deadpool";
     const SIDE: Side = Side::Peer;
+    type Driver = OnTasks;
 
     fn warmed(runtime: &Runtime, connector: &MockConnector, size: usize) -> Self {
         let pool = deadpool::managed::Pool::builder(DeadpoolManager(connector.clone()))
@@ -473,16 +459,6 @@ impl Contender for Deadpool {
             }
         });
         Self(pool)
-    }
-
-    fn session(
-        &self,
-        runtime: &Runtime,
-        workers: usize,
-        hold: Duration,
-        measure: impl FnOnce(Clock<'_>),
-    ) -> Histogram<u64> {
-        on_task_batches(runtime, self, workers, hold, measure)
     }
 }
 
@@ -520,6 +496,7 @@ impl Tasked for Bb8 {
 impl Contender for Bb8 {
     const NAME: &'static str = "bb8";
     const SIDE: Side = Side::Peer;
+    type Driver = OnTasks;
 
     fn warmed(runtime: &Runtime, connector: &MockConnector, size: usize) -> Self {
         runtime.block_on(async {
@@ -535,16 +512,6 @@ impl Contender for Bb8 {
             drop(held);
             Self(pool)
         })
-    }
-
-    fn session(
-        &self,
-        runtime: &Runtime,
-        workers: usize,
-        hold: Duration,
-        measure: impl FnOnce(Clock<'_>),
-    ) -> Histogram<u64> {
-        on_task_batches(runtime, self, workers, hold, measure)
     }
 }
 
@@ -575,21 +542,12 @@ impl Tasked for Qp {
 impl Contender for Qp {
     const NAME: &'static str = "qp";
     const SIDE: Side = Side::Peer;
+    type Driver = OnTasks;
 
     fn warmed(runtime: &Runtime, connector: &MockConnector, size: usize) -> Self {
         let pool = qp::Pool::new(QpManager(connector.clone()), size);
         runtime.block_on(pool.reserve(size)).expect("qp reserve");
         Self(pool)
-    }
-
-    fn session(
-        &self,
-        runtime: &Runtime,
-        workers: usize,
-        hold: Duration,
-        measure: impl FnOnce(Clock<'_>),
-    ) -> Histogram<u64> {
-        on_task_batches(runtime, self, workers, hold, measure)
     }
 }
 
@@ -607,19 +565,10 @@ impl Blocking for MutexCondvar {
 impl Contender for MutexCondvar {
     const NAME: &'static str = "mutex_condvar";
     const SIDE: Side = Side::Baseline;
+    type Driver = OnThreads;
 
     fn warmed(_: &Runtime, connector: &MockConnector, size: usize) -> Self {
         Self(baseline::MutexPool::new(connector, size))
-    }
-
-    fn session(
-        &self,
-        _: &Runtime,
-        workers: usize,
-        hold: Duration,
-        measure: impl FnOnce(Clock<'_>),
-    ) -> Histogram<u64> {
-        on_threads(self, workers, hold, measure)
     }
 }
 
@@ -638,40 +587,22 @@ impl Blocking for Hikari {
 impl Contender for Hikari {
     const NAME: &'static str = "hikari_bag";
     const SIDE: Side = Side::Baseline;
+    type Driver = OnThreads;
 
     fn warmed(_: &Runtime, connector: &MockConnector, size: usize) -> Self {
         Self(baseline::HikariBag::new(connector, size))
-    }
-
-    fn session(
-        &self,
-        _: &Runtime,
-        workers: usize,
-        hold: Duration,
-        measure: impl FnOnce(Clock<'_>),
-    ) -> Histogram<u64> {
-        on_threads(self, workers, hold, measure)
     }
 }
 
 impl Contender for NoPool {
     const NAME: &'static str = "no_pool";
     const SIDE: Side = Side::Ceiling;
+    type Driver = OnThreads;
 
     fn warmed(_: &Runtime, connector: &MockConnector, size: usize) -> Self {
         // Opens what the others do, so the bench's checks hold for it too.
         (0..size).for_each(|_| drop(baseline::connect(connector)));
         NoPool
-    }
-
-    fn session(
-        &self,
-        _: &Runtime,
-        workers: usize,
-        hold: Duration,
-        measure: impl FnOnce(Clock<'_>),
-    ) -> Histogram<u64> {
-        on_threads(self, workers, hold, measure)
     }
 }
 
@@ -725,7 +656,7 @@ fn bench<C: Contender>(
     assert_eq!(connector.opened(), size as u64, "{} warmed", C::NAME);
 
     let mut batches = Vec::new();
-    let latency = pool.session(runtime, workers, hold, |clock| {
+    let latency = C::Driver::session(&pool, runtime, workers, hold, |clock| {
         group.bench_function(
             BenchmarkId::new(C::NAME, format!("pool{size}_workers{workers}")),
             |b| {
