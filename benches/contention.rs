@@ -34,8 +34,10 @@
 //! * deadpool 0.12, bb8 0.9 and qp 0.2 on a tokio multi-thread runtime (one
 //!   worker per core), the workers being tasks: they are async pools, and a
 //!   task is how they are used;
-//! * `mutex_condvar`, the textbook pool, and `hikari_bag`, HikariCP's
-//!   `ConcurrentBag` reduced (`support/baseline.rs`), on OS threads.
+//! * `mutex_condvar`, the textbook pool, `hikari_bag`, HikariCP's
+//!   `ConcurrentBag` reduced, and `fifo_tickets`, a FIFO ticket semaphore
+//!   that bounds any FIFO hand-off (`support/baseline.rs`,
+//!   `support/fifo.rs`), on OS threads.
 //!
 //! Criterion runs one warm-up batch and 10 measured batches per pool and
 //! scenario (flat sampling, 1 ms targets: its floor; it warns that 10
@@ -65,6 +67,8 @@ use tokio::runtime::Runtime;
 
 #[path = "support/baseline.rs"]
 mod baseline;
+#[path = "support/fifo.rs"]
+mod fifo;
 #[path = "support/report.rs"]
 mod report;
 #[path = "support/threads.rs"]
@@ -594,6 +598,25 @@ impl Contender for Hikari {
     }
 }
 
+/// The FIFO ticket semaphore: the floor of a FIFO hand-off's cost.
+struct Tickets(fifo::FifoTickets);
+
+impl Blocking for Tickets {
+    fn with_lease<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.0.with_permit(f)
+    }
+}
+
+impl Contender for Tickets {
+    const NAME: &'static str = "fifo_tickets";
+    const SIDE: Side = Side::Baseline;
+    type Driver = OnThreads;
+
+    fn warmed(_: &Runtime, connector: &MockConnector, size: usize) -> Self {
+        Self(fifo::FifoTickets::new(connector, size))
+    }
+}
+
 impl Contender for NoPool {
     const NAME: &'static str = "no_pool";
     const SIDE: Side = Side::Ceiling;
@@ -724,6 +747,7 @@ fn bench_all(
     bench::<Qp>(group, runtime, results, scenario);
     bench::<MutexCondvar>(group, runtime, results, scenario);
     bench::<Hikari>(group, runtime, results, scenario);
+    bench::<Tickets>(group, runtime, results, scenario);
     if !scenario.hold.is_zero() {
         bench::<NoPool>(group, runtime, results, scenario);
     }

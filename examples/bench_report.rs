@@ -36,7 +36,7 @@ const BEGIN: &str = "<!-- contention:begin -->";
 const END: &str = "<!-- contention:end -->";
 
 /// Line colours, in the order the pools first appear (ours first).
-const COLORS: [RGBColor; 9] = [
+const COLORS: [RGBColor; 10] = [
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
     RGBColor(31, 119, 180),
@@ -46,6 +46,7 @@ const COLORS: [RGBColor; 9] = [
     RGBColor(23, 190, 207),
     RGBColor(127, 127, 127),
     RGBColor(188, 189, 34),
+    RGBColor(227, 119, 194),
 ];
 
 /// Pool size and hold of the scaling curve.
