@@ -124,7 +124,7 @@ fn tables(measured: &Measured, rows: &[Row]) -> String {
          batch, median of 10 batches{}; `cargo run --example bench_report` wrote \
          this section and the plot). Each cell: millions of cycles per second, \
          then the p99 acquire latency in µs (every 16th acquire sampled). Ours, \
-         r2d2 and the two reference designs run on OS threads that cycle \
+         r2d2 and the three reference designs run on OS threads that cycle \
          without pause from the first batch to the last, a batch being the \
          time they take for their next cycles; deadpool, bb8 and qp, and our \
          `*_async` forms, on tokio tasks over a multi-thread runtime, spawned \
