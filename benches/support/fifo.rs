@@ -8,9 +8,9 @@
 //! FIFO hand-off (`Strict`, `Offlock`) can reach on OS threads, whatever
 //! its data structures.
 
+use crate::baseline::connect;
 use crossbeam_utils::CachePadded;
 use leasehold::mock::MockConnector;
-use leasehold::{Connector, Progress};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::thread::{self, Thread};
@@ -37,12 +37,7 @@ impl FifoTickets {
     /// `connector`, as the pools do when warmed, so the bench's checks hold
     /// for it too.
     pub(crate) fn new(connector: &MockConnector, size: usize) -> Self {
-        for _ in 0..size {
-            match connector.connect(&()) {
-                Ok(Progress::Ready(conn)) => drop(conn),
-                _ => unreachable!("the mock connects at once"),
-            }
-        }
+        (0..size).for_each(|_| drop(connect(connector)));
         Self {
             size: size as u64,
             issued: CachePadded::new(AtomicU64::new(0)),
