@@ -1,6 +1,6 @@
 //! The connection cycle of HikariCP's benchmark (`ConnectionBench`: get a
 //! connection, hold it, give it back), ported, with every pool in one run:
-//! our three policies, the Rust peers and two reference designs.
+//! our three policies, the Rust peers and three reference designs.
 //!
 //! A batch is [`OPS`] cycles (2^17; the environment variable
 //! `CONTENTION_OPS` replaces it, to shrink a run) over W workers; each
@@ -35,9 +35,9 @@
 //!   worker per core), the workers being tasks: they are async pools, and a
 //!   task is how they are used;
 //! * `mutex_condvar`, the textbook pool, `hikari_bag`, HikariCP's
-//!   `ConcurrentBag` reduced, and `fifo_tickets`, a FIFO ticket semaphore
-//!   that bounds any FIFO hand-off (`support/baseline.rs`,
-//!   `support/fifo.rs`), on OS threads.
+//!   `ConcurrentBag` reduced, and `fifo_tickets`, a FIFO ticket semaphore:
+//!   the most any FIFO hand-off can do once every request queues
+//!   (`support/baseline.rs`, `support/fifo.rs`), on OS threads.
 //!
 //! Criterion runs one warm-up batch and 10 measured batches per pool and
 //! scenario (flat sampling, 1 ms targets: its floor; it warns that 10
@@ -598,7 +598,7 @@ impl Contender for Hikari {
     }
 }
 
-/// The FIFO ticket semaphore: the floor of a FIFO hand-off's cost.
+/// The FIFO ticket semaphore: the least a FIFO hand-off costs.
 struct Tickets(fifo::FifoTickets);
 
 impl Blocking for Tickets {

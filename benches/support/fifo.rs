@@ -4,9 +4,12 @@
 //! once `t < released + size`, and a waiting ticket's thread parks; each
 //! return admits exactly the next ticket and wakes its thread. It hands
 //! over no connections and keeps no queue, so once threads queue, a cycle
-//! is one wake-up and one sleep and nothing else. That bounds what any
-//! FIFO hand-off (`Strict`, `Offlock`) can reach on OS threads, whatever
-//! its data structures.
+//! is one wake-up and one sleep and nothing else. Once every request
+//! queues (the convoy), that bounds what any FIFO hand-off (`Strict`,
+//! `Offlock`) can reach on OS threads, whatever its data structures. It is
+//! not a bound outside the convoy: it does nothing to stay out of it (a
+//! lease of ours yields its thread once before it queues), so with a hold
+//! it falls in where ours do not.
 
 use crate::baseline::connect;
 use crossbeam_utils::CachePadded;
