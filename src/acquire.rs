@@ -29,6 +29,7 @@
 use crate::connector::{Connector, Progress};
 use crate::error::Error;
 use crate::reactor::bind::{Join, Outcome, Slot};
+use crate::reactor::breaker::Admit;
 use crate::reactor::Command;
 use crate::shared::{CoreOf, EntryOf, Shared};
 use leasehold_policies::{Acquire, Core, Grant, Held, Permit, Policy, State, Wait, Waiting};
@@ -204,7 +205,10 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
 
     fn deadline(&self) -> Option<Instant> {
         match self.mode {
-            Wait::Queue => Some(self.started? + self.shared.config.acquire_timeout?),
+            // A deadline past what the clock can hold is none.
+            Wait::Queue => self
+                .started?
+                .checked_add(self.shared.config.acquire_timeout?),
             // Answered promptly: no deadline.
             Wait::Never => None,
         }
@@ -285,13 +289,21 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             self.state,
             "a permit carries its request's state"
         );
-        let started = self.since();
-        if let Some(error) = shared.backoff.check(self.route, Instant::now(), started) {
-            shared.core.connect_failed(permit);
-            return Next::Ready(Err(error));
+        let since = self.since();
+        match shared.admit_connect(self.route, since) {
+            Admit::Connect => {}
+            Admit::Probe => return self.connect(permit, None, waker, true),
+            Admit::Wait => {
+                shared.core.connect_failed(permit);
+                return self.await_probe(waker);
+            }
+            Admit::Refuse(error) => {
+                shared.core.connect_failed(permit);
+                return Next::Ready(Err(error));
+            }
         }
         if !shared.binder.has_connects() && shared.config.patience.is_none() {
-            return self.connect(permit, None, waker);
+            return self.connect(permit, None, waker, false);
         }
         let cap = shared.config.max_connecting;
         let Some((slot, join)) = shared
@@ -312,27 +324,56 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             .filter(|_| shared.core.route_stats(self.route).leased > 0);
         match patience {
             Some(patience) => {
-                let until = Instant::now() + patience;
-                let until = self.deadline().map_or(until, |d| d.min(until));
-                self.bound(slot, Some(permit), None, Some(until), waker)
+                // Patience past what the clock can hold lasts until the
+                // deadline, if any.
+                let until = match (Instant::now().checked_add(patience), self.deadline()) {
+                    (Some(until), Some(deadline)) => Some(until.min(deadline)),
+                    (until, deadline) => until.or(deadline),
+                };
+                self.bound(slot, Some(permit), None, until, waker)
             }
-            None => self.connect(permit, Some(slot), waker),
+            None => self.connect(permit, Some(slot), waker, false),
         }
+    }
+
+    /// Waits in the lane for the probe of a route that is down: for its
+    /// connection, its failure, or the word to start over once the route
+    /// is up. If the probe ended before the request joined, it starts over
+    /// at once.
+    fn await_probe(&mut self, waker: &Waker) -> Next<C, P> {
+        let shared = self.shared;
+        let (route, state) = (self.route, self.state);
+        let Some((slot, _)) = shared.binder.join(route, state, waker, false, false, None) else {
+            return Next::Ready(Err(Error::Closed));
+        };
+        if !shared.breaker.probing(route) {
+            return self
+                .given(shared.binder.leave(route, state, &slot))
+                .unwrap_or(Next::Step(Step::Start));
+        }
+        self.bound(slot, None, None, self.deadline(), waker)
     }
 
     /// Starts a connect on this thread (connectors never block in
     /// `connect`); one that is not done at once goes to the event loop,
     /// and the request waits in its lane (`slot`, if it is there already).
-    fn connect(&mut self, permit: Permit, slot: Option<Arc<Slot>>, waker: &Waker) -> Next<C, P> {
+    fn connect(
+        &mut self,
+        permit: Permit,
+        slot: Option<Arc<Slot>>,
+        waker: &Waker,
+        probe: bool,
+    ) -> Next<C, P> {
         let shared = self.shared;
         let (route, state) = (self.route, self.state);
-        match shared.start(route, permit, state) {
+        match shared.start(route, permit, state, probe) {
             Ok(Progress::Ready((permit, conn))) => {
                 if let Some(slot) = &slot {
                     shared.leave(route, state, slot);
                 }
-                shared.backoff.succeeded(route);
-                match shared.admit(route, permit, conn) {
+                let admitted = shared.admit(route, permit, conn);
+                shared.route_up(route);
+                match admitted {
                     Ok(held) => self.checked(held),
                     Err(e) => Next::Ready(Err(e)),
                 }
@@ -411,9 +452,23 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             return settle(self.checked(held), permit);
         }
         match permit {
-            // Out of patience before the deadline: connect now.
+            // Out of patience before the deadline: connect now, unless the
+            // route went down meanwhile.
             Some(permit) if self.deadline().is_none_or(|d| until < d) => {
-                self.connect(permit, Some(slot), waker)
+                match shared.admit_connect(route, self.since()) {
+                    Admit::Connect => self.connect(permit, Some(slot), waker, false),
+                    Admit::Probe => self.connect(permit, Some(slot), waker, true),
+                    Admit::Wait => {
+                        // Still in the lane: the probe's end reaches it.
+                        shared.core.connect_failed(permit);
+                        let until = self.deadline();
+                        self.bound(slot, None, None, until, waker)
+                    }
+                    Admit::Refuse(error) => {
+                        shared.leave(route, state, &slot);
+                        settle(Next::Ready(Err(error)), Some(permit))
+                    }
+                }
             }
             permit => {
                 let next = self
@@ -464,7 +519,8 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         match outcome {
             Outcome::Waiting => None,
             Outcome::Conn(held) => Some(self.checked(held)),
-            Outcome::Failed(failure) => Some(Next::Ready(Err(failure.error("")))),
+            Outcome::Failed(failure) => Some(Next::Ready(Err(failure.error()))),
+            Outcome::Retry => Some(Next::Step(Step::Start)),
             Outcome::Closed => Some(Next::Ready(Err(Error::Closed))),
         }
     }

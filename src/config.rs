@@ -14,10 +14,11 @@ pub const DEFAULT_MAX_TOTAL: usize = 25;
 /// Default for [`Builder::max_per_route`].
 pub const DEFAULT_MAX_PER_ROUTE: usize = 5;
 
-/// Default for the first rest of [`Builder::connect_backoff`].
-pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
-/// Default for the longest rest of [`Builder::connect_backoff`].
-pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Default for the first rest of a down route ([`Builder::connect_backoff`]).
+pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(10);
+/// Default for the longest rest between two probes of a down route
+/// ([`Builder::connect_backoff`]).
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_millis(100);
 
 /// The settings a pool runs with, validated.
 #[derive(Clone, Debug)]
@@ -85,7 +86,7 @@ impl<K: PartialEq> Config<K> {
 /// | [`max_lifetime`](Self::max_lifetime) | none: connections are never retired for age |
 /// | [`validate_after_inactivity`](Self::validate_after_inactivity) | none: no liveness check on lease |
 /// | [`leak_detection`](Self::leak_detection) | none: long leases are not reported |
-/// | [`connect_backoff`](Self::connect_backoff) | 100 ms, doubling to 10 s, from the 2nd consecutive failure |
+/// | [`connect_backoff`](Self::connect_backoff) | a down route is probed 10 ms after it went down, then at most every 100 ms |
 ///
 /// ```
 /// use std::time::Duration;
@@ -274,11 +275,18 @@ impl<C: Connector, P: Policy> Builder<C, P> {
         self
     }
 
-    /// How a route whose connects keep failing rests: after the second
-    /// consecutive failure, requests that would open a connection to it
-    /// fail at once with the last cause for `initial`, doubling with each
-    /// further failure up to `max`; one success ends it. `initial` zero
-    /// turns it off.
+    /// How a route whose connects keep failing is probed (a circuit
+    /// breaker). Connects in flight together that fail count as one
+    /// failure; two in a row with no success between them make the route
+    /// *down*. While it is down, one probe connect at a time is made, the
+    /// first `initial` after it went down, then spaced twice as far after
+    /// each failed probe, up to `max`; requests that need a connect wait
+    /// for a probe in flight, and fail at once with
+    /// [`Error::Down`](crate::Error::Down) between probes. The first
+    /// success ends it. Failures for want of local resources (`EMFILE`…)
+    /// never make a route down. `initial` zero turns the breaker off (every
+    /// request that needs a connect makes one); a spacing past what the
+    /// clock can represent means no further probe.
     pub fn connect_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.backoff = (initial, max);
         self

@@ -157,10 +157,12 @@ impl Watched {
         self.fd.as_fd()
     }
 
-    /// What the socket says now.
+    /// What the socket says now. A check that panics finds the connection
+    /// unfit.
     pub(crate) fn check(&self) -> Liveness {
         match &self.check {
-            Some(check) => check(),
+            Some(check) => crate::unwind::guarded("an idle connection's check", check)
+                .unwrap_or(Liveness::Failed),
             None => crate::tcp::probe(self.fd()),
         }
     }

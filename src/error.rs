@@ -48,6 +48,24 @@ pub enum Error {
         /// The error the connector reported.
         source: io::Error,
     },
+    /// The route is down: its connects kept failing, and the request was
+    /// answered at once without a connect of its own, while the route
+    /// rests between probes (see
+    /// [`connect_backoff`](crate::Builder::connect_backoff)). Idle
+    /// connections of the route are still leased.
+    Down {
+        /// The route, as its `Debug` text.
+        route: String,
+        /// Counted connect failures in a row (connects that failed together
+        /// count once).
+        failures: u32,
+        /// When the next probe may start; `None` if never (the rest
+        /// overflows the clock).
+        retry_in: Option<Duration>,
+        /// The last connect's error, with its OS error code where it had
+        /// one ([`io::Error::raw_os_error`]).
+        source: io::Error,
+    },
     /// The pool was shut down.
     Closed,
 }
@@ -130,6 +148,21 @@ impl fmt::Display for Error {
             Self::Connect { route, source } => {
                 write!(f, "connect to route {route} failed: {source}")
             }
+            Self::Down {
+                route,
+                failures,
+                retry_in,
+                source,
+            } => {
+                write!(
+                    f,
+                    "route {route} is down after {failures} failed connects in a row ({source}); "
+                )?;
+                match retry_in {
+                    Some(wait) => write!(f, "next probe in {wait:?}"),
+                    None => f.write_str("no further probe"),
+                }
+            }
             Self::Closed => f.write_str("the pool is shut down"),
         }
     }
@@ -140,7 +173,8 @@ impl std::error::Error for Error {
         match self {
             Self::ConnectTimeout { source, .. }
             | Self::Refused { source, .. }
-            | Self::Connect { source, .. } => Some(source),
+            | Self::Connect { source, .. }
+            | Self::Down { source, .. } => Some(source),
             Self::Tls { source, .. } => Some(source),
             _ => None,
         }

@@ -48,6 +48,7 @@ mod shared;
 mod tcp;
 #[cfg(all(unix, feature = "tls"))]
 pub mod tls;
+mod unwind;
 
 pub use config::{
     Builder, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_MAX_PER_ROUTE, DEFAULT_MAX_TOTAL,

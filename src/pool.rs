@@ -209,6 +209,14 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     }
 
     /// Gauges and counters of the pool and of every route it has seen.
+    ///
+    /// Each gauge is read with its own atomic load, so a read taken while
+    /// the pool is busy may mix moments; none of them lags an answer given
+    /// to the reader, though: a request answered with a connect error finds
+    /// that connect's capacity freed already (`connecting` no longer counts
+    /// it), and one answered with a lease finds it counted as leased. Only
+    /// connects that other requests started may still be counted until they
+    /// end.
     pub fn stats(&self) -> PoolStats<C::Route> {
         self.shared.core.stats()
     }

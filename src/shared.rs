@@ -13,10 +13,10 @@ use crate::config::Config;
 use crate::connector::{Connector, Progress};
 use crate::entry::{Counters, Entry, LeakCheck};
 use crate::error::{Error, Unavailable};
-use crate::reactor::backoff::Backoff;
 use crate::reactor::bind::{Binder, Failure, Outcome, Slot};
+use crate::reactor::breaker::{Admit, Breaker};
 use crate::reactor::dispose::Disposer;
-use crate::reactor::{Command, Job, Remote, Watch};
+use crate::reactor::{Attempt, Command, Job, Remote, Watch};
 use leasehold_policies::{Acquire, Core, Grant, Held, Permit, Policy, State, Wait};
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,7 +74,7 @@ pub(crate) struct Shared<C: Connector, P: Policy> {
     pub(crate) disposer: Arc<Disposer<C>>,
     pub(crate) config: Config<C::Route>,
     pub(crate) binder: Binder<C::Route>,
-    pub(crate) backoff: Backoff<C::Route>,
+    pub(crate) breaker: Breaker<C::Route>,
     pub(crate) remote: Arc<Remote<C>>,
     pub(crate) counters: Arc<Counters>,
     clock_on_release: bool,
@@ -115,7 +115,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             clock_on_release: config.clock_on_release(),
             config,
             binder: Binder::new(),
-            backoff: Backoff::new(initial, max),
+            breaker: Breaker::new(initial, max),
             remote,
             counters: Arc::default(),
         }
@@ -177,7 +177,12 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         route: &C::Route,
         permit: Permit,
         state: Option<&State>,
+        probe: bool,
     ) -> std::io::Result<Progress<(Permit, C::Conn), Job<C>>> {
+        let attempt = Attempt {
+            started: Instant::now(),
+            probe,
+        };
         let started = catch_unwind(AssertUnwindSafe(|| self.connector.connect(route)))
             .unwrap_or_else(|_| Err(connector_panicked()));
         match started {
@@ -186,15 +191,30 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                 route: route.clone(),
                 state: state.cloned(),
                 permit,
+                attempt,
                 handshake,
             })),
             Err(e) => {
-                // Recorded before the capacity goes back, so the request it
-                // goes to sees the failure.
-                self.failed(route, &e);
+                let failure = self.failed(route, &e, attempt);
                 self.core.connect_failed(permit);
+                self.binder.fail_route(route, &failure);
                 Err(e)
             }
+        }
+    }
+
+    /// What a request that needs a new connection to `route`, and has
+    /// waited since `since`, does now (the circuit breaker's answer).
+    pub(crate) fn admit_connect(&self, route: &C::Route, since: Instant) -> Admit {
+        let now = Instant::now();
+        self.breaker.admit(route, now, since.min(now))
+    }
+
+    /// A connect to `route` succeeded: a route that was down is up again,
+    /// and the requests that waited for its probe start over.
+    pub(crate) fn route_up(&self, route: &C::Route) {
+        if self.breaker.succeeded(route) {
+            self.binder.retry_route(route);
         }
     }
 
@@ -237,9 +257,13 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         if let (Some(threshold), Some(leases)) = (self.config.leak_threshold, &entry.leases) {
             let lease = leases.fetch_add(1, Ordering::AcqRel) + 1;
             let now = Instant::now();
+            // A threshold past what the clock can hold is never reached.
+            let Some(due) = now.checked_add(threshold) else {
+                return Some(held);
+            };
             // Given back once the loop stopped: no lease is checked then.
             let _ = self.remote.post(Command::Leak(LeakCheck {
-                at: now + threshold,
+                at: due,
                 taken: now,
                 leases: leases.clone(),
                 lease,
@@ -306,7 +330,11 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             state: permit.state().cloned(),
             route: route.clone(),
             created: now,
-            expires: self.config.max_lifetime.map(|life| now + jittered(life)),
+            // A lifetime past what the clock can hold never ends.
+            expires: self
+                .config
+                .max_lifetime
+                .and_then(|life| now.checked_add(jittered(life))),
             idle_since: now,
             watch: watch.clone(),
             leases: self
@@ -333,7 +361,8 @@ impl<C: Connector, P: Policy> Shared<C, P> {
 
     #[cfg(unix)]
     fn watch_of(&self, conn: &C::Conn) -> Option<Arc<Watch>> {
-        let watched = self.connector.watch(conn)?;
+        let connector = &self.connector;
+        let watched = crate::unwind::guarded("the connector's watch", || connector.watch(conn))??;
         Some(Arc::new(Watch::new(self.remote.token(), watched)))
     }
 
@@ -346,7 +375,6 @@ impl<C: Connector, P: Policy> Shared<C, P> {
     /// connection, or the pool does.
     pub(crate) fn connected(&self, route: C::Route, permit: Permit, conn: C::Conn) {
         let state = permit.state().cloned();
-        self.backoff.succeeded(&route);
         match self.admit(&route, permit, conn) {
             Ok(held) => {
                 if let Some(held) = self.binder.completed(&route, state.as_ref(), held) {
@@ -355,6 +383,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             }
             Err(_) => self.binder.abandoned(&route, state.as_ref()),
         }
+        self.route_up(&route);
     }
 
     /// A permit for one more connect for the lane of `route` and `state`,
@@ -396,34 +425,46 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         route: C::Route,
         state: Option<State>,
         permit: Permit,
+        attempt: Attempt,
         error: std::io::Error,
     ) {
         self.binder.abandoned(&route, state.as_ref());
-        // Recorded before the capacity goes back: requests queued for it
-        // fail with this cause instead of each trying again.
-        self.failed(&route, &error);
+        let failure = self.failed(&route, &error, attempt);
         self.core.connect_failed(permit);
+        self.binder.fail_route(&route, &failure);
     }
 
-    /// A connect to `route` failed: counted, the route's streak grows, every
-    /// request waiting on a connect to it fails with the cause now, and
-    /// requests queued for its capacity since before the failure fail with
-    /// it when the capacity reaches them.
-    fn failed(&self, route: &C::Route, error: &std::io::Error) {
+    /// A connect to `route` failed: counted, and recorded by the breaker.
+    /// The caller then frees the connect's capacity, and only then answers
+    /// the requests waiting on a connect to the route with the returned
+    /// cause: whoever gets the capacity sees the breaker's new state, and a
+    /// request answered sees the capacity freed (`stats()` no longer counts
+    /// the connect).
+    fn failed(&self, route: &C::Route, error: &std::io::Error, attempt: Attempt) -> Failure {
         Counters::bump(&self.counters.connect_failures);
         tracing::warn!(route = ?route, error = %error, "leasehold: connect failed");
         let failure = Failure::new(format!("{route:?}"), error);
-        self.backoff.failed(route, &failure, Instant::now());
-        self.binder.fail_route(route, &failure);
+        self.breaker.failed(
+            route,
+            &failure,
+            attempt.started,
+            attempt.probe,
+            Instant::now(),
+        );
+        failure
     }
 
     /// Drops a connect the event loop will not drive (shutdown).
     pub(crate) fn abandon(&self, job: Job<C>) {
         self.binder.abandoned(&job.route, job.state.as_ref());
-        self.core.connect_failed(job.permit);
+        self.abandon_uncounted(job);
     }
 
+    /// Drops a connect not counted in its lane.
     pub(crate) fn abandon_uncounted(&self, job: Job<C>) {
+        if job.attempt.probe {
+            self.breaker.probe_ended(&job.route);
+        }
         self.core.connect_failed(job.permit);
     }
 
@@ -515,8 +556,10 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         );
     }
 
-    /// Permits for the connections routes need to reach their `min_idle`.
-    pub(crate) fn warm_permits(&self) -> Vec<(C::Route, Permit)> {
+    /// Permits for the connections routes need to reach their `min_idle`,
+    /// each with whether it is its route's probe (a route that is down
+    /// gets one connect at most, and none while it rests).
+    pub(crate) fn warm_permits(&self) -> Vec<(C::Route, Permit, bool)> {
         if self.core.is_closed() {
             return Vec::new();
         }
@@ -539,11 +582,24 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         for route in routes {
             let want = self.config.min_idle(&route);
             let have = self.core.route_stats(&route).idle + self.binder.connecting_for(&route);
-            for _ in have..want {
+            if have >= want {
+                continue;
+            }
+            let probe = match self.admit_connect(&route, Instant::now()) {
+                Admit::Connect => false,
+                Admit::Probe => true,
+                Admit::Wait | Admit::Refuse(_) => continue,
+            };
+            let wanted = if probe { 1 } else { want - have };
+            let before = permits.len();
+            for _ in 0..wanted {
                 match self.spare_permit(&route, None) {
-                    Some(permit) => permits.push((route.clone(), permit)),
+                    Some(permit) => permits.push((route.clone(), permit, probe)),
                     None => break,
                 }
+            }
+            if probe && permits.len() == before {
+                self.breaker.probe_ended(&route);
             }
         }
         permits

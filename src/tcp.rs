@@ -108,6 +108,9 @@ impl Default for TcpConnector {
     }
 }
 
+/// The longest keepalive idle time Linux takes (`MAX_TCP_KEEPIDLE`).
+const MAX_KEEPALIVE_IDLE_SECS: u64 = 32_767;
+
 impl TcpConnector {
     /// A connector with the default settings (see the table above).
     pub fn new() -> Self {
@@ -128,7 +131,8 @@ impl TcpConnector {
     /// Turns TCP keepalive on, with `idle` as the time a connection is
     /// silent before the kernel starts probing it (default `None`: off; the
     /// probe interval and count stay the system's). The kernel counts in
-    /// whole seconds, so `idle` is rounded up, to one second at least.
+    /// whole seconds, so `idle` is rounded up, to one second at least, and
+    /// at most 32 767 s (Linux's limit).
     pub fn keepalive(mut self, idle: Option<Duration>) -> Self {
         self.keepalive = idle;
         self
@@ -164,8 +168,11 @@ impl TcpConnector {
         socket.set_nonblocking(false)?;
         socket.set_tcp_nodelay(self.nodelay)?;
         if let Some(idle) = self.keepalive {
-            let secs = idle.as_secs() + u64::from(idle.subsec_nanos() > 0);
-            let params = TcpKeepalive::new().with_time(Duration::from_secs(secs.max(1)));
+            let secs = idle
+                .as_secs()
+                .saturating_add(u64::from(idle.subsec_nanos() > 0))
+                .clamp(1, MAX_KEEPALIVE_IDLE_SECS);
+            let params = TcpKeepalive::new().with_time(Duration::from_secs(secs));
             socket.set_tcp_keepalive(&params)?;
         }
         // socket2, unlike std, reads a zero `timeval` as "no limit"; a

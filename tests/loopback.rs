@@ -176,6 +176,15 @@ impl Server {
         drop(ends); // a zero linger turns the close into a reset
         n
     }
+
+    /// Writes a byte nobody asked for on every open connection.
+    fn poke_all(&self) -> usize {
+        let open = self.state.open();
+        for mut end in open.values() {
+            end.write_all(b"?").unwrap();
+        }
+        open.len()
+    }
 }
 
 impl Drop for Server {
@@ -425,6 +434,8 @@ for_each_policy!(
     validation_after_inactivity_discards_dead_connections,
     backoff_after_repeated_refusals,
     failed_connect_wakes_its_waiter_at_the_route_cap,
+    failed_connect_frees_capacity_before_answering,
+    stale_burst_with_validation_gets_no_dead_connection,
 );
 
 // ---------------------------------------------------------------------------
@@ -538,6 +549,102 @@ fn failed_connect_wakes_its_waiter_at_the_route_cap<P: Policy>() {
     }
 }
 
+/// A connect that times out on the event loop frees its capacity before it
+/// answers the request waiting on it: `stats()` read right after the error
+/// counts the connect no more, blocking and async.
+fn failed_connect_frees_capacity_before_answering<P: Policy>() {
+    let _process = shared_process();
+    let stuck = Unresponsive::new();
+    let pool: TcpPool<P> = tcp_pool(|b| {
+        b.connect_timeout(Duration::from_millis(5))
+            .connect_backoff(Duration::ZERO, Duration::ZERO)
+    });
+    for round in 0..200 {
+        let result = if round % 2 == 0 {
+            pool.lease(&stuck.addr).map(drop)
+        } else {
+            futures::executor::block_on(pool.lease_async(&stuck.addr)).map(drop)
+        };
+        let stats = pool.route_stats(&stuck.addr);
+        assert!(
+            matches!(result, Err(Error::ConnectTimeout { .. })),
+            "{result:?}"
+        );
+        assert_eq!(
+            (stats.connecting, stats.allocated()),
+            (0, 0),
+            "round {round}: {stats}"
+        );
+    }
+}
+
+/// What the peer does to every idle connection at once.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Fin,
+    Rst,
+    StrayBytes,
+}
+
+/// Leases `n` connections at once (each a distinct one) and counts those
+/// whose peer has closed, reset or written to them.
+fn bad_leases<P: Policy>(pool: &TcpPool<P>, addr: SocketAddr, n: usize) -> usize {
+    let leases: Vec<_> = (0..n).map(|_| pool.lease(&addr).unwrap()).collect();
+    leases
+        .iter()
+        .filter(|lease| {
+            lease.set_nonblocking(true).unwrap();
+            let mut byte = [0u8; 1];
+            let quiet =
+                matches!(lease.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+            lease.set_nonblocking(false).unwrap();
+            !quiet
+        })
+        .count()
+}
+
+/// A burst of leases right after the peer closed, reset or wrote to 200
+/// idle connections, before the event loop may have seen it: with
+/// `validate_after_inactivity` every dead one is found at check-out (a
+/// peek) and replaced, so no lease gets one. Without it, leases taken in
+/// the moment before the loop has looked may get dead ones (counted and
+/// printed, not asserted: it is the documented window).
+fn stale_burst_with_validation_gets_no_dead_connection<P: Policy>() {
+    let _process = shared_process();
+    const N: usize = 200;
+    for fault in [Fault::Fin, Fault::Rst, Fault::StrayBytes] {
+        for validate in [false, true] {
+            let server = Server::hold();
+            let addr = server.addr();
+            let pool: TcpPool<P> = tcp_pool(|b| {
+                let b = b.max_total(2 * N).max_per_route(2 * N);
+                if validate {
+                    b.validate_after_inactivity(Duration::from_nanos(1))
+                } else {
+                    b
+                }
+            });
+            let leases: Vec<_> = (0..N).map(|_| pool.lease(&addr).unwrap()).collect();
+            drop(leases);
+            eventually("the server holds them all", || server.open() == N);
+            let hit = match fault {
+                Fault::Fin => server.close_all(),
+                Fault::Rst => server.reset_all(),
+                Fault::StrayBytes => server.poke_all(),
+            };
+            assert_eq!(hit, N);
+            let bad = bad_leases(&pool, addr, N);
+            eprintln!(
+                "{} {fault:?}, validation {validate}: {bad} of {N} leases got a dead connection",
+                P::NAME
+            );
+            if validate {
+                assert_eq!(bad, 0, "{fault:?}");
+            }
+        }
+    }
+}
+
 fn backoff_after_repeated_refusals<P: Policy>() {
     let _process = shared_process();
     let refusing = closed_port();
@@ -548,16 +655,31 @@ fn backoff_after_repeated_refusals<P: Policy>() {
             .connect_backoff(Duration::from_secs(5), Duration::from_secs(10))
     });
 
+    // Two failures in a row, one after the other: a real connect each.
     for failures in 1..=2 {
         let err = pool.lease(&refusing).unwrap_err();
         assert!(matches!(err, Error::Refused { .. }), "{err}");
-        assert!(!err.to_string().contains("backing off"), "{err}");
         assert_eq!(pool.health().connect_failures, failures, "a real connect");
     }
     let started = Instant::now();
     let resting = pool.lease(&refusing).unwrap_err();
-    assert!(matches!(resting, Error::Refused { .. }), "{resting}");
-    assert!(resting.to_string().contains("backing off"), "{resting}");
+    match &resting {
+        Error::Down {
+            failures: 2,
+            retry_in: Some(retry_in),
+            source,
+            ..
+        } => {
+            assert!(*retry_in <= Duration::from_secs(5), "{resting}");
+            assert_eq!(
+                source.raw_os_error(),
+                Some(libc::ECONNREFUSED),
+                "the cause keeps its OS error code"
+            );
+        }
+        other => panic!("expected the route to be down, got {other:?}"),
+    }
+    assert!(resting.to_string().contains("is down"), "{resting}");
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(pool.health().connect_failures, 2, "the rest tried nothing");
 
@@ -568,7 +690,6 @@ fn backoff_after_repeated_refusals<P: Policy>() {
     drop(lease);
     let err = pool.lease(&closed_port()).unwrap_err();
     assert!(matches!(err, Error::Refused { .. }), "{err}");
-    assert!(!err.to_string().contains("backing off"), "{err}");
     assert_eq!(pool.health().connect_failures, 3);
     assert_eq!(pool.route_stats(&refusing).allocated(), 0);
 }

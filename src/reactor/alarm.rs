@@ -35,7 +35,9 @@ impl Alarm {
 
     /// The instant has come.
     pub(crate) fn ring(&self) {
-        self.waker.wake();
+        if let Some(waker) = self.waker.take() {
+            super::bind::wake(&waker);
+        }
     }
 }
 

@@ -40,6 +40,9 @@ use std::task::Waker;
 pub(crate) struct Failure {
     pub(crate) route: String,
     pub(crate) kind: std::io::ErrorKind,
+    /// The OS error code, where the cause was one: the rebuilt error keeps
+    /// it (`raw_os_error`).
+    pub(crate) os: Option<i32>,
     pub(crate) message: String,
     /// A TLS connector's account of a failed handshake, kept whole.
     pub(crate) tls: Option<TlsError>,
@@ -50,20 +53,41 @@ impl Failure {
         Self {
             route,
             kind: error.kind(),
+            os: error.raw_os_error(),
             message: error.to_string(),
             tls: TlsError::of(error).cloned(),
         }
     }
 
-    /// The error a request sees, with `note` appended to the cause (a TLS
-    /// failure travels whole: its variant says all).
-    pub(crate) fn error(&self, note: &str) -> Error {
-        let source = match (&self.tls, note) {
+    /// The cause, rebuilt: the same OS error code, TLS account or text.
+    pub(crate) fn io_error(&self) -> std::io::Error {
+        match (&self.tls, self.os) {
             (Some(tls), _) => std::io::Error::new(self.kind, tls.clone()),
-            (None, "") => std::io::Error::new(self.kind, self.message.clone()),
-            (None, note) => std::io::Error::new(self.kind, format!("{} ({note})", self.message)),
-        };
-        Error::from_connect(self.route.clone(), source)
+            (None, Some(code)) => std::io::Error::from_raw_os_error(code),
+            (None, None) => std::io::Error::new(self.kind, self.message.clone()),
+        }
+    }
+
+    /// The error a request waiting on the failed connect sees.
+    pub(crate) fn error(&self) -> Error {
+        Error::from_connect(self.route.clone(), self.io_error())
+    }
+
+    /// Whether the connect failed for want of this process's or this
+    /// machine's resources (descriptors, buffers, memory) rather than
+    /// because of the route.
+    pub(crate) fn is_local(&self) -> bool {
+        #[cfg(unix)]
+        {
+            matches!(
+                self.os,
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+            )
+        }
+        #[cfg(not(unix))]
+        {
+            false
+        }
     }
 }
 
@@ -76,6 +100,9 @@ pub(crate) enum Outcome {
     Conn(Held),
     /// The route's connect failed.
     Failed(Failure),
+    /// The route's probe succeeded after it was down: start over, and
+    /// connect if nothing is idle.
+    Retry,
     /// The pool shut down.
     Closed,
 }
@@ -118,12 +145,18 @@ impl Slot {
     fn give(&self, outcome: Outcome) {
         let mut inner = lock(&self.inner);
         inner.0 = outcome;
-        inner.1.wake_by_ref();
+        wake(&inner.1);
     }
 
     fn wake(&self) {
-        lock(&self.inner).1.wake_by_ref();
+        wake(&lock(&self.inner).1);
     }
+}
+
+/// Wakes a waiting request's task; an executor's waker that panics loses
+/// that wake-up, not the thread that gave it.
+pub(crate) fn wake(waker: &Waker) {
+    crate::unwind::guarded("a task's waker", || waker.wake_by_ref());
 }
 
 impl fmt::Debug for Slot {
@@ -318,12 +351,23 @@ impl<K: RouteKey> Binder<K> {
     /// A connect to `route` failed: every waiter of the route (whatever its
     /// state) fails with `failure`.
     pub(crate) fn fail_route(&self, route: &K, failure: &Failure) {
+        self.answer_route(route, || Outcome::Failed(failure.clone()));
+    }
+
+    /// The probe of a route that was down succeeded: every request still
+    /// waiting on a connect to it starts over (and connects if it must).
+    pub(crate) fn retry_route(&self, route: &K) {
+        self.answer_route(route, || Outcome::Retry);
+    }
+
+    /// Gives every waiter of `route`, whatever its state, an `outcome`.
+    fn answer_route(&self, route: &K, outcome: impl Fn() -> Outcome) {
         let mut lanes = lock(&self.lanes);
         for ((key, _), lane) in lanes.iter_mut() {
             if key == route {
                 for slot in lane.waiters.drain(..) {
                     self.waiting.fetch_sub(1, Ordering::Relaxed);
-                    slot.give(Outcome::Failed(failure.clone()));
+                    slot.give(outcome());
                 }
             }
         }

@@ -22,8 +22,8 @@
 //! to its sender, who abandons it: none is lost with its capacity.
 
 pub(crate) mod alarm;
-pub(crate) mod backoff;
 pub(crate) mod bind;
+pub(crate) mod breaker;
 pub(crate) mod dispose;
 mod timers;
 #[cfg(unix)]
@@ -37,8 +37,9 @@ pub(crate) use watch::Watch;
 use crate::connector::{Connector, Handshake};
 use crate::entry::LeakCheck;
 use crate::shared::{connector_panicked, Shared};
+use crate::unwind::{guarded, message};
 use alarm::Alarm;
-use leasehold_policies::{Mailbox, Permit, Policy, State};
+use leasehold_policies::{Core, Mailbox, Permit, Policy, State};
 use mio::{Events, Interest, Poll, Token};
 use std::collections::HashMap;
 use std::fmt;
@@ -51,11 +52,20 @@ use timers::Timers;
 
 const WAKER: Token = Token(0);
 
+/// When a connect started and whether it is its route's probe: what the
+/// circuit breaker needs to know of its outcome.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Attempt {
+    pub(crate) started: Instant,
+    pub(crate) probe: bool,
+}
+
 /// A connect in flight.
 pub(crate) struct Job<C: Connector> {
     pub(crate) route: C::Route,
     pub(crate) state: Option<State>,
     pub(crate) permit: Permit,
+    pub(crate) attempt: Attempt,
     pub(crate) handshake: C::Handshake,
 }
 
@@ -80,6 +90,10 @@ pub(crate) struct Remote<C: Connector> {
     waker: mio::Waker,
     tokens: AtomicUsize,
     stopping: AtomicBool,
+    /// Makes the loop panic at the end of its next turn (tests of what the
+    /// pool does when its loop cannot go on).
+    #[cfg(test)]
+    pub(crate) crash: AtomicBool,
 }
 
 impl<C: Connector> Remote<C> {
@@ -148,8 +162,13 @@ enum Timer {
     /// Evict idle connections past their idle timeout or lifetime, and
     /// any the loop marked dead.
     Sweep,
-    /// Top idle connections up to `min_idle`.
+    /// Top idle connections up to `min_idle`, and again every
+    /// `WARM_PERIOD` (one such timer is pending at any time).
     Warm,
+    /// Top idle connections up to `min_idle` once (after evictions).
+    WarmNow,
+    /// Evict idle connections marked dead once more.
+    EvictDead,
     /// Take queued leak checks into the timers.
     LeakTick,
     Leak(LeakCheck),
@@ -163,6 +182,8 @@ pub(crate) struct Reactor<C: Connector, P: Policy> {
     timers: Timers<Timer>,
     jobs: HashMap<Token, (Job<C>, Interest)>,
     watches: HashMap<Token, Arc<Watch>>,
+    /// A `Timer::EvictDead` is pending.
+    recheck_set: bool,
 }
 
 /// Creates the poller and the way into it.
@@ -176,6 +197,8 @@ pub(crate) fn channel<C: Connector>() -> io::Result<(Poll, Remote<C>)> {
             waker,
             tokens: AtomicUsize::new(1),
             stopping: AtomicBool::new(false),
+            #[cfg(test)]
+            crash: AtomicBool::new(false),
         },
     ))
 }
@@ -188,6 +211,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
             timers: Timers::new(),
             jobs: HashMap::new(),
             watches: HashMap::new(),
+            recheck_set: false,
         }
     }
 
@@ -205,25 +229,57 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         if let Some(threshold) = config.leak_threshold {
             self.timers.set(now + leak_tick(threshold), Timer::LeakTick);
         }
+        let stopped = catch_unwind(AssertUnwindSafe(|| self.turns(&mut events)));
+        let broken = match stopped {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("its poller failed: {e}")),
+            Err(panic) => Some(format!("it panicked: {}", message(&*panic))),
+        };
+        if let Some(why) = broken {
+            // Nothing would drive connects, deadlines or evictions any more:
+            // every request fails at once rather than waiting for them.
+            tracing::error!("leasehold: the event loop stopped ({why}); the pool is shut down");
+            let shared = &self.shared;
+            guarded("shutting the pool down", || {
+                shared.core.shutdown();
+                shared.binder.close();
+            });
+        }
+        self.stop();
+    }
+
+    /// Runs the loop's turns until it is asked to stop; an error if the
+    /// poller fails.
+    fn turns(&mut self, events: &mut Events) -> io::Result<()> {
         while !self.shared.remote.stopping.load(Ordering::SeqCst) {
             let wait = self.timers.next_in(Instant::now());
-            if let Err(e) = self.poll.poll(&mut events, wait) {
+            if let Err(e) = self.poll.poll(events, wait) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    tracing::error!(error = %e, "leasehold event loop: poll failed; stopping");
-                    break;
+                    return Err(e);
                 }
             }
+            // Every idle connection found dead in this turn is marked first
+            // (a lease refuses a marked one from then on), then all are
+            // evicted in one pass.
+            let mut dead = false;
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
                     token if self.jobs.contains_key(&token) => self.advance(token),
-                    token => self.readiness(token),
+                    token => dead |= self.readiness(token),
                 }
+            }
+            if dead {
+                self.evict_dead(Instant::now());
             }
             self.commands();
             self.fire(Instant::now());
+            #[cfg(test)]
+            if self.shared.remote.crash.load(Ordering::SeqCst) {
+                panic!("an injected fault in the event loop");
+            }
         }
-        self.stop();
+        Ok(())
     }
 
     fn commands(&mut self) {
@@ -247,19 +303,32 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
 
     fn start(&mut self, mut job: Job<C>) {
         let token = Token(self.shared.remote.token());
-        let interest = job.handshake.interest();
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut job.handshake, token, interest)
-        {
-            return self
-                .shared
-                .connect_failed(job.route, job.state, job.permit, e);
-        }
-        if let Some(timeout) = self.shared.config.connect_timeout {
-            self.timers
-                .set(Instant::now() + timeout, Timer::ConnectDeadline(token));
+        let registry = self.poll.registry();
+        let registered = guarded("the connector's handshake", || {
+            let interest = job.handshake.interest();
+            registry
+                .register(&mut job.handshake, token, interest)
+                .map(|()| interest)
+        })
+        .unwrap_or_else(|| Err(connector_panicked()));
+        let interest = match registered {
+            Ok(interest) => interest,
+            Err(e) => {
+                let Job {
+                    route,
+                    state,
+                    permit,
+                    attempt,
+                    handshake,
+                } = job;
+                discard(handshake);
+                return self.shared.connect_failed(route, state, permit, attempt, e);
+            }
+        };
+        let timeout = self.shared.config.connect_timeout;
+        // A deadline past what the clock can hold is none.
+        if let Some(at) = timeout.and_then(|timeout| Instant::now().checked_add(timeout)) {
+            self.timers.set(at, Timer::ConnectDeadline(token));
         }
         self.jobs.insert(token, (job, interest));
         // Registration reports readiness that is already there, but a
@@ -271,63 +340,75 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         let Some((job, interest)) = self.jobs.get_mut(&token) else {
             return;
         };
-        let step = catch_unwind(AssertUnwindSafe(|| job.handshake.advance()))
-            .unwrap_or_else(|_| Err(connector_panicked()));
-        match step {
-            Ok(None) => {
+        let registry = self.poll.registry();
+        let step = guarded("the connector's handshake", || {
+            let conn = job.handshake.advance()?;
+            if conn.is_none() {
                 let next = job.handshake.interest();
                 if next != *interest {
                     *interest = next;
-                    if let Err(e) = self
-                        .poll
-                        .registry()
-                        .reregister(&mut job.handshake, token, next)
-                    {
-                        self.finish(token, Err(e));
-                    }
+                    registry.reregister(&mut job.handshake, token, next)?;
                 }
             }
+            Ok(conn)
+        })
+        .unwrap_or_else(|| Err(connector_panicked()));
+        match step {
+            Ok(None) => {}
             Ok(Some(conn)) => self.finish(token, Ok(conn)),
             Err(e) => self.finish(token, Err(e)),
         }
     }
 
     fn finish(&mut self, token: Token, result: io::Result<C::Conn>) {
-        let Some((mut job, _)) = self.jobs.remove(&token) else {
+        let Some((job, _)) = self.jobs.remove(&token) else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut job.handshake);
-        drop(job.handshake);
+        let Job {
+            route,
+            state,
+            permit,
+            attempt,
+            mut handshake,
+        } = job;
+        let registry = self.poll.registry();
+        guarded("the connector's handshake", || {
+            registry.deregister(&mut handshake)
+        });
+        discard(handshake);
         match result {
             Ok(conn) => {
-                let (route, state) = (job.route.clone(), job.state.clone());
-                self.shared.connected(job.route, job.permit, conn);
+                self.shared.connected(route.clone(), permit, conn);
                 if self.shared.config.max_connecting.is_some() {
                     if let Some(permit) = self.shared.refill(&route, state.as_ref()) {
-                        self.connect(route, state, permit);
+                        self.connect(route, state, permit, false);
                     }
                 }
             }
-            Err(e) => self
-                .shared
-                .connect_failed(job.route, job.state, job.permit, e),
+            Err(e) => self.shared.connect_failed(route, state, permit, attempt, e),
         }
     }
 
     /// Starts a connect for a permit the loop took itself (counted in its
     /// lane already).
-    fn connect(&mut self, route: C::Route, state: Option<State>, permit: Permit) {
-        let connected = catch_unwind(AssertUnwindSafe(|| self.shared.connector.connect(&route)))
-            .unwrap_or_else(|_| Err(connector_panicked()));
+    fn connect(&mut self, route: C::Route, state: Option<State>, permit: Permit, probe: bool) {
+        let attempt = Attempt {
+            started: Instant::now(),
+            probe,
+        };
+        let connector = &self.shared.connector;
+        let connected = guarded("the connector", || connector.connect(&route))
+            .unwrap_or_else(|| Err(connector_panicked()));
         match connected {
             Ok(crate::Progress::Ready(conn)) => self.shared.connected(route, permit, conn),
             Ok(crate::Progress::Pending(handshake)) => self.start(Job {
                 route,
                 state,
                 permit,
+                attempt,
                 handshake,
             }),
-            Err(e) => self.shared.connect_failed(route, state, permit, e),
+            Err(e) => self.shared.connect_failed(route, state, permit, attempt, e),
         }
     }
 
@@ -350,16 +431,22 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         }
     }
 
-    fn readiness(&mut self, token: Token) {
-        let Some(watch) = self.watches.get(&token) else {
-            return;
-        };
-        if watch.readiness() {
-            self.shared.evict_dead();
-            // One that died between its return and its arrival among the
-            // idle ones is caught by the next sweep, or refused at lease.
-            self.timers
-                .set(Instant::now() + Duration::from_millis(20), Timer::Sweep);
+    /// Readiness on a watched socket: whether it marked an idle connection
+    /// dead.
+    fn readiness(&mut self, token: Token) -> bool {
+        self.watches
+            .get(&token)
+            .is_some_and(|watch| watch.readiness())
+    }
+
+    /// Evicts the idle connections marked dead, and looks again a little
+    /// later: one that died between its return and its arrival among the
+    /// idle ones is caught then (and refused at lease meanwhile).
+    fn evict_dead(&mut self, now: Instant) {
+        self.shared.evict_dead();
+        if !self.recheck_set {
+            self.recheck_set = true;
+            self.timers.set(now + RECHECK_DEAD, Timer::EvictDead);
         }
     }
 
@@ -367,7 +454,10 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::ConnectDeadline(token) => {
-                    let stage = self.jobs.get(&token).map(|(job, _)| job.handshake.stage());
+                    let stage = self.jobs.get(&token).map(|(job, _)| {
+                        guarded("the connector's handshake", || job.handshake.stage())
+                            .unwrap_or("a connect")
+                    });
                     if let (Some(timeout), Some(stage)) =
                         (self.shared.config.connect_timeout, stage)
                     {
@@ -381,12 +471,20 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                 Timer::Sweep => {
                     self.shared.sweep(now);
                     if self.shared.config.warms() {
-                        self.timers.set(now, Timer::Warm);
+                        self.timers.set(now, Timer::WarmNow);
                     }
                     if let Some(period) = self.shared.config.sweep_period() {
                         self.timers.set(now + period, Timer::Sweep);
                     }
                 }
+                Timer::EvictDead => {
+                    self.recheck_set = false;
+                    self.shared.evict_dead();
+                    if self.shared.config.warms() {
+                        self.timers.set(now, Timer::WarmNow);
+                    }
+                }
+                Timer::WarmNow => self.warm(),
                 Timer::Warm => {
                     self.warm();
                     self.timers.set(now + WARM_PERIOD, Timer::Warm);
@@ -409,17 +507,20 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
 
     /// Opens connections for routes below their `min_idle`.
     fn warm(&mut self) {
-        for (route, permit) in self.shared.warm_permits() {
+        for (route, permit, probe) in self.shared.warm_permits() {
             // Counted in the stateless lane: its next request adopts it.
             self.shared.binder.started(&route, None);
-            self.connect(route, None, permit);
+            self.connect(route, None, permit, probe);
         }
     }
 
     fn stop(self) {
         for (_, (mut job, _)) in self.jobs {
-            let _ = self.poll.registry().deregister(&mut job.handshake);
-            self.shared.abandon(job);
+            let (registry, shared) = (self.poll.registry(), &self.shared);
+            guarded("abandoning a connect", move || {
+                let _ = registry.deregister(&mut job.handshake);
+                shared.abandon(job);
+            });
         }
         // After this, a connect sent to the loop comes back to its sender,
         // who abandons it (`Shared::submit`).
@@ -429,6 +530,17 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
             .close_and_drain(|command| shared.abandon_command(command));
     }
 }
+
+/// Drops a handshake the loop is done with; a panic in its `Drop` is the
+/// connector's, and is logged.
+fn discard<H>(handshake: H) {
+    guarded("dropping the connector's handshake", move || {
+        drop(handshake)
+    });
+}
+
+/// How long after evicting dead idle connections the loop looks again.
+const RECHECK_DEAD: Duration = Duration::from_millis(20);
 
 /// How often `min_idle` is checked besides after evictions.
 const WARM_PERIOD: Duration = Duration::from_millis(500);
@@ -469,6 +581,33 @@ mod nowatch {
 mod tests {
     use super::*;
     use crate::mock::MockConnector;
+
+    /// An event loop that cannot go on shuts the pool down: the request
+    /// waiting (with no deadline) and every later one fail at once instead
+    /// of waiting for a loop that is gone.
+    #[test]
+    fn a_loop_that_panics_fails_every_request() {
+        use crate::{Error, Pool};
+        let pool: Pool<MockConnector> = Pool::builder(MockConnector::new())
+            .max_total(1)
+            .build()
+            .unwrap();
+        let held = pool.lease(&()).unwrap();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| pool.lease(&()).map(drop));
+            while pool.stats().total.pending == 0 {
+                std::thread::yield_now();
+            }
+            let remote = &pool.shared().remote;
+            remote.crash.store(true, Ordering::SeqCst);
+            assert!(remote.send(Command::Forget(0)).is_ok(), "wakes the loop");
+            assert!(matches!(waiter.join().unwrap(), Err(Error::Closed)));
+        });
+        assert!(pool.is_closed());
+        assert!(matches!(pool.lease(&()), Err(Error::Closed)));
+        drop(held);
+        assert_eq!(pool.stats().total.allocated(), 0, "closed on return");
+    }
 
     #[test]
     fn a_stopped_loop_hands_commands_back() {

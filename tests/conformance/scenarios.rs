@@ -484,10 +484,17 @@ pub(crate) fn repeated_connect_failures_back_off<P: Policy>() {
     assert!(matches!(pool.lease(&"a"), Err(Error::Refused { .. })));
     assert!(matches!(pool.lease(&"a"), Err(Error::Refused { .. })));
     assert_eq!(connector.opened(), 0);
-    // Resting: fails at once with the last cause, without a connect.
+    // Down: fails at once with the last cause, without a connect.
     let resting = pool.lease(&"a").unwrap_err();
-    assert!(matches!(resting, Error::Refused { .. }), "{resting}");
-    assert!(resting.to_string().contains("backing off"), "{resting}");
+    match &resting {
+        Error::Down {
+            failures: 2,
+            source,
+            ..
+        } => assert_eq!(source.kind(), io::ErrorKind::ConnectionRefused),
+        other => panic!("expected the route to be down, got {other:?}"),
+    }
+    assert!(resting.to_string().contains("is down"), "{resting}");
     assert_eq!(pool.health().connect_failures, 2, "the rest tried nothing");
     // Other routes are not touched.
     assert!(pool.lease(&"b").is_ok());
@@ -528,8 +535,10 @@ impl Connector for Panicky {
 pub(crate) fn panicking_connector_returns_capacity<P: Policy>() {
     let pool: Pool<Panicky, P> = Pool::builder(Panicky).max_total(1).build().unwrap();
     for _ in 0..3 {
+        // After two panics in a row the route is down, with the panic as
+        // its cause.
         match pool.lease(&"a") {
-            Err(Error::Connect { route, source }) => {
+            Err(Error::Connect { route, source } | Error::Down { route, source, .. }) => {
                 assert_eq!(route, "\"a\"");
                 assert!(source.to_string().contains("panicked"), "{source}");
             }
