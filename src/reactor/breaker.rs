@@ -61,6 +61,18 @@ impl Circuit {
     }
 }
 
+/// The circuits, and when to forget stale ones.
+struct Circuits<K> {
+    by_route: HashMap<K, Circuit>,
+    /// How many circuits make the next new one forget the stale ones
+    /// (twice as many as were left the last time, so that forgetting costs
+    /// amortized constant time per failure).
+    prune_at: usize,
+}
+
+/// Below this many circuits none is forgotten.
+const PRUNE_FIRST: usize = 256;
+
 /// What a request that needs a new connection does.
 #[derive(Debug)]
 pub(crate) enum Admit {
@@ -74,11 +86,16 @@ pub(crate) enum Admit {
     Refuse(Error),
 }
 
+/// A circuit whose route has not failed for this long, and is not being
+/// probed, is forgotten once the table grows: the route is closed again,
+/// and one more failure reopens it.
+const FORGET_AFTER: Duration = Duration::from_secs(60);
+
 /// The circuits of every route that failed since its last success.
 pub(crate) struct Breaker<K> {
     initial: Duration,
     max: Duration,
-    circuits: Mutex<HashMap<K, Circuit>>,
+    circuits: Mutex<Circuits<K>>,
     /// Routes with a circuit: zero lets the connect path skip the lock.
     routes: AtomicUsize,
 }
@@ -89,12 +106,15 @@ impl<K: RouteKey> Breaker<K> {
         Self {
             initial,
             max: max.max(initial),
-            circuits: Mutex::new(HashMap::new()),
+            circuits: Mutex::new(Circuits {
+                by_route: HashMap::new(),
+                prune_at: PRUNE_FIRST,
+            }),
             routes: AtomicUsize::new(0),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Circuit>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Circuits<K>> {
         self.circuits.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -105,7 +125,7 @@ impl<K: RouteKey> Breaker<K> {
             return Admit::Connect;
         }
         let mut circuits = self.lock();
-        let Some(circuit) = circuits.get_mut(route) else {
+        let Some(circuit) = circuits.by_route.get_mut(route) else {
             return Admit::Connect;
         };
         if since <= circuit.last_at {
@@ -150,7 +170,16 @@ impl<K: RouteKey> Breaker<K> {
             return;
         }
         let mut circuits = self.lock();
-        let circuit = circuits.entry(route.clone()).or_insert_with(|| {
+        if circuits.by_route.len() >= circuits.prune_at && !circuits.by_route.contains_key(route) {
+            let before = circuits.by_route.len();
+            circuits.by_route.retain(|_, circuit| {
+                circuit.probing || now.saturating_duration_since(circuit.last_at) < FORGET_AFTER
+            });
+            self.routes
+                .fetch_sub(before - circuits.by_route.len(), Ordering::AcqRel);
+            circuits.prune_at = (2 * circuits.by_route.len()).max(PRUNE_FIRST);
+        }
+        let circuit = circuits.by_route.entry(route.clone()).or_insert_with(|| {
             self.routes.fetch_add(1, Ordering::AcqRel);
             Circuit {
                 steps: 0,
@@ -184,6 +213,7 @@ impl<K: RouteKey> Breaker<K> {
         self.routes.load(Ordering::Acquire) != 0
             && self
                 .lock()
+                .by_route
                 .get(route)
                 .is_some_and(|circuit| circuit.probing)
     }
@@ -194,7 +224,7 @@ impl<K: RouteKey> Breaker<K> {
         if self.routes.load(Ordering::Acquire) == 0 {
             return;
         }
-        if let Some(circuit) = self.lock().get_mut(route) {
+        if let Some(circuit) = self.lock().by_route.get_mut(route) {
             circuit.probing = false;
         }
     }
@@ -205,7 +235,7 @@ impl<K: RouteKey> Breaker<K> {
         if self.routes.load(Ordering::Acquire) == 0 {
             return false;
         }
-        match self.lock().remove(route) {
+        match self.lock().by_route.remove(route) {
             Some(circuit) => {
                 self.routes.fetch_sub(1, Ordering::AcqRel);
                 circuit.is_open()
@@ -368,6 +398,31 @@ mod tests {
             admit(&breaker, &"a", t0 + ms(2)),
             Admit::Refuse(Error::Down { retry_in: None, .. })
         ));
+    }
+
+    #[test]
+    fn stale_circuits_are_forgotten_as_the_table_grows() {
+        let breaker: Breaker<u32> = Breaker::new(ms(10), ms(100));
+        let t0 = Instant::now();
+        let down = |route: u32, at: Instant| {
+            breaker.failed(&route, &refused(), at, false, at);
+            breaker.failed(&route, &refused(), at + ms(1), false, at + ms(1));
+        };
+        for route in 0..PRUNE_FIRST as u32 {
+            down(route, t0);
+        }
+        let later = t0 + FORGET_AFTER + ms(2);
+        down(PRUNE_FIRST as u32, later);
+        let arrived = later + ms(2);
+        assert!(matches!(
+            breaker.admit(&0, arrived, arrived),
+            Admit::Connect
+        ));
+        assert!(matches!(
+            breaker.admit(&(PRUNE_FIRST as u32), arrived, arrived),
+            Admit::Refuse(Error::Down { .. })
+        ));
+        assert_eq!(breaker.routes.load(Ordering::Relaxed), 1);
     }
 
     #[test]
