@@ -19,6 +19,8 @@ pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(10);
 /// Default for the longest rest between two probes of a down route
 /// ([`Builder::connect_backoff`]).
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_millis(100);
+/// Default for [`Builder::shutdown_grace`].
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The settings a pool runs with, validated.
 #[derive(Clone, Debug)]
@@ -35,6 +37,7 @@ pub(crate) struct Config<K> {
     pub(crate) validate_after: Option<Duration>,
     pub(crate) leak_threshold: Option<Duration>,
     pub(crate) backoff: (Duration, Duration),
+    pub(crate) shutdown_grace: Duration,
 }
 
 impl<K: PartialEq> Config<K> {
@@ -87,6 +90,7 @@ impl<K: PartialEq> Config<K> {
 /// | [`validate_after_inactivity`](Self::validate_after_inactivity) | none: no liveness check on lease |
 /// | [`leak_detection`](Self::leak_detection) | none: long leases are not reported |
 /// | [`connect_backoff`](Self::connect_backoff) | a down route is probed 10 ms after it went down, then at most every 100 ms |
+/// | [`shutdown_grace`](Self::shutdown_grace) | 5 s: graceful closes at the drop, then aborts |
 ///
 /// ```
 /// use std::time::Duration;
@@ -120,6 +124,7 @@ pub struct Builder<C: Connector, P> {
     validate_after: Option<Duration>,
     leak_threshold: Option<Duration>,
     backoff: (Duration, Duration),
+    shutdown_grace: Duration,
     _policy: PhantomData<fn() -> P>,
 }
 
@@ -144,6 +149,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
             validate_after: None,
             leak_threshold: None,
             backoff: (DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             _policy: PhantomData,
         }
     }
@@ -292,12 +298,27 @@ impl<C: Connector, P: Policy> Builder<C, P> {
         self
     }
 
+    /// How long dropping the pool's last handle may wait for connections to
+    /// close. Until `grace` has passed they are closed gracefully
+    /// ([`Connector::close`](crate::Connector::close)) — with background
+    /// [`disposal`](Self::disposal), on up to 9 threads at once; then what
+    /// is left is aborted ([`Connector::abort`](crate::Connector::abort))
+    /// and the drop returns. A close under way at that moment is left to end
+    /// on its own thread. Zero aborts everything left at once; a grace
+    /// beyond what the clock can count (`Duration::MAX`) has no end: the
+    /// drop waits for every close. See [Shutdown](crate::Pool#shutdown).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
     /// Validates the settings and builds the pool.
     ///
     /// # Errors
     /// [`ConfigError`] if a cap is zero, `max_idle` exceeds `max_total`, a
-    /// timeout is zero, the policy refuses inline disposal and it was asked
-    /// for, or the disposal thread cannot be started.
+    /// timeout is zero, the disposal queue holds no connection, the policy
+    /// refuses inline disposal and it was asked for, or the disposal thread
+    /// cannot be started.
     pub fn build(self) -> Result<Pool<C, P>, ConfigError> {
         let mut limits = Limits::new(self.max_total, self.max_per_route)
             .with_max_idle(self.max_idle.unwrap_or(self.max_total))
@@ -311,6 +332,9 @@ impl<C: Connector, P: Policy> Builder<C, P> {
         }
         if self.connect_timeout == Some(Duration::ZERO) {
             return Err(ConfigError::ZeroTimeout("connect_timeout"));
+        }
+        if self.disposal == (Disposal::Background { queue: 0 }) {
+            return Err(ConfigError::ZeroDisposalQueue);
         }
         if P::DISPOSES_OFF_THREAD && self.disposal == Disposal::Inline {
             return Err(ConfigError::InlineDisposal(P::NAME));
@@ -338,6 +362,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
             validate_after: self.validate_after,
             leak_threshold: self.leak_threshold,
             backoff: self.backoff,
+            shutdown_grace: self.shutdown_grace,
         };
         Pool::from_parts(self.connector, limits, config)
             .map_err(|e| ConfigError::Thread(e.to_string()))
@@ -366,6 +391,7 @@ impl<C: Connector + fmt::Debug, P: Policy> fmt::Debug for Builder<C, P> {
             .field("validate_after_inactivity", &self.validate_after)
             .field("leak_detection", &self.leak_threshold)
             .field("connect_backoff", &self.backoff)
+            .field("shutdown_grace", &self.shutdown_grace)
             .finish()
     }
 }

@@ -271,6 +271,9 @@ pub enum ConfigError {
     /// Inline disposal was asked of a policy (named) that closes
     /// connections off the callers' threads only.
     InlineDisposal(&'static str),
+    /// [`Disposal::Background`](crate::Disposal::Background) was asked
+    /// for with a queue of 0: it must hold at least one connection.
+    ZeroDisposalQueue,
     /// The disposal thread could not be started (the system's error).
     Thread(String),
 }
@@ -290,6 +293,9 @@ impl fmt::Display for ConfigError {
                 "the {policy} policy closes connections off the callers' threads: \
                  inline disposal is not available"
             ),
+            Self::ZeroDisposalQueue => {
+                f.write_str("the disposal queue must hold at least one connection")
+            }
             Self::Thread(error) => write!(f, "could not start the disposal thread: {error}"),
         }
     }
@@ -299,7 +305,10 @@ impl std::error::Error for ConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Limits(invalid) => Some(invalid),
-            Self::ZeroTimeout(_) | Self::InlineDisposal(_) | Self::Thread(_) => None,
+            Self::ZeroTimeout(_)
+            | Self::InlineDisposal(_)
+            | Self::ZeroDisposalQueue
+            | Self::Thread(_) => None,
         }
     }
 }

@@ -51,7 +51,8 @@ pub mod tls;
 mod unwind;
 
 pub use config::{
-    Builder, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_MAX_PER_ROUTE, DEFAULT_MAX_TOTAL,
+    Builder, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_MAX_PER_ROUTE,
+    DEFAULT_MAX_TOTAL, DEFAULT_SHUTDOWN_GRACE,
 };
 #[cfg(unix)]
 pub use connector::Watched;

@@ -3,7 +3,8 @@
 //!
 //! A [`Pool`] is a handle to state shared with the other handles and with
 //! the pool's event loop ([`Shared`]); the last handle dropped shuts the
-//! pool down, stops the event loop and the closer, and joins both threads.
+//! pool down, stops the event loop and the closer, and joins both threads
+//! within the shutdown grace (never the thread it is dropped on).
 
 use crate::acquire::Request;
 use crate::config::{Builder, Config};
@@ -12,38 +13,45 @@ use crate::entry::Health;
 use crate::error::Error;
 use crate::lease::Lease;
 use crate::lease_future::LeaseFuture;
+use crate::reactor::pool_thread::PoolThread;
 use crate::reactor::{self, dispose::Disposer, Reactor};
 use crate::shared::{disposal, CoreOf, Shared};
 use leasehold_policies::{Core, Limits, Policy, PoolStats, State, Stats, Strict, Wait};
 use std::fmt;
 use std::panic::Location;
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Owns the pool's threads: dropped with the last handle, it shuts the pool
-/// down and joins them.
+/// down and waits for them, within the shutdown grace.
 struct Life<C: Connector, P: Policy> {
     shared: Arc<Shared<C, P>>,
-    reactor: Mutex<Option<JoinHandle<()>>>,
+    reactor: Mutex<Option<PoolThread>>,
 }
 
 impl<C: Connector, P: Policy> Drop for Life<C, P> {
     fn drop(&mut self) {
+        let shared = &self.shared;
+        // A grace no clock can count to has no end.
+        let deadline = Instant::now().checked_add(shared.config.shutdown_grace);
+        shared.disposer.start_grace(deadline);
         // Closes idle connections, and wakes nobody: a waiter borrows the
         // pool, so none can be left. Then the threads finish.
-        self.shared.core.shutdown();
-        self.shared.binder.close();
-        self.shared.remote.stop();
+        shared.core.shutdown();
+        shared.binder.close();
+        shared.remote.stop();
         let reactor = self
             .reactor
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(reactor) = reactor {
-            let _ = reactor.join();
+            // Dropped on the event loop's own thread, or that thread is
+            // stuck in a connector's code past the grace: it is left to end
+            // on its own, and what it retires meanwhile is still closed.
+            reactor.join_by(deadline);
         }
-        self.shared.disposer.stop();
+        shared.disposer.stop();
     }
 }
 
@@ -52,6 +60,26 @@ impl<C: Connector, P: Policy> Drop for Life<C, P> {
 /// Cloning a `Pool` is cheap and gives another handle to the same pool;
 /// leases borrow the handle they came from. The pool shuts down when the
 /// last handle is dropped.
+///
+/// # Shutdown
+///
+/// Dropping the last handle shuts the pool down (as
+/// [`shutdown`](Self::shutdown) does), stops its event loop, and closes
+/// every connection left, waiting at most the
+/// [shutdown grace](Builder::shutdown_grace) (5 s unless set): with
+/// background disposal, the disposal thread and up to 8 short-lived helper
+/// threads close connections gracefully side by side
+/// ([`Connector::close`]); once the grace is over, the connections not yet
+/// started are aborted ([`Connector::abort`]) and the drop returns. A close
+/// still under way then is left to finish on its own thread, which ends
+/// after it. Nothing is dropped unclosed and, closes under way aside, no
+/// thread or descriptor of the pool outlives the drop.
+///
+/// The last handle may be dropped on any thread, the pool's own included
+/// (a connection or a connect that carries a handle): the pool never waits
+/// for the thread it is dropped on, which finishes its work and ends.
+/// A [`Connector::close`] or [`Connector::abort`] that panics is caught and
+/// logged; the connection is dropped, and the closer goes on.
 ///
 /// ```
 /// use leasehold::{mock::MockConnector, Pool};
@@ -101,10 +129,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
             <CoreOf<C, P> as Core<_, _>>::new(limits, disposal(disposer.clone(), remote.clone()));
         let shared = Arc::new(Shared::new(core, connector, disposer, config, remote));
         let looper = Reactor::new(shared.clone(), poll);
-        let reactor = match thread::Builder::new()
-            .name("leasehold-reactor".into())
-            .spawn(move || looper.run())
-        {
+        let reactor = match PoolThread::spawn("leasehold-reactor", move || looper.run()) {
             Ok(handle) => handle,
             Err(e) => {
                 shared.disposer.stop();
@@ -240,6 +265,13 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// Shuts the pool down: every waiting request fails with
     /// [`Error::Closed`], idle connections are closed, leased ones are closed
     /// when they come back, and new requests fail with `Closed`.
+    ///
+    /// It does not wait: the connections are closed off this thread, as
+    /// [`disposal`](Builder::disposal) says (with `Inline`, the idle ones on
+    /// this thread). Dropping the last handle afterwards waits for the
+    /// closes still under way, within the
+    /// [shutdown grace](Builder::shutdown_grace), and aborts what is left
+    /// then (see [Shutdown](Self#shutdown)).
     pub fn shutdown(&self) {
         self.shared.core.shutdown();
         self.shared.binder.close();

@@ -3,7 +3,8 @@
 //! refused and stuck connects, peers that close or reset idle and leased
 //! connections, background warm-up, idle timeout and max lifetime, leak
 //! detection, validation on lease, connect backoff, and that neither a
-//! shutdown nor the pool's drop leaves a file descriptor open.
+//! shutdown nor the pool's drop leaves a file descriptor open, even when
+//! closes hang past the shutdown grace.
 //!
 //! Linux only: the full-backlog trick and the descriptor checks
 //! (`/proc/self/fd`) are Linux behaviour.
@@ -29,7 +30,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, Barrier, Condvar, Mutex, MutexGuard, PoisonError};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -430,6 +431,7 @@ for_each_policy!(
     max_lifetime_evicts,
     shutdown_during_connects_wakes_everyone,
     fds_are_not_leaked,
+    closes_stuck_past_the_grace_leak_nothing,
     leak_detection_reports_long_leases,
     validation_after_inactivity_discards_dead_connections,
     backoff_after_repeated_refusals,
@@ -983,6 +985,104 @@ fn fds_are_not_leaked<P: Policy>() {
     drop(pool);
 
     // Only the server ends are left; close them too and count.
+    server.close_all();
+    before.assert_none_left();
+}
+
+/// What [`StuckClose`] saw, and the gate its graceful closes wait at.
+#[derive(Default)]
+struct StuckCloses {
+    open: Mutex<bool>,
+    opened: Condvar,
+    closed: AtomicUsize,
+    aborted: AtomicUsize,
+}
+
+impl StuckCloses {
+    /// Lets every graceful close go on.
+    fn open_gate(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+
+    fn closed(&self) -> usize {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    fn aborted(&self) -> usize {
+        self.aborted.load(Ordering::SeqCst)
+    }
+}
+
+/// `TcpConnector` whose graceful close waits at a gate until the test opens
+/// it (or 30 s pass): a peer that never answers a close. Aborts do not wait.
+struct StuckClose(Arc<StuckCloses>);
+
+impl Connector for StuckClose {
+    type Route = SocketAddr;
+    type Conn = TcpStream;
+    type Handshake = TcpHandshake;
+
+    fn connect(&self, route: &SocketAddr) -> io::Result<Progress<TcpStream, TcpHandshake>> {
+        TcpConnector::new().connect(route)
+    }
+
+    fn close(&self, conn: TcpStream) {
+        let open = self.0.open.lock().unwrap();
+        let limit = Duration::from_secs(30);
+        drop(self.0.opened.wait_timeout_while(open, limit, |open| !*open));
+        TcpConnector::new().close(conn);
+        self.0.closed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn abort(&self, conn: TcpStream) {
+        TcpConnector::new().abort(conn);
+        self.0.aborted.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn watch(&self, conn: &TcpStream) -> Option<leasehold::Watched> {
+        TcpConnector::new().watch(conn)
+    }
+}
+
+/// Sixteen idle connections whose graceful closes hang: the drop returns
+/// once the grace is over, with the connections no closer had started
+/// aborted (at most the closer and its 8 helpers are stuck in a close).
+/// When the stuck closes end, no descriptor is left.
+fn closes_stuck_past_the_grace_leak_nothing<P: Policy>() {
+    let _process = whole_process();
+    let server = Server::hold();
+    let addr = server.addr();
+    let before = Descriptors::open();
+    let closes = Arc::new(StuckCloses::default());
+    let pool: Pool<StuckClose, P> = Pool::builder(StuckClose(closes.clone()))
+        .max_total(16)
+        .max_per_route(16)
+        .shutdown_grace(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let leases: Vec<_> = (0..16).map(|_| pool.lease(&addr).unwrap()).collect();
+    drop(leases);
+    eventually("the server accepted 16", || server.accepted() == 16);
+
+    let (dropped, returned) = mpsc::channel();
+    let dropper = thread::spawn(move || {
+        drop(pool);
+        dropped.send(()).unwrap();
+    });
+    let waited = returned.recv_timeout(Duration::from_secs(10));
+    assert!(
+        waited.is_ok(),
+        "the drop waits for closes that hang, past the grace"
+    );
+    assert_eq!(closes.closed(), 0, "every graceful close is still stuck");
+    assert!(closes.aborted() >= 16 - 9, "aborted: {}", closes.aborted());
+    closes.open_gate();
+    dropper.join().unwrap();
+    eventually("the stuck closes end", || {
+        closes.closed() + closes.aborted() == 16
+    });
+
     server.close_all();
     before.assert_none_left();
 }

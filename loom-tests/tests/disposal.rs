@@ -1,11 +1,12 @@
 //! Loom models of [`DisposalQueue`], the hand-over protocol between the
 //! threads that give connections up and the pool's disposal thread: a
 //! bounded push that hands the item back when it cannot queue it, a worker
-//! that drains, looks at the stop flag and parks, and `stop`.
+//! that drains, looks at the stop flag and parks, `stop`, and `take` by
+//! threads that close beside the worker.
 //!
 //! In every model a worker thread runs [`DisposalQueue::run`] and records
 //! the ids it closes; an item given back by `push` is recorded by its
-//! pusher. Each item must end in exactly one of the two records. A thread
+//! pusher, one taken by a taker. Each item must end in exactly one record. A thread
 //! that waits parks (it is unparked when what it waits for happens), so a
 //! lost wake-up leaves every thread blocked and loom reports a deadlock.
 //! The worker starts concurrently with the first push or the stop, so each
@@ -21,6 +22,7 @@
 
 use leasehold_loom_tests::Tally;
 use leasehold_policies::{DisposalQueue, PushError};
+use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread::{self, JoinHandle};
 use std::sync::Mutex;
@@ -36,12 +38,20 @@ use std::sync::Mutex;
 struct Conn {
     id: u32,
     waiting: Option<thread::Thread>,
+    /// Its close parks the worker until this is set: a user's close that
+    /// waits on a lock or a channel, and so uses up wake-ups of the
+    /// worker's thread meant for something else.
+    held_by: Option<Arc<AtomicBool>>,
 }
 
 impl Conn {
     /// Connection `id`; nobody waits for its close.
     fn new(id: u32) -> Self {
-        Self { id, waiting: None }
+        Self {
+            id,
+            waiting: None,
+            held_by: None,
+        }
     }
 
     /// Connection `id`, whose close the calling thread parks for.
@@ -49,6 +59,17 @@ impl Conn {
         Self {
             id,
             waiting: Some(thread::current()),
+            held_by: None,
+        }
+    }
+
+    /// Connection `id`, whose close parks until `release` is set (and the
+    /// worker unparked).
+    fn held(id: u32, release: &Arc<AtomicBool>) -> Self {
+        Self {
+            id,
+            waiting: None,
+            held_by: Some(release.clone()),
         }
     }
 }
@@ -66,6 +87,7 @@ struct Harness {
     queue: Arc<DisposalQueue<Conn>>,
     closed: Record,
     handed_back: Record,
+    taken: Record,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -79,6 +101,11 @@ impl Harness {
             let (queue, closed) = (queue.clone(), closed.clone());
             thread::spawn(move || {
                 queue.run(|conn: Conn| {
+                    if let Some(release) = &conn.held_by {
+                        while !release.load(Ordering::SeqCst) {
+                            thread::park();
+                        }
+                    }
                     closed.lock().unwrap().push(conn.id);
                     if let Some(waiting) = conn.waiting {
                         waiting.unpark();
@@ -90,8 +117,14 @@ impl Harness {
             queue,
             closed,
             handed_back: Record::default(),
+            taken: Record::default(),
             worker: Some(worker),
         }
+    }
+
+    /// The worker's thread, to unpark.
+    fn worker_thread(&self) -> thread::Thread {
+        self.worker.as_ref().expect("running").thread().clone()
     }
 
     /// Pushes `conn`, and answers with ids for connections. One given back
@@ -115,9 +148,21 @@ impl Harness {
             queue: self.queue.clone(),
             closed: self.closed.clone(),
             handed_back: self.handed_back.clone(),
+            taken: self.taken.clone(),
             worker: None,
         };
         thread::spawn(move || pusher.push(conn))
+    }
+
+    /// On a thread of its own, takes what it finds queued (until the queue
+    /// is empty) and records it in `taken`.
+    fn spawn_take(&self) -> JoinHandle<()> {
+        let (queue, taken) = (self.queue.clone(), self.taken.clone());
+        thread::spawn(move || {
+            while let Some(conn) = queue.take() {
+                taken.lock().unwrap().push(conn.id);
+            }
+        })
     }
 
     /// Stops the queue and joins the worker: never returns if the worker
@@ -137,15 +182,19 @@ impl Harness {
         ids(&self.handed_back)
     }
 
+    fn taken(&self) -> Vec<u32> {
+        ids(&self.taken)
+    }
+
     /// Every id in `0..n` is in exactly one of the records.
     fn assert_each_closed_once(&self, n: u32) {
-        let (closed, handed_back) = (self.closed(), self.handed_back());
-        let mut all = [closed.as_slice(), &handed_back].concat();
+        let (closed, handed_back, taken) = (self.closed(), self.handed_back(), self.taken());
+        let mut all = [closed.as_slice(), &handed_back, &taken].concat();
         all.sort_unstable();
         assert_eq!(
             all,
             (0..n).collect::<Vec<_>>(),
-            "each item closed exactly once (closed by the worker: {closed:?}, handed back: {handed_back:?})"
+            "each item closed exactly once (closed by the worker: {closed:?}, handed back: {handed_back:?}, taken: {taken:?})"
         );
     }
 }
@@ -254,4 +303,78 @@ fn disposal_full_queue_hands_the_item_back() {
         seen.note(mine.is_err() || other.is_err());
     });
     tally.assert_both("full queue", ["both queued", "one handed back"]);
+}
+
+/// Model (d) — `take` beside the worker, a push and `stop`: each item is
+/// closed once, by the worker or by the taker, and the worker returns.
+///
+/// A taker thread takes whatever it finds while another thread pushes
+/// connection 0 and the main thread pushes connection 1, then stops the
+/// queue and joins the worker.
+///
+/// Catches: an item taken and closed by the worker too, or by neither; a
+/// worker that returns, or parks for good, because a taker emptied the
+/// queue under it (an item of the push in flight left behind, or a
+/// deadlock on the join).
+#[test]
+fn disposal_take_beside_the_worker() {
+    let tally = std::sync::Arc::new(Tally::default());
+    let seen = tally.clone();
+    loom::model(move || {
+        let mut harness = Harness::start(2);
+        let pusher = harness.spawn_push(Conn::new(0));
+        let taker = harness.spawn_take();
+        let pushed = harness.push(Conn::new(1));
+        assert!(pushed.is_ok(), "room for both, not stopped: {pushed:?}");
+        harness.stop();
+        let pushed = pusher.join().unwrap();
+        assert!(
+            matches!(pushed, Ok(()) | Err(PushError::Stopped(_))),
+            "room for both: {pushed:?}"
+        );
+        taker.join().unwrap();
+        harness.assert_each_closed_once(2);
+        seen.note(!harness.taken().is_empty());
+    });
+    tally.assert_both(
+        "take beside the worker",
+        ["all closed by the worker", "some taken"],
+    );
+}
+
+/// Model (e) — a close that parks the worker's thread (a user's close that
+/// waits on a lock or a channel) and so uses up the wake-up of a `stop`
+/// that came meanwhile: the worker still sees the stop and returns.
+///
+/// The main thread pushes connection 0, whose close parks until a
+/// releaser thread sets its flag and unparks the worker; it stops the
+/// queue and joins the worker while the close may be parked. A wake-up
+/// from `stop` that lands in that close's park is gone when the close
+/// returns.
+///
+/// Catches a worker that, after closing, decides from the state it read
+/// before the close whether to park: it has missed the stop, its wake-up
+/// was used up, and it parks for good (a deadlock on the join).
+#[test]
+fn disposal_a_parking_close_keeps_the_stop() {
+    let tally = std::sync::Arc::new(Tally::default());
+    let seen = tally.clone();
+    loom::model(move || {
+        let mut harness = Harness::start(1);
+        let release = Arc::new(AtomicBool::new(false));
+        let releaser = {
+            let (release, worker) = (release.clone(), harness.worker_thread());
+            thread::spawn(move || {
+                release.store(true, Ordering::SeqCst);
+                worker.unpark();
+            })
+        };
+        let pushed = harness.push(Conn::held(0, &release));
+        assert!(pushed.is_ok(), "room, not stopped: {pushed:?}");
+        harness.stop();
+        releaser.join().unwrap();
+        harness.assert_each_closed_once(1);
+        seen.note(false);
+    });
+    tally.report_runs("a parking close");
 }

@@ -6,9 +6,11 @@
 //! that the caller closes it. The worker is a thread the caller owns, which
 //! calls [`DisposalQueue::run`]: it closes what it finds and parks when the
 //! queue is empty; [`DisposalQueue::stop`] makes `run` return once everything
-//! queued is closed. An item given to `push` is therefore closed exactly
-//! once — by the worker, or by the caller it was handed back to — and never
-//! lost in the queue.
+//! queued is closed. Other threads may [`take`](DisposalQueue::take) queued
+//! items beside the worker (to close several at once, or to abort what is
+//! left at a deadline). An item given to `push` is therefore closed exactly
+//! once — by the worker, by a thread that took it, or by the caller it was
+//! handed back to — and never lost in the queue.
 //!
 //! # Implementation Details
 //!
@@ -23,7 +25,8 @@
 //!          ─ fetch_sub(PUSHER) ─ WORKER? unpark it
 //!   stop:  fetch_or(STOPPED) ─ WORKER? unpark it
 //!   run:   register thread ─ fetch_or(WORKER) ─ loop { load; drain;
-//!          STOPPED and no push in flight (in what was loaded)? return; park }
+//!          STOPPED and no push in flight (in what was loaded)? return;
+//!          closed anything? again : park }
 //! ```
 //!
 //! - *No lost wake-up.* A push that queued an item unparks the worker after
@@ -31,6 +34,9 @@
 //!   value does not show `WORKER`, the worker registers later, and its first
 //!   drain comes after the push. Parking has a token: an unpark that comes
 //!   between the worker's drain and its park makes the park return at once.
+//!   The worker parks only after a drain that found nothing, so no `close`
+//!   (the caller's code, which may park and unpark the thread itself) ran
+//!   between the load and the park to use such an unpark up.
 //! - *Nothing lost at stop.* A push announces itself (`fetch_add`) before it
 //!   looks at `STOPPED`, and leaves only after its item is queued. The worker
 //!   reads `state` *before* it drains: if that value shows `STOPPED` and no
@@ -38,6 +44,10 @@
 //!   its item is in the queue, and this drain takes it; every later push sees
 //!   `STOPPED` and hands its item back. While a push is in flight the worker
 //!   parks, and the push's `fetch_sub` shows `WORKER` and wakes it.
+//! - *Takers.* `take` is a plain pop of the bounded queue, which hands each
+//!   item to one caller. An item another thread took is that thread's to
+//!   close; the worker's rule for returning is unchanged, since it needs
+//!   only that every item pushed before the stop is out of the queue.
 
 use crate::sync::thread::{self, Thread};
 use crate::sync::{AtomicUsize, BoundedFifo, OnceLock, Ordering};
@@ -151,16 +161,45 @@ impl<T> DisposalQueue<T> {
         loop {
             // Read before draining: see the module docs.
             let state = self.state.load(Ordering::Acquire);
+            let mut closed_any = false;
             while let Some(item) = self.items.pop() {
                 close(item);
+                closed_any = true;
             }
             if state & STOPPED != 0 && state < PUSHER {
                 return;
+            }
+            // `close` is the caller's code, which may park this thread
+            // itself (a lock, a channel) and use up a wake-up meant for this
+            // loop: after closing anything, look at `state` again instead.
+            if closed_any {
+                continue;
             }
             // Every push after the load above unparks this thread after it
             // left; an unpark since the drain makes the park return at once.
             thread::park();
         }
+    }
+
+    /// Takes one queued item, on any thread: for threads that close beside
+    /// the worker, or to abort what is left when time runs out. The item
+    /// is the caller's to close; `None` when the queue is empty.
+    ///
+    /// Each item is taken once, by the worker or by one `take`: the worker
+    /// closes what it finds and returns from [`run`](Self::run) on the same
+    /// terms whether or not others take items too.
+    pub fn take(&self) -> Option<T> {
+        self.items.pop()
+    }
+
+    /// How many items are queued (a snapshot).
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether no item is queued (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn wake_worker(&self) {
@@ -295,6 +334,24 @@ mod tests {
         all.extend(handed_back.lock().unwrap().iter());
         all.sort_unstable();
         assert_eq!(all, (0..3 * per_thread).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn take_hands_queued_items_to_any_thread() {
+        let queue = Arc::new(DisposalQueue::new(4));
+        assert!(queue.is_empty());
+        for item in 0..3 {
+            queue.push(item).unwrap();
+        }
+        assert_eq!(queue.len(), 3);
+        let taker = {
+            let queue = queue.clone();
+            std::thread::spawn(move || queue.take())
+        };
+        assert_eq!(taker.join().unwrap(), Some(0));
+        queue.stop();
+        assert_eq!(worker(&queue).join().unwrap(), [1, 2]);
+        assert_eq!(queue.take(), None);
     }
 
     #[test]

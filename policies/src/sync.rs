@@ -211,27 +211,48 @@ mod imp {
         }
     }
 
-    /// A loom-visible stand-in for `ArrayQueue`.
+    /// A loom-visible stand-in for `ArrayQueue`, linearizable like it.
+    ///
+    /// Each operation is a read-modify-write of a loom atomic — where loom
+    /// may switch threads, and through which it sees the operations
+    /// synchronize — followed by the change itself under a `std` mutex,
+    /// inside which no loom operation runs, so no loom thread is ever
+    /// switched out holding it. A loom `Mutex` would not do: when a thread
+    /// releases one, loom 0.7 marks every other thread whose next operation
+    /// is on it runnable afresh, which erases an unpark that thread had
+    /// pending (`rt::Mutex::release_lock`) — a wake-up a lock-free queue
+    /// never loses, and the disposal models would report as a deadlock.
     #[derive(Debug)]
-    pub(crate) struct BoundedFifo<T>(Mutex<VecDeque<T>>, usize);
+    pub(crate) struct BoundedFifo<T> {
+        items: std::sync::Mutex<VecDeque<T>>,
+        capacity: usize,
+        order: AtomicUsize,
+    }
 
     impl<T> BoundedFifo<T> {
         pub(crate) fn new(capacity: usize) -> Self {
-            Self(Mutex::new(VecDeque::new()), capacity.max(1))
+            Self {
+                items: std::sync::Mutex::new(VecDeque::new()),
+                capacity: capacity.max(1),
+                order: AtomicUsize::new(0),
+            }
         }
         pub(crate) fn push(&self, value: T) -> Result<(), T> {
-            let mut q = self.0.lock().unwrap();
-            if q.len() == self.1 {
+            self.order.fetch_add(1, Ordering::AcqRel);
+            let mut items = self.items.lock().unwrap();
+            if items.len() == self.capacity {
                 return Err(value);
             }
-            q.push_back(value);
+            items.push_back(value);
             Ok(())
         }
         pub(crate) fn pop(&self) -> Option<T> {
-            self.0.lock().unwrap().pop_front()
+            self.order.fetch_add(1, Ordering::AcqRel);
+            self.items.lock().unwrap().pop_front()
         }
         pub(crate) fn len(&self) -> usize {
-            self.0.lock().unwrap().len()
+            self.order.load(Ordering::Acquire);
+            self.items.lock().unwrap().len()
         }
     }
 

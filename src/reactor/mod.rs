@@ -17,14 +17,18 @@
 //!
 //! It stops on shutdown or when the pool is dropped: connects in flight are
 //! abandoned (their capacity given back, their sockets closed) and the
-//! thread is joined. The stop closes the mailbox and drains it, so a connect
-//! queued before is abandoned by the loop and one sent after is handed back
-//! to its sender, who abandons it: none is lost with its capacity.
+//! thread is joined, within the shutdown grace — unless the pool is
+//! dropped on this very thread (a connect that carried the last handle
+//! completed), which then ends on its own after the turn it is in. The
+//! stop closes the mailbox and drains it, so a connect queued before is
+//! abandoned by the loop and one sent after is handed back to its sender,
+//! who abandons it: none is lost with its capacity.
 
 pub(crate) mod alarm;
 pub(crate) mod bind;
 pub(crate) mod breaker;
 pub(crate) mod dispose;
+pub(crate) mod pool_thread;
 mod timers;
 #[cfg(unix)]
 mod watch;
