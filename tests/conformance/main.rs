@@ -31,6 +31,7 @@ macro_rules! conformance {
                 scenarios::stateless_lease_never_gets_stateful_connection,
                 scenarios::stateful_lease_gets_only_its_state,
                 scenarios::stateful_lease_reclaims_other_state_when_route_full,
+                scenarios::stateless_waiter_reclaims_its_routes_stateful_return_at_total,
                 scenarios::lease_timeout_fires_without_pool_activity,
                 scenarios::timeout_error_names_route_and_stats,
                 scenarios::try_lease_exhausted_never_waits,
@@ -51,6 +52,8 @@ macro_rules! conformance {
                 stress::threads_keep_caps_and_exclusivity,
                 stress::threads_with_discards_and_timeouts_conserve,
                 stress::waiters_on_many_routes_all_served,
+                stress::leases_returned_on_another_thread_reuse_their_connections,
+                stress::async_leases_returned_on_another_thread_reuse_their_connections,
             );
         }
     };

@@ -316,6 +316,39 @@ pub(crate) fn stateful_lease_reclaims_other_state_when_route_full<P: Policy>() {
     assert_eq!((stats.leased, stats.idle), (1, 1));
 }
 
+pub(crate) fn stateless_waiter_reclaims_its_routes_stateful_return_at_total<P: Policy>() {
+    // The total is reached and route A has room of its own; A's stateless
+    // request waits. The A connection returned next carries a state, so it
+    // cannot serve the request (invariant 7): it is closed and the request
+    // opens a stateless one in its place. The one returned after it,
+    // stateless, goes idle: neither is closed to make room for its own
+    // route.
+    let (connector, pool) = pool_with_timeout::<P>(2, 4);
+    let (first, mut second) = (pool.lease(&"a").unwrap(), pool.lease(&"a").unwrap());
+    second.set_state(Some(State::new("alice")));
+    thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            pool.lease(&"a")
+                .map(|lease| (lease.id(), lease.state().cloned()))
+        });
+        eventually("the request queues", || pool.route_stats(&"a").pending == 1);
+        drop(second);
+        let served = waiter.join().unwrap().expect("served, not timed out");
+        assert_eq!(served, (2, None), "a new stateless connection");
+    });
+    drop(first);
+    eventually("connector.closed_by_pool() == 1", || {
+        connector.closed_by_pool() == 1
+    });
+    let stats = pool.route_stats(&"a");
+    assert_eq!(
+        (stats.idle, stats.created, stats.closed),
+        (2, 3, 1),
+        "{stats}"
+    );
+    assert_eq!(connector.opened(), 3);
+}
+
 pub(crate) fn lease_timeout_fires_without_pool_activity<P: Policy>() {
     // Apache STRICT/LAX only notice an expired request on the next pool
     // operation; nothing else happens in this pool.

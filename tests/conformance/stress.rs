@@ -2,10 +2,10 @@
 
 use super::scenarios::{eventually, Mock};
 use crate::settled::quiet;
-use leasehold::{Error, Policy, Pool};
+use leasehold::{Error, Lease, Policy, Pool};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Barrier, Mutex};
+use std::sync::{mpsc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -145,5 +145,51 @@ pub(crate) fn waiters_on_many_routes_all_served<P: Policy>() {
     assert!(stats.allocated() <= 2);
     eventually("connector.live() as usize == stats.idle", || {
         connector.live() as usize == stats.idle
+    });
+}
+
+/// Leases of one route taken on one thread and returned on another, the
+/// total cap reached: a request that waits while a lease of its own route
+/// comes back must get that connection, never have it closed to make room
+/// for a new one: the connector opens exactly `max_total` connections and
+/// the pool closes none.
+fn hand_leases_across<P: Policy>(
+    per_route: usize,
+    lease: for<'p> fn(&'p Pool<Mock, P>) -> Lease<'p, Mock, P>,
+) {
+    const LEASES: usize = 4_000;
+    const MAX_TOTAL: usize = 2;
+    let connector = Mock::new();
+    let pool: Pool<Mock, P> = Pool::builder(connector.clone())
+        .max_total(MAX_TOTAL)
+        .max_per_route(per_route)
+        .build()
+        .unwrap();
+    let (sender, receiver) = mpsc::sync_channel::<Lease<Mock, P>>(1);
+    thread::scope(|s| {
+        s.spawn(move || receiver.into_iter().for_each(drop));
+        for _ in 0..LEASES {
+            sender.send(lease(&pool)).unwrap();
+        }
+        drop(sender);
+    });
+    let stats = quiet(&pool);
+    assert_eq!(
+        (connector.opened(), connector.closed_by_pool(), stats.closed),
+        (MAX_TOTAL as u64, 0, 0),
+        "connections opened and closed (pool: {stats:?})"
+    );
+    assert_eq!(stats.idle, MAX_TOTAL);
+}
+
+pub(crate) fn leases_returned_on_another_thread_reuse_their_connections<P: Policy>() {
+    hand_leases_across::<P>(4, |pool| pool.lease(&"a").unwrap());
+    // The route's own cap binds together with the total.
+    hand_leases_across::<P>(2, |pool| pool.lease(&"a").unwrap());
+}
+
+pub(crate) fn async_leases_returned_on_another_thread_reuse_their_connections<P: Policy>() {
+    hand_leases_across::<P>(4, |pool| {
+        futures::executor::block_on(pool.lease_async(&"a")).unwrap()
     });
 }

@@ -597,3 +597,67 @@ fn newcomer_overtakes_a_waiter_a_bounded_number_of_times() {
         tally.report_runs("newcomer vs waiter");
     }
 }
+
+/// Model 13 — a return vs a request of the same route blocked by the total
+/// cap.
+///
+/// The only unit of the total is `ROUTE`'s connection, leased; `ROUTE` has
+/// room of its own (its cap is 2), so B's request on it (made on the main
+/// thread, as in model 11) is blocked by the total cap: under `Offlock` its
+/// route joins the total line, which finds nothing idle to close for it.
+/// Then A returns the connection for reuse while C's request on `OTHER`, a
+/// route new to the pool, tries the hot path once (`acquire_now`, which
+/// finds the total reached): registering the route kicks the total line,
+/// which so runs beside the route's serializer taking A's return. B must
+/// get that very connection: closing it to make room for a new one of the
+/// same route would cost a reconnect for nothing. Nothing may be disposed,
+/// one connection is ever created, and nothing is left waiting for the
+/// total: a request on `OTHER` then gets the idle connection closed for it.
+///
+/// Catches: a total line that takes the blocked route's own returned
+/// connection — idle for an instant between its return and the route's
+/// serializer handing it over — closes it and grants B a `Connect`; a route
+/// left in the total line once its request was served by its own
+/// connection, whose idle connections the line then neither closes for
+/// another route nor lets that route have (the last request is not served);
+/// a lost hand-off (B parks forever: loom reports a deadlock).
+#[test]
+fn return_to_a_route_blocked_by_the_total_is_not_closed() {
+    let tally = std::sync::Arc::new(Tally::default());
+    let seen = tally.clone();
+    loom::model(move || {
+        let (core, disposed, held) = leased_core_with(ROUTE, 2);
+        let (b, _) = queue_b(&core);
+
+        let a = {
+            let core = core.clone();
+            thread::spawn(move || core.release(held, true))
+        };
+        let c = {
+            let core = core.clone();
+            thread::spawn(move || core.acquire_now(&OTHER, None))
+        };
+        a.join().unwrap();
+        b.join().unwrap();
+        let c = c.join().unwrap();
+
+        let stats = core.route_stats(&ROUTE);
+        assert_eq!(disposed_ids(&disposed), [], "nothing is disposed: {stats}");
+        assert_eq!((stats.created, stats.closed), (1, 0), "{stats}");
+        assert!(c.is_none(), "C must get nothing, got {c:?}");
+        assert_quiet(&core, 1, 0);
+        // Queued under the policies that serve it through the serializer,
+        // which it then runs itself.
+        let grant = match core.acquire(&OTHER, None, Wait::Queue, &waker()) {
+            Acquire::Ready(grant) => grant,
+            Acquire::Queued(mut waiter) => waiter.try_take().expect("served at once"),
+        };
+        match grant {
+            Grant::Connect(permit) => core.connect_failed(permit),
+            other => panic!("the other route's request must get capacity, got {other:?}"),
+        }
+        assert_eq!(disposed_ids(&disposed), [1], "closed for the other route");
+        seen.note(false);
+    });
+    tally.report_runs("return vs same route blocked by the total");
+}

@@ -98,12 +98,14 @@ impl Wake for CountWakes {
     }
 }
 
-/// A core with one unit of capacity whose disposer records item ids.
-pub(crate) fn core() -> (Arc<TestCore>, Disposed) {
+/// A core with one unit of total capacity and `max_per_route` for each
+/// route (above 1, a route's request is blocked by the total cap, not by
+/// its route's), whose disposer records item ids.
+pub(crate) fn core_with_route_max(max_per_route: usize) -> (Arc<TestCore>, Disposed) {
     let disposed = Disposed::default();
     let log = disposed.clone();
     let core = TestCore::new(
-        Limits::new(1, 1).with_reuse(REUSE),
+        Limits::new(1, max_per_route).with_reuse(REUSE),
         std::sync::Arc::new(move |conn: Conn| log.lock().unwrap().push(conn.id)),
     );
     (Arc::new(core), disposed)
@@ -117,7 +119,13 @@ pub(crate) fn leased_core() -> (Arc<TestCore>, Disposed, Held) {
 
 /// A core whose only connection (item 1, on `route`) is leased.
 pub(crate) fn leased_core_on(route: u8) -> (Arc<TestCore>, Disposed, Held) {
-    let (core, disposed) = core();
+    leased_core_with(route, 1)
+}
+
+/// A core of [`core_with_route_max`] whose only connection (item 1, on
+/// `route`) is leased.
+pub(crate) fn leased_core_with(route: u8, max_per_route: usize) -> (Arc<TestCore>, Disposed, Held) {
+    let (core, disposed) = core_with_route_max(max_per_route);
     let permit = expect_connect(core.acquire(&route, None, Wait::Queue, &waker()));
     let held = core
         .connected(permit, Conn::new(1))

@@ -40,6 +40,9 @@ pub(super) enum Command<T> {
     /// `Segmented`: a unit of the total cap, reserved for this route by the
     /// total line.
     Credit,
+    /// `Segmented`: the total line let this route go, none of its requests
+    /// waiting any more; it joins again if one is still blocked.
+    Dismissed,
     /// `Segmented`: close an idle connection to make room for a route
     /// blocked by the total cap, then (if `answer`) tell the total line.
     Surrender {
@@ -170,6 +173,7 @@ impl<T: Item> Lines<T> {
                 self.credit += 1;
                 self.registered = false;
             }
+            Command::Dismissed => self.registered = false,
             Command::Surrender { answer } => {
                 self.surrendered |= answer;
                 self.surrender(core);
@@ -424,7 +428,7 @@ impl<T: Item> Lines<T> {
         core: &Engine<K, T, F>,
         id: usize,
     ) -> bool {
-        match core.stateful_holder(Some(id)) {
+        match core.stateful_holder(&[id]) {
             Some(holder) => {
                 core.submit(holder.id, Command::Surrender { answer: false });
                 true

@@ -361,11 +361,11 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
             .find_map(|route| Some((route, self.take_idle(route, Take::Serial)?)))
     }
 
-    /// A route other than `except` holding idle stateful connections (which
-    /// only its serializer may touch, under `Segmented`).
-    fn stateful_holder(&self, except: Option<usize>) -> Option<&Route<K>> {
+    /// A route not in `spare` holding idle stateful connections (which only
+    /// its serializer may touch, under `Segmented`).
+    fn stateful_holder(&self, spare: &[usize]) -> Option<&Route<K>> {
         self.table.iter().find(|route| {
-            Some(route.id) != except && route.stateful_idle.load(Ordering::Acquire) > 0
+            !spare.contains(&route.id) && route.stateful_idle.load(Ordering::Acquire) > 0
         })
     }
 

@@ -455,6 +455,48 @@ fn offlock_total_line_serves_routes_in_the_order_they_blocked() {
     assert_eq!(core.stats().total.allocated(), 0);
 }
 
+#[test]
+fn offlock_route_blocked_by_the_total_keeps_its_returns() {
+    use crate::{OfflockCore, Waiting};
+    let sink = Arc::new(Mutex::new(Vec::new()));
+    let log = sink.clone();
+    let disposer: Disposer<Conn> = Arc::new(move |conn: Conn| log.lock().unwrap().push(conn.id));
+    // The total binds before the route's own cap.
+    let core: OfflockCore<&'static str, Conn> = OfflockCore::new(Limits::new(2, 4), disposer);
+    let (first, second) = (lease(&core, "a", None, 1), lease(&core, "a", None, 2));
+    let mut waiter = match core.acquire(&"a", None, Wait::Queue, Waker::noop()) {
+        Acquire::Queued(waiter) => waiter,
+        Acquire::Ready(grant) => panic!("must queue, got {grant:?}"),
+    };
+    core.release(first, true);
+    let Some(Grant::Conn(third)) = waiter.try_take() else {
+        panic!("the return is handed to the request");
+    };
+    assert_eq!(core.item(&third).id, 1);
+    // The route's request was served by its own connection: the next
+    // returns go idle, none is closed to make room for its own route.
+    core.release(second, true);
+    core.release(third, true);
+    assert!(sink.lock().unwrap().is_empty(), "closed: {:?}", sink.lock());
+    let stats = core.route_stats(&"a");
+    assert_eq!(
+        (stats.idle, stats.created, stats.closed),
+        (2, 2, 0),
+        "{stats}"
+    );
+    // Nothing waits for the total any more: another route's request that
+    // will not wait gets an idle connection closed for it at once.
+    let grant = match core.acquire(&"b", None, Wait::Never, Waker::noop()) {
+        Acquire::Ready(grant) => grant,
+        Acquire::Queued(mut waiter) => waiter.try_take().expect("answered at once"),
+    };
+    let Grant::Connect(permit) = grant else {
+        panic!("room made for the other route, got {grant:?}");
+    };
+    assert_eq!(sink.lock().unwrap().len(), 1);
+    core.connect_failed(permit);
+}
+
 /// A waker that counts its wake-ups.
 struct CountWakes(std::sync::atomic::AtomicUsize);
 

@@ -13,11 +13,23 @@
 //!   more, gives it back; a route still blocked joins the end of the line
 //!   again, so freed units go round-robin among blocked routes;
 //! * when none is free, it raises `TOTAL_WAIT` on every route and then
-//!   looks for an idle connection anywhere to close: a stateless one it
-//!   takes itself (lock-free), a stateful one it asks its route's serializer
-//!   to close (`Surrender`, one at a time). A connection that goes idle
-//!   after the flag was raised makes its route's serializer kick the line,
-//!   so none is missed.
+//!   looks for an idle connection to close on a route *not* in the line: a
+//!   stateless one it takes itself (lock-free), a stateful one it asks its
+//!   route's serializer to close (`Surrender`, one at a time). A connection
+//!   that goes idle after the flag was raised makes its route's serializer
+//!   kick the line, so none is missed.
+//!
+//! The idle connections of a route in the line are its own requests': a
+//! connection returned to such a route is idle only for the instant before
+//! the route's serializer hands it to its oldest request (or, in another
+//! state, closes it and opens one in the state that request needs, keeping
+//! the slot). Closed by the line instead, it would come back as a unit of
+//! credit for a new connection of the same route: a reconnect for nothing.
+//! So the line holds only routes whose requests wait: before it makes room,
+//! it lets go of those none of whose requests are counted any more (served
+//! by connections of their own, or withdrawn) with `Dismissed`, and their
+//! idle connections may then be closed for the others. A route let go
+//! joins again if a request of it is still blocked.
 //!
 //! Capacity freed anywhere reaches the line the same way freed route
 //! capacity reaches a route: the freeing thread re-reads `total_blocked`
@@ -29,6 +41,7 @@
 //! route is never overtaken by one that blocked later.
 
 use super::lines::Command;
+use super::route::waiters_of;
 use super::table::TotalWaitFlags;
 use super::{Engine, Flavor};
 use crate::sync::Ordering;
@@ -36,7 +49,8 @@ use crate::types::{Item, RouteKey};
 use std::collections::VecDeque;
 
 pub(super) enum TotalCommand {
-    /// Route `id` is blocked by the total cap (sent once until credited).
+    /// Route `id` is blocked by the total cap (sent once until credited or
+    /// dismissed).
     Block(usize),
     /// A unit of the total was freed, or a connection went idle while the
     /// line is flagged.
@@ -102,11 +116,14 @@ impl<T: Item> TotalLine<T> {
             if self.flags.raise(&core.table) {
                 continue;
             }
+            if self.dismiss_served(core) {
+                continue;
+            }
             if self.close_stateless(core) {
                 continue;
             }
             if !self.surrendering {
-                if let Some(route) = core.stateful_holder(None) {
+                if let Some(route) = core.stateful_holder(self.routes.make_contiguous()) {
                     self.surrendering = true;
                     core.submit(route.id, Command::Surrender { answer: true });
                 }
@@ -119,10 +136,28 @@ impl<T: Item> TotalLine<T> {
         std::mem::take(&mut self.victims)
     }
 
-    /// Closes an idle stateless connection of any route, freeing a unit of
-    /// the total; whether it found one.
+    /// Lets the routes in line go whose requests have all left (served by
+    /// connections of their own, or withdrawn): room is made only for
+    /// requests that wait, and the idle connections of a route in line are
+    /// never closed (see the module docs). Whether it let any go.
+    fn dismiss_served<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> bool {
+        let before = self.routes.len();
+        self.routes.retain(|&id| {
+            if waiters_of(core.route(id).word()) != 0 {
+                return true;
+            }
+            core.total_blocked.fetch_sub(1, Ordering::AcqRel);
+            core.submit(id, Command::Dismissed);
+            false
+        });
+        self.routes.len() != before
+    }
+
+    /// Closes an idle stateless connection of a route not in line, freeing a
+    /// unit of the total; whether it found one.
     fn close_stateless<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> bool {
-        let Some((route, index)) = core.take_idle_elsewhere(None, &[]) else {
+        let in_line = self.routes.make_contiguous();
+        let Some((route, index)) = core.take_idle_elsewhere(None, in_line) else {
             return false;
         };
         // SAFETY: we took `index` off the idle list: ours, given up.
