@@ -58,6 +58,15 @@ fuzz_target!(|input: Input| match input.policy % 3 {
     _ => drive::<Offlock>(&input),
 });
 
+/// A timeout from a fuzzed byte: zero (refused), 1–3 µs, or
+/// `Duration::MAX` (no deadline).
+fn timeout(us: u16) -> Duration {
+    match us % 5 {
+        4 => Duration::MAX,
+        us => Duration::from_micros(u64::from(us)),
+    }
+}
+
 fn drive<P: Policy>(input: &Input) {
     let s = &input.settings;
     let connector = MockConnector::<u8>::new();
@@ -77,10 +86,10 @@ fn drive<P: Policy>(input: &Input) {
         builder = builder.max_idle(usize::from(idle % 80));
     }
     if let Some(us) = s.acquire_timeout_us {
-        builder = builder.acquire_timeout(Duration::from_micros(u64::from(us % 4)));
+        builder = builder.acquire_timeout(timeout(us));
     }
     if let Some(us) = s.connect_timeout_us {
-        builder = builder.connect_timeout(Duration::from_micros(u64::from(us % 4)));
+        builder = builder.connect_timeout(timeout(us));
     }
     let max_total = usize::from(s.max_total % 64);
     let valid = max_total > 0
@@ -95,8 +104,8 @@ fn drive<P: Policy>(input: &Input) {
                 .is_none_or(|&(_, max)| max % 8 > 0)
         })
         && s.max_idle.is_none_or(|idle| usize::from(idle % 80) <= max_total)
-        && s.acquire_timeout_us.is_none_or(|us| us % 4 > 0)
-        && s.connect_timeout_us.is_none_or(|us| us % 4 > 0)
+        && s.acquire_timeout_us.is_none_or(|us| !timeout(us).is_zero())
+        && s.connect_timeout_us.is_none_or(|us| !timeout(us).is_zero())
         && !(P::DISPOSES_OFF_THREAD && s.inline_disposal);
     let pool = match builder.build() {
         Ok(pool) => {
