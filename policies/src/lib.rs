@@ -35,6 +35,7 @@
 mod arena;
 mod dispose;
 mod engine;
+mod grow;
 mod lax;
 mod mailbox;
 mod offlock;
