@@ -47,6 +47,11 @@ impl<V> GrowArray<V> {
         }
     }
 
+    /// How many places the array may hold.
+    pub(crate) fn cap(&self) -> usize {
+        self.cap
+    }
+
     /// Place `index`, if its segment is allocated.
     #[inline]
     pub(crate) fn get(&self, index: usize) -> Option<&V> {

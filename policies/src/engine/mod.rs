@@ -269,7 +269,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
                 id,
                 self.limits.route_max(key),
                 self.limits.reuse(),
-                self.arena.len(),
+                self.arena.cap(),
                 self.shards,
             )
         });
@@ -491,20 +491,26 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         Ok(self.permit_for(route, state))
     }
 
-    /// Takes a free slot for capacity already reserved on `route`.
+    /// Takes a free slot, or a fresh one, for capacity already reserved on
+    /// `route`.
     fn permit_for(&self, route: &Route<K>, state: Option<&State>) -> Permit {
         let index = loop {
-            // Total capacity was reserved, so a free slot exists (a closed
-            // slot is freed before its total unit is released).
+            // Total capacity was reserved, so a slot is there to take: the
+            // arena is short of its cap, or one of its slots is held by no
+            // unit of the total and so is on the free list (a closed slot is
+            // freed before its total unit is released).
             if let Some(index) = self.free.pop(&self.arena) {
+                break index;
+            }
+            if let Some(index) = self.arena.fresh() {
                 break index;
             }
             crate::sync::spin_hint();
         };
-        // SAFETY: we popped `index` from the free list.
+        // SAFETY: we popped `index` from the free list, or it is fresh.
         unsafe { self.arena.with(index, |slot| slot.route = route.id) };
         route.connecting.fetch_add(1, Ordering::AcqRel);
-        // SAFETY: we popped `index` from the free list: it is the permit's.
+        // SAFETY: as above: it is the permit's.
         unsafe { self.permit(index, state) }
     }
 
@@ -748,13 +754,12 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         if let Err(invalid) = limits.validate() {
             panic!("invalid limits: {invalid}");
         }
-        let arena = Arena::new(limits.max_total());
         let shards = shard_count::<F>(limits.reuse());
-        let free = arena.stack(true);
         Self {
             id: Held::unique_owner(),
-            free,
-            arena,
+            // Both empty: slots are made as connections are.
+            free: IndexStack::new(),
+            arena: Arena::new(limits.max_total()),
             table: Table::new(limits.max_total().saturating_mul(2)),
             closed: AtomicBool::new(false),
             total: CachePadded::new(AtomicUsize::new(0)),
