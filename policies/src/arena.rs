@@ -53,6 +53,27 @@ pub(crate) struct Slot<D> {
     data: UnsafeCell<D>,
 }
 
+impl<D> Slot<D> {
+    /// Runs `f` on this slot's data.
+    ///
+    /// # Safety
+    /// The caller must own this slot's index (see the module docs): no other
+    /// thread may access its data for the duration of the call.
+    #[inline]
+    pub(crate) unsafe fn with<R>(&self, f: impl FnOnce(&mut D) -> R) -> R {
+        // SAFETY: the caller owns the slot, so this is the only live
+        // reference to its data (module docs, ownership rule).
+        self.data.with_mut(|ptr| f(unsafe { &mut *ptr }))
+    }
+
+    /// This slot's link, for stacks kept outside this module (a route's
+    /// idle stack lives in its route word).
+    #[inline]
+    pub(crate) fn link(&self) -> &AtomicU64 {
+        &self.next
+    }
+}
+
 /// Up to `cap` slots, made as they are first needed.
 pub(crate) struct Arena<D> {
     slots: GrowArray<CachePadded<Slot<D>>>,
@@ -116,8 +137,10 @@ impl<D> Arena<D> {
     }
 
     /// Slot `index`: one made by [`Arena::fresh`], whose segment exists.
+    /// Finding a slot takes a few instructions more than indexing an array
+    /// would: a caller that touches a slot twice looks it up once.
     #[inline]
-    fn slot(&self, index: u32) -> &Slot<D> {
+    pub(crate) fn slot(&self, index: u32) -> &Slot<D> {
         self.slots
             .get(index as usize)
             .expect("an index handed out by `fresh`")
@@ -130,11 +153,8 @@ impl<D> Arena<D> {
     /// access this slot's data for the duration of the call.
     #[inline]
     pub(crate) unsafe fn with<R>(&self, index: u32, f: impl FnOnce(&mut D) -> R) -> R {
-        // SAFETY: the caller owns the slot, so this is the only live
-        // reference to its data (module docs, ownership rule).
-        self.slot(index)
-            .data
-            .with_mut(|ptr| f(unsafe { &mut *ptr }))
+        // SAFETY: forwarded from the caller.
+        unsafe { self.slot(index).with(f) }
     }
 
     /// The data of slot `index`, for as long as the returned borrow lives.

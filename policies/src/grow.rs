@@ -30,20 +30,29 @@ pub(crate) struct GrowArray<V> {
     cap: usize,
 }
 
-/// Segment and offset of place `index`.
+/// Segment and offset of place `index` (below `usize::MAX - FIRST`).
+///
+/// Counted from `FIRST`, the places of segment `s` are the numbers whose
+/// highest bit is bit `s + log2(FIRST)`, and the offset is the rest: a bit
+/// scan and a bit clear, the cheapest form of the arithmetic (it runs on
+/// every slot access of the hit path).
 #[inline]
 fn place(index: usize) -> (usize, usize) {
-    let x = index / FIRST + 1;
-    let segment = (usize::BITS - 1 - x.leading_zeros()) as usize;
-    (segment, index - FIRST * ((1 << segment) - 1))
+    let from_first = index + FIRST;
+    let top = usize::BITS - 1 - from_first.leading_zeros();
+    (
+        top as usize - FIRST.trailing_zeros() as usize,
+        from_first ^ (1 << top),
+    )
 }
 
 impl<V> GrowArray<V> {
-    /// An array of up to `cap` places, none allocated yet.
+    /// An array of up to `cap` places (at most `usize::MAX / 2`), none
+    /// allocated yet.
     pub(crate) fn new(cap: usize) -> Self {
         Self {
             segments: std::array::from_fn(|_| OnceLock::new()),
-            cap,
+            cap: cap.min(usize::MAX / 2),
         }
     }
 
@@ -55,6 +64,9 @@ impl<V> GrowArray<V> {
     /// Place `index`, if its segment is allocated.
     #[inline]
     pub(crate) fn get(&self, index: usize) -> Option<&V> {
+        if index >= usize::MAX / 2 {
+            return None;
+        }
         let (segment, offset) = place(index);
         let segment = self.segments.get(segment)?;
         // Under loom a read is no scheduling point, which keeps the models'

@@ -870,13 +870,24 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
     #[inline]
     fn release(&self, held: Held, reuse: bool) {
         let index = self.slot_of(&held);
+        // What a return needs of the slot, in one look-up: its route, whether
+        // its item carries a state, and (below) its link.
+        let slot = self.arena.slot(index);
         // SAFETY: the `Held` owned `index`; we own it now.
-        let route = self.route(unsafe { self.route_of(index) });
+        let (id, stateful) = unsafe {
+            slot.with(|slot| {
+                let stateful = slot
+                    .item
+                    .as_ref()
+                    .is_some_and(|item| item.state().is_some());
+                (slot.route, stateful)
+            })
+        };
+        let route = self.route(id);
         if !reuse || route.is_over_cap() {
             return self.close_returned(route, index);
         }
-        // SAFETY: as above.
-        if unsafe { self.state_of(index) }.is_some() {
+        if stateful {
             // Stateful idle lists are kept by the serializer.
             return self.submit(route.id, Command::Release(index));
         }
@@ -896,7 +907,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         };
         // SAFETY: `put` publishes `index` only when it succeeds; refused, we
         // still own it.
-        match unsafe { route.put(&self.arena, shard, index, rule, word) } {
+        match unsafe { route.put(slot.link(), shard, index, rule, word) } {
             Ok(before) => {
                 if is_closed(before) {
                     self.drain_closed_route(route);
