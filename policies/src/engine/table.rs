@@ -13,14 +13,20 @@
 //!   chain of `OnceLock` links.
 //!
 //! Registration (the first lease of a route) takes a mutex; lookups never do.
-//! The bucket count is fixed when the core is built (from `max_total`), so a
-//! pool that sees far more routes than that gets longer chains.
+//! The bucket count is fixed when the core is built (from `max_total`, at
+//! most `MAX_BUCKETS`), so a pool that sees far more routes than that gets
+//! longer chains.
 
 use super::route::Route;
 use crate::grow::GrowArray;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
+
+/// The most buckets a table has (64 KiB of them, made with the table): a
+/// pool allowed a million connections need not make room for as many
+/// routes before it sees one. Past a few thousand routes, chains grow.
+const MAX_BUCKETS: usize = 1 << 12;
 
 struct Link {
     id: usize,
@@ -75,7 +81,7 @@ pub(super) struct Table<K> {
 
 impl<K: Hash + Eq> Table<K> {
     pub(super) fn new(expected_routes: usize) -> Self {
-        let buckets = expected_routes.clamp(16, 1 << 16).next_power_of_two();
+        let buckets = expected_routes.clamp(16, MAX_BUCKETS).next_power_of_two();
         Self {
             buckets: (0..buckets).map(|_| OnceLock::new()).collect(),
             routes: IdStore::new(),
