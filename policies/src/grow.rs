@@ -6,8 +6,9 @@
 //! thread that needs a place in it (a `OnceLock`: threads racing for the
 //! same segment wait for the one that allocates it), and then never moved
 //! nor freed while the array lives. So a reference to a place stays valid
-//! for the array's life, and reading one takes two plain loads (the
-//! segment's `OnceLock` and the place), with no lock and nothing to reclaim.
+//! for the array's life, and reading one takes a bit scan and plain loads
+//! (the segment's `OnceLock`, then the place), with no lock and nothing to
+//! reclaim.
 //!
 //! An array of `cap` places holds none until one is asked for, and at most
 //! one segment per doubling of the highest place used, the last one cut to
@@ -19,9 +20,16 @@ use std::fmt;
 /// Places in the first segment (a power of two); under loom 2, so that a
 /// model with a handful of connections allocates several segments.
 const FIRST: usize = if cfg!(leasehold_loom) { 2 } else { 16 };
-/// Enough segments for any index below `FIRST * (2^SEGMENTS - 1)`: over
-/// `usize::MAX / 32`, under loom too.
-const SEGMENTS: usize = usize::BITS as usize - 5;
+/// Segments of an array: enough for `usize::MAX / 2` places; under loom
+/// 8 (510 places), as loom makes every segment's `OnceLock` afresh in
+/// every execution it explores.
+const SEGMENTS: usize = if cfg!(leasehold_loom) {
+    8
+} else {
+    usize::BITS as usize - 5
+};
+/// The places of all segments: the most an array holds.
+const MAX_PLACES: usize = FIRST * ((1 << SEGMENTS) - 1);
 
 /// Values by index, in segments of doubling size allocated on first use.
 pub(crate) struct GrowArray<V> {
@@ -30,7 +38,7 @@ pub(crate) struct GrowArray<V> {
     cap: usize,
 }
 
-/// Segment and offset of place `index` (below `usize::MAX - FIRST`).
+/// Segment and offset of place `index` (below `MAX_PLACES`).
 ///
 /// Counted from `FIRST`, the places of segment `s` are the numbers whose
 /// highest bit is bit `s + log2(FIRST)`, and the offset is the rest: a bit
@@ -47,12 +55,12 @@ fn place(index: usize) -> (usize, usize) {
 }
 
 impl<V> GrowArray<V> {
-    /// An array of up to `cap` places (at most `usize::MAX / 2`), none
+    /// An array of up to `cap` places (at most `MAX_PLACES`), none
     /// allocated yet.
     pub(crate) fn new(cap: usize) -> Self {
         Self {
             segments: std::array::from_fn(|_| OnceLock::new()),
-            cap: cap.min(usize::MAX / 2),
+            cap: cap.min(MAX_PLACES),
         }
     }
 
@@ -64,7 +72,7 @@ impl<V> GrowArray<V> {
     /// Place `index`, if its segment is allocated.
     #[inline]
     pub(crate) fn get(&self, index: usize) -> Option<&V> {
-        if index >= usize::MAX / 2 {
+        if index >= MAX_PLACES {
             return None;
         }
         let (segment, offset) = place(index);
