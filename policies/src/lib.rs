@@ -24,7 +24,8 @@
 //! # Safety and correctness
 //!
 //! All `unsafe` code of leasehold lives in this crate, in two places: the slot
-//! arena and its lock-free index stacks (`arena`), and the waiter node's
+//! arena and its lock-free index stacks (`arena`, whose slots live in
+//! segments allocated as connections are made, `grow`), and the waiter node's
 //! grant cell (`waiter`). Each block states its reasoning in a `SAFETY:`
 //! comment; the protocols are model-checked with loom (`loom-tests/`, built
 //! with `--cfg leasehold_loom`, which swaps the primitives of the `sync`
@@ -35,6 +36,7 @@
 mod arena;
 mod dispose;
 mod engine;
+mod grow;
 mod lax;
 mod mailbox;
 mod offlock;

@@ -259,10 +259,13 @@ mod imp {
     /// A loom-visible stand-in for `std::sync::OnceLock` (loom has none):
     /// the value lives in a std `OnceLock`, and a loom flag publishes it, so
     /// loom decides by its memory model whether a reader sees it yet.
+    /// `get_or_init` lets one thread claim the initialization (a loom flag)
+    /// while the others yield until it is published, as std's would block.
     #[derive(Debug)]
     pub(crate) struct OnceLock<T> {
         value: std::sync::OnceLock<T>,
         published: AtomicBool,
+        claimed: AtomicBool,
     }
 
     impl<T> OnceLock<T> {
@@ -270,7 +273,28 @@ mod imp {
             Self {
                 value: std::sync::OnceLock::new(),
                 published: AtomicBool::new(false),
+                claimed: AtomicBool::new(false),
             }
+        }
+        pub(crate) fn get_or_init(&self, init: impl FnOnce() -> T) -> &T {
+            loop {
+                if let Some(value) = self.get() {
+                    return value;
+                }
+                if !self.claimed.swap(true, Ordering::AcqRel) {
+                    let value = self.value.get_or_init(init);
+                    self.published.store(true, Ordering::Release);
+                    return value;
+                }
+                loom::thread::yield_now();
+            }
+        }
+        /// The value, if set, read without a loom scheduling point: for a
+        /// reader ordered after the setter by other means (which loom
+        /// checks), such as `GrowArray`'s, whose places' own cells loom
+        /// tracks from their creation.
+        pub(crate) fn peek(&self) -> Option<&T> {
+            self.value.get()
         }
         pub(crate) fn set(&self, value: T) -> Result<(), T> {
             self.value.set(value)?;

@@ -302,10 +302,10 @@ impl<T: Item> Lines<T> {
                     self.raise_route_wait(core, id);
                 }
                 let word = route.shard_word(0);
+                let link = core.arena.link(index);
                 // SAFETY: we own `index`; `put` publishes it if it succeeds,
                 // else we still own it.
-                if let Err(refused) = unsafe { route.put(&core.arena, 0, index, Put::Serial, word) }
-                {
+                if let Err(refused) = unsafe { route.put(link, 0, index, Put::Serial, word) } {
                     debug_assert_eq!(refused, Refused::Closed);
                     core.idle_left();
                     self.close(core, route, index);

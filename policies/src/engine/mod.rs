@@ -269,7 +269,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
                 id,
                 self.limits.route_max(key),
                 self.limits.reuse(),
-                self.arena.len(),
+                self.arena.cap(),
                 self.shards,
             )
         });
@@ -491,20 +491,26 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         Ok(self.permit_for(route, state))
     }
 
-    /// Takes a free slot for capacity already reserved on `route`.
+    /// Takes a free slot, or a fresh one, for capacity already reserved on
+    /// `route`.
     fn permit_for(&self, route: &Route<K>, state: Option<&State>) -> Permit {
         let index = loop {
-            // Total capacity was reserved, so a free slot exists (a closed
-            // slot is freed before its total unit is released).
+            // Total capacity was reserved, so a slot is there to take: the
+            // arena is short of its cap, or one of its slots is held by no
+            // unit of the total and so is on the free list (a closed slot is
+            // freed before its total unit is released).
             if let Some(index) = self.free.pop(&self.arena) {
+                break index;
+            }
+            if let Some(index) = self.arena.fresh() {
                 break index;
             }
             crate::sync::spin_hint();
         };
-        // SAFETY: we popped `index` from the free list.
+        // SAFETY: we popped `index` from the free list, or it is fresh.
         unsafe { self.arena.with(index, |slot| slot.route = route.id) };
         route.connecting.fetch_add(1, Ordering::AcqRel);
-        // SAFETY: we popped `index` from the free list: it is the permit's.
+        // SAFETY: as above: it is the permit's.
         unsafe { self.permit(index, state) }
     }
 
@@ -748,13 +754,12 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         if let Err(invalid) = limits.validate() {
             panic!("invalid limits: {invalid}");
         }
-        let arena = Arena::new(limits.max_total());
         let shards = shard_count::<F>(limits.reuse());
-        let free = arena.stack(true);
         Self {
             id: Held::unique_owner(),
-            free,
-            arena,
+            // Both empty: slots are made as connections are.
+            free: IndexStack::new(),
+            arena: Arena::new(limits.max_total()),
             table: Table::new(limits.max_total().saturating_mul(2)),
             closed: AtomicBool::new(false),
             total: CachePadded::new(AtomicUsize::new(0)),
@@ -865,13 +870,24 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
     #[inline]
     fn release(&self, held: Held, reuse: bool) {
         let index = self.slot_of(&held);
+        // What a return needs of the slot, in one look-up: its route, whether
+        // its item carries a state, and (below) its link.
+        let slot = self.arena.slot(index);
         // SAFETY: the `Held` owned `index`; we own it now.
-        let route = self.route(unsafe { self.route_of(index) });
+        let (id, stateful) = unsafe {
+            slot.with(|slot| {
+                let stateful = slot
+                    .item
+                    .as_ref()
+                    .is_some_and(|item| item.state().is_some());
+                (slot.route, stateful)
+            })
+        };
+        let route = self.route(id);
         if !reuse || route.is_over_cap() {
             return self.close_returned(route, index);
         }
-        // SAFETY: as above.
-        if unsafe { self.state_of(index) }.is_some() {
+        if stateful {
             // Stateful idle lists are kept by the serializer.
             return self.submit(route.id, Command::Release(index));
         }
@@ -891,7 +907,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         };
         // SAFETY: `put` publishes `index` only when it succeeds; refused, we
         // still own it.
-        match unsafe { route.put(&self.arena, shard, index, rule, word) } {
+        match unsafe { route.put(slot.link(), shard, index, rule, word) } {
             Ok(before) => {
                 if is_closed(before) {
                     self.drain_closed_route(route);

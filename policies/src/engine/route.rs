@@ -375,12 +375,12 @@ impl<K> Route<K> {
     /// of the CAS, which checks it, so a return reads the line once.
     ///
     /// # Safety
-    /// The caller owns `index` (a slot of `arena` of this route, holding its
-    /// item) and gives it up if this returns `Ok`.
+    /// The caller owns `index` (a slot of this route, holding its item, whose
+    /// link is `link`) and gives it up if this returns `Ok`.
     #[inline(always)]
-    pub(super) unsafe fn put<D>(
+    pub(super) unsafe fn put(
         &self,
-        arena: &Arena<D>,
+        link: &AtomicU64,
         shard: usize,
         index: u32,
         rule: Put,
@@ -408,9 +408,7 @@ impl<K> Route<K> {
                 return Err(Refused::Waiters);
             }
             let Some(queue) = fifo else {
-                arena
-                    .link(index)
-                    .store(u64::from(head(word)), Ordering::Relaxed);
+                link.store(u64::from(head(word)), Ordering::Relaxed);
                 match cell.compare_exchange_weak(
                     word,
                     with_head(word, index, IDLE_ONE, true),

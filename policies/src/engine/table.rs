@@ -7,24 +7,26 @@
 //! makes a simple structure possible, in safe code:
 //!
 //! * routes live in segments of doubling size, each allocated once
-//!   (`OnceLock`), so a `&Route` stays valid for the table's life and a route
-//!   id maps to its place by arithmetic;
+//!   (`GrowArray`), so a `&Route` stays valid for the table's life and a
+//!   route id maps to its place by arithmetic;
 //! * keys map to ids through a fixed array of buckets, each an insert-only
 //!   chain of `OnceLock` links.
 //!
 //! Registration (the first lease of a route) takes a mutex; lookups never do.
-//! The bucket count is fixed when the core is built (from `max_total`), so a
-//! pool that sees far more routes than that gets longer chains.
+//! The bucket count is fixed when the core is built (from `max_total`, at
+//! most `MAX_BUCKETS`), so a pool that sees far more routes than that gets
+//! longer chains.
 
 use super::route::Route;
+use crate::grow::GrowArray;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-/// Routes in the first segment; segment `s` holds `FIRST << s`.
-const FIRST: usize = 16;
-/// Enough segments for any id below `usize::MAX / 2`.
-const SEGMENTS: usize = usize::BITS as usize - 5;
+/// The most buckets a table has (64 KiB of them, made with the table): a
+/// pool allowed a million connections need not make room for as many
+/// routes before it sees one. Past a few thousand routes, chains grow.
+const MAX_BUCKETS: usize = 1 << 12;
 
 struct Link {
     id: usize,
@@ -32,27 +34,23 @@ struct Link {
     next: OnceLock<Box<Link>>,
 }
 
-/// A segment of values, allocated once, each place set once.
-type Segment<V> = OnceLock<Box<[OnceLock<V>]>>;
-
 /// Values by dense id, each set once, read with plain acquire loads: a
 /// reference handed out stays valid for the store's life.
 pub(super) struct IdStore<V> {
-    segments: [Segment<V>; SEGMENTS],
+    values: GrowArray<OnceLock<V>>,
 }
 
 impl<V> IdStore<V> {
     pub(super) fn new() -> Self {
         Self {
-            segments: std::array::from_fn(|_| OnceLock::new()),
+            values: GrowArray::new(usize::MAX),
         }
     }
 
     /// The value with id `id`, if set.
     #[inline]
     pub(super) fn get(&self, id: usize) -> Option<&V> {
-        let (segment, offset) = place(id);
-        self.segments.get(segment)?.get()?.get(offset)?.get()
+        self.values.get(id)?.get()
     }
 
     /// Sets the value of `id`, once.
@@ -60,10 +58,12 @@ impl<V> IdStore<V> {
     /// # Panics
     /// If `id` already has a value.
     pub(super) fn set(&self, id: usize, value: V) {
-        let (segment, offset) = place(id);
-        let slots = self.segments[segment]
-            .get_or_init(|| (0..FIRST << segment).map(|_| OnceLock::new()).collect());
-        if slots[offset].set(value).is_err() {
+        if self
+            .values
+            .get_or_grow(id, OnceLock::new)
+            .set(value)
+            .is_err()
+        {
             panic!("id {id} set twice");
         }
     }
@@ -79,17 +79,9 @@ pub(super) struct Table<K> {
     hasher: foldhash::fast::RandomState,
 }
 
-/// Segment and offset of route `id`.
-#[inline]
-fn place(id: usize) -> (usize, usize) {
-    let x = id / FIRST + 1;
-    let segment = (usize::BITS - 1 - x.leading_zeros()) as usize;
-    (segment, id - FIRST * ((1 << segment) - 1))
-}
-
 impl<K: Hash + Eq> Table<K> {
     pub(super) fn new(expected_routes: usize) -> Self {
-        let buckets = expected_routes.clamp(16, 1 << 16).next_power_of_two();
+        let buckets = expected_routes.clamp(16, MAX_BUCKETS).next_power_of_two();
         Self {
             buckets: (0..buckets).map(|_| OnceLock::new()).collect(),
             routes: IdStore::new(),
@@ -217,25 +209,6 @@ impl TotalWaitFlags {
                 .take(self.flagged)
                 .for_each(|route| route.set_total_wait(false));
             self.flagged = 0;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::place;
-
-    #[test]
-    fn places_are_dense_and_distinct() {
-        let mut expect = (0, 0);
-        for id in 0..if cfg!(miri) { 2_000 } else { 100_000 } {
-            let (segment, offset) = place(id);
-            assert_eq!((segment, offset), expect, "id {id}");
-            expect = if offset + 1 == super::FIRST << segment {
-                (segment + 1, 0)
-            } else {
-                (segment, offset + 1)
-            };
         }
     }
 }
