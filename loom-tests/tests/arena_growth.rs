@@ -2,8 +2,8 @@
 //! one used before (a CAS on the count of slots made, never past the cap)
 //! and allocate their segment on first use (a `OnceLock`); a closed
 //! connection's slot goes to the free list and is reused before a fresh one
-//! is made. Under loom a segment's first one holds two slots, so these
-//! models cross segment boundaries with four connections. Built only with
+//! is made. Under loom the first segment holds two slots, so these models
+//! cross a segment boundary with three connections. Built only with
 //! `--cfg leasehold_loom` (`loom-tests/run.sh arena`).
 
 #![cfg(leasehold_loom)]
@@ -48,8 +48,8 @@ fn open(core: &TestCore, id: u32) -> Held {
 }
 
 /// Two threads open a connection each while two are held: both claim a
-/// fresh slot of the same new segment (the second of three), which one of
-/// them allocates while the other waits for it. Each must get a slot of its
+/// fresh slot of the same new segment (the second, slots 2 and 3), which
+/// one of them allocates while the other waits for it. Each must get a slot of its
 /// own, holding its own connection, and every connection must be idle once
 /// given back.
 #[test]
