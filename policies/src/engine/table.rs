@@ -9,12 +9,18 @@
 //! * routes live in segments of doubling size, each allocated once
 //!   (`OnceLock`), so a `&Route` stays valid for the table's life and a route
 //!   id maps to its place by arithmetic;
-//! * keys map to ids through a fixed array of buckets, each an insert-only
+//! * keys map to ids through an array of buckets, each an insert-only
 //!   chain of `OnceLock` links.
 //!
 //! Registration (the first lease of a route) takes a mutex; lookups never do.
-//! The bucket count is fixed when the core is built (from `max_total`), so a
-//! pool that sees far more routes than that gets longer chains.
+//! The bucket array starts sized from `max_total`; once the routes outnumber
+//! its buckets twice over, registration makes one twice as long, with a link
+//! for every route, and publishes it, so chains stay short however many
+//! routes a pool sees (each route is linked again once per doubling: O(1)
+//! amortized). The arrays it replaces stay, as do their links, until the
+//! table is dropped: a lookup may still walk one, and finds there every
+//! route registered before it was replaced; a route registered since, which
+//! it misses, is found by registration, which looks again under the mutex.
 
 use super::route::Route;
 use std::hash::{BuildHasher, Hash};
@@ -25,6 +31,14 @@ use std::sync::{Mutex, OnceLock};
 const FIRST: usize = 16;
 /// Enough segments for any id below `usize::MAX / 2`.
 const SEGMENTS: usize = usize::BITS as usize - 5;
+/// Bucket arrays a table may make: the last is `2^(LEVELS - 1)` times as
+/// long as the first, which is far more than memory holds.
+const LEVELS: usize = 40;
+/// Routes per bucket, on average, past which the table doubles its buckets.
+const LOAD: usize = 2;
+
+/// A bucket array: each bucket an insert-only chain of links.
+type Buckets = Box<[OnceLock<Box<Link>>]>;
 
 struct Link {
     id: usize,
@@ -70,13 +84,39 @@ impl<V> IdStore<V> {
 }
 
 pub(super) struct Table<K> {
-    buckets: Box<[OnceLock<Box<Link>>]>,
+    /// The bucket arrays made so far, each twice as long as the one before.
+    levels: [OnceLock<Buckets>; LEVELS],
+    /// The newest bucket array's level, which lookups use.
+    level: AtomicUsize,
     routes: IdStore<Route<K>>,
     len: AtomicUsize,
     /// Serializes registration; `true` once the table is closed to new
     /// routes.
     register: Mutex<bool>,
     hasher: foldhash::fast::RandomState,
+}
+
+/// A bucket array of `len` empty buckets.
+fn empty_buckets(len: usize) -> Buckets {
+    (0..len).map(|_| OnceLock::new()).collect()
+}
+
+/// Appends a link for route `id` to its chain in `buckets`. Only the
+/// thread holding the registration mutex links, so the last link's `next`
+/// is unset and nobody else sets it.
+fn link_into(buckets: &Buckets, id: usize, hash: u64) {
+    let mut chain = &buckets[hash as usize & (buckets.len() - 1)];
+    while let Some(link) = chain.get() {
+        chain = &link.next;
+    }
+    let link = Box::new(Link {
+        id,
+        hash,
+        next: OnceLock::new(),
+    });
+    if chain.set(link).is_err() {
+        unreachable!("only the registering thread appends");
+    }
 }
 
 /// Segment and offset of route `id`.
@@ -90,8 +130,13 @@ fn place(id: usize) -> (usize, usize) {
 impl<K: Hash + Eq> Table<K> {
     pub(super) fn new(expected_routes: usize) -> Self {
         let buckets = expected_routes.clamp(16, 1 << 16).next_power_of_two();
+        let levels: [OnceLock<Buckets>; LEVELS] = std::array::from_fn(|_| OnceLock::new());
+        if levels[0].set(empty_buckets(buckets)).is_err() {
+            unreachable!("a new table's first level is unset");
+        }
         Self {
-            buckets: (0..buckets).map(|_| OnceLock::new()).collect(),
+            levels,
+            level: AtomicUsize::new(0),
             routes: IdStore::new(),
             len: AtomicUsize::new(0),
             register: Mutex::new(false),
@@ -112,9 +157,16 @@ impl<K: Hash + Eq> Table<K> {
         self.find(key, hash)
     }
 
+    /// The newest bucket array (it is set before its level is published).
+    #[inline]
+    fn buckets(&self) -> Option<&Buckets> {
+        self.levels[self.level.load(Ordering::Acquire)].get()
+    }
+
     #[inline]
     fn find(&self, key: &K, hash: u64) -> Option<&Route<K>> {
-        let mut link = self.buckets[hash as usize & (self.buckets.len() - 1)].get()?;
+        let buckets = self.buckets()?;
+        let mut link = buckets[hash as usize & (buckets.len() - 1)].get()?;
         loop {
             if link.hash == hash {
                 let route = self.by_id(link.id)?;
@@ -145,25 +197,37 @@ impl<K: Hash + Eq> Table<K> {
         // Route ids are handed out once each, under the lock.
         let id = self.len.load(Ordering::Relaxed);
         self.routes.set(id, make(id));
-        // Append the link: registration is serialized, so the last link's
-        // `next` is unset and nobody else sets it.
-        let new = || {
-            Box::new(Link {
-                id,
-                hash,
-                next: OnceLock::new(),
-            })
-        };
-        let mut chain = &self.buckets[hash as usize & (self.buckets.len() - 1)];
-        while let Some(link) = chain.get() {
-            chain = &link.next;
-        }
-        if chain.set(new()).is_err() {
-            unreachable!("only the registering thread appends");
-        }
+        // Registration is serialized: the newest level is ours to change.
+        let level = self.level.load(Ordering::Relaxed);
+        let buckets = self.levels[level].get().expect("the newest level is set");
+        link_into(buckets, id, hash);
         self.len.store(id + 1, Ordering::Release);
+        if id + 1 > LOAD * buckets.len() && level + 1 < LEVELS {
+            self.grow(level, id + 1, buckets.len() * 2);
+        }
         drop(closed);
         self.by_id(id)
+    }
+
+    /// Makes level `level + 1`, with `buckets` buckets and a link for each
+    /// of the first `routes` routes, and publishes it. The caller holds the
+    /// registration mutex.
+    #[cold]
+    fn grow(&self, level: usize, routes: usize, buckets: usize) {
+        let grown = empty_buckets(buckets);
+        let old = self.levels[level].get().expect("the newest level is set");
+        for bucket in old.iter() {
+            let mut next = bucket.get();
+            while let Some(link) = next {
+                link_into(&grown, link.id, link.hash);
+                next = link.next.get();
+            }
+        }
+        debug_assert_eq!(routes, self.len.load(Ordering::Relaxed));
+        if self.levels[level + 1].set(grown).is_err() {
+            unreachable!("only the registering thread grows the table");
+        }
+        self.level.store(level + 1, Ordering::Release);
     }
 
     /// Closes the table to new routes and runs `f` on every route, with
@@ -223,7 +287,39 @@ impl TotalWaitFlags {
 
 #[cfg(test)]
 mod tests {
-    use super::place;
+    use super::{place, Route, Table};
+    use crate::Reuse;
+
+    /// The longest chain of the bucket array lookups use.
+    fn longest_chain<K: std::hash::Hash + Eq>(table: &Table<K>) -> usize {
+        let buckets = table.buckets().expect("the newest level is set");
+        let chain = |bucket: &std::sync::OnceLock<Box<super::Link>>| {
+            std::iter::successors(bucket.get(), |link| link.next.get()).count()
+        };
+        buckets.iter().map(chain).max().unwrap_or(0)
+    }
+
+    #[test]
+    fn chains_stay_short_as_routes_outgrow_the_buckets() {
+        let routes: u32 = if cfg!(miri) { 300 } else { 20_000 };
+        let table = Table::new(16);
+        for key in 0..routes {
+            let route = table.register(&key, |id| Route::new(key, id, 1, Reuse::Lifo, 1, 1));
+            assert_eq!(route.map(|route| route.key), Some(key));
+        }
+        for key in 0..routes {
+            let route = table.get(&key).expect("every route is found");
+            assert_eq!(route.key, key);
+            assert_eq!(table.by_id(route.id).map(|route| route.key), Some(key));
+        }
+        assert!(table.get(&routes).is_none());
+        assert_eq!(table.len(), routes as usize);
+        let longest = longest_chain(&table);
+        assert!(
+            longest <= 16,
+            "a chain of {longest} links for {routes} routes"
+        );
+    }
 
     #[test]
     fn places_are_dense_and_distinct() {
