@@ -7,6 +7,10 @@
 
 #![cfg(target_os = "linux")]
 
+#[macro_use]
+#[path = "support/for_each_policy.rs"]
+mod for_each_policy;
+
 #[path = "support/wait.rs"]
 mod wait;
 
@@ -595,25 +599,6 @@ fn restart_under_blocking_load<P: Policy>() {
 
 fn restart_under_async_load<P: Policy>() {
     recovers_right_after_a_restart::<P>(false);
-}
-
-macro_rules! for_each_policy {
-    ($($test:ident),+ $(,)?) => {
-        for_each_policy!(@policy strict, Strict; $($test),+);
-        for_each_policy!(@policy lax, Lax; $($test),+);
-        for_each_policy!(@policy offlock, Offlock; $($test),+);
-    };
-    (@policy $module:ident, $policy:ty; $($test:ident),+) => {
-        mod $module {
-            use super::*;
-            $(
-                #[test]
-                fn $test() {
-                    super::$test::<$policy>();
-                }
-            )+
-        }
-    };
 }
 
 for_each_policy!(

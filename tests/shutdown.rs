@@ -5,12 +5,17 @@
 //! outlives a connector whose `close` panics. Every test runs under every
 //! policy.
 
+#[macro_use]
+#[path = "support/for_each_policy.rs"]
+mod for_each_policy;
+
 #[path = "support/wait.rs"]
 mod wait;
 
 use leasehold::mock::{MockConn, MockConnector};
 use leasehold::{
-    ConfigError, Connector, Disposal, Handshake, Lax, Offlock, Policy, Pool, Progress, Strict,
+    Builder, ConfigError, Connector, Disposal, Handshake, Lax, Offlock, Policy, Pool, Progress,
+    Strict,
 };
 use mio::event::Source;
 use mio::{Interest, Registry, Token};
@@ -301,11 +306,22 @@ impl Handshake for ByteHandshake {
 }
 
 fn pool<P: Policy>(connector: &Scripted, max: usize) -> Pool<Scripted, P> {
-    Pool::builder(connector.clone())
-        .max_total(max)
-        .max_per_route(max)
-        .build()
-        .unwrap()
+    pool_with(connector, max, |b| b)
+}
+
+/// A pool of `max` connections to the one route, configured further.
+fn pool_with<P: Policy>(
+    connector: &Scripted,
+    max: usize,
+    configure: impl FnOnce(Builder<Scripted, P>) -> Builder<Scripted, P>,
+) -> Pool<Scripted, P> {
+    configure(
+        Pool::builder(connector.clone())
+            .max_total(max)
+            .max_per_route(max),
+    )
+    .build()
+    .unwrap()
 }
 
 /// Opens `n` connections and leaves them idle.
@@ -382,12 +398,8 @@ const SLOW_CLOSE: Duration = Duration::from_secs(2);
 /// not one after another.
 fn slow_closes_do_not_add_up<P: Policy>() {
     let connector = Scripted::default();
-    let pool: Pool<Scripted, P> = Pool::builder(connector.clone())
-        .max_total(8)
-        .max_per_route(8)
-        .shutdown_grace(Duration::from_secs(4))
-        .build()
-        .unwrap();
+    let pool: Pool<Scripted, P> =
+        pool_with(&connector, 8, |b| b.shutdown_grace(Duration::from_secs(4)));
     fill(&pool, 8);
     connector.close_takes(SLOW_CLOSE);
 
@@ -410,12 +422,7 @@ fn slow_closes_do_not_add_up<P: Policy>() {
 /// gracefully.
 fn no_grace_aborts_everything_left<P: Policy>() {
     let connector = Scripted::default();
-    let pool: Pool<Scripted, P> = Pool::builder(connector.clone())
-        .max_total(4)
-        .max_per_route(4)
-        .shutdown_grace(Duration::ZERO)
-        .build()
-        .unwrap();
+    let pool: Pool<Scripted, P> = pool_with(&connector, 4, |b| b.shutdown_grace(Duration::ZERO));
     fill(&pool, 4);
     drop(pool);
     assert_eq!(connector.mock().aborted(), 4);
@@ -428,12 +435,7 @@ fn no_grace_aborts_everything_left<P: Policy>() {
 /// drop waits for every graceful close, and nothing panics.
 fn an_endless_grace_waits_for_every_close<P: Policy>() {
     let connector = Scripted::default();
-    let pool: Pool<Scripted, P> = Pool::builder(connector.clone())
-        .max_total(3)
-        .max_per_route(3)
-        .shutdown_grace(Duration::MAX)
-        .build()
-        .unwrap();
+    let pool: Pool<Scripted, P> = pool_with(&connector, 3, |b| b.shutdown_grace(Duration::MAX));
     fill(&pool, 3);
     connector.close_takes(Duration::from_millis(50));
     drop(pool);
@@ -446,13 +448,10 @@ fn an_endless_grace_waits_for_every_close<P: Policy>() {
 /// another, but none is started after the grace: the rest are aborted.
 fn inline_closes_stop_at_the_grace<P: Policy>() {
     let connector = Scripted::default();
-    let pool: Pool<Scripted, P> = Pool::builder(connector.clone())
-        .max_total(8)
-        .max_per_route(8)
-        .disposal(Disposal::Inline)
-        .shutdown_grace(Duration::from_secs(1))
-        .build()
-        .unwrap();
+    let pool: Pool<Scripted, P> = pool_with(&connector, 8, |b| {
+        b.disposal(Disposal::Inline)
+            .shutdown_grace(Duration::from_secs(1))
+    });
     fill(&pool, 8);
     connector.close_takes(SLOW_CLOSE);
 
@@ -512,25 +511,6 @@ fn a_disposal_queue_of_zero_is_refused<P: Policy>() {
         error.to_string(),
         "the disposal queue must hold at least one connection"
     );
-}
-
-macro_rules! for_each_policy {
-    ($($test:ident),+ $(,)?) => {
-        for_each_policy!(@policy strict, Strict; $($test),+);
-        for_each_policy!(@policy lax, Lax; $($test),+);
-        for_each_policy!(@policy offlock, Offlock; $($test),+);
-    };
-    (@policy $module:ident, $policy:ty; $($test:ident),+) => {
-        mod $module {
-            use super::*;
-            $(
-                #[test]
-                fn $test() {
-                    super::$test::<$policy>();
-                }
-            )+
-        }
-    };
 }
 
 for_each_policy!(
