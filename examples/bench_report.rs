@@ -1,4 +1,4 @@
-//! Turns the results of `cargo bench --bench contention` into the README's
+//! Turns the results of `cargo bench --bench contention` into `benches/README.md`'s
 //! benchmark tables and the scaling plot.
 //!
 //! ```text
@@ -10,7 +10,7 @@
 //!   plot so both stay with the date and machine they were measured on;
 //! * `benches/results/contention.svg`: cycles per second against workers
 //!   for pool 8 with no hold, one line per pool, both axes logarithmic;
-//! * the README between `<!-- contention:begin -->` and
+//! * `benches/README.md` between `<!-- contention:begin -->` and
 //!   `<!-- contention:end -->`: Mops/s and p99 acquire latency per pool and
 //!   scenario, ours ÷ the best peer, and how much of its peak each pool keeps
 //!   at 256 workers.
@@ -32,6 +32,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 const RESULTS: &str = "benches/results";
+/// Where the tables go, between the markers.
+const README: &str = "benches/README.md";
 const BEGIN: &str = "<!-- contention:begin -->";
 const END: &str = "<!-- contention:end -->";
 
@@ -87,14 +89,14 @@ fn main() -> Result<(), Box<dyn Error>> {
     plot(&measured, &rows, &svg)?;
 
     let markdown = tables(&measured, &rows);
-    let readme = std::fs::read_to_string("README.md")?;
+    let readme = std::fs::read_to_string(README)?;
     let (Some(begin), Some(end)) = (readme.find(BEGIN), readme.find(END)) else {
-        return Err(format!("README.md has no {BEGIN} … {END} section").into());
+        return Err(format!("{README} has no {BEGIN} … {END} section").into());
     };
     let updated = format!("{}{BEGIN}\n{markdown}{}", &readme[..begin], &readme[end..]);
-    std::fs::write("README.md", updated)?;
+    std::fs::write(README, updated)?;
     println!(
-        "{} rows measured {} on {}: wrote {}, {} and README.md",
+        "{} rows measured {} on {}: wrote {}, {} and {README}",
         rows.len(),
         measured.date,
         measured.machine,
@@ -114,7 +116,7 @@ fn curve<'a>(rows: &'a [Row], pool: &str) -> Vec<&'a Row> {
     points
 }
 
-/// The markdown between the README's markers.
+/// The markdown between the markers of `benches/README.md`.
 fn tables(measured: &Measured, rows: &[Row]) -> String {
     let pools = report::pools(rows);
     let mut md = String::new();

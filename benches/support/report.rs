@@ -1,6 +1,6 @@
 //! The results of `benches/contention.rs`: one [`Row`] per pool and
 //! scenario, printed as tables by the bench and kept as CSV for
-//! `examples/bench_report.rs`, which turns them into the README's table and
+//! `examples/bench_report.rs`, which turns them into `benches/README.md`'s table and
 //! plot.
 //!
 //! The CSV starts with `#` lines naming when and where it was measured, then
