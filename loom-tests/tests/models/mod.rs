@@ -9,7 +9,7 @@
 //!
 //! Every model uses `max_total = max_per_route = 1`, so there is exactly one
 //! unit of capacity to fight over, and one route (`ROUTE`), except the
-//! cross-route model, which adds `OTHER`. A waiting thread parks until its
+//! cross-route models, which add `OTHER`. A waiting thread parks until its
 //! waker unparks it: if a grant is never published, or published without a
 //! wake-up, every thread ends up blocked and loom reports a deadlock — that
 //! is how a lost wake-up shows. (Model 1 polls instead, to check the grant's
@@ -660,4 +660,135 @@ fn return_to_a_route_blocked_by_the_total_is_not_closed() {
         seen.note(false);
     });
     tally.report_runs("return vs same route blocked by the total");
+}
+
+/// Model 14 — a stale entry of the idle index vs a return.
+///
+/// `OTHER`'s only connection went idle once, so its shard is listed in the
+/// idle index, and was leased again: the entry is stale. B asks on `ROUTE`,
+/// blocked by the total cap, while A returns `OTHER`'s connection. The
+/// reclaimer may find the shard empty and drop its entry just as A's push
+/// makes it non-empty: then either A's push finds `LISTED` down and lists
+/// the shard again, or the reclaimer's CAS fails and it takes the
+/// connection. B must get `Connect`, and A's connection is disposed of
+/// exactly once. (A may return to another shard than the listed one, a
+/// thread's shard being its own: then A lists that shard and the stale
+/// entry is dropped.)
+///
+/// Catches: a reclaimer that lowers `LISTED` without checking, in the same
+/// CAS, that the shard is still empty (A's push found the flag up and added
+/// no entry, the connection sits idle where no look finds it, and B parks
+/// forever: loom reports a deadlock); a push that lists its shard without
+/// reading its word again after adding the entry (the same, as in model 6);
+/// a stale entry that stops the look, or is kept forever.
+#[test]
+fn stale_index_entry_races_return() {
+    let tally = std::sync::Arc::new(Tally::default());
+    let seen = tally.clone();
+    loom::model(move || {
+        let (core, disposed, held) = leased_core_on(OTHER);
+        core.release(held, true);
+        let held = match core.acquire(&OTHER, None, Wait::Queue, &waker()) {
+            Acquire::Ready(Grant::Conn(held)) => held,
+            other => panic!("the idle connection is a hit, got {other:?}"),
+        };
+
+        let a = {
+            let core = core.clone();
+            thread::spawn(move || core.release(held, true))
+        };
+        let b = {
+            let core = core.clone();
+            thread::spawn(move || {
+                let permit = match acquire_and_wait(&core) {
+                    (Grant::Connect(permit), true) => permit,
+                    (other, queued) => {
+                        panic!("B must queue and get capacity, got {other:?} (queued: {queued})")
+                    }
+                };
+                let held = core
+                    .connected(permit, Conn::new(2))
+                    .expect("the core is open");
+                core.release(held, true);
+            })
+        };
+        a.join().unwrap();
+        b.join().unwrap();
+
+        assert_eq!(disposed_ids(&disposed), [1], "item 1 disposed exactly once");
+        assert_quiet(&core, 1, 0);
+        let other = core.route_stats(&OTHER);
+        assert_eq!(other.allocated(), 0, "{other}");
+        seen.note(false);
+    });
+    tally.report_runs("stale index entry vs return");
+}
+
+/// Model 15 — a stale stateful entry vs a stateful return.
+///
+/// As model 14, with `OTHER`'s connection in a state: such connections are
+/// kept by the serializer (under `Offlock`, by `OTHER`'s own, which the
+/// total line asks to close one; it finds `OTHER` through the stateful
+/// index, whose entry went stale when the connection was leased again). B
+/// asks on `ROUTE` without state, blocked by the total cap, while A returns
+/// `OTHER`'s connection. B must get `Connect`, and A's connection is
+/// disposed of exactly once.
+///
+/// Catches: a route dropped from the stateful index while its serializer
+/// counts a connection going idle (the unlisting must find the count 0 in
+/// the same CAS; else A's return finds the route listed, adds nothing, and
+/// B parks forever: loom reports a deadlock); a stateful connection that
+/// goes idle after the total line raised `TOTAL_WAIT` without its route
+/// kicking the line.
+#[test]
+fn stale_stateful_entry_races_return() {
+    loom::model(move || {
+        let (core, disposed) = core();
+        let alice = leasehold_policies::State::new("alice");
+        let lease_alice = || match core.acquire(&OTHER, Some(&alice), Wait::Queue, &waker()) {
+            Acquire::Ready(grant) => grant,
+            Acquire::Queued(waiter) => wait(&core, waiter),
+        };
+        let permit = match lease_alice() {
+            Grant::Connect(permit) => permit,
+            other => panic!("capacity for the first connection, got {other:?}"),
+        };
+        let conn = Conn {
+            id: 1,
+            state: Some(alice.clone()),
+        };
+        let held = core.connected(permit, conn).expect("the core is open");
+        core.release(held, true);
+        let held = match lease_alice() {
+            Grant::Conn(held) => held,
+            other => panic!("the idle connection in its state, got {other:?}"),
+        };
+
+        let a = {
+            let core = core.clone();
+            thread::spawn(move || core.release(held, true))
+        };
+        let b = {
+            let core = core.clone();
+            thread::spawn(move || {
+                let permit = match acquire_and_wait(&core) {
+                    (Grant::Connect(permit), true) => permit,
+                    (other, queued) => {
+                        panic!("B must queue and get capacity, got {other:?} (queued: {queued})")
+                    }
+                };
+                let held = core
+                    .connected(permit, Conn::new(2))
+                    .expect("the core is open");
+                core.release(held, true);
+            })
+        };
+        a.join().unwrap();
+        b.join().unwrap();
+
+        assert_eq!(disposed_ids(&disposed), [1], "item 1 disposed exactly once");
+        assert_quiet(&core, 1, 0);
+        let other = core.route_stats(&OTHER);
+        assert_eq!(other.allocated(), 0, "{other}");
+    });
 }

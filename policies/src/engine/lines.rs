@@ -15,7 +15,7 @@
 //! last time for an idle connection to close for it; from then on returns
 //! come through here, so the connection that makes room is never missed.
 
-use super::route::{is_closed, total_wait, waiters_of, Put, Refused, Route, Take};
+use super::route::{is_closed, listed, total_wait, waiters_of, Put, Refused, Route, Take};
 use super::table::TotalWaitFlags;
 use super::total::TotalCommand;
 use super::{Blocked, Engine, Flavor};
@@ -98,13 +98,15 @@ fn competes<K>(node: &Node, route: &Route<K>) -> bool {
 }
 
 /// The routes a serializer with `scope` serves: one, or (`None`) all.
-fn scoped<'a, K: RouteKey, T, F: Flavor>(
+fn scoped<'a, K: RouteKey, T: Item, F: Flavor>(
     scope: Option<usize>,
     core: &'a Engine<K, T, F>,
 ) -> impl Iterator<Item = &'a Route<K>> + 'a {
-    core.table
-        .iter()
-        .filter(move |route| scope.is_none_or(|id| route.id == id))
+    let (one, all) = match scope {
+        Some(id) => (Some(core.route(id)), None),
+        None => (None, Some(core.table.iter())),
+    };
+    one.into_iter().chain(all.into_iter().flatten())
 }
 
 /// Takes an idle stateful connection of route `id` off `line`; the caller
@@ -124,7 +126,7 @@ fn take_stateful<K: RouteKey, T: Item, F: Flavor>(
     if list.is_empty() {
         line.stateful.remove(&state);
     }
-    core.route(id).stateful_idle.fetch_sub(1, Ordering::AcqRel);
+    core.route(id).stateful_left();
     core.idle_left();
     Some(index)
 }
@@ -219,7 +221,7 @@ impl<T: Item> Lines<T> {
             core.submit_total(TotalCommand::Surrendered);
         }
         let route = core.route(self.scope.expect("a segment's route"));
-        let idle = route.idle() + route.stateful_idle.load(Ordering::Acquire);
+        let idle = route.idle() + route.stateful_idle();
         if !self.closed && total_wait(route.word()) && idle > 0 {
             core.submit_total(TotalCommand::Kick);
         }
@@ -291,7 +293,9 @@ impl<T: Item> Lines<T> {
         // SAFETY: as above.
         match unsafe { core.state_of(index) } {
             Some(state) => {
-                route.stateful_idle.fetch_add(1, Ordering::AcqRel);
+                if route.stateful_went_idle(F::SEGMENTED) {
+                    core.stateful_index.push(id, 0);
+                }
                 let line = self.lines.entry(id).or_default();
                 line.stateful.entry(state).or_default().push_back(index);
             }
@@ -305,10 +309,22 @@ impl<T: Item> Lines<T> {
                 let link = core.arena.link(index);
                 // SAFETY: we own `index`; `put` publishes it if it succeeds,
                 // else we still own it.
-                if let Err(refused) = unsafe { route.put(link, 0, index, Put::Serial, word) } {
-                    debug_assert_eq!(refused, Refused::Closed);
-                    core.idle_left();
-                    self.close(core, route, index);
+                match unsafe { route.put(link, 0, index, Put::Serial, word) } {
+                    // `Segmented`: the total line is kicked after this
+                    // route's own requests were served (`settle_segment`
+                    // sees `TOTAL_WAIT` in shard 0's word, which
+                    // `list_idle` read after listing).
+                    Ok(before) if !listed(before) => {
+                        if core.list_idle(route, 0) && !F::SEGMENTED {
+                            core.kick(route);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(refused) => {
+                        debug_assert_eq!(refused, Refused::Closed);
+                        core.idle_left();
+                        self.close(core, route, index);
+                    }
                 }
             }
         }
@@ -769,7 +785,7 @@ impl<T: Item> Lines<T> {
                         continue;
                     }
                     list.remove(i);
-                    route.stateful_idle.fetch_sub(1, Ordering::AcqRel);
+                    route.stateful_left();
                     core.idle_left();
                     // SAFETY: the index was on our list: ours, given up.
                     self.victims.push(unsafe { core.close_slot(route, index) });

@@ -62,8 +62,12 @@
 //! the returning threads, not by the serializer, the limit holds however
 //! late the serializer runs.
 //! `TOTAL_WAIT` works as `ROUTE_WAIT` for requests of other routes that wait
-//! for an idle connection to be closed to make room.
+//! for an idle connection to be closed to make room. Such a connection is
+//! found in the idle index (`idle_index`), which lists the shards that have
+//! idle connections, so making room costs the same however many routes the
+//! pool has seen.
 
+mod idle_index;
 mod lines;
 mod route;
 mod table;
@@ -71,10 +75,14 @@ mod table;
 mod tests;
 mod total;
 
+use self::idle_index::IdleIndex;
 use self::lines::{Command, Lines};
 #[cfg(leasehold_loom)]
 pub use self::route::set_loom_pass_limit;
-use self::route::{contended, is_closed, nudged, waiters_of, wanted, Put, Refused, Route, Take};
+use self::route::{
+    contended, is_closed, listed, nudged, total_wait, waiters_of, wanted, Put, Reclaim, Refused,
+    Route, Take,
+};
 use self::table::{IdStore, Table};
 use self::total::{TotalCommand, TotalLine};
 use crate::arena::{Arena, IndexStack};
@@ -186,6 +194,15 @@ pub struct Engine<K, T, F> {
     arena: Arena<Slot<K, T>>,
     free: IndexStack,
     table: Table<K>,
+    /// Shards with idle stateless connections, for cross-route reclaim.
+    idle_index: IdleIndex,
+    /// `Segmented`: routes with idle stateful connections, for cross-route
+    /// reclaim (their serializers close them, see `total`).
+    stateful_index: IdleIndex,
+    /// Entries of the idle and stateful indexes cross-route reclaim looked
+    /// at (for the tests of its cost).
+    #[cfg(all(test, not(leasehold_loom)))]
+    reclaim_looks: std::sync::atomic::AtomicUsize,
     closed: AtomicBool,
     total: CachePadded<AtomicUsize>,
     /// Counted only when `max_idle < max_total` (else the cap cannot bind).
@@ -350,23 +367,108 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// Takes an idle stateless connection of any route but `except` and
     /// those in `spare`, for the serializer to close; the caller then owns
     /// its slot.
+    ///
+    /// It looks in the idle index (see `idle_index`), at each entry there
+    /// when it started at most once, dropping stale ones.
     fn take_idle_elsewhere(
         &self,
         except: Option<usize>,
         spare: &[usize],
     ) -> Option<(&Route<K>, u32)> {
-        self.table
-            .iter()
-            .filter(|route| Some(route.id) != except && !spare.contains(&route.id))
-            .find_map(|route| Some((route, self.take_idle(route, Take::Serial)?)))
+        let mut kept = Vec::new();
+        let mut found = None;
+        for _ in 0..self.idle_index.len() {
+            let Some((id, shard)) = self.idle_index.pop() else {
+                break;
+            };
+            #[cfg(all(test, not(leasehold_loom)))]
+            self.reclaim_looks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if Some(id) == except || spare.contains(&id) {
+                kept.push((id, shard));
+                continue;
+            }
+            let route = self.route(id);
+            match route.take_or_unlist(&self.arena, shard) {
+                Reclaim::Taken(index) => {
+                    self.idle_left();
+                    // Still listed: it may have more.
+                    kept.push((id, shard));
+                    found = Some((route, index));
+                    break;
+                }
+                Reclaim::Unlisted | Reclaim::Closed => {}
+            }
+        }
+        for &(id, shard) in &kept {
+            self.idle_index.push(id, shard);
+        }
+        // The total line may have looked while we held them; it spares the
+        // routes in its line itself, so their entries need no wake-up (and
+        // the line, calling this, does not wake itself for nothing).
+        if F::SEGMENTED && kept.iter().any(|(id, _)| !spare.contains(id)) {
+            self.wake_total_line();
+        }
+        found
     }
 
-    /// A route not in `spare` holding idle stateful connections (which only
-    /// its serializer may touch, under `Segmented`).
+    /// Adds the entry of `route`'s `shard`, which a push just listed, to the
+    /// idle index, then reads the shard's word again with a
+    /// read-modify-write. Returns whether it shows `TOTAL_WAIT`: a request
+    /// blocked by the total cap that raised it before this read may have
+    /// looked in the index before the entry was there, and its reclaimer is
+    /// to be kicked ([`Self::kick_reclaimer`]; see `idle_index`).
+    #[cold]
+    fn list_idle(&self, route: &Route<K>, shard: usize) -> bool {
+        self.idle_index.push(route.id, shard);
+        total_wait(route.touch_shard(shard))
+    }
+
+    /// Kicks whoever reclaims idle connections of `route` for requests
+    /// blocked by the total cap: the serializer, or (`Segmented`) the total
+    /// line.
+    #[cold]
+    fn kick_reclaimer(&self, route: &Route<K>) {
+        if F::SEGMENTED {
+            self.wake_total_line();
+        } else {
+            self.kick(route);
+        }
+    }
+
+    /// `Segmented`: a route not in `spare` holding idle stateful
+    /// connections (which only its serializer may touch). It looks in the
+    /// stateful index as [`Self::take_idle_elsewhere`] in the idle index.
     fn stateful_holder(&self, spare: &[usize]) -> Option<&Route<K>> {
-        self.table.iter().find(|route| {
-            !spare.contains(&route.id) && route.stateful_idle.load(Ordering::Acquire) > 0
-        })
+        debug_assert!(F::SEGMENTED, "listed only by `Segmented` routes");
+        let mut kept = Vec::new();
+        let mut found = None;
+        for _ in 0..self.stateful_index.len() {
+            let Some((id, shard)) = self.stateful_index.pop() else {
+                break;
+            };
+            #[cfg(all(test, not(leasehold_loom)))]
+            self.reclaim_looks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if spare.contains(&id) {
+                kept.push((id, shard));
+                continue;
+            }
+            let route = self.route(id);
+            if route.stateful_or_unlist() {
+                kept.push((id, shard));
+                found = Some(route);
+                break;
+            }
+        }
+        for &(id, shard) in &kept {
+            self.stateful_index.push(id, shard);
+        }
+        // As in `take_idle_elsewhere`.
+        if kept.iter().any(|(id, _)| !spare.contains(id)) {
+            self.wake_total_line();
+        }
+        found
     }
 
     /// The shard of the calling thread: the one of the CPU it runs on.
@@ -761,6 +863,10 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             free: IndexStack::new(),
             arena: Arena::new(limits.max_total()),
             table: Table::new(limits.max_total().saturating_mul(2)),
+            idle_index: IdleIndex::new(),
+            stateful_index: IdleIndex::new(),
+            #[cfg(all(test, not(leasehold_loom)))]
+            reclaim_looks: std::sync::atomic::AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             total: CachePadded::new(AtomicUsize::new(0)),
             idle_total: CachePadded::new(AtomicUsize::new(0)),
@@ -909,6 +1015,9 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         // still own it.
         match unsafe { route.put(slot.link(), shard, index, rule, word) } {
             Ok(before) => {
+                if !listed(before) && self.list_idle(route, shard) {
+                    self.kick_reclaimer(route);
+                }
                 if is_closed(before) {
                     self.drain_closed_route(route);
                 } else if wanted(before) {

@@ -9,7 +9,8 @@
 //! ```text
 //!  bits 0..32    head of the shard's idle stack (a slot index, or NIL) } LIFO
 //!  bits 32..64   tag, bumped by every push and pop (no ABA)            } only
-//!  bits 64..96   idle stateless connections in this shard
+//!  bits 64..95   idle stateless connections in this shard
+//!  bit  95       LISTED: the shard is in the engine's idle index
 //!  bits 96..123  requests waiting on this route (shard 0; `Strict` and
 //!                `Offlock`: every shard)
 //!  bit  123      NUDGED: a request woken to compete has yet to look (sharded)
@@ -73,6 +74,18 @@
 //! word's idle count is a reservation count: an index is queued *before*
 //! the count goes up, and the count goes down *before* an index is dequeued,
 //! so whoever reserved one finds one.
+//!
+//! `LISTED` says that the shard has an entry in the engine's idle index,
+//! where cross-route reclaim finds idle connections of other routes without
+//! looking at every route (see `idle_index`). A push that finds it down
+//! raises it after the push, with a `fetch_or`, and the one push whose
+//! `fetch_or` finds it down adds the entry. Only the reclaimer holding the
+//! entry lowers it, and only in a CAS that finds the shard empty
+//! ([`Route::take_or_unlist`]), so a shard with idle connections is always
+//! listed, or being listed by the push that made it non-empty. A lease
+//! leaves the flag as it is: a shard that goes empty and fills again, as
+//! one connection leased and returned over and over does, finds the flag up
+//! and adds nothing.
 
 use crate::arena::{Arena, NIL};
 use crate::sync::{AtomicU128, AtomicU64, AtomicUsize, Backoff, BoundedFifo, Ordering};
@@ -84,6 +97,12 @@ const INDEX_MASK: u128 = u32::MAX as u128;
 const TAG_ONE: u128 = 1 << 32;
 const TAG_MASK: u128 = (u32::MAX as u128) << 32;
 const IDLE_ONE: u128 = 1 << 64;
+/// The idle count's bits (at most `MAX_CAPACITY` < 2^30 connections).
+const IDLE_BITS: u32 = (1 << 31) - 1;
+const LISTED: u128 = 1 << 95;
+/// `Route::stateful`: the route is in the engine's stateful index
+/// (`Segmented`), as `LISTED` says of a shard in the idle index.
+const STATEFUL_LISTED: usize = 1 << (usize::BITS - 1);
 const WAITER_ONE: u128 = 1 << 96;
 const WAITERS_MASK: u128 = ((1 << 27) - 1) << 96;
 const NUDGED: u128 = 1 << 123;
@@ -129,7 +148,13 @@ fn head(word: u128) -> u32 {
 
 #[inline]
 pub(super) fn idle_of(word: u128) -> usize {
-    ((word >> 64) as u32) as usize
+    ((word >> 64) as u32 & IDLE_BITS) as usize
+}
+
+/// Whether the shard is in the engine's idle index (see the module docs).
+#[inline]
+pub(super) fn listed(word: u128) -> bool {
+    word & LISTED != 0
 }
 
 #[inline]
@@ -240,6 +265,18 @@ pub(super) enum Refused {
     Waiters,
 }
 
+/// What the idle index's reclaimer found in a listed shard
+/// ([`Route::take_or_unlist`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Reclaim {
+    /// An idle connection's slot, now the caller's; the shard stays listed.
+    Taken(u32),
+    /// The shard was empty and is no longer listed.
+    Unlisted,
+    /// The route is closed.
+    Closed,
+}
+
 /// One shard of a route's idle connections.
 struct Shard {
     word: CachePadded<AtomicU128>,
@@ -256,7 +293,9 @@ pub(crate) struct Route<K> {
     pub(super) allocated: AtomicUsize,
     pub(super) max: AtomicUsize,
     pub(super) connecting: AtomicUsize,
-    pub(super) stateful_idle: AtomicUsize,
+    /// Idle stateful connections (kept by the serializer), and
+    /// `STATEFUL_LISTED`.
+    stateful: AtomicUsize,
     pub(super) created: AtomicU64,
     pub(super) closed: AtomicU64,
     pub(super) timeouts: AtomicU64,
@@ -298,7 +337,7 @@ impl<K> Route<K> {
             allocated: AtomicUsize::new(0),
             max: AtomicUsize::new(max),
             connecting: AtomicUsize::new(0),
-            stateful_idle: AtomicUsize::new(0),
+            stateful: AtomicUsize::new(0),
             created: AtomicU64::new(0),
             closed: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
@@ -370,9 +409,11 @@ impl<K> Route<K> {
     }
 
     /// Puts the slot of an idle stateless connection on `shard`'s idle list.
-    /// Returns the shard's word as it was before. `word` is the shard's
-    /// word as the caller read it ([`Self::shard_word`]): the first guess
-    /// of the CAS, which checks it, so a return reads the line once.
+    /// Returns the shard's word as it was before; `LISTED` down in it says
+    /// that this push listed the shard, and the caller adds its entry to the
+    /// idle index. `word` is the shard's word as the caller read it
+    /// ([`Self::shard_word`]): the first guess of the CAS, which checks it,
+    /// so a return reads the line once.
     ///
     /// # Safety
     /// The caller owns `index` (a slot of this route, holding its item, whose
@@ -415,7 +456,7 @@ impl<K> Route<K> {
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 ) {
-                    Ok(before) => return Ok(before),
+                    Ok(before) => return Ok(self.list(shard, before)),
                     Err(seen) => {
                         word = seen;
                         backoff.spin();
@@ -429,14 +470,62 @@ impl<K> Route<K> {
             }
             // The caller sees a close or waiters that came meanwhile in the
             // word returned, and drains or kicks.
-            return Ok(cell.fetch_add(IDLE_ONE, Ordering::AcqRel));
+            let before = cell.fetch_add(IDLE_ONE, Ordering::AcqRel);
+            return Ok(self.list(shard, before));
+        }
+    }
+
+    /// After a push to `shard` whose word was `before`: raises `LISTED`
+    /// unless it was up; returns `before`, with `LISTED` down if this push
+    /// raised it (see [`Self::put`]).
+    #[inline(always)]
+    fn list(&self, shard: usize, before: u128) -> u128 {
+        if listed(before) {
+            return before;
+        }
+        // Listed by whichever push raises the flag.
+        let raised = self.shards[shard].word.fetch_or(LISTED, Ordering::AcqRel);
+        before | (raised & LISTED)
+    }
+
+    /// The idle index's reclaimer, holding `shard`'s entry: takes an idle
+    /// stateless connection's slot from it (the caller then owns it, and
+    /// keeps the entry), or, if it has none, lowers `LISTED` in the same
+    /// CAS that finds it empty (the caller drops the entry), or says that
+    /// the route is closed (the caller drops the entry; shutdown disposes
+    /// of what is idle there, and closed shards take no pushes).
+    pub(super) fn take_or_unlist<D>(&self, arena: &Arena<D>, shard: usize) -> Reclaim {
+        let cell = &self.shards[shard].word;
+        loop {
+            let word = cell.load(Ordering::Acquire);
+            if is_closed(word) {
+                return Reclaim::Closed;
+            }
+            if idle_of(word) > 0 {
+                match self.take(arena, shard, Take::Serial) {
+                    Some(index) => return Reclaim::Taken(index),
+                    // Leased or closed meanwhile: look again.
+                    None => continue,
+                }
+            }
+            if cell
+                .compare_exchange_weak(word, word & !LISTED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return Reclaim::Unlisted;
+            }
         }
     }
 
     /// Shard 0's word, read with a read-modify-write: ordered after every
     /// earlier change of it (see `Engine::route_freed`).
     pub(super) fn touch(&self) -> u128 {
-        self.shards[0].word.fetch_add(0, Ordering::AcqRel)
+        self.touch_shard(0)
+    }
+
+    /// [`Self::touch`] for any shard.
+    pub(super) fn touch_shard(&self, shard: usize) -> u128 {
+        self.shards[shard].word.fetch_add(0, Ordering::AcqRel)
     }
 
     /// Lowers `NUDGED` on every shard and counts the idle stateless
@@ -610,6 +699,46 @@ impl<K> Route<K> {
         self.allocated.load(Ordering::Acquire) > self.max.load(Ordering::Acquire)
     }
 
+    /// Idle stateful connections.
+    pub(super) fn stateful_idle(&self) -> usize {
+        self.stateful.load(Ordering::Acquire) & !STATEFUL_LISTED
+    }
+
+    /// The serializer, as a stateful connection goes idle: counts it, and
+    /// with `list` says whether this listed the route (the caller adds its
+    /// entry to the stateful index), as a push lists its shard.
+    pub(super) fn stateful_went_idle(&self, list: bool) -> bool {
+        let before = self.stateful.fetch_add(1, Ordering::AcqRel);
+        list && before & STATEFUL_LISTED == 0
+            && self.stateful.fetch_or(STATEFUL_LISTED, Ordering::AcqRel) & STATEFUL_LISTED == 0
+    }
+
+    /// The serializer, as an idle stateful connection leaves.
+    pub(super) fn stateful_left(&self) {
+        self.stateful.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// The stateful index's reclaimer, holding the route's entry: whether
+    /// the route has idle stateful connections; if not, the route is
+    /// unlisted in the same CAS that finds none (the caller drops the entry).
+    pub(super) fn stateful_or_unlist(&self) -> bool {
+        let mut seen = self.stateful.load(Ordering::Acquire);
+        loop {
+            if seen & !STATEFUL_LISTED != 0 {
+                return true;
+            }
+            match self.stateful.compare_exchange_weak(
+                seen,
+                seen & !STATEFUL_LISTED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return false,
+                Err(now) => seen = now,
+            }
+        }
+    }
+
     /// Idle stateless connections over all shards.
     pub(super) fn idle(&self) -> usize {
         self.idle_read(|word| word.load(Ordering::Acquire))
@@ -625,7 +754,7 @@ impl<K> Route<K> {
 
     pub(super) fn stats(&self) -> Stats {
         let word = self.word();
-        let idle = self.idle() + self.stateful_idle.load(Ordering::Acquire);
+        let idle = self.idle() + self.stateful_idle();
         let connecting = self.connecting.load(Ordering::Acquire);
         let allocated = self.allocated.load(Ordering::Acquire);
         Stats {
@@ -675,7 +804,18 @@ mod tests {
         assert_eq!(waiters_of(nudged_word), 3, "`NUDGED` sits above the count");
         assert!(nudged(nudged_word) && !nudged(flagged) && !contended(nudged_word));
         assert!(!wanted(NUDGED), "`NUDGED` alone wants nothing");
-        assert_eq!(WAITERS_MASK & (NUDGED | CONTEND), 0);
+        assert_eq!(WAITERS_MASK & (NUDGED | CONTEND | LISTED), 0);
+        let listed_word = word | LISTED;
+        assert!(listed(listed_word) && !listed(word));
+        assert_eq!(
+            idle_of(listed_word),
+            1,
+            "`LISTED` sits above the idle count"
+        );
+        assert!(
+            crate::MAX_CAPACITY <= IDLE_BITS as usize,
+            "every idle count fits"
+        );
         assert_eq!(waiters_of(WAITERS_MASK), (1 << 27) - 1);
     }
 }

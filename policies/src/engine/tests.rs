@@ -702,3 +702,79 @@ fn lax_connection_a_waiter_was_woken_for_is_not_closed_for_a_younger_route() {
         Some(Grant::Connect(_))
     ));
 }
+
+/// Leases each of `routes` new routes once (in `state`, if given) under a
+/// total of 4 and gives the connection back, so every route past the fourth
+/// has an idle connection of another route closed to make room; returns how
+/// many entries of the idle (or stateful) index cross-route reclaim looked
+/// at.
+fn reclaim_for_new_routes<F: super::Flavor>(routes: u32, state: Option<&State>) -> usize {
+    let disposed = Arc::new(Mutex::new(Vec::new()));
+    let sink = disposed.clone();
+    let disposer: Disposer<Conn> = Arc::new(move |conn: Conn| sink.lock().unwrap().push(conn.id));
+    let core = super::Engine::<u32, Conn, F>::new(Limits::new(4, 1), disposer);
+    for route in 0..routes {
+        let grant = match core.acquire(&route, state, Wait::Queue, Waker::noop()) {
+            Acquire::Ready(grant) => grant,
+            Acquire::Queued(mut waiter) => crate::Waiting::try_take(&mut waiter)
+                .expect("served at once: an idle connection of another route is closed"),
+        };
+        let Grant::Connect(permit) = grant else {
+            panic!("route {route}: expected capacity, got {grant:?}");
+        };
+        let conn = Conn {
+            id: route,
+            state: permit.state().cloned(),
+        };
+        let held = core.connected(permit, conn).expect("open core");
+        core.release(held, true);
+    }
+    let closed: Vec<u32> = disposed.lock().unwrap().clone();
+    if state.is_none() || F::SEGMENTED {
+        assert!(
+            closed.iter().copied().eq(0..routes - 4),
+            "the oldest idle connection goes first"
+        );
+    } else {
+        // The serializer looks for stateful ones route by route, in no
+        // particular order.
+        let distinct: std::collections::HashSet<u32> = closed.iter().copied().collect();
+        assert_eq!(
+            (closed.len(), distinct.len()),
+            (routes as usize - 4, closed.len())
+        );
+    }
+    let total = core.stats().total;
+    assert_eq!((total.idle, total.leased, total.pending), (4, 0, 0));
+    core.reclaim_looks
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Cross-route reclaim looks at a bounded number of routes per request,
+/// however many routes the pool has seen (O(1) amortized, not a scan), for
+/// stateless and stateful connections.
+fn reclaim_looks_at_few_routes<F: super::Flavor>() {
+    let routes = if cfg!(miri) { 40 } else { 2_000 };
+    let alice = State::new("alice");
+    for state in [None, Some(&alice)] {
+        let looks = reclaim_for_new_routes::<F>(routes, state);
+        assert!(
+            looks <= 3 * routes as usize,
+            "{looks} looks to make room for {routes} new routes ({state:?})"
+        );
+    }
+}
+#[test]
+fn strict_reclaim_looks_at_few_routes() {
+    reclaim_looks_at_few_routes::<super::Fair>();
+}
+
+#[test]
+fn lax_reclaim_looks_at_few_routes() {
+    reclaim_looks_at_few_routes::<super::Sharded>();
+}
+
+#[test]
+fn offlock_reclaim_looks_at_few_routes() {
+    reclaim_looks_at_few_routes::<super::Segmented>();
+}

@@ -1,0 +1,79 @@
+//! The idle index: where cross-route reclaim finds an idle connection of
+//! another route to close, without looking at every route.
+//!
+//! An entry names one shard of one route. A shard is listed (its word's
+//! `LISTED` flag, see `route`) from the push that finds the flag down until
+//! a reclaimer finds the shard empty, and has exactly one entry meanwhile:
+//! only the push that raises the flag adds it, and only the reclaimer that
+//! lowers it drops it. Entries go stale when a shard's connections are
+//! leased again, and a reclaimer drops them as it meets them, so finding a
+//! victim costs O(1) amortized: each stale entry it skips was added by one
+//! push.
+//!
+//! `Segmented` keeps a second index of the same kind for idle stateful
+//! connections, which only a route's own serializer keeps: an entry names a
+//! route (shard 0), listed by its `STATEFUL_LISTED` flag, raised as its
+//! serializer counts a stateful connection going idle; the reclaimer asks
+//! that serializer to close one (see `total`).
+//!
+//! # Implementation Details
+//!
+//! A reclaimer pops entries off the front and puts those it keeps (a shard
+//! it took a connection from, or one of a route it must spare) back at the
+//! end, so victims rotate over the routes. An entry it holds is out of the
+//! index until it puts it back: under `Segmented`, where several
+//! serializers reclaim, one that put entries back wakes the total line,
+//! whose look may have missed them meanwhile.
+//!
+//! No wake-up is lost between a push and a reclaimer: the reclaimer raises
+//! `TOTAL_WAIT` on every route before it looks a last time, and a push that
+//! listed its shard adds the entry, then reads its shard's word with a
+//! read-modify-write. If that read comes after the raise, it sees the flag
+//! and kicks the reclaimer (a `Segmented` route's serializer, listing a
+//! connection it put back, does so once its own requests were served); if
+//! before, the raise is ordered after it, and so the look after the entry
+//! was added.
+
+use crate::sync::Fifo;
+use std::fmt;
+
+/// Bits of an entry that name the shard (routes have at most 64).
+const SHARD_BITS: u32 = 6;
+
+/// Listed shards, oldest first.
+pub(super) struct IdleIndex {
+    entries: Fifo<usize>,
+}
+
+impl IdleIndex {
+    pub(super) fn new() -> Self {
+        Self {
+            entries: Fifo::new(),
+        }
+    }
+
+    /// Adds the entry of `route`'s `shard`, which the caller listed.
+    pub(super) fn push(&self, route: usize, shard: usize) {
+        debug_assert!(shard < 1 << SHARD_BITS);
+        self.entries.push(route << SHARD_BITS | shard);
+    }
+
+    /// Takes the oldest entry: route id and shard.
+    pub(super) fn pop(&self) -> Option<(usize, usize)> {
+        let entry = self.entries.pop()?;
+        Some((entry >> SHARD_BITS, entry & ((1 << SHARD_BITS) - 1)))
+    }
+
+    /// How many entries there are (a snapshot).
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+impl fmt::Debug for IdleIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdleIndex")
+            .field("entries", &self.entries.len())
+            .finish()
+    }
+}
