@@ -4,65 +4,160 @@
 //! pool of `max_total(1024)` mock connections leases each of N new routes
 //! once and drops the lease, so every route keeps one idle connection.
 //! Once the total is full, each new route's lease closes an idle connection
-//! of another route to make room (cross-route reclaim). The table shows how
-//! long the N leases took and the time per lease.
+//! of another route to make room (cross-route reclaim). The first table
+//! shows how long the N leases took (wall time, and the CPU time of the
+//! leasing thread, which a busy machine disturbs less) and the wall time
+//! per lease.
+//!
+//! The second table (`--hit`) times the idle hit (lease and drop of an idle
+//! connection, one thread) on one route of a fresh pool, and on one route
+//! registered after the largest N other routes were leased once.
 //!
 //! ```text
-//! cargo run --release --example many_routes              # 2000 8000 100000
-//! cargo run --release --example many_routes -- 500 4000  # other N
+//! cargo run --release --example many_routes                   # 2000 8000 100000
+//! cargo run --release --example many_routes -- 500 4000       # other N
+//! cargo run --release --example many_routes -- lax 100000     # one policy
+//! cargo run --release --example many_routes -- --hit 100000   # the idle hit
 //! ```
 
 use leasehold::mock::MockConnector;
 use leasehold::{Lax, Offlock, Policy, Pool, Strict};
+use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 const MAX_TOTAL: usize = 1024;
 
-/// Leases each of `routes` new routes once; the time it took.
-fn new_routes<P: Policy>(routes: u64) -> Duration {
-    let connector = MockConnector::<u64>::new();
-    let pool: Pool<MockConnector<u64>, P> = Pool::builder(connector.clone())
+/// Idle hits timed per measurement (`HITS` in the environment overrides
+/// it, e.g. for a run under callgrind).
+fn hits() -> u32 {
+    std::env::var("HITS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2_000_000)
+}
+
+fn pool<P: Policy>(connector: &MockConnector<u64>) -> Pool<MockConnector<u64>, P> {
+    Pool::builder(connector.clone())
         .max_total(MAX_TOTAL)
         .build()
-        .expect("valid pool");
-    let started = Instant::now();
+        .expect("valid pool")
+}
+
+/// CPU time the calling thread has run, where Linux tells it
+/// (`/proc/thread-self/schedstat`): unlike wall time, it leaves out the
+/// time other processes of a busy machine ran instead.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
+/// Leases each of `routes` new routes once; the wall time and the CPU time
+/// of the leasing thread it took.
+fn new_routes<P: Policy>(routes: u64) -> (Duration, Option<Duration>) {
+    let connector = MockConnector::<u64>::new();
+    let pool = pool::<P>(&connector);
+    let (started, cpu) = (Instant::now(), cpu_time());
     for route in 0..routes {
         drop(pool.lease(&route).expect("lease"));
     }
     let took = started.elapsed();
+    let cpu = cpu.zip(cpu_time()).map(|(before, after)| after - before);
     let total = pool.stats().total;
     assert_eq!(total.idle, (routes as usize).min(MAX_TOTAL));
     assert_eq!(connector.opened(), routes);
-    took
+    (took, cpu)
 }
 
-fn row<P: Policy>(counts: &[u64]) {
+/// Nanoseconds per idle hit on a route registered after `others` other
+/// routes were leased once each (the best of three runs of [`hits`]).
+fn idle_hit<P: Policy>(others: u64) -> f64 {
+    let connector = MockConnector::<u64>::new();
+    let pool = pool::<P>(&connector);
+    for route in 0..others {
+        drop(pool.lease(&route).expect("lease"));
+    }
+    let hot = u64::MAX;
+    drop(pool.lease(&hot).expect("lease"));
+    let opened = connector.opened();
+    let hits = hits();
+    let best = (0..3)
+        .map(|_| {
+            let started = Instant::now();
+            for _ in 0..hits {
+                drop(black_box(pool.lease(black_box(&hot)).expect("lease")));
+            }
+            started.elapsed().as_secs_f64() * 1e9 / f64::from(hits)
+        })
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(connector.opened(), opened, "every lease an idle hit");
+    best
+}
+
+fn reclaim_rows<P: Policy>(counts: &[u64]) {
+    let ms = |time: Duration| time.as_secs_f64() * 1e3;
     for &routes in counts {
-        let took = new_routes::<P>(routes);
+        let (took, cpu) = new_routes::<P>(routes);
         println!(
-            "| {:<7} | {:>7} | {:>10.1} | {:>12.0} |",
+            "| {:<7} | {:>7} | {:>10.1} | {:>10} | {:>12.0} |",
             P::NAME,
             routes,
-            took.as_secs_f64() * 1e3,
+            ms(took),
+            cpu.map_or("-".into(), |cpu| format!("{:.1}", ms(cpu))),
             took.as_secs_f64() * 1e9 / routes as f64
         );
     }
 }
 
+fn hit_row<P: Policy>(others: u64) {
+    println!(
+        "| {:<7} | {:>10.1} | {:>13.1} |",
+        P::NAME,
+        idle_hit::<P>(0),
+        idle_hit::<P>(others)
+    );
+}
+
 fn main() {
-    let counts: Vec<u64> = std::env::args()
-        .skip(1)
-        .map(|n| n.parse().expect("a route count"))
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let hit = args.iter().any(|arg| arg == "--hit");
+    let (names, counts): (Vec<&String>, Vec<&String>) = args
+        .iter()
+        .filter(|arg| *arg != "--hit")
+        .partition(|arg| arg.parse::<u64>().is_err());
+    let counts: Vec<u64> = counts.iter().map(|n| n.parse().unwrap()).collect();
     let counts = if counts.is_empty() {
         vec![2_000, 8_000, 100_000]
     } else {
         counts
     };
+    let runs = |name: &str| names.is_empty() || names.iter().any(|n| *n == name);
+    if hit {
+        let others = counts.iter().copied().max().unwrap_or(0);
+        println!("idle hit, ns per lease and drop: fresh pool, and a route registered after {others} others\n");
+        println!("| policy  | fresh (ns) | after (ns)    |");
+        println!("|---------|-----------:|--------------:|");
+        if runs(Strict::NAME) {
+            hit_row::<Strict>(others);
+        }
+        if runs(Lax::NAME) {
+            hit_row::<Lax>(others);
+        }
+        if runs(Offlock::NAME) {
+            hit_row::<Offlock>(others);
+        }
+        return;
+    }
     println!("max_total({MAX_TOTAL}); each route leased once, the lease dropped\n");
-    println!("| policy  |  routes |    took ms | ns per lease |");
-    println!("|---------|--------:|-----------:|-------------:|");
-    row::<Strict>(&counts);
-    row::<Lax>(&counts);
-    row::<Offlock>(&counts);
+    println!("| policy  |  routes |    took ms |     cpu ms | ns per lease |");
+    println!("|---------|--------:|-----------:|-----------:|-------------:|");
+    if runs(Strict::NAME) {
+        reclaim_rows::<Strict>(&counts);
+    }
+    if runs(Lax::NAME) {
+        reclaim_rows::<Lax>(&counts);
+    }
+    if runs(Offlock::NAME) {
+        reclaim_rows::<Offlock>(&counts);
+    }
 }
