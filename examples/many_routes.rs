@@ -18,7 +18,13 @@
 //! cargo run --release --example many_routes -- 500 4000       # other N
 //! cargo run --release --example many_routes -- lax 100000     # one policy
 //! cargo run --release --example many_routes -- --hit 100000   # the idle hit
+//! cargo run --release --example many_routes -- --rss 100000   # memory
 //! ```
+//!
+//! The third table (`--rss`) shows the resident memory (`VmRSS`) of the
+//! process before a pool is built, once the largest N routes were each
+//! leased once, and after every idle connection was closed
+//! (`close_idle(0)`): what the routes themselves keep.
 
 use leasehold::mock::MockConnector;
 use leasehold::{Lax, Offlock, Policy, Pool, Strict};
@@ -94,6 +100,46 @@ fn idle_hit<P: Policy>(others: u64) -> f64 {
     best
 }
 
+/// The resident memory of this process, in KiB (`VmRSS`), where Linux
+/// tells it.
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Resident memory before a pool, after `routes` routes were leased once,
+/// and after their idle connections were closed; in KiB.
+fn rss_row<P: Policy>(routes: u64, reuse: leasehold::Reuse) {
+    let before = rss_kib();
+    let connector = MockConnector::<u64>::new();
+    let pool: Pool<MockConnector<u64>, P> = Pool::builder(connector.clone())
+        .max_total(MAX_TOTAL)
+        .reuse(reuse)
+        .build()
+        .expect("valid pool");
+    for route in 0..routes {
+        drop(pool.lease(&route).expect("lease"));
+    }
+    let peak = rss_kib();
+    pool.close_idle(Duration::ZERO);
+    let emptied = rss_kib();
+    let kib = |rss: Option<u64>| rss.map_or("-".into(), |kib| kib.to_string());
+    let per_route = before.zip(emptied).map_or("-".into(), |(b, e)| {
+        format!("{:.0}", (e.saturating_sub(b) * 1024) as f64 / routes as f64)
+    });
+    println!(
+        "| {:<7} | {:<5} | {:>10} | {:>10} | {:>10} | {:>9} |",
+        P::NAME,
+        format!("{reuse:?}"),
+        kib(before),
+        kib(peak),
+        kib(emptied),
+        per_route
+    );
+    drop(pool);
+}
+
 fn reclaim_rows<P: Policy>(counts: &[u64]) {
     let ms = |time: Duration| time.as_secs_f64() * 1e3;
     for &routes in counts {
@@ -121,9 +167,10 @@ fn hit_row<P: Policy>(others: u64) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let hit = args.iter().any(|arg| arg == "--hit");
+    let rss = args.iter().any(|arg| arg == "--rss");
     let (names, counts): (Vec<&String>, Vec<&String>) = args
         .iter()
-        .filter(|arg| *arg != "--hit")
+        .filter(|arg| !arg.starts_with("--"))
         .partition(|arg| arg.parse::<u64>().is_err());
     let counts: Vec<u64> = counts.iter().map(|n| n.parse().unwrap()).collect();
     let counts = if counts.is_empty() {
@@ -132,6 +179,26 @@ fn main() {
         counts
     };
     let runs = |name: &str| names.is_empty() || names.iter().any(|n| *n == name);
+    if rss {
+        let routes = counts.iter().copied().max().unwrap_or(0);
+        println!(
+            "VmRSS in KiB: before a pool, after {routes} routes leased once, after close_idle(0)\n"
+        );
+        println!("| policy  | reuse | before     | peak       | emptied    | B / route |");
+        println!("|---------|-------|-----------:|-----------:|-----------:|----------:|");
+        for reuse in [leasehold::Reuse::Lifo, leasehold::Reuse::Fifo] {
+            if runs(Strict::NAME) {
+                rss_row::<Strict>(routes, reuse);
+            }
+            if runs(Lax::NAME) {
+                rss_row::<Lax>(routes, reuse);
+            }
+            if runs(Offlock::NAME) {
+                rss_row::<Offlock>(routes, reuse);
+            }
+        }
+        return;
+    }
     if hit {
         let others = counts.iter().copied().max().unwrap_or(0);
         println!("idle hit, ns per lease and drop: fresh pool, and a route registered after {others} others\n");
