@@ -9,6 +9,10 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+/// The sweep period when no idle timeout or lifetime sets a shorter one:
+/// a route unused for about this long (at most twice it) is forgotten.
+pub(crate) const ROUTE_SWEEP_PERIOD: Duration = Duration::from_secs(1);
+
 /// Default for [`Builder::max_total`].
 pub const DEFAULT_MAX_TOTAL: usize = 25;
 /// Default for [`Builder::max_per_route`].
@@ -49,6 +53,12 @@ impl<K: PartialEq> Config<K> {
             (a, b) => a.or(b)?,
         };
         Some((shortest / 10).clamp(Duration::from_millis(5), Duration::from_secs(1)))
+    }
+
+    /// How often the event loop sweeps: idle connections past their time
+    /// (with an idle timeout or a lifetime) and unused routes (always).
+    pub(crate) fn route_sweep_period(&self) -> Duration {
+        self.sweep_period().unwrap_or(ROUTE_SWEEP_PERIOD)
     }
 
     /// Whether any route keeps warm connections.

@@ -126,7 +126,8 @@ impl<D: Default> Arena<D> {
 
 impl<D> Arena<D> {
     /// How many slots the arena may make.
-    pub(crate) fn cap(&self) -> usize {
+    #[cfg(test)]
+    fn cap(&self) -> usize {
         self.slots.cap()
     }
 

@@ -40,6 +40,7 @@ mod grow;
 mod lax;
 mod mailbox;
 mod offlock;
+mod reclaim;
 mod serial;
 mod strict;
 mod sync;
@@ -202,6 +203,17 @@ pub trait Core<K: RouteKey, T: Item>: Send + Sync + fmt::Debug + Sized + 'static
     /// One route's stats; for a route the core has not seen, zeros and the
     /// cap it would get.
     fn route_stats(&self, route: &K) -> Stats;
+
+    /// Forgets routes that have had no connection and no request since
+    /// before the previous call: their memory is reclaimed, their counters
+    /// stay in the pool's totals, and a cap set with
+    /// [`Core::set_route_max`] is kept for when the route is used again.
+    /// Meant to be called periodically (the pool's event loop does, once
+    /// per sweep period); a route is removed on the second call after it
+    /// emptied at the earliest. Returns how many removed routes' memory it
+    /// handed to the collector (freed once no thread pinned before is still
+    /// pinned: usually during the call).
+    fn sweep_routes(&self) -> usize;
 
     /// Shuts down: every waiting request gets [`Grant::Closed`], idle items
     /// are disposed, items returned later are disposed, new requests get

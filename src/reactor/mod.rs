@@ -224,9 +224,8 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         let mut events = Events::with_capacity(256);
         let now = Instant::now();
         let config = &self.shared.config;
-        if let Some(period) = config.sweep_period() {
-            self.timers.set(now + period, Timer::Sweep);
-        }
+        self.timers
+            .set(now + config.route_sweep_period(), Timer::Sweep);
         if config.warms() {
             self.timers.set(now, Timer::Warm);
         }
@@ -473,13 +472,15 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                     }
                 }
                 Timer::Sweep => {
-                    self.shared.sweep(now);
-                    if self.shared.config.warms() {
-                        self.timers.set(now, Timer::WarmNow);
+                    if self.shared.config.sweep_period().is_some() {
+                        self.shared.sweep(now);
+                        if self.shared.config.warms() {
+                            self.timers.set(now, Timer::WarmNow);
+                        }
                     }
-                    if let Some(period) = self.shared.config.sweep_period() {
-                        self.timers.set(now + period, Timer::Sweep);
-                    }
+                    self.shared.core.sweep_routes();
+                    let period = self.shared.config.route_sweep_period();
+                    self.timers.set(now + period, Timer::Sweep);
                 }
                 Timer::EvictDead => {
                     self.recheck_set = false;

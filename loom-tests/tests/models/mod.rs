@@ -743,7 +743,7 @@ fn stale_index_entry_races_return() {
 #[test]
 fn stale_stateful_entry_races_return() {
     loom::model(move || {
-        let (core, disposed) = core();
+        let (core, disposed) = core_with_route_max(1);
         let alice = leasehold_policies::State::new("alice");
         let lease_alice = || match core.acquire(&OTHER, Some(&alice), Wait::Queue, &waker()) {
             Acquire::Ready(grant) => grant,
@@ -791,4 +791,63 @@ fn stale_stateful_entry_races_return() {
         let other = core.route_stats(&OTHER);
         assert_eq!(other.allocated(), 0, "{other}");
     });
+}
+
+/// Model 16 — removing an unused route vs a newcomer on it.
+///
+/// `ROUTE` had one connection, closed since, and a sweep went by, so the
+/// next removes it: A runs that sweep while B asks on `ROUTE`. Either B's
+/// request comes first and holds the route (its reservation makes the
+/// removal's seal fail, or its count in the word makes the removal's close
+/// fail, and the removal gives the cap back), or the removal comes first and
+/// B, finding the route closed (as a newcomer, or in the word its count
+/// returns), looks it up again and registers it anew. Either way B gets
+/// `Connect`, never `Closed`, its connection is on the route the table
+/// holds, and the pool's counters add up: two connections created over the
+/// route's lives, one closed, one idle.
+///
+/// Catches: a removal that does not seal the cap first (B reserves on the
+/// route just before it is closed and removed, and its connection lands on
+/// a route the table no longer holds: the route's stats show none); a
+/// request that ignores `CLOSED` in the word its count returns (it queues
+/// on a removed route: the serializer of every route finds no route for
+/// its `Enqueue` and panics, and under `Offlock` nobody serves it, so loom
+/// reports a deadlock); a newcomer answered `Closed` by a removed route.
+#[test]
+fn removal_races_newcomer() {
+    let tally = std::sync::Arc::new(Tally::default());
+    let seen = tally.clone();
+    loom::model(move || {
+        let (core, disposed, held) = leased_core();
+        core.release(held, false);
+        core.sweep_routes();
+
+        let a = {
+            let core = core.clone();
+            thread::spawn(move || core.sweep_routes())
+        };
+        let b = {
+            let core = core.clone();
+            thread::spawn(move || {
+                let permit = match acquire_and_wait(&core) {
+                    (Grant::Connect(permit), _) => permit,
+                    (other, _) => panic!("B must get capacity, got {other:?}"),
+                };
+                let held = core
+                    .connected(permit, Conn::new(2))
+                    .expect("the core is open");
+                core.release(held, true);
+            })
+        };
+        a.join().unwrap();
+        b.join().unwrap();
+
+        assert_eq!(disposed_ids(&disposed), [1]);
+        assert_quiet(&core, 1, 0);
+        let total = core.stats().total;
+        assert_eq!((total.created, total.closed), (2, 1), "{total}");
+        // Whether the removal came first.
+        seen.note(core.route_stats(&ROUTE).created == 1);
+    });
+    tally.assert_both("removal vs newcomer", ["route kept", "route removed first"]);
 }

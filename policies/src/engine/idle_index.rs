@@ -1,14 +1,18 @@
 //! The idle index: where cross-route reclaim finds an idle connection of
 //! another route to close, without looking at every route.
 //!
-//! An entry names one shard of one route. A shard is listed (its word's
-//! `LISTED` flag, see `route`) from the push that finds the flag down until
-//! a reclaimer finds the shard empty, and has exactly one entry meanwhile:
-//! only the push that raises the flag adds it, and only the reclaimer that
-//! lowers it drops it. Entries go stale when a shard's connections are
-//! leased again, and a reclaimer drops them as it meets them, so finding a
-//! victim costs O(1) amortized: each stale entry it skips was added by one
-//! push.
+//! An entry names one shard of one route, by route id. A shard is listed
+//! (its word's `LISTED` flag, see `route`) from the push that finds the flag
+//! down until a reclaimer finds the shard empty, and has an entry meanwhile:
+//! only the push that raises the flag adds one, and only a reclaimer that
+//! finds the shard empty lowers it. Entries go stale when a shard's
+//! connections are leased again, or its route is removed, and a reclaimer
+//! drops them as it meets them, so finding a victim costs O(1) amortized:
+//! each stale entry it skips was added by one push. A removed route's id may
+//! name a new route by then: its stale entry then names a shard of the new
+//! one, which may so have two entries for a while — harmless, since either
+//! entry finds the shard's connections, and the flag comes down only while
+//! the shard is empty.
 //!
 //! `Segmented` keeps a second index of the same kind for idle stateful
 //! connections, which only a route's own serializer keeps: an entry names a

@@ -48,6 +48,9 @@ pub(super) enum Command<T> {
     Surrender {
         answer: bool,
     },
+    /// Remove these routes (id and uid) if they are still unused (see
+    /// `Engine::remove_route`).
+    Remove(Vec<(usize, u64)>),
 }
 
 /// One route's line: waiting requests and stateful idle connections.
@@ -86,6 +89,9 @@ pub(super) struct Lines<T> {
     surrendered: bool,
     /// Capacity was freed in this batch (`Segmented` tells the total line).
     freed: bool,
+    /// `Segmented`: the route was removed; this serializer goes with it,
+    /// and ignores what threads that found the route before still send.
+    removed: bool,
 }
 
 /// Whether a queued request of a `Sharded` route takes returned connections
@@ -104,7 +110,7 @@ fn scoped<'a, K: RouteKey, T: Item, F: Flavor>(
 ) -> impl Iterator<Item = &'a Route<K>> + 'a {
     let (one, all) = match scope {
         Some(id) => (Some(core.route(id)), None),
-        None => (None, Some(core.table.iter())),
+        None => (None, Some(core.table.iter().map(|entry| &entry.route))),
     };
     one.into_iter().chain(all.into_iter().flatten())
 }
@@ -147,6 +153,7 @@ impl<T: Item> Lines<T> {
             registered: false,
             surrendered: false,
             freed: false,
+            removed: false,
         }
     }
 
@@ -155,6 +162,15 @@ impl<T: Item> Lines<T> {
         core: &Engine<K, T, F>,
         command: Command<T>,
     ) {
+        if self.removed {
+            // Nothing of the route is left to serve; a unit of the total
+            // reserved for it goes back (a removed route was in no line, so
+            // none should come).
+            if let Command::Credit = command {
+                self.credit += 1;
+            }
+            return;
+        }
         match command {
             Command::Enqueue(id, node) => {
                 if node.mode == Wait::Never {
@@ -180,11 +196,49 @@ impl<T: Item> Lines<T> {
                 self.surrendered |= answer;
                 self.surrender(core);
             }
+            Command::Remove(routes) => {
+                for (id, uid) in routes {
+                    self.remove(core, id, uid);
+                }
+            }
+        }
+    }
+
+    /// Removes route `id` if nothing of it is left here and it is unused.
+    fn remove<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>, id: usize, uid: u64) {
+        if self.closed {
+            return;
+        }
+        if let Some(line) = self.lines.get_mut(&id) {
+            if Self::live_head(line).is_some() || !line.stateful.is_empty() {
+                // In use: queued again once it is unused again.
+                return;
+            }
+        }
+        let flagged = self.contended.contains(&id)
+            || self.route_waits.contains(&id)
+            || self.woken.contains(&id);
+        if flagged || self.registered || self.credit > 0 {
+            // Flags or credit this serializer has yet to settle.
+            core.sweep_again(id);
+            return;
+        }
+        if core.remove_route(id, uid) {
+            self.lines.remove(&id);
+            self.removed = F::SEGMENTED;
         }
     }
 
     /// Serves what can be served; returns the items to dispose of.
     pub(super) fn settle<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> Vec<T> {
+        if self.removed {
+            if self.credit > 0 {
+                core.total
+                    .fetch_sub(std::mem::take(&mut self.credit), Ordering::AcqRel);
+                core.wake_total_line();
+            }
+            return std::mem::take(&mut self.victims);
+        }
         if self.closed {
             self.close_all(core);
         } else {
@@ -309,7 +363,7 @@ impl<T: Item> Lines<T> {
                 let link = core.arena.link(index);
                 // SAFETY: we own `index`; `put` publishes it if it succeeds,
                 // else we still own it.
-                match unsafe { route.put(link, 0, index, Put::Serial, word) } {
+                match unsafe { route.put(link, 0, index, Put::Serial, word, |_| {}) } {
                     // `Segmented`: the total line is kicked after this
                     // route's own requests were served (`settle_segment`
                     // sees `TOTAL_WAIT` in shard 0's word, which
@@ -397,7 +451,7 @@ impl<T: Item> Lines<T> {
         self.victims.push(unsafe { core.retire(victim, index) });
         // SAFETY: as above; the slot now belongs to route `id`.
         unsafe { core.arena.with(index, |slot| slot.route = id) };
-        victim.allocated.fetch_sub(1, Ordering::AcqRel);
+        core.allocated_down(victim);
         if F::SEGMENTED {
             // The victim's own requests are served by its own serializer.
             core.route_freed(victim);
@@ -427,7 +481,7 @@ impl<T: Item> Lines<T> {
         } else if F::SEGMENTED && self.surrender_elsewhere(core, id) && core.reserve_total() {
             return Ok(core.permit_for(route, state));
         } else {
-            route.allocated.fetch_sub(1, Ordering::AcqRel);
+            core.allocated_down(route);
             return Err(Blocked::Total);
         };
         route.connecting.fetch_add(1, Ordering::AcqRel);
@@ -618,7 +672,7 @@ impl<T: Item> Lines<T> {
             // Raise the flags a waiter needs, then look again: a connection
             // that went idle before a flag is found by the next round, one
             // returned after it comes through the serializer.
-            let mut raised = total_blocked && self.flags.raise(&core.table);
+            let mut raised = total_blocked && core.raise_total_wait(&mut self.flags);
             if F::BARGES {
                 raised |= self.raise_route_waits(core);
             }
@@ -626,7 +680,7 @@ impl<T: Item> Lines<T> {
                 continue;
             }
             if !total_blocked {
-                self.flags.lower(&core.table);
+                core.lower_total_wait(&mut self.flags);
             }
             if F::BARGES {
                 self.lower_route_waits(core);

@@ -66,6 +66,11 @@
 //! found in the idle index (`idle_index`), which lists the shards that have
 //! idle connections, so making room costs the same however many routes the
 //! pool has seen.
+//!
+//! Routes come and go: one with no connection and no request for a full
+//! sweep period is removed (`sweep_routes`), and its memory reclaimed
+//! through the epoch (`reclaim`). See [`Engine::remove_route`] for the
+//! protocol and for what keeps a route from removal.
 
 mod idle_index;
 mod lines;
@@ -83,11 +88,12 @@ use self::route::{
     contended, is_closed, listed, nudged, total_wait, waiters_of, wanted, Put, Reclaim, Refused,
     Route, Take,
 };
-use self::table::{IdStore, Table};
+use self::table::{Keyed, Table, TotalWaitFlags};
 use self::total::{TotalCommand, TotalLine};
 use crate::arena::{Arena, IndexStack};
+use crate::reclaim;
 use crate::serial::Serial;
-use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Fifo, Ordering};
 use crate::types::{
     Acquire, Disposer, Grant, Held, Item, Limits, Permit, PoolStats, Reuse, RouteKey, State, Stats,
     Wait,
@@ -168,6 +174,10 @@ fn shard_count<F: Flavor>(reuse: Reuse) -> usize {
 
 const NO_ROUTE: usize = usize::MAX;
 
+/// Routes retired by one sweep past which the sweep asks the allocator to
+/// give freed memory back to the OS (`reclaim::trim_heap`).
+const TRIM_AFTER_ROUTES: usize = 1024;
+
 /// What lives in an arena slot: the item while it is idle, and the route the
 /// slot's connection belongs to while it exists.
 pub(crate) struct Slot<K, T> {
@@ -193,7 +203,25 @@ pub struct Engine<K, T, F> {
     id: usize,
     arena: Arena<Slot<K, T>>,
     free: IndexStack,
-    table: Table<K>,
+    table: Table<Entry<K, T>>,
+    /// Routes that lost their last connection and request (id and uid),
+    /// which `sweep_routes` looks at (see [`Route::in_sweep`]).
+    emptied: Fifo<(usize, u64)>,
+    /// `sweep_routes` calls so far.
+    sweep_round: AtomicU64,
+    /// Routes the last `sweep_routes` retired.
+    retired_last: std::sync::atomic::AtomicUsize,
+    /// Route uids handed out so far (a `std` atomic: it is bumped under the
+    /// table's mutex, where loom is to see no scheduling point).
+    uids: std::sync::atomic::AtomicU64,
+    /// Requests are blocked by the total cap: routes registered now carry
+    /// `TOTAL_WAIT` from the start (read and written under the table's
+    /// mutex, see `TotalWaitFlags`).
+    total_episode: AtomicBool,
+    /// Caps set with `set_route_max`, which outlive their route.
+    route_max_set: std::sync::Mutex<std::collections::HashMap<K, usize>>,
+    /// The counters of removed routes, which the pool's totals keep.
+    retired: Retired,
     /// Shards with idle stateless connections, for cross-route reclaim.
     idle_index: IdleIndex,
     /// `Segmented`: routes with idle stateful connections, for cross-route
@@ -215,9 +243,6 @@ pub struct Engine<K, T, F> {
     limits: Limits<K>,
     /// The serializer of every route, or (`Segmented`) of none.
     serial: Serial<Command<T>, Lines<T>>,
-    /// `Segmented`: each route's serializer, by route id, made with the
-    /// route.
-    segments: IdStore<Serial<Command<T>, Lines<T>>>,
     /// `Segmented`: routes whose requests wait for total capacity, in the
     /// order they came (see `total`).
     total_line: Serial<TotalCommand, TotalLine<T>>,
@@ -227,6 +252,29 @@ pub struct Engine<K, T, F> {
     /// Shards per route.
     shards: usize,
     _flavor: std::marker::PhantomData<F>,
+}
+
+/// What the route table holds: a route and, under `Segmented`, its
+/// serializer, which lives and goes with it.
+pub(crate) struct Entry<K, T> {
+    route: Route<K>,
+    segment: Option<Serial<Command<T>, Lines<T>>>,
+}
+
+impl<K: RouteKey, T: Item> Keyed for Entry<K, T> {
+    type Key = K;
+
+    fn key(&self) -> &K {
+        &self.route.key
+    }
+}
+
+/// Counters of removed routes.
+#[derive(Debug, Default)]
+struct Retired {
+    created: std::sync::atomic::AtomicU64,
+    closed: std::sync::atomic::AtomicU64,
+    timeouts: std::sync::atomic::AtomicU64,
 }
 
 /// A request queued in an [`Engine`].
@@ -263,49 +311,57 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     const COUNT_EVERYWHERE: bool = !F::BARGES;
 
     /// The route for `key`, registered on first use; `None` once the core is
-    /// closed and the route is new.
+    /// closed and the route is new. The caller is pinned.
     #[inline]
     fn lookup(&self, key: &K) -> Option<&Route<K>> {
         match self.table.get(key) {
-            Some(route) => Some(route),
+            Some(entry) => Some(&entry.route),
             None => self.register(key),
         }
     }
 
-    /// Registers the route for `key` (cold: its first request).
+    /// Registers the route for `key` (cold: its first request, or its first
+    /// since it was removed).
     #[cold]
     fn register(&self, key: &K) -> Option<&Route<K>> {
-        let route = self.table.register(key, |id| {
-            if F::SEGMENTED {
-                // Before the route is published: whoever finds the route
-                // finds its serializer.
-                self.segments.set(id, Serial::new(Lines::new(Some(id))));
-            }
-            Route::new(
+        let entry = self.table.register(key, |id| {
+            let max = self
+                .route_max_set
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(key)
+                .copied()
+                .unwrap_or_else(|| self.limits.route_max(key));
+            let route = Route::new(
                 key.clone(),
                 id,
-                self.limits.route_max(key),
+                self.uids.fetch_add(1, Ordering::Relaxed),
+                max,
                 self.limits.reuse(),
-                self.arena.cap(),
                 self.shards,
-            )
-        });
-        if F::SEGMENTED {
-            // A route new to a total line that has raised `TOTAL_WAIT` must
-            // be flagged before it can hold a connection: this
-            // read-modify-write orders the route's registration against the
-            // increment of a route joining the line, so either the line sees
-            // the new route when it raises the flags, or we see the line and
-            // kick it to raise the flag on the new route too.
-            self.wake_total_line();
-        }
-        route
+            );
+            // Under the table's mutex, which raising and lowering the flag
+            // everywhere hold: a route new to an episode carries it before
+            // anyone can find it.
+            if self.total_episode.load(Ordering::Relaxed) {
+                route.set_total_wait(true);
+            }
+            Entry {
+                route,
+                segment: F::SEGMENTED.then(|| Serial::new(Lines::new(Some(id)))),
+            }
+        })?;
+        // A new route counts as emptied until it holds a connection or a
+        // request: one that never does is removed as well.
+        self.route_emptied(&entry.route);
+        Some(&entry.route)
     }
 
-    /// The route with id `id` (ids come from registered routes only).
+    /// The route with id `id`: the caller is pinned, or holds a
+    /// connection, permit or request of it.
     #[inline]
     fn route(&self, id: usize) -> &Route<K> {
-        self.table.by_id(id).expect("a registered route")
+        &self.table.by_id(id).expect("a registered route").route
     }
 
     /// The route of an owned slot.
@@ -388,7 +444,13 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
                 kept.push((id, shard));
                 continue;
             }
-            let route = self.route(id);
+            // An entry of a removed route (whose id another route may have
+            // now: then it names a shard of that one, which is harmless, as
+            // a listed shard may have two entries, see `idle_index`).
+            let Some(entry) = self.table.by_id(id) else {
+                continue;
+            };
+            let route = &entry.route;
             match route.take_or_unlist(&self.arena, shard) {
                 Reclaim::Taken(index) => {
                     self.idle_left();
@@ -454,7 +516,11 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
                 kept.push((id, shard));
                 continue;
             }
-            let route = self.route(id);
+            // As in `take_idle_elsewhere`.
+            let Some(entry) = self.table.by_id(id) else {
+                continue;
+            };
+            let route = &entry.route;
             if route.stateful_or_unlist() {
                 kept.push((id, shard));
                 found = Some(route);
@@ -587,7 +653,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
             return Err(Blocked::Route);
         }
         if !total() {
-            route.allocated.fetch_sub(1, Ordering::AcqRel);
+            self.allocated_down(route);
             return Err(Blocked::Total);
         }
         Ok(self.permit_for(route, state))
@@ -639,8 +705,83 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
             self.arena.with(index, |slot| slot.route = NO_ROUTE);
             self.free.push(&self.arena, index);
         }
-        route.allocated.fetch_sub(1, Ordering::AcqRel);
+        self.allocated_down(route);
         self.total.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Gives back one unit of `route`'s cap; if that was its last, the route
+    /// may be removed by a later sweep. The caller is pinned.
+    fn allocated_down(&self, route: &Route<K>) {
+        if route.allocated.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.route_emptied(route);
+        }
+    }
+
+    /// `route` lost its last connection or request (or was just
+    /// registered): stamps it with the sweep round and queues it for
+    /// `sweep_routes`, unless it is queued. The caller is pinned.
+    ///
+    /// The flag is raised with a read-modify-write after the change that
+    /// emptied the route, and `sweep_routes` lowers it with one before it
+    /// reads whether the route is empty: so either this call queues the
+    /// route again, or the sweep sees it empty.
+    #[cold]
+    fn route_emptied(&self, route: &Route<K>) {
+        route
+            .empty_since
+            .store(self.sweep_round.load(Ordering::Acquire), Ordering::Release);
+        if !route.in_sweep.swap(true, Ordering::AcqRel) {
+            self.emptied.push((route.id, route.uid));
+        }
+    }
+
+    /// Whether `route` holds no connection (nor a unit of its cap) and no
+    /// request, read with read-modify-writes (see [`Self::route_emptied`]).
+    fn is_unused(route: &Route<K>) -> bool {
+        route.allocated.fetch_add(0, Ordering::AcqRel) == 0 && waiters_of(route.touch()) == 0
+    }
+
+    /// Removes route `id` (with uid `uid`) if it is still unused; run by the
+    /// serializer that serves it, which has checked that nothing of the
+    /// route is left in its lines. Whether it removed it. The caller is
+    /// pinned.
+    ///
+    /// What keeps a route from removal is what it holds: a connection
+    /// (leased, idle or being opened) holds a unit of its cap, and a request
+    /// counts itself in shard 0's word. Removal takes the whole cap if
+    /// nothing holds a unit ([`Route::seal`]; reservations fail from then
+    /// on), then closes shard 0 in a CAS that finds no request counted. A
+    /// request that counts itself after that finds `CLOSED` in the word its
+    /// count returns and looks the route up again (`acquire`), as does a
+    /// newcomer that finds the route closed; both run pinned, as does
+    /// whoever else may read the route without holding something of it, so
+    /// the route, unlinked from the table, is freed only once they are done.
+    fn remove_route(&self, id: usize, uid: u64) -> bool {
+        let Some(entry) = self.table.by_id(id).filter(|entry| entry.route.uid == uid) else {
+            return false;
+        };
+        let route = &entry.route;
+        if self.closed.load(Ordering::Acquire) || !route.seal() {
+            return false;
+        }
+        if !route.close_if_unused() {
+            // A request came: it waits for the serializer (this one), which
+            // serves it once the cap is back.
+            route.unseal();
+            return false;
+        }
+        let stats = route.stats();
+        self.retired
+            .created
+            .fetch_add(stats.created, Ordering::Relaxed);
+        self.retired
+            .closed
+            .fetch_add(stats.closed, Ordering::Relaxed);
+        self.retired
+            .timeouts
+            .fetch_add(stats.timeouts, Ordering::Relaxed);
+        self.table.remove(id);
+        true
     }
 
     /// After capacity of `route` was freed outside its serializer: make
@@ -719,6 +860,12 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         is_closed(route.word()).then_some(Grant::Closed)
     }
 
+    /// Whether `route`, found closed, was removed rather than shut down.
+    #[cold]
+    fn was_removed(&self, route: &Route<K>) -> bool {
+        is_closed(route.word()) && !self.closed.load(Ordering::Acquire)
+    }
+
     /// Whether a newcomer on `route` may take new capacity on the hot path:
     /// only while nobody waits for it (freed capacity belongs to waiters).
     #[inline]
@@ -746,11 +893,16 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         route.add_waiter(Self::COUNT_EVERYWHERE)
     }
 
-    /// Counts a request of `route` that left the queue.
+    /// Counts a request of `route` that left the queue; if it was the
+    /// route's last hold, the route may be removed by a later sweep. The
+    /// caller is pinned.
     fn waiter_left(&self, route: &Route<K>) {
         route.remove_waiter(Self::COUNT_EVERYWHERE);
         if !F::SEGMENTED {
             self.waiting_all.fetch_sub(1, Ordering::AcqRel);
+        }
+        if Self::is_unused(route) {
+            self.route_emptied(route);
         }
     }
 
@@ -769,9 +921,19 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     }
 
     /// Runs `command` in the serializer of route `id`.
+    /// The caller is pinned, or holds a connection, permit or request of
+    /// route `id` until this returns.
     fn submit(&self, id: usize, command: Command<T>) {
+        let _pin = reclaim::pin();
         let serial = if F::SEGMENTED {
-            self.segments.get(id).expect("a registered route")
+            let Some(entry) = self.table.by_id(id) else {
+                // Removed since the caller found it, which only a kick can
+                // race with (whoever holds a connection, permit or request
+                // of a route keeps it): nothing is left to serve there.
+                debug_assert!(matches!(command, Command::Kick | Command::Trim));
+                return;
+            };
+            entry.segment.as_ref().expect("a segment per route")
         } else {
             &self.serial
         };
@@ -783,8 +945,10 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         );
     }
 
-    /// `Segmented`: runs `command` in the total line.
+    /// `Segmented`: runs `command` in the total line, pinned: the line
+    /// reaches routes through the indexes, by id.
     fn submit_total(&self, command: TotalCommand) {
+        let _pin = reclaim::pin();
         self.total_line.submit(
             command,
             |line, command| line.apply(command),
@@ -796,6 +960,39 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     fn dispose(&self, victims: Vec<T>) {
         for item in victims {
             (self.disposer)(item);
+        }
+    }
+
+    /// Whether a return whose push finds `word` touches the route after the
+    /// push: to list its shard, to drain a closed route, or to kick the
+    /// serializer for requests that want it.
+    #[inline(always)]
+    fn touched_after_push(word: u128) -> bool {
+        !listed(word) || is_closed(word) || wanted(word)
+    }
+
+    /// Raises `TOTAL_WAIT` on every route for an episode of requests blocked
+    /// by the total cap (see `TotalWaitFlags`); whether it started one.
+    fn raise_total_wait(&self, flags: &mut TotalWaitFlags) -> bool {
+        let _pin = reclaim::pin();
+        flags.raise(&self.table, &self.total_episode, |entry, on| {
+            entry.route.set_total_wait(on);
+        })
+    }
+
+    /// Lowers `TOTAL_WAIT` everywhere once the episode is over.
+    fn lower_total_wait(&self, flags: &mut TotalWaitFlags) {
+        let _pin = reclaim::pin();
+        flags.lower(&self.table, &self.total_episode, |entry, on| {
+            entry.route.set_total_wait(on);
+        });
+    }
+
+    /// Queues route `id` for the next sweep again (its serializer could not
+    /// tell yet whether it is unused).
+    fn sweep_again(&self, id: usize) {
+        if let Some(entry) = self.table.by_id(id) {
+            self.route_emptied(&entry.route);
         }
     }
 
@@ -816,27 +1013,37 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         }
     }
 
+    /// Queues a request on `route`; `None` if the route turned out to be
+    /// removed (the caller looks it up again). The caller is pinned.
     fn enqueue(
         &self,
         route: &Route<K>,
         state: Option<&State>,
         mode: Wait,
         waker: &Waker,
-    ) -> EngineWaiter<K, T> {
+    ) -> Option<EngineWaiter<K, T>> {
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
         let node = Arc::new(Node::new(ticket, state.cloned(), mode, waker));
         let before = self.waiter_came(route);
+        if is_closed(before) && !self.closed.load(Ordering::Acquire) {
+            // Removed (see `remove_route`): our count kept nothing alive.
+            route.remove_waiter(Self::COUNT_EVERYWHERE);
+            if !F::SEGMENTED {
+                self.waiting_all.fetch_sub(1, Ordering::AcqRel);
+            }
+            return None;
+        }
         if F::BARGES && node.may_take_idle() && !contended(before) {
             // Returns count themselves against us from now on, not only
             // once the serializer has seen us.
             route.raise_contend();
         }
         self.submit(route.id, Command::Enqueue(route.id, node.clone()));
-        EngineWaiter {
+        Some(EngineWaiter {
             node,
             route: route.id,
             _core: std::marker::PhantomData,
-        }
+        })
     }
 }
 
@@ -863,6 +1070,13 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             free: IndexStack::new(),
             arena: Arena::new(limits.max_total()),
             table: Table::new(limits.max_total().saturating_mul(2)),
+            emptied: Fifo::new(),
+            sweep_round: AtomicU64::new(0),
+            retired_last: std::sync::atomic::AtomicUsize::new(0),
+            uids: std::sync::atomic::AtomicU64::new(0),
+            total_episode: AtomicBool::new(false),
+            route_max_set: std::sync::Mutex::default(),
+            retired: Retired::default(),
             idle_index: IdleIndex::new(),
             stateful_index: IdleIndex::new(),
             #[cfg(all(test, not(leasehold_loom)))]
@@ -874,7 +1088,6 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             waiting_all: CachePadded::new(AtomicUsize::new(0)),
             tickets: AtomicU64::new(0),
             serial: Serial::new(Lines::new(None)),
-            segments: IdStore::new(),
             total_line: Serial::new(TotalLine::new()),
             total_blocked: CachePadded::new(AtomicUsize::new(0)),
             limits,
@@ -892,24 +1105,41 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         mode: Wait,
         waker: &Waker,
     ) -> Acquire<Self::Waiter> {
-        let Some(route) = self.lookup(key) else {
-            return Acquire::Ready(Grant::Closed);
-        };
-        match self.serve_now(route, state) {
-            Some(grant) => Acquire::Ready(grant),
-            None => Acquire::Queued(self.enqueue(route, state, mode, waker)),
+        let _pin = reclaim::pin();
+        loop {
+            let Some(route) = self.lookup(key) else {
+                return Acquire::Ready(Grant::Closed);
+            };
+            match self.serve_now(route, state) {
+                Some(Grant::Closed) if self.was_removed(route) => {}
+                Some(grant) => return Acquire::Ready(grant),
+                None => {
+                    if let Some(waiter) = self.enqueue(route, state, mode, waker) {
+                        return Acquire::Queued(waiter);
+                    }
+                }
+            }
+            // The route was removed: it is about to leave the table.
+            crate::sync::spin_hint();
         }
     }
 
     #[inline]
     fn acquire_now(&self, key: &K, state: Option<&State>) -> Option<Grant> {
-        match self.lookup(key) {
-            Some(route) => self.serve_now(route, state),
-            None => Some(Grant::Closed),
+        let _pin = reclaim::pin();
+        loop {
+            let Some(route) = self.lookup(key) else {
+                return Some(Grant::Closed);
+            };
+            match self.serve_now(route, state) {
+                Some(Grant::Closed) if self.was_removed(route) => crate::sync::spin_hint(),
+                grant => return grant,
+            }
         }
     }
 
     fn cancel(&self, waiter: Self::Waiter, timed_out: bool) -> Option<Grant> {
+        let _pin = reclaim::pin();
         match waiter.node.cancel() {
             Ok(()) => {
                 let route = self.route(waiter.route);
@@ -933,6 +1163,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         if !F::BARGES || !node.may_take_idle() {
             return None;
         }
+        let _pin = reclaim::pin();
         let route = self.route(waiter.route);
         if route.look() == 0 {
             return None;
@@ -989,8 +1220,11 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                 (slot.route, stateful)
             })
         };
+        // The connection keeps its route from removal until we give it up:
+        // from then on, only a pin does (see `remove_route`).
         let route = self.route(id);
         if !reuse || route.is_over_cap() {
+            let _pin = reclaim::pin();
             return self.close_returned(route, index);
         }
         if stateful {
@@ -998,6 +1232,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             return self.submit(route.id, Command::Release(index));
         }
         if !self.admit_idle() {
+            let _pin = reclaim::pin();
             return self.close_returned(route, index);
         }
         let shard = self.own_shard();
@@ -1011,9 +1246,19 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         } else {
             Put::Return
         };
+        // Pinned before the push if what follows it touches the route: that
+        // is decided by the word before the push, which the push's CAS
+        // compares in full, so a return that needs nothing after it (the
+        // shard listed, nobody waiting, the route open) pins nothing.
+        let mut pin = None;
+        let before_push = |word: Option<u128>| {
+            if pin.is_none() && word.is_none_or(|word| Self::touched_after_push(word)) {
+                pin = Some(reclaim::pin());
+            }
+        };
         // SAFETY: `put` publishes `index` only when it succeeds; refused, we
         // still own it.
-        match unsafe { route.put(slot.link(), shard, index, rule, word) } {
+        match unsafe { route.put(slot.link(), shard, index, rule, word, before_push) } {
             Ok(before) => {
                 if !listed(before) && self.list_idle(route, shard) {
                     self.kick_reclaimer(route);
@@ -1040,6 +1285,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                 }
             }
             Err(refused) => {
+                let _pin = reclaim::pin();
                 self.idle_left();
                 match refused {
                     Refused::Closed => self.close_returned(route, index),
@@ -1051,6 +1297,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
     }
 
     fn connected(&self, permit: Permit, item: T) -> Result<Held, T> {
+        let _pin = reclaim::pin();
         let index = self.permit_slot(&permit);
         // SAFETY: the holder of a `Permit` owns its slot.
         let route = self.route(unsafe { self.route_of(index) });
@@ -1071,6 +1318,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
     }
 
     fn connect_failed(&self, permit: Permit) {
+        let _pin = reclaim::pin();
         let index = self.permit_slot(&permit);
         // SAFETY: the holder of a `Permit` owns its slot.
         let route = self.route(unsafe { self.route_of(index) });
@@ -1080,9 +1328,10 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
     }
 
     fn evict_idle(&self, evict: std::sync::Arc<dyn Fn(&T) -> bool + Send + Sync>) {
+        let _pin = reclaim::pin();
         if F::SEGMENTED {
-            for route in self.table.iter() {
-                self.submit(route.id, Command::Evict(evict.clone()));
+            for entry in self.table.iter() {
+                self.submit(entry.route.id, Command::Evict(evict.clone()));
             }
         } else {
             self.submit(0, Command::Evict(evict));
@@ -1091,6 +1340,12 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
 
     fn set_route_max(&self, key: &K, max: usize) {
         assert!(max > 0, "a route's maximum must be at least 1");
+        // Kept for the route's next registration if it is removed.
+        self.route_max_set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), max);
+        let _pin = reclaim::pin();
         if let Some(route) = self.lookup(key) {
             route.max.store(max, Ordering::Release);
             // Trims idle connections over the new cap and serves waiters it
@@ -1107,32 +1362,91 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             },
             routes: Vec::with_capacity(self.table.len()),
         };
-        for route in self.table.iter() {
-            let route_stats = route.stats();
+        let _pin = reclaim::pin();
+        for entry in self.table.iter() {
+            let route_stats = entry.route.stats();
             stats.total.add(&route_stats);
-            stats.routes.push((route.key.clone(), route_stats));
+            stats.routes.push((entry.route.key.clone(), route_stats));
         }
+        stats.total.created += self.retired.created.load(Ordering::Relaxed);
+        stats.total.closed += self.retired.closed.load(Ordering::Relaxed);
+        stats.total.timeouts += self.retired.timeouts.load(Ordering::Relaxed);
         stats
     }
 
     fn route_stats(&self, key: &K) -> Stats {
+        let _pin = reclaim::pin();
         match self.table.get(key) {
-            Some(route) => route.stats(),
+            Some(entry) => entry.route.stats(),
             None => Stats {
-                max: self.limits.route_max(key),
+                max: self
+                    .route_max_set
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(key)
+                    .copied()
+                    .unwrap_or_else(|| self.limits.route_max(key)),
                 ..Stats::default()
             },
         }
     }
 
+    fn sweep_routes(&self) -> usize {
+        let guard = reclaim::pin();
+        let round = self.sweep_round.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut due = Vec::new();
+        for _ in 0..self.emptied.len() {
+            let Some((id, uid)) = self.emptied.pop() else {
+                break;
+            };
+            let Some(entry) = self.table.by_id(id).filter(|entry| entry.route.uid == uid) else {
+                continue;
+            };
+            let route = &entry.route;
+            if route.empty_since.load(Ordering::Acquire) + 2 > round {
+                // Emptied since the last sweep began: not a full period yet.
+                self.emptied.push((id, uid));
+                continue;
+            }
+            // Lowered before the look (see `route_emptied`): a route in use
+            // now is queued again once it is unused again.
+            route.in_sweep.swap(false, Ordering::AcqRel);
+            if Self::is_unused(route) {
+                due.push((id, uid));
+            }
+        }
+        if F::SEGMENTED {
+            for (id, uid) in due {
+                self.submit(id, Command::Remove(vec![(id, uid)]));
+            }
+        } else {
+            self.submit(0, Command::Remove(due));
+        }
+        // What those removals (and any the serializers ran since the last
+        // sweep) unlinked goes to the epoch as one object, freed once the
+        // readers pinned now are gone: here, after the few epoch advances
+        // `collect` makes, if no other thread stays pinned that long.
+        let retired = self.table.retire_dead(&guard);
+        drop(guard);
+        reclaim::collect();
+        // Many routes' memory freed, now or (retired by the last sweep while
+        // a thread stayed pinned) by this collection: give the pages back.
+        let before = self.retired_last.swap(retired, Ordering::Relaxed);
+        if before.max(retired) >= TRIM_AFTER_ROUTES {
+            reclaim::trim_heap();
+        }
+        retired
+    }
+
     fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
-        self.table.close(Route::close);
+        let _pin = reclaim::pin();
+        self.table.close(|entry| entry.route.close());
         if F::SEGMENTED {
             // Every route registered before the table closed; later
             // requests get `Closed` from the closed table.
-            for route in self.table.iter() {
-                self.submit(route.id, Command::Shutdown);
+            for entry in self.table.iter() {
+                self.submit(entry.route.id, Command::Shutdown);
             }
             self.submit_total(TotalCommand::Shutdown);
         } else {
@@ -1154,7 +1468,7 @@ impl<K: RouteKey, T, F: Flavor> fmt::Debug for Engine<K, T, F> {
             .field("max_total", &self.limits.max_total())
             .field("total", &self.total.load(Ordering::Relaxed))
             .field("waiting", &self.waiting_all.load(Ordering::Relaxed))
-            .field("routes", &self.table.iter().collect::<Vec<_>>())
+            .field("routes", &self.table.len())
             .field("serial", &self.serial)
             .finish()
     }

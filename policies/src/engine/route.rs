@@ -70,7 +70,8 @@
 //! which covers a woken request that is served, or gives up, before it
 //! looks; lowering `CONTEND` lowers it too.
 //!
-//! With FIFO reuse the list is a bounded queue beside the word, and the
+//! With FIFO reuse the list is a queue beside the word (unbounded, its
+//! memory following the idle connections, not the cap), and the
 //! word's idle count is a reservation count: an index is queued *before*
 //! the count goes up, and the count goes down *before* an index is dequeued,
 //! so whoever reserved one finds one.
@@ -88,7 +89,7 @@
 //! and adds nothing.
 
 use crate::arena::{Arena, NIL};
-use crate::sync::{AtomicU128, AtomicU64, AtomicUsize, Backoff, BoundedFifo, Ordering};
+use crate::sync::{AtomicBool, AtomicU128, AtomicU64, AtomicUsize, Backoff, Fifo, Ordering};
 use crate::types::{Reuse, Stats};
 use crossbeam_utils::CachePadded;
 use std::fmt;
@@ -110,6 +111,10 @@ const CONTEND: u128 = 1 << 124;
 const ROUTE_WAIT: u128 = 1 << 125;
 const TOTAL_WAIT: u128 = 1 << 126;
 const CLOSED: u128 = 1 << 127;
+
+/// `allocated` of a route being removed: above any cap, so that no
+/// reservation succeeds (see [`Route::seal`]).
+const SEALED: usize = usize::MAX / 2;
 
 /// How many returns go idle past a sharded route's waiting requests before
 /// returns are handed to the oldest ([`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT)).
@@ -281,12 +286,19 @@ pub(super) enum Reclaim {
 struct Shard {
     word: CachePadded<AtomicU128>,
     /// The idle list with FIFO reuse; with LIFO it lives in the word.
-    fifo: Option<Box<BoundedFifo<u32>>>,
+    fifo: Option<Box<Fifo<u32>>>,
 }
 
 pub(crate) struct Route<K> {
     pub(super) key: K,
     pub(super) id: usize,
+    /// Unique among every route the engine ever had (ids are reused).
+    pub(super) uid: u64,
+    /// The engine's sweep round when the route last had no connection and
+    /// no request (see `Engine::sweep_routes`).
+    pub(super) empty_since: AtomicU64,
+    /// The route has an entry in the engine's queue of emptied routes.
+    pub(super) in_sweep: AtomicBool,
     /// A power of two; shard 0 also counts the route's waiters.
     shards: Box<[Shard]>,
     /// leased + idle (stateless and stateful) + connecting.
@@ -316,21 +328,24 @@ impl<K> Route<K> {
     pub(super) fn new(
         key: K,
         id: usize,
+        uid: u64,
         max: usize,
         reuse: Reuse,
-        arena_len: usize,
         shards: usize,
     ) -> Self {
         debug_assert!(shards.is_power_of_two());
         Self {
             key,
             id,
+            uid,
+            empty_since: AtomicU64::new(0),
+            in_sweep: AtomicBool::new(false),
             shards: (0..shards)
                 .map(|_| Shard {
                     word: CachePadded::new(AtomicU128::new(u128::from(NIL))),
                     fifo: match reuse {
                         Reuse::Lifo => None,
-                        Reuse::Fifo => Some(Box::new(BoundedFifo::new(arena_len))),
+                        Reuse::Fifo => Some(Box::new(Fifo::new())),
                     },
                 })
                 .collect(),
@@ -418,6 +433,12 @@ impl<K> Route<K> {
     /// # Safety
     /// The caller owns `index` (a slot of this route, holding its item, whose
     /// link is `link`) and gives it up if this returns `Ok`.
+    ///
+    /// `before_push` runs before each attempt, with the word the attempt
+    /// expects (`None` with FIFO reuse, whose push cannot know it): once the
+    /// push succeeds the caller may own nothing of the route any more, and
+    /// so pins (see `Engine::release`) if what it does after the push,
+    /// which the word before it decides, touches the route.
     #[inline(always)]
     pub(super) unsafe fn put(
         &self,
@@ -426,6 +447,7 @@ impl<K> Route<K> {
         index: u32,
         rule: Put,
         mut word: u128,
+        mut before_push: impl FnMut(Option<u128>),
     ) -> Result<u128, Refused> {
         let Shard { word: cell, fifo } = &self.shards[shard];
         // A return that lost the word to another core steps back before it
@@ -449,6 +471,7 @@ impl<K> Route<K> {
                 return Err(Refused::Waiters);
             }
             let Some(queue) = fifo else {
+                before_push(Some(word));
                 link.store(u64::from(head(word)), Ordering::Relaxed);
                 match cell.compare_exchange_weak(
                     word,
@@ -464,10 +487,8 @@ impl<K> Route<K> {
                     }
                 }
             };
-            // The queue holds at most every slot of the arena once.
-            if queue.push(index).is_err() {
-                unreachable!("an idle queue sized to the arena overflowed");
-            }
+            before_push(None);
+            queue.push(index);
             // The caller sees a close or waiters that came meanwhile in the
             // word returned, and drains or kicks.
             let before = cell.fetch_add(IDLE_ONE, Ordering::AcqRel);
@@ -639,6 +660,43 @@ impl<K> Route<K> {
         self.flag(CLOSED, true);
     }
 
+    /// The first step of removing the route: takes its whole cap, if it
+    /// holds no connection, so that no request can reserve one.
+    pub(super) fn seal(&self) -> bool {
+        self.allocated
+            .compare_exchange(0, SEALED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Gives the cap [`Self::seal`] took back.
+    pub(super) fn unseal(&self) {
+        self.allocated.store(0, Ordering::Release);
+    }
+
+    /// The second step of removing a sealed route: closes shard 0, in a CAS
+    /// that finds no request counted there and nothing idle. A request about
+    /// to queue counts itself there with a read-modify-write, so either it
+    /// came first and this fails, or it sees `CLOSED` and looks the route up
+    /// again. (Nothing can be idle on a sealed route: the check is a guard.)
+    pub(super) fn close_if_unused(&self) -> bool {
+        let cell = &self.shards[0].word;
+        let mut word = cell.load(Ordering::Acquire);
+        loop {
+            if waiters_of(word) != 0 || idle_of(word) != 0 || is_closed(word) {
+                return false;
+            }
+            match cell.compare_exchange_weak(
+                word,
+                word | CLOSED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(seen) => word = seen,
+            }
+        }
+    }
+
     /// Raises or lowers `TOTAL_WAIT`.
     pub(super) fn set_total_wait(&self, on: bool) {
         self.flag(TOTAL_WAIT, on);
@@ -756,7 +814,10 @@ impl<K> Route<K> {
         let word = self.word();
         let idle = self.idle() + self.stateful_idle();
         let connecting = self.connecting.load(Ordering::Acquire);
-        let allocated = self.allocated.load(Ordering::Acquire);
+        let allocated = match self.allocated.load(Ordering::Acquire) {
+            SEALED => 0,
+            allocated => allocated,
+        };
         Stats {
             leased: allocated.saturating_sub(idle + connecting),
             idle,

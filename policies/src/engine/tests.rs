@@ -778,3 +778,126 @@ fn lax_reclaim_looks_at_few_routes() {
 fn offlock_reclaim_looks_at_few_routes() {
     reclaim_looks_at_few_routes::<super::Segmented>();
 }
+
+/// Leases each of `routes` routes once under a total of 4 and gives the
+/// connection back, then closes every idle connection.
+fn use_and_empty<F: super::Flavor>(
+    core: &super::Engine<u32, Conn, F>,
+    routes: std::ops::Range<u32>,
+) {
+    for route in routes {
+        let held = match core.acquire(&route, None, Wait::Queue, Waker::noop()) {
+            Acquire::Ready(Grant::Conn(held)) => held,
+            Acquire::Ready(Grant::Connect(permit)) => core
+                .connected(
+                    permit,
+                    Conn {
+                        id: route,
+                        state: None,
+                    },
+                )
+                .expect("open"),
+            Acquire::Queued(mut waiter) => match crate::Waiting::try_take(&mut waiter) {
+                Some(Grant::Connect(permit)) => core
+                    .connected(
+                        permit,
+                        Conn {
+                            id: route,
+                            state: None,
+                        },
+                    )
+                    .expect("open"),
+                other => panic!("room is made at once, got {other:?}"),
+            },
+            other => panic!("a lease, got {other:?}"),
+        };
+        core.release(held, true);
+    }
+    core.evict_idle(Arc::new(|_: &Conn| true));
+}
+
+fn unused_routes_are_removed<F: super::Flavor>() {
+    let routes = if cfg!(miri) { 20 } else { 2_000 };
+    let disposer: Disposer<Conn> = Arc::new(|_| {});
+    let core = super::Engine::<u32, Conn, F>::new(Limits::new(4, 1), disposer);
+    core.set_route_max(&7, 3);
+    use_and_empty(&core, 0..routes);
+    assert_eq!(core.table.len(), routes as usize);
+    // One sweep stamps the round; a route is removed once a full period
+    // went by since it emptied.
+    core.sweep_routes();
+    assert_eq!(core.table.len(), routes as usize, "not a full period yet");
+    core.sweep_routes();
+    core.sweep_routes();
+    assert_eq!(core.table.len(), 0, "every unused route is removed");
+    let stats = core.stats();
+    assert!(stats.routes.is_empty());
+    assert_eq!(stats.total.created, u64::from(routes), "{stats:?}");
+    assert_eq!(stats.total.closed, u64::from(routes), "{stats:?}");
+    assert_eq!(core.route_stats(&7).max, 3, "a cap set at run time is kept");
+    // Routes come back as new, their ids reused, stale index entries
+    // skipped; the total cap still makes room across routes.
+    use_and_empty(&core, 0..8);
+    assert_eq!(core.table.len(), 8);
+    assert_eq!(core.route_stats(&7).max, 3);
+    assert_eq!(core.stats().total.created, u64::from(routes) + 8);
+    assert!(
+        core.table.iter().all(|entry| entry.route.id < 8),
+        "lowest ids first"
+    );
+}
+
+#[test]
+fn strict_unused_routes_are_removed() {
+    unused_routes_are_removed::<super::Fair>();
+}
+
+#[test]
+fn lax_unused_routes_are_removed() {
+    unused_routes_are_removed::<super::Sharded>();
+}
+
+#[test]
+fn offlock_unused_routes_are_removed() {
+    unused_routes_are_removed::<super::Segmented>();
+}
+
+/// A route with a connection (leased or idle), or a request waiting, stays
+/// however many sweeps go by; once it lets go, it goes.
+fn routes_in_use_stay<F: super::Flavor>() {
+    let disposer: Disposer<Conn> = Arc::new(|_| {});
+    let core = super::Engine::<&'static str, Conn, F>::new(Limits::new(2, 1), disposer);
+    let leased = lease(&core, "a", None, 1);
+    let idle = lease(&core, "b", None, 2);
+    core.release(idle, true);
+    let Acquire::Queued(waiter) = core.acquire(&"a", None, Wait::Queue, Waker::noop()) else {
+        panic!("route a is at its cap: the request queues");
+    };
+    for _ in 0..4 {
+        core.sweep_routes();
+    }
+    assert_eq!(core.table.len(), 2, "both routes are in use");
+    assert!(core.cancel(waiter, false).is_none());
+    core.release(leased, true);
+    core.evict_idle(Arc::new(|_: &Conn| true));
+    for _ in 0..3 {
+        core.sweep_routes();
+    }
+    assert_eq!(core.table.len(), 0, "both routes let go");
+    assert_eq!(core.stats().total.created, 2);
+}
+
+#[test]
+fn strict_routes_in_use_stay() {
+    routes_in_use_stay::<super::Fair>();
+}
+
+#[test]
+fn lax_routes_in_use_stay() {
+    routes_in_use_stay::<super::Sharded>();
+}
+
+#[test]
+fn offlock_routes_in_use_stay() {
+    routes_in_use_stay::<super::Segmented>();
+}

@@ -113,7 +113,7 @@ impl<T: Item> TotalLine<T> {
             // while routes wait here takes a unit of the total only through
             // this line (`total_blocked` is not 0), so it is flagged here
             // before it can hold a connection.
-            if self.flags.raise(&core.table) {
+            if core.raise_total_wait(&mut self.flags) {
                 continue;
             }
             if self.dismiss_served(core) {
@@ -131,7 +131,7 @@ impl<T: Item> TotalLine<T> {
             break;
         }
         if self.routes.is_empty() {
-            self.flags.lower(&core.table);
+            core.lower_total_wait(&mut self.flags);
         }
         std::mem::take(&mut self.victims)
     }
