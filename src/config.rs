@@ -124,6 +124,7 @@ pub struct Builder<C: Connector, P> {
     acquire_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     reuse: Reuse,
+    forget_unused_routes: bool,
     disposal: Disposal,
     patience: Option<Duration>,
     max_connecting: Option<usize>,
@@ -149,6 +150,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
             acquire_timeout: None,
             connect_timeout: None,
             reuse: Reuse::Lifo,
+            forget_unused_routes: true,
             disposal: Disposal::default(),
             patience: None,
             max_connecting: None,
@@ -202,6 +204,23 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// [`Error::ConnectTimeout`](crate::Error::ConnectTimeout).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether the pool forgets a route that has had no connection and no
+    /// request for a sweep period (1 s, or the idle sweep's period when an
+    /// idle timeout or lifetime makes it shorter): on by default, so that a
+    /// pool that meets many routes (a crawler, a client of many hosts) keeps
+    /// memory in proportion to the routes in use. A forgotten route keeps
+    /// its counters in the totals of [`Pool::stats`](crate::Pool::stats),
+    /// and a cap set with [`Pool::set_route_max`](crate::Pool::set_route_max)
+    /// for when it is used again.
+    ///
+    /// Off, the pool keeps every route it has seen, and the idle hit skips
+    /// the epoch pin that makes forgetting safe (about 6 ns of 48 on the
+    /// 2-core machine): for pools with a fixed, small set of routes.
+    pub fn forget_unused_routes(mut self, forget: bool) -> Self {
+        self.forget_unused_routes = forget;
         self
     }
 
@@ -332,7 +351,8 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     pub fn build(self) -> Result<Pool<C, P>, ConfigError> {
         let mut limits = Limits::new(self.max_total, self.max_per_route)
             .with_max_idle(self.max_idle.unwrap_or(self.max_total))
-            .with_reuse(self.reuse);
+            .with_reuse(self.reuse)
+            .with_forget_routes(self.forget_unused_routes);
         for (route, max) in self.per_route {
             limits = limits.with_route_max(route, max);
         }
@@ -391,6 +411,7 @@ impl<C: Connector + fmt::Debug, P: Policy> fmt::Debug for Builder<C, P> {
             .field("acquire_timeout", &self.acquire_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("reuse", &self.reuse)
+            .field("forget_unused_routes", &self.forget_unused_routes)
             .field("disposal", &self.disposal)
             .field("patience", &self.patience)
             .field("max_connecting", &self.max_connecting)

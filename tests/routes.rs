@@ -99,4 +99,27 @@ fn leases_race_route_removal<P: Policy>() {
     assert_eq!(total.allocated(), 0, "{total}");
 }
 
-for_each_policy!(unused_routes_are_forgotten, leases_race_route_removal);
+/// `forget_unused_routes(false)`: the pool keeps every route it has seen.
+fn routes_are_kept_when_asked<P: Policy>() {
+    let (_listeners, addrs) = listeners(8);
+    let pool: Pool<TcpConnector, P> = Pool::builder(TcpConnector::new())
+        .idle_timeout(Duration::from_millis(5))
+        .forget_unused_routes(false)
+        .build()
+        .unwrap();
+    for addr in &addrs {
+        drop(pool.lease(addr).unwrap());
+    }
+    eventually("every idle connection to expire", || {
+        pool.stats().total.allocated() == 0
+    });
+    // Many sweep periods (5 ms each) later.
+    thread::sleep(Duration::from_millis(60));
+    assert_eq!(pool.stats().routes.len(), addrs.len());
+}
+
+for_each_policy!(
+    unused_routes_are_forgotten,
+    leases_race_route_removal,
+    routes_are_kept_when_asked
+);

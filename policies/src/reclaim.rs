@@ -21,10 +21,13 @@ mod imp {
 
     /// Where retired memory waits: nothing of its own, the collector keeps
     /// it.
-    #[derive(Default)]
     pub(crate) struct Graveyard;
 
     impl Graveyard {
+        pub(crate) fn new() -> Self {
+            Self
+        }
+
         /// Runs `free` once no thread pinned now is still pinned.
         ///
         /// # Safety
@@ -71,6 +74,10 @@ mod imp {
     }
 
     impl Graveyard {
+        pub(crate) fn new() -> Self {
+            Self::default()
+        }
+
         /// # Safety
         /// As the collector's: `free` runs when the graveyard drops.
         pub(crate) unsafe fn retire(&self, _guard: &Guard, free: impl FnOnce() + Send + 'static) {

@@ -100,6 +100,7 @@ pub struct Limits<K> {
     per_route: HashMap<K, usize>,
     max_idle: usize,
     reuse: Reuse,
+    forget_routes: bool,
 }
 
 /// The largest `max_total` a policy accepts.
@@ -159,6 +160,7 @@ impl<K: RouteKey> Limits<K> {
             per_route: HashMap::new(),
             max_idle: max_total,
             reuse: Reuse::Lifo,
+            forget_routes: true,
         }
     }
 
@@ -178,6 +180,15 @@ impl<K: RouteKey> Limits<K> {
     /// Sets the reuse order.
     pub fn with_reuse(mut self, reuse: Reuse) -> Self {
         self.reuse = reuse;
+        self
+    }
+
+    /// Whether routes unused for a while are removed
+    /// ([`Core::sweep_routes`](crate::Core::sweep_routes); the default).
+    /// Without, a core keeps every route it has seen, and its lookups skip
+    /// the epoch pin that makes removal safe.
+    pub fn with_forget_routes(mut self, forget: bool) -> Self {
+        self.forget_routes = forget;
         self
     }
 
@@ -233,6 +244,11 @@ impl<K: RouteKey> Limits<K> {
     /// The reuse order.
     pub fn reuse(&self) -> Reuse {
         self.reuse
+    }
+
+    /// Whether unused routes are removed.
+    pub fn forgets_routes(&self) -> bool {
+        self.forget_routes
     }
 }
 

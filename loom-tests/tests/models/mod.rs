@@ -325,29 +325,9 @@ fn idle_on_other_route_is_reclaimed_for_waiter() {
     loom::model(move || {
         let (core, disposed, held) = leased_core_on(OTHER);
 
-        let a = {
-            let core = core.clone();
-            thread::spawn(move || core.release(held, true))
-        };
-        let b = {
-            let core = core.clone();
-            thread::spawn(move || {
-                // The pool is full and A's connection belongs to another
-                // route: B always queues.
-                let permit = match acquire_and_wait(&core) {
-                    (Grant::Connect(permit), true) => permit,
-                    (other, queued) => {
-                        panic!("B must queue and get capacity, got {other:?} (queued: {queued})")
-                    }
-                };
-                let held = core
-                    .connected(permit, Conn::new(2))
-                    .expect("the core is open");
-                core.release(held, true);
-            })
-        };
-        a.join().unwrap();
-        b.join().unwrap();
+        // The pool is full and A's connection belongs to another route: B
+        // always queues.
+        return_races_blocked_request(&core, held);
 
         assert_eq!(disposed_ids(&disposed), [1], "item 1 disposed exactly once");
         assert_quiet(&core, 1, 0);
@@ -693,27 +673,7 @@ fn stale_index_entry_races_return() {
             other => panic!("the idle connection is a hit, got {other:?}"),
         };
 
-        let a = {
-            let core = core.clone();
-            thread::spawn(move || core.release(held, true))
-        };
-        let b = {
-            let core = core.clone();
-            thread::spawn(move || {
-                let permit = match acquire_and_wait(&core) {
-                    (Grant::Connect(permit), true) => permit,
-                    (other, queued) => {
-                        panic!("B must queue and get capacity, got {other:?} (queued: {queued})")
-                    }
-                };
-                let held = core
-                    .connected(permit, Conn::new(2))
-                    .expect("the core is open");
-                core.release(held, true);
-            })
-        };
-        a.join().unwrap();
-        b.join().unwrap();
+        return_races_blocked_request(&core, held);
 
         assert_eq!(disposed_ids(&disposed), [1], "item 1 disposed exactly once");
         assert_quiet(&core, 1, 0);
@@ -764,27 +724,7 @@ fn stale_stateful_entry_races_return() {
             other => panic!("the idle connection in its state, got {other:?}"),
         };
 
-        let a = {
-            let core = core.clone();
-            thread::spawn(move || core.release(held, true))
-        };
-        let b = {
-            let core = core.clone();
-            thread::spawn(move || {
-                let permit = match acquire_and_wait(&core) {
-                    (Grant::Connect(permit), true) => permit,
-                    (other, queued) => {
-                        panic!("B must queue and get capacity, got {other:?} (queued: {queued})")
-                    }
-                };
-                let held = core
-                    .connected(permit, Conn::new(2))
-                    .expect("the core is open");
-                core.release(held, true);
-            })
-        };
-        a.join().unwrap();
-        b.join().unwrap();
+        return_races_blocked_request(&core, held);
 
         assert_eq!(disposed_ids(&disposed), [1], "item 1 disposed exactly once");
         assert_quiet(&core, 1, 0);

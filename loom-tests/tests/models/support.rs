@@ -309,3 +309,30 @@ pub(crate) fn reuse_the_connection(core: &TestCore, grant: Grant, who: &str) {
         other => panic!("{who} must get the connection, got {other:?}"),
     }
 }
+
+/// Thread A gives `held` back for reuse while thread B, whose request on
+/// `ROUTE` is blocked by the total cap, queues and must be granted
+/// capacity: B opens item 2 on it and gives it back.
+pub(crate) fn return_races_blocked_request(core: &Arc<TestCore>, held: Held) {
+    let a = {
+        let core = core.clone();
+        thread::spawn(move || core.release(held, true))
+    };
+    let b = {
+        let core = core.clone();
+        thread::spawn(move || {
+            let permit = match acquire_and_wait(&core) {
+                (Grant::Connect(permit), true) => permit,
+                (other, queued) => {
+                    panic!("B must queue and get capacity, got {other:?} (queued: {queued})")
+                }
+            };
+            let held = core
+                .connected(permit, Conn::new(2))
+                .expect("the core is open");
+            core.release(held, true);
+        })
+    };
+    a.join().unwrap();
+    b.join().unwrap();
+}

@@ -209,6 +209,9 @@ pub struct Engine<K, T, F> {
     emptied: Fifo<(usize, u64)>,
     /// `sweep_routes` calls so far.
     sweep_round: AtomicU64,
+    /// Unused routes are removed (`Limits::with_forget_routes`): lookups
+    /// pin the epoch.
+    forgets: bool,
     /// Routes the last `sweep_routes` retired.
     retired_last: std::sync::atomic::AtomicUsize,
     /// Route uids handed out so far (a `std` atomic: it is bumped under the
@@ -310,10 +313,21 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// they touch.
     const COUNT_EVERYWHERE: bool = !F::BARGES;
 
+    /// A pin of the epoch, where routes are removed (see `reclaim`): held
+    /// while a route is read that nothing the caller owns keeps.
+    #[inline(always)]
+    fn pin(&self) -> Option<reclaim::Guard> {
+        self.forgets.then(reclaim::pin)
+    }
+
     /// The route for `key`, registered on first use; `None` once the core is
-    /// closed and the route is new. The caller is pinned.
+    /// closed and the route is new. The caller is pinned ([`Self::pin`]).
     #[inline]
     fn lookup(&self, key: &K) -> Option<&Route<K>> {
+        debug_assert!(
+            !self.forgets || reclaim::is_pinned(),
+            "a lookup outside a pin"
+        );
         match self.table.get(key) {
             Some(entry) => Some(&entry.route),
             None => self.register(key),
@@ -353,7 +367,9 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         })?;
         // A new route counts as emptied until it holds a connection or a
         // request: one that never does is removed as well.
-        self.route_emptied(&entry.route);
+        if self.forgets {
+            self.route_emptied(&entry.route);
+        }
         Some(&entry.route)
     }
 
@@ -422,19 +438,40 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
 
     /// Takes an idle stateless connection of any route but `except` and
     /// those in `spare`, for the serializer to close; the caller then owns
-    /// its slot.
-    ///
-    /// It looks in the idle index (see `idle_index`), at each entry there
-    /// when it started at most once, dropping stale ones.
+    /// its slot. It looks in the idle index (see `idle_index`).
     fn take_idle_elsewhere(
         &self,
         except: Option<usize>,
         spare: &[usize],
     ) -> Option<(&Route<K>, u32)> {
+        self.find_in_index(&self.idle_index, except, spare, |route, shard| {
+            match route.take_or_unlist(&self.arena, shard) {
+                Reclaim::Taken(index) => {
+                    self.idle_left();
+                    // Still listed: it may have more.
+                    Some((route, index))
+                }
+                Reclaim::Unlisted | Reclaim::Closed => None,
+            }
+        })
+    }
+
+    /// Looks at each entry of `index` there when it started at most once,
+    /// skipping (and keeping) those of `except` and of the routes in
+    /// `spare`, until `look` finds what it wants in one: that entry is kept,
+    /// the ones where it found nothing are dropped (stale), as are those of
+    /// removed routes.
+    fn find_in_index<'a, R>(
+        &'a self,
+        index: &IdleIndex,
+        except: Option<usize>,
+        spare: &[usize],
+        mut look: impl FnMut(&'a Route<K>, usize) -> Option<R>,
+    ) -> Option<R> {
         let mut kept = Vec::new();
         let mut found = None;
-        for _ in 0..self.idle_index.len() {
-            let Some((id, shard)) = self.idle_index.pop() else {
+        for _ in 0..index.len() {
+            let Some((id, shard)) = index.pop() else {
                 break;
             };
             #[cfg(all(test, not(leasehold_loom)))]
@@ -450,20 +487,14 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
             let Some(entry) = self.table.by_id(id) else {
                 continue;
             };
-            let route = &entry.route;
-            match route.take_or_unlist(&self.arena, shard) {
-                Reclaim::Taken(index) => {
-                    self.idle_left();
-                    // Still listed: it may have more.
-                    kept.push((id, shard));
-                    found = Some((route, index));
-                    break;
-                }
-                Reclaim::Unlisted | Reclaim::Closed => {}
+            if let Some(hit) = look(&entry.route, shard) {
+                kept.push((id, shard));
+                found = Some(hit);
+                break;
             }
         }
         for &(id, shard) in &kept {
-            self.idle_index.push(id, shard);
+            index.push(id, shard);
         }
         // The total line may have looked while we held them; it spares the
         // routes in its line itself, so their entries need no wake-up (and
@@ -499,42 +530,13 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     }
 
     /// `Segmented`: a route not in `spare` holding idle stateful
-    /// connections (which only its serializer may touch). It looks in the
-    /// stateful index as [`Self::take_idle_elsewhere`] in the idle index.
+    /// connections (which only its serializer may touch), found in the
+    /// stateful index.
     fn stateful_holder(&self, spare: &[usize]) -> Option<&Route<K>> {
         debug_assert!(F::SEGMENTED, "listed only by `Segmented` routes");
-        let mut kept = Vec::new();
-        let mut found = None;
-        for _ in 0..self.stateful_index.len() {
-            let Some((id, shard)) = self.stateful_index.pop() else {
-                break;
-            };
-            #[cfg(all(test, not(leasehold_loom)))]
-            self.reclaim_looks
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if spare.contains(&id) {
-                kept.push((id, shard));
-                continue;
-            }
-            // As in `take_idle_elsewhere`.
-            let Some(entry) = self.table.by_id(id) else {
-                continue;
-            };
-            let route = &entry.route;
-            if route.stateful_or_unlist() {
-                kept.push((id, shard));
-                found = Some(route);
-                break;
-            }
-        }
-        for &(id, shard) in &kept {
-            self.stateful_index.push(id, shard);
-        }
-        // As in `take_idle_elsewhere`.
-        if kept.iter().any(|(id, _)| !spare.contains(id)) {
-            self.wake_total_line();
-        }
-        found
+        self.find_in_index(&self.stateful_index, None, spare, |route, _| {
+            route.stateful_or_unlist().then_some(route)
+        })
     }
 
     /// The shard of the calling thread: the one of the CPU it runs on.
@@ -712,7 +714,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// Gives back one unit of `route`'s cap; if that was its last, the route
     /// may be removed by a later sweep. The caller is pinned.
     fn allocated_down(&self, route: &Route<K>) {
-        if route.allocated.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if route.allocated.fetch_sub(1, Ordering::AcqRel) == 1 && self.forgets {
             self.route_emptied(route);
         }
     }
@@ -901,7 +903,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         if !F::SEGMENTED {
             self.waiting_all.fetch_sub(1, Ordering::AcqRel);
         }
-        if Self::is_unused(route) {
+        if self.forgets && Self::is_unused(route) {
             self.route_emptied(route);
         }
     }
@@ -924,7 +926,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// The caller is pinned, or holds a connection, permit or request of
     /// route `id` until this returns.
     fn submit(&self, id: usize, command: Command<T>) {
-        let _pin = reclaim::pin();
+        let _pin = self.pin();
         let serial = if F::SEGMENTED {
             let Some(entry) = self.table.by_id(id) else {
                 // Removed since the caller found it, which only a kick can
@@ -948,7 +950,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// `Segmented`: runs `command` in the total line, pinned: the line
     /// reaches routes through the indexes, by id.
     fn submit_total(&self, command: TotalCommand) {
-        let _pin = reclaim::pin();
+        let _pin = self.pin();
         self.total_line.submit(
             command,
             |line, command| line.apply(command),
@@ -963,6 +965,47 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         }
     }
 
+    /// The sweep of round `round`: removes the routes that emptied before
+    /// the previous round began and are still unused (see
+    /// [`Self::remove_route`]), and retires what the table unlinked.
+    fn remove_due(&self, round: u64) -> usize {
+        let guard = reclaim::pin();
+        let mut due = Vec::new();
+        for _ in 0..self.emptied.len() {
+            let Some((id, uid)) = self.emptied.pop() else {
+                break;
+            };
+            let Some(entry) = self.table.by_id(id).filter(|entry| entry.route.uid == uid) else {
+                continue;
+            };
+            let route = &entry.route;
+            if route.empty_since.load(Ordering::Acquire) + 2 > round {
+                // Emptied since the last sweep began: not a full period yet.
+                self.emptied.push((id, uid));
+                continue;
+            }
+            // Lowered before the look (see `route_emptied`): a route in use
+            // now is queued again once it is unused again.
+            route.in_sweep.swap(false, Ordering::AcqRel);
+            if Self::is_unused(route) {
+                due.push((id, uid));
+            }
+        }
+        if F::SEGMENTED {
+            for (id, uid) in due {
+                self.submit(id, Command::Remove(vec![(id, uid)]));
+            }
+        } else if !due.is_empty() {
+            self.submit(0, Command::Remove(due));
+        }
+        // What those removals (and any the serializers ran since the last
+        // sweep) unlinked goes to the epoch as one object, freed once the
+        // readers pinned now are gone: in `sweep_routes`, after the few epoch
+        // advances `collect` makes, if no other thread stays pinned that
+        // long. Returns how many routes it retired.
+        self.table.retire_dead(&guard)
+    }
+
     /// Whether a return whose push finds `word` touches the route after the
     /// push: to list its shard, to drain a closed route, or to kick the
     /// serializer for requests that want it.
@@ -974,7 +1017,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// Raises `TOTAL_WAIT` on every route for an episode of requests blocked
     /// by the total cap (see `TotalWaitFlags`); whether it started one.
     fn raise_total_wait(&self, flags: &mut TotalWaitFlags) -> bool {
-        let _pin = reclaim::pin();
+        let _pin = self.pin();
         flags.raise(&self.table, &self.total_episode, |entry, on| {
             entry.route.set_total_wait(on);
         })
@@ -982,7 +1025,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
 
     /// Lowers `TOTAL_WAIT` everywhere once the episode is over.
     fn lower_total_wait(&self, flags: &mut TotalWaitFlags) {
-        let _pin = reclaim::pin();
+        let _pin = self.pin();
         flags.lower(&self.table, &self.total_episode, |entry, on| {
             entry.route.set_total_wait(on);
         });
@@ -1073,6 +1116,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             emptied: Fifo::new(),
             sweep_round: AtomicU64::new(0),
             retired_last: std::sync::atomic::AtomicUsize::new(0),
+            forgets: limits.forgets_routes(),
             uids: std::sync::atomic::AtomicU64::new(0),
             total_episode: AtomicBool::new(false),
             route_max_set: std::sync::Mutex::default(),
@@ -1105,7 +1149,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         mode: Wait,
         waker: &Waker,
     ) -> Acquire<Self::Waiter> {
-        let _pin = reclaim::pin();
+        let _pin = self.pin();
         loop {
             let Some(route) = self.lookup(key) else {
                 return Acquire::Ready(Grant::Closed);
@@ -1126,7 +1170,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
 
     #[inline]
     fn acquire_now(&self, key: &K, state: Option<&State>) -> Option<Grant> {
-        let _pin = reclaim::pin();
+        let _pin = self.pin();
         loop {
             let Some(route) = self.lookup(key) else {
                 return Some(Grant::Closed);
@@ -1139,7 +1183,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
     }
 
     fn cancel(&self, waiter: Self::Waiter, timed_out: bool) -> Option<Grant> {
-        let _pin = reclaim::pin();
+        let _pin = self.pin();
         match waiter.node.cancel() {
             Ok(()) => {
                 let route = self.route(waiter.route);
@@ -1163,7 +1207,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         if !F::BARGES || !node.may_take_idle() {
             return None;
         }
-        let _pin = reclaim::pin();
+        let _pin = self.pin();
         let route = self.route(waiter.route);
         if route.look() == 0 {
             return None;
@@ -1224,7 +1268,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         // from then on, only a pin does (see `remove_route`).
         let route = self.route(id);
         if !reuse || route.is_over_cap() {
-            let _pin = reclaim::pin();
+            let _pin = self.pin();
             return self.close_returned(route, index);
         }
         if stateful {
@@ -1232,7 +1276,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             return self.submit(route.id, Command::Release(index));
         }
         if !self.admit_idle() {
-            let _pin = reclaim::pin();
+            let _pin = self.pin();
             return self.close_returned(route, index);
         }
         let shard = self.own_shard();
@@ -1252,8 +1296,11 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         // shard listed, nobody waiting, the route open) pins nothing.
         let mut pin = None;
         let before_push = |word: Option<u128>| {
-            if pin.is_none() && word.is_none_or(|word| Self::touched_after_push(word)) {
-                pin = Some(reclaim::pin());
+            if self.forgets
+                && pin.is_none()
+                && word.is_none_or(|word| Self::touched_after_push(word))
+            {
+                pin = self.pin();
             }
         };
         // SAFETY: `put` publishes `index` only when it succeeds; refused, we
@@ -1285,7 +1332,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                 }
             }
             Err(refused) => {
-                let _pin = reclaim::pin();
+                let _pin = self.pin();
                 self.idle_left();
                 match refused {
                     Refused::Closed => self.close_returned(route, index),
@@ -1297,7 +1344,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
     }
 
     fn connected(&self, permit: Permit, item: T) -> Result<Held, T> {
-        let _pin = reclaim::pin();
+        let _pin = self.pin();
         let index = self.permit_slot(&permit);
         // SAFETY: the holder of a `Permit` owns its slot.
         let route = self.route(unsafe { self.route_of(index) });
@@ -1318,7 +1365,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
     }
 
     fn connect_failed(&self, permit: Permit) {
-        let _pin = reclaim::pin();
+        let _pin = self.pin();
         let index = self.permit_slot(&permit);
         // SAFETY: the holder of a `Permit` owns its slot.
         let route = self.route(unsafe { self.route_of(index) });
@@ -1328,7 +1375,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
     }
 
     fn evict_idle(&self, evict: std::sync::Arc<dyn Fn(&T) -> bool + Send + Sync>) {
-        let _pin = reclaim::pin();
+        let _pin = self.pin();
         if F::SEGMENTED {
             for entry in self.table.iter() {
                 self.submit(entry.route.id, Command::Evict(evict.clone()));
@@ -1345,7 +1392,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key.clone(), max);
-        let _pin = reclaim::pin();
+        let _pin = self.pin();
         if let Some(route) = self.lookup(key) {
             route.max.store(max, Ordering::Release);
             // Trims idle connections over the new cap and serves waiters it
@@ -1362,7 +1409,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             },
             routes: Vec::with_capacity(self.table.len()),
         };
-        let _pin = reclaim::pin();
+        let _pin = self.pin();
         for entry in self.table.iter() {
             let route_stats = entry.route.stats();
             stats.total.add(&route_stats);
@@ -1375,7 +1422,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
     }
 
     fn route_stats(&self, key: &K) -> Stats {
-        let _pin = reclaim::pin();
+        let _pin = self.pin();
         match self.table.get(key) {
             Some(entry) => entry.route.stats(),
             None => Stats {
@@ -1392,42 +1439,11 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
     }
 
     fn sweep_routes(&self) -> usize {
-        let guard = reclaim::pin();
+        if !self.forgets {
+            return 0;
+        }
         let round = self.sweep_round.fetch_add(1, Ordering::AcqRel) + 1;
-        let mut due = Vec::new();
-        for _ in 0..self.emptied.len() {
-            let Some((id, uid)) = self.emptied.pop() else {
-                break;
-            };
-            let Some(entry) = self.table.by_id(id).filter(|entry| entry.route.uid == uid) else {
-                continue;
-            };
-            let route = &entry.route;
-            if route.empty_since.load(Ordering::Acquire) + 2 > round {
-                // Emptied since the last sweep began: not a full period yet.
-                self.emptied.push((id, uid));
-                continue;
-            }
-            // Lowered before the look (see `route_emptied`): a route in use
-            // now is queued again once it is unused again.
-            route.in_sweep.swap(false, Ordering::AcqRel);
-            if Self::is_unused(route) {
-                due.push((id, uid));
-            }
-        }
-        if F::SEGMENTED {
-            for (id, uid) in due {
-                self.submit(id, Command::Remove(vec![(id, uid)]));
-            }
-        } else {
-            self.submit(0, Command::Remove(due));
-        }
-        // What those removals (and any the serializers ran since the last
-        // sweep) unlinked goes to the epoch as one object, freed once the
-        // readers pinned now are gone: here, after the few epoch advances
-        // `collect` makes, if no other thread stays pinned that long.
-        let retired = self.table.retire_dead(&guard);
-        drop(guard);
+        let retired = self.remove_due(round);
         reclaim::collect();
         // Many routes' memory freed, now or (retired by the last sweep while
         // a thread stayed pinned) by this collection: give the pages back.
@@ -1440,7 +1456,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
 
     fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
-        let _pin = reclaim::pin();
+        let _pin = self.pin();
         self.table.close(|entry| entry.route.close());
         if F::SEGMENTED {
             // Every route registered before the table closed; later

@@ -847,19 +847,17 @@ fn unused_routes_are_removed<F: super::Flavor>() {
     );
 }
 
-#[test]
-fn strict_unused_routes_are_removed() {
-    unused_routes_are_removed::<super::Fair>();
-}
-
-#[test]
-fn lax_unused_routes_are_removed() {
-    unused_routes_are_removed::<super::Sharded>();
-}
-
-#[test]
-fn offlock_unused_routes_are_removed() {
-    unused_routes_are_removed::<super::Segmented>();
+/// With forgetting off, every route stays.
+fn routes_stay_when_forgetting_is_off<F: super::Flavor>() {
+    let disposer: Disposer<Conn> = Arc::new(|_| {});
+    let limits = Limits::new(4, 1).with_forget_routes(false);
+    let core = super::Engine::<u32, Conn, F>::new(limits, disposer);
+    use_and_empty(&core, 0..100);
+    for _ in 0..4 {
+        assert_eq!(core.sweep_routes(), 0);
+    }
+    assert_eq!(core.table.len(), 100);
+    assert_eq!(core.stats().routes.len(), 100);
 }
 
 /// A route with a connection (leased or idle), or a request waiting, stays
@@ -887,17 +885,28 @@ fn routes_in_use_stay<F: super::Flavor>() {
     assert_eq!(core.stats().total.created, 2);
 }
 
-#[test]
-fn strict_routes_in_use_stay() {
-    routes_in_use_stay::<super::Fair>();
+/// One `#[test]` per flavor (`strict::f`, `lax::f`, `offlock::f`) for each
+/// named generic test function.
+macro_rules! for_each_flavor {
+    ($($test:ident),+ $(,)?) => {
+        for_each_flavor!(@flavor strict, Fair; $($test),+);
+        for_each_flavor!(@flavor lax, Sharded; $($test),+);
+        for_each_flavor!(@flavor offlock, Segmented; $($test),+);
+    };
+    (@flavor $module:ident, $flavor:ident; $($test:ident),+) => {
+        mod $module {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test::<crate::engine::$flavor>();
+                }
+            )+
+        }
+    };
 }
 
-#[test]
-fn lax_routes_in_use_stay() {
-    routes_in_use_stay::<super::Sharded>();
-}
-
-#[test]
-fn offlock_routes_in_use_stay() {
-    routes_in_use_stay::<super::Segmented>();
-}
+for_each_flavor!(
+    unused_routes_are_removed,
+    routes_in_use_stay,
+    routes_stay_when_forgetting_is_off
+);
