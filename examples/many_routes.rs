@@ -22,9 +22,11 @@
 //! ```
 //!
 //! The third table (`--rss`) shows the resident memory (`VmRSS`) of the
-//! process before a pool is built, once the largest N routes were each
-//! leased once, and after every idle connection was closed
-//! (`close_idle(0)`): what the routes themselves keep.
+//! process before a pool is built, with the pool at work on one route
+//! (every connection of the total leased at once, then returned), once
+//! the largest N routes were each leased once, after every idle connection
+//! was closed (`close_idle(0)`): what the routes themselves keep, and once
+//! the pool's event loop has forgotten those routes, unused since.
 
 use leasehold::mock::MockConnector;
 use leasehold::{Lax, Offlock, Policy, Pool, Strict};
@@ -115,27 +117,53 @@ fn rss_row<P: Policy>(routes: u64, reuse: leasehold::Reuse) {
     let connector = MockConnector::<u64>::new();
     let pool: Pool<MockConnector<u64>, P> = Pool::builder(connector.clone())
         .max_total(MAX_TOTAL)
+        .max_per_route(MAX_TOTAL)
         .reuse(reuse)
         .build()
         .expect("valid pool");
+    // The pool at work on one route, all of its connections used at once:
+    // the baseline the routes add to (the slots of the connections stay
+    // once made).
+    let leases: Vec<_> = (0..MAX_TOTAL)
+        .map(|_| pool.lease(&u64::MAX).expect("lease"))
+        .collect();
+    drop(leases);
+    let working = rss_kib();
     for route in 0..routes {
         drop(pool.lease(&route).expect("lease"));
     }
     let peak = rss_kib();
     pool.close_idle(Duration::ZERO);
     let emptied = rss_kib();
+    // The event loop forgets the routes within two sweep periods (1 s
+    // each without an idle timeout) of their last connection's close.
+    let started = Instant::now();
+    while !pool.stats().routes.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "routes forgotten"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = started.elapsed();
+    // One more sweep frees what the last removal retired.
+    std::thread::sleep(Duration::from_millis(1100));
+    let forgotten = rss_kib();
     let kib = |rss: Option<u64>| rss.map_or("-".into(), |kib| kib.to_string());
-    let per_route = before.zip(emptied).map_or("-".into(), |(b, e)| {
+    let per_route = working.zip(emptied).map_or("-".into(), |(b, e)| {
         format!("{:.0}", (e.saturating_sub(b) * 1024) as f64 / routes as f64)
     });
     println!(
-        "| {:<7} | {:<5} | {:>10} | {:>10} | {:>10} | {:>9} |",
+        "| {:<7} | {:<5} | {:>8} | {:>8} | {:>9} | {:>9} | {:>9} | {:>9} | {:>6.1} |",
         P::NAME,
         format!("{reuse:?}"),
         kib(before),
+        kib(working),
         kib(peak),
         kib(emptied),
-        per_route
+        per_route,
+        kib(forgotten),
+        took.as_secs_f64()
     );
     drop(pool);
 }
@@ -182,10 +210,17 @@ fn main() {
     if rss {
         let routes = counts.iter().copied().max().unwrap_or(0);
         println!(
-            "VmRSS in KiB: before a pool, after {routes} routes leased once, after close_idle(0)\n"
+            "VmRSS in KiB: before a pool; the pool at work on one route (all {MAX_TOTAL} \
+             connections leased at once); after {routes} more \
+             routes leased once; after close_idle(0), and per route then; once those routes \
+             were forgotten (and how many seconds after close_idle that was)\n"
         );
-        println!("| policy  | reuse | before     | peak       | emptied    | B / route |");
-        println!("|---------|-------|-----------:|-----------:|-----------:|----------:|");
+        println!(
+            "| policy  | reuse | before   | working  | peak      | emptied   | B / route | forgotten | after  |"
+        );
+        println!(
+            "|---------|-------|---------:|---------:|----------:|----------:|----------:|----------:|-------:|"
+        );
         for reuse in [leasehold::Reuse::Lifo, leasehold::Reuse::Fifo] {
             if runs(Strict::NAME) {
                 rss_row::<Strict>(routes, reuse);
