@@ -754,7 +754,7 @@ fn reclaim_for_new_routes<F: super::Flavor>(routes: u32, state: Option<&State>) 
 /// however many routes the pool has seen (O(1) amortized, not a scan), for
 /// stateless and stateful connections.
 fn reclaim_looks_at_few_routes<F: super::Flavor>() {
-    let routes = if cfg!(miri) { 40 } else { 2_000 };
+    let routes = if cfg!(miri) { 16 } else { 2_000 };
     let alice = State::new("alice");
     for state in [None, Some(&alice)] {
         let looks = reclaim_for_new_routes::<F>(routes, state);
@@ -852,12 +852,13 @@ fn routes_stay_when_forgetting_is_off<F: super::Flavor>() {
     let disposer: Disposer<Conn> = Arc::new(|_| {});
     let limits = Limits::new(4, 1).with_forget_routes(false);
     let core = super::Engine::<u32, Conn, F>::new(limits, disposer);
-    use_and_empty(&core, 0..100);
+    let routes = if cfg!(miri) { 8 } else { 100 };
+    use_and_empty(&core, 0..routes);
     for _ in 0..4 {
         assert_eq!(core.sweep_routes(), 0);
     }
-    assert_eq!(core.table.len(), 100);
-    assert_eq!(core.stats().routes.len(), 100);
+    assert_eq!(core.table.len(), routes as usize);
+    assert_eq!(core.stats().routes.len(), routes as usize);
 }
 
 /// A route with a connection (leased or idle), or a request waiting, stays
