@@ -163,11 +163,14 @@ impl<T: Item> Lines<T> {
         command: Command<T>,
     ) {
         if self.removed {
-            // Nothing of the route is left to serve; a unit of the total
+            // Nothing of the route is left to serve. A unit of the total
             // reserved for it goes back (a removed route was in no line, so
-            // none should come).
-            if let Command::Credit = command {
-                self.credit += 1;
+            // none should come), and the total line, if it asked for a
+            // close, is answered: nothing here is left to close.
+            match command {
+                Command::Credit => self.credit += 1,
+                Command::Surrender { answer } => self.surrendered |= answer,
+                _ => {}
             }
             return;
         }
@@ -232,9 +235,17 @@ impl<T: Item> Lines<T> {
     /// Serves what can be served; returns the items to dispose of.
     pub(super) fn settle<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> Vec<T> {
         if self.removed {
+            // What `settle_segment` does for the total line, without the
+            // route.
             if self.credit > 0 {
                 core.total
                     .fetch_sub(std::mem::take(&mut self.credit), Ordering::AcqRel);
+                self.freed = true;
+            }
+            if std::mem::take(&mut self.surrendered) {
+                core.submit_total(TotalCommand::Surrendered);
+            }
+            if std::mem::take(&mut self.freed) {
                 core.wake_total_line();
             }
             return std::mem::take(&mut self.victims);
