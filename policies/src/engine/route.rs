@@ -282,9 +282,11 @@ pub(super) enum Reclaim {
     Closed,
 }
 
-/// One shard of a route's idle connections.
+/// One shard of a route's idle connections, on a cache line of its own
+/// (`CachePadded`): the word, and beside it the pointer to the FIFO list,
+/// which never changes.
 struct Shard {
-    word: CachePadded<AtomicU128>,
+    word: AtomicU128,
     /// The idle list with FIFO reuse; with LIFO it lives in the word.
     fifo: Option<Box<Fifo<u32>>>,
 }
@@ -300,7 +302,7 @@ pub(crate) struct Route<K> {
     /// The route has an entry in the engine's queue of emptied routes.
     pub(super) in_sweep: AtomicBool,
     /// A power of two; shard 0 also counts the route's waiters.
-    shards: Box<[Shard]>,
+    shards: Box<[CachePadded<Shard>]>,
     /// leased + idle (stateless and stateful) + connecting.
     pub(super) allocated: AtomicUsize,
     pub(super) max: AtomicUsize,
@@ -341,12 +343,14 @@ impl<K> Route<K> {
             empty_since: AtomicU64::new(0),
             in_sweep: AtomicBool::new(false),
             shards: (0..shards)
-                .map(|_| Shard {
-                    word: CachePadded::new(AtomicU128::new(u128::from(NIL))),
-                    fifo: match reuse {
-                        Reuse::Lifo => None,
-                        Reuse::Fifo => Some(Box::new(Fifo::new())),
-                    },
+                .map(|_| {
+                    CachePadded::new(Shard {
+                        word: AtomicU128::new(u128::from(NIL)),
+                        fifo: match reuse {
+                            Reuse::Lifo => None,
+                            Reuse::Fifo => Some(Box::new(Fifo::new())),
+                        },
+                    })
                 })
                 .collect(),
             allocated: AtomicUsize::new(0),
@@ -386,7 +390,7 @@ impl<K> Route<K> {
     /// allows; the caller then owns it.
     #[inline(always)]
     pub(super) fn take<D>(&self, arena: &Arena<D>, shard: usize, rule: Take) -> Option<u32> {
-        let Shard { word: cell, fifo } = &self.shards[shard];
+        let Shard { word: cell, fifo } = &*self.shards[shard];
         let mut word = cell.load(Ordering::Acquire);
         loop {
             if idle_of(word) == 0 || !rule.allows(word) {
@@ -449,7 +453,7 @@ impl<K> Route<K> {
         mut word: u128,
         mut before_push: impl FnMut(Option<u128>),
     ) -> Result<u128, Refused> {
-        let Shard { word: cell, fifo } = &self.shards[shard];
+        let Shard { word: cell, fifo } = &*self.shards[shard];
         // A return that lost the word to another core steps back before it
         // tries again, so the winner's next few leases and returns find the
         // line still in its cache instead of both cores pulling it back and
