@@ -886,6 +886,121 @@ fn routes_in_use_stay<F: super::Flavor>() {
     assert_eq!(core.stats().total.created, 2);
 }
 
+/// One step of [`removal_keeps_the_books`].
+#[derive(Clone, Debug)]
+enum RouteOp {
+    /// Lease on route `route` without waiting (a hit, a new connection, or
+    /// nothing when the caps are reached).
+    Lease(u8),
+    /// Give back the `pick`-th leased connection, for reuse or not.
+    Release { pick: usize, reuse: bool },
+    /// Close every idle connection.
+    EvictAll,
+    /// Run a sweep.
+    Sweep,
+}
+
+fn route_op() -> impl proptest::strategy::Strategy<Value = RouteOp> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (0u8..6).prop_map(RouteOp::Lease),
+        3 => (any::<usize>(), any::<bool>())
+            .prop_map(|(pick, reuse)| RouteOp::Release { pick, reuse }),
+        1 => Just(RouteOp::EvictAll),
+        2 => Just(RouteOp::Sweep),
+    ]
+}
+
+/// Random leases, returns, evictions and sweeps over six routes under a
+/// total of 3: after every step the totals add up (every connection made is
+/// leased, idle or closed), every route holding a connection is in the
+/// table, and no route is over its cap; at the end, with everything given
+/// back and closed, two sweeps remove every route, and the next lease of a
+/// route works.
+fn removal_keeps_the_books<F: super::Flavor>(ops: &[RouteOp]) {
+    let disposer: Disposer<Conn> = Arc::new(|_| {});
+    let core = super::Engine::<u8, Conn, F>::new(Limits::new(3, 2), disposer);
+    let mut held: Vec<(u8, Held)> = Vec::new();
+    let mut next = 0;
+    for op in ops {
+        match *op {
+            RouteOp::Lease(route) => {
+                let grant = match core.acquire(&route, None, Wait::Never, Waker::noop()) {
+                    Acquire::Ready(grant) => grant,
+                    Acquire::Queued(mut waiter) => {
+                        crate::Waiting::try_take(&mut waiter).expect("answered at once")
+                    }
+                };
+                match grant {
+                    Grant::Conn(conn) => held.push((route, conn)),
+                    Grant::Connect(permit) => {
+                        next += 1;
+                        let conn = Conn {
+                            id: next,
+                            state: None,
+                        };
+                        held.push((route, core.connected(permit, conn).expect("open")));
+                    }
+                    Grant::Busy => {}
+                    Grant::Closed => panic!("a removed route answered Closed"),
+                }
+            }
+            RouteOp::Release { pick, reuse } => {
+                if !held.is_empty() {
+                    let (_, conn) = held.swap_remove(pick % held.len());
+                    core.release(conn, reuse);
+                }
+            }
+            RouteOp::EvictAll => core.evict_idle(Arc::new(|_: &Conn| true)),
+            RouteOp::Sweep => {
+                core.sweep_routes();
+            }
+        }
+        let stats = core.stats();
+        let total = stats.total;
+        assert_eq!(total.leased, held.len(), "{stats:?}");
+        assert_eq!(
+            total.created,
+            total.closed + (total.leased + total.idle) as u64,
+            "{stats:?}"
+        );
+        for (route, _) in &held {
+            let route_stats = core.route_stats(route);
+            assert!(
+                route_stats.leased > 0,
+                "route {route} holds a lease: {stats:?}"
+            );
+            assert!(route_stats.allocated() <= 2, "route {route}: {route_stats}");
+        }
+    }
+    for (_, conn) in held {
+        core.release(conn, true);
+    }
+    core.evict_idle(Arc::new(|_: &Conn| true));
+    core.sweep_routes();
+    core.sweep_routes();
+    assert_eq!(core.table.len(), 0, "{:?}", core.stats());
+    let total = core.stats().total;
+    assert_eq!((total.created, total.closed), (next as u64, next as u64));
+    let Acquire::Ready(Grant::Connect(permit)) = core.acquire(&5, None, Wait::Never, Waker::noop())
+    else {
+        panic!("a route back after its removal connects");
+    };
+    let again = core
+        .connected(permit, Conn { id: 0, state: None })
+        .expect("open");
+    core.release(again, true);
+    assert_eq!(core.route_stats(&5).idle, 1);
+}
+
+fn removal_keeps_the_books_everywhere<F: super::Flavor>() {
+    use proptest::prelude::*;
+    let cases = if cfg!(miri) { 4 } else { 256 };
+    proptest!(ProptestConfig::with_cases(cases), |(ops in proptest::collection::vec(route_op(), 1..60))| {
+        removal_keeps_the_books::<F>(&ops);
+    });
+}
+
 /// One `#[test]` per flavor (`strict::f`, `lax::f`, `offlock::f`) for each
 /// named generic test function.
 macro_rules! for_each_flavor {
@@ -909,5 +1024,6 @@ macro_rules! for_each_flavor {
 for_each_flavor!(
     unused_routes_are_removed,
     routes_in_use_stay,
-    routes_stay_when_forgetting_is_off
+    routes_stay_when_forgetting_is_off,
+    removal_keeps_the_books_everywhere
 );
