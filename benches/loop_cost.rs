@@ -15,10 +15,11 @@
 //! open connections before timing, every read and write bounded by a 5 s
 //! socket timeout:
 //!
-//! * `leasehold threads`: `Pool<TcpConnector, Strict>::lease` on OS threads;
-//! * `leasehold tasks`: the same pool through `lease_async`, on a tokio
-//!   multi-thread runtime with 2 worker threads;
-//! * `r2d2 threads` and `bb8 tasks` (same runtime shape), over a
+//! * `leasehold Strict, threads`: `Pool<TcpConnector, Strict>::lease` on
+//!   OS threads;
+//! * `leasehold Strict, tasks`: the same pool through `lease_async`, on a
+//!   tokio multi-thread runtime with 2 worker threads;
+//! * `r2d2, threads` and `bb8, tasks` (same runtime shape), over a
 //!   `std::net::TcpStream` with `TCP_NODELAY`, with their per-checkout
 //!   health check off.
 //!
