@@ -30,12 +30,16 @@
 //! With 1, 8 and 64 workers (threads or tasks), each worker loops: lease,
 //! one request, read the full response, give the connection back. After a
 //! 0.3 s warm-up the bench times a window of 2 s (`LOOP_COST_SECS` sets
-//! another, in seconds).
+//! another, in seconds). `LOOP_COST_ROUNDS=N` measures every row N times,
+//! each round through all rows in turn, and reports each column's median:
+//! on a small shared machine one round of a row can land on a lucky or an
+//! unlucky placement of client and server threads on the cores (one worker
+//! especially), so compare pools over several rounds.
 //!
 //! ```text
 //! cargo bench --bench loop_cost            # both backends
 //! cargo bench --bench loop_cost -- redis   # one backend: http or redis
-//! LOOP_COST_SECS=5 cargo bench --bench loop_cost
+//! LOOP_COST_SECS=5 LOOP_COST_ROUNDS=3 cargo bench --bench loop_cost
 //! ```
 //!
 //! # Columns
@@ -365,30 +369,47 @@ fn reactor_thread() -> u32 {
     }
 }
 
-/// What one row measured.
-#[derive(Debug)]
+/// What one row measured: the columns of the table.
+#[derive(Debug, Clone, Copy)]
 struct Row {
     pool: PoolKind,
     workers: usize,
-    completed: u64,
-    window: Duration,
-    p99_ns: u64,
-    /// The event loop's CPU time and runs in the window.
-    event_loop: Option<ThreadClock>,
-    process_cpu_ns: u64,
+    requests_per_sec: f64,
+    p99_us: f64,
+    /// The event loop's CPU time per request, in µs; leasehold only.
+    loop_cpu_us: Option<f64>,
+    /// The event loop's runs per request; leasehold only.
+    loop_runs: Option<f64>,
+    process_cpu_us: f64,
 }
 
 impl Row {
-    fn requests_per_sec(&self) -> f64 {
-        self.completed as f64 / self.window.as_secs_f64()
-    }
-
-    fn per_request_us(&self, ns: u64) -> f64 {
-        ns as f64 / 1_000.0 / self.completed.max(1) as f64
-    }
-
-    fn per_request(&self, count: u64) -> f64 {
-        count as f64 / self.completed.max(1) as f64
+    /// Each column's median over `rounds`, all of one pool and worker
+    /// count.
+    fn median(rounds: &[Row]) -> Row {
+        fn median(mut values: Vec<f64>) -> f64 {
+            values.sort_by(f64::total_cmp);
+            let mid = values.len() / 2;
+            if values.len() % 2 == 0 {
+                (values[mid - 1] + values[mid]) / 2.0
+            } else {
+                values[mid]
+            }
+        }
+        let column = |f: fn(&Row) -> f64| median(rounds.iter().map(f).collect());
+        let optional = |f: fn(&Row) -> Option<f64>| {
+            let values: Option<Vec<f64>> = rounds.iter().map(f).collect();
+            values.map(median)
+        };
+        Row {
+            pool: rounds[0].pool,
+            workers: rounds[0].workers,
+            requests_per_sec: column(|r| r.requests_per_sec),
+            p99_us: column(|r| r.p99_us),
+            loop_cpu_us: optional(|r| r.loop_cpu_us),
+            loop_runs: optional(|r| r.loop_runs),
+            process_cpu_us: column(|r| r.process_cpu_us),
+        }
     }
 }
 
@@ -418,20 +439,21 @@ fn row(
     (start, end): (CpuSample, CpuSample),
 ) -> Row {
     let server = end.http_server_ns.saturating_sub(start.http_server_ns);
+    let requests = tally.completed.max(1) as f64;
+    let per_request_us = |ns: u64| ns as f64 / 1_000.0 / requests;
+    let event_loop = start.reactor.zip(end.reactor);
     Row {
         pool,
         workers,
-        completed: tally.completed,
-        window,
-        p99_ns: tally.latencies.value_at_quantile(0.99),
-        event_loop: start.reactor.zip(end.reactor).map(|(a, b)| ThreadClock {
-            cpu_ns: b.cpu_ns.saturating_sub(a.cpu_ns),
-            runs: b.runs.saturating_sub(a.runs),
-        }),
-        process_cpu_ns: end
-            .process_ns
-            .saturating_sub(start.process_ns)
-            .saturating_sub(server),
+        requests_per_sec: tally.completed as f64 / window.as_secs_f64(),
+        p99_us: tally.latencies.value_at_quantile(0.99) as f64 / 1_000.0,
+        loop_cpu_us: event_loop.map(|(a, b)| per_request_us(b.cpu_ns.saturating_sub(a.cpu_ns))),
+        loop_runs: event_loop.map(|(a, b)| b.runs.saturating_sub(a.runs) as f64 / requests),
+        process_cpu_us: per_request_us(
+            end.process_ns
+                .saturating_sub(start.process_ns)
+                .saturating_sub(server),
+        ),
     }
 }
 
@@ -462,13 +484,24 @@ fn assert_warm(pool: &Pool<TcpConnector, Strict>) {
 }
 
 /// Checks that no event loop outlived its pool.
+///
+/// A joined thread leaves `/proc` a moment after the join returns (the
+/// kernel wakes the joiner before it reaps the thread), so this looks again
+/// for up to a second.
 fn assert_reactor_gone() {
-    let left = threads_named(|comm| comm == REACTOR_COMM);
-    assert!(
-        left.is_empty(),
-        "{} event loop thread(s) outlived their pool",
-        left.len()
-    );
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let left = threads_named(|comm| comm == REACTOR_COMM);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} event loop thread(s) outlived their pool",
+            left.len()
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -790,20 +823,29 @@ impl Drop for RedisServer {
 }
 
 /// Every row of one backend: each worker count, each pool.
-fn measure(backend: Backend, addr: SocketAddr, window: Duration) -> Vec<Row> {
-    let mut rows = Vec::new();
-    for workers in WORKER_COUNTS {
-        for pool in PoolKind::ALL {
-            let row = match pool {
-                PoolKind::LeaseholdThreads => leasehold_threads(backend, addr, workers, window),
-                PoolKind::LeaseholdTasks => leasehold_tasks(backend, addr, workers, window),
-                PoolKind::R2d2Threads => r2d2_threads(backend, addr, workers, window),
-                PoolKind::Bb8Tasks => bb8_tasks(backend, addr, workers, window),
-            };
-            rows.push(row);
+///
+/// With several rounds, each round runs every row once, so that a change in
+/// the machine's load falls on every pool alike; each column is then the
+/// median over the rounds.
+fn measure(backend: Backend, addr: SocketAddr, window: Duration, rounds: usize) -> Vec<Row> {
+    let mut runs: Vec<Vec<Row>> = Vec::new();
+    for _ in 0..rounds {
+        let mut round = Vec::new();
+        for workers in WORKER_COUNTS {
+            for pool in PoolKind::ALL {
+                round.push(match pool {
+                    PoolKind::LeaseholdThreads => leasehold_threads(backend, addr, workers, window),
+                    PoolKind::LeaseholdTasks => leasehold_tasks(backend, addr, workers, window),
+                    PoolKind::R2d2Threads => r2d2_threads(backend, addr, workers, window),
+                    PoolKind::Bb8Tasks => bb8_tasks(backend, addr, workers, window),
+                });
+            }
         }
+        runs.push(round);
     }
-    rows
+    (0..runs[0].len())
+        .map(|i| Row::median(&runs.iter().map(|round| round[i]).collect::<Vec<_>>()))
+        .collect()
 }
 
 /// The markdown table of `rows`, with the ratios under it.
@@ -816,25 +858,18 @@ fn table(backend: Backend, rows: &[Row]) -> String {
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
     for row in rows {
-        let (loop_cpu, loop_runs) = row.event_loop.map_or_else(
-            || ("–".to_owned(), "–".to_owned()),
-            |clock| {
-                (
-                    format!("{:.2}", row.per_request_us(clock.cpu_ns)),
-                    format!("{:.2}", row.per_request(clock.runs)),
-                )
-            },
-        );
+        let leasehold_only =
+            |value: Option<f64>| value.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"));
         let _ = writeln!(
             out,
             "| {} | {} | {:.0} | {:.1} | {} | {} | {:.2} |",
             row.pool.name(),
             row.workers,
-            row.requests_per_sec(),
-            row.p99_ns as f64 / 1_000.0,
-            loop_cpu,
-            loop_runs,
-            row.per_request_us(row.process_cpu_ns),
+            row.requests_per_sec,
+            row.p99_us,
+            leasehold_only(row.loop_cpu_us),
+            leasehold_only(row.loop_runs),
+            row.process_cpu_us,
         );
     }
     let _ = writeln!(
@@ -845,7 +880,7 @@ fn table(backend: Backend, rows: &[Row]) -> String {
         let at = |pool| {
             rows.iter()
                 .find(|r| r.pool == pool && r.workers == workers)
-                .map(Row::requests_per_sec)
+                .map(|r| r.requests_per_sec)
         };
         let (Some(r2d2), Some(bb8)) = (at(PoolKind::R2d2Threads), at(PoolKind::Bb8Tasks)) else {
             continue;
@@ -868,7 +903,7 @@ fn table(backend: Backend, rows: &[Row]) -> String {
 }
 
 /// The machine, its load and the date, for the line above the tables.
-fn machine_line(window: Duration) -> String {
+fn machine_line(window: Duration, rounds: usize) -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -879,11 +914,16 @@ fn machine_line(window: Duration) -> String {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load: Vec<_> = load.split_whitespace().take(3).collect();
     format!(
-        "{model}, {cores} cores; load average {} at start; {}; window {:.1} s after {:.1} s warm-up",
+        "{model}, {cores} cores; load average {} at start; {}; window {:.1} s after {:.1} s \
+         warm-up; {}",
         load.join(" "),
         utc_now(),
         window.as_secs_f64(),
-        WARM_UP.as_secs_f64()
+        WARM_UP.as_secs_f64(),
+        match rounds {
+            1 => "one round".to_owned(),
+            n => format!("median of {n} rounds"),
+        }
     )
 }
 
@@ -929,8 +969,27 @@ fn window() -> Duration {
     }
 }
 
+/// Rounds per row: `LOOP_COST_ROUNDS`, or 1.
+///
+/// # Panics
+/// If `LOOP_COST_ROUNDS` is not a positive whole number.
+fn rounds() -> usize {
+    match std::env::var("LOOP_COST_ROUNDS") {
+        Ok(rounds) => rounds
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| {
+                panic!("LOOP_COST_ROUNDS={rounds:?} is not a positive whole number")
+            }),
+        Err(_) => 1,
+    }
+}
+
 fn main() {
     let window = window();
+    let rounds = rounds();
     // `cargo bench` passes `--bench`; other words name the backends to run.
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -942,18 +1001,18 @@ fn main() {
                 .iter()
                 .any(|f| backend.filter_name().contains(f.as_str()))
     };
-    println!("## loop_cost\n\n{}\n", machine_line(window));
+    println!("## loop_cost\n\n{}\n", machine_line(window, rounds));
     if wanted(Backend::Http) {
         let server =
             http::Server::start(http::ServerConfig::default()).expect("start the HTTP server");
-        let rows = measure(Backend::Http, server.addr(), window);
+        let rows = measure(Backend::Http, server.addr(), window, rounds);
         server.shutdown();
         println!("{}", table(Backend::Http, &rows));
     }
     if wanted(Backend::Redis) {
         match RedisServer::start() {
             Ok(server) => {
-                let rows = measure(Backend::Redis, server.addr, window);
+                let rows = measure(Backend::Redis, server.addr, window, rounds);
                 drop(server);
                 println!("{}", table(Backend::Redis, &rows));
             }
