@@ -34,7 +34,11 @@
 //! each round through all rows in turn, and reports each column's median:
 //! on a small shared machine one round of a row can land on a lucky or an
 //! unlucky placement of client and server threads on the cores (one worker
-//! especially), so compare pools over several rounds.
+//! especially), so compare pools over several rounds. On a virtual
+//! machine, a reply that wakes a thread on an idle core can cost ten times
+//! one served on a busy core; `taskset -c 0 cargo bench --bench loop_cost`
+//! puts every thread of the bench, and the Redis server it starts, on one
+//! core, which takes that out of the comparison (and parallelism with it).
 //!
 //! ```text
 //! cargo bench --bench loop_cost            # both backends
