@@ -914,11 +914,16 @@ fn machine_line(window: Duration, rounds: usize) -> String {
         .find_map(|line| line.strip_prefix("model name"))
         .and_then(|rest| rest.split_once(':'))
         .map_or("unknown CPU", |(_, model)| model.trim());
-    let cores = thread::available_parallelism().map_or(0, |n| n.get());
+    let online = cpuinfo
+        .lines()
+        .filter(|line| line.starts_with("processor"))
+        .count();
+    // Fewer under `taskset`.
+    let usable = thread::available_parallelism().map_or(0, |n| n.get());
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load: Vec<_> = load.split_whitespace().take(3).collect();
     format!(
-        "{model}, {cores} cores; load average {} at start; {}; window {:.1} s after {:.1} s \
+        "{model}, {online} cores, {usable} usable by this process; load average {} at start; {}; window {} s after {} s \
          warm-up; {}",
         load.join(" "),
         utc_now(),
@@ -1006,6 +1011,9 @@ fn main() {
                 .any(|f| backend.filter_name().contains(f.as_str()))
     };
     println!("## loop_cost\n\n{}\n", machine_line(window, rounds));
+    if !wanted(Backend::Http) && !wanted(Backend::Redis) {
+        println!("No backend matches {filters:?}: the backends are `http` and `redis`.");
+    }
     if wanted(Backend::Http) {
         let server =
             http::Server::start(http::ServerConfig::default()).expect("start the HTTP server");
