@@ -71,6 +71,9 @@
 #[path = "../tests/support/http.rs"]
 mod http;
 
+#[path = "support/report.rs"]
+mod report;
+
 use hdrhistogram::Histogram;
 use leasehold::{Pool, Strict, TcpConnector};
 use std::fmt::Write as _;
@@ -909,11 +912,7 @@ fn table(backend: Backend, rows: &[Row]) -> String {
 /// The machine, its load and the date, for the line above the tables.
 fn machine_line(window: Duration, rounds: usize) -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|line| line.strip_prefix("model name"))
-        .and_then(|rest| rest.split_once(':'))
-        .map_or("unknown CPU", |(_, model)| model.trim());
+    let model = report::cpu_model().unwrap_or_else(|| "unknown CPU".to_owned());
     let online = cpuinfo
         .lines()
         .filter(|line| line.starts_with("processor"))
@@ -941,19 +940,10 @@ fn utc_now() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let rest = secs % 86_400;
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        "{} {:02}:{:02} UTC",
+        report::date(secs),
         rest / 3_600,
         rest % 3_600 / 60
     )

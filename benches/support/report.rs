@@ -181,7 +181,7 @@ pub(crate) fn print(rows: &[Row], ops: u64) {
 }
 
 /// The civil date (UTC) of a Unix time, as YYYY-MM-DD.
-fn date(unix_secs: u64) -> String {
+pub(crate) fn date(unix_secs: u64) -> String {
     // Howard Hinnant's days-to-civil.
     let z = (unix_secs / 86_400) as i64 + 719_468;
     let era = z.div_euclid(146_097);
@@ -195,17 +195,18 @@ fn date(unix_secs: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
+/// The CPU model, where the machine says (`/proc/cpuinfo`).
+pub(crate) fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|m| m.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
 /// The CPU model and core count, as far as this machine says.
 fn machine() -> String {
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.split_whitespace().collect::<Vec<_>>().join(" "))
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let model = cpu_model().unwrap_or_else(|| std::env::consts::ARCH.to_string());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("{model}, {cores} cores, {}", std::env::consts::OS)
 }
