@@ -768,16 +768,7 @@ fn removal_races_newcomer() {
         };
         let b = {
             let core = core.clone();
-            thread::spawn(move || {
-                let permit = match acquire_and_wait(&core) {
-                    (Grant::Connect(permit), _) => permit,
-                    (other, _) => panic!("B must get capacity, got {other:?}"),
-                };
-                let held = core
-                    .connected(permit, Conn::new(2))
-                    .expect("the core is open");
-                core.release(held, true);
-            })
+            thread::spawn(move || connect_on_route(&core, false))
         };
         a.join().unwrap();
         b.join().unwrap();

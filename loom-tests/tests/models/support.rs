@@ -320,19 +320,25 @@ pub(crate) fn return_races_blocked_request(core: &Arc<TestCore>, held: Held) {
     };
     let b = {
         let core = core.clone();
-        thread::spawn(move || {
-            let permit = match acquire_and_wait(&core) {
-                (Grant::Connect(permit), true) => permit,
-                (other, queued) => {
-                    panic!("B must queue and get capacity, got {other:?} (queued: {queued})")
-                }
-            };
-            let held = core
-                .connected(permit, Conn::new(2))
-                .expect("the core is open");
-            core.release(held, true);
-        })
+        thread::spawn(move || connect_on_route(&core, true))
     };
     a.join().unwrap();
     b.join().unwrap();
+}
+
+/// B's part: a request on `ROUTE` that must be granted capacity (after
+/// queueing, if `must_queue`); it opens item 2 and gives it back.
+pub(crate) fn connect_on_route(core: &TestCore, must_queue: bool) {
+    let permit = match acquire_and_wait(core) {
+        (Grant::Connect(permit), queued) if queued || !must_queue => permit,
+        (other, queued) => {
+            panic!(
+                "B must get capacity (queued: {queued}, must queue: {must_queue}), got {other:?}"
+            )
+        }
+    };
+    let held = core
+        .connected(permit, Conn::new(2))
+        .expect("the core is open");
+    core.release(held, true);
 }
