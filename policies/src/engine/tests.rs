@@ -138,21 +138,6 @@ fn acquire_now_serves_or_queues_nothing<F: super::Flavor>() {
 }
 
 #[test]
-fn acquire_now_queues_nothing_strict() {
-    acquire_now_serves_or_queues_nothing::<super::Fair>();
-}
-
-#[test]
-fn acquire_now_queues_nothing_lax() {
-    acquire_now_serves_or_queues_nothing::<super::Sharded>();
-}
-
-#[test]
-fn acquire_now_queues_nothing_offlock() {
-    acquire_now_serves_or_queues_nothing::<super::Segmented>();
-}
-
-#[test]
 #[should_panic(expected = "a Held of another core")]
 fn held_of_another_core_is_refused() {
     let (first, _) = core(Limits::new(1, 1));
@@ -764,20 +749,6 @@ fn reclaim_looks_at_few_routes<F: super::Flavor>() {
         );
     }
 }
-#[test]
-fn strict_reclaim_looks_at_few_routes() {
-    reclaim_looks_at_few_routes::<super::Fair>();
-}
-
-#[test]
-fn lax_reclaim_looks_at_few_routes() {
-    reclaim_looks_at_few_routes::<super::Sharded>();
-}
-
-#[test]
-fn offlock_reclaim_looks_at_few_routes() {
-    reclaim_looks_at_few_routes::<super::Segmented>();
-}
 
 /// Leases each of `routes` routes once under a total of 4 and gives the
 /// connection back, then closes every idle connection.
@@ -1029,6 +1000,8 @@ macro_rules! for_each_flavor {
 }
 
 for_each_flavor!(
+    acquire_now_serves_or_queues_nothing,
+    reclaim_looks_at_few_routes,
     unused_routes_are_removed,
     routes_in_use_stay,
     routes_stay_when_forgetting_is_off,
