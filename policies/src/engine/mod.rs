@@ -334,23 +334,27 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         }
     }
 
+    /// The cap route `key` gets when it is registered: the last one
+    /// `set_route_max` gave it, else the configured one.
+    fn route_cap(&self, key: &K) -> usize {
+        self.route_max_set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .copied()
+            .unwrap_or_else(|| self.limits.route_max(key))
+    }
+
     /// Registers the route for `key` (cold: its first request, or its first
     /// since it was removed).
     #[cold]
     fn register(&self, key: &K) -> Option<&Route<K>> {
         let entry = self.table.register(key, |id| {
-            let max = self
-                .route_max_set
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(key)
-                .copied()
-                .unwrap_or_else(|| self.limits.route_max(key));
             let route = Route::new(
                 key.clone(),
                 id,
                 self.uids.fetch_add(1, Ordering::Relaxed),
-                max,
+                self.route_cap(key),
                 self.limits.reuse(),
                 self.shards,
             );
@@ -895,14 +899,19 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         route.add_waiter(Self::COUNT_EVERYWHERE)
     }
 
-    /// Counts a request of `route` that left the queue; if it was the
-    /// route's last hold, the route may be removed by a later sweep. The
-    /// caller is pinned.
-    fn waiter_left(&self, route: &Route<K>) {
+    /// Takes back the count [`Self::waiter_came`] made.
+    fn uncount_waiter(&self, route: &Route<K>) {
         route.remove_waiter(Self::COUNT_EVERYWHERE);
         if !F::SEGMENTED {
             self.waiting_all.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+
+    /// Counts a request of `route` that left the queue; if it was the
+    /// route's last hold, the route may be removed by a later sweep. The
+    /// caller is pinned.
+    fn waiter_left(&self, route: &Route<K>) {
+        self.uncount_waiter(route);
         if self.forgets && Self::is_unused(route) {
             self.route_emptied(route);
         }
@@ -1070,10 +1079,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         let before = self.waiter_came(route);
         if is_closed(before) && !self.closed.load(Ordering::Acquire) {
             // Removed (see `remove_route`): our count kept nothing alive.
-            route.remove_waiter(Self::COUNT_EVERYWHERE);
-            if !F::SEGMENTED {
-                self.waiting_all.fetch_sub(1, Ordering::AcqRel);
-            }
+            self.uncount_waiter(route);
             return None;
         }
         if F::BARGES && node.may_take_idle() && !contended(before) {
@@ -1426,13 +1432,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         match self.table.get(key) {
             Some(entry) => entry.route.stats(),
             None => Stats {
-                max: self
-                    .route_max_set
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(key)
-                    .copied()
-                    .unwrap_or_else(|| self.limits.route_max(key)),
+                max: self.route_cap(key),
                 ..Stats::default()
             },
         }

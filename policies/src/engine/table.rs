@@ -185,32 +185,28 @@ impl<V: Keyed> Table<V> {
     /// keeps the value alive (see the module docs).
     #[inline]
     pub(super) fn by_id(&self, id: usize) -> Option<&V> {
-        let chunk = self.chunks.get(id / CHUNK)?.load(Ordering::Acquire);
-        if chunk.is_null() {
-            return None;
-        }
-        // SAFETY: a published chunk is freed only through the epoch, after
-        // it was unpublished; the caller is pinned or keeps a value of this
-        // chunk (and so the chunk) alive.
-        let values = unsafe { &*chunk };
-        let value = values[id % CHUNK].load(Ordering::Acquire);
-        // SAFETY: as for the chunk.
-        unsafe { value.as_ref() }
+        // SAFETY: a published value is freed only through the epoch, after
+        // it was unpublished; the caller is pinned or keeps it alive.
+        unsafe { self.value_ptr(id).as_ref() }
     }
 
-    /// The raw pointer of the value with id `id` (null if none), with the
-    /// provenance of its box. The caller is the writer.
-    fn raw_by_id(&self, id: usize) -> *mut V {
+    /// The pointer of the value with id `id` (null if none), with the
+    /// provenance of its box, which the writer frees it through. The caller
+    /// is pinned, keeps a value of the id's chunk alive, or is the writer.
+    #[inline]
+    fn value_ptr(&self, id: usize) -> *mut V {
         let Some(cell) = self.chunks.get(id / CHUNK) else {
             return ptr::null_mut();
         };
-        let chunk = cell.load(Ordering::Relaxed);
+        let chunk = cell.load(Ordering::Acquire);
         if chunk.is_null() {
             return ptr::null_mut();
         }
-        // SAFETY: a published chunk is freed only by the writer, the caller.
+        // SAFETY: a published chunk is freed only through the epoch, after
+        // it was unpublished, and the caller is pinned, keeps a value of it
+        // (and so it) alive, or is the writer, which alone unpublishes it.
         let values: &Chunk<V> = unsafe { &*chunk };
-        values[id % CHUNK].load(Ordering::Relaxed)
+        values[id % CHUNK].load(Ordering::Acquire)
     }
 
     /// The value for `key`, if registered. The caller is pinned, unless
@@ -303,7 +299,7 @@ impl<V: Keyed> Table<V> {
     pub(super) fn remove(&self, id: usize) {
         let mut writer = self.lock();
         // The pointer as the box gave it, which may free it.
-        let value = self.raw_by_id(id);
+        let value = self.value_ptr(id);
         // SAFETY: values in the table are alive, and only the writer, us,
         // unlinks them.
         let Some(named) = (unsafe { value.as_ref() }) else {
