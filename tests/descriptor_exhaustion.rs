@@ -9,6 +9,10 @@
 
 #![cfg(target_os = "linux")]
 
+#[macro_use]
+#[path = "support/for_each_policy.rs"]
+mod for_each_policy;
+
 use leasehold::{Error, Lax, Offlock, Policy, Pool, Strict, TcpConnector};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -93,17 +97,4 @@ fn emfile_never_makes_the_route_down<P: Policy>() {
     assert_eq!(&reply, b"ping");
 }
 
-#[test]
-fn strict() {
-    emfile_never_makes_the_route_down::<Strict>();
-}
-
-#[test]
-fn lax() {
-    emfile_never_makes_the_route_down::<Lax>();
-}
-
-#[test]
-fn offlock() {
-    emfile_never_makes_the_route_down::<Offlock>();
-}
+for_each_policy!(emfile_never_makes_the_route_down);
