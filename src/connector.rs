@@ -58,13 +58,16 @@ pub trait Connector: Send + Sync + 'static {
         drop(conn);
     }
 
-    /// What the pool's event loop watches of the connection while it is
-    /// idle: a duplicate of its socket, and how to tell what readiness on
-    /// it means. When the peer closes the connection, resets it or sends
-    /// bytes nobody asked for, the connection is evicted before anyone
-    /// leases it. The pool asks once, when the connection is opened, and
-    /// drops the [`Watched`] (duplicate and check) before it closes the
-    /// connection.
+    /// What the pool's event loop watches of the connection: a duplicate
+    /// of its socket, and how to tell what readiness on it means. When the
+    /// peer closes or resets the connection, the loop hears of it at once,
+    /// leased or idle; bytes nobody asked for it hears of once the
+    /// connection has been idle for an arming period (50–100 ms). An idle
+    /// connection found so is evicted before anyone leases it; a leased
+    /// one is closed when it is given back. The holder's own traffic never
+    /// reaches the loop. The pool asks once, when the connection is
+    /// opened, and drops the [`Watched`] (duplicate and check) before it
+    /// closes the connection.
     ///
     /// [`Watched::socket`] peeks at the socket, which suits protocols where
     /// an idle connection receives nothing; a protocol that may receive
@@ -112,9 +115,10 @@ impl Liveness {
     }
 }
 
-/// An idle connection as the pool's event loop watches it (see
-/// [`Connector::watch`]): a duplicate of its socket, registered for
-/// readability, and the check run when it turns readable.
+/// A connection as the pool's event loop watches it (see
+/// [`Connector::watch`]): a duplicate of its socket, registered for closes
+/// (and, while the connection is idle, for bytes), and the check run when
+/// it turns readable while idle.
 #[cfg(unix)]
 pub struct Watched {
     fd: std::os::fd::OwnedFd,
@@ -133,11 +137,12 @@ impl Watched {
         Self { fd, check: None }
     }
 
-    /// Watches `fd` and runs `check` when it turns readable, or when a
-    /// connection that saw readiness while leased is returned.
+    /// Watches `fd` and runs `check` when it turns readable while the
+    /// connection is idle, and before the loop watches an idle connection
+    /// for bytes.
     ///
-    /// `check` runs on the event loop's thread (or the returning one) and
-    /// must not block; the connection may be leased again while it runs,
+    /// `check` runs on the event loop's thread and must not block; the
+    /// connection may be leased again while it runs,
     /// so a check that reads the connection's own state must not wait for
     /// a lock a lease holds (use `try_lock`, and answer
     /// [`Liveness::Quiet`] when it is taken: a lease has it). It should

@@ -92,7 +92,7 @@ pub(crate) fn disposal<C: Connector>(
 /// dropped first, then the closer takes it.
 fn retire<C: Connector>(disposer: &Disposer<C>, remote: &Remote<C>, entry: EntryOf<C>) {
     if let Some(watch) = &entry.watch {
-        watch.disarm();
+        watch.drop_duplicate();
         // Given back once the loop stopped: it watches nothing then.
         let _ = remote.post(Command::Forget(watch.token));
     }
@@ -274,20 +274,19 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         Some(held)
     }
 
-    /// Gives a leased connection back: kept for reuse if `reuse` and it is
-    /// fit (its socket quiet, its lifetime not over), else closed.
+    /// Gives a leased connection back: kept for reuse if `reuse`, the
+    /// event loop saw no close or error on it while it was leased, and its
+    /// lifetime is not over; else closed. No system call.
     #[inline]
     pub(crate) fn give_back(&self, mut held: Held, mut reuse: bool) {
         let entry = self.core.item_mut(&mut held);
         if let Some(leases) = &entry.leases {
             leases.fetch_add(1, Ordering::AcqRel);
         }
-        if reuse {
-            if let Some(watch) = &entry.watch {
-                if !watch.release() {
-                    Counters::bump(&self.counters.stale);
-                    reuse = false;
-                }
+        if let Some(watch) = &entry.watch {
+            if !watch.release() && reuse {
+                Counters::bump(&self.counters.stale);
+                reuse = false;
             }
         }
         if reuse && self.clock_on_release {

@@ -438,6 +438,8 @@ for_each_policy!(
     failed_connect_wakes_its_waiter_at_the_route_cap,
     failed_connect_frees_capacity_before_answering,
     stale_burst_with_validation_gets_no_dead_connection,
+    faults_on_idle_connections_are_seen_without_a_lease,
+    close_after_the_last_response_is_not_reused,
 );
 
 // ---------------------------------------------------------------------------
@@ -777,6 +779,170 @@ fn reset_while_leased_is_not_reused<P: Policy>() {
     eventually("the server accepted 2", || server.accepted() == 2);
     assert_eq!(pool.health().stale, 1);
     assert_eq!(pool.route_stats(&addr).created, 2);
+}
+
+/// Longer than the event loop's arming period twice over: a connection
+/// idle this long is watched for bytes as well as closes.
+const ARMED_AFTER: Duration = Duration::from_millis(300);
+
+/// Leases every one of `n` connections at once, has the server write a
+/// byte on each and reads it (the holder's traffic), and gives them back.
+fn traffic_on_all<P: Policy>(pool: &TcpPool<P>, server: &Server, n: usize) {
+    let leases: Vec<_> = (0..n)
+        .map(|_| pool.lease(&server.addr()).unwrap())
+        .collect();
+    assert_eq!(server.poke_all(), n);
+    for lease in &leases {
+        let mut byte = [0u8; 1];
+        (&**lease).read_exact(&mut byte).unwrap();
+    }
+    drop(leases);
+}
+
+/// The peer closes, resets or writes to 200 idle connections, each either
+/// just used (the loop watches it for closes only) or idle long enough to
+/// be watched for bytes too: the event loop evicts every one of them
+/// without anyone leasing it, and no lease afterwards gets a dead one.
+fn faults_on_idle_connections_are_seen_without_a_lease<P: Policy>() {
+    let _process = shared_process();
+    const N: usize = 200;
+    for fault in [Fault::Fin, Fault::Rst, Fault::StrayBytes] {
+        for just_used in [true, false] {
+            let server = Server::hold();
+            let addr = server.addr();
+            let pool: TcpPool<P> = tcp_pool(|b| b.max_total(2 * N).max_per_route(2 * N));
+            let leases: Vec<_> = (0..N).map(|_| pool.lease(&addr).unwrap()).collect();
+            drop(leases);
+            eventually("the server holds them all", || server.open() == N);
+            // Watched for bytes while idle, then used: closes only.
+            thread::sleep(ARMED_AFTER);
+            traffic_on_all(&pool, &server, N);
+            if !just_used {
+                thread::sleep(ARMED_AFTER);
+            }
+            let hit = match fault {
+                Fault::Fin => server.close_all(),
+                Fault::Rst => server.reset_all(),
+                Fault::StrayBytes => server.poke_all(),
+            };
+            assert_eq!(hit, N);
+            let what = format!("{fault:?}, just used {just_used}: all evicted unleased");
+            eventually(&what, || {
+                pool.health().stale == N as u64 && pool.route_stats(&addr).idle == 0
+            });
+            assert_eq!(pool.route_stats(&addr).allocated(), 0, "{what}");
+            assert_eq!(bad_leases(&pool, addr, N), 0, "{fault:?}");
+            assert_eq!(pool.health().stale, N as u64, "{what}");
+        }
+    }
+}
+
+/// A server that closes the connection right after its last response (a
+/// keep-alive limit): the close arrives while the connection is leased,
+/// and its return closes it instead of keeping it.
+fn close_after_the_last_response_is_not_reused<P: Policy>() {
+    let _process = shared_process();
+    for idle_first in [ARMED_AFTER, Duration::ZERO] {
+        let server = Server::hold();
+        let addr = server.addr();
+        let pool: TcpPool<P> = tcp_pool(|b| b);
+        let lease = pool.lease(&addr).unwrap();
+        let first = lease.local_addr().unwrap();
+        drop(lease);
+        eventually("the server holds it", || server.open() == 1);
+        thread::sleep(idle_first);
+        let lease = pool.lease(&addr).unwrap();
+        assert_eq!(lease.local_addr().unwrap(), first, "the idle one");
+        assert_eq!(server.poke_all(), 1, "the last response");
+        let mut byte = [0u8; 1];
+        (&*lease).read_exact(&mut byte).unwrap();
+        server.close(first);
+        wait_readable(&lease); // the FIN has arrived
+        let stale = pool.health().stale;
+        drop(lease);
+        eventually("the closed connection is closed", || {
+            pool.health().stale == stale + 1 && pool.route_stats(&addr).allocated() == 0
+        });
+        let lease = pool.lease(&addr).unwrap();
+        assert_ne!(lease.local_addr().unwrap(), first, "a fresh connection");
+    }
+}
+
+/// A pool's event-loop thread: the one named `leasehold-reactor` that
+/// `before` (the task ids of such threads before the pool) lacks.
+fn reactor_thread(before: &[String]) -> String {
+    let now = reactor_threads();
+    let mut new = now.into_iter().filter(|tid| !before.contains(tid));
+    let tid = new.next().expect("the pool's event-loop thread");
+    assert!(new.next().is_none(), "one new event-loop thread");
+    tid
+}
+
+fn reactor_threads() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| {
+            let tid = task.ok()?.file_name().into_string().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
+            // The kernel keeps 15 bytes of a thread's name.
+            (comm.trim() == "leasehold-react").then_some(tid)
+        })
+        .collect()
+}
+
+/// How many times a thread has been switched out (waiting or preempted).
+fn switches(tid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
+    status
+        .lines()
+        .filter(|line| line.contains("ctxt_switches"))
+        .map(|line| {
+            line.split_whitespace()
+                .last()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum()
+}
+
+/// Responses arriving on leased connections do not wake the event loop:
+/// over 2000 requests on 4 connections it runs only for its own timers.
+#[test]
+fn leased_traffic_does_not_wake_the_event_loop() {
+    // Alone: no other pool's loop is born or dies meanwhile.
+    let _process = whole_process();
+    const REQUESTS: u64 = 2000;
+    let server = Server::echo();
+    let addr = server.addr();
+    let before = reactor_threads();
+    let pool: TcpPool<Strict> = tcp_pool(|b| b.max_per_route(4));
+    let leases: Vec<_> = (0..4).map(|_| pool.lease(&addr).unwrap()).collect();
+    drop(leases);
+    let reactor = reactor_thread(&before);
+    // Armed first, so the first requests unarm them.
+    thread::sleep(ARMED_AFTER);
+    let (woken, started) = (switches(&reactor), Instant::now());
+    thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for i in 0..REQUESTS / 4 {
+                    let mut lease = pool.lease(&addr).unwrap();
+                    round_trip(&mut lease, &format!("request {i}\n")).unwrap();
+                }
+            });
+        }
+    });
+    let woken = switches(&reactor) - woken;
+    let elapsed = started.elapsed();
+    // The arming timer (every 50 ms while a connection is unarmed), the
+    // first event on each armed connection, and slack.
+    let timers = 2 * elapsed.as_millis() as u64 / 50;
+    let allowed = timers + 4 + 20;
+    eprintln!("{REQUESTS} requests in {elapsed:?}: the event loop ran {woken} times");
+    assert!(allowed < REQUESTS / 4, "too slow to tell ({elapsed:?})");
+    assert!(woken <= allowed, "{woken} wake-ups for {REQUESTS} requests");
+    assert_eq!(pool.health().stale, 0);
 }
 
 // ---------------------------------------------------------------------------

@@ -1,128 +1,200 @@
 //! Loom models of [`IdleMark`], the word an event loop and a connection's
-//! leaseholders share so that a connection the peer closed is evicted, and
-//! never leased, without a lock.
+//! leaseholders share so that the loop watches a connection's traffic only
+//! while it is idle, and a connection the peer closed is never lent out
+//! again once the loop has seen the close.
 //!
-//! The socket is a loom atomic flag, `closed`, that the peer sets; a probe
-//! reads it. The event loop learns of the close by an edge (it calls
-//! `readiness` once, after the close), as with edge-triggered epoll: if
-//! that one call ignores the event, nothing will repeat it. Each model
-//! checks, over every interleaving:
+//! The socket is two loom atomic flags, `closed` and `bytes` (stray bytes),
+//! that the peer sets; a probe reads them. The loop learns of them as
+//! edge-triggered epoll tells it: of a close always (both registrations
+//! watch closes), once after it happens, and once more after it narrows the
+//! registration of a leased connection (a narrowed registration reports a
+//! pending close again); of bytes only if its registration watched bytes
+//! when they came. Each model checks, over every interleaving:
 //!
 //! * a holder never has a connection the loop marked dead;
 //! * at the end, a closed connection is never left idle and unmarked: it
-//!   is marked dead (the loop evicts it), or the return refused it.
+//!   is marked dead (the loop evicts it), or its return refused it;
+//! * at the end, an idle connection with stray bytes is marked dead or
+//!   unarmed (the loop probes it before it arms it again): armed means the
+//!   loop vouches for it.
 //!
-//! Bugs they catch: a loop that notes the event with a plain store instead
-//! of a compare-and-swap (the return clears the bits in between, the event
-//! is lost and the dead connection stays idle); a return that clears
-//! `LEASED` without looking at `EVENT`; a loop that marks dead while leased.
+//! Bugs they catch: a return that clears `LEASED` with a load and a store
+//! (it wipes out a `DOOMED` the loop set in between, and the closed
+//! connection is kept; or it brings back an `ARMED` the loop cleared, and
+//! the loop no longer watching its bytes vouches for it), shown by editing
+//! `IdleMark::release` so; a loop that dooms a leased connection without
+//! a compare-and-swap (the return in between keeps it).
 //!
 //! Built only with `--cfg leasehold_loom`; `loom-tests/run.sh watch` runs
 //! them alone.
 
 #![cfg(leasehold_loom)]
 
-use leasehold_policies::IdleMark;
+use leasehold_policies::{Arming, IdleMark, WatchEvent};
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
-/// The end of one execution: whether the connection was kept (idle, not
-/// refused by its return) and whether it is marked dead.
-fn check_end(mark: &IdleMark, kept_idle: bool, closed: bool) {
-    if closed && kept_idle {
-        assert!(mark.is_dead(), "a closed connection is idle and unmarked");
+/// The peer's side of the socket.
+#[derive(Default)]
+struct Socket {
+    closed: AtomicBool,
+    bytes: AtomicBool,
+}
+
+impl Socket {
+    fn quiet(&self) -> bool {
+        !self.closed.load(Ordering::Acquire) && !self.bytes.load(Ordering::Acquire)
     }
 }
 
-/// A lease and return race the peer's close and the loop's one event.
+/// An idle mark after its opener's lease, armed by the loop if `armed`.
+fn idle(armed: bool) -> IdleMark {
+    let mark = IdleMark::leased();
+    assert!(mark.release());
+    if armed {
+        assert_eq!(mark.arm(1, || true), Arming::Armed);
+    }
+    mark
+}
+
+/// One lease and return: whether the connection is idle and kept at the
+/// end (not taken, or taken and given back unrefused).
+fn lease_and_return(mark: &IdleMark) -> bool {
+    if !mark.lease() {
+        return true; // not taken: still idle (and dead)
+    }
+    assert!(!mark.is_dead(), "leased a dead connection");
+    mark.release()
+}
+
+/// The loop's handling of a close: one readiness after it, and one more
+/// each time it narrows the registration.
+fn loop_sees_close(mark: &IdleMark, socket: &Socket) {
+    while mark.readiness(|| socket.quiet()) == WatchEvent::Leased {}
+}
+
+/// A lease and return race the peer's close and the loop's events, from an
+/// armed and from an unarmed idle connection.
 ///
-/// Catches: a loop that notes the event with a plain store (a return
-/// clears it in between and the dead connection stays idle), and a return
-/// that clears `LEASED` without looking at `EVENT`.
+/// Catches: a return that clears `LEASED` with a load and a store (the
+/// loop dooms the connection in between, the return keeps it).
 #[test]
 fn watch_close_while_leased_or_idle_is_never_lost() {
-    loom::model(|| {
-        let mark = Arc::new(IdleMark::leased());
-        let closed = Arc::new(AtomicBool::new(false));
-        // Start idle.
-        assert!(mark.release(|| unreachable!()));
-        let holder = {
-            let (mark, closed) = (mark.clone(), closed.clone());
-            thread::spawn(move || {
-                if !mark.lease() {
-                    return true; // not taken: still idle (and dead)
-                }
-                assert!(!mark.is_dead(), "leased a dead connection");
-                mark.release(|| !closed.load(Ordering::Acquire))
-            })
-        };
-        closed.store(true, Ordering::Release);
-        mark.readiness(|| !closed.load(Ordering::Acquire));
-        let kept = holder.join().unwrap();
-        check_end(&mark, kept, true);
-    });
+    for armed in [true, false] {
+        loom::model(move || {
+            let mark = Arc::new(idle(armed));
+            let socket = Arc::new(Socket::default());
+            let holder = {
+                let mark = mark.clone();
+                thread::spawn(move || lease_and_return(&mark))
+            };
+            socket.closed.store(true, Ordering::Release);
+            loop_sees_close(&mark, &socket);
+            let kept = holder.join().unwrap();
+            if kept {
+                assert!(mark.is_dead(), "a closed connection is idle and unmarked");
+            }
+        });
+    }
 }
 
 /// Two lease-and-return cycles on two threads against the close: the
-/// holders exclude each other through the mark, as the pool's core would
+/// holders exclude each other through a flag, as the pool's core would
 /// make them.
 ///
-/// Catches: an event noted during one holder's lease that the other
-/// holder's lease-and-return wipes out before anyone probes.
+/// Catches: a close seen during one holder's lease that the other holder's
+/// lease-and-return wipes out before the connection is refused.
 #[test]
 fn watch_two_holders_and_a_close() {
     loom::model(|| {
-        let mark = Arc::new(IdleMark::leased());
-        let closed = Arc::new(AtomicBool::new(false));
+        let mark = Arc::new(idle(true));
+        let socket = Arc::new(Socket::default());
         let taken = Arc::new(AtomicBool::new(false));
-        assert!(mark.release(|| unreachable!()));
         let holders: Vec<_> = (0..2)
             .map(|_| {
-                let (mark, closed, taken) = (mark.clone(), closed.clone(), taken.clone());
+                let (mark, taken) = (mark.clone(), taken.clone());
                 thread::spawn(move || {
-                    // The pool's core hands a connection to one holder at a
-                    // time; model that with a flag.
                     if taken.swap(true, Ordering::AcqRel) {
                         return true;
                     }
-                    let kept = if mark.lease() {
-                        assert!(!mark.is_dead(), "leased a dead connection");
-                        mark.release(|| !closed.load(Ordering::Acquire))
-                    } else {
-                        true
-                    };
+                    let kept = lease_and_return(&mark);
                     taken.store(false, Ordering::Release);
                     kept
                 })
             })
             .collect();
-        closed.store(true, Ordering::Release);
-        mark.readiness(|| !closed.load(Ordering::Acquire));
+        socket.closed.store(true, Ordering::Release);
+        loop_sees_close(&mark, &socket);
         let kept = holders.into_iter().all(|h| h.join().unwrap());
-        check_end(&mark, kept, true);
+        if kept {
+            assert!(mark.is_dead(), "a closed connection is idle and unmarked");
+        }
     });
 }
 
-/// A spurious event (the socket is quiet) never marks a connection dead,
-/// whoever holds it.
+/// The loop arms an idle connection while a holder may lease it and the
+/// peer writes stray bytes: an armed connection left idle with bytes is
+/// always marked dead.
+///
+/// Catches: a return that clears `LEASED` with a load and a store (it
+/// brings back an `ARMED` the loop cleared while narrowing, so the loop
+/// vouches for a connection whose bytes it no longer hears of).
+#[test]
+fn watch_arming_races_a_lease_and_stray_bytes() {
+    loom::model(|| {
+        let mark = Arc::new(idle(false));
+        let socket = Arc::new(Socket::default());
+        let event_loop = {
+            let (mark, socket) = (mark.clone(), socket.clone());
+            thread::spawn(move || {
+                // Registered for bytes from here on, unless narrowed again.
+                let mut bytes_watched = false;
+                if mark.is_idle_after(1) {
+                    bytes_watched = mark.arm(1, || socket.quiet()) == Arming::Armed;
+                }
+                while !socket.bytes.load(Ordering::Acquire) {
+                    thread::yield_now();
+                }
+                if bytes_watched && mark.readiness(|| socket.quiet()) == WatchEvent::Leased {
+                    // Narrowed to closes: the bytes go unheard from here.
+                }
+            })
+        };
+        let holder = {
+            let mark = mark.clone();
+            thread::spawn(move || lease_and_return(&mark))
+        };
+        socket.bytes.store(true, Ordering::Release);
+        event_loop.join().unwrap();
+        let kept = holder.join().unwrap();
+        if kept && mark.is_armed() {
+            assert!(mark.is_dead(), "armed, idle, with stray bytes, unmarked");
+        }
+    });
+}
+
+/// A spurious event (the socket is quiet) never marks a connection dead or
+/// dooms it unarmed, whoever holds it.
 ///
 /// Catches: a loop that marks dead without probing, or marks a leased
 /// connection dead (its holder would then have it evicted under it).
 #[test]
 fn watch_spurious_event_keeps_the_connection() {
     loom::model(|| {
-        let mark = Arc::new(IdleMark::leased());
+        let mark = Arc::new(idle(true));
         let holder = {
             let mark = mark.clone();
             thread::spawn(move || {
-                assert!(mark.release(|| true));
                 assert!(mark.lease());
-                assert!(mark.release(|| true));
+                mark.release()
             })
         };
-        assert!(!mark.readiness(|| true));
-        holder.join().unwrap();
+        let seen = mark.readiness(|| true);
+        let kept = holder.join().unwrap();
+        assert_ne!(seen, WatchEvent::Dead);
+        assert_ne!(seen, WatchEvent::Doomed, "armed: traffic first");
+        assert!(kept);
         assert!(!mark.is_dead());
         assert!(mark.lease());
     });

@@ -61,7 +61,7 @@ pub use types::{
     Acquire, Disposer, Grant, Held, InvalidLimits, Item, Limits, Permit, PoolStats, Reuse,
     RouteKey, State, Stats, Wait, MAX_CAPACITY,
 };
-pub use watch::IdleMark;
+pub use watch::{Arming, IdleMark, WatchEvent};
 
 use std::fmt;
 use std::task::Waker;

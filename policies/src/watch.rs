@@ -1,45 +1,90 @@
 //! [`IdleMark`]: the state word an event loop and a connection's
-//! leaseholders share, so that a connection the peer closed while it was
-//! idle is evicted, and never leased, without a lock and without losing an
-//! edge-triggered readiness event that arrived while it was leased.
+//! leaseholders share, so that the loop looks at a connection's traffic
+//! only while it is idle, and a connection the peer closed is never lent
+//! out again once the loop has seen the close, without a lock.
 //!
-//! The word has three bits. `LEASED` is set by the lease and cleared by the
-//! return. `EVENT` is set by the event loop when readiness arrives while the
-//! connection is leased (it does not probe then: the holder is using the
-//! socket); the return that clears `LEASED` sees it and probes the socket
-//! itself. `DEAD` is set by the event loop, only from a word without
-//! `LEASED`, after a probe found the socket unfit; a lease never takes a
-//! word with `DEAD`. Every change is a compare-and-swap or a `fetch_and` on
-//! the one word, so "the loop marks it dead" and "a lease takes it"
-//! exclude each other, and readiness is never ignored by both sides.
+//! The loop always hears of a close or an error on the socket (end of
+//! stream, a reset); it hears of bytes arriving only while the connection
+//! is *armed*. The word holds four bits and a lease count:
+//!
+//! * `LEASED`, set by the lease and cleared by the return; each lease adds
+//!   one to the count;
+//! * `ARMED`, set and cleared only by the loop, which keeps its
+//!   registration in step: readiness while the connection is leased and
+//!   armed is the holder's traffic, so the loop unarms it and narrows its
+//!   registration to closes (the holder's responses wake it no more); a
+//!   connection whose lease count did not move for a whole period of the
+//!   loop's is registered for bytes again, probed, and armed, unless it
+//!   was leased in between;
+//! * `DOOMED`, set by the loop when a close or an error arrives while the
+//!   connection is leased (and unarmed: an armed one is unarmed first, and
+//!   the narrower registration reports the close again); the return sees
+//!   it and closes the connection;
+//! * `DEAD`, set by the loop only on an idle word, after a probe found the
+//!   socket unfit; a lease never takes a dead connection.
+//!
+//! Every change is a compare-and-swap or a `fetch_and` on the one word, so
+//! a closed connection ends marked dead (the loop evicts it) or refused by
+//! its return, whatever the interleaving; bytes that arrive while it is
+//! idle and armed mark it dead.
 //!
 //! The probe (a non-blocking peek at the socket, in `leasehold`) is passed
 //! in: this crate does no I/O. The protocol is model-checked in
 //! `loom-tests/tests/watch.rs`.
 
-use crate::sync::{AtomicU8, Ordering};
+use crate::sync::{AtomicU32, Ordering};
 use std::fmt;
 
-const LEASED: u8 = 1;
-const EVENT: u8 = 2;
-const DEAD: u8 = 4;
+const LEASED: u32 = 1;
+const ARMED: u32 = 2;
+const DEAD: u32 = 4;
+const DOOMED: u32 = 8;
+/// One lease in the count, which takes the bits above the flags.
+const ONE_LEASE: u32 = 16;
 
 /// The shared state of a watched connection; see the module docs.
 pub struct IdleMark {
-    word: AtomicU8,
+    word: AtomicU32,
+}
+
+/// What the event loop makes of readiness on a socket it is registered
+/// for ([`IdleMark::readiness`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// Nothing to do: the socket is quiet, or the connection is already
+    /// marked.
+    Quiet,
+    /// The idle connection is marked dead: evict it.
+    Dead,
+    /// The connection is leased and now unarmed: narrow the registration
+    /// to closes.
+    Leased,
+    /// A close or an error while leased: the return closes it.
+    Doomed,
+}
+
+/// What came of arming an idle connection ([`IdleMark::arm`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arming {
+    /// Armed: keep watching it.
+    Armed,
+    /// The probe found it unfit and it is marked dead: evict it.
+    Dead,
+    /// Leased (or marked) meanwhile: stop watching it and try later.
+    Busy,
 }
 
 impl IdleMark {
     /// A mark for a connection that starts out leased (a new connection is
-    /// handed to the request that opened it).
+    /// handed to the request that opened it) and unarmed.
     pub fn leased() -> Self {
         Self {
-            word: AtomicU8::new(LEASED),
+            word: AtomicU32::new(LEASED | ONE_LEASE),
         }
     }
 
-    /// A lease takes the connection: `false` if the event loop found it
-    /// dead (the caller closes it instead).
+    /// A lease takes the connection: `false` if the loop found it dead
+    /// (the caller closes it instead).
     #[inline]
     pub fn lease(&self) -> bool {
         let mut now = self.word.load(Ordering::Acquire);
@@ -47,9 +92,10 @@ impl IdleMark {
             if now & DEAD != 0 {
                 return false;
             }
+            let next = now.wrapping_add(ONE_LEASE) | LEASED;
             match self
                 .word
-                .compare_exchange_weak(now, LEASED, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange_weak(now, next, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => return true,
                 Err(actual) => now = actual,
@@ -57,46 +103,88 @@ impl IdleMark {
         }
     }
 
-    /// The lease gives the connection back. If readiness arrived while it
-    /// was leased, `fit` (a probe: is the socket quiet?) decides; otherwise
-    /// it is not called. `false`: close it instead of keeping it.
+    /// The lease gives the connection back: `false` if the loop saw the
+    /// peer close it, or an error on it, while it was leased (the caller
+    /// closes it instead). It looks at nothing else.
     #[inline]
-    pub fn release(&self, fit: impl FnOnce() -> bool) -> bool {
-        let before = self.word.fetch_and(!(LEASED | EVENT), Ordering::AcqRel);
-        before & EVENT == 0 || fit()
+    pub fn release(&self) -> bool {
+        self.word.fetch_and(!LEASED, Ordering::AcqRel) & DOOMED == 0
     }
 
-    /// The event loop saw readiness. While leased, it notes the event for
-    /// the return; while idle, it asks `quiet` (a probe) and marks the
-    /// connection dead if not. Returns `true` when it marked it dead (the
-    /// loop then evicts it).
-    pub fn readiness(&self, quiet: impl Fn() -> bool) -> bool {
+    /// The event loop saw readiness on the socket: bytes or a close if the
+    /// connection is armed, a close or an error if not. An idle connection
+    /// is probed with `quiet` and marked dead if not; a leased one is
+    /// unarmed, or doomed if it was unarmed already (see [`WatchEvent`]).
+    pub fn readiness(&self, quiet: impl Fn() -> bool) -> WatchEvent {
         let mut now = self.word.load(Ordering::Acquire);
         loop {
-            if now & DEAD != 0 {
-                return false;
+            if now & (DEAD | DOOMED) != 0 {
+                return WatchEvent::Quiet;
             }
-            let next = if now & LEASED != 0 {
-                now | EVENT
-            } else if quiet() {
-                return false;
+            let (next, seen) = if now & LEASED == 0 {
+                if quiet() {
+                    return WatchEvent::Quiet;
+                }
+                (DEAD, WatchEvent::Dead)
+            } else if now & ARMED != 0 {
+                (now & !ARMED, WatchEvent::Leased)
             } else {
-                DEAD
+                (now | DOOMED, WatchEvent::Doomed)
             };
             match self
                 .word
                 .compare_exchange(now, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return next == DEAD,
+                Ok(_) => return seen,
                 // Leased or returned meanwhile: look again.
                 Err(actual) => now = actual,
             }
         }
     }
 
+    /// How many leases the connection has had (wrapping): the loop arms a
+    /// connection whose count did not move for a whole period.
+    pub fn leases(&self) -> u32 {
+        self.word.load(Ordering::Acquire) / ONE_LEASE
+    }
+
+    /// Whether the connection is idle, unarmed and alive, with `leases`
+    /// leases so far: worth registering for bytes.
+    pub fn is_idle_after(&self, leases: u32) -> bool {
+        let now = self.word.load(Ordering::Acquire);
+        now & (LEASED | ARMED | DEAD | DOOMED) == 0 && now / ONE_LEASE == leases
+    }
+
+    /// The loop has registered for bytes on the socket of a connection it
+    /// found idle after `leases` leases: it probes it with `quiet` and arms
+    /// it, or marks it dead, unless it was leased meanwhile.
+    pub fn arm(&self, leases: u32, quiet: impl FnOnce() -> bool) -> Arming {
+        let now = self.word.load(Ordering::Acquire);
+        if now & (LEASED | ARMED | DEAD | DOOMED) != 0 || now / ONE_LEASE != leases {
+            return Arming::Busy;
+        }
+        let (next, arming) = if quiet() {
+            (now | ARMED, Arming::Armed)
+        } else {
+            (DEAD, Arming::Dead)
+        };
+        match self
+            .word
+            .compare_exchange(now, next, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => arming,
+            Err(_) => Arming::Busy,
+        }
+    }
+
     /// Whether the event loop marked it dead.
     pub fn is_dead(&self) -> bool {
         self.word.load(Ordering::Acquire) & DEAD != 0
+    }
+
+    /// Whether the event loop is watching it.
+    pub fn is_armed(&self) -> bool {
+        self.word.load(Ordering::Acquire) & ARMED != 0
     }
 }
 
@@ -105,8 +193,10 @@ impl fmt::Debug for IdleMark {
         let word = self.word.load(Ordering::Relaxed);
         f.debug_struct("IdleMark")
             .field("leased", &(word & LEASED != 0))
-            .field("event", &(word & EVENT != 0))
+            .field("armed", &(word & ARMED != 0))
             .field("dead", &(word & DEAD != 0))
+            .field("doomed", &(word & DOOMED != 0))
+            .field("leases", &(word / ONE_LEASE))
             .finish()
     }
 }
@@ -115,23 +205,68 @@ impl fmt::Debug for IdleMark {
 mod tests {
     use super::*;
 
+    /// An idle mark armed by the loop after its first lease.
+    fn armed() -> IdleMark {
+        let mark = IdleMark::leased();
+        assert!(mark.release());
+        assert!(mark.is_idle_after(1));
+        assert_eq!(mark.arm(1, || true), Arming::Armed);
+        mark
+    }
+
     #[test]
-    fn an_event_while_leased_is_probed_on_return() {
+    fn traffic_while_leased_unarms_and_a_close_then_dooms() {
+        let mark = armed();
+        assert!(mark.lease());
+        let probe = || panic!("no probe while leased");
+        assert_eq!(mark.readiness(probe), WatchEvent::Leased);
+        assert!(!mark.is_armed());
+        assert_eq!(mark.readiness(probe), WatchEvent::Doomed);
+        assert_eq!(mark.readiness(probe), WatchEvent::Quiet, "doomed once");
+        assert!(!mark.release(), "the return refuses it");
+    }
+
+    #[test]
+    fn a_close_while_unarmed_and_idle_is_probed() {
         let mark = IdleMark::leased();
-        assert!(!mark.readiness(|| panic!("no probe while leased")));
-        assert!(!mark.release(|| false), "the return probes and refuses");
+        assert!(mark.release());
+        assert_eq!(mark.readiness(|| true), WatchEvent::Quiet, "spurious");
+        assert_eq!(mark.readiness(|| false), WatchEvent::Dead);
+        assert!(!mark.lease());
+    }
+
+    #[test]
+    fn arming_needs_a_quiet_idle_connection_with_the_same_leases() {
         let mark = IdleMark::leased();
-        assert!(mark.release(|| panic!("no event: no probe")));
+        assert!(!mark.is_idle_after(1), "leased");
+        assert_eq!(mark.arm(1, || unreachable!()), Arming::Busy);
+        assert!(mark.release());
+        assert!(!mark.is_idle_after(0), "leased once since");
+        assert_eq!(mark.arm(0, || unreachable!()), Arming::Busy);
+        assert_eq!(mark.arm(1, || false), Arming::Dead);
+        assert!(mark.is_dead());
+        assert!(!mark.lease());
     }
 
     #[test]
     fn a_dead_idle_connection_is_never_leased() {
-        let mark = IdleMark::leased();
-        assert!(mark.release(|| true));
-        assert!(!mark.readiness(|| true), "quiet: spurious event");
-        assert!(mark.readiness(|| false));
+        let mark = armed();
+        assert_eq!(mark.readiness(|| true), WatchEvent::Quiet, "spurious");
+        assert!(mark.is_armed(), "still watched");
+        assert_eq!(mark.readiness(|| false), WatchEvent::Dead);
         assert!(mark.is_dead());
         assert!(!mark.lease());
-        assert!(!mark.readiness(|| false), "marked once");
+        assert_eq!(mark.readiness(|| false), WatchEvent::Quiet, "marked once");
+    }
+
+    #[test]
+    fn the_lease_count_wraps() {
+        let mark = IdleMark {
+            word: AtomicU32::new(u32::MAX & !(LEASED | ARMED | DEAD | DOOMED)),
+        };
+        assert!(mark.lease());
+        assert!(mark.release());
+        assert_eq!(mark.leases(), 0);
+        assert!(mark.is_idle_after(0));
     }
 }

@@ -35,8 +35,12 @@ mod watch;
 
 #[cfg(not(unix))]
 pub(crate) use nowatch::Watch;
+#[cfg(not(unix))]
+use nowatch::{Watches, ARM_PERIOD};
 #[cfg(unix)]
 pub(crate) use watch::Watch;
+#[cfg(unix)]
+use watch::{Watches, ARM_PERIOD};
 
 use crate::connector::{Connector, Handshake};
 use crate::entry::LeakCheck;
@@ -173,6 +177,8 @@ enum Timer {
     WarmNow,
     /// Evict idle connections marked dead once more.
     EvictDead,
+    /// Watch connections that have stayed idle since the last look.
+    ArmIdle,
     /// Take queued leak checks into the timers.
     LeakTick,
     Leak(LeakCheck),
@@ -185,9 +191,11 @@ pub(crate) struct Reactor<C: Connector, P: Policy> {
     poll: Poll,
     timers: Timers<Timer>,
     jobs: HashMap<Token, (Job<C>, Interest)>,
-    watches: HashMap<Token, Arc<Watch>>,
+    watches: Watches,
     /// A `Timer::EvictDead` is pending.
     recheck_set: bool,
+    /// A `Timer::ArmIdle` is pending.
+    arm_set: bool,
 }
 
 /// Creates the poller and the way into it.
@@ -214,8 +222,9 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
             poll,
             timers: Timers::new(),
             jobs: HashMap::new(),
-            watches: HashMap::new(),
+            watches: Watches::default(),
             recheck_set: false,
+            arm_set: false,
         }
     }
 
@@ -269,7 +278,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                 match event.token() {
                     WAKER => {}
                     token if self.jobs.contains_key(&token) => self.advance(token),
-                    token => dead |= self.readiness(token),
+                    token => dead |= self.watches.readiness(self.poll.registry(), token),
                 }
             }
             if dead {
@@ -277,6 +286,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
             }
             self.commands();
             self.fire(Instant::now());
+            self.arm_later(Instant::now());
             #[cfg(test)]
             if self.shared.remote.crash.load(Ordering::SeqCst) {
                 panic!("an injected fault in the event loop");
@@ -289,10 +299,8 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         while let Some(command) = self.shared.remote.take() {
             match command {
                 Command::Connect(job) => self.start(job),
-                Command::Watch(watch) => self.watch(watch),
-                Command::Forget(token) => {
-                    self.watches.remove(&Token(token));
-                }
+                Command::Watch(watch) => self.watches.add(self.poll.registry(), watch),
+                Command::Forget(token) => self.watches.forget(token),
                 Command::Leak(check) => self.timers.set(check.at, Timer::Leak(check)),
                 Command::Alarm(alarm) => {
                     // One dropped already (its request ended) needs no timer.
@@ -415,31 +423,13 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         }
     }
 
-    fn watch(&mut self, watch: Arc<Watch>) {
-        let token = Token(watch.token);
-        let registered = watch.with(|watched| {
-            use std::os::fd::AsRawFd;
-            let raw = watched.fd().as_raw_fd();
-            self.poll
-                .registry()
-                .register(&mut mio::unix::SourceFd(&raw), token, Interest::READABLE)
-        });
-        match registered {
-            Some(Ok(())) => {
-                self.watches.insert(token, watch);
-            }
-            // Closed before we got to it, or not watchable: unwatched.
-            Some(Err(e)) => tracing::debug!(error = %e, "cannot watch a pooled socket"),
-            None => {}
+    /// Looks for idle connections to watch again after `ARM_PERIOD`, if
+    /// some wait and no look is due yet.
+    fn arm_later(&mut self, now: Instant) {
+        if !self.arm_set && self.watches.waiting() {
+            self.arm_set = true;
+            self.timers.set(now + ARM_PERIOD, Timer::ArmIdle);
         }
-    }
-
-    /// Readiness on a watched socket: whether it marked an idle connection
-    /// dead.
-    fn readiness(&mut self, token: Token) -> bool {
-        self.watches
-            .get(&token)
-            .is_some_and(|watch| watch.readiness())
     }
 
     /// Evicts the idle connections marked dead, and looks again a little
@@ -487,6 +477,12 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                     self.shared.evict_dead();
                     if self.shared.config.warms() {
                         self.timers.set(now, Timer::WarmNow);
+                    }
+                }
+                Timer::ArmIdle => {
+                    self.arm_set = false;
+                    if self.watches.arm_idle(self.poll.registry()) {
+                        self.evict_dead(now);
                     }
                 }
                 Timer::WarmNow => self.warm(),
@@ -559,6 +555,12 @@ mod nowatch {
     //! Idle watching needs Unix file descriptors; elsewhere nothing is
     //! watched.
 
+    use mio::{Registry, Token};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    pub(crate) const ARM_PERIOD: Duration = Duration::from_secs(1);
+
     /// Never constructed off Unix.
     #[derive(Debug)]
     pub(crate) struct Watch {
@@ -575,8 +577,23 @@ mod nowatch {
         pub(crate) fn is_dead(&self) -> bool {
             false
         }
-        pub(crate) fn disarm(&self) {}
-        pub(crate) fn readiness(&self) -> bool {
+        pub(crate) fn drop_duplicate(&self) {}
+    }
+
+    /// Watches nothing.
+    #[derive(Debug, Default)]
+    pub(crate) struct Watches;
+
+    impl Watches {
+        pub(crate) fn add(&mut self, _: &Registry, _: Arc<Watch>) {}
+        pub(crate) fn forget(&mut self, _: usize) {}
+        pub(crate) fn waiting(&self) -> bool {
+            false
+        }
+        pub(crate) fn readiness(&mut self, _: &Registry, _: Token) -> bool {
+            false
+        }
+        pub(crate) fn arm_idle(&mut self, _: &Registry) -> bool {
             false
         }
     }
