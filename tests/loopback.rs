@@ -620,8 +620,10 @@ fn bad_leases<P: Policy>(pool: &TcpPool<P>, addr: SocketAddr, n: usize) -> usize
 /// idle connections, before the event loop may have seen it: with
 /// `validate_after_inactivity` every dead one is found at check-out (a
 /// peek) and replaced, so no lease gets one. Without it, leases taken in
-/// the moment before the loop has looked may get dead ones (counted and
-/// printed, not asserted: it is the documented window).
+/// the moment before the loop has looked may get dead ones, and stray
+/// bytes on these just-opened connections reach the loop only once they
+/// have idled for an arming period (counted and printed, not asserted: it
+/// is the documented window).
 fn stale_burst_with_validation_gets_no_dead_connection<P: Policy>() {
     let _process = shared_process();
     const N: usize = 200;

@@ -339,6 +339,9 @@ fn session_tickets_do_not_evict_an_idle_connection() {
     });
     thread::sleep(Duration::from_millis(100));
     assert_eq!(pool.route_stats(&route).idle, 1, "evicted for its tickets");
+    // Long enough for the loop to probe it and watch its bytes too.
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(pool.route_stats(&route).idle, 1, "evicted once armed");
     let mut lease = pool.lease(&route).unwrap();
     assert_eq!(connection_of(&ping(&mut lease).unwrap()), 1);
     assert_eq!(server.seen.accepted.load(Ordering::SeqCst), 1);
