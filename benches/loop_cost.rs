@@ -64,7 +64,8 @@
 //!   client side only.
 //!
 //! Under the tables, leasehold's requests/s over the better of r2d2 and
-//! bb8 at each worker count. A line above them names the machine, its
+//! bb8 at each worker count, and like for like (threads over r2d2, tasks
+//! over bb8). A line above them names the machine, its
 //! load average and the date: timings from a shared machine are only
 //! comparable within one run.
 
@@ -897,13 +898,17 @@ fn table(backend: Backend, rows: &[Row]) -> String {
         } else {
             (bb8, "bb8")
         };
-        let ratio =
-            |pool| at(pool).map_or_else(|| "–".to_owned(), |rps| format!("{:.2}×", rps / best));
+        let ratio = |pool, of: f64| {
+            at(pool).map_or_else(|| "–".to_owned(), |rps| format!("{:.2}×", rps / of))
+        };
         let _ = writeln!(
             out,
-            "* {workers} worker(s): threads {}, tasks {} (of {best_name}, {best:.0}/s)",
-            ratio(PoolKind::LeaseholdThreads),
-            ratio(PoolKind::LeaseholdTasks),
+            "* {workers} worker(s): threads {}, tasks {} (of {best_name}, {best:.0}/s); \
+             like for like: threads {} of r2d2, tasks {} of bb8",
+            ratio(PoolKind::LeaseholdThreads, best),
+            ratio(PoolKind::LeaseholdTasks, best),
+            ratio(PoolKind::LeaseholdThreads, r2d2),
+            ratio(PoolKind::LeaseholdTasks, bb8),
         );
     }
     out
