@@ -89,7 +89,7 @@ const SAMPLES: usize = 10;
 const SCALING_POOL: usize = 8;
 const SCALING: [usize; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 
-/// The (pool size, workers) pairs of the issue, for both holds.
+/// The (pool size, workers) pairs measured, for both holds.
 const PAIRS: [(usize, usize); 5] = [(8, 2), (8, 8), (8, 32), (16, 64), (4, 256)];
 
 /// [`OPS`], or `CONTENTION_OPS` where it is set.
