@@ -61,13 +61,14 @@ pub trait Connector: Send + Sync + 'static {
     /// What the pool's event loop watches of the connection: a duplicate
     /// of its socket, and how to tell what readiness on it means. When the
     /// peer closes or resets the connection, the loop hears of it at once,
-    /// leased or idle; bytes nobody asked for it hears of once the
-    /// connection has been idle for an arming period (50–100 ms). An idle
-    /// connection found so is evicted before anyone leases it; a leased
-    /// one is closed when it is given back. The holder's own traffic never
-    /// reaches the loop. The pool asks once, when the connection is
-    /// opened, and drops the [`Watched`] (duplicate and check) before it
-    /// closes the connection.
+    /// leased or idle (on Linux and Android; elsewhere as for bytes);
+    /// bytes nobody asked for, or that a holder left unread, it hears of
+    /// once the connection has been idle for 50–100 ms. An idle connection
+    /// found so is evicted before anyone leases it; a leased one is closed
+    /// when it is given back. The holder's own traffic never reaches the
+    /// loop. The pool asks once, when the connection is opened, and drops
+    /// the [`Watched`] (duplicate and check) before it closes the
+    /// connection.
     ///
     /// [`Watched::socket`] peeks at the socket, which suits protocols where
     /// an idle connection receives nothing; a protocol that may receive

@@ -16,14 +16,17 @@
 //!   is marked dead (the loop evicts it), or its return refused it;
 //! * at the end, an idle connection with stray bytes is marked dead or
 //!   unarmed (the loop probes it before it arms it again): armed means the
-//!   loop vouches for it.
+//!   loop vouches for it;
+//! * all of this also with a check that answers quiet while a holder has
+//!   the connection, as `Watched::with_check` allows.
 //!
 //! Bugs they catch: a return that clears `LEASED` with a load and a store
 //! (it wipes out a `DOOMED` the loop set in between, and the closed
 //! connection is kept; or it brings back an `ARMED` the loop cleared, and
 //! the loop no longer watching its bytes vouches for it), shown by editing
 //! `IdleMark::release` so; a loop that dooms a leased connection without
-//! a compare-and-swap (the return in between keeps it).
+//! a compare-and-swap (the return in between keeps it); a loop that takes
+//! a quiet probe at its word without looking at the mark again.
 //!
 //! Built only with `--cfg leasehold_loom`; `loom-tests/run.sh watch` runs
 //! them alone.
@@ -150,8 +153,8 @@ fn watch_arming_races_a_lease_and_stray_bytes() {
             thread::spawn(move || {
                 // Registered for bytes from here on, unless narrowed again.
                 let mut bytes_watched = false;
-                if mark.is_idle_after(1) {
-                    bytes_watched = mark.arm(1, || socket.quiet()) == Arming::Armed;
+                if let Some(leases) = mark.idle_leases() {
+                    bytes_watched = mark.arm(leases, || socket.quiet()) == Arming::Armed;
                 }
                 while !socket.bytes.load(Ordering::Acquire) {
                     thread::yield_now();
@@ -167,11 +170,48 @@ fn watch_arming_races_a_lease_and_stray_bytes() {
         };
         socket.bytes.store(true, Ordering::Release);
         event_loop.join().unwrap();
-        let kept = holder.join().unwrap();
-        if kept && mark.is_armed() {
-            assert!(mark.is_dead(), "armed, idle, with stray bytes, unmarked");
-        }
+        assert!(holder.join().unwrap(), "no close: the return keeps it");
+        // Marking dead clears every other bit: an armed mark is alive.
+        assert!(!mark.is_armed(), "armed, idle, with stray bytes, unmarked");
     });
+}
+
+/// The close races a holder whose connection's check answers quiet while
+/// the holder has it (as a TLS check does when it finds the session
+/// locked, which `Watched::with_check` allows), from an armed and from an
+/// unarmed idle connection.
+///
+/// Catches: a loop that takes a quiet probe at its word without looking
+/// at the mark again (the lease that overtook the probe hides the close:
+/// an armed connection keeps it for good).
+#[test]
+fn watch_close_behind_a_check_that_defers_to_the_holder() {
+    for armed in [true, false] {
+        loom::model(move || {
+            let mark = Arc::new(idle(armed));
+            let socket = Arc::new(Socket::default());
+            let holding = Arc::new(AtomicBool::new(false));
+            let holder = {
+                let (mark, holding) = (mark.clone(), holding.clone());
+                thread::spawn(move || {
+                    if !mark.lease() {
+                        return true;
+                    }
+                    holding.store(true, Ordering::Release);
+                    assert!(!mark.is_dead(), "leased a dead connection");
+                    holding.store(false, Ordering::Release);
+                    mark.release()
+                })
+            };
+            socket.closed.store(true, Ordering::Release);
+            let check = || holding.load(Ordering::Acquire) || socket.quiet();
+            while mark.readiness(check) == WatchEvent::Leased {}
+            let kept = holder.join().unwrap();
+            if kept {
+                assert!(mark.is_dead(), "a closed connection is idle and unmarked");
+            }
+        });
+    }
 }
 
 /// A spurious event (the socket is quiet) never marks a connection dead or

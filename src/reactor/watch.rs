@@ -5,16 +5,21 @@
 //! event loop from its first day to its last, in one of two modes. While it
 //! is leased, or was leased within the last arming period or two, the loop
 //! hears only of a close or an error (`EPOLLRDHUP`, with `EPOLLERR` and
-//! `EPOLLHUP`): a holder's responses never wake it. Once it has stayed idle
-//! through a whole arming period, the loop probes it without blocking
+//! `EPOLLHUP`): a holder's responses never wake it. Once the loop has found
+//! it idle at two looks in a row, it probes it without blocking
 //! (`MSG_PEEK`) and widens the registration to bytes as well, so that an
-//! idle connection the peer writes to is evicted too; the first readiness
-//! while it is leased again narrows it back. An [`IdleMark`] (the protocol,
-//! model-checked, lives in `leasehold-policies`) keeps leases, returns and
-//! the loop in step: a close seen while the connection is leased makes its
-//! return close it; a close, an error or stray bytes seen while it is idle
-//! mark it dead and evict it at once; a lease never takes one marked dead.
-//! Neither the lease nor the return makes a system call.
+//! idle connection the peer writes to is evicted too, and so are bytes a
+//! holder left unread; the first readiness while it is leased again
+//! narrows it back. An [`IdleMark`] (the protocol, model-checked, lives in
+//! `leasehold-policies`) keeps leases, returns and the loop in step: a
+//! close seen while the connection is leased makes its return close it; a
+//! close, an error or stray bytes seen while it is idle mark it dead and
+//! evict it at once; a lease never takes one marked dead. Neither the lease
+//! nor the return makes a system call.
+//!
+//! Closes alone can be asked for on Linux and Android (`EPOLLRDHUP`);
+//! elsewhere the narrow mode is no registration at all, and a connection
+//! used within the last period or two is not watched.
 
 use leasehold_policies::{Arming, IdleMark, WatchEvent};
 use mio::{Registry, Token};
@@ -70,14 +75,9 @@ impl Watch {
         self.mark.readiness(|| self.quiet())
     }
 
-    /// How many leases it has had (wrapping).
-    pub(crate) fn leases(&self) -> u32 {
-        self.mark.leases()
-    }
-
-    /// Whether it is idle and unwatched, with `leases` leases so far.
-    pub(crate) fn is_idle_after(&self, leases: u32) -> bool {
-        self.mark.is_idle_after(leases)
+    /// How many leases it has had, if it is idle, unarmed and alive.
+    pub(crate) fn idle_leases(&self) -> Option<u32> {
+        self.mark.idle_leases()
     }
 
     /// The loop registered for its socket: probe and arm it.
@@ -116,18 +116,18 @@ impl fmt::Debug for Watch {
     }
 }
 
-/// How long a connection must stay idle, its lease count unchanged,
-/// before the loop watches it for bytes as well as closes: one to two
-/// periods.
+/// How often the loop looks at the connections it watches for closes
+/// only: one found idle at two looks in a row, not leased in between, is
+/// watched for bytes as well. It has then been idle for one to two periods.
 pub(crate) const ARM_PERIOD: Duration = Duration::from_millis(50);
 
 /// The loop's table of watched connections: each one's watch, and the
-/// unarmed ones (registered for closes only) with the lease count seen at
-/// the last look.
+/// unarmed ones (registered for closes only), each with its lease count if
+/// it was idle at the last look.
 #[derive(Default)]
 pub(crate) struct Watches {
     table: HashMap<Token, Arc<Watch>>,
-    unarmed: Vec<(Token, u32)>,
+    unarmed: Vec<(Token, Option<u32>)>,
 }
 
 impl Watches {
@@ -141,12 +141,13 @@ impl Watches {
             Some(Err(e)) => return tracing::debug!(error = %e, "cannot watch a pooled socket"),
             None => return, // closed before the loop got to it
         }
-        self.unarmed.push((token, watch.leases()));
+        self.unarmed.push((token, None));
         self.table.insert(token, watch);
     }
 
-    /// The connection is closed (its duplicate already dropped, which
-    /// ends the registration with the socket).
+    /// The connection is being closed (its duplicate already dropped; the
+    /// registration lasts until the connection's own descriptor is closed,
+    /// and events for the token meanwhile find no entry).
     pub(crate) fn forget(&mut self, token: usize) {
         self.table.remove(&Token(token));
     }
@@ -171,14 +172,14 @@ impl Watches {
                 // A close that came with the traffic is reported again by
                 // the narrower registration.
                 narrow(registry, watch);
-                self.unarmed.push((token, watch.leases()));
+                self.unarmed.push((token, None));
                 false
             }
         }
     }
 
-    /// Arms every unarmed connection that stayed idle since the last
-    /// look: `true` if the probe found one dead.
+    /// Arms every unarmed connection that was idle at the last look and
+    /// still is, not leased in between: `true` if the probe found one dead.
     pub(crate) fn arm_idle(&mut self, registry: &Registry) -> bool {
         let mut dead = false;
         let table = &self.table;
@@ -189,10 +190,11 @@ impl Watches {
             if watch.is_dead() {
                 return false;
             }
-            if !watch.is_idle_after(*seen) {
-                *seen = watch.leases();
+            let idle = watch.idle_leases();
+            let Some(leases) = idle.filter(|_| idle == *seen) else {
+                *seen = idle;
                 return true;
-            }
+            };
             // Widening reports bytes already there (epoll queues them),
             // and the probe in `arm` finds them first.
             match watch.with(|watched| interest::bytes(registry, watched.fd(), *token)) {
@@ -203,7 +205,7 @@ impl Watches {
                 }
                 None => return false, // being closed
             }
-            match watch.arm(*seen) {
+            match watch.arm(leases) {
                 Arming::Armed => false,
                 Arming::Dead => {
                     dead = true;
@@ -211,7 +213,7 @@ impl Watches {
                 }
                 Arming::Busy => {
                     narrow(registry, watch);
-                    *seen = watch.leases();
+                    *seen = None;
                     true
                 }
             }
@@ -296,7 +298,11 @@ mod interest {
         if new {
             return Ok(());
         }
-        registry.deregister(&mut SourceFd(&fd.as_raw_fd()))
+        match registry.deregister(&mut SourceFd(&fd.as_raw_fd())) {
+            // Never armed: nothing to take back.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
     }
 
     pub(super) fn bytes(registry: &Registry, fd: BorrowedFd<'_>, token: Token) -> io::Result<()> {
