@@ -186,6 +186,15 @@ impl Server {
         }
         open.len()
     }
+
+    /// Does `fault` to every open connection; returns how many.
+    fn inflict(&self, fault: Fault) -> usize {
+        match fault {
+            Fault::Fin => self.close_all(),
+            Fault::Rst => self.reset_all(),
+            Fault::StrayBytes => self.poke_all(),
+        }
+    }
 }
 
 impl Drop for Server {
@@ -642,12 +651,7 @@ fn stale_burst_with_validation_gets_no_dead_connection<P: Policy>() {
             let leases: Vec<_> = (0..N).map(|_| pool.lease(&addr).unwrap()).collect();
             drop(leases);
             eventually("the server holds them all", || server.open() == N);
-            let hit = match fault {
-                Fault::Fin => server.close_all(),
-                Fault::Rst => server.reset_all(),
-                Fault::StrayBytes => server.poke_all(),
-            };
-            assert_eq!(hit, N);
+            assert_eq!(server.inflict(fault), N);
             let bad = bad_leases(&pool, addr, N);
             eprintln!(
                 "{} {fault:?}, validation {validate}: {bad} of {N} leases got a dead connection",
@@ -822,12 +826,7 @@ fn faults_on_idle_connections_are_seen_without_a_lease<P: Policy>() {
             if !just_used {
                 thread::sleep(ARMED_AFTER);
             }
-            let hit = match fault {
-                Fault::Fin => server.close_all(),
-                Fault::Rst => server.reset_all(),
-                Fault::StrayBytes => server.poke_all(),
-            };
-            assert_eq!(hit, N);
+            assert_eq!(server.inflict(fault), N);
             let what = format!("{fault:?}, just used {just_used}: all evicted unleased");
             eventually(&what, || {
                 pool.health().stale == N as u64 && pool.route_stats(&addr).idle == 0

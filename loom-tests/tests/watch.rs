@@ -61,20 +61,31 @@ fn idle(armed: bool) -> IdleMark {
     mark
 }
 
-/// One lease and return: whether the connection is idle and kept at the
-/// end (not taken, or taken and given back unrefused).
-fn lease_and_return(mark: &IdleMark) -> bool {
+/// One lease and return, with `holding` raised while the holder has the
+/// connection: whether the connection is idle and kept at the end (not
+/// taken, or taken and given back unrefused).
+fn lease_and_return(mark: &IdleMark, holding: &AtomicBool) -> bool {
     if !mark.lease() {
         return true; // not taken: still idle (and dead)
     }
+    holding.store(true, Ordering::Release);
     assert!(!mark.is_dead(), "leased a dead connection");
+    holding.store(false, Ordering::Release);
     mark.release()
 }
 
 /// The loop's handling of a close: one readiness after it, and one more
-/// each time it narrows the registration.
-fn loop_sees_close(mark: &IdleMark, socket: &Socket) {
-    while mark.readiness(|| socket.quiet()) == WatchEvent::Leased {}
+/// each time it narrows the registration; `check` is the connection's.
+fn loop_sees_close(mark: &IdleMark, check: impl Fn() -> bool) {
+    while mark.readiness(&check) == WatchEvent::Leased {}
+}
+
+/// The end of an execution with a close: a connection still idle (kept)
+/// is marked dead.
+fn closed_end(mark: &IdleMark, kept: bool) {
+    if kept {
+        assert!(mark.is_dead(), "a closed connection is idle and unmarked");
+    }
 }
 
 /// A lease and return race the peer's close and the loop's events, from an
@@ -90,14 +101,11 @@ fn watch_close_while_leased_or_idle_is_never_lost() {
             let socket = Arc::new(Socket::default());
             let holder = {
                 let mark = mark.clone();
-                thread::spawn(move || lease_and_return(&mark))
+                thread::spawn(move || lease_and_return(&mark, &AtomicBool::new(false)))
             };
             socket.closed.store(true, Ordering::Release);
-            loop_sees_close(&mark, &socket);
-            let kept = holder.join().unwrap();
-            if kept {
-                assert!(mark.is_dead(), "a closed connection is idle and unmarked");
-            }
+            loop_sees_close(&mark, || socket.quiet());
+            closed_end(&mark, holder.join().unwrap());
         });
     }
 }
@@ -121,18 +129,15 @@ fn watch_two_holders_and_a_close() {
                     if taken.swap(true, Ordering::AcqRel) {
                         return true;
                     }
-                    let kept = lease_and_return(&mark);
+                    let kept = lease_and_return(&mark, &AtomicBool::new(false));
                     taken.store(false, Ordering::Release);
                     kept
                 })
             })
             .collect();
         socket.closed.store(true, Ordering::Release);
-        loop_sees_close(&mark, &socket);
-        let kept = holders.into_iter().all(|h| h.join().unwrap());
-        if kept {
-            assert!(mark.is_dead(), "a closed connection is idle and unmarked");
-        }
+        loop_sees_close(&mark, || socket.quiet());
+        closed_end(&mark, holders.into_iter().all(|h| h.join().unwrap()));
     });
 }
 
@@ -166,7 +171,7 @@ fn watch_arming_races_a_lease_and_stray_bytes() {
         };
         let holder = {
             let mark = mark.clone();
-            thread::spawn(move || lease_and_return(&mark))
+            thread::spawn(move || lease_and_return(&mark, &AtomicBool::new(false)))
         };
         socket.bytes.store(true, Ordering::Release);
         event_loop.join().unwrap();
@@ -193,23 +198,11 @@ fn watch_close_behind_a_check_that_defers_to_the_holder() {
             let holding = Arc::new(AtomicBool::new(false));
             let holder = {
                 let (mark, holding) = (mark.clone(), holding.clone());
-                thread::spawn(move || {
-                    if !mark.lease() {
-                        return true;
-                    }
-                    holding.store(true, Ordering::Release);
-                    assert!(!mark.is_dead(), "leased a dead connection");
-                    holding.store(false, Ordering::Release);
-                    mark.release()
-                })
+                thread::spawn(move || lease_and_return(&mark, &holding))
             };
             socket.closed.store(true, Ordering::Release);
-            let check = || holding.load(Ordering::Acquire) || socket.quiet();
-            while mark.readiness(check) == WatchEvent::Leased {}
-            let kept = holder.join().unwrap();
-            if kept {
-                assert!(mark.is_dead(), "a closed connection is idle and unmarked");
-            }
+            loop_sees_close(&mark, || holding.load(Ordering::Acquire) || socket.quiet());
+            closed_end(&mark, holder.join().unwrap());
         });
     }
 }
