@@ -314,6 +314,7 @@ impl<P: Policy> Contender for Ours<P> {
 
     fn warmed(_: &Runtime, connector: &MockConnector, size: usize) -> Self {
         let pool = Pool::builder(connector.clone())
+            .policy::<P>()
             .max_total(size)
             .max_per_route(size)
             .build()

@@ -67,6 +67,7 @@ fn alloc_audit<P: Policy>() {
 /// A pool of at most `max` mock connections, all on route `()`.
 fn pool<P: Policy>(max: usize) -> Pool<MockConnector, P> {
     Pool::builder(MockConnector::new())
+        .policy::<P>()
         .max_total(max)
         .max_per_route(max)
         .build()

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 fn pooled<P: Policy>(c: &mut Criterion, addr: SocketAddr) {
     let pool: Pool<TcpConnector, P> = Pool::builder(TcpConnector::new())
+        .policy::<P>()
         .max_total(4)
         .acquire_timeout(Duration::from_secs(5))
         .build()

@@ -111,6 +111,7 @@ fn pool<P: Policy>(routes: usize, slow: bool) -> Pool<Backends, P> {
         slow,
         ..Backends::default()
     })
+    .policy::<P>()
     .max_total(4 * routes.max(8))
     .max_per_route(8)
     .build()

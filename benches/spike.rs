@@ -34,7 +34,8 @@ fn burst<P: Policy>(
     patience: Duration,
     max_connecting: Option<usize>,
 ) -> (Duration, u64) {
-    let mut builder = Pool::<GreetingConnector, P>::builder(GreetingConnector)
+    let mut builder = Pool::builder(GreetingConnector)
+        .policy::<P>()
         .max_total(REQUESTS)
         .max_per_route(REQUESTS)
         .min_idle(addr, MIN_IDLE)

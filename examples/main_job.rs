@@ -258,6 +258,7 @@ where
     P: Policy,
 {
     let pool: Pool<C, P> = Pool::builder(connector)
+        .policy::<P>()
         .max_total(args.pool)
         .max_per_route(args.pool)
         .acquire_timeout(ACQUIRE_TIMEOUT)

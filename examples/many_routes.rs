@@ -46,6 +46,7 @@ fn hits() -> u32 {
 
 fn pool<P: Policy>(connector: &MockConnector<u64>) -> Pool<MockConnector<u64>, P> {
     Pool::builder(connector.clone())
+        .policy::<P>()
         .max_total(MAX_TOTAL)
         .build()
         .expect("valid pool")
@@ -116,6 +117,7 @@ fn rss_row<P: Policy>(routes: u64, reuse: leasehold::Reuse) {
     let before = rss_kib();
     let connector = MockConnector::<u64>::new();
     let pool: Pool<MockConnector<u64>, P> = Pool::builder(connector.clone())
+        .policy::<P>()
         .max_total(MAX_TOTAL)
         .max_per_route(MAX_TOTAL)
         .reuse(reuse)

@@ -4,7 +4,7 @@ use crate::connector::Connector;
 use crate::error::ConfigError;
 use crate::pool::Pool;
 use crate::reactor::dispose::Disposal;
-use leasehold_policies::{Limits, Policy, Reuse};
+use leasehold_policies::{Limits, Policy, Reuse, Strict};
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -25,6 +25,10 @@ pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(10);
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_millis(100);
 /// Default for [`Builder::shutdown_grace`].
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Default for [`Builder::acquire_timeout`], as bb8's and HikariCP's.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`Builder::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The settings a pool runs with, validated.
 #[derive(Clone, Debug)]
@@ -88,8 +92,8 @@ impl<K: PartialEq> Config<K> {
 /// | [`max_total`](Self::max_total) | 25 |
 /// | [`max_per_route`](Self::max_per_route) | 5 |
 /// | [`max_idle`](Self::max_idle) | `max_total` (no separate cap) |
-/// | [`acquire_timeout`](Self::acquire_timeout) | none: wait until served |
-/// | [`connect_timeout`](Self::connect_timeout) | none: as long as the connector takes |
+/// | [`acquire_timeout`](Self::acquire_timeout) | 30 s; `Duration::MAX` waits until served |
+/// | [`connect_timeout`](Self::connect_timeout) | 10 s, the TCP connect and any handshake together; `Duration::MAX` lets the connector take as long as it takes |
 /// | [`reuse`](Self::reuse) | [`Reuse::Lifo`] |
 /// | [`disposal`](Self::disposal) | [`Disposal::Background`], queue of 1024 |
 /// | [`patience`](Self::patience) | none: a request that may open a connection starts it at once |
@@ -115,7 +119,7 @@ impl<K: PartialEq> Config<K> {
 /// assert_eq!(pool.route_stats(&"reports").max, 2);
 /// # Ok::<(), leasehold::ConfigError>(())
 /// ```
-pub struct Builder<C: Connector, P> {
+pub struct Builder<C: Connector, P = Strict> {
     connector: C,
     max_total: usize,
     max_per_route: usize,
@@ -147,8 +151,8 @@ impl<C: Connector, P: Policy> Builder<C, P> {
             max_per_route: DEFAULT_MAX_PER_ROUTE,
             per_route: Vec::new(),
             max_idle: None,
-            acquire_timeout: None,
-            connect_timeout: None,
+            acquire_timeout: Some(DEFAULT_ACQUIRE_TIMEOUT),
+            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
             reuse: Reuse::Lifo,
             forget_unused_routes: true,
             disposal: Disposal::default(),
@@ -162,6 +166,65 @@ impl<C: Connector, P: Policy> Builder<C, P> {
             leak_threshold: None,
             backoff: (DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            _policy: PhantomData,
+        }
+    }
+
+    /// Switches the pool being built to the policy `Q` (the default is
+    /// [`Strict`]); the settings made so far are kept.
+    ///
+    /// ```
+    /// use leasehold::{mock::MockConnector, Lax, Pool};
+    ///
+    /// let pool = Pool::builder(MockConnector::<u32>::new()).policy::<Lax>().build()?;
+    /// let _: &Pool<MockConnector<u32>, Lax> = &pool;
+    /// # Ok::<(), leasehold::ConfigError>(())
+    /// ```
+    pub fn policy<Q: Policy>(self) -> Builder<C, Q> {
+        let Self {
+            connector,
+            max_total,
+            max_per_route,
+            per_route,
+            max_idle,
+            acquire_timeout,
+            connect_timeout,
+            reuse,
+            forget_unused_routes,
+            disposal,
+            patience,
+            max_connecting,
+            min_idle,
+            min_idle_per_route,
+            idle_timeout,
+            max_lifetime,
+            validate_after,
+            leak_threshold,
+            backoff,
+            shutdown_grace,
+            _policy: _,
+        } = self;
+        Builder {
+            connector,
+            max_total,
+            max_per_route,
+            per_route,
+            max_idle,
+            acquire_timeout,
+            connect_timeout,
+            reuse,
+            forget_unused_routes,
+            disposal,
+            patience,
+            max_connecting,
+            min_idle,
+            min_idle_per_route,
+            idle_timeout,
+            max_lifetime,
+            validate_after,
+            leak_threshold,
+            backoff,
+            shutdown_grace,
             _policy: PhantomData,
         }
     }
@@ -194,14 +257,17 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     }
 
     /// How long [`Pool::lease`] waits for a connection before it fails with
-    /// [`Error::Timeout`](crate::Error::Timeout).
+    /// [`Error::Timeout`](crate::Error::Timeout). Default: 30 s;
+    /// `Duration::MAX` waits until served.
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = Some(timeout);
         self
     }
 
-    /// How long opening one connection may take before it fails with
-    /// [`Error::ConnectTimeout`](crate::Error::ConnectTimeout).
+    /// How long opening one connection (the TCP connect and any handshake)
+    /// may take before it fails with
+    /// [`Error::ConnectTimeout`](crate::Error::ConnectTimeout). Default:
+    /// 10 s; `Duration::MAX` waits as long as the connector takes.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
         self

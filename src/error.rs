@@ -9,7 +9,21 @@ use std::time::Duration;
 ///
 /// Pool exhaustion, a wait that timed out, a connect that timed out and a
 /// refused connection are different variants, so a caller can react to each
-/// (shed load, retry elsewhere, mark a backend down).
+/// (shed load, retry elsewhere, mark a backend down). In a function that
+/// returns `io::Result`, `?` turns one into an `io::Error` of the matching
+/// kind:
+///
+/// ```
+/// use leasehold::{mock::MockConnector, Pool};
+///
+/// fn serve(pool: &Pool<MockConnector<u32>>) -> std::io::Result<()> {
+///     let conn = pool.lease(&1)?;
+///     drop(conn);
+///     Ok(())
+/// }
+/// # let pool: Pool<MockConnector<u32>> = Pool::builder(MockConnector::new()).build().unwrap();
+/// # serve(&pool).unwrap();
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -96,12 +110,49 @@ impl Unavailable {
 }
 
 impl fmt::Display for Unavailable {
+    /// The route and how full it was: `127.0.0.1:6379 (4/4 leased, 12
+    /// waiting)`, with the connects under way if any, and `pool full` when
+    /// the route was below its cap (the pool's total cap was the limit).
+    /// The full stats are in the fields.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "route {}: route {}; pool {}",
-            self.route, self.stats, self.total
-        )
+        let Stats {
+            leased,
+            pending,
+            connecting,
+            max,
+            ..
+        } = self.stats;
+        write!(f, "{} ({leased}/{max} leased", self.route)?;
+        if connecting > 0 {
+            write!(f, ", {connecting} connecting")?;
+        }
+        write!(f, ", {pending} waiting")?;
+        if leased + connecting < max {
+            write!(
+                f,
+                "; pool full, {}/{} leased",
+                self.total.leased, self.total.max
+            )?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// A wait in the unit that reads best: `850 µs`, `500 ms`, `2.5 s`, `90 s`.
+struct Concise(Duration);
+
+impl fmt::Display for Concise {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        if d < Duration::from_millis(1) {
+            write!(f, "{} µs", d.as_micros())
+        } else if d < Duration::from_secs(1) {
+            write!(f, "{} ms", d.as_millis())
+        } else if d < Duration::from_secs(10) {
+            write!(f, "{:.1} s", d.as_secs_f64())
+        } else {
+            write!(f, "{} s", d.as_secs())
+        }
     }
 }
 
@@ -130,12 +181,10 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Exhausted(at) => write!(f, "pool exhausted for {at}"),
-            Self::Timeout(at) => write!(
-                f,
-                "timed out after {:?} waiting for a connection to {at}",
-                at.waited
-            ),
+            Self::Exhausted(at) => write!(f, "no connection free for {at}"),
+            Self::Timeout(at) => {
+                write!(f, "timed out after {} waiting for {at}", Concise(at.waited))
+            }
             Self::ConnectTimeout { route, source } => {
                 write!(f, "connect to route {route} timed out: {source}")
             }
@@ -178,6 +227,26 @@ impl std::error::Error for Error {
             Self::Tls { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+/// For `?` in functions that return `io::Result`: the kind says what
+/// happened (`ResourceBusy` for [`Error::Exhausted`], `TimedOut` for both
+/// timeouts, `ConnectionRefused`, `InvalidData` for a failed TLS
+/// handshake, the cause's own kind for [`Error::Connect`] and
+/// [`Error::Down`], `NotConnected` for a pool that is shut down), and the
+/// pool's error stays inside ([`io::Error::get_ref`], then `downcast_ref`).
+impl From<Error> for io::Error {
+    fn from(error: Error) -> Self {
+        let kind = match &error {
+            Error::Exhausted(_) => io::ErrorKind::ResourceBusy,
+            Error::Timeout(_) | Error::ConnectTimeout { .. } => io::ErrorKind::TimedOut,
+            Error::Refused { .. } => io::ErrorKind::ConnectionRefused,
+            Error::Tls { .. } => io::ErrorKind::InvalidData,
+            Error::Connect { source, .. } | Error::Down { source, .. } => source.kind(),
+            Error::Closed => io::ErrorKind::NotConnected,
+        };
+        io::Error::new(kind, error)
     }
 }
 
@@ -266,7 +335,8 @@ impl std::error::Error for TlsError {}
 pub enum ConfigError {
     /// The capacity limits are inconsistent.
     Limits(InvalidLimits),
-    /// A timeout was zero; leave it unset for no limit.
+    /// A timeout was zero; `Duration::MAX` (or, for an optional one,
+    /// leaving it unset) means no limit.
     ZeroTimeout(&'static str),
     /// Inline disposal was asked of a policy (named) that closes
     /// connections off the callers' threads only.
@@ -285,7 +355,7 @@ impl fmt::Display for ConfigError {
             Self::ZeroTimeout(name) => {
                 write!(
                     f,
-                    "{name} must be greater than zero (leave it unset for no limit)"
+                    "{name} must be greater than zero (Duration::MAX for no limit)"
                 )
             }
             Self::InlineDisposal(policy) => write!(
@@ -316,5 +386,84 @@ impl std::error::Error for ConfigError {
 impl From<InvalidLimits> for ConfigError {
     fn from(invalid: InvalidLimits) -> Self {
         Self::Limits(invalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(leased: usize, pending: usize, max: usize) -> Stats {
+        let mut stats = Stats::default();
+        (stats.leased, stats.pending, stats.max) = (leased, pending, max);
+        stats
+    }
+
+    #[test]
+    fn a_timeout_reads_in_one_line() {
+        let at = Unavailable::new(
+            "127.0.0.1:6379".into(),
+            Duration::from_nanos(500_575_295),
+            stats(4, 12, 4),
+            stats(4, 12, 25),
+        );
+        let timeout = Error::Timeout(at.clone()).to_string();
+        assert_eq!(
+            timeout,
+            "timed out after 500 ms waiting for 127.0.0.1:6379 (4/4 leased, 12 waiting)"
+        );
+        let full = Unavailable::new(
+            "b".into(),
+            Duration::from_secs(12),
+            stats(1, 3, 5),
+            stats(25, 3, 25),
+        );
+        assert_eq!(
+            Error::Timeout(full).to_string(),
+            "timed out after 12 s waiting for b (1/5 leased, 3 waiting; pool full, 25/25 leased)"
+        );
+        assert_eq!(Concise(Duration::from_micros(850)).to_string(), "850 µs");
+        assert_eq!(Concise(Duration::from_millis(2500)).to_string(), "2.5 s");
+    }
+
+    #[test]
+    fn io_errors_keep_the_kind_and_the_pool_error() {
+        let at = Unavailable::new("r".into(), Duration::ZERO, stats(1, 0, 1), stats(1, 0, 1));
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        let cases = [
+            (Error::Exhausted(at.clone()), io::ErrorKind::ResourceBusy),
+            (Error::Timeout(at), io::ErrorKind::TimedOut),
+            (
+                Error::from_connect("r".into(), refused),
+                io::ErrorKind::ConnectionRefused,
+            ),
+            (
+                Error::from_connect("r".into(), reset),
+                io::ErrorKind::ConnectionReset,
+            ),
+            (Error::Closed, io::ErrorKind::NotConnected),
+        ];
+        for (error, kind) in cases {
+            let text = error.to_string();
+            let io = io::Error::from(error);
+            assert_eq!(io.kind(), kind, "{text}");
+            assert_eq!(io.to_string(), text);
+            let inner = io.get_ref().and_then(|e| e.downcast_ref::<Error>());
+            assert!(inner.is_some(), "the pool's error is inside: {text}");
+        }
+    }
+
+    /// `?` turns a pool error into an `io::Error` in an `io::Result` function.
+    #[test]
+    fn question_mark_converts() {
+        fn lease() -> Result<(), Error> {
+            Err(Error::Closed)
+        }
+        fn service() -> io::Result<()> {
+            lease()?;
+            Ok(())
+        }
+        assert_eq!(service().unwrap_err().kind(), io::ErrorKind::NotConnected);
     }
 }

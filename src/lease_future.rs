@@ -65,8 +65,18 @@ impl<'a, C: Connector, P: Policy> LeaseFuture<'a, C, P> {
             Some(alarm) if alarm.at == at => alarm.register(waker),
             _ => {
                 let alarm = Arc::new(Alarm::new(at, waker));
-                let remote = &self.pool.shared().remote;
-                if remote.send(Command::Alarm(Arc::downgrade(&alarm))).is_err() {
+                let shared = self.pool.shared();
+                let command = Command::Alarm(Arc::downgrade(&alarm));
+                // The loop turns at least once a route sweep period: an
+                // alarm due later than two of those reaches it in time
+                // without a wake-up (the default acquire timeout, 30 s).
+                let far = 2 * shared.config.route_sweep_period();
+                let sent = if at.saturating_duration_since(Instant::now()) > far {
+                    shared.remote.post(command)
+                } else {
+                    shared.remote.send(command)
+                };
+                if sent.is_err() {
                     // The loop stopped: the pool is shut down, and the
                     // request is answered `Closed` when polled again.
                     waker.wake_by_ref();

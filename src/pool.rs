@@ -109,13 +109,24 @@ impl<C: Connector, P: Policy> Clone for Pool<C, P> {
     }
 }
 
-impl<C: Connector, P: Policy> Pool<C, P> {
-    /// Starts configuring a pool over `connector`. See [`Builder`] for the
-    /// settings and their defaults.
-    pub fn builder(connector: C) -> Builder<C, P> {
+impl<C: Connector> Pool<C> {
+    /// Starts configuring a pool over `connector` under the default policy,
+    /// [`Strict`]; [`Builder::policy`] picks another. See [`Builder`] for
+    /// the settings and their defaults.
+    ///
+    /// ```
+    /// use leasehold::{Pool, TcpConnector};
+    ///
+    /// let pool = Pool::builder(TcpConnector::new()).build()?;
+    /// # drop(pool);
+    /// # Ok::<(), leasehold::ConfigError>(())
+    /// ```
+    pub fn builder(connector: C) -> Builder<C> {
         Builder::new(connector)
     }
+}
 
+impl<C: Connector, P: Policy> Pool<C, P> {
     pub(crate) fn from_parts(
         connector: C,
         limits: Limits<C::Route>,

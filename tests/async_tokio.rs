@@ -26,6 +26,7 @@ type Route = u32;
 fn pool<P: Policy>(max: usize) -> (Mock, Arc<Pool<Mock, P>>) {
     let connector = Mock::new();
     let pool = Pool::builder(connector.clone())
+        .policy::<P>()
         .max_total(max)
         .max_per_route(max)
         .build()
@@ -193,6 +194,7 @@ fn async_and_blocking_share_one_fifo<P: Policy>() {
 fn pool_timeout_on_runtime<P: Policy>() {
     let connector = Mock::new();
     let pool: Pool<Mock, P> = Pool::builder(connector)
+        .policy::<P>()
         .max_total(1)
         .acquire_timeout(Duration::from_millis(30))
         .build()

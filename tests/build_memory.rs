@@ -34,6 +34,7 @@ fn resident() -> u64 {
 fn build_growth<P: Policy>(max_total: usize) -> (u64, Pool<MockConnector, P>) {
     let before = resident();
     let pool = Pool::builder(MockConnector::new())
+        .policy::<P>()
         .max_total(max_total)
         .build()
         .expect("valid pool config");

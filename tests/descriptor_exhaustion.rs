@@ -74,7 +74,10 @@ fn without_descriptors<R>(body: impl FnOnce() -> R) -> R {
 fn emfile_never_makes_the_route_down<P: Policy>() {
     let _alone = LIMIT.lock().unwrap_or_else(PoisonError::into_inner);
     let addr = echo_server();
-    let pool: Pool<TcpConnector, P> = Pool::builder(TcpConnector::new()).build().unwrap();
+    let pool: Pool<TcpConnector, P> = Pool::builder(TcpConnector::new())
+        .policy::<P>()
+        .build()
+        .unwrap();
     let errors = without_descriptors(|| {
         (0..5)
             .map(|_| pool.lease(&addr).map(drop).unwrap_err())

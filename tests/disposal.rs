@@ -81,6 +81,7 @@ impl Connector for Recording {
 
 fn pool<P: Policy>(connector: &Recording, disposal: Disposal) -> Pool<Recording, P> {
     Pool::builder(connector.clone())
+        .policy::<P>()
         .max_total(4)
         .max_per_route(4)
         .disposal(disposal)

@@ -27,7 +27,7 @@ type TcpPool<P> = Pool<TcpConnector, P>;
 fn tcp_pool<P: Policy>(
     configure: impl FnOnce(Builder<TcpConnector, P>) -> Builder<TcpConnector, P>,
 ) -> TcpPool<P> {
-    configure(Pool::builder(TcpConnector::new()))
+    configure(Pool::builder(TcpConnector::new()).policy::<P>())
         .build()
         .unwrap()
 }
@@ -350,7 +350,7 @@ fn every_duration_setting_at_max<P: Policy>() {
     for (name, set) in cases {
         let (server, connector) = (server.clone(), connector.clone());
         without_hanging(&name.clone(), move || {
-            let pool: TcpPool<P> = set(Pool::builder(connector).max_per_route(1))
+            let pool: TcpPool<P> = set(Pool::builder(connector).policy::<P>().max_per_route(1))
                 .build()
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             let addr = server.addr;
@@ -554,6 +554,7 @@ fn panics_in_a_connector_do_not_stop_the_loop<P: Policy>() {
     let switch = flaky.part.clone();
     let set = move |part| *switch.lock().unwrap_or_else(PoisonError::into_inner) = part;
     let pool: Pool<Flaky, P> = Pool::builder(flaky.clone())
+        .policy::<P>()
         .acquire_timeout(Duration::from_secs(10))
         .build()
         .unwrap();

@@ -17,6 +17,7 @@ const SLOW: Duration = Duration::from_millis(400);
 
 fn pool<P: Policy>(max: usize) -> Pool<GreetingConnector, P> {
     Pool::builder(GreetingConnector)
+        .policy::<P>()
         .max_total(max)
         .max_per_route(max)
         .acquire_timeout(Duration::from_secs(10))
@@ -104,6 +105,7 @@ fn max_connecting_holds_a_burst_to_few_connects<P: Policy>() {
     let server = GreetingServer::start(Duration::from_millis(200)).unwrap();
     let addr = server.addr();
     let pool: Pool<GreetingConnector, P> = Pool::builder(GreetingConnector)
+        .policy::<P>()
         .max_total(10)
         .max_per_route(10)
         .max_connecting(1)
@@ -142,6 +144,7 @@ fn each_route_is_warmed_once<P: Policy>() {
     ];
     let addrs = servers.each_ref().map(GreetingServer::addr);
     let pool: Pool<GreetingConnector, P> = Pool::builder(GreetingConnector)
+        .policy::<P>()
         .max_total(10)
         .max_per_route(10)
         .min_idle(addrs[0], 2)

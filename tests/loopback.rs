@@ -317,7 +317,9 @@ fn tcp_pool<P: Policy>(
     settings: impl FnOnce(Builder<TcpConnector, P>) -> Builder<TcpConnector, P>,
 ) -> TcpPool<P> {
     let connector = TcpConnector::new().read_timeout(Some(READ_LIMIT));
-    settings(Pool::builder(connector)).build().unwrap()
+    settings(Pool::builder(connector).policy::<P>())
+        .build()
+        .unwrap()
 }
 
 /// Writes `line` and reads it back from an echo server.
@@ -1066,6 +1068,7 @@ fn validation_after_inactivity_discards_dead_connections<P: Policy>() {
     let server = Server::echo();
     let addr = server.addr();
     let pool: Pool<Unwatched, P> = Pool::builder(Unwatched::default())
+        .policy::<P>()
         .validate_after_inactivity(Duration::from_millis(20))
         .build()
         .unwrap();
@@ -1232,6 +1235,7 @@ fn closes_stuck_past_the_grace_leak_nothing<P: Policy>() {
     let before = Descriptors::open();
     let closes = Arc::new(StuckCloses::default());
     let pool: Pool<StuckClose, P> = Pool::builder(StuckClose(closes.clone()))
+        .policy::<P>()
         .max_total(16)
         .max_per_route(16)
         .shutdown_grace(Duration::from_millis(500))

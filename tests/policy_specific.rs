@@ -30,7 +30,11 @@ fn offlock_serves_waiters_in_fifo_order() {
 
 fn serves_waiters_in_fifo_order<P: Policy>() {
     const WAITERS: usize = 6;
-    let pool: Pool<Mock, P> = Pool::builder(Mock::new()).max_total(1).build().unwrap();
+    let pool: Pool<Mock, P> = Pool::builder(Mock::new())
+        .policy::<P>()
+        .max_total(1)
+        .build()
+        .unwrap();
     let held = pool.lease(&"a").unwrap();
     let served = Mutex::new(Vec::new());
     thread::scope(|s| {
@@ -62,7 +66,11 @@ fn offlock_newcomer_never_overtakes_a_waiter() {
 }
 
 fn newcomer_never_overtakes_a_waiter<P: Policy>() {
-    let pool: Pool<Mock, P> = Pool::builder(Mock::new()).max_total(1).build().unwrap();
+    let pool: Pool<Mock, P> = Pool::builder(Mock::new())
+        .policy::<P>()
+        .max_total(1)
+        .build()
+        .unwrap();
     let held = pool.lease(&"a").unwrap();
     let checked = AtomicBool::new(false);
     thread::scope(|s| {
@@ -99,6 +107,7 @@ fn lax_waiter_is_overtaken_at_most_pass_limit_plus_the_route_cap() {
     let mut most = 0;
     for _ in 0..20 {
         let pool: Pool<Mock, Lax> = Pool::builder(Mock::new())
+            .policy::<Lax>()
             .max_per_route(CAP)
             .build()
             .unwrap();
@@ -145,7 +154,11 @@ fn lax_thread_keeps_its_connection_while_the_woken_waiter_has_not_run() {
     // sleep. Under `Lax` the return goes idle and the sleeper is only woken,
     // so this thread leases it again. The sleeper is a future polled by
     // hand, which makes "before the sleeper runs" certain, not a race.
-    let pool: Pool<Mock, Lax> = Pool::builder(Mock::new()).max_per_route(1).build().unwrap();
+    let pool: Pool<Mock, Lax> = Pool::builder(Mock::new())
+        .policy::<Lax>()
+        .max_per_route(1)
+        .build()
+        .unwrap();
     let wakes = Arc::new(Wakes::default());
     let waker = Waker::from(wakes.clone());
 
@@ -196,11 +209,13 @@ impl Wake for Wakes {
 
 #[test]
 fn offlock_refuses_inline_disposal() {
-    let built = Pool::<Mock, Offlock>::builder(Mock::new())
+    let built = Pool::builder(Mock::new())
+        .policy::<Offlock>()
         .disposal(Disposal::Inline)
         .build();
     assert!(matches!(built, Err(ConfigError::InlineDisposal("offlock"))));
-    let queued = Pool::<Mock, Offlock>::builder(Mock::new())
+    let queued = Pool::builder(Mock::new())
+        .policy::<Offlock>()
         .disposal(Disposal::Background { queue: 8 })
         .build();
     assert!(queued.is_ok());

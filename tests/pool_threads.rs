@@ -17,7 +17,10 @@ fn fds() -> usize {
 fn leaves_nothing_behind<P: Policy>() {
     let (threads_before, fds_before) = (threads(), fds());
     let connector = MockConnector::<()>::new();
-    let pool: Pool<_, P> = Pool::builder(connector.clone()).build().unwrap();
+    let pool: Pool<_, P> = Pool::builder(connector.clone())
+        .policy::<P>()
+        .build()
+        .unwrap();
     assert_eq!(threads(), threads_before + 2, "an event loop and a closer");
     assert!(fds() > fds_before, "the event loop's poller is open");
     let leases: Vec<_> = (0..5).map(|_| pool.lease(&()).unwrap()).collect();

@@ -38,6 +38,7 @@ fn unused_routes_are_forgotten<P: Policy>() {
     let before = Descriptors::open();
     let (listeners, addrs) = listeners(64);
     let pool: Pool<TcpConnector, P> = Pool::builder(TcpConnector::new())
+        .policy::<P>()
         .max_total(16)
         .idle_timeout(Duration::from_millis(20))
         .build()
@@ -70,6 +71,7 @@ fn unused_routes_are_forgotten<P: Policy>() {
 fn leases_race_route_removal<P: Policy>() {
     let (_listeners, addrs) = listeners(8);
     let pool: Pool<TcpConnector, P> = Pool::builder(TcpConnector::new())
+        .policy::<P>()
         .max_total(4)
         .idle_timeout(Duration::from_millis(5))
         .acquire_timeout(Duration::from_secs(10))
@@ -103,6 +105,7 @@ fn leases_race_route_removal<P: Policy>() {
 fn routes_are_kept_when_asked<P: Policy>() {
     let (_listeners, addrs) = listeners(8);
     let pool: Pool<TcpConnector, P> = Pool::builder(TcpConnector::new())
+        .policy::<P>()
         .idle_timeout(Duration::from_millis(5))
         .forget_unused_routes(false)
         .build()

@@ -317,6 +317,7 @@ fn pool_with<P: Policy>(
 ) -> Pool<Scripted, P> {
     configure(
         Pool::builder(connector.clone())
+            .policy::<P>()
             .max_total(max)
             .max_per_route(max),
     )
@@ -503,6 +504,7 @@ fn the_closer_survives_a_panicking_close<P: Policy>() {
 
 fn a_disposal_queue_of_zero_is_refused<P: Policy>() {
     let built: Result<Pool<MockConnector, P>, _> = Pool::builder(MockConnector::new())
+        .policy::<_>()
         .disposal(Disposal::Background { queue: 0 })
         .build();
     let error = built.unwrap_err();

@@ -77,6 +77,7 @@ fn pool<P: Policy>(connector: TlsConnector, per_route: usize) -> Pool<TlsConnect
 
 fn builder<P: Policy>(connector: TlsConnector, per_route: usize) -> Builder<TlsConnector, P> {
     Pool::builder(connector)
+        .policy::<P>()
         .max_per_route(per_route)
         .max_total(64)
         .acquire_timeout(PATIENCE)

@@ -70,7 +70,8 @@ fn timeout(us: u16) -> Duration {
 fn drive<P: Policy>(input: &Input) {
     let s = &input.settings;
     let connector = MockConnector::<u8>::new();
-    let mut builder = Pool::<_, P>::builder(connector.clone())
+    let mut builder = Pool::builder(connector.clone())
+        .policy::<P>()
         .max_total(usize::from(s.max_total % 64))
         .max_per_route(usize::from(s.max_per_route % 8))
         .reuse(if s.fifo { Reuse::Fifo } else { Reuse::Lifo })

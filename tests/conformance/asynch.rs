@@ -107,6 +107,7 @@ async fn race<A: Future, B: Future>(a: A, b: B) -> Option<A::Output> {
 fn with_timeout<P: Policy>(max: usize, timeout: Duration) -> (Mock, Pool<Mock, P>) {
     let connector = Mock::new();
     let pool = Pool::builder(connector.clone())
+        .policy::<P>()
         .max_total(max)
         .max_per_route(max)
         .acquire_timeout(timeout)
@@ -164,6 +165,33 @@ pub(crate) fn async_timeout_fires_without_pool_activity<P: Policy, E: Executor>(
     );
     let stats = pool.route_stats(&"a");
     assert_eq!((stats.pending, stats.timeouts), (0, 1));
+    assert_eq!(connector.opened(), 1);
+}
+
+/// A deadline further off than two of the loop's sweep periods reaches the
+/// loop without waking it (the loop turns once a period anyway), and still
+/// fires on time.
+pub(crate) fn async_far_deadline_fires_on_time<P: Policy, E: Executor>() {
+    let timeout = Duration::from_millis(150);
+    let connector = Mock::new();
+    // An idle timeout of 200 ms makes the loop sweep every 20 ms.
+    let pool = Pool::builder(connector.clone())
+        .policy::<P>()
+        .max_total(1)
+        .idle_timeout(Duration::from_millis(200))
+        .acquire_timeout(timeout)
+        .build()
+        .unwrap();
+    let _held = pool.lease(&"a").unwrap();
+    let asked = Instant::now();
+    let err = E::block_on(pool.lease_async(&"a")).unwrap_err();
+    let waited = asked.elapsed();
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    assert!(waited >= timeout, "not before its deadline: {waited:?}");
+    assert!(
+        waited < timeout + Duration::from_secs(1),
+        "late: {waited:?}"
+    );
     assert_eq!(connector.opened(), 1);
 }
 
@@ -264,7 +292,11 @@ pub(crate) fn cancel_after_hand_off_before_poll<P: Policy, E: Executor>() {
 /// when the connect completes.
 pub(crate) fn cancel_while_connect_in_flight<P: Policy, E: Executor>() {
     let gate = Gated::default();
-    let pool: Pool<Gated, P> = Pool::builder(gate.clone()).max_total(2).build().unwrap();
+    let pool: Pool<Gated, P> = Pool::builder(gate.clone())
+        .policy::<P>()
+        .max_total(2)
+        .build()
+        .unwrap();
     let mut waiting = pool.lease_async(&"a");
     assert!(poll_once(&mut waiting).is_pending());
     assert_eq!(pool.route_stats(&"a").connecting, 1);
@@ -284,6 +316,7 @@ pub(crate) fn cancel_while_connect_in_flight<P: Policy, E: Executor>() {
 pub(crate) fn cancel_during_patience<P: Policy, E: Executor>() {
     let connector = Mock::new();
     let pool: Pool<Mock, P> = Pool::builder(connector.clone())
+        .policy::<P>()
         .max_total(2)
         .patience(Duration::from_secs(5))
         .build()

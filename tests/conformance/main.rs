@@ -86,6 +86,7 @@ macro_rules! async_conformance {
                 async_lease_returns_and_reuses,
                 async_waiter_served_by_blocking_return,
                 async_timeout_fires_without_pool_activity,
+                async_far_deadline_fires_on_time,
                 async_shutdown_wakes_waiter,
                 async_refused_connect_fails_fast,
                 async_stateful_lease_gets_only_its_state,

@@ -22,6 +22,7 @@ fn pool_built<P: Policy>(
 ) -> (Mock, Pool<Mock, P>) {
     let connector = Mock::new();
     let builder = Pool::builder(connector.clone())
+        .policy::<P>()
         .max_total(max_total)
         .max_per_route(max_per_route);
     (connector, settings(builder).build().unwrap())
@@ -202,6 +203,7 @@ pub(crate) fn slow_disposal_on_one_route_does_not_delay_another<P: Policy>() {
         gate: gate.clone(),
     };
     let pool: Pool<SlowClose, P> = Pool::builder(slow)
+        .policy::<P>()
         .max_total(4)
         .max_per_route(4)
         .acquire_timeout(Duration::from_secs(5))
@@ -354,6 +356,7 @@ pub(crate) fn lease_timeout_fires_without_pool_activity<P: Policy>() {
     // operation; nothing else happens in this pool.
     let connector = Mock::new();
     let pool: Pool<Mock, P> = Pool::builder(connector)
+        .policy::<P>()
         .max_total(1)
         .acquire_timeout(Duration::from_millis(50))
         .build()
@@ -389,9 +392,11 @@ pub(crate) fn timeout_error_names_route_and_stats<P: Policy>() {
         }
         other => panic!("expected a timeout, got {other}"),
     }
+    // One line: the wait, the route, how full it was.
     let message = pool.lease(&"db").unwrap_err().to_string();
+    assert!(message.starts_with("timed out after "), "{message}");
     assert!(
-        message.contains("route \"db\"") && message.contains("leased 1"),
+        message.contains(" waiting for \"db\" (1/1 leased, ") && message.ends_with(" waiting)"),
         "{message}"
     );
 }
@@ -538,6 +543,7 @@ pub(crate) fn repeated_connect_failures_back_off<P: Policy>() {
 pub(crate) fn connect_timeout_bounds_a_stuck_handshake<P: Policy>() {
     // A gate never opened: the handshake never completes.
     let pool: Pool<Gated, P> = Pool::builder(Gated::default())
+        .policy::<P>()
         .max_total(1)
         .connect_timeout(Duration::from_millis(30))
         .build()
@@ -566,7 +572,11 @@ impl Connector for Panicky {
 /// loop): the caller is told, the capacity goes back, nothing unwinds
 /// through the pool's bookkeeping.
 pub(crate) fn panicking_connector_returns_capacity<P: Policy>() {
-    let pool: Pool<Panicky, P> = Pool::builder(Panicky).max_total(1).build().unwrap();
+    let pool: Pool<Panicky, P> = Pool::builder(Panicky)
+        .policy::<P>()
+        .max_total(1)
+        .build()
+        .unwrap();
     for _ in 0..3 {
         // After two panics in a row the route is down, with the panic as
         // its cause.

@@ -16,6 +16,7 @@ pub(crate) fn threads_keep_caps_and_exclusivity<P: Policy>() {
     const CYCLES: usize = 2_000;
     let connector = Mock::new();
     let pool: Pool<Mock, P> = Pool::builder(connector.clone())
+        .policy::<P>()
         .max_total(4)
         .max_per_route(2)
         .build()
@@ -67,6 +68,7 @@ pub(crate) fn threads_with_discards_and_timeouts_conserve<P: Policy>() {
     const CYCLES: usize = 500;
     let connector = Mock::new();
     let pool: Pool<Mock, P> = Pool::builder(connector.clone())
+        .policy::<P>()
         .max_total(3)
         .max_per_route(2)
         .acquire_timeout(Duration::from_micros(200))
@@ -119,6 +121,7 @@ pub(crate) fn waiters_on_many_routes_all_served<P: Policy>() {
     let routes = ["r0", "r1", "r2", "r3", "r4", "r5"];
     let connector = Mock::new();
     let pool: Pool<Mock, P> = Pool::builder(connector.clone())
+        .policy::<P>()
         .max_total(2)
         .max_per_route(2)
         .build()
@@ -161,6 +164,7 @@ fn hand_leases_across<P: Policy>(
     const MAX_TOTAL: usize = 2;
     let connector = Mock::new();
     let pool: Pool<Mock, P> = Pool::builder(connector.clone())
+        .policy::<P>()
         .max_total(MAX_TOTAL)
         .max_per_route(per_route)
         .build()

@@ -77,6 +77,7 @@ pub(crate) fn hit_path_allocations<P: Policy>() -> (u64, u64) {
     );
 
     let pool: Pool<MockConnector, P> = Pool::builder(MockConnector::new())
+        .policy::<P>()
         .max_total(8)
         .max_per_route(8)
         .build()

@@ -85,6 +85,7 @@ impl Config {
             Disposal::Inline
         };
         let mut builder = Pool::builder(connector.clone())
+            .policy::<P>()
             .max_total(self.max_total)
             .max_per_route(self.max_per_route)
             .reuse(self.reuse)
