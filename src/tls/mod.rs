@@ -12,7 +12,7 @@
 //! |---|---|
 //! | certificate and host-name verification | on, always (no switch to turn them off) |
 //! | trust anchors | the Mozilla roots of `webpki-roots`; [`root_certificates`](TlsBuilder::root_certificates) replaces them |
-//! | crypto provider | ring; [`crypto_provider`](TlsBuilder::crypto_provider) takes another (aws-lc-rs…) |
+//! | crypto provider | the process default if the application installed one, else ring; [`crypto_provider`](TlsBuilder::crypto_provider) takes another (aws-lc-rs…) |
 //! | protocol versions | TLS 1.3 and 1.2 |
 //! | SNI | the route's server name |
 //! | ALPN | none offered; [`alpn_protocols`](TlsBuilder::alpn_protocols) |
@@ -38,6 +38,24 @@
 mod handshake;
 mod route;
 mod stream;
+
+/// The provider a connector uses unless told otherwise: the process's
+/// default if the application installed one, else ring.
+fn default_provider() -> Arc<CryptoProvider> {
+    CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(ring_provider)
+}
+
+/// ring's provider. rustls deprecates it (since 0.23.48) because ring has
+/// no post-quantum key exchange; it stays the fallback here for its build
+/// time (docs/design.md), and an application that wants the post-quantum
+/// exchange installs aws-lc-rs as the process default or passes it to
+/// [`TlsBuilder::crypto_provider`].
+#[allow(deprecated)]
+pub(crate) fn ring_provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
 
 pub use handshake::TlsHandshake;
 pub use route::{ClientIdentity, TlsRoute};
@@ -204,9 +222,11 @@ impl TlsBuilder {
         self
     }
 
-    /// The crypto provider, in place of ring (e.g.
-    /// `rustls::crypto::aws_lc_rs::default_provider()` from a rustls built
-    /// with its `aws_lc_rs` feature).
+    /// The crypto provider (e.g. `rustls::crypto::aws_lc_rs::default_provider()`
+    /// from a rustls built with its `aws_lc_rs` feature, for its
+    /// post-quantum key exchange). Default: the process's default provider
+    /// if the application installed one
+    /// (`CryptoProvider::install_default`), else ring.
     pub fn crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
         self.provider = Some(provider);
         self
@@ -241,9 +261,7 @@ impl TlsBuilder {
             .roots
             .unwrap_or_else(|| webpki_roots::TLS_SERVER_ROOTS.iter().cloned().collect());
         let settings = Settings {
-            provider: self
-                .provider
-                .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider())),
+            provider: self.provider.unwrap_or_else(default_provider),
             roots: Arc::new(roots),
             alpn: self.alpn,
             session_cache: self.session_cache,

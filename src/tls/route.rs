@@ -183,7 +183,7 @@ mod tests {
         let b = TlsRoute::new(addr, "b.test").unwrap();
         assert_ne!(a, b);
         let config = |seed: u64| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let provider = crate::tls::ring_provider();
             let config = ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .unwrap()

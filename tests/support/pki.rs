@@ -113,10 +113,17 @@ fn named(name: &str) -> DistinguishedName {
     dn
 }
 
+/// ring's provider, as `TlsConnector` uses it (rustls deprecates it for its
+/// lack of a post-quantum key exchange, which these tests do not need).
+#[allow(deprecated)]
+fn ring() -> Arc<leasehold::rustls::crypto::CryptoProvider> {
+    Arc::new(leasehold::rustls::crypto::ring::default_provider())
+}
+
 /// A server configuration presenting `cert`; with `clients`, it asks for a
 /// client certificate issued by that CA (and accepts clients without one).
 pub fn server_config(cert: &Certified, clients: Option<&Authority>) -> Arc<ServerConfig> {
-    let provider = Arc::new(leasehold::rustls::crypto::ring::default_provider());
+    let provider = ring();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("protocol versions");
@@ -143,7 +150,7 @@ pub fn server_config(cert: &Certified, clients: Option<&Authority>) -> Arc<Serve
 /// certificate, trusting `roots` only, and a session cache of `sessions`
 /// (0 turns resumption off, as `TlsBuilder::session_cache(0)` does).
 pub fn client_config(roots: RootCertStore, sessions: usize) -> Arc<ClientConfig> {
-    let provider = Arc::new(leasehold::rustls::crypto::ring::default_provider());
+    let provider = ring();
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
