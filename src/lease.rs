@@ -1,35 +1,65 @@
-//! [`Lease`]: a connection on loan from the pool, returned when dropped.
+//! [`Lease`] and [`OwnedLease`]: a connection on loan from the pool,
+//! returned when dropped; the first borrows the pool handle, the second
+//! holds one of its own.
 
 use crate::connector::Connector;
 use crate::pool::Pool;
 use crate::shared::EntryOf;
 use leasehold_policies::{Core, Held, Policy, State, Strict};
+use std::borrow::Borrow;
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::Instant;
 
+/// A leased connection that borrows the pool handle it came from
+/// ([`Pool::lease`], [`Pool::lease_async`]); see [`Leased`].
+pub type Lease<'a, C, P = Strict> = Leased<C, P, &'a Pool<C, P>>;
+
+/// A leased connection that holds a handle to its pool, so it is `'static`
+/// (it can be stored, or moved into a spawned task): from
+/// [`Pool::lease_owned`] or [`Lease::into_owned`]; see [`Leased`]. The
+/// pool is not shut down by dropping its other handles while one is out.
+pub type OwnedLease<C, P = Strict> = Leased<C, P, Pool<C, P>>;
+
 /// A leased connection. Dereferences to the connection; goes back to the
-/// pool when dropped.
+/// pool when dropped. `H` is how it reaches its pool: borrowed in a
+/// [`Lease`], owned in an [`OwnedLease`].
 ///
 /// * [`discard`](Self::discard) closes it instead (its state is unknown, the
 ///   peer misbehaved…).
 /// * A lease dropped while its thread panics is discarded too: whatever the
 ///   holder was doing with the connection was cut short.
-/// * `Lease` is `Send` when the connection is, so it can move to another
-///   thread with the pool borrowed.
-pub struct Lease<'a, C: Connector, P: Policy = Strict> {
-    pool: &'a Pool<C, P>,
+/// * It is `Send` when the connection is, so it can move to another
+///   thread.
+pub struct Leased<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> {
+    pool: H,
     /// The right to the connection, which stays where the policy keeps it
     /// (leasing and returning copy nothing); `None` once given back.
     held: Option<Held>,
+    _pool: PhantomData<fn() -> Pool<C, P>>,
 }
 
 impl<'a, C: Connector, P: Policy> Lease<'a, C, P> {
-    pub(crate) fn new(pool: &'a Pool<C, P>, held: Held) -> Self {
+    /// The same lease, holding a handle to the pool of its own instead of
+    /// borrowing one (a clone of the handle: no connection moves).
+    pub fn into_owned(mut self) -> OwnedLease<C, P> {
+        Leased::new(Pool::clone(self.pool), self.held.take())
+    }
+}
+
+impl<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> Leased<C, P, H> {
+    pub(crate) fn new(pool: H, held: impl Into<Option<Held>>) -> Self {
         Self {
             pool,
-            held: Some(held),
+            held: held.into(),
+            _pool: PhantomData,
         }
+    }
+
+    #[inline]
+    fn pool(&self) -> &Pool<C, P> {
+        self.pool.borrow()
     }
 
     #[inline]
@@ -38,7 +68,7 @@ impl<'a, C: Connector, P: Policy> Lease<'a, C, P> {
             .held
             .as_ref()
             .expect("a live lease holds its connection");
-        self.pool.shared().core.item(held)
+        self.pool().shared().core.item(held)
     }
 
     #[inline]
@@ -47,14 +77,14 @@ impl<'a, C: Connector, P: Policy> Lease<'a, C, P> {
             .held
             .as_mut()
             .expect("a live lease holds its connection");
-        self.pool.shared().core.item_mut(held)
+        self.pool.borrow().shared().core.item_mut(held)
     }
 
     /// Closes the connection instead of returning it; its capacity goes to
     /// the next request.
     pub fn discard(mut self) {
         if let Some(held) = self.held.take() {
-            self.pool.shared().give_back(held, false);
+            self.pool().shared().give_back(held, false);
         }
     }
 
@@ -81,21 +111,21 @@ impl<'a, C: Connector, P: Policy> Lease<'a, C, P> {
     }
 }
 
-impl<C: Connector, P: Policy> Deref for Lease<'_, C, P> {
+impl<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> Deref for Leased<C, P, H> {
     type Target = C::Conn;
     fn deref(&self) -> &C::Conn {
         &self.entry().conn
     }
 }
 
-impl<C: Connector, P: Policy> DerefMut for Lease<'_, C, P> {
+impl<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> DerefMut for Leased<C, P, H> {
     fn deref_mut(&mut self) -> &mut C::Conn {
         &mut self.entry_mut().conn
     }
 }
 
 /// Reads from the connection, so a lease goes where a reader does.
-impl<C: Connector, P: Policy> std::io::Read for Lease<'_, C, P>
+impl<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> std::io::Read for Leased<C, P, H>
 where
     C::Conn: std::io::Read,
 {
@@ -109,7 +139,7 @@ where
 }
 
 /// Writes to the connection, so a lease goes where a writer does.
-impl<C: Connector, P: Policy> std::io::Write for Lease<'_, C, P>
+impl<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> std::io::Write for Leased<C, P, H>
 where
     C::Conn: std::io::Write,
 {
@@ -126,16 +156,16 @@ where
     }
 }
 
-impl<C: Connector, P: Policy> Drop for Lease<'_, C, P> {
+impl<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> Drop for Leased<C, P, H> {
     fn drop(&mut self) {
         if let Some(held) = self.held.take() {
             let reuse = !std::thread::panicking();
-            self.pool.shared().give_back(held, reuse);
+            self.pool().shared().give_back(held, reuse);
         }
     }
 }
 
-impl<C: Connector, P: Policy> fmt::Debug for Lease<'_, C, P>
+impl<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> fmt::Debug for Leased<C, P, H>
 where
     C::Conn: fmt::Debug,
 {

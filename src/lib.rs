@@ -59,7 +59,7 @@ pub use connector::Watched;
 pub use connector::{Connector, Handshake, Liveness, Never, Progress};
 pub use entry::Health;
 pub use error::{ConfigError, Error, TlsError, Unavailable};
-pub use lease::Lease;
+pub use lease::{Lease, Leased, OwnedLease};
 pub use lease_future::LeaseFuture;
 pub use leasehold_policies::{
     self as policies, Lax, Offlock, Policy, PoolStats, Reuse, RouteKey, State, Stats, Strict,

@@ -11,13 +11,14 @@ use crate::config::{Builder, Config};
 use crate::connector::Connector;
 use crate::entry::Health;
 use crate::error::Error;
-use crate::lease::Lease;
+use crate::lease::{Lease, OwnedLease};
 use crate::lease_future::LeaseFuture;
 use crate::reactor::pool_thread::PoolThread;
 use crate::reactor::{self, dispose::Disposer, Reactor};
 use crate::shared::{disposal, CoreOf, Shared};
 use leasehold_policies::{Core, Limits, Policy, PoolStats, State, Stats, Strict, Wait};
 use std::fmt;
+use std::future::Future;
 use std::panic::Location;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -172,6 +173,26 @@ impl<C: Connector, P: Policy> Pool<C, P> {
         self.acquire(route, None, Wait::Queue, Location::caller())
     }
 
+    /// [`lease`](Self::lease), as an [`OwnedLease`]: it holds a handle to
+    /// the pool instead of borrowing this one, so it can be stored or moved
+    /// into a spawned task.
+    ///
+    /// ```
+    /// use leasehold::{mock::MockConnector, OwnedLease, Pool};
+    ///
+    /// let pool = Pool::builder(MockConnector::<u32>::new()).build()?;
+    /// let lease: OwnedLease<MockConnector<u32>> = pool.lease_owned(&1)?;
+    /// std::thread::spawn(move || drop(lease)).join().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`lease`](Self::lease).
+    #[track_caller]
+    pub fn lease_owned(&self, route: &C::Route) -> Result<OwnedLease<C, P>, Error> {
+        self.lease(route).map(Lease::into_owned)
+    }
+
     /// Leases a connection to `route` in `state` (for example, authenticated
     /// as one user): it never gets a connection in another state or none.
     ///
@@ -230,6 +251,21 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     pub fn lease_async<'a>(&'a self, route: &'a C::Route) -> LeaseFuture<'a, C, P> {
         let request = Request::new(self.shared(), route, None, Wait::Queue, Location::caller());
         LeaseFuture::new(self, request)
+    }
+
+    /// [`lease_async`](Self::lease_async), resolving to an [`OwnedLease`]
+    /// (`'static`: it can move into a spawned task). The future borrows the
+    /// pool while it waits.
+    ///
+    /// # Errors
+    /// As [`lease`](Self::lease).
+    #[track_caller]
+    pub fn lease_owned_async<'a>(
+        &'a self,
+        route: &'a C::Route,
+    ) -> impl Future<Output = Result<OwnedLease<C, P>, Error>> + 'a {
+        let lease = self.lease_async(route);
+        async move { lease.await.map(Lease::into_owned) }
     }
 
     /// [`lease_async`](Self::lease_async) for a connection in `state`.

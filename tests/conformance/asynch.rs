@@ -195,6 +195,27 @@ pub(crate) fn async_far_deadline_fires_on_time<P: Policy, E: Executor>() {
     assert_eq!(connector.opened(), 1);
 }
 
+/// `lease_owned_async` resolves to an owned lease, which outlives the
+/// borrow of the pool the future took while it waited.
+pub(crate) fn async_owned_lease<P: Policy, E: Executor>() {
+    let (connector, pool) = pool::<P>(1, 1);
+    let held = pool.lease(&"a").unwrap();
+    let owned = thread::scope(|s| {
+        s.spawn(|| {
+            eventually("the future is queued", || {
+                pool.route_stats(&"a").pending == 1
+            });
+            drop(held);
+        });
+        E::block_on(pool.lease_owned_async(&"a")).unwrap()
+    });
+    let stats = pool.route_stats(&"a");
+    assert_eq!((stats.leased, stats.pending), (1, 0));
+    thread::spawn(move || drop(owned)).join().unwrap();
+    assert_eq!(pool.route_stats(&"a").idle, 1);
+    assert_eq!(connector.opened(), 1);
+}
+
 pub(crate) fn async_shutdown_wakes_waiter<P: Policy, E: Executor>() {
     let (connector, pool) = pool::<P>(1, 1);
     let held = pool.lease(&"a").unwrap();

@@ -662,8 +662,38 @@ pub(crate) fn dropping_pool_closes_idle<P: Policy>() {
     );
 }
 
-/// A lease can move to another thread when its connection can.
+/// A lease can move to another thread when its connection can; an owned
+/// one needs no borrow to do it.
 const _: () = {
     const fn is_send<T: Send>() {}
+    const fn is_static<T: 'static>() {}
     is_send::<leasehold::Lease<'static, Mock>>();
+    is_send::<leasehold::OwnedLease<Mock>>();
+    is_static::<leasehold::OwnedLease<Mock>>();
 };
+
+/// An owned lease is the same connection as the lease it came from, goes
+/// back to the pool from another thread, keeps the pool alive after its
+/// last other handle is dropped, and is closed with it afterwards.
+pub(crate) fn owned_lease_returns_from_anywhere_and_keeps_the_pool<P: Policy>() {
+    let (connector, pool) = pool::<P>(2, 2);
+    let lease = pool.lease(&"a").unwrap();
+    let id = lease.id();
+    let owned = lease.into_owned();
+    assert_eq!(owned.id(), id, "the same connection");
+    assert_eq!(pool.route_stats(&"a").leased, 1);
+    thread::spawn(move || drop(owned)).join().unwrap();
+    let stats = pool.route_stats(&"a");
+    assert_eq!((stats.leased, stats.idle), (0, 1), "given back");
+
+    let owned = pool.lease_owned(&"a").unwrap();
+    assert_eq!(owned.id(), id, "the idle one again");
+    owned.discard();
+    eventually("discard closes it", || connector.closed_by_pool() == 1);
+
+    let owned = pool.lease_owned(&"a").unwrap();
+    drop(pool);
+    assert_eq!(connector.live(), 1, "the lease keeps the pool alive");
+    drop(owned);
+    assert_eq!(connector.live(), 0, "its return was the pool's last act");
+}
