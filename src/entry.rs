@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub(crate) struct Entry<R, C> {
-    pub(crate) conn: C,
+    /// `None` only once a lease has detached it (the entry is on its way
+    /// out of the pool then).
+    pub(crate) conn: Option<C>,
     pub(crate) state: Option<State>,
     pub(crate) route: R,
     pub(crate) created: Instant,

@@ -80,6 +80,38 @@ impl<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> Leased<C, P, H> {
         self.pool.borrow().shared().core.item_mut(held)
     }
 
+    #[inline]
+    fn conn(&self) -> &C::Conn {
+        let conn = self.entry().conn.as_ref();
+        conn.expect("a live lease's connection is in place")
+    }
+
+    #[inline]
+    fn conn_mut(&mut self) -> &mut C::Conn {
+        let conn = self.entry_mut().conn.as_mut();
+        conn.expect("a live lease's connection is in place")
+    }
+
+    /// Takes the connection out of the pool for good: the caller owns it
+    /// and closes it; the pool stops watching it, counts it as closed and
+    /// gives its capacity to the next request.
+    ///
+    /// ```
+    /// use leasehold::{mock::MockConnector, Pool};
+    ///
+    /// let pool = Pool::builder(MockConnector::<u32>::new()).build()?;
+    /// let conn = pool.lease(&1)?.detach();
+    /// assert_eq!(pool.route_stats(&1).leased, 0);
+    /// drop(conn);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn detach(mut self) -> C::Conn {
+        let conn = self.entry_mut().conn.take();
+        let conn = conn.expect("a live lease's connection is in place");
+        self.discard();
+        conn
+    }
+
     /// Closes the connection instead of returning it; its capacity goes to
     /// the next request.
     pub fn discard(mut self) {
@@ -114,13 +146,13 @@ impl<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> Leased<C, P, H> {
 impl<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> Deref for Leased<C, P, H> {
     type Target = C::Conn;
     fn deref(&self) -> &C::Conn {
-        &self.entry().conn
+        self.conn()
     }
 }
 
 impl<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> DerefMut for Leased<C, P, H> {
     fn deref_mut(&mut self) -> &mut C::Conn {
-        &mut self.entry_mut().conn
+        self.conn_mut()
     }
 }
 
@@ -130,11 +162,11 @@ where
     C::Conn: std::io::Read,
 {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.entry_mut().conn.read(buf)
+        self.conn_mut().read(buf)
     }
 
     fn read_vectored(&mut self, bufs: &mut [std::io::IoSliceMut<'_>]) -> std::io::Result<usize> {
-        self.entry_mut().conn.read_vectored(bufs)
+        self.conn_mut().read_vectored(bufs)
     }
 }
 
@@ -144,15 +176,15 @@ where
     C::Conn: std::io::Write,
 {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.entry_mut().conn.write(buf)
+        self.conn_mut().write(buf)
     }
 
     fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-        self.entry_mut().conn.write_vectored(bufs)
+        self.conn_mut().write_vectored(bufs)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.entry_mut().conn.flush()
+        self.conn_mut().flush()
     }
 }
 
@@ -171,7 +203,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lease")
-            .field("conn", &self.entry().conn)
+            .field("conn", self.conn())
             .field("state", &self.entry().state)
             .finish()
     }

@@ -96,7 +96,9 @@ fn retire<C: Connector>(disposer: &Disposer<C>, remote: &Remote<C>, entry: Entry
         // Given back once the loop stopped: it watches nothing then.
         let _ = remote.post(Command::Forget(watch.token));
     }
-    disposer.dispose(entry.conn);
+    if let Some(conn) = entry.conn {
+        disposer.dispose(conn);
+    }
 }
 
 impl<C: Connector, P: Policy> Shared<C, P> {
@@ -244,9 +246,11 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         if let Some(after) = self.config.validate_after {
             if entry.idle_since.elapsed() > after {
                 let connector = &self.connector;
-                let conn = &mut entry.conn;
-                let alive =
-                    catch_unwind(AssertUnwindSafe(|| connector.is_alive(conn))).unwrap_or(false);
+                let conn = entry.conn.as_mut();
+                let alive = catch_unwind(AssertUnwindSafe(|| {
+                    conn.is_some_and(|c| connector.is_alive(c))
+                }))
+                .unwrap_or(false);
                 if !alive {
                     Counters::bump(&self.counters.invalid);
                     self.core.release(held, false);
@@ -340,7 +344,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                 .config
                 .leak_threshold
                 .map(|_| Arc::new(AtomicU64::new(0))),
-            conn,
+            conn: Some(conn),
         };
         match self.core.connected(permit, entry) {
             Ok(held) => {

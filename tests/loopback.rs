@@ -451,6 +451,7 @@ for_each_policy!(
     stale_burst_with_validation_gets_no_dead_connection,
     faults_on_idle_connections_are_seen_without_a_lease,
     close_after_the_last_response_is_not_reused,
+    detached_connection_outlives_its_watch,
 );
 
 // ---------------------------------------------------------------------------
@@ -869,6 +870,24 @@ fn close_after_the_last_response_is_not_reused<P: Policy>() {
         let lease = pool.lease(&addr).unwrap();
         assert_ne!(lease.local_addr().unwrap(), first, "a fresh connection");
     }
+}
+
+/// A detached TCP connection keeps working after the pool has let go of
+/// it (and of the duplicate it watched), and the pool opens another.
+fn detached_connection_outlives_its_watch<P: Policy>() {
+    let _process = shared_process();
+    let server = Server::echo();
+    let addr = server.addr();
+    let pool: TcpPool<P> = tcp_pool(|b| b.max_per_route(1));
+    let mut conn = pool.lease(&addr).unwrap().detach();
+    let mut lease = pool.lease(&addr).unwrap();
+    assert_ne!(lease.local_addr().unwrap(), conn.local_addr().unwrap());
+    round_trip(&mut lease, "pooled\n").unwrap();
+    drop(lease);
+    thread::sleep(ARMED_AFTER);
+    round_trip(&mut conn, "detached\n").unwrap();
+    assert_eq!(pool.health().stale, 0);
+    assert_eq!(pool.route_stats(&addr).idle, 1);
 }
 
 /// A pool's event-loop thread: the one named `leasehold-reactor` that

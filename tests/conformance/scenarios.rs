@@ -672,6 +672,23 @@ const _: () = {
     is_static::<leasehold::OwnedLease<Mock>>();
 };
 
+/// A detached connection leaves the pool: its capacity goes to the next
+/// request, the pool never closes it, and it is the caller's to drop.
+pub(crate) fn detach_takes_the_connection_out_of_the_pool<P: Policy>() {
+    let (connector, pool) = pool::<P>(1, 1);
+    let conn = pool.lease(&"a").unwrap().detach();
+    let stats = pool.route_stats(&"a");
+    assert_eq!((stats.leased, stats.idle), (0, 0), "{stats}");
+    let next = pool.try_lease(&"a").expect("the capacity is free again");
+    assert_ne!(next.id(), conn.id(), "a new connection");
+    drop(next);
+    assert_eq!(connector.live(), 2, "the detached one is still open");
+    drop(conn);
+    assert_eq!(connector.live(), 1);
+    drop(pool);
+    assert_eq!(connector.closed_by_pool(), 1, "only its own connection");
+}
+
 /// An owned lease is the same connection as the lease it came from, goes
 /// back to the pool from another thread, keeps the pool alive after its
 /// last other handle is dropped, and is closed with it afterwards.
