@@ -83,6 +83,22 @@ pub trait Connector: Send + Sync + 'static {
         None
     }
 
+    /// Whether a connection its holder gives back is unfit for reuse
+    /// (r2d2's `has_broken`): a response left half read, an error the
+    /// connection recorded, a protocol state the next holder cannot pick
+    /// up. Called on the returning thread at every return that would keep
+    /// the connection, so it must be cheap and must not block; `true` (or
+    /// a panic) closes it instead, counted in
+    /// [`Health::broken`](crate::Health::broken).
+    ///
+    /// The default keeps every connection: `TcpConnector` knows nothing of
+    /// the protocol, and `TlsConnector` says broken when decrypted bytes
+    /// were left unread or the server sent `close_notify`.
+    fn has_broken(&self, conn: &mut Self::Conn) -> bool {
+        let _ = conn;
+        false
+    }
+
     /// A cheap liveness check, run when a connection is leased after being
     /// idle longer than the pool's
     /// [`validate_after_inactivity`](crate::Builder::validate_after_inactivity);

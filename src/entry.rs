@@ -60,6 +60,9 @@ pub struct Health {
     pub expired: u64,
     /// Connections that failed the liveness check on lease.
     pub invalid: u64,
+    /// Connections the connector found broken when their lease gave them
+    /// back ([`Connector::has_broken`](crate::Connector::has_broken)).
+    pub broken: u64,
     /// Connects that failed (refused, timed out, other errors).
     pub connect_failures: u64,
     /// Leases reported as possible leaks.
@@ -73,6 +76,7 @@ pub(crate) struct Counters {
     pub(crate) idle: AtomicU64,
     pub(crate) expired: AtomicU64,
     pub(crate) invalid: AtomicU64,
+    pub(crate) broken: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
     pub(crate) leaks: AtomicU64,
 }
@@ -89,6 +93,7 @@ impl Counters {
             idle: read(&self.idle),
             expired: read(&self.expired),
             invalid: read(&self.invalid),
+            broken: read(&self.broken),
             connect_failures: read(&self.connect_failures),
             leaks: read(&self.leaks),
         }

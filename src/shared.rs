@@ -279,8 +279,9 @@ impl<C: Connector, P: Policy> Shared<C, P> {
     }
 
     /// Gives a leased connection back: kept for reuse if `reuse`, the
-    /// event loop saw no close or error on it while it was leased, and its
-    /// lifetime is not over; else closed. No system call.
+    /// event loop saw no close or error on it while it was leased, the
+    /// connector does not find it broken and its lifetime is not over;
+    /// else closed. No system call of the pool's own.
     #[inline]
     pub(crate) fn give_back(&self, mut held: Held, mut reuse: bool) {
         let entry = self.core.item_mut(&mut held);
@@ -291,6 +292,16 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             if !watch.release() && reuse {
                 Counters::bump(&self.counters.stale);
                 reuse = false;
+            }
+        }
+        if reuse {
+            if let Some(conn) = entry.conn.as_mut() {
+                let connector = &self.connector;
+                let broken = catch_unwind(AssertUnwindSafe(|| connector.has_broken(conn)));
+                if broken.unwrap_or(true) {
+                    Counters::bump(&self.counters.broken);
+                    reuse = false;
+                }
             }
         }
         if reuse && self.clock_on_release {

@@ -366,6 +366,29 @@ fn unread_application_data_makes_a_connection_unfit() {
     assert_eq!(connection_of(&ping(&mut lease).unwrap()), 2);
 }
 
+/// A reply read only in part leaves decrypted bytes in the session: the
+/// return finds the connection broken and closes it at once.
+#[test]
+fn a_half_read_reply_is_broken_at_return() {
+    let setup = setup();
+    let server = server(&setup, &["a.test"]);
+    let pool: Pool<TlsConnector, Strict> = pool(setup.connector.clone(), 1);
+    let route = route(&server, "a.test");
+    let mut lease = pool.lease(&route).unwrap();
+    assert_eq!(connection_of(&ping(&mut lease).unwrap()), 1);
+    drop(lease);
+    assert_eq!(pool.health().broken, 0, "a whole reply read: kept");
+    let mut lease = pool.lease(&route).unwrap();
+    lease.write_all(b"ping\n").unwrap();
+    let mut first = [0u8; 1];
+    lease.read_exact(&mut first).unwrap();
+    drop(lease);
+    assert_eq!(pool.health().broken, 1);
+    assert_eq!(pool.route_stats(&route).idle, 0, "closed, not kept");
+    let mut lease = pool.lease(&route).unwrap();
+    assert_eq!(connection_of(&ping(&mut lease).unwrap()), 2);
+}
+
 #[test]
 fn disposal_sends_close_notify() {
     let setup = setup();

@@ -331,6 +331,13 @@ impl Connector for TlsConnector {
         Some(Watched::with_check(dup.into(), conn.idle_check()))
     }
 
+    /// Broken when decrypted bytes were left unread (a response half
+    /// read), the server sent `close_notify`, or what arrived does not
+    /// decrypt; it reads nothing from the socket.
+    fn has_broken(&self, conn: &mut TlsStream) -> bool {
+        conn.has_broken()
+    }
+
     /// Decrypts what arrived without blocking: alive unless the server
     /// closed it, it failed, or application data is waiting.
     fn is_alive(&self, conn: &mut TlsStream) -> bool {

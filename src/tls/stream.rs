@@ -83,6 +83,12 @@ impl TlsStream {
         self.session().liveness()
     }
 
+    /// See [`Session::has_broken`]; the lease giving it back holds no
+    /// lock on it, so this one is free.
+    pub(super) fn has_broken(&self) -> bool {
+        self.session().has_broken()
+    }
+
     /// The idle check the event loop runs (see the module docs).
     pub(super) fn idle_check(&self) -> impl Fn() -> Liveness + Send + Sync + 'static {
         let session: Weak<Mutex<Session>> = Arc::downgrade(&self.session);
@@ -125,6 +131,16 @@ impl TlsStream {
 }
 
 impl Session {
+    /// Whether what TLS has already received (no read from the socket)
+    /// leaves the connection unfit: decrypted bytes nobody read, the
+    /// server's `close_notify`, or records that do not decrypt.
+    fn has_broken(&mut self) -> bool {
+        match self.tls.process_new_packets() {
+            Ok(state) => state.plaintext_bytes_to_read() > 0 || state.peer_has_closed(),
+            Err(_) => true,
+        }
+    }
+
     fn liveness(&mut self) -> Liveness {
         loop {
             let state = match self.tls.process_new_packets() {

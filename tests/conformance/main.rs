@@ -51,6 +51,7 @@ macro_rules! conformance {
                 scenarios::dropping_pool_closes_idle,
                 scenarios::owned_lease_returns_from_anywhere_and_keeps_the_pool,
                 scenarios::detach_takes_the_connection_out_of_the_pool,
+                scenarios::broken_connections_are_not_reused,
                 stress::threads_keep_caps_and_exclusivity,
                 stress::threads_with_discards_and_timeouts_conserve,
                 stress::waiters_on_many_routes_all_served,

@@ -672,6 +672,50 @@ const _: () = {
     is_static::<leasehold::OwnedLease<Mock>>();
 };
 
+/// A mock that finds a connection broken when something was written to
+/// it, and panics in `has_broken` on the route "panics".
+#[derive(Clone, Default)]
+struct Fussy(Mock);
+
+impl Connector for Fussy {
+    type Route = &'static str;
+    type Conn = MockConn<&'static str>;
+    type Handshake = leasehold::Never<Self::Conn>;
+
+    fn connect(&self, route: &&'static str) -> io::Result<Progress<Self::Conn, Self::Handshake>> {
+        self.0.connect(route)
+    }
+
+    fn close(&self, conn: Self::Conn) {
+        self.0.close(conn);
+    }
+
+    fn has_broken(&self, conn: &mut Self::Conn) -> bool {
+        assert_ne!(*conn.route(), "panics", "a connector bug in has_broken");
+        !conn.written().is_empty()
+    }
+}
+
+/// `Connector::has_broken` decides at each return: a broken connection is
+/// closed and counted, never reused, and a panic in it counts as broken.
+pub(crate) fn broken_connections_are_not_reused<P: Policy>() {
+    use std::io::Write;
+    let fussy = Fussy::default();
+    let pool = Pool::builder(fussy.clone()).policy::<P>().build().unwrap();
+    let id = pool.lease(&"a").unwrap().id();
+    let mut lease = pool.lease(&"a").unwrap();
+    assert_eq!(lease.id(), id, "a clean one is kept");
+    lease.write_all(b"half a request").unwrap();
+    drop(lease);
+    assert_eq!(pool.health().broken, 1);
+    assert_eq!(pool.route_stats(&"a").idle, 0);
+    assert_ne!(pool.lease(&"a").unwrap().id(), id, "a new one");
+    drop(pool.lease(&"panics").unwrap());
+    assert_eq!(pool.health().broken, 2);
+    assert_eq!(pool.route_stats(&"panics").idle, 0);
+    eventually("both are closed", || fussy.0.closed_by_pool() == 2);
+}
+
 /// A detached connection leaves the pool: its capacity goes to the next
 /// request, the pool never closes it, and it is the caller's to drop.
 pub(crate) fn detach_takes_the_connection_out_of_the_pool<P: Policy>() {
