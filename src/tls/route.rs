@@ -91,6 +91,24 @@ impl TlsRoute {
     }
 }
 
+/// `"host:port".parse()`, as [`TlsRoute::resolve`].
+impl std::str::FromStr for TlsRoute {
+    type Err = io::Error;
+
+    fn from_str(host_port: &str) -> io::Result<Self> {
+        Self::resolve(host_port)
+    }
+}
+
+/// `TlsRoute::try_from("host:port")`, as [`TlsRoute::resolve`].
+impl TryFrom<&str> for TlsRoute {
+    type Error = io::Error;
+
+    fn try_from(host_port: &str) -> io::Result<Self> {
+        Self::resolve(host_port)
+    }
+}
+
 impl fmt::Debug for TlsRoute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "tls://{}@{}", self.server_name.to_str(), self.addr)?;
@@ -174,6 +192,19 @@ mod tests {
         let v4 = TlsRoute::resolve("127.0.0.1:443").unwrap();
         assert_eq!(format!("{v4:?}"), "tls://127.0.0.1@127.0.0.1:443");
         assert!(TlsRoute::resolve("no-port").is_err());
+    }
+
+    #[test]
+    fn routes_parse_from_host_and_port() {
+        let parsed: TlsRoute = "localhost:8443".parse().unwrap();
+        let tried = TlsRoute::try_from("localhost:8443").unwrap();
+        assert_eq!(parsed, tried);
+        assert_eq!(parsed.addr.port(), 8443);
+        assert_eq!(
+            format!("{parsed:?}"),
+            format!("tls://localhost@{}", parsed.addr)
+        );
+        assert!("no port".parse::<TlsRoute>().is_err());
     }
 
     #[test]
