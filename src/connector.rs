@@ -86,9 +86,10 @@ pub trait Connector: Send + Sync + 'static {
     /// Whether a connection its holder gives back is unfit for reuse
     /// (r2d2's `has_broken`): a response left half read, an error the
     /// connection recorded, a protocol state the next holder cannot pick
-    /// up. Called on the returning thread at every return that would keep
-    /// the connection, so it must be cheap and must not block; `true` (or
-    /// a panic) closes it instead, counted in
+    /// up. Called at every return that would keep the connection, on the
+    /// thread that gives it back (the holder's, or the event loop's for a
+    /// new connection no request took), so it must be cheap and must not
+    /// block; `true` (or a panic) closes it instead, counted in
     /// [`Health::broken`](crate::Health::broken).
     ///
     /// The default keeps every connection: `TcpConnector` knows nothing of

@@ -19,7 +19,9 @@ pub type Lease<'a, C, P = Strict> = Leased<C, P, &'a Pool<C, P>>;
 /// A leased connection that holds a handle to its pool, so it is `'static`
 /// (it can be stored, or moved into a spawned task): from
 /// [`Pool::lease_owned`] or [`Lease::into_owned`]; see [`Leased`]. The
-/// pool is not shut down by dropping its other handles while one is out.
+/// pool is not shut down by dropping its other handles while one is out;
+/// if it holds the last one, dropping it shuts the pool down, which may
+/// block for up to the [shutdown grace](crate::Builder::shutdown_grace).
 pub type OwnedLease<C, P = Strict> = Leased<C, P, Pool<C, P>>;
 
 /// A leased connection. Dereferences to the connection; goes back to the
@@ -38,6 +40,9 @@ pub struct Leased<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> {
     /// (leasing and returning copy nothing); `None` once given back.
     held: Option<Held>,
     _pool: PhantomData<fn() -> Pool<C, P>>,
+    /// Ties `Send` and `Sync` to the connection's: a `&Leased` hands out
+    /// `&C::Conn`, so sharing one across threads needs `C::Conn: Sync`.
+    _conn: PhantomData<C::Conn>,
 }
 
 impl<'a, C: Connector, P: Policy> Lease<'a, C, P> {
@@ -54,6 +59,7 @@ impl<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> Leased<C, P, H> {
             pool,
             held: held.into(),
             _pool: PhantomData,
+            _conn: PhantomData,
         }
     }
 
@@ -93,8 +99,9 @@ impl<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> Leased<C, P, H> {
     }
 
     /// Takes the connection out of the pool for good: the caller owns it
-    /// and closes it; the pool stops watching it, counts it as closed and
-    /// gives its capacity to the next request.
+    /// and closes it; the pool stops watching it (its registration with
+    /// the event loop is removed here), counts it as closed and gives its
+    /// capacity to the next request.
     ///
     /// ```
     /// use leasehold::{mock::MockConnector, Pool};
@@ -106,6 +113,10 @@ impl<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> Leased<C, P, H> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn detach(mut self) -> C::Conn {
+        if let Some(watch) = &self.entry().watch {
+            // The caller's descriptor would keep the registration alive.
+            watch.unregister(&self.pool().shared().remote.registry);
+        }
         let conn = self.entry_mut().conn.take();
         let conn = conn.expect("a live lease's connection is in place");
         self.discard();
@@ -202,7 +213,7 @@ where
     C::Conn: fmt::Debug,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lease")
+        f.debug_struct("Leased")
             .field("conn", self.conn())
             .field("state", &self.entry().state)
             .finish()

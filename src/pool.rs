@@ -58,9 +58,9 @@ impl<C: Connector, P: Policy> Drop for Life<C, P> {
 
 /// A connection pool over connector `C`, with concurrency policy `P`.
 ///
-/// Cloning a `Pool` is cheap and gives another handle to the same pool;
-/// leases borrow the handle they came from. The pool shuts down when the
-/// last handle is dropped.
+/// Cloning a `Pool` is cheap and gives another handle to the same pool; a
+/// [`Lease`] borrows the handle it came from, an [`OwnedLease`] holds one.
+/// The pool shuts down when the last handle is dropped.
 ///
 /// # Shutdown
 ///

@@ -99,7 +99,7 @@ fn cancellation_storm<P: Policy>() {
                             _ => Some(pool.lease_async(&A).await),
                         };
                         if let Some(lease) = lease {
-                            let lease = lease.expect("no timeout is set on the pool");
+                            let lease = lease.expect("served within the default 30 s");
                             let id = exclusive(&in_use, &lease);
                             tokio::task::yield_now().await;
                             in_use[id].store(false, Ordering::Release);

@@ -890,6 +890,31 @@ fn detached_connection_outlives_its_watch<P: Policy>() {
     assert_eq!(pool.route_stats(&addr).idle, 1);
 }
 
+/// A connection detached while the loop watched it for bytes is no longer
+/// registered: its traffic does not wake the loop.
+#[test]
+fn detached_traffic_does_not_wake_the_event_loop() {
+    let _process = whole_process();
+    const REQUESTS: u64 = 500;
+    let server = Server::echo();
+    let addr = server.addr();
+    let before = reactor_threads();
+    let pool: TcpPool<Strict> = tcp_pool(|b| b);
+    drop(pool.lease(&addr).unwrap());
+    let reactor = reactor_thread(&before);
+    thread::sleep(ARMED_AFTER);
+    let mut conn = pool.lease(&addr).unwrap().detach();
+    let (woken, started) = (switches(&reactor), Instant::now());
+    for i in 0..REQUESTS {
+        round_trip(&mut conn, &format!("request {i}\n")).unwrap();
+    }
+    let woken = switches(&reactor) - woken;
+    let allowed = 2 * started.elapsed().as_millis() as u64 / 50 + 10;
+    eprintln!("{REQUESTS} requests on a detached connection: the loop ran {woken} times");
+    assert!(allowed < REQUESTS / 4, "too slow to tell");
+    assert!(woken <= allowed, "{woken} wake-ups for {REQUESTS} requests");
+}
+
 /// A pool's event-loop thread: the one named `leasehold-reactor` that
 /// `before` (the task ids of such threads before the pool) lacks.
 fn reactor_thread(before: &[String]) -> String {

@@ -96,6 +96,9 @@ pub(crate) struct Remote<C: Connector> {
     /// Closed by the loop when it stops (see [`Remote::close_and_drain`]).
     commands: Mailbox<Command<C>>,
     waker: mio::Waker,
+    /// The loop's registry, for a registration that must end before the
+    /// loop hears of it (a detached connection's).
+    pub(crate) registry: mio::Registry,
     tokens: AtomicUsize,
     stopping: AtomicBool,
     /// Makes the loop panic at the end of its next turn (tests of what the
@@ -202,11 +205,13 @@ pub(crate) struct Reactor<C: Connector, P: Policy> {
 pub(crate) fn channel<C: Connector>() -> io::Result<(Poll, Remote<C>)> {
     let poll = Poll::new()?;
     let waker = mio::Waker::new(poll.registry(), WAKER)?;
+    let registry = poll.registry().try_clone()?;
     Ok((
         poll,
         Remote {
             commands: Mailbox::new(),
             waker,
+            registry,
             tokens: AtomicUsize::new(1),
             stopping: AtomicBool::new(false),
             #[cfg(test)]
@@ -469,6 +474,12 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                         }
                     }
                     self.shared.core.sweep_routes();
+                    // Alarms of requests that ended (served long before
+                    // their deadline) would stay until it.
+                    self.timers.retain(|timer| match timer {
+                        Timer::Alarm(alarm) => alarm.strong_count() > 0,
+                        _ => true,
+                    });
                     let period = self.shared.config.route_sweep_period();
                     self.timers.set(now + period, Timer::Sweep);
                 }
@@ -578,6 +589,7 @@ mod nowatch {
             false
         }
         pub(crate) fn drop_duplicate(&self) {}
+        pub(crate) fn unregister(&self, _: &Registry) {}
     }
 
     /// Watches nothing.

@@ -69,6 +69,11 @@ impl<T> Timers<T> {
     }
 
     /// Takes the next timer due by `now`.
+    /// Drops the timers `keep` refuses (ones nobody waits for any more).
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.heap.retain(|Reverse(entry)| keep(&entry.timer));
+    }
+
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<T> {
         if self.heap.peek()?.0.at > now {
             return None;
@@ -102,5 +107,19 @@ mod tests {
         assert_eq!(timers.len(), 1);
         assert_eq!(timers.pop_due(t0 + Duration::from_secs(1)), Some("late"));
         assert_eq!(timers.next_in(t0), None);
+    }
+
+    #[test]
+    fn retain_drops_what_it_refuses_and_keeps_the_order() {
+        let mut timers = Timers::new();
+        let t0 = Instant::now();
+        for (ms, name) in [(30, "c"), (10, "a"), (20, "dead"), (40, "d")] {
+            timers.set(t0 + Duration::from_millis(ms), name);
+        }
+        timers.retain(|name| *name != "dead");
+        assert_eq!(timers.len(), 3);
+        let end = t0 + Duration::from_secs(1);
+        let order: Vec<_> = std::iter::from_fn(|| timers.pop_due(end)).collect();
+        assert_eq!(order, ["a", "c", "d"]);
     }
 }

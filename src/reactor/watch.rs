@@ -25,7 +25,7 @@ use leasehold_policies::{Arming, IdleMark, WatchEvent};
 use mio::{Registry, Token};
 use std::collections::HashMap;
 use std::fmt;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -94,6 +94,16 @@ impl Watch {
     /// Whether the loop marked it dead.
     pub(crate) fn is_dead(&self) -> bool {
         self.mark.is_dead()
+    }
+
+    /// Ends the loop's registration of the socket now (the connection
+    /// leaves the pool open, so closing the duplicate would not end it).
+    pub(crate) fn unregister(&self, registry: &Registry) {
+        self.with(|watched| {
+            let raw = watched.fd().as_raw_fd();
+            // Not registered (never watchable): nothing to end.
+            let _ = registry.deregister(&mut mio::unix::SourceFd(&raw));
+        });
     }
 
     /// Closes the duplicate socket: the connection is about to be closed.

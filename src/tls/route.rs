@@ -91,7 +91,8 @@ impl TlsRoute {
     }
 }
 
-/// `"host:port".parse()`, as [`TlsRoute::resolve`].
+/// `"host:port".parse()`, as [`TlsRoute::resolve`]: it **blocks** while
+/// the name is looked up.
 impl std::str::FromStr for TlsRoute {
     type Err = io::Error;
 
@@ -100,7 +101,8 @@ impl std::str::FromStr for TlsRoute {
     }
 }
 
-/// `TlsRoute::try_from("host:port")`, as [`TlsRoute::resolve`].
+/// `TlsRoute::try_from("host:port")`, as [`TlsRoute::resolve`]: it
+/// **blocks** while the name is looked up.
 impl TryFrom<&str> for TlsRoute {
     type Error = io::Error;
 

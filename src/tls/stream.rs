@@ -83,8 +83,8 @@ impl TlsStream {
         self.session().liveness()
     }
 
-    /// See [`Session::has_broken`]; the lease giving it back holds no
-    /// lock on it, so this one is free.
+    /// See [`Session::has_broken`]. The lease giving it back holds no lock
+    /// on it; the event loop's idle check may, for as long as a peek.
     pub(super) fn has_broken(&self) -> bool {
         self.session().has_broken()
     }

@@ -115,7 +115,8 @@ pub(crate) fn threads_with_discards_and_timeouts_conserve<P: Policy>() {
 
 pub(crate) fn waiters_on_many_routes_all_served<P: Policy>() {
     // Total 2 over 6 routes: most leases need an idle connection of another
-    // route closed for them, and every one must be served (no timeout set).
+    // route closed for them, and every one must be served (within the
+    // default acquire timeout, 30 s).
     const THREADS: usize = 12;
     const CYCLES: usize = 200;
     let routes = ["r0", "r1", "r2", "r3", "r4", "r5"];
