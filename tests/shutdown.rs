@@ -420,16 +420,18 @@ fn slow_closes_do_not_add_up<P: Policy>() {
 }
 
 /// With no grace, every connection left at the drop is aborted, none closed
-/// gracefully.
+/// gracefully. The drop does not wait for a helper thread that took a
+/// connection just before the grace ran out: its abort may land just after.
 fn no_grace_aborts_everything_left<P: Policy>() {
     let connector = Scripted::default();
     let pool: Pool<Scripted, P> = pool_with(&connector, 4, |b| b.shutdown_grace(Duration::ZERO));
     fill(&pool, 4);
     drop(pool);
-    assert_eq!(connector.mock().aborted(), 4);
+    eventually("every connection aborted", || {
+        connector.mock().aborted() == 4 && connector.mock().live() == 0
+    });
     assert_eq!(connector.mock().closed_by_pool(), 4);
     assert_eq!(connector.closed(), 0, "no graceful close");
-    assert_eq!(connector.mock().live(), 0);
 }
 
 /// A grace too long for any clock (`Duration::MAX`) means no limit: the
