@@ -148,17 +148,27 @@ pub(crate) fn async_waiter_served_by_blocking_return<P: Policy, E: Executor>() {
     settled(&connector, &pool);
 }
 
-/// The deadline passes on time although nothing happens in the pool and
-/// the executor has no timer: the pool's event loop wakes the future.
-pub(crate) fn async_timeout_fires_without_pool_activity<P: Policy, E: Executor>() {
-    let timeout = Duration::from_millis(60);
-    let (connector, pool) = with_timeout::<P>(1, timeout);
+/// With the pool's one connection held, how long an async lease of "a"
+/// waits until it fails with `Timeout` (no sooner than `timeout`).
+fn async_wait_until_timeout<P: Policy, E: Executor>(
+    pool: &Pool<Mock, P>,
+    timeout: Duration,
+) -> Duration {
     let _held = pool.lease(&"a").unwrap();
     let asked = Instant::now();
     let err = E::block_on(pool.lease_async(&"a")).unwrap_err();
     let waited = asked.elapsed();
     assert!(matches!(err, Error::Timeout(_)), "{err}");
     assert!(waited >= timeout, "not before its deadline: {waited:?}");
+    waited
+}
+
+/// The deadline passes on time although nothing happens in the pool and
+/// the executor has no timer: the pool's event loop wakes the future.
+pub(crate) fn async_timeout_fires_without_pool_activity<P: Policy, E: Executor>() {
+    let timeout = Duration::from_millis(60);
+    let (connector, pool) = with_timeout::<P>(1, timeout);
+    let waited = async_wait_until_timeout::<P, E>(&pool, timeout);
     assert!(
         waited < Duration::from_secs(5),
         "woken by its alarm: {waited:?}"
@@ -182,12 +192,7 @@ pub(crate) fn async_far_deadline_fires_on_time<P: Policy, E: Executor>() {
         .acquire_timeout(timeout)
         .build()
         .unwrap();
-    let _held = pool.lease(&"a").unwrap();
-    let asked = Instant::now();
-    let err = E::block_on(pool.lease_async(&"a")).unwrap_err();
-    let waited = asked.elapsed();
-    assert!(matches!(err, Error::Timeout(_)), "{err}");
-    assert!(waited >= timeout, "not before its deadline: {waited:?}");
+    let waited = async_wait_until_timeout::<P, E>(&pool, timeout);
     assert!(
         waited < timeout + Duration::from_secs(1),
         "late: {waited:?}"
