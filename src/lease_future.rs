@@ -43,15 +43,18 @@ use std::time::Instant;
 /// Polling it again after it resolved is a logic error; it then stays
 /// pending.
 #[must_use = "futures do nothing unless polled"]
-pub struct LeaseFuture<'a, C: Connector, P: Policy = Strict> {
+pub struct LeaseFuture<'a, 'r, C: Connector, P: Policy = Strict> {
+    /// What the lease will borrow.
     pool: &'a Pool<C, P>,
-    request: Request<'a, C, P>,
+    /// Borrows the route (and state) only while the future lives, so the
+    /// lease outlives a temporary route.
+    request: Request<'r, C, P>,
     /// The event loop's wake-up for the instant the request waits until.
     alarm: Option<Arc<Alarm>>,
 }
 
-impl<'a, C: Connector, P: Policy> LeaseFuture<'a, C, P> {
-    pub(crate) fn new(pool: &'a Pool<C, P>, request: Request<'a, C, P>) -> Self {
+impl<'a: 'r, 'r, C: Connector, P: Policy> LeaseFuture<'a, 'r, C, P> {
+    pub(crate) fn new(pool: &'a Pool<C, P>, request: Request<'r, C, P>) -> Self {
         Self {
             pool,
             request,
@@ -87,7 +90,7 @@ impl<'a, C: Connector, P: Policy> LeaseFuture<'a, C, P> {
     }
 }
 
-impl<'a, C: Connector, P: Policy> Future for LeaseFuture<'a, C, P> {
+impl<'a: 'r, 'r, C: Connector, P: Policy> Future for LeaseFuture<'a, 'r, C, P> {
     type Output = Result<Lease<'a, C, P>, Error>;
 
     #[inline]
@@ -108,7 +111,7 @@ impl<'a, C: Connector, P: Policy> Future for LeaseFuture<'a, C, P> {
     }
 }
 
-impl<C: Connector, P: Policy> fmt::Debug for LeaseFuture<'_, C, P> {
+impl<C: Connector, P: Policy> fmt::Debug for LeaseFuture<'_, '_, C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LeaseFuture")
             .field("request", &self.request)

@@ -248,7 +248,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[track_caller]
-    pub fn lease_async<'a>(&'a self, route: &'a C::Route) -> LeaseFuture<'a, C, P> {
+    pub fn lease_async<'a: 'r, 'r>(&'a self, route: &'r C::Route) -> LeaseFuture<'a, 'r, C, P> {
         let request = Request::new(self.shared(), route, None, Wait::Queue, Location::caller());
         LeaseFuture::new(self, request)
     }
@@ -260,21 +260,21 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// # Errors
     /// As [`lease`](Self::lease).
     #[track_caller]
-    pub fn lease_owned_async<'a>(
-        &'a self,
-        route: &'a C::Route,
-    ) -> impl Future<Output = Result<OwnedLease<C, P>, Error>> + 'a {
+    pub fn lease_owned_async<'r>(
+        &'r self,
+        route: &'r C::Route,
+    ) -> impl Future<Output = Result<OwnedLease<C, P>, Error>> + 'r {
         let lease = self.lease_async(route);
         async move { lease.await.map(Lease::into_owned) }
     }
 
     /// [`lease_async`](Self::lease_async) for a connection in `state`.
     #[track_caller]
-    pub fn lease_async_with_state<'a>(
+    pub fn lease_async_with_state<'a: 'r, 'r>(
         &'a self,
-        route: &'a C::Route,
-        state: &'a State,
-    ) -> LeaseFuture<'a, C, P> {
+        route: &'r C::Route,
+        state: &'r State,
+    ) -> LeaseFuture<'a, 'r, C, P> {
         let at = Location::caller();
         let request = Request::new(self.shared(), route, Some(state), Wait::Queue, at);
         LeaseFuture::new(self, request)

@@ -49,11 +49,11 @@ fn send_assertions() {
     fn is_send<T: Send>() {}
     fn for_policy<P: Policy>() {
         is_send::<Lease<'static, Mock, P>>();
-        is_send::<LeaseFuture<'static, Mock, P>>();
+        is_send::<LeaseFuture<'static, 'static, Mock, P>>();
         #[cfg(unix)]
         {
             is_send::<Lease<'static, leasehold::TcpConnector, P>>();
-            is_send::<LeaseFuture<'static, leasehold::TcpConnector, P>>();
+            is_send::<LeaseFuture<'static, 'static, leasehold::TcpConnector, P>>();
         }
     }
     for_policy::<Strict>();

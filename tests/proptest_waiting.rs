@@ -114,7 +114,7 @@ struct Held<'p, P: Policy> {
 }
 
 struct Queued<'p, P: Policy> {
-    future: LeaseFuture<'p, Mock, P>,
+    future: LeaseFuture<'p, 'p, Mock, P>,
     route: usize,
     state: usize,
     /// Order of arrival.
