@@ -250,6 +250,15 @@ impl From<Error> for io::Error {
     }
 }
 
+/// A configuration error as an `io::Error` of kind `InvalidInput`, so that
+/// `Pool::builder(..).build()?` works in a function returning
+/// `io::Result`.
+impl From<ConfigError> for io::Error {
+    fn from(error: ConfigError) -> Self {
+        io::Error::new(io::ErrorKind::InvalidInput, error)
+    }
+}
+
 /// Why a TLS handshake failed, inside [`Error::Tls`].
 ///
 /// Each variant names a cause a caller may act on differently: a
@@ -465,5 +474,20 @@ mod tests {
             Ok(())
         }
         assert_eq!(service().unwrap_err().kind(), io::ErrorKind::NotConnected);
+    }
+
+    /// So does a configuration error, from `build()?`.
+    #[test]
+    fn question_mark_converts_a_configuration_error() {
+        fn service() -> io::Result<()> {
+            crate::Pool::builder(crate::mock::MockConnector::<u8>::new())
+                .max_total(0)
+                .build()?;
+            Ok(())
+        }
+        let err = service().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let inner = err.get_ref().and_then(|e| e.downcast_ref::<ConfigError>());
+        assert!(inner.is_some(), "{err}");
     }
 }
