@@ -34,6 +34,8 @@
 #![forbid(unsafe_code)]
 
 mod acquire;
+#[cfg(all(unix, feature = "tokio"))]
+mod async_io;
 mod config;
 mod connector;
 mod entry;
@@ -41,6 +43,8 @@ mod error;
 mod lease;
 mod lease_future;
 pub mod mock;
+#[cfg(unix)]
+mod nonblocking;
 mod pool;
 mod reactor;
 mod shared;
@@ -50,6 +54,8 @@ mod tcp;
 pub mod tls;
 mod unwind;
 
+#[cfg(all(unix, feature = "tokio"))]
+pub use async_io::{AsyncConnector, AsyncHandshake, AsyncStream};
 pub use config::{
     Builder, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PER_ROUTE, DEFAULT_MAX_TOTAL, DEFAULT_SHUTDOWN_GRACE,
@@ -64,6 +70,8 @@ pub use lease_future::LeaseFuture;
 pub use leasehold_policies::{
     self as policies, Lax, Offlock, Policy, PoolStats, Reuse, RouteKey, State, Stats, Strict,
 };
+#[cfg(unix)]
+pub use nonblocking::Nonblocking;
 pub use pool::Pool;
 pub use reactor::dispose::Disposal;
 /// The rustls crate the [`tls`] module is built on, for naming its types
