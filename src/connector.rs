@@ -110,6 +110,35 @@ pub trait Connector: Send + Sync + 'static {
         let _ = conn;
         true
     }
+
+    /// This connector with a protocol's opening exchange after each
+    /// connect (Redis `AUTH`/`SELECT`, a Postgres startup message…): the
+    /// pool's event loop sends [`Setup::request`] once the transport is up
+    /// and lends the connection out only when [`Setup::response`] finds the
+    /// answer complete, all under the connect timeout. See [`WithSetup`].
+    ///
+    /// ```no_run
+    /// # use leasehold::{Setup, Connector, Pool, TcpConnector};
+    /// # use std::{io, net::SocketAddr};
+    /// # struct Auth;
+    /// # impl Setup<SocketAddr> for Auth {
+    /// #     fn request(&self, _: &SocketAddr) -> Vec<u8> { b"AUTH secret\r\n".to_vec() }
+    /// #     fn response(&self, _: &SocketAddr, got: &[u8]) -> io::Result<Option<usize>> {
+    /// #         Ok(got.ends_with(b"\r\n").then_some(got.len()))
+    /// #     }
+    /// # }
+    /// let pool = Pool::builder(TcpConnector::new().with_setup(Auth)).build()?;
+    /// # Ok::<(), leasehold::ConfigError>(())
+    /// ```
+    #[cfg(unix)]
+    fn with_setup<S>(self, setup: S) -> crate::setup::WithSetup<Self, S>
+    where
+        Self: Sized,
+        Self::Conn: crate::Nonblocking,
+        S: crate::Setup<Self::Route>,
+    {
+        crate::setup::WithSetup::new(self, setup)
+    }
 }
 
 /// What an idle connection's socket says when the pool looks at it.

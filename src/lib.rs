@@ -47,6 +47,8 @@ pub mod mock;
 mod nonblocking;
 mod pool;
 mod reactor;
+#[cfg(unix)]
+mod setup;
 mod shared;
 #[cfg(unix)]
 mod tcp;
@@ -78,6 +80,8 @@ pub use reactor::dispose::Disposal;
 /// (certificates, keys, root stores, crypto providers) at the same version.
 #[cfg(all(unix, feature = "tls"))]
 pub use rustls;
+#[cfg(unix)]
+pub use setup::{Setup, SetupHandshake, WithSetup, MAX_SETUP_ANSWER};
 #[cfg(unix)]
 pub use tcp::{resolve, TcpConnector, TcpHandshake};
 
