@@ -83,8 +83,15 @@ pub(crate) struct Request<'a, C: Connector, P: Policy> {
     at: &'static Location<'static>,
     /// When the request first missed: its deadline counts from here.
     started: Option<Instant>,
+    /// Connections closed at check-out so far (dead, or refused by a hook).
+    rejected: u32,
     step: Step<C, P>,
 }
+
+/// How many connections a request that does not wait may find unfit at
+/// check-out before it gives up as if the pool were exhausted: a hook that
+/// refuses every connection must not keep it connecting forever.
+const REJECTED_WITHOUT_WAITING: u32 = 8;
 
 impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
     pub(crate) fn new(
@@ -101,6 +108,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             mode,
             at,
             started: None,
+            rejected: 0,
             step: Step::Start,
         }
     }
@@ -276,8 +284,30 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
     fn checked(&mut self, held: Held) -> Next<C, P> {
         match self.shared.check_out(held, self.at) {
             Some(held) => Next::Ready(Ok(held)),
-            None => Next::Step(Step::Start),
+            None => self.again(),
         }
+    }
+
+    /// Starts over after a connection failed its check-out, unless the
+    /// request is out of time: connections that keep failing (a hook that
+    /// refuses them all) may be made as fast as they are closed, so the
+    /// deadline is looked at here too, and a request that does not wait
+    /// stops after a few.
+    fn again(&mut self) -> Next<C, P> {
+        self.since();
+        self.rejected = self.rejected.saturating_add(1);
+        let now = Instant::now();
+        let out_of_time = match self.mode {
+            Wait::Queue => self.deadline().is_some_and(|deadline| now >= deadline),
+            Wait::Never => self.rejected >= REJECTED_WITHOUT_WAITING,
+        };
+        if !out_of_time {
+            return Next::Step(Step::Start);
+        }
+        Next::Ready(Err(match self.mode {
+            Wait::Queue => self.timeout(now),
+            Wait::Never => Error::Exhausted(self.shared.unavailable(self.route, Duration::ZERO)),
+        }))
     }
 
     /// Uses a permit: adopts a connect nobody waits for, waits out the
