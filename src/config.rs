@@ -2,6 +2,7 @@
 
 use crate::connector::Connector;
 use crate::error::ConfigError;
+use crate::hooks::{Hook, Hooks};
 use crate::pool::Pool;
 use crate::reactor::dispose::Disposal;
 use leasehold_policies::{Limits, Policy, Reuse, Strict};
@@ -101,7 +102,8 @@ impl<K: PartialEq> Config<K> {
 /// | [`min_idle`](Self::min_idle), [`min_idle_per_route`](Self::min_idle_per_route) | 0: no warm connections |
 /// | [`idle_timeout`](Self::idle_timeout) | none: idle connections are kept until the peer closes them |
 /// | [`max_lifetime`](Self::max_lifetime) | none: connections are never retired for age |
-/// | [`validate_after_inactivity`](Self::validate_after_inactivity) | none: no liveness check on lease |
+/// | [`validate_after_inactivity`](Self::validate_after_inactivity), [`validate_on_lease`](Self::validate_on_lease) | none: no liveness check on lease |
+/// | [`on_create`](Self::on_create), [`on_check_out`](Self::on_check_out) | none |
 /// | [`leak_detection`](Self::leak_detection) | none: long leases are not reported |
 /// | [`connect_backoff`](Self::connect_backoff) | a down route is probed 10 ms after it went down, then at most every 100 ms |
 /// | [`shutdown_grace`](Self::shutdown_grace) | 5 s: graceful closes at the drop, then aborts |
@@ -120,6 +122,12 @@ impl<K: PartialEq> Config<K> {
 /// # Ok::<(), leasehold::ConfigError>(())
 /// ```
 pub struct Builder<C: Connector, P = Strict> {
+    settings: Settings<C>,
+    _policy: PhantomData<fn() -> P>,
+}
+
+/// What a [`Builder`] has been told, whatever the policy.
+struct Settings<C: Connector> {
     connector: C,
     max_total: usize,
     max_per_route: usize,
@@ -140,32 +148,39 @@ pub struct Builder<C: Connector, P = Strict> {
     leak_threshold: Option<Duration>,
     backoff: (Duration, Duration),
     shutdown_grace: Duration,
-    _policy: PhantomData<fn() -> P>,
+    on_create: Option<Hook<C::Conn>>,
+    on_check_out: Option<Hook<C::Conn>>,
+    validate_on_lease: bool,
 }
 
 impl<C: Connector, P: Policy> Builder<C, P> {
     pub(crate) fn new(connector: C) -> Self {
         Self {
-            connector,
-            max_total: DEFAULT_MAX_TOTAL,
-            max_per_route: DEFAULT_MAX_PER_ROUTE,
-            per_route: Vec::new(),
-            max_idle: None,
-            acquire_timeout: Some(DEFAULT_ACQUIRE_TIMEOUT),
-            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
-            reuse: Reuse::Lifo,
-            forget_unused_routes: true,
-            disposal: Disposal::default(),
-            patience: None,
-            max_connecting: None,
-            min_idle: Vec::new(),
-            min_idle_per_route: 0,
-            idle_timeout: None,
-            max_lifetime: None,
-            validate_after: None,
-            leak_threshold: None,
-            backoff: (DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX),
-            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            settings: Settings {
+                connector,
+                max_total: DEFAULT_MAX_TOTAL,
+                max_per_route: DEFAULT_MAX_PER_ROUTE,
+                per_route: Vec::new(),
+                max_idle: None,
+                acquire_timeout: Some(DEFAULT_ACQUIRE_TIMEOUT),
+                connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+                reuse: Reuse::Lifo,
+                forget_unused_routes: true,
+                disposal: Disposal::default(),
+                patience: None,
+                max_connecting: None,
+                min_idle: Vec::new(),
+                min_idle_per_route: 0,
+                idle_timeout: None,
+                max_lifetime: None,
+                validate_after: None,
+                leak_threshold: None,
+                backoff: (DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX),
+                shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+                on_create: None,
+                on_check_out: None,
+                validate_on_lease: false,
+            },
             _policy: PhantomData,
         }
     }
@@ -181,78 +196,36 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// # Ok::<(), leasehold::ConfigError>(())
     /// ```
     pub fn policy<Q: Policy>(self) -> Builder<C, Q> {
-        let Self {
-            connector,
-            max_total,
-            max_per_route,
-            per_route,
-            max_idle,
-            acquire_timeout,
-            connect_timeout,
-            reuse,
-            forget_unused_routes,
-            disposal,
-            patience,
-            max_connecting,
-            min_idle,
-            min_idle_per_route,
-            idle_timeout,
-            max_lifetime,
-            validate_after,
-            leak_threshold,
-            backoff,
-            shutdown_grace,
-            _policy: _,
-        } = self;
         Builder {
-            connector,
-            max_total,
-            max_per_route,
-            per_route,
-            max_idle,
-            acquire_timeout,
-            connect_timeout,
-            reuse,
-            forget_unused_routes,
-            disposal,
-            patience,
-            max_connecting,
-            min_idle,
-            min_idle_per_route,
-            idle_timeout,
-            max_lifetime,
-            validate_after,
-            leak_threshold,
-            backoff,
-            shutdown_grace,
+            settings: self.settings,
             _policy: PhantomData,
         }
     }
 
     /// The most connections open at once, over all routes.
     pub fn max_total(mut self, max: usize) -> Self {
-        self.max_total = max;
+        self.settings.max_total = max;
         self
     }
 
     /// The most connections open at once to one route, unless the route has
     /// its own [`route_max`](Self::route_max).
     pub fn max_per_route(mut self, max: usize) -> Self {
-        self.max_per_route = max;
+        self.settings.max_per_route = max;
         self
     }
 
     /// The most connections open at once to `route`. Called again for the
     /// same route, the later value replaces the earlier.
     pub fn route_max(mut self, route: C::Route, max: usize) -> Self {
-        self.per_route.push((route, max));
+        self.settings.per_route.push((route, max));
         self
     }
 
     /// The most idle connections kept over all routes; one returned beyond
     /// it is closed.
     pub fn max_idle(mut self, max: usize) -> Self {
-        self.max_idle = Some(max);
+        self.settings.max_idle = Some(max);
         self
     }
 
@@ -260,7 +233,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// [`Error::Timeout`](crate::Error::Timeout). Default: 30 s;
     /// `Duration::MAX` waits until served.
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
-        self.acquire_timeout = Some(timeout);
+        self.settings.acquire_timeout = Some(timeout);
         self
     }
 
@@ -269,7 +242,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// [`Error::ConnectTimeout`](crate::Error::ConnectTimeout). Default:
     /// 10 s; `Duration::MAX` waits as long as the connector takes.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = Some(timeout);
+        self.settings.connect_timeout = Some(timeout);
         self
     }
 
@@ -286,13 +259,13 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// the epoch pin that makes forgetting safe (about 6 ns of 48 on the
     /// 2-core machine): for pools with a fixed, small set of routes.
     pub fn forget_unused_routes(mut self, forget: bool) -> Self {
-        self.forget_unused_routes = forget;
+        self.settings.forget_unused_routes = forget;
         self
     }
 
     /// Which idle connection is reused first.
     pub fn reuse(mut self, reuse: Reuse) -> Self {
-        self.reuse = reuse;
+        self.settings.reuse = reuse;
         self
     }
 
@@ -301,7 +274,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// a lease, or inline. Policies that promise closes off the callers'
     /// threads ([`Offlock`](crate::Offlock)) refuse inline disposal.
     pub fn disposal(mut self, disposal: Disposal) -> Self {
-        self.disposal = disposal;
+        self.settings.disposal = disposal;
         self
     }
 
@@ -312,7 +285,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// instead of starting another either way. A request does not wait when
     /// none of its route's connections is leased: nothing could come back.
     pub fn patience(mut self, patience: Duration) -> Self {
-        self.patience = Some(patience).filter(|p| !p.is_zero());
+        self.settings.patience = Some(patience).filter(|p| !p.is_zero());
         self
     }
 
@@ -324,7 +297,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// a slow backend this opens a handful of connections where one per miss
     /// would open dozens (the spike benchmark). 0 counts as 1.
     pub fn max_connecting(mut self, n: usize) -> Self {
-        self.max_connecting = Some(n);
+        self.settings.max_connecting = Some(n);
         self
     }
 
@@ -332,14 +305,14 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// background at start-up and again after evictions (never beyond the
     /// caps). Called again for the same route, the later value wins.
     pub fn min_idle(mut self, route: C::Route, n: usize) -> Self {
-        self.min_idle.push((route, n));
+        self.settings.min_idle.push((route, n));
         self
     }
 
     /// Keeps at least `n` idle connections to every route the pool has seen
     /// (routes named in [`min_idle`](Self::min_idle) keep theirs).
     pub fn min_idle_per_route(mut self, n: usize) -> Self {
-        self.min_idle_per_route = n;
+        self.settings.min_idle_per_route = n;
         self
     }
 
@@ -347,7 +320,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// checks every tenth of the timeout (between 5 ms and 1 s), so a
     /// connection may stay idle up to that much longer.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = Some(timeout);
+        self.settings.idle_timeout = Some(timeout);
         self
     }
 
@@ -356,7 +329,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// lifetime is shortened by a random amount of up to 5 % so that
     /// connections opened together do not all expire together.
     pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
-        self.max_lifetime = Some(lifetime);
+        self.settings.max_lifetime = Some(lifetime);
         self
     }
 
@@ -364,7 +337,60 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// ([`Connector::is_alive`](crate::Connector::is_alive)) on a connection
     /// about to be leased if it has been idle for longer than `after`.
     pub fn validate_after_inactivity(mut self, after: Duration) -> Self {
-        self.validate_after = Some(after);
+        self.settings.validate_after = Some(after);
+        self
+    }
+
+    /// Runs the connector's liveness check on every lease, however short
+    /// the connection's idle time (r2d2's `test_on_check_out`): one
+    /// non-blocking peek per lease for TCP and TLS. A connection found dead
+    /// is closed and the lease takes another.
+    pub fn validate_on_lease(mut self) -> Self {
+        self.settings.validate_on_lease = true;
+        self
+    }
+
+    /// Runs `hook` on each new connection before its first lease, on the
+    /// thread or task that leases it (deadpool's and bb8's post-create
+    /// step: set a session variable, prepare statements). It should be
+    /// short: an async lease runs it inside its `poll`. An error or a
+    /// panic closes the connection, counted in
+    /// [`Health::rejected`](crate::Health::rejected), and the lease takes
+    /// another; the request itself does not fail. A protocol exchange that
+    /// must run before the connection counts as connected belongs in the
+    /// connector ([`Connector::with_setup`]), where it runs off the
+    /// callers' threads and under the connect timeout.
+    ///
+    /// ```
+    /// use leasehold::{mock::MockConnector, Pool};
+    ///
+    /// let pool = Pool::builder(MockConnector::<u8>::new())
+    ///     .on_create(|conn| {
+    ///         println!("new connection {}", conn.id());
+    ///         Ok(())
+    ///     })
+    ///     .build()?;
+    /// # drop(pool);
+    /// # Ok::<(), leasehold::ConfigError>(())
+    /// ```
+    pub fn on_create(
+        mut self,
+        hook: impl Fn(&mut C::Conn) -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.settings.on_create = Some(std::sync::Arc::new(hook));
+        self
+    }
+
+    /// Runs `hook` on every connection about to be leased, after the pool's
+    /// own checks, on the thread or task that leases it (r2d2's and bb8's
+    /// `is_valid`, deadpool's `recycle`): a `PING`, a state reset. The
+    /// rules of [`on_create`](Self::on_create) apply: keep it short; an
+    /// error or a panic closes the connection and the lease takes another.
+    pub fn on_check_out(
+        mut self,
+        hook: impl Fn(&mut C::Conn) -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.settings.on_check_out = Some(std::sync::Arc::new(hook));
         self
     }
 
@@ -372,7 +398,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// `lease` call) every lease held longer than `threshold`, and counts
     /// it in [`Health::leaks`](crate::Health::leaks).
     pub fn leak_detection(mut self, threshold: Duration) -> Self {
-        self.leak_threshold = Some(threshold);
+        self.settings.leak_threshold = Some(threshold);
         self
     }
 
@@ -389,7 +415,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// request that needs a connect makes one); a spacing past what the
     /// clock can represent means no further probe.
     pub fn connect_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.backoff = (initial, max);
+        self.settings.backoff = (initial, max);
         self
     }
 
@@ -403,7 +429,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// beyond what the clock can count (`Duration::MAX`) has no end: the
     /// drop waits for every close. See [Shutdown](crate::Pool#shutdown).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
-        self.shutdown_grace = grace;
+        self.settings.shutdown_grace = grace;
         self
     }
 
@@ -415,52 +441,60 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// refuses inline disposal and it was asked for, or the disposal thread
     /// cannot be started.
     pub fn build(self) -> Result<Pool<C, P>, ConfigError> {
-        let mut limits = Limits::new(self.max_total, self.max_per_route)
-            .with_max_idle(self.max_idle.unwrap_or(self.max_total))
-            .with_reuse(self.reuse)
-            .with_forget_routes(self.forget_unused_routes);
-        for (route, max) in self.per_route {
+        let mut limits = Limits::new(self.settings.max_total, self.settings.max_per_route)
+            .with_max_idle(self.settings.max_idle.unwrap_or(self.settings.max_total))
+            .with_reuse(self.settings.reuse)
+            .with_forget_routes(self.settings.forget_unused_routes);
+        for (route, max) in self.settings.per_route {
             limits = limits.with_route_max(route, max);
         }
         limits.validate()?;
-        if self.acquire_timeout == Some(Duration::ZERO) {
+        if self.settings.acquire_timeout == Some(Duration::ZERO) {
             return Err(ConfigError::ZeroTimeout("acquire_timeout"));
         }
-        if self.connect_timeout == Some(Duration::ZERO) {
+        if self.settings.connect_timeout == Some(Duration::ZERO) {
             return Err(ConfigError::ZeroTimeout("connect_timeout"));
         }
-        if self.disposal == (Disposal::Background { queue: 0 }) {
+        if self.settings.disposal == (Disposal::Background { queue: 0 }) {
             return Err(ConfigError::ZeroDisposalQueue);
         }
-        if P::DISPOSES_OFF_THREAD && self.disposal == Disposal::Inline {
+        if P::DISPOSES_OFF_THREAD && self.settings.disposal == Disposal::Inline {
             return Err(ConfigError::InlineDisposal(P::NAME));
         }
         for (name, value) in [
-            ("idle_timeout", self.idle_timeout),
-            ("max_lifetime", self.max_lifetime),
-            ("validate_after_inactivity", self.validate_after),
-            ("leak_detection", self.leak_threshold),
+            ("idle_timeout", self.settings.idle_timeout),
+            ("max_lifetime", self.settings.max_lifetime),
+            ("validate_after_inactivity", self.settings.validate_after),
+            ("leak_detection", self.settings.leak_threshold),
         ] {
             if value == Some(Duration::ZERO) {
                 return Err(ConfigError::ZeroTimeout(name));
             }
         }
         let config = Config {
-            acquire_timeout: self.acquire_timeout,
-            connect_timeout: self.connect_timeout,
-            disposal: self.disposal,
-            patience: self.patience,
-            max_connecting: self.max_connecting,
-            min_idle: self.min_idle,
-            min_idle_per_route: self.min_idle_per_route,
-            idle_timeout: self.idle_timeout,
-            max_lifetime: self.max_lifetime,
-            validate_after: self.validate_after,
-            leak_threshold: self.leak_threshold,
-            backoff: self.backoff,
-            shutdown_grace: self.shutdown_grace,
+            acquire_timeout: self.settings.acquire_timeout,
+            connect_timeout: self.settings.connect_timeout,
+            disposal: self.settings.disposal,
+            patience: self.settings.patience,
+            max_connecting: self.settings.max_connecting,
+            min_idle: self.settings.min_idle,
+            min_idle_per_route: self.settings.min_idle_per_route,
+            idle_timeout: self.settings.idle_timeout,
+            max_lifetime: self.settings.max_lifetime,
+            validate_after: if self.settings.validate_on_lease {
+                Some(Duration::ZERO)
+            } else {
+                self.settings.validate_after
+            },
+            leak_threshold: self.settings.leak_threshold,
+            backoff: self.settings.backoff,
+            shutdown_grace: self.settings.shutdown_grace,
         };
-        Pool::from_parts(self.connector, limits, config)
+        let hooks = Hooks {
+            on_create: self.settings.on_create,
+            on_check_out: self.settings.on_check_out,
+        };
+        Pool::from_parts(self.settings.connector, limits, config, hooks)
             .map_err(|e| ConfigError::Thread(e.to_string()))
     }
 }
@@ -468,27 +502,30 @@ impl<C: Connector, P: Policy> Builder<C, P> {
 impl<C: Connector + fmt::Debug, P: Policy> fmt::Debug for Builder<C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
-            .field("connector", &self.connector)
+            .field("connector", &self.settings.connector)
             .field("policy", &P::NAME)
-            .field("max_total", &self.max_total)
-            .field("max_per_route", &self.max_per_route)
-            .field("per_route", &self.per_route)
-            .field("max_idle", &self.max_idle)
-            .field("acquire_timeout", &self.acquire_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("reuse", &self.reuse)
-            .field("forget_unused_routes", &self.forget_unused_routes)
-            .field("disposal", &self.disposal)
-            .field("patience", &self.patience)
-            .field("max_connecting", &self.max_connecting)
-            .field("min_idle", &self.min_idle)
-            .field("min_idle_per_route", &self.min_idle_per_route)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("max_lifetime", &self.max_lifetime)
-            .field("validate_after_inactivity", &self.validate_after)
-            .field("leak_detection", &self.leak_threshold)
-            .field("connect_backoff", &self.backoff)
-            .field("shutdown_grace", &self.shutdown_grace)
+            .field("max_total", &self.settings.max_total)
+            .field("max_per_route", &self.settings.max_per_route)
+            .field("per_route", &self.settings.per_route)
+            .field("max_idle", &self.settings.max_idle)
+            .field("acquire_timeout", &self.settings.acquire_timeout)
+            .field("connect_timeout", &self.settings.connect_timeout)
+            .field("reuse", &self.settings.reuse)
+            .field("forget_unused_routes", &self.settings.forget_unused_routes)
+            .field("disposal", &self.settings.disposal)
+            .field("patience", &self.settings.patience)
+            .field("max_connecting", &self.settings.max_connecting)
+            .field("min_idle", &self.settings.min_idle)
+            .field("min_idle_per_route", &self.settings.min_idle_per_route)
+            .field("idle_timeout", &self.settings.idle_timeout)
+            .field("max_lifetime", &self.settings.max_lifetime)
+            .field("validate_after_inactivity", &self.settings.validate_after)
+            .field("validate_on_lease", &self.settings.validate_on_lease)
+            .field("on_create", &self.settings.on_create.is_some())
+            .field("on_check_out", &self.settings.on_check_out.is_some())
+            .field("leak_detection", &self.settings.leak_threshold)
+            .field("connect_backoff", &self.settings.backoff)
+            .field("shutdown_grace", &self.settings.shutdown_grace)
             .finish()
     }
 }

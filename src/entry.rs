@@ -21,6 +21,8 @@ pub(crate) struct Entry<R, C> {
     pub(crate) expires: Option<Instant>,
     /// When it was last returned (kept only when a timer needs it).
     pub(crate) idle_since: Instant,
+    /// Never leased yet (the `on_create` hook is due).
+    pub(crate) fresh: bool,
     /// The event loop's watch on its socket.
     pub(crate) watch: Option<Arc<Watch>>,
     /// Leak detection: odd while leased; each lease and return adds one.
@@ -67,6 +69,9 @@ pub struct Health {
     pub connect_failures: u64,
     /// Leases reported as possible leaks.
     pub leaks: u64,
+    /// Connections an [`on_create`](crate::Builder::on_create) or
+    /// [`on_check_out`](crate::Builder::on_check_out) hook refused.
+    pub rejected: u64,
 }
 
 /// The counters behind [`Health`].
@@ -79,6 +84,7 @@ pub(crate) struct Counters {
     pub(crate) broken: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
     pub(crate) leaks: AtomicU64,
+    pub(crate) rejected: AtomicU64,
 }
 
 impl Counters {
@@ -96,6 +102,7 @@ impl Counters {
             broken: read(&self.broken),
             connect_failures: read(&self.connect_failures),
             leaks: read(&self.leaks),
+            rejected: read(&self.rejected),
         }
     }
 }

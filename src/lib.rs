@@ -40,6 +40,7 @@ mod config;
 mod connector;
 mod entry;
 mod error;
+mod hooks;
 mod lease;
 mod lease_future;
 pub mod mock;

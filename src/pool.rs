@@ -11,6 +11,7 @@ use crate::config::{Builder, Config};
 use crate::connector::Connector;
 use crate::entry::Health;
 use crate::error::Error;
+use crate::hooks::Hooks;
 use crate::lease::{Lease, OwnedLease};
 use crate::lease_future::LeaseFuture;
 use crate::reactor::pool_thread::PoolThread;
@@ -132,6 +133,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
         connector: C,
         limits: Limits<C::Route>,
         config: Config<C::Route>,
+        hooks: Hooks<C::Conn>,
     ) -> std::io::Result<Self> {
         let connector = Arc::new(connector);
         let disposer = Arc::new(Disposer::new(connector.clone(), config.disposal)?);
@@ -139,7 +141,9 @@ impl<C: Connector, P: Policy> Pool<C, P> {
         let remote = Arc::new(remote);
         let core =
             <CoreOf<C, P> as Core<_, _>>::new(limits, disposal(disposer.clone(), remote.clone()));
-        let shared = Arc::new(Shared::new(core, connector, disposer, config, remote));
+        let shared = Arc::new(Shared::new(
+            core, connector, disposer, config, hooks, remote,
+        ));
         let looper = Reactor::new(shared.clone(), poll);
         let reactor = match PoolThread::spawn("leasehold-reactor", move || looper.run()) {
             Ok(handle) => handle,

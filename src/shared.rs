@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::connector::{Connector, Progress};
 use crate::entry::{Counters, Entry, LeakCheck};
 use crate::error::{Error, Unavailable};
+use crate::hooks::Hooks;
 use crate::reactor::bind::{Binder, Failure, Outcome, Slot};
 use crate::reactor::breaker::{Admit, Breaker};
 use crate::reactor::dispose::Disposer;
@@ -77,6 +78,7 @@ pub(crate) struct Shared<C: Connector, P: Policy> {
     pub(crate) breaker: Breaker<C::Route>,
     pub(crate) remote: Arc<Remote<C>>,
     pub(crate) counters: Arc<Counters>,
+    hooks: Hooks<C::Conn>,
     clock_on_release: bool,
 }
 
@@ -107,6 +109,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         connector: Arc<C>,
         disposer: Arc<Disposer<C>>,
         config: Config<C::Route>,
+        hooks: Hooks<C::Conn>,
         remote: Arc<Remote<C>>,
     ) -> Self {
         let (initial, max) = config.backoff;
@@ -120,6 +123,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             breaker: Breaker::new(initial, max),
             remote,
             counters: Arc::default(),
+            hooks,
         }
     }
 
@@ -244,7 +248,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             }
         }
         if let Some(after) = self.config.validate_after {
-            if entry.idle_since.elapsed() > after {
+            if entry.idle_since.elapsed() >= after {
                 let connector = &self.connector;
                 let conn = entry.conn.as_mut();
                 let alive = catch_unwind(AssertUnwindSafe(|| {
@@ -256,6 +260,18 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                     self.core.release(held, false);
                     return None;
                 }
+            }
+        }
+        if self.hooks.any() {
+            let fresh = std::mem::take(&mut entry.fresh);
+            let pass = entry
+                .conn
+                .as_mut()
+                .is_some_and(|conn| self.hooks.pass(conn, fresh));
+            if !pass {
+                Counters::bump(&self.counters.rejected);
+                self.core.release(held, false);
+                return None;
             }
         }
         if let (Some(threshold), Some(leases)) = (self.config.leak_threshold, &entry.leases) {
@@ -350,6 +366,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                 .max_lifetime
                 .and_then(|life| now.checked_add(jittered(life))),
             idle_since: now,
+            fresh: true,
             watch: watch.clone(),
             leases: self
                 .config
