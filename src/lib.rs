@@ -43,6 +43,7 @@ mod error;
 mod hooks;
 mod lease;
 mod lease_future;
+#[cfg(any(test, feature = "test-util"))]
 pub mod mock;
 #[cfg(unix)]
 mod nonblocking;
@@ -77,6 +78,9 @@ pub use leasehold_policies::{
 pub use nonblocking::Nonblocking;
 pub use pool::Pool;
 pub use reactor::dispose::Disposal;
+/// The mio crate a [`Handshake`] is a source of (its `event::Source`,
+/// `Interest`, `Registry` and `Token`), at the version the pool drives.
+pub use mio;
 /// The rustls crate the [`tls`] module is built on, for naming its types
 /// (certificates, keys, root stores, crypto providers) at the same version.
 #[cfg(all(unix, feature = "tls"))]

@@ -1,4 +1,5 @@
-//! An in-memory connector for tests, benchmarks and examples.
+//! An in-memory connector for tests, benchmarks and examples (cargo
+//! feature `test-util`).
 //!
 //! [`MockConnector`] connects at once (no sockets, no readiness machinery),
 //! counts every connection it opens, every one the pool closes (and how many

@@ -80,14 +80,17 @@ pub(crate) fn send_now(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
 
 /// A socket read and written without blocking, as `std::io` sees it (what
 /// rustls reads records from and writes them to).
+#[cfg(feature = "tls")]
 pub(crate) struct Now<'a>(pub(crate) BorrowedFd<'a>);
 
+#[cfg(feature = "tls")]
 impl io::Read for Now<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         recv_now(self.0, buf)
     }
 }
 
+#[cfg(feature = "tls")]
 impl io::Write for Now<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         send_now(self.0, buf)
