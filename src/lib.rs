@@ -36,6 +36,8 @@
 mod acquire;
 #[cfg(all(unix, feature = "tokio"))]
 mod async_io;
+#[cfg(unix)]
+mod blocking;
 mod config;
 mod connector;
 mod entry;
@@ -60,6 +62,8 @@ mod unwind;
 
 #[cfg(all(unix, feature = "tokio"))]
 pub use async_io::{AsyncConnector, AsyncHandshake, AsyncStream};
+#[cfg(unix)]
+pub use blocking::{BlockingConnector, BlockingHandshake, DEFAULT_CONNECT_THREADS};
 pub use config::{
     Builder, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PER_ROUTE, DEFAULT_MAX_TOTAL, DEFAULT_SHUTDOWN_GRACE,
@@ -74,13 +78,13 @@ pub use lease_future::LeaseFuture;
 pub use leasehold_policies::{
     self as policies, Lax, Offlock, Policy, PoolStats, Reuse, RouteKey, State, Stats, Strict,
 };
+/// The mio crate a [`Handshake`] is a source of (its `event::Source`,
+/// `Interest`, `Registry` and `Token`), at the version the pool drives.
+pub use mio;
 #[cfg(unix)]
 pub use nonblocking::Nonblocking;
 pub use pool::Pool;
 pub use reactor::dispose::Disposal;
-/// The mio crate a [`Handshake`] is a source of (its `event::Source`,
-/// `Interest`, `Registry` and `Token`), at the version the pool drives.
-pub use mio;
 /// The rustls crate the [`tls`] module is built on, for naming its types
 /// (certificates, keys, root stores, crypto providers) at the same version.
 #[cfg(all(unix, feature = "tls"))]
