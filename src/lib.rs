@@ -13,17 +13,20 @@
 //! | [`Lax`] | exact caps; idle connections in per-CPU shards with work stealing; barging allowed, and waiters compete for returns rather than being handed them; newcomers take at most `Lax::PASS_LIMIT` (32) connections ahead of the oldest waiter | one hot route, raw throughput |
 //!
 //! ```
+//! use std::net::TcpListener;
 //! use std::time::Duration;
-//! use leasehold::{mock::MockConnector, Pool, Strict};
+//! use leasehold::{Pool, TcpConnector};
 //!
-//! let pool: Pool<MockConnector<&str>, Strict> = Pool::builder(MockConnector::new())
+//! let backend = TcpListener::bind("127.0.0.1:0")?;
+//! let addr = backend.local_addr()?;
+//! let pool = Pool::builder(TcpConnector::new())
 //!     .max_total(50)
 //!     .max_per_route(20)
 //!     .acquire_timeout(Duration::from_millis(500))
 //!     .build()?;
-//! let lease = pool.lease(&"db-primary")?;
+//! let lease = pool.lease(&addr)?;
 //! drop(lease);
-//! assert_eq!(pool.route_stats(&"db-primary").idle, 1);
+//! assert_eq!(pool.route_stats(&addr).idle, 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
