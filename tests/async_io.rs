@@ -131,6 +131,24 @@ fn tls_server(config: ServerConfig) -> (Server, TlsConnector, TlsRoute) {
     (server, connector, route)
 }
 
+/// Twenty GETs of a 100 kB body (many TLS records, read in pieces smaller
+/// than one) through `pool`, on one kept-alive connection.
+async fn twenty_gets<C>(
+    pool: &Pool<AsyncConnector<C>>,
+    route: &C::Route,
+    server: &Server,
+    flavour: &str,
+) where
+    C: Connector<Conn: Nonblocking + Unpin>,
+{
+    for _ in 0..20 {
+        let mut conn = pool.lease_async(route).await.unwrap();
+        assert_eq!(get(&mut conn).await.unwrap(), (200, 100_000), "{flavour}");
+    }
+    assert_eq!(server.accepted(), 1, "{flavour}: keep-alive reuse");
+    assert_eq!(server.requests(), 20, "{flavour}");
+}
+
 #[test]
 fn tcp_exchanges_reuse_one_connection() {
     let _alone = alone();
@@ -138,12 +156,7 @@ fn tcp_exchanges_reuse_one_connection() {
     on_each_runtime(|flavour| async move {
         let server = Server::start(ServerConfig::default().body(100_000)).unwrap();
         let pool = pool(TcpConnector::new());
-        for _ in 0..20 {
-            let mut conn = pool.lease_async(&server.addr()).await.unwrap();
-            assert_eq!(get(&mut conn).await.unwrap(), (200, 100_000), "{flavour}");
-        }
-        assert_eq!(server.accepted(), 1, "{flavour}: keep-alive reuse");
-        assert_eq!(server.requests(), 20, "{flavour}");
+        twenty_gets(&pool, &server.addr(), &server, flavour).await;
     });
     before.assert_none_left();
 }
@@ -153,16 +166,10 @@ fn tls_exchanges_reuse_one_connection() {
     let _alone = alone();
     let before = Descriptors::open();
     on_each_runtime(|flavour| async move {
-        // A body of many records, read in pieces smaller than one.
         let (server, connector, route) = tls_server(ServerConfig::default().body(100_000));
         let pool = pool(connector);
-        for _ in 0..20 {
-            let mut conn = pool.lease_async(&route).await.unwrap();
-            assert_eq!(get(&mut conn).await.unwrap(), (200, 100_000), "{flavour}");
-        }
-        assert_eq!(server.accepted(), 1, "{flavour}");
+        twenty_gets(&pool, &route, &server, flavour).await;
         assert_eq!(server.handshakes(), 1, "{flavour}");
-        assert_eq!(server.requests(), 20, "{flavour}");
     });
     before.assert_none_left();
 }

@@ -47,19 +47,22 @@ impl Calls {
     fn total(&self) -> usize {
         self.0.lock().unwrap().values().sum()
     }
+
+    /// A hook that records its calls here and lets every connection in.
+    fn hook(&self) -> impl Fn(&mut MockConn<u8>) -> io::Result<()> + Send + Sync + 'static {
+        let calls = self.clone();
+        move |conn| {
+            calls.record(conn);
+            Ok(())
+        }
+    }
 }
 
 fn on_create_runs_once_per_connection_before_its_first_lease<P: Policy>() {
     let connector = Mock::new();
     let created = Calls::default();
     let pool = builder::<P>(&connector)
-        .on_create({
-            let created = created.clone();
-            move |conn| {
-                created.record(conn);
-                Ok(())
-            }
-        })
+        .on_create(created.hook())
         .build()
         .unwrap();
     let mut ids = Vec::new();
@@ -82,13 +85,7 @@ fn a_warm_connection_gets_on_create_at_its_first_lease<P: Policy>() {
     let created = Calls::default();
     let pool = builder::<P>(&connector)
         .min_idle(ROUTE, 2)
-        .on_create({
-            let created = created.clone();
-            move |conn| {
-                created.record(conn);
-                Ok(())
-            }
-        })
+        .on_create(created.hook())
         .build()
         .unwrap();
     eventually("two warm connections", || {
@@ -174,20 +171,8 @@ fn the_async_path_runs_the_hooks_too<P: Policy>() {
     let connector = Mock::new();
     let calls = Calls::default();
     let pool = builder::<P>(&connector)
-        .on_create({
-            let calls = calls.clone();
-            move |conn| {
-                calls.record(conn);
-                Ok(())
-            }
-        })
-        .on_check_out({
-            let calls = calls.clone();
-            move |conn| {
-                calls.record(conn);
-                Ok(())
-            }
-        })
+        .on_create(calls.hook())
+        .on_check_out(calls.hook())
         .build()
         .unwrap();
     let id = futures::executor::block_on(async {
