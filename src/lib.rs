@@ -37,8 +37,8 @@
 #![forbid(unsafe_code)]
 
 mod acquire;
-#[cfg(all(unix, feature = "tokio"))]
-mod async_io;
+#[cfg(all(unix, any(feature = "tokio", feature = "async-io")))]
+mod async_stream;
 #[cfg(unix)]
 mod blocking;
 mod config;
@@ -63,8 +63,8 @@ mod tcp;
 pub mod tls;
 mod unwind;
 
-#[cfg(all(unix, feature = "tokio"))]
-pub use async_io::{AsyncConnector, AsyncHandshake, AsyncStream};
+#[cfg(all(unix, any(feature = "tokio", feature = "async-io")))]
+pub use async_stream::{AsyncConnector, AsyncHandshake, AsyncStream};
 #[cfg(unix)]
 pub use blocking::{BlockingConnector, BlockingHandshake, DEFAULT_CONNECT_THREADS};
 pub use config::{

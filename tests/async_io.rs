@@ -3,9 +3,15 @@
 //! loopback server, keep-alive reuse, idle connections the server closes
 //! still evicted by the pool's event loop, a request cancelled midway and
 //! discarded, a connection used from one runtime after another, the errors
-//! outside tokio and without its I/O driver, and no descriptor left open.
+//! outside tokio and without its I/O driver, the `futures-io` traits on
+//! other executors, and no descriptor left open.
 
-#![cfg(all(target_os = "linux", feature = "tokio", feature = "tls"))]
+#![cfg(all(
+    target_os = "linux",
+    feature = "tokio",
+    feature = "async-io",
+    feature = "tls"
+))]
 
 #[path = "support/fds.rs"]
 mod fds;
@@ -66,45 +72,63 @@ fn on_each_runtime<F: Future<Output = ()>>(test: impl Fn(&'static str) -> F) {
     }
 }
 
-/// One `GET /` and its response, read to the end of its body: the status
-/// and the body's length.
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: leasehold.test\r\n\r\n";
+
+/// Whether `buf` holds a whole response: its status and body length.
+fn complete(buf: &[u8]) -> io::Result<Option<(u16, usize)>> {
+    let mut headers = [httparse::EMPTY_HEADER; 16];
+    let mut response = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(head) = response
+        .parse(buf)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+    else {
+        return Ok(None);
+    };
+    let length: usize = response
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no length"))?;
+    assert!(buf.len() <= head + length, "bytes past the response");
+    Ok((buf.len() == head + length).then_some((response.code.unwrap_or(0), length)))
+}
+
+/// One `GET /` through tokio's traits, read to the end of its body: the
+/// status and the body's length.
 async fn get(stream: &mut (impl AsyncRead + AsyncWrite + Unpin)) -> io::Result<(u16, usize)> {
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: leasehold.test\r\n\r\n")
-        .await?;
+    stream.write_all(GET).await?;
     stream.flush().await?;
-    let mut buf = Vec::new();
-    let mut chunk = [0; 4096];
+    let (mut buf, mut chunk) = (Vec::new(), [0; 4096]);
     loop {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 16];
-        let mut response = httparse::Response::new(&mut headers);
-        let httparse::Status::Complete(head) = response
-            .parse(&buf)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
-        else {
-            continue;
-        };
-        let length: usize = response
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-            .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no length"))?;
-        let status = response.code.unwrap_or(0);
-        while buf.len() < head + length {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            buf.extend_from_slice(&chunk[..n]);
+        if let Some(done) = complete(&buf)? {
+            return Ok(done);
         }
-        assert_eq!(buf.len(), head + length, "bytes past the response");
-        return Ok((status, length));
+    }
+}
+
+/// [`get`] through the `futures-io` traits.
+async fn get_futures(
+    stream: &mut (impl futures::AsyncRead + futures::AsyncWrite + Unpin),
+) -> io::Result<(u16, usize)> {
+    use futures::{AsyncReadExt as _, AsyncWriteExt as _};
+    stream.write_all(GET).await?;
+    stream.flush().await?;
+    let (mut buf, mut chunk) = (Vec::new(), [0; 4096]);
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(done) = complete(&buf)? {
+            return Ok(done);
+        }
     }
 }
 
@@ -356,4 +380,56 @@ fn blocking_and_async_holders_share_a_connection() {
     }
     assert!(reply.starts_with(b"HTTP/1.1 200"));
     assert_eq!(server.accepted(), 1);
+}
+
+#[test]
+fn futures_io_exchanges_run_on_any_executor() {
+    let _alone = alone();
+    // async-io's reactor is the process's from its first use: its
+    // descriptors are open before the test counts.
+    let reactor = Server::start(ServerConfig::default()).unwrap();
+    futures::executor::block_on(async {
+        let pool = pool(TcpConnector::new());
+        let mut conn = pool.lease_async(&reactor.addr()).await.unwrap();
+        assert_eq!(get_futures(&mut conn).await.unwrap(), (200, 2));
+    });
+    drop(reactor);
+    let before = Descriptors::open();
+    {
+        let (server, connector, route) = tls_server(ServerConfig::default().body(100_000));
+        let pool = pool(connector);
+        // No runtime at all: async-io's reactor runs on a thread of its own.
+        futures::executor::block_on(async {
+            for _ in 0..10 {
+                let mut conn = pool.lease_async(&route).await.unwrap();
+                assert_eq!(get_futures(&mut conn).await.unwrap(), (200, 100_000));
+            }
+        });
+        // smol's executor, several tasks at once.
+        let executor = async_executor::Executor::new();
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                executor.spawn(async {
+                    for _ in 0..10 {
+                        let mut conn = pool.lease_owned_async(&route).await.unwrap();
+                        assert_eq!(get_futures(&mut conn).await.unwrap().0, 200);
+                    }
+                })
+            })
+            .collect();
+        futures::executor::block_on(executor.run(async {
+            for task in tasks {
+                task.await;
+            }
+        }));
+        assert_eq!(server.requests(), 50);
+        assert!(server.accepted() <= 2, "{}", server.accepted());
+        // The same connections serve tokio tasks too.
+        let (pool, route) = (&pool, &route);
+        on_each_runtime(|flavour| async move {
+            let mut conn = pool.lease_async(route).await.unwrap();
+            assert_eq!(get(&mut conn).await.unwrap().0, 200, "{flavour}");
+        });
+    }
+    before.assert_none_left();
 }
