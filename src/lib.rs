@@ -101,3 +101,9 @@ pub use tcp::{resolve, TcpConnector, TcpHandshake};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The code people write first (docs/first-code.md), compiled and run as
+/// doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/first-code.md")]
+pub struct FirstCodeDoctests;

@@ -142,6 +142,16 @@ impl Settings {
 }
 
 impl TlsConnector {
+    /// A connector with the secure defaults (see the [module docs](self)):
+    /// `TlsConnector::builder().build()`.
+    ///
+    /// # Errors
+    /// As [`TlsBuilder::build`]: only a process-default crypto provider
+    /// that offers no usable cipher suite fails.
+    pub fn new() -> Result<TlsConnector, rustls::Error> {
+        Self::builder().build()
+    }
+
     /// A builder with the secure defaults (see the [module docs](self)).
     pub fn builder() -> TlsBuilder {
         TlsBuilder {
