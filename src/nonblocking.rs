@@ -50,6 +50,15 @@ pub trait Nonblocking: Send + 'static {
     /// `WouldBlock` while the closing records are not all out; the
     /// connection's errors.
     fn try_shutdown(&mut self) -> io::Result<()>;
+
+    /// Whether a read that returns less than asked has drained the socket,
+    /// and a write that takes less than offered has filled it, so that
+    /// the next operation can wait for readiness without trying first:
+    /// true for a plain socket, false (the default) where a layer between
+    /// buffers on its own (TLS records).
+    fn drains(&self) -> bool {
+        false
+    }
 }
 
 /// Retries `op` while it is interrupted by a signal.
@@ -116,6 +125,10 @@ impl Nonblocking for TcpStream {
 
     fn try_flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+
+    fn drains(&self) -> bool {
+        true
     }
 
     fn try_shutdown(&mut self) -> io::Result<()> {

@@ -9,6 +9,7 @@ use crate::nonblocking::Nonblocking;
 use crate::pool::Pool;
 use leasehold_policies::Policy;
 use std::borrow::Borrow;
+use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -63,12 +64,16 @@ impl<S: Nonblocking> AsyncStream<S> {
     }
 
     /// Runs `op` on the connection once the socket is ready for writing
-    /// (`write`) or reading, and again after each `WouldBlock`.
+    /// (`write`) or reading, and again after each `WouldBlock`. `op` says
+    /// with its value whether it found the socket exhausted (drained by a
+    /// short read, filled by a short write): then the readiness is cleared
+    /// at once, so the next operation waits for an event instead of making
+    /// a system call that would only say `WouldBlock`.
     fn poll_tokio<R>(
         &mut self,
         cx: &mut Context<'_>,
         write: bool,
-        mut op: impl FnMut(&mut S) -> io::Result<R>,
+        mut op: impl FnMut(&mut S) -> io::Result<(R, bool)>,
     ) -> Poll<io::Result<R>> {
         let (socket, io) = self.tokio_parts()?;
         let interest = if write {
@@ -82,13 +87,35 @@ impl<S: Nonblocking> AsyncStream<S> {
             } else {
                 ready!(socket.poll_read_ready(cx))?;
             }
-            // A `WouldBlock` clears the readiness: wait again.
-            match socket.try_io(interest, || op(io)) {
+            let mut exhausted = None;
+            // A `WouldBlock` from the closure clears the readiness (unless
+            // an event came since it was read), whether the operation said
+            // it or found the socket exhausted.
+            let result = socket.try_io(interest, || match op(io)? {
+                (value, true) => {
+                    exhausted = Some(value);
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                (value, false) => Ok(value),
+            });
+            if let Some(value) = exhausted {
+                return Poll::Ready(Ok(value));
+            }
+            match result {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 result => return Poll::Ready(result),
             }
         }
     }
+}
+
+/// Room for reads into a buffer the caller left uninitialised (hyper's,
+/// say): reading there directly would mean zeroing all of it first, which
+/// costs more than copying what arrived.
+const SCRATCH: usize = 16 * 1024;
+
+thread_local! {
+    static SCRATCH_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 impl<S: Nonblocking + Unpin> AsyncRead for AsyncStream<S> {
@@ -97,12 +124,33 @@ impl<S: Nonblocking + Unpin> AsyncRead for AsyncStream<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let unfilled = buf.initialize_unfilled();
-        let n = ready!(self
-            .get_mut()
-            .poll_tokio(cx, false, |io| io.try_read(unfilled)))?;
-        buf.advance(n);
-        Poll::Ready(Ok(()))
+        let this = self.get_mut();
+        let wanted = buf.remaining();
+        if wanted == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let drains = this.io.drains();
+        let read = |io: &mut S, into: &mut [u8]| {
+            let n = io.try_read(into)?;
+            Ok((n, drains && n > 0 && n < into.len()))
+        };
+        let initialized = buf.initialized().len() - buf.filled().len();
+        if initialized >= wanted.min(SCRATCH) {
+            // Already initialised: nothing is zeroed.
+            let unfilled = buf.initialize_unfilled_to(initialized.min(wanted));
+            let n = ready!(this.poll_tokio(cx, false, |io| read(io, unfilled)))?;
+            buf.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        SCRATCH_BUFFER.with_borrow_mut(|scratch| {
+            if scratch.is_empty() {
+                scratch.resize(SCRATCH, 0);
+            }
+            let room = &mut scratch[..wanted.min(SCRATCH)];
+            let n = ready!(this.poll_tokio(cx, false, |io| read(io, room)))?;
+            buf.put_slice(&room[..n]);
+            Poll::Ready(Ok(()))
+        })
     }
 }
 
@@ -112,16 +160,22 @@ impl<S: Nonblocking + Unpin> AsyncWrite for AsyncStream<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_tokio(cx, true, |io| io.try_write(buf))
+        let this = self.get_mut();
+        let drains = this.io.drains();
+        this.poll_tokio(cx, true, |io| {
+            let n = io.try_write(buf)?;
+            Ok((n, drains && n < buf.len()))
+        })
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_tokio(cx, true, Nonblocking::try_flush)
+        self.get_mut()
+            .poll_tokio(cx, true, |io| Ok((io.try_flush()?, false)))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.get_mut()
-            .poll_tokio(cx, true, Nonblocking::try_shutdown)
+            .poll_tokio(cx, true, |io| Ok((io.try_shutdown()?, false)))
     }
 }
 
