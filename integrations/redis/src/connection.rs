@@ -240,7 +240,9 @@ pub(crate) type Exchange<T> = RedisResult<RedisResult<T>>;
 pub(crate) struct Replies {
     skip: usize,
     keep: usize,
-    values: Vec<Value>,
+    /// The first kept reply, apart: a single command allocates nothing.
+    first: Option<Value>,
+    rest: Vec<Value>,
     refused: Option<ServerError>,
 }
 
@@ -257,13 +259,19 @@ impl Replies {
         Self {
             skip: offset,
             keep: count,
-            values: Vec::with_capacity(count),
+            first: None,
+            // Room for `first` too, which joins them at the end.
+            rest: Vec::with_capacity(if count > 1 { count } else { 0 }),
             refused: None,
         }
     }
 
+    fn kept(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
     pub(crate) fn is_complete(&self) -> bool {
-        self.skip == 0 && self.values.len() == self.keep
+        self.skip == 0 && self.kept() == self.keep
     }
 
     pub(crate) fn push(&mut self, value: Value) {
@@ -272,21 +280,26 @@ impl Replies {
             if let (Value::ServerError(e), None) = (value, &self.refused) {
                 self.refused = Some(e);
             }
+        } else if self.first.is_none() {
+            self.first = Some(value);
         } else {
-            self.values.push(value);
+            self.rest.push(value);
         }
     }
 
     /// The kept replies, or the first error among the skipped ones.
-    pub(crate) fn finish(self) -> RedisResult<Vec<Value>> {
-        match self.refused {
-            Some(e) => Err(e.into()),
-            None => Ok(self.values),
+    pub(crate) fn finish(mut self) -> RedisResult<Vec<Value>> {
+        if let Some(e) = self.refused {
+            return Err(e.into());
         }
+        if let Some(first) = self.first {
+            self.rest.insert(0, first);
+        }
+        Ok(self.rest)
     }
 
     pub(crate) fn single(self) -> Value {
-        self.values.into_iter().next().unwrap_or(Value::Nil)
+        self.first.unwrap_or(Value::Nil)
     }
 }
 
@@ -484,6 +497,10 @@ mod aio {
                     return Err(io::ErrorKind::WriteZero.into());
                 }
                 sent += n;
+            }
+            if !io.get_ref().is_tls() {
+                // A TCP write leaves nothing behind to flush.
+                return Ok(());
             }
             poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await
         }
