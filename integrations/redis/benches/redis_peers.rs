@@ -51,7 +51,7 @@ const MEASURING: u8 = 1;
 const STOPPED: u8 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Contender {
+enum PoolRow {
     LeaseholdThreads,
     LeaseholdTasks,
     R2d2,
@@ -62,42 +62,40 @@ enum Contender {
     DeadpoolUnchecked,
 }
 
-impl Contender {
-    const ALL: [Contender; 8] = [
-        Contender::LeaseholdThreads,
-        Contender::LeaseholdTasks,
-        Contender::R2d2,
-        Contender::R2d2Unchecked,
-        Contender::Bb8,
-        Contender::Bb8Unchecked,
-        Contender::Deadpool,
-        Contender::DeadpoolUnchecked,
+impl PoolRow {
+    const ALL: [PoolRow; 8] = [
+        PoolRow::LeaseholdThreads,
+        PoolRow::LeaseholdTasks,
+        PoolRow::R2d2,
+        PoolRow::R2d2Unchecked,
+        PoolRow::Bb8,
+        PoolRow::Bb8Unchecked,
+        PoolRow::Deadpool,
+        PoolRow::DeadpoolUnchecked,
     ];
 
     fn name(self) -> &'static str {
         match self {
-            Contender::LeaseholdThreads | Contender::LeaseholdTasks => "leasehold-redis",
-            Contender::R2d2 | Contender::R2d2Unchecked => "r2d2 + redis",
-            Contender::Bb8 | Contender::Bb8Unchecked => "bb8-redis",
-            Contender::Deadpool | Contender::DeadpoolUnchecked => "deadpool-redis",
+            PoolRow::LeaseholdThreads | PoolRow::LeaseholdTasks => "leasehold-redis",
+            PoolRow::R2d2 | PoolRow::R2d2Unchecked => "r2d2 + redis",
+            PoolRow::Bb8 | PoolRow::Bb8Unchecked => "bb8-redis",
+            PoolRow::Deadpool | PoolRow::DeadpoolUnchecked => "deadpool-redis",
         }
     }
 
     fn form(self) -> &'static str {
         match self {
-            Contender::LeaseholdThreads | Contender::R2d2 | Contender::R2d2Unchecked => "threads",
+            PoolRow::LeaseholdThreads | PoolRow::R2d2 | PoolRow::R2d2Unchecked => "threads",
             _ => "tasks",
         }
     }
 
     fn check(self) -> &'static str {
         match self {
-            Contender::LeaseholdThreads | Contender::LeaseholdTasks => "none (event loop)",
-            Contender::R2d2 | Contender::Bb8 => "PING (default)",
-            Contender::Deadpool => "UNWATCH+PING (default)",
-            Contender::R2d2Unchecked | Contender::Bb8Unchecked | Contender::DeadpoolUnchecked => {
-                "off"
-            }
+            PoolRow::LeaseholdThreads | PoolRow::LeaseholdTasks => "none (event loop)",
+            PoolRow::R2d2 | PoolRow::Bb8 => "PING (default)",
+            PoolRow::Deadpool => "UNWATCH+PING (default)",
+            PoolRow::R2d2Unchecked | PoolRow::Bb8Unchecked | PoolRow::DeadpoolUnchecked => "off",
         }
     }
 
@@ -107,17 +105,14 @@ impl Contender {
     }
 
     fn is_leasehold(self) -> bool {
-        matches!(
-            self,
-            Contender::LeaseholdThreads | Contender::LeaseholdTasks
-        )
+        matches!(self, PoolRow::LeaseholdThreads | PoolRow::LeaseholdTasks)
     }
 }
 
 /// One cell: a contender at a worker count.
 #[derive(Clone, Copy, Debug)]
 struct Cell {
-    contender: Contender,
+    contender: PoolRow,
     workers: usize,
     rate: f64,
     p50_us: f64,
@@ -127,7 +122,7 @@ struct Cell {
     fairness: f64,
 }
 
-struct Settings {
+struct BenchSettings {
     warmup: Duration,
     window: Duration,
     rounds: usize,
@@ -148,7 +143,7 @@ fn main() {
         None => WORKER_COUNTS.to_vec(),
     };
     let only = option("--only");
-    let contenders: Vec<Contender> = Contender::ALL
+    let contenders: Vec<PoolRow> = PoolRow::ALL
         .into_iter()
         .filter(|c| {
             only.as_ref()
@@ -156,19 +151,19 @@ fn main() {
         })
         .collect();
     let settings = if quick {
-        Settings {
+        BenchSettings {
             warmup: Duration::from_millis(200),
             window: Duration::from_millis(500),
             rounds: 1,
         }
     } else {
-        Settings {
+        BenchSettings {
             warmup: Duration::from_millis(500),
             window: Duration::from_secs(2),
             rounds: 3,
         }
     };
-    let Some(server) = server::RedisServer::start() else {
+    let Some(server) = server::RedisProcess::start() else {
         return;
     };
     let url = server.url("/0");
@@ -214,27 +209,27 @@ fn median(mut runs: Vec<Cell>) -> Cell {
 }
 
 fn measure(
-    contender: Contender,
+    contender: PoolRow,
     workers: usize,
     url: &str,
     runtime: &tokio::runtime::Runtime,
-    settings: &Settings,
+    settings: &BenchSettings,
 ) -> Cell {
     let size = workers.min(MAX_POOL);
     let phase = Arc::new(AtomicU8::new(WARMING));
     let (histogram, per_worker) = match contender {
-        Contender::LeaseholdThreads => {
+        PoolRow::LeaseholdThreads => {
             let pool = RedisPool::build(url, |b| b.max_per_route(size)).expect("pool");
             threads(workers, &phase, settings, || {
                 let mut conn = pool.get().expect("lease");
                 check(redis::cmd("GET").arg(KEY).query(&mut conn));
             })
         }
-        Contender::R2d2 | Contender::R2d2Unchecked => {
+        PoolRow::R2d2 | PoolRow::R2d2Unchecked => {
             let client = redis::Client::open(url).expect("client");
             let pool = r2d2::Pool::builder()
                 .max_size(u32::try_from(size).expect("small"))
-                .test_on_check_out(contender == Contender::R2d2)
+                .test_on_check_out(contender == PoolRow::R2d2)
                 .build(client)
                 .expect("r2d2 pool");
             threads(workers, &phase, settings, || {
@@ -242,7 +237,7 @@ fn measure(
                 check(redis::cmd("GET").arg(KEY).query(&mut *conn));
             })
         }
-        Contender::LeaseholdTasks => {
+        PoolRow::LeaseholdTasks => {
             let pool = RedisPool::build(url, |b| b.max_per_route(size)).expect("pool");
             tasks(runtime, workers, &phase, settings, move || {
                 let pool = pool.clone();
@@ -252,13 +247,13 @@ fn measure(
                 }
             })
         }
-        Contender::Bb8 | Contender::Bb8Unchecked => {
+        PoolRow::Bb8 | PoolRow::Bb8Unchecked => {
             let manager = bb8_redis::RedisConnectionManager::new(url).expect("manager");
             let pool = runtime
                 .block_on(
                     bb8::Pool::builder()
                         .max_size(u32::try_from(size).expect("small"))
-                        .test_on_check_out(contender == Contender::Bb8)
+                        .test_on_check_out(contender == PoolRow::Bb8)
                         .build(manager),
                 )
                 .expect("bb8 pool");
@@ -270,7 +265,7 @@ fn measure(
                 }
             })
         }
-        Contender::Deadpool => {
+        PoolRow::Deadpool => {
             let pool = deadpool_redis::Config::from_url(url)
                 .builder()
                 .expect("config")
@@ -286,7 +281,7 @@ fn measure(
                 }
             })
         }
-        Contender::DeadpoolUnchecked => {
+        PoolRow::DeadpoolUnchecked => {
             let client = redis::Client::open(url).expect("client");
             let pool: deadpool::managed::Pool<Unchecked> =
                 deadpool::managed::Pool::builder(Unchecked(client))
@@ -348,7 +343,7 @@ fn histogram() -> Histogram<u64> {
 }
 
 /// Runs the phases: warm-up, then the measured window, then stop.
-fn run_phases(phase: &AtomicU8, settings: &Settings) {
+fn run_phases(phase: &AtomicU8, settings: &BenchSettings) {
     thread::sleep(settings.warmup);
     phase.store(MEASURING, Ordering::SeqCst);
     thread::sleep(settings.window);
@@ -359,7 +354,7 @@ fn run_phases(phase: &AtomicU8, settings: &Settings) {
 fn threads(
     workers: usize,
     phase: &Arc<AtomicU8>,
-    settings: &Settings,
+    settings: &BenchSettings,
     request: impl Fn() + Sync,
 ) -> (Histogram<u64>, Vec<u64>) {
     thread::scope(|scope| {
@@ -392,7 +387,7 @@ fn tasks<F, Fut>(
     runtime: &tokio::runtime::Runtime,
     workers: usize,
     phase: &Arc<AtomicU8>,
-    settings: &Settings,
+    settings: &BenchSettings,
     make: F,
 ) -> (Histogram<u64>, Vec<u64>)
 where
@@ -442,7 +437,7 @@ fn merge(parts: impl Iterator<Item = Histogram<u64>>) -> (Histogram<u64>, Vec<u6
     (all, per_worker)
 }
 
-fn table(cells: &[Cell], worker_counts: &[usize], settings: &Settings, quick: bool) -> String {
+fn table(cells: &[Cell], worker_counts: &[usize], settings: &BenchSettings, quick: bool) -> String {
     let mut out = String::new();
     let cpus = thread::available_parallelism().map_or(0, |n| n.get());
     out.push_str(&format!(

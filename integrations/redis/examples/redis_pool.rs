@@ -20,7 +20,7 @@ fn main() -> RedisResult<()> {
     let (_server, url) = match std::env::args().nth(1) {
         Some(url) => (None, url),
         None => {
-            let Some(server) = server::RedisServer::start() else {
+            let Some(server) = server::RedisProcess::start() else {
                 eprintln!("pass a URL (e.g. redis://127.0.0.1:6379/0) or install redis-server");
                 std::process::exit(2);
             };

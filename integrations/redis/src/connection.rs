@@ -20,9 +20,9 @@
 //! `poll(2)` under the socket's read or write timeout, so both kinds of
 //! callers can share one pool.
 
-use crate::resp::{self, Scan};
-use crate::session::Session;
-use crate::transport::Stream;
+use crate::resp::{self, ReplyScan};
+use crate::session::SessionState;
+use crate::transport::RedisStream;
 use leasehold::Nonblocking;
 use redis::{Cmd, ConnectionLike, RedisError, RedisResult, ServerError, Value};
 use std::fmt;
@@ -37,9 +37,9 @@ const BUFFER: usize = 8 * 1024;
 const BUFFER_KEPT: usize = 256 * 1024;
 
 #[cfg(feature = "tokio")]
-pub(crate) type Io = leasehold::AsyncStream<Stream>;
+pub(crate) type ConnectionIo = leasehold::AsyncStream<RedisStream>;
 #[cfg(not(feature = "tokio"))]
-pub(crate) type Io = Stream;
+pub(crate) type ConnectionIo = RedisStream;
 
 /// A connection to a Redis server, lent out by a pool of
 /// [`RedisConnector`](crate::RedisConnector)s: pass it (or the lease, which
@@ -58,19 +58,19 @@ pub(crate) type Io = Stream;
 /// so refuses further requests; [`is_open`](ConnectionLike::is_open) says
 /// `false` then.
 pub struct RedisConnection {
-    io: Io,
+    io: ConnectionIo,
     read: ReadBuffer,
     /// The packed command of the async calls, kept for its capacity.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     out: Vec<u8>,
-    state: State,
-    session: Session,
+    state: RequestState,
+    session: SessionState,
     db: i64,
 }
 
 /// Where the connection is between requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
+enum RequestState {
     /// Every request has had its replies.
     Ready,
     /// A request is under way (or was cut short).
@@ -80,7 +80,7 @@ enum State {
 }
 
 impl RedisConnection {
-    pub(crate) fn new(stream: Stream, db: i64) -> Self {
+    pub(crate) fn new(stream: RedisStream, db: i64) -> Self {
         Self {
             #[cfg(feature = "tokio")]
             io: leasehold::AsyncStream::new(stream),
@@ -88,8 +88,8 @@ impl RedisConnection {
             io: stream,
             read: ReadBuffer::new(),
             out: Vec::new(),
-            state: State::Ready,
-            session: Session::default(),
+            state: RequestState::Ready,
+            session: SessionState::default(),
             db,
         }
     }
@@ -107,18 +107,18 @@ impl RedisConnection {
         self.stream().is_tls()
     }
 
-    pub(crate) fn stream(&self) -> &Stream {
+    pub(crate) fn stream(&self) -> &RedisStream {
         #[cfg(feature = "tokio")]
         return self.io.get_ref();
         #[cfg(not(feature = "tokio"))]
         return &self.io;
     }
 
-    pub(crate) fn stream_mut(&mut self) -> &mut Stream {
+    pub(crate) fn stream_mut(&mut self) -> &mut RedisStream {
         stream_of(&mut self.io)
     }
 
-    pub(crate) fn into_stream(self) -> Stream {
+    pub(crate) fn into_stream(self) -> RedisStream {
         #[cfg(feature = "tokio")]
         return self.io.into_inner();
         #[cfg(not(feature = "tokio"))]
@@ -128,40 +128,40 @@ impl RedisConnection {
     /// Whether the next holder could not pick the connection up where it
     /// is (see the type's docs).
     pub(crate) fn is_unfit(&self) -> bool {
-        self.state != State::Ready || !self.read.is_empty() || self.session.is_dirty()
+        self.state != RequestState::Ready || !self.read.is_empty() || self.session.is_dirty()
     }
 
     /// Starts a request: refused unless every earlier one completed.
     fn begin(&mut self, request: &[u8]) -> RedisResult<()> {
         match self.state {
-            State::Ready => {}
-            State::Busy => {
-                self.state = State::Broken;
+            RequestState::Ready => {}
+            RequestState::Busy => {
+                self.state = RequestState::Broken;
                 return Err(unusable(
                     "an earlier request on this connection was cut short (a cancelled future?)",
                 ));
             }
-            State::Broken => {
+            RequestState::Broken => {
                 return Err(unusable(
                     "an earlier request on this connection failed with an I/O or protocol error",
                 ))
             }
         }
-        self.state = State::Busy;
+        self.state = RequestState::Busy;
         self.session.note(request);
         Ok(())
     }
 
     /// Ends a request: its outcome, with the connection marked broken if
     /// the exchange failed.
-    fn end<T>(&mut self, outcome: Exchange<T>) -> RedisResult<T> {
+    fn end<T>(&mut self, outcome: Outcome<T>) -> RedisResult<T> {
         match outcome {
             Ok(result) => {
-                self.state = State::Ready;
+                self.state = RequestState::Ready;
                 result
             }
             Err(e) => {
-                self.state = State::Broken;
+                self.state = RequestState::Broken;
                 self.read.clear();
                 Err(e)
             }
@@ -175,13 +175,13 @@ impl RedisConnection {
             match stream.write(&request[sent..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => sent += n,
-                Err(e) => wait_after(stream.socket(), Interest::Write, e)?,
+                Err(e) => wait_after(stream.socket(), Direction::Write, e)?,
             }
         }
         loop {
             match stream.flush() {
                 Ok(()) => return Ok(()),
-                Err(e) => wait_after(stream.socket(), Interest::Write, e)?,
+                Err(e) => wait_after(stream.socket(), Direction::Write, e)?,
             }
         }
     }
@@ -199,7 +199,7 @@ impl RedisConnection {
             match stream.read(self.read.spare()) {
                 Ok(0) => return Err(closed()),
                 Ok(n) => self.read.filled(n),
-                Err(e) => wait_after(stream.socket(), Interest::Read, e)?,
+                Err(e) => wait_after(stream.socket(), Direction::Read, e)?,
             }
         }
     }
@@ -220,7 +220,7 @@ impl RedisConnection {
     }
 }
 
-fn stream_of(io: &mut Io) -> &mut Stream {
+fn stream_of(io: &mut ConnectionIo) -> &mut RedisStream {
     #[cfg(feature = "tokio")]
     return io.get_mut();
     #[cfg(not(feature = "tokio"))]
@@ -230,7 +230,7 @@ fn stream_of(io: &mut Io) -> &mut Stream {
 /// An exchange's outcome: `Err` when the connection failed (I/O, an
 /// unreadable reply), which breaks it; `Ok(Err)` when the server refused
 /// (an aborted transaction), which leaves it usable.
-pub(crate) type Exchange<T> = RedisResult<RedisResult<T>>;
+pub(crate) type Outcome<T> = RedisResult<RedisResult<T>>;
 
 /// The replies a request expects, gathered as the redis crate's own
 /// connections gather them: for `query`, one; for a pipeline, `offset`
@@ -316,7 +316,7 @@ fn closed() -> RedisError {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Interest {
+enum Direction {
     Read,
     Write,
 }
@@ -325,7 +325,7 @@ enum Interest {
 /// a non-blocking socket with nothing to do yet returns (after waiting
 /// for readiness, in the second case) so that the caller tries again;
 /// everything else is the caller's error.
-fn wait_after(socket: BorrowedFd<'_>, interest: Interest, e: io::Error) -> io::Result<()> {
+fn wait_after(socket: BorrowedFd<'_>, interest: Direction, e: io::Error) -> io::Result<()> {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     match e.kind() {
         io::ErrorKind::Interrupted => return Ok(()),
@@ -334,8 +334,8 @@ fn wait_after(socket: BorrowedFd<'_>, interest: Interest, e: io::Error) -> io::R
     }
     let sock = socket2::SockRef::from(&socket);
     let what = match interest {
-        Interest::Read => "reading a Redis reply",
-        Interest::Write => "sending a Redis request",
+        Direction::Read => "reading a Redis reply",
+        Direction::Write => "sending a Redis request",
     };
     if !sock.nonblocking()? {
         // A blocking socket says `WouldBlock` when its timeout ran out.
@@ -345,8 +345,8 @@ fn wait_after(socket: BorrowedFd<'_>, interest: Interest, e: io::Error) -> io::R
         ));
     }
     let (timeout, flags) = match interest {
-        Interest::Read => (sock.read_timeout()?, PollFlags::IN),
-        Interest::Write => (sock.write_timeout()?, PollFlags::OUT),
+        Direction::Read => (sock.read_timeout()?, PollFlags::IN),
+        Direction::Write => (sock.write_timeout()?, PollFlags::OUT),
     };
     let timeout = timeout.and_then(|t| Timespec::try_from(t).ok());
     let mut fds = [PollFd::new(&socket, flags)];
@@ -369,7 +369,7 @@ pub(crate) struct ReadBuffer {
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    scan: Scan,
+    scan: ReplyScan,
 }
 
 impl ReadBuffer {
@@ -378,7 +378,7 @@ impl ReadBuffer {
             buf: vec![0; BUFFER],
             start: 0,
             end: 0,
-            scan: Scan::default(),
+            scan: ReplyScan::default(),
         }
     }
 
@@ -470,7 +470,7 @@ impl ConnectionLike for RedisConnection {
     }
 
     fn is_open(&self) -> bool {
-        self.state != State::Broken
+        self.state != RequestState::Broken
     }
 }
 
@@ -478,7 +478,7 @@ impl ConnectionLike for RedisConnection {
 mod aio {
     //! The async side: the same exchange over leasehold's `AsyncStream`.
 
-    use super::{closed, Exchange, RedisConnection, Replies};
+    use super::{closed, Outcome, RedisConnection, Replies};
     use redis::aio::ConnectionLike;
     use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
     use std::future::poll_fn;
@@ -533,7 +533,7 @@ mod aio {
             mut replies: Replies,
         ) -> RedisResult<Replies> {
             self.begin(request)?;
-            let outcome: Exchange<Replies> = async {
+            let outcome: Outcome<Replies> = async {
                 self.send_async(request).await.map_err(RedisError::from)?;
                 while !replies.is_complete() {
                     replies.push(self.reply_async().await?);

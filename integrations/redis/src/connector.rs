@@ -9,7 +9,7 @@
 use crate::connection::RedisConnection;
 use crate::route::RedisRoute;
 use crate::setup::RedisSetup;
-use crate::transport::{TransportHandshake, Transports};
+use crate::transport::{TransportConnector, TransportHandshake};
 #[cfg(feature = "tls")]
 use leasehold::tls::TlsConnector;
 use leasehold::{Connector, Handshake, Progress, SetupHandshake, TcpConnector, Watched, WithSetup};
@@ -43,7 +43,7 @@ use std::io;
 /// ```
 #[derive(Clone)]
 pub struct RedisConnector {
-    inner: WithSetup<Transports, RedisSetup>,
+    inner: WithSetup<TransportConnector, RedisSetup>,
 }
 
 impl RedisConnector {
@@ -51,16 +51,16 @@ impl RedisConnector {
     /// socket timeouts) and, for `rediss://` routes, its default TLS
     /// settings (the Mozilla roots), made on the first TLS connect.
     pub fn new() -> Self {
-        Self::from_transports(Transports::default())
+        Self::from_transports(TransportConnector::default())
     }
 
-    fn from_transports(transports: Transports) -> Self {
+    fn from_transports(transports: TransportConnector) -> Self {
         Self {
             inner: transports.with_setup(RedisSetup),
         }
     }
 
-    fn transports(&self) -> Transports {
+    fn transports(&self) -> TransportConnector {
         self.inner.get_ref().clone()
     }
 

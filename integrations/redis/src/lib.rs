@@ -1,5 +1,5 @@
-//! Redis connections pooled by [leasehold](leasehold), for the
-//! [redis](redis) crate's commands, blocking and async.
+//! Redis connections pooled by [`leasehold`], for the
+//! [`redis`] crate's commands, blocking and async.
 //!
 //! ```no_run
 //! use redis::Commands;

@@ -1,5 +1,5 @@
 //! Redis replies (RESP2 and RESP3) read out of a byte buffer that fills as
-//! the socket delivers: [`Scan`] finds where a reply ends without blocking
+//! the socket delivers: [`ReplyScan`] finds where a reply ends without blocking
 //! and without copying, and [`decode`] turns a complete one into a
 //! [`redis::Value`].
 //!
@@ -28,7 +28,7 @@ const MAX_DEPTH: usize = 100;
 
 /// How far the reply at the front of a buffer has been scanned.
 #[derive(Debug, Default)]
-pub(crate) struct Scan {
+pub(crate) struct ReplyScan {
     /// Bytes of the reply known to be complete elements.
     done: usize,
     /// For each aggregate the scan is inside, outermost first, how many
@@ -36,7 +36,7 @@ pub(crate) struct Scan {
     open: Vec<u64>,
 }
 
-impl Scan {
+impl ReplyScan {
     /// Scans `buf`, which starts with the reply this scan has been looking
     /// at (and holds at least what it held last time): `Some(n)` once the
     /// reply is complete in `buf[..n]`, after which the scan starts over
@@ -68,9 +68,9 @@ impl Scan {
             };
             let header = &buf[at + 1..line_end - 2];
             let next = match buf[at] {
-                b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => Element::Done(line_end),
+                b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => RespElement::Done(line_end),
                 b'$' | b'!' | b'=' => match length(header)? {
-                    None => Element::Done(line_end),
+                    None => RespElement::Done(line_end),
                     Some(len) => {
                         let end = usize::try_from(len)
                             .ok()
@@ -82,22 +82,22 @@ impl Scan {
                         if &buf[end - 2..end] != b"\r\n" {
                             return Err(protocol("a bulk string not ended by CRLF"));
                         }
-                        Element::Done(end)
+                        RespElement::Done(end)
                     }
                 },
                 b'*' | b'~' | b'>' => match length(header)? {
-                    None => Element::Done(line_end),
-                    Some(n) => Element::Open(line_end, n),
+                    None => RespElement::Done(line_end),
+                    Some(n) => RespElement::Open(line_end, n),
                 },
                 b'%' => match length(header)? {
-                    None => Element::Done(line_end),
-                    Some(n) => Element::Open(line_end, n.saturating_mul(2)),
+                    None => RespElement::Done(line_end),
+                    Some(n) => RespElement::Open(line_end, n.saturating_mul(2)),
                 },
                 // Attributes come before the value they describe and are
                 // not an element of their own.
                 b'|' => match length(header)? {
                     None => return Err(protocol("an attribute without a length")),
-                    Some(n) => Element::Prefix(line_end, n.saturating_mul(2)),
+                    Some(n) => RespElement::Prefix(line_end, n.saturating_mul(2)),
                 },
                 other => {
                     return Err(RedisError::from((
@@ -108,16 +108,16 @@ impl Scan {
                 }
             };
             match next {
-                Element::Done(end) => {
+                RespElement::Done(end) => {
                     self.done = end;
                     *self.open.last_mut().expect("inside the reply") -= 1;
                 }
-                Element::Open(end, n) => {
+                RespElement::Open(end, n) => {
                     self.done = end;
                     *self.open.last_mut().expect("inside the reply") -= 1;
                     self.enter(n)?;
                 }
-                Element::Prefix(end, n) => {
+                RespElement::Prefix(end, n) => {
                     self.done = end;
                     self.enter(n)?;
                 }
@@ -147,7 +147,7 @@ impl Scan {
 }
 
 /// What the element at the scan's position is.
-enum Element {
+enum RespElement {
     /// Complete, ending at the offset.
     Done(usize),
     /// An aggregate whose header ends at the offset, with this many elements.
@@ -213,7 +213,7 @@ fn protocol(what: &'static str) -> RedisError {
     RedisError::from((ErrorKind::Parse, what))
 }
 
-/// The value of the complete reply `reply` (as [`Scan::complete`] found it).
+/// The value of the complete reply `reply` (as [`ReplyScan::complete`] found it).
 ///
 /// # Errors
 /// The redis crate's error for a reply it cannot parse.
@@ -297,7 +297,7 @@ mod tests {
 
     /// Scans `bytes` fed in pieces of `step`, returning each reply's value.
     fn replies(bytes: &[u8], step: usize) -> Vec<Value> {
-        let mut scan = Scan::default();
+        let mut scan = ReplyScan::default();
         let mut buf = Vec::new();
         let mut out = Vec::new();
         for piece in bytes.chunks(step) {
@@ -344,7 +344,7 @@ mod tests {
             b"$2\r\nabcd\r\n",
             b"*99999999999999999999\r\n",
         ] {
-            let err = Scan::default().complete(bad).unwrap_err();
+            let err = ReplyScan::default().complete(bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Parse, "{bad:?}: {err}");
         }
     }
@@ -352,13 +352,13 @@ mod tests {
     #[test]
     fn nesting_past_the_limit_is_refused() {
         let deep = b"*1\r\n".repeat(MAX_DEPTH + 2);
-        let err = Scan::default().complete(&deep).unwrap_err();
+        let err = ReplyScan::default().complete(&deep).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Parse);
     }
 
     #[test]
     fn an_incomplete_reply_waits_and_remembers_its_place() {
-        let mut scan = Scan::default();
+        let mut scan = ReplyScan::default();
         let full = b"*2\r\n$3\r\nabc\r\n:7\r\n";
         assert_eq!(scan.complete(&full[..9]).unwrap(), None);
         assert!(scan.is_started());

@@ -40,7 +40,7 @@ pub const DEFAULT_PORT: u16 = 6379;
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisRoute {
     host: String,
-    transport: Transport,
+    transport: RouteTransport,
     db: i64,
     username: Option<String>,
     password: Option<String>,
@@ -49,7 +49,7 @@ pub struct RedisRoute {
 
 /// How the bytes travel.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub(crate) enum Transport {
+pub(crate) enum RouteTransport {
     Tcp(SocketAddr),
     #[cfg(feature = "tls")]
     Tls(TlsRoute),
@@ -119,7 +119,7 @@ impl RedisRoute {
         let transport = if tls {
             tls_transport(addr, &host)?
         } else {
-            Transport::Tcp(addr)
+            RouteTransport::Tcp(addr)
         };
         let db = match parsed.path().trim_matches('/') {
             "" => 0,
@@ -183,9 +183,9 @@ impl RedisRoute {
     /// The server's socket address (the resolved host).
     pub fn addr(&self) -> SocketAddr {
         match &self.transport {
-            Transport::Tcp(addr) => *addr,
+            RouteTransport::Tcp(addr) => *addr,
             #[cfg(feature = "tls")]
-            Transport::Tls(route) => route.addr(),
+            RouteTransport::Tls(route) => route.addr(),
         }
     }
 
@@ -196,7 +196,7 @@ impl RedisRoute {
 
     /// Whether connections use TLS (`rediss://`).
     pub fn is_tls(&self) -> bool {
-        !matches!(self.transport, Transport::Tcp(_))
+        !matches!(self.transport, RouteTransport::Tcp(_))
     }
 
     /// The TLS route (address, server name, client identity) of a
@@ -204,8 +204,8 @@ impl RedisRoute {
     #[cfg(feature = "tls")]
     pub fn tls_route(&self) -> Option<&TlsRoute> {
         match &self.transport {
-            Transport::Tls(route) => Some(route),
-            Transport::Tcp(_) => None,
+            RouteTransport::Tls(route) => Some(route),
+            RouteTransport::Tcp(_) => None,
         }
     }
 
@@ -216,8 +216,8 @@ impl RedisRoute {
     #[cfg(feature = "tls")]
     #[must_use]
     pub fn with_tls_identity(mut self, identity: leasehold::tls::ClientIdentity) -> Self {
-        if let Transport::Tls(route) = self.transport {
-            self.transport = Transport::Tls(route.with_identity(identity));
+        if let RouteTransport::Tls(route) = self.transport {
+            self.transport = RouteTransport::Tls(route.with_identity(identity));
         }
         self
     }
@@ -246,20 +246,20 @@ impl RedisRoute {
         self.protocol
     }
 
-    pub(crate) fn transport(&self) -> &Transport {
+    pub(crate) fn transport(&self) -> &RouteTransport {
         &self.transport
     }
 }
 
 #[cfg(feature = "tls")]
-fn tls_transport(addr: SocketAddr, host: &str) -> RedisResult<Transport> {
+fn tls_transport(addr: SocketAddr, host: &str) -> RedisResult<RouteTransport> {
     let route = TlsRoute::new(addr, host)
         .map_err(|e| invalid("not a TLS server name", format!("{host:?}: {e}")))?;
-    Ok(Transport::Tls(route))
+    Ok(RouteTransport::Tls(route))
 }
 
 #[cfg(not(feature = "tls"))]
-fn tls_transport(_: SocketAddr, _: &str) -> RedisResult<Transport> {
+fn tls_transport(_: SocketAddr, _: &str) -> RedisResult<RouteTransport> {
     Err(RedisError::from((
         ErrorKind::InvalidClientConfig,
         "rediss:// needs leasehold-redis's `tls` feature",

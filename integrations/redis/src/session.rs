@@ -17,7 +17,7 @@
 
 /// The session state a connection's requests left behind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Session {
+pub(crate) struct SessionState {
     /// A `MULTI` without its `EXEC` or `DISCARD`.
     pub(crate) multi: bool,
     /// A `WATCH` without its `EXEC`, `DISCARD` or `UNWATCH`.
@@ -26,7 +26,7 @@ pub(crate) struct Session {
     pub(crate) changed: bool,
 }
 
-impl Session {
+impl SessionState {
     /// Whether the next holder would inherit something.
     pub(crate) fn is_dirty(&self) -> bool {
         self.multi || self.watch || self.changed
@@ -111,8 +111,8 @@ fn header(request: &[u8], at: &mut usize, kind: u8) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn after(commands: &[&[&str]]) -> Session {
-        let mut session = Session::default();
+    fn after(commands: &[&[&str]]) -> SessionState {
+        let mut session = SessionState::default();
         for args in commands {
             let mut cmd = redis::Cmd::new();
             for arg in *args {
@@ -128,7 +128,7 @@ mod tests {
         assert!(!after(&[&["GET", "k"], &["SET", "k", "v"], &["PING"]]).is_dirty());
         let mut pipeline = redis::pipe();
         pipeline.get("a").set("b", 1).incr("c", 2);
-        let mut session = Session::default();
+        let mut session = SessionState::default();
         session.note(&pipeline.get_packed_pipeline());
         assert!(!session.is_dirty());
     }
@@ -142,7 +142,7 @@ mod tests {
         assert!(after(&[&["WATCH", "k"], &["MULTI"], &["UNWATCH"]]).is_dirty());
         let mut atomic = redis::pipe();
         atomic.atomic().set("k", 1).get("k");
-        let mut session = Session::default();
+        let mut session = SessionState::default();
         session.note(&atomic.get_packed_pipeline());
         assert!(!session.is_dirty());
     }
@@ -162,7 +162,7 @@ mod tests {
 
     #[test]
     fn inline_commands_count_as_changes() {
-        let mut session = Session::default();
+        let mut session = SessionState::default();
         session.note(b"PING\r\n");
         assert!(session.changed);
     }

@@ -11,7 +11,7 @@
 //! server does not have, `Unsupported` for `HELLO 3` on a server older than
 //! Redis 6.
 
-use crate::resp::Scan;
+use crate::resp::ReplyScan;
 use crate::route::RedisRoute;
 use leasehold::Setup;
 use redis::ProtocolVersion;
@@ -24,16 +24,16 @@ pub(crate) struct RedisSetup;
 
 /// A command of the exchange, for reading its answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step {
+enum SetupStep {
     Auth,
     Hello,
     Select,
 }
 
-fn steps(route: &RedisRoute) -> impl Iterator<Item = Step> {
-    let auth = route.password().is_some().then_some(Step::Auth);
-    let hello = (route.protocol() == ProtocolVersion::RESP3).then_some(Step::Hello);
-    let select = (route.db() != 0).then_some(Step::Select);
+fn steps(route: &RedisRoute) -> impl Iterator<Item = SetupStep> {
+    let auth = route.password().is_some().then_some(SetupStep::Auth);
+    let hello = (route.protocol() == ProtocolVersion::RESP3).then_some(SetupStep::Hello);
+    let select = (route.db() != 0).then_some(SetupStep::Select);
     auth.into_iter().chain(hello).chain(select)
 }
 
@@ -42,7 +42,7 @@ impl Setup<RedisRoute> for RedisSetup {
         let mut request = Vec::new();
         for step in steps(route) {
             let command = match step {
-                Step::Auth => {
+                SetupStep::Auth => {
                     let mut auth = redis::cmd("AUTH");
                     if let Some(user) = route.username() {
                         auth.arg(user);
@@ -50,12 +50,12 @@ impl Setup<RedisRoute> for RedisSetup {
                     auth.arg(route.password().unwrap_or_default());
                     auth
                 }
-                Step::Hello => {
+                SetupStep::Hello => {
                     let mut hello = redis::cmd("HELLO");
                     hello.arg(3);
                     hello
                 }
-                Step::Select => {
+                SetupStep::Select => {
                     let mut select = redis::cmd("SELECT");
                     select.arg(route.db());
                     select
@@ -69,7 +69,7 @@ impl Setup<RedisRoute> for RedisSetup {
     fn response(&self, route: &RedisRoute, received: &[u8]) -> io::Result<Option<usize>> {
         let mut at = 0;
         for step in steps(route) {
-            let mut scan = Scan::default();
+            let mut scan = ReplyScan::default();
             let len = match scan.complete(&received[at..]) {
                 Ok(Some(len)) => len,
                 Ok(None) => return Ok(None),
@@ -92,12 +92,12 @@ impl Setup<RedisRoute> for RedisSetup {
 }
 
 /// Whether `reply` accepts `step`.
-fn check(step: Step, route: &RedisRoute, reply: &[u8]) -> io::Result<()> {
+fn check(step: SetupStep, route: &RedisRoute, reply: &[u8]) -> io::Result<()> {
     let text = || String::from_utf8_lossy(&reply[1..reply.len() - 2]).into_owned();
     let accepted = match step {
-        Step::Auth | Step::Select => reply == b"+OK\r\n",
+        SetupStep::Auth | SetupStep::Select => reply == b"+OK\r\n",
         // A map in RESP3, or an array if the server answers in RESP2.
-        Step::Hello => matches!(reply[0], b'%' | b'*'),
+        SetupStep::Hello => matches!(reply[0], b'%' | b'*'),
     };
     if accepted {
         return Ok(());
@@ -121,9 +121,11 @@ fn check(step: Step, route: &RedisRoute, reply: &[u8]) -> io::Result<()> {
     };
     let code = message.split(' ').next().unwrap_or_default();
     let kind = match (step, code) {
-        (_, "NOAUTH" | "WRONGPASS" | "NOPERM") | (Step::Auth, _) => io::ErrorKind::PermissionDenied,
-        (Step::Hello, _) => io::ErrorKind::Unsupported,
-        (Step::Select, _) => io::ErrorKind::InvalidInput,
+        (_, "NOAUTH" | "WRONGPASS" | "NOPERM") | (SetupStep::Auth, _) => {
+            io::ErrorKind::PermissionDenied
+        }
+        (SetupStep::Hello, _) => io::ErrorKind::Unsupported,
+        (SetupStep::Select, _) => io::ErrorKind::InvalidInput,
     };
     let hint = match (kind, route.has_password()) {
         (io::ErrorKind::PermissionDenied, false) => {
@@ -141,14 +143,14 @@ fn check(step: Step, route: &RedisRoute, reply: &[u8]) -> io::Result<()> {
     ))
 }
 
-fn describe(step: Step, route: &RedisRoute) -> String {
+fn describe(step: SetupStep, route: &RedisRoute) -> String {
     match step {
-        Step::Auth => match route.username() {
+        SetupStep::Auth => match route.username() {
             Some(user) => format!("AUTH as {user:?}"),
             None => "AUTH".to_owned(),
         },
-        Step::Hello => "HELLO 3 (RESP3 needs Redis 6 or later)".to_owned(),
-        Step::Select => format!("SELECT {}", route.db()),
+        SetupStep::Hello => "HELLO 3 (RESP3 needs Redis 6 or later)".to_owned(),
+        SetupStep::Select => format!("SELECT {}", route.db()),
     }
 }
 

@@ -7,7 +7,7 @@
 //! first `rediss://` connect (with the Mozilla roots and the TCP settings
 //! given), so a pool that only speaks plain TCP never builds one.
 
-use crate::route::{RedisRoute, Transport};
+use crate::route::{RedisRoute, RouteTransport};
 #[cfg(feature = "tls")]
 use leasehold::tls::{TlsConnector, TlsHandshake, TlsStream};
 use leasehold::{Connector, Handshake, Nonblocking, Progress, TcpConnector, TcpHandshake, Watched};
@@ -21,100 +21,100 @@ use std::sync::{Arc, OnceLock};
 
 /// An open connection's stream.
 #[derive(Debug)]
-pub(crate) enum Stream {
+pub(crate) enum RedisStream {
     Tcp(TcpStream),
     #[cfg(feature = "tls")]
     Tls(TlsStream),
 }
 
-impl Stream {
+impl RedisStream {
     pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
         match self {
-            Stream::Tcp(stream) => stream.peer_addr(),
+            RedisStream::Tcp(stream) => stream.peer_addr(),
             #[cfg(feature = "tls")]
-            Stream::Tls(stream) => stream.peer_addr(),
+            RedisStream::Tls(stream) => stream.peer_addr(),
         }
     }
 
     pub(crate) fn is_tls(&self) -> bool {
-        !matches!(self, Stream::Tcp(_))
+        !matches!(self, RedisStream::Tcp(_))
     }
 }
 
 /// Blocking reads (in the socket's mode: see `connection::wait`).
-impl Read for Stream {
+impl Read for RedisStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(stream) => stream.read(buf),
+            RedisStream::Tcp(stream) => stream.read(buf),
             #[cfg(feature = "tls")]
-            Stream::Tls(stream) => stream.read(buf),
+            RedisStream::Tls(stream) => stream.read(buf),
         }
     }
 }
 
-impl Write for Stream {
+impl Write for RedisStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(stream) => stream.write(buf),
+            RedisStream::Tcp(stream) => stream.write(buf),
             #[cfg(feature = "tls")]
-            Stream::Tls(stream) => stream.write(buf),
+            RedisStream::Tls(stream) => stream.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            Stream::Tcp(stream) => stream.flush(),
+            RedisStream::Tcp(stream) => stream.flush(),
             #[cfg(feature = "tls")]
-            Stream::Tls(stream) => stream.flush(),
+            RedisStream::Tls(stream) => stream.flush(),
         }
     }
 }
 
-impl Nonblocking for Stream {
+impl Nonblocking for RedisStream {
     fn socket(&self) -> BorrowedFd<'_> {
         match self {
-            Stream::Tcp(stream) => stream.socket(),
+            RedisStream::Tcp(stream) => stream.socket(),
             #[cfg(feature = "tls")]
-            Stream::Tls(stream) => stream.socket(),
+            RedisStream::Tls(stream) => stream.socket(),
         }
     }
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(stream) => stream.try_read(buf),
+            RedisStream::Tcp(stream) => stream.try_read(buf),
             #[cfg(feature = "tls")]
-            Stream::Tls(stream) => stream.try_read(buf),
+            RedisStream::Tls(stream) => stream.try_read(buf),
         }
     }
 
     fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(stream) => stream.try_write(buf),
+            RedisStream::Tcp(stream) => stream.try_write(buf),
             #[cfg(feature = "tls")]
-            Stream::Tls(stream) => stream.try_write(buf),
+            RedisStream::Tls(stream) => stream.try_write(buf),
         }
     }
 
     fn try_flush(&mut self) -> io::Result<()> {
         match self {
-            Stream::Tcp(stream) => Nonblocking::try_flush(stream),
+            RedisStream::Tcp(stream) => Nonblocking::try_flush(stream),
             #[cfg(feature = "tls")]
-            Stream::Tls(stream) => stream.try_flush(),
+            RedisStream::Tls(stream) => stream.try_flush(),
         }
     }
 
     fn try_shutdown(&mut self) -> io::Result<()> {
         match self {
-            Stream::Tcp(stream) => stream.try_shutdown(),
+            RedisStream::Tcp(stream) => stream.try_shutdown(),
             #[cfg(feature = "tls")]
-            Stream::Tls(stream) => stream.try_shutdown(),
+            RedisStream::Tls(stream) => stream.try_shutdown(),
         }
     }
 }
 
 /// Opens the stream a route asks for.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Transports {
+pub(crate) struct TransportConnector {
     pub(crate) tcp: TcpConnector,
     #[cfg(feature = "tls")]
     pub(crate) tls: TlsChoice,
@@ -138,7 +138,7 @@ impl Default for TlsChoice {
 }
 
 #[cfg(feature = "tls")]
-impl Transports {
+impl TransportConnector {
     /// The TLS connector, made now if it is the default and nobody made it
     /// yet.
     fn tls(&self) -> io::Result<&TlsConnector> {
@@ -165,22 +165,22 @@ impl Transports {
     }
 }
 
-impl Connector for Transports {
+impl Connector for TransportConnector {
     type Route = RedisRoute;
-    type Conn = Stream;
+    type Conn = RedisStream;
     type Handshake = TransportHandshake;
 
-    fn connect(&self, route: &RedisRoute) -> io::Result<Progress<Stream, TransportHandshake>> {
+    fn connect(&self, route: &RedisRoute) -> io::Result<Progress<RedisStream, TransportHandshake>> {
         Ok(match route.transport() {
-            Transport::Tcp(addr) => match self.tcp.connect(addr)? {
-                Progress::Ready(stream) => Progress::Ready(Stream::Tcp(stream)),
+            RouteTransport::Tcp(addr) => match self.tcp.connect(addr)? {
+                Progress::Ready(stream) => Progress::Ready(RedisStream::Tcp(stream)),
                 Progress::Pending(handshake) => {
                     Progress::Pending(TransportHandshake::Tcp(handshake))
                 }
             },
             #[cfg(feature = "tls")]
-            Transport::Tls(tls_route) => match self.tls()?.connect(tls_route)? {
-                Progress::Ready(stream) => Progress::Ready(Stream::Tls(stream)),
+            RouteTransport::Tls(tls_route) => match self.tls()?.connect(tls_route)? {
+                Progress::Ready(stream) => Progress::Ready(RedisStream::Tls(stream)),
                 Progress::Pending(handshake) => {
                     Progress::Pending(TransportHandshake::Tls(Box::new(handshake)))
                 }
@@ -188,42 +188,42 @@ impl Connector for Transports {
         })
     }
 
-    fn close(&self, conn: Stream) {
+    fn close(&self, conn: RedisStream) {
         match conn {
-            Stream::Tcp(stream) => self.tcp.close(stream),
+            RedisStream::Tcp(stream) => self.tcp.close(stream),
             #[cfg(feature = "tls")]
-            Stream::Tls(stream) => match self.tls_made() {
+            RedisStream::Tls(stream) => match self.tls_made() {
                 Some(tls) => tls.close(stream),
                 None => drop(stream),
             },
         }
     }
 
-    fn abort(&self, conn: Stream) {
+    fn abort(&self, conn: RedisStream) {
         drop(conn);
     }
 
-    fn watch(&self, conn: &Stream) -> Option<Watched> {
+    fn watch(&self, conn: &RedisStream) -> Option<Watched> {
         match conn {
-            Stream::Tcp(stream) => self.tcp.watch(stream),
+            RedisStream::Tcp(stream) => self.tcp.watch(stream),
             #[cfg(feature = "tls")]
-            Stream::Tls(stream) => self.tls_made()?.watch(stream),
+            RedisStream::Tls(stream) => self.tls_made()?.watch(stream),
         }
     }
 
-    fn has_broken(&self, conn: &mut Stream) -> bool {
+    fn has_broken(&self, conn: &mut RedisStream) -> bool {
         match conn {
-            Stream::Tcp(stream) => self.tcp.has_broken(stream),
+            RedisStream::Tcp(stream) => self.tcp.has_broken(stream),
             #[cfg(feature = "tls")]
-            Stream::Tls(stream) => self.tls_made().is_none_or(|tls| tls.has_broken(stream)),
+            RedisStream::Tls(stream) => self.tls_made().is_none_or(|tls| tls.has_broken(stream)),
         }
     }
 
-    fn is_alive(&self, conn: &mut Stream) -> bool {
+    fn is_alive(&self, conn: &mut RedisStream) -> bool {
         match conn {
-            Stream::Tcp(stream) => self.tcp.is_alive(stream),
+            RedisStream::Tcp(stream) => self.tcp.is_alive(stream),
             #[cfg(feature = "tls")]
-            Stream::Tls(stream) => self.tls_made().is_some_and(|tls| tls.is_alive(stream)),
+            RedisStream::Tls(stream) => self.tls_made().is_some_and(|tls| tls.is_alive(stream)),
         }
     }
 }
@@ -274,7 +274,7 @@ impl Source for TransportHandshake {
 }
 
 impl Handshake for TransportHandshake {
-    type Conn = Stream;
+    type Conn = RedisStream;
 
     fn interest(&self) -> Interest {
         match self {
@@ -292,11 +292,11 @@ impl Handshake for TransportHandshake {
         }
     }
 
-    fn advance(&mut self) -> io::Result<Option<Stream>> {
+    fn advance(&mut self) -> io::Result<Option<RedisStream>> {
         Ok(match self {
-            TransportHandshake::Tcp(h) => h.advance()?.map(Stream::Tcp),
+            TransportHandshake::Tcp(h) => h.advance()?.map(RedisStream::Tcp),
             #[cfg(feature = "tls")]
-            TransportHandshake::Tls(h) => h.advance()?.map(Stream::Tls),
+            TransportHandshake::Tls(h) => h.advance()?.map(RedisStream::Tls),
         })
     }
 }

@@ -17,7 +17,7 @@ mod server;
 use leasehold::{Pool, TcpConnector};
 use leasehold_redis::{RedisConnector, RedisPool, RedisRoute};
 use redis::{ProtocolVersion, Value};
-use server::RedisServer;
+use server::RedisProcess;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -71,7 +71,7 @@ fn refused_after_a_cut(err: &redis::RedisError) -> bool {
 #[test]
 fn blocking_commands_and_the_connection_goes_back() {
     use redis::Commands;
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisProcess::start() else {
         return;
     };
     let pool = RedisPool::open(&server.url("/0")).unwrap();
@@ -109,7 +109,7 @@ fn blocking_commands_and_the_connection_goes_back() {
 #[test]
 fn async_commands_on_both_runtimes() {
     use redis::AsyncCommands;
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisProcess::start() else {
         return;
     };
     let pool = RedisPool::open(&server.url("")).unwrap();
@@ -142,7 +142,7 @@ fn async_commands_on_both_runtimes() {
 
 #[test]
 fn a_connection_used_async_then_blocking_still_works() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisProcess::start() else {
         return;
     };
     let pool = RedisPool::open(&server.url("")).unwrap();
@@ -170,7 +170,7 @@ fn a_connection_used_async_then_blocking_still_works() {
 #[test]
 fn pipelines_and_transactions() {
     use redis::Commands;
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisProcess::start() else {
         return;
     };
     let pool = RedisPool::open(&server.url("")).unwrap();
@@ -235,7 +235,7 @@ fn pipelines_and_transactions() {
 #[test]
 fn auth_with_the_right_password_and_an_acl_user() {
     use redis::Commands;
-    let Some(server) = RedisServer::with_args(&[
+    let Some(server) = RedisProcess::with_args(&[
         "--requirepass",
         "s3cret",
         "--user",
@@ -270,7 +270,7 @@ fn auth_with_the_right_password_and_an_acl_user() {
 
 #[test]
 fn a_wrong_password_fails_fast_with_the_servers_reason() {
-    let Some(server) = RedisServer::with_args(&["--requirepass", "s3cret"]) else {
+    let Some(server) = RedisProcess::with_args(&["--requirepass", "s3cret"]) else {
         return;
     };
     for (userinfo, path, says) in [
@@ -309,7 +309,7 @@ fn a_wrong_password_fails_fast_with_the_servers_reason() {
 #[test]
 fn databases_stay_apart() {
     use redis::Commands;
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisProcess::start() else {
         return;
     };
     let base = RedisRoute::parse(&server.url("")).unwrap();
@@ -352,7 +352,7 @@ fn databases_stay_apart() {
 #[test]
 fn resp3_replies() {
     use redis::Commands;
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisProcess::start() else {
         return;
     };
     let pool = RedisPool::open(&server.url("?protocol=resp3")).unwrap();
@@ -377,7 +377,7 @@ fn resp3_replies() {
 #[test]
 fn a_server_restart_evicts_the_idle_connections_and_the_pool_recovers() {
     use redis::Commands;
-    let Some(mut server) = RedisServer::start() else {
+    let Some(mut server) = RedisProcess::start() else {
         return;
     };
     let pool = RedisPool::build(&server.url(""), |pool| {
@@ -423,7 +423,7 @@ fn a_server_restart_evicts_the_idle_connections_and_the_pool_recovers() {
 fn a_cancelled_async_request_does_not_pass_its_reply_to_the_next_lease() {
     use redis::AsyncCommands;
     // DEBUG SLEEP: a reply that takes a known while.
-    let Some(server) = RedisServer::with_args(&["--enable-debug-command", "yes"]) else {
+    let Some(server) = RedisProcess::with_args(&["--enable-debug-command", "yes"]) else {
         return;
     };
     for (flavour, runtime) in runtimes() {
@@ -471,7 +471,7 @@ fn a_cancelled_async_request_does_not_pass_its_reply_to_the_next_lease() {
 fn a_cancelled_request_on_the_multi_thread_runtime_too() {
     use redis::AsyncCommands;
     // DEBUG SLEEP: a reply that takes a known while.
-    let Some(server) = RedisServer::with_args(&["--enable-debug-command", "yes"]) else {
+    let Some(server) = RedisProcess::with_args(&["--enable-debug-command", "yes"]) else {
         return;
     };
     let pool = RedisPool::build(&server.url(""), |pool| pool.max_per_route(1)).unwrap();
@@ -503,7 +503,7 @@ fn a_cancelled_request_on_the_multi_thread_runtime_too() {
 #[test]
 fn a_blocking_call_past_the_socket_timeout_closes_its_connection() {
     use redis::Commands;
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisProcess::start() else {
         return;
     };
     let connector = RedisConnector::new()
@@ -531,7 +531,7 @@ fn a_blocking_call_past_the_socket_timeout_closes_its_connection() {
 #[test]
 fn session_state_is_not_passed_on() {
     use redis::Commands;
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisProcess::start() else {
         return;
     };
     let pool = RedisPool::build(&server.url(""), |pool| pool.max_per_route(1)).unwrap();
@@ -596,7 +596,7 @@ fn session_state_is_not_passed_on() {
 
 #[test]
 fn many_tasks_share_a_few_connections() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = RedisProcess::start() else {
         return;
     };
     let pool = RedisPool::build(&server.url(""), |pool| pool.max_per_route(8)).unwrap();
@@ -686,7 +686,7 @@ fn rediss_with_a_private_ca() {
         "tls-pass".to_owned(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let Some(server) = RedisServer::with_tls(&args) else {
+    let Some(server) = RedisProcess::with_tls(&args) else {
         let _ = std::fs::remove_dir_all(&dir);
         return;
     };

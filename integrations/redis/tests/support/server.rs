@@ -19,7 +19,7 @@ const START: Duration = Duration::from_secs(10);
 
 /// A `redis-server` on `127.0.0.1`.
 #[derive(Debug)]
-pub struct RedisServer {
+pub struct RedisProcess {
     child: Option<Child>,
     port: u16,
     args: Vec<String>,
@@ -28,7 +28,7 @@ pub struct RedisServer {
     log: PathBuf,
 }
 
-impl RedisServer {
+impl RedisProcess {
     /// A plain server; `None` (after saying so on stderr) when
     /// `redis-server` is not installed.
     pub fn start() -> Option<Self> {
@@ -185,7 +185,7 @@ impl RedisServer {
     }
 }
 
-impl Drop for RedisServer {
+impl Drop for RedisProcess {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_file(&self.log);
