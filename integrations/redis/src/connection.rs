@@ -479,6 +479,7 @@ mod aio {
     //! The async side: the same exchange over leasehold's `AsyncStream`.
 
     use super::{closed, Outcome, RedisConnection, Replies};
+    use leasehold::Nonblocking;
     use redis::aio::ConnectionLike;
     use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
     use std::future::poll_fn;
@@ -491,6 +492,17 @@ mod aio {
         async fn send_async(&mut self, request: &[u8]) -> io::Result<()> {
             let io = &mut self.io;
             let mut sent = 0;
+            // A request usually fits the socket's buffer at once: written
+            // without a trip through the runtime's reactor, which is only
+            // needed to wait.
+            while sent < request.len() {
+                match io.get_mut().try_write(&request[sent..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
             while sent < request.len() {
                 let n = poll_fn(|cx| Pin::new(&mut *io).poll_write(cx, &request[sent..])).await?;
                 if n == 0 {

@@ -16,6 +16,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// The port of a URL that names none.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -37,14 +38,25 @@ pub const DEFAULT_PORT: u16 = 6379;
 /// assert_eq!(route.to_string(), "redis://app:***@127.0.0.1:6380/2");
 /// # Ok::<(), redis::RedisError>(())
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Cloning one is cheap (a reference count), and so is hashing it (a
+/// fingerprint taken when it is made), which the pool does at each lease.
+#[derive(Clone)]
 pub struct RedisRoute {
+    parts: Arc<RouteParts>,
+    /// A hash of `parts`.
+    fingerprint: u64,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct RouteParts {
     host: String,
     transport: RouteTransport,
     db: i64,
     username: Option<String>,
     password: Option<String>,
-    protocol: ProtocolVersion,
+    /// RESP3 (`HELLO 3`) or RESP2; `ProtocolVersion` has no `Hash`.
+    resp3: bool,
 }
 
 /// How the bytes travel.
@@ -147,42 +159,57 @@ impl RedisRoute {
                 };
             }
         }
-        Ok(Self {
+        Ok(Self::new(RouteParts {
             host,
             transport,
             db,
             username,
             password,
-            protocol,
-        })
+            resp3: protocol == ProtocolVersion::RESP3,
+        }))
+    }
+
+    fn new(parts: RouteParts) -> Self {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        parts.hash(&mut hasher);
+        Self {
+            fingerprint: hasher.finish(),
+            parts: Arc::new(parts),
+        }
+    }
+
+    /// The same route with `change` made to its parts.
+    fn changed(&self, change: impl FnOnce(&mut RouteParts)) -> Self {
+        let mut parts = RouteParts::clone(&self.parts);
+        change(&mut parts);
+        Self::new(parts)
     }
 
     /// The same server and credentials, with database `db`.
     #[must_use]
-    pub fn with_db(mut self, db: i64) -> Self {
-        self.db = db;
-        self
+    pub fn with_db(self, db: i64) -> Self {
+        self.changed(|parts| parts.db = db)
     }
 
     /// The same server and database, with this user name (`None`: the
     /// default user) and password (`None`: no `AUTH`).
     #[must_use]
-    pub fn with_credentials(mut self, username: Option<&str>, password: Option<&str>) -> Self {
-        self.username = username.map(str::to_owned);
-        self.password = password.map(str::to_owned);
-        self
+    pub fn with_credentials(self, username: Option<&str>, password: Option<&str>) -> Self {
+        self.changed(|parts| {
+            parts.username = username.map(str::to_owned);
+            parts.password = password.map(str::to_owned);
+        })
     }
 
     /// The same route, opened with `HELLO 3` (RESP3) or without (RESP2).
     #[must_use]
-    pub fn with_protocol(mut self, protocol: ProtocolVersion) -> Self {
-        self.protocol = protocol;
-        self
+    pub fn with_protocol(self, protocol: ProtocolVersion) -> Self {
+        self.changed(|parts| parts.resp3 = protocol == ProtocolVersion::RESP3)
     }
 
     /// The server's socket address (the resolved host).
     pub fn addr(&self) -> SocketAddr {
-        match &self.transport {
+        match &self.parts.transport {
             RouteTransport::Tcp(addr) => *addr,
             #[cfg(feature = "tls")]
             RouteTransport::Tls(route) => route.addr(),
@@ -191,19 +218,19 @@ impl RedisRoute {
 
     /// The host as the URL named it.
     pub fn host(&self) -> &str {
-        &self.host
+        &self.parts.host
     }
 
     /// Whether connections use TLS (`rediss://`).
     pub fn is_tls(&self) -> bool {
-        !matches!(self.transport, RouteTransport::Tcp(_))
+        !matches!(self.parts.transport, RouteTransport::Tcp(_))
     }
 
     /// The TLS route (address, server name, client identity) of a
     /// `rediss://` route.
     #[cfg(feature = "tls")]
     pub fn tls_route(&self) -> Option<&TlsRoute> {
-        match &self.transport {
+        match &self.parts.transport {
             RouteTransport::Tls(route) => Some(route),
             RouteTransport::Tcp(_) => None,
         }
@@ -215,39 +242,44 @@ impl RedisRoute {
     /// a plain `redis://` route is returned unchanged.
     #[cfg(feature = "tls")]
     #[must_use]
-    pub fn with_tls_identity(mut self, identity: leasehold::tls::ClientIdentity) -> Self {
-        if let RouteTransport::Tls(route) = self.transport {
-            self.transport = RouteTransport::Tls(route.with_identity(identity));
-        }
-        self
+    pub fn with_tls_identity(self, identity: leasehold::tls::ClientIdentity) -> Self {
+        self.changed(|parts| {
+            if let RouteTransport::Tls(route) = &parts.transport {
+                parts.transport = RouteTransport::Tls(route.clone().with_identity(identity));
+            }
+        })
     }
 
     /// The database each connection selects.
     pub fn db(&self) -> i64 {
-        self.db
+        self.parts.db
     }
 
     /// The user connections authenticate as, if not the default user.
     pub fn username(&self) -> Option<&str> {
-        self.username.as_deref()
+        self.parts.username.as_deref()
     }
 
     /// Whether connections authenticate (`AUTH`) with a password.
     pub fn has_password(&self) -> bool {
-        self.password.is_some()
+        self.parts.password.is_some()
     }
 
     pub(crate) fn password(&self) -> Option<&str> {
-        self.password.as_deref()
+        self.parts.password.as_deref()
     }
 
     /// The protocol connections speak.
     pub fn protocol(&self) -> ProtocolVersion {
-        self.protocol
+        if self.parts.resp3 {
+            ProtocolVersion::RESP3
+        } else {
+            ProtocolVersion::RESP2
+        }
     }
 
     pub(crate) fn transport(&self) -> &RouteTransport {
-        &self.transport
+        &self.parts.transport
     }
 }
 
@@ -303,14 +335,18 @@ impl TryFrom<&str> for RedisRoute {
     }
 }
 
+impl PartialEq for RedisRoute {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.parts, &other.parts)
+            || (self.fingerprint == other.fingerprint && self.parts == other.parts)
+    }
+}
+
+impl Eq for RedisRoute {}
+
 impl Hash for RedisRoute {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.host.hash(state);
-        self.transport.hash(state);
-        self.db.hash(state);
-        self.username.hash(state);
-        self.password.hash(state);
-        matches!(self.protocol, ProtocolVersion::RESP3).hash(state);
+        state.write_u64(self.fingerprint);
     }
 }
 
@@ -320,7 +356,7 @@ impl fmt::Display for RedisRoute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.is_tls() { "rediss" } else { "redis" };
         write!(f, "{scheme}://")?;
-        match (&self.username, &self.password) {
+        match (&self.parts.username, &self.parts.password) {
             (None, None) => {}
             (user, password) => {
                 f.write_str(user.as_deref().unwrap_or(""))?;
@@ -331,13 +367,13 @@ impl fmt::Display for RedisRoute {
             }
         }
         let addr = self.addr();
-        if self.host.parse::<IpAddr>().is_ok() {
+        if self.parts.host.parse::<IpAddr>().is_ok() {
             write!(f, "{addr}")?;
         } else {
-            write!(f, "{}({addr})", self.host)?;
+            write!(f, "{}({addr})", self.parts.host)?;
         }
-        write!(f, "/{}", self.db)?;
-        if self.protocol == ProtocolVersion::RESP3 {
+        write!(f, "/{}", self.parts.db)?;
+        if self.parts.resp3 {
             f.write_str("?protocol=resp3")?;
         }
         Ok(())
