@@ -20,7 +20,7 @@
 //! count (one per core).
 //!
 //! ```text
-//! cargo bench -p leasehold-redis --bench redis_peers              # 2 s per cell, median of 3 rounds
+//! cargo bench -p leasehold-redis --bench redis_peers              # 0.7 s per cell, median of 7 rounds (3 min)
 //! cargo bench -p leasehold-redis --bench redis_peers -- --quick   # 0.5 s per cell, 1 round (< 1 min)
 //! ```
 //!
@@ -158,9 +158,9 @@ fn main() {
         }
     } else {
         BenchSettings {
-            warmup: Duration::from_millis(500),
-            window: Duration::from_secs(2),
-            rounds: 3,
+            warmup: Duration::from_millis(300),
+            window: Duration::from_millis(700),
+            rounds: 7,
         }
     };
     let Some(server) = server::RedisProcess::start() else {
@@ -178,23 +178,40 @@ fn main() {
         .build()
         .expect("a tokio runtime");
 
+    // Each round runs every cell once, starting one cell further along
+    // than the round before, so that a change in the machine's load
+    // (other processes, the host) falls on every pool alike; each cell's
+    // figure is then the median over the rounds.
+    let order: Vec<(usize, PoolRow)> = worker_counts
+        .iter()
+        .flat_map(|&workers| {
+            contenders
+                .iter()
+                .map(move |&contender| (workers, contender))
+        })
+        .collect();
     let mut rounds = Vec::new();
     for round in 0..settings.rounds {
-        let mut cells = Vec::new();
-        for &workers in &worker_counts {
-            for &contender in &contenders {
-                eprintln!(
-                    "round {}/{}: {} {} ({}), {workers} workers",
-                    round + 1,
-                    settings.rounds,
-                    contender.name(),
-                    contender.form(),
-                    contender.check()
-                );
-                cells.push(measure(contender, workers, &url, &runtime, &settings));
-            }
+        let mut cells = vec![None; order.len()];
+        for step in 0..order.len() {
+            let at = (step + round) % order.len();
+            let (workers, contender) = order[at];
+            eprintln!(
+                "round {}/{}: {} {} ({}), {workers} workers",
+                round + 1,
+                settings.rounds,
+                contender.name(),
+                contender.form(),
+                contender.check()
+            );
+            cells[at] = Some(measure(contender, workers, &url, &runtime, &settings));
         }
-        rounds.push(cells);
+        rounds.push(
+            cells
+                .into_iter()
+                .map(|cell| cell.expect("measured"))
+                .collect::<Vec<Cell>>(),
+        );
     }
     let cells: Vec<Cell> = (0..rounds[0].len())
         .map(|i| median(rounds.iter().map(|round| round[i]).collect()))
