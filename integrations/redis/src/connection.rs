@@ -60,8 +60,7 @@ pub(crate) type ConnectionIo = RedisStream;
 pub struct RedisConnection {
     io: ConnectionIo,
     read: ReadBuffer,
-    /// The packed command of the async calls, kept for its capacity.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    /// Where a `Cmd` is packed, kept for its capacity.
     out: Vec<u8>,
     state: RequestState,
     session: SessionState,
@@ -153,12 +152,13 @@ impl RedisConnection {
     }
 
     /// Ends a request: its outcome, with the connection marked broken if
-    /// the exchange failed.
-    fn end<T>(&mut self, outcome: Outcome<T>) -> RedisResult<T> {
+    /// the exchange failed (an I/O error, an unreadable reply). A server's
+    /// error replies are values here, so they leave it usable.
+    fn end<T>(&mut self, outcome: RedisResult<T>) -> RedisResult<T> {
         match outcome {
-            Ok(result) => {
+            Ok(replies) => {
                 self.state = RequestState::Ready;
-                result
+                Ok(replies)
             }
             Err(e) => {
                 self.state = RequestState::Broken;
@@ -214,7 +214,7 @@ impl RedisConnection {
                 while !replies.is_complete() {
                     replies.push(self.reply_blocking()?);
                 }
-                Ok(Ok(replies))
+                Ok(replies)
             });
         self.end(outcome)
     }
@@ -226,11 +226,6 @@ fn stream_of(io: &mut ConnectionIo) -> &mut RedisStream {
     #[cfg(not(feature = "tokio"))]
     return io;
 }
-
-/// An exchange's outcome: `Err` when the connection failed (I/O, an
-/// unreadable reply), which breaks it; `Ok(Err)` when the server refused
-/// (an aborted transaction), which leaves it usable.
-pub(crate) type Outcome<T> = RedisResult<RedisResult<T>>;
 
 /// The replies a request expects, gathered as the redis crate's own
 /// connections gather them: for `query`, one; for a pipeline, `offset`
@@ -315,6 +310,7 @@ fn closed() -> RedisError {
     ))
 }
 
+/// Which way a blocking call moves bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Direction {
     Read,
@@ -325,7 +321,7 @@ enum Direction {
 /// a non-blocking socket with nothing to do yet returns (after waiting
 /// for readiness, in the second case) so that the caller tries again;
 /// everything else is the caller's error.
-fn wait_after(socket: BorrowedFd<'_>, interest: Direction, e: io::Error) -> io::Result<()> {
+fn wait_after(socket: BorrowedFd<'_>, direction: Direction, e: io::Error) -> io::Result<()> {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     match e.kind() {
         io::ErrorKind::Interrupted => return Ok(()),
@@ -333,7 +329,7 @@ fn wait_after(socket: BorrowedFd<'_>, interest: Direction, e: io::Error) -> io::
         _ => return Err(e),
     }
     let sock = socket2::SockRef::from(&socket);
-    let what = match interest {
+    let what = match direction {
         Direction::Read => "reading a Redis reply",
         Direction::Write => "sending a Redis request",
     };
@@ -344,7 +340,7 @@ fn wait_after(socket: BorrowedFd<'_>, interest: Direction, e: io::Error) -> io::
             format!("{what} timed out"),
         ));
     }
-    let (timeout, flags) = match interest {
+    let (timeout, flags) = match direction {
         Direction::Read => (sock.read_timeout()?, PollFlags::IN),
         Direction::Write => (sock.write_timeout()?, PollFlags::OUT),
     };
@@ -478,7 +474,7 @@ impl ConnectionLike for RedisConnection {
 mod aio {
     //! The async side: the same exchange over leasehold's `AsyncStream`.
 
-    use super::{closed, Outcome, RedisConnection, Replies};
+    use super::{closed, RedisConnection, Replies};
     use leasehold::Nonblocking;
     use redis::aio::ConnectionLike;
     use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
@@ -545,12 +541,12 @@ mod aio {
             mut replies: Replies,
         ) -> RedisResult<Replies> {
             self.begin(request)?;
-            let outcome: Outcome<Replies> = async {
+            let outcome: RedisResult<Replies> = async {
                 self.send_async(request).await.map_err(RedisError::from)?;
                 while !replies.is_complete() {
                     replies.push(self.reply_async().await?);
                 }
-                Ok(Ok(replies))
+                Ok(replies)
             }
             .await;
             self.end(outcome)
