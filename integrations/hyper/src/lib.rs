@@ -1,10 +1,84 @@
 //! An HTTP/1.1 client on [hyper] 1.x whose connections, plain and TLS, live
 //! in a [leasehold] pool.
 //!
-//! [`EndpointConnector`] opens plain and TLS connections for one pool.
+//! [`Client`] sends each request over a connection leased from one pool
+//! for all hosts (keyed by [`Endpoint`]: the server's address, plain or
+//! TLS with the host as server name), runs the exchange with
+//! `hyper::client::conn::http1`, and gives the connection back once the
+//! response body has been read to its end and the connection can carry
+//! another request. The pool does the rest: caps per host and in all,
+//! FIFO waiters, connects (TCP and TLS handshake) under a timeout off the
+//! caller's thread, idle connections the server closed evicted before
+//! anyone leases them.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use http_body_util::BodyExt;
+//!
+//! let client = leasehold_hyper::Client::new();
+//! let response = client.get("http://127.0.0.1:8080/").await?;
+//! println!("{}", response.status());
+//! let body = response.into_body().collect().await?.to_bytes();
+//! println!("{} bytes", body.len());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # When a connection goes back to the pool
+//!
+//! Only after a clean exchange: the response body read to its end, hyper
+//! idle and ready for the next request on the connection (so neither side
+//! said `Connection: close`, the request body was written in full, nothing
+//! failed), and no byte received past the response. Everything else
+//! closes the connection:
+//!
+//! * an error anywhere in the exchange;
+//! * a response body dropped before its end;
+//! * a request future or a body dropped midway — a timeout, a `select!`
+//!   that took another branch, a task aborted — at any `.await`: the
+//!   stream under hyper discards its lease when it is dropped, unless it
+//!   was explicitly released;
+//! * an upgrade (`101 Switching Protocols`, `CONNECT`), which this client
+//!   does not hand over.
+//!
+//! A request whose reused connection turns out to be closed before the
+//! request could be written (the server closed it while it sat idle) is
+//! sent again on another connection; one that was written is never sent
+//! twice.
+//!
+//! # Implementation Details
+//!
+//! Each request starts a new hyper connection over its leased stream; the
+//! pool keeps the streams, not hyper's state. Nothing is spawned: the
+//! request's future, and then its response body, poll the hyper
+//! connection themselves, so the exchange runs on the caller's task (see
+//! the `exchange` module).
+//!
+//! # Name resolution
+//!
+//! IP literals are used as they are. Host names are looked up with
+//! `tokio::net::lookup_host` (the system resolver, on tokio's blocking
+//! threads) and their addresses cached for
+//! [`resolve_ttl`](Builder::resolve_ttl); a host with several addresses
+//! is tried address by address while connects fail.
+//!
+//! # Platforms
+//!
+//! Unix, like leasehold's TCP and TLS connectors.
 
 #![forbid(unsafe_code)]
 
+mod body;
+mod builder;
+mod client;
 mod endpoint;
+mod error;
+mod exchange;
+mod resolve;
+mod target;
 
+pub use body::ResponseBody;
+pub use builder::{Builder, PoolBuilder, DEFAULT_IDLE_TIMEOUT, DEFAULT_RESOLVE_TTL};
+pub use client::{Client, ClientPool};
 pub use endpoint::{Endpoint, EndpointConnector, EndpointHandshake, EndpointStream};
+pub use error::Error;

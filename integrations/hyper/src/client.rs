@@ -1,0 +1,307 @@
+//! The client: a request's way from its URI through a pooled connection to
+//! its response, and the retry of a request a reused connection could not
+//! even send.
+
+use crate::body::ResponseBody;
+use crate::builder::Builder;
+use crate::endpoint::EndpointConnector;
+use crate::error::Error;
+use crate::exchange::{ClientLease, Exchange, Http1Exchange, PooledIo};
+use crate::resolve::{Addrs, Resolver};
+use crate::target::{prepare, Target};
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body_util::Empty;
+use hyper::body::Body;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use leasehold::{AsyncConnector, Policy, Pool, Strict};
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// The pool under a [`Client`]: connections to
+/// [`Endpoint`](crate::Endpoint)s, plain and TLS, read and written with
+/// tokio.
+pub type ClientPool<P = Strict> = Pool<AsyncConnector<EndpointConnector>, P>;
+
+/// How many times a request is sent again after a reused connection turned
+/// out to be closed before the request could be written to it.
+const MAX_RESENDS: usize = 4;
+
+/// An HTTP/1.1 client whose connections live in a leasehold pool.
+///
+/// Each request leases a connection to its URI's host (plain for `http`,
+/// TLS for `https`), runs one exchange over it with hyper, and gives it
+/// back once the response body has been read to its end and the
+/// connection can carry another request; anything else (an error,
+/// `Connection: close`, a body dropped early, a cancelled request) closes
+/// it. Cloning a client is cheap and shares the pool.
+///
+/// Requests need a tokio runtime with I/O enabled, multi-thread or
+/// current-thread; building the client does not.
+///
+/// # Examples
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use http_body_util::BodyExt;
+///
+/// let client = leasehold_hyper::Client::new();
+/// let response = client.get("http://127.0.0.1:8080/").await?;
+/// assert!(response.status().is_success());
+/// let body = response.into_body().collect().await?.to_bytes();
+/// # let _ = body;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Client<P: Policy = Strict> {
+    pool: ClientPool<P>,
+    shared: Arc<Shared>,
+}
+
+/// What the clones of a client share besides the pool.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) http1: http1::Builder,
+    pub(crate) resolver: Resolver,
+}
+
+impl Client {
+    /// A client with the default settings (see [`Builder`]).
+    ///
+    /// # Panics
+    /// When the pool's threads cannot be started or the default TLS
+    /// settings are refused by the crypto provider; [`Client::builder`]
+    /// returns those errors instead.
+    pub fn new() -> Self {
+        Builder::new()
+            .build()
+            .unwrap_or_else(|e| panic!("building a leasehold-hyper client failed: {e}"))
+    }
+
+    /// Starts configuring a client: pool, TCP and TLS settings, hyper's
+    /// HTTP/1 options, name resolution.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: Policy> Client<P> {
+    pub(crate) fn from_parts(pool: ClientPool<P>, shared: Shared) -> Self {
+        Self {
+            pool,
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// Sends `request` and waits for the head of its response; the body
+    /// follows as it is read.
+    ///
+    /// The URI must be absolute, `http` or `https`. A `Host` header is
+    /// added from it unless the request has one, and the request goes out
+    /// with its URI in origin form (`/path?query`).
+    ///
+    /// A reused connection the server closed while it sat idle may fail
+    /// the request before any of it was written; the request is then sent
+    /// on another connection. Nothing that reached the server is sent
+    /// twice.
+    ///
+    /// Dropping the future at any point closes the connection it was
+    /// using, if any: a connection in an unknown state never goes back
+    /// to the pool.
+    ///
+    /// # Errors
+    /// [`Error::Uri`] for a URI the client cannot send to,
+    /// [`Error::Resolve`] when its host does not resolve,
+    /// [`Error::Connect`] when no connection can be had (the pool's wait
+    /// or the connect timed out, the server refused…), [`Error::Http`]
+    /// when the exchange fails.
+    pub async fn request<B>(&self, mut request: Request<B>) -> Result<Response<ResponseBody>, Error>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let target = Target::of(request.uri())?;
+        let addrs = self
+            .shared
+            .resolver
+            .resolve(target.host(), target.port())
+            .await
+            .map_err(|source| Error::Resolve {
+                host: target.host().to_owned(),
+                source,
+            })?;
+        prepare(&mut request)?;
+        let mut resends = 0;
+        loop {
+            let asked = Instant::now();
+            let lease = self.lease(&target, &addrs).await?;
+            let reused = lease.created() < asked;
+            match self.exchange(lease, request).await {
+                Ok(response) => return Ok(response),
+                Err(Failed::Unsent(returned, _)) if reused && resends < MAX_RESENDS => {
+                    resends += 1;
+                    request = returned;
+                }
+                Err(Failed::Unsent(_, error) | Failed::Exchange(error)) => {
+                    return Err(Error::Http(error))
+                }
+            }
+        }
+    }
+
+    /// Sends a `GET` for `uri` (see [`request`](Self::request)).
+    ///
+    /// # Errors
+    /// As [`request`](Self::request); [`Error::Request`] too when `uri`
+    /// does not parse.
+    pub async fn get<U>(&self, uri: U) -> Result<Response<ResponseBody>, Error>
+    where
+        U: TryInto<Uri>,
+        U::Error: Into<http::Error>,
+    {
+        let request = Request::get(uri).body(Empty::<Bytes>::new());
+        self.request(request.map_err(Error::Request)?).await
+    }
+
+    /// The pool: its stats, per-route caps, `close_idle`, `shutdown`…
+    pub fn pool(&self) -> &ClientPool<P> {
+        &self.pool
+    }
+
+    /// A connection to the first of `addrs`, the target's addresses, that
+    /// can be had; a refused or failed connect moves on to the next one.
+    async fn lease(&self, target: &Target, addrs: &Addrs) -> Result<ClientLease<P>, Error> {
+        let mut failure = None;
+        for addr in addrs.iter() {
+            let endpoint = target.endpoint(addr)?;
+            match self.pool.lease_owned_async(&endpoint).await {
+                Ok(lease) => return Ok(lease),
+                Err(
+                    e @ (leasehold::Error::Refused { .. }
+                    | leasehold::Error::ConnectTimeout { .. }
+                    | leasehold::Error::Connect { .. }
+                    | leasehold::Error::Down { .. }),
+                ) => failure = Some(e),
+                Err(e) => return Err(Error::Connect(e)),
+            }
+        }
+        Err(Error::Connect(failure.unwrap_or(leasehold::Error::Closed)))
+    }
+
+    /// Runs one exchange on `lease`, up to the head of the response.
+    async fn exchange<B>(
+        &self,
+        lease: ClientLease<P>,
+        request: Request<B>,
+    ) -> Result<Response<ResponseBody>, Failed<B>>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let io = TokioIo::new(PooledIo::new(lease));
+        let (mut sender, conn) = match self.shared.http1.handshake(io).await {
+            Ok(parts) => parts,
+            Err(e) => return Err(Failed::Exchange(e)),
+        };
+        let mut response = pin!(sender.try_send_request(request));
+        let mut exchange: Option<Box<dyn Exchange>> =
+            Some(Box::new(Http1Exchange { sender, conn }));
+        poll_fn(|cx| {
+            // The connection first: it writes the request and reads the
+            // response the other future waits for.
+            if let Some(running) = &mut exchange {
+                if running.poll_drive(cx).is_ready() {
+                    // Done without going idle: not reusable. Dropping it
+                    // also fails the response future if hyper has not.
+                    exchange = None;
+                }
+            }
+            let response = match response.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(response)) => response,
+                Poll::Ready(Err(mut e)) => {
+                    exchange = None;
+                    return Poll::Ready(Err(match e.take_message() {
+                        Some(request) => Failed::Unsent(request, e.into_error()),
+                        None => Failed::Exchange(e.into_error()),
+                    }));
+                }
+            };
+            let (parts, incoming) = response.into_parts();
+            let body = match exchange.take() {
+                Some(running) => {
+                    let mut body = ResponseBody::new(incoming, running);
+                    if body.is_complete() {
+                        // No body to wait for (HEAD, 204, 304, empty).
+                        body.finish(cx);
+                    }
+                    body
+                }
+                None => ResponseBody::detached(incoming),
+            };
+            Poll::Ready(Ok(Response::from_parts(parts, body)))
+        })
+        .await
+    }
+}
+
+/// How an exchange failed.
+enum Failed<B> {
+    /// Before the request was written: hyper gave it back.
+    Unsent(Request<B>, hyper::Error),
+    /// After.
+    Exchange(hyper::Error),
+}
+
+impl<P: Policy> Clone for Client<P> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<P: Policy> fmt::Debug for Client<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("pool", &self.pool)
+            .field("http1", &self.shared.http1)
+            .finish()
+    }
+}
+
+/// A client is a tower `Service` of requests, always ready: the pool
+/// queues what it cannot serve at once.
+impl<B, P> tower_service::Service<Request<B>> for Client<P>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    P: Policy,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let client = self.clone();
+        Box::pin(async move { client.request(request).await })
+    }
+}

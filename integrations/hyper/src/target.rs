@@ -1,0 +1,114 @@
+//! Where a request goes, read from its URI, and the request made ready for
+//! the wire: a `Host` header, and the URI in origin form (`/path?query`),
+//! which is what an HTTP/1.1 server expects from a client that is not
+//! talking to a proxy.
+
+use crate::endpoint::Endpoint;
+use crate::error::Error;
+use http::header::HOST;
+use http::uri::Scheme;
+use http::{HeaderValue, Request, Uri};
+use leasehold::tls::TlsRoute;
+use std::net::SocketAddr;
+
+/// The scheme, host and port of an absolute `http` or `https` URI.
+#[derive(Debug)]
+pub(crate) struct Target {
+    /// The URI (a clone shares its bytes), whose host is known to be there.
+    uri: Uri,
+    tls: bool,
+    port: u16,
+}
+
+impl Target {
+    /// Reads the target of `uri`.
+    ///
+    /// # Errors
+    /// [`Error::Uri`] when the URI is not absolute, or its scheme is
+    /// neither `http` nor `https`.
+    pub(crate) fn of(uri: &Uri) -> Result<Self, Error> {
+        let invalid = |reason| Error::Uri {
+            uri: uri.to_string(),
+            reason,
+        };
+        let scheme = uri
+            .scheme()
+            .ok_or_else(|| invalid("no scheme (an absolute http:// or https:// URI is needed)"))?;
+        let tls = if *scheme == Scheme::HTTP {
+            false
+        } else if *scheme == Scheme::HTTPS {
+            true
+        } else {
+            return Err(invalid("the scheme is neither http nor https"));
+        };
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(invalid("no host"));
+        }
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        Ok(Self {
+            uri: uri.clone(),
+            tls,
+            port,
+        })
+    }
+
+    /// The host, without the brackets of an IPv6 literal.
+    pub(crate) fn host(&self) -> &str {
+        let host = self.uri.host().unwrap_or_default();
+        host.strip_prefix('[')
+            .and_then(|host| host.strip_suffix(']'))
+            .unwrap_or(host)
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The pool route to `addr`, one of the host's addresses: a TLS one
+    /// names the server by the URI's host.
+    ///
+    /// # Errors
+    /// [`Error::Uri`] when the host is no valid TLS server name.
+    pub(crate) fn endpoint(&self, addr: SocketAddr) -> Result<Endpoint, Error> {
+        if !self.tls {
+            return Ok(Endpoint::Tcp(addr));
+        }
+        TlsRoute::new(addr, self.host())
+            .map(Endpoint::Tls)
+            .map_err(|_| Error::Uri {
+                uri: self.uri.to_string(),
+                reason: "the host is not a valid TLS server name",
+            })
+    }
+}
+
+/// Gives `request` a `Host` header from its URI's authority unless it has
+/// one, and turns its URI into origin form.
+///
+/// # Errors
+/// [`Error::Uri`] when the authority is not a valid header value.
+pub(crate) fn prepare<B>(request: &mut Request<B>) -> Result<(), Error> {
+    let uri = request.uri();
+    if !request.headers().contains_key(HOST) {
+        if let Some(authority) = uri.authority() {
+            // The authority without user information, as sent in `Host`.
+            let host = authority.as_str();
+            let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
+            let value = HeaderValue::from_str(host).map_err(|_| Error::Uri {
+                uri: uri.to_string(),
+                reason: "the authority is not a valid Host header",
+            })?;
+            request.headers_mut().insert(HOST, value);
+        }
+    }
+    let origin = match request.uri().path_and_query() {
+        Some(path) if path.as_str() != "/" => {
+            let mut parts = http::uri::Parts::default();
+            parts.path_and_query = Some(path.clone());
+            Uri::from_parts(parts).expect("a path and query alone is a valid URI")
+        }
+        _ => Uri::from_static("/"),
+    };
+    *request.uri_mut() = origin;
+    Ok(())
+}
