@@ -3,7 +3,8 @@
 //! to the pool.
 
 use crate::error::Error;
-use crate::exchange::Exchange;
+use crate::exchange::{finish, Exchange};
+use crate::turns::Turns;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::fmt;
@@ -33,40 +34,34 @@ use std::task::{ready, Context, Poll};
 pub struct ResponseBody {
     incoming: Incoming,
     /// The connection, until it is given back or closed.
-    exchange: Option<Box<dyn Exchange>>,
+    attached: Option<Attached>,
+}
+
+/// The connection a body arrives on, and how its futures are polled.
+struct Attached {
+    exchange: Box<dyn Exchange>,
+    turns: Turns,
 }
 
 impl ResponseBody {
-    pub(crate) fn new(incoming: Incoming, exchange: Box<dyn Exchange>) -> Self {
-        Self {
-            incoming,
-            exchange: Some(exchange),
-        }
-    }
-
-    /// A body whose connection hyper is done with already.
-    pub(crate) fn detached(incoming: Incoming) -> Self {
-        Self {
-            incoming,
-            exchange: None,
-        }
-    }
-
-    /// Whether the body has been read to its end: nothing more will come.
-    pub(crate) fn is_complete(&self) -> bool {
-        self.incoming.is_end_stream()
-    }
-
-    /// Ends the exchange after the body's last byte: gives the connection
-    /// back if hyper is ready for another request on it, closes it if not.
-    pub(crate) fn finish(&mut self, cx: &mut Context<'_>) {
-        if let Some(mut exchange) = self.exchange.take() {
-            // Reading the last frame usually leaves hyper idle already; if
-            // not, one more turn settles it, or shows it will not be.
-            if exchange.is_idle() || (exchange.poll_drive(cx).is_pending() && exchange.is_idle()) {
-                exchange.release();
+    /// The body of a response whose head `exchange` has delivered; the
+    /// exchange ends at once if the body is empty.
+    pub(crate) fn new(
+        incoming: Incoming,
+        exchange: Option<Box<dyn Exchange>>,
+        turns: Turns,
+        cx: &mut Context<'_>,
+    ) -> Self {
+        let attached = match exchange {
+            Some(exchange) if incoming.is_end_stream() => {
+                // No body to wait for (HEAD, 204, 304, an empty one).
+                turns.finally(cx, |cx| finish(exchange, cx));
+                None
             }
-        }
+            Some(exchange) => Some(Attached { exchange, turns }),
+            None => None,
+        };
+        Self { incoming, attached }
     }
 }
 
@@ -79,35 +74,46 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = self.get_mut();
-        // The connection reads what the body waits for. An idle one has
-        // delivered the whole body already.
-        if let Some(exchange) = &mut this.exchange {
+        let incoming = &mut this.incoming;
+        let Some(Attached { exchange, turns }) = &mut this.attached else {
+            // Whatever is left was read before hyper let go of the
+            // connection.
+            return Pin::new(incoming).poll_frame(cx).map_err(Error::Http);
+        };
+        let mut ending = Ending::Not;
+        let poll = turns.run(cx, |cx| {
+            // The connection reads what the body waits for. An idle one
+            // has delivered the whole body already.
             if !exchange.is_idle() && exchange.poll_drive(cx).is_ready() {
-                // Hyper is done with the connection without going idle: it
-                // is not reusable. What it read stays in `incoming`.
-                this.exchange = None;
+                // Hyper is done with the connection without going idle:
+                // it is not reusable. What it read stays in `incoming`.
+                ending = Ending::Closed;
             }
-        }
-        match ready!(Pin::new(&mut this.incoming).poll_frame(cx)) {
-            Some(Ok(frame)) => {
-                if this.incoming.is_end_stream() {
-                    this.finish(cx);
+            let frame = ready!(Pin::new(&mut *incoming).poll_frame(cx));
+            match &frame {
+                Some(Err(_)) => ending = Ending::Closed,
+                Some(Ok(_)) if !incoming.is_end_stream() => {}
+                // The last frame, or the end after it.
+                _ if ending == Ending::Not => ending = Ending::Complete,
+                _ => {}
+            }
+            Poll::Ready(frame)
+        });
+        match ending {
+            Ending::Not => {}
+            Ending::Closed => this.attached = None,
+            Ending::Complete => {
+                if let Some(Attached { exchange, turns }) = this.attached.take() {
+                    turns.finally(cx, |cx| finish(exchange, cx));
                 }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Some(Err(e)) => {
-                this.exchange = None;
-                Poll::Ready(Some(Err(Error::Http(e))))
-            }
-            None => {
-                this.finish(cx);
-                Poll::Ready(None)
             }
         }
+        let frame = ready!(poll);
+        Poll::Ready(frame.map(|frame| frame.map_err(Error::Http)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.exchange.is_none() && self.incoming.is_end_stream()
+        self.attached.is_none() && self.incoming.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -115,11 +121,22 @@ impl Body for ResponseBody {
     }
 }
 
+/// How a turn of [`ResponseBody::poll_frame`] left the exchange.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Under way.
+    Not,
+    /// The body has been read to its end.
+    Complete,
+    /// Hyper is done with the connection, or failed.
+    Closed,
+}
+
 impl fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseBody")
             .field("incoming", &self.incoming)
-            .field("connection", &self.exchange.is_some())
+            .field("connection", &self.attached.is_some())
             .finish()
     }
 }

@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::exchange::{ClientLease, Exchange, Http1Exchange, PooledIo};
 use crate::resolve::{Addrs, Resolver};
 use crate::target::{prepare, Target};
+use crate::turns::Turns;
 use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body_util::Empty;
@@ -218,39 +219,37 @@ impl<P: Policy> Client<P> {
         let mut response = pin!(sender.try_send_request(request));
         let mut exchange: Option<Box<dyn Exchange>> =
             Some(Box::new(Http1Exchange { sender, conn }));
-        poll_fn(|cx| {
-            // The connection first: it writes the request and reads the
-            // response the other future waits for.
-            if let Some(running) = &mut exchange {
-                if running.poll_drive(cx).is_ready() {
-                    // Done without going idle: not reusable. Dropping it
-                    // also fails the response future if hyper has not.
-                    exchange = None;
-                }
-            }
-            let response = match response.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(response)) => response,
-                Poll::Ready(Err(mut e)) => {
-                    exchange = None;
-                    return Poll::Ready(Err(match e.take_message() {
-                        Some(request) => Failed::Unsent(request, e.into_error()),
-                        None => Failed::Exchange(e.into_error()),
-                    }));
-                }
-            };
-            let (parts, incoming) = response.into_parts();
-            let body = match exchange.take() {
-                Some(running) => {
-                    let mut body = ResponseBody::new(incoming, running);
-                    if body.is_complete() {
-                        // No body to wait for (HEAD, 204, 304, empty).
-                        body.finish(cx);
+        let turns = Turns::new();
+        let head = poll_fn(|cx| {
+            turns.run(cx, |cx| {
+                // The connection first: it writes the request and reads the
+                // response the other future waits for.
+                if let Some(running) = &mut exchange {
+                    if running.poll_drive(cx).is_ready() {
+                        // Done without going idle: not reusable. Dropping
+                        // it also fails the response future if hyper has
+                        // not.
+                        exchange = None;
                     }
-                    body
                 }
-                None => ResponseBody::detached(incoming),
-            };
+                response.as_mut().poll(cx)
+            })
+        })
+        .await;
+        let (parts, incoming) = match head {
+            Ok(response) => response.into_parts(),
+            Err(mut e) => {
+                drop(exchange);
+                return Err(match e.take_message() {
+                    Some(request) => Failed::Unsent(request, e.into_error()),
+                    None => Failed::Exchange(e.into_error()),
+                });
+            }
+        };
+        let mut parts = Some((parts, incoming, exchange, turns));
+        poll_fn(|cx| {
+            let (parts, incoming, exchange, turns) = parts.take().expect("polled once");
+            let body = ResponseBody::new(incoming, exchange, turns, cx);
             Poll::Ready(Ok(Response::from_parts(parts, body)))
         })
         .await

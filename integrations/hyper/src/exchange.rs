@@ -9,7 +9,8 @@
 //! spawned: the future of the request, and then the response body as it
 //! is read, poll the hyper connection themselves (through [`Exchange`],
 //! which hides the request body's type), so the whole exchange runs on
-//! the caller's task and each turn of it costs no wake-up of another task.
+//! the caller's task and each turn of it costs no wake-up of another task
+//! (nor of the same one: see the `turns` module).
 //!
 //! The connection goes back to the pool in one way only:
 //! [`Exchange::release`], once the response body has been read to its end
@@ -172,5 +173,16 @@ where
         if read_buf.is_empty() {
             io.into_inner().release();
         }
+    }
+}
+
+/// Ends an exchange after the response body's last byte: gives the
+/// connection back if hyper is ready for another request on it, closes it
+/// if not.
+pub(crate) fn finish(mut exchange: Box<dyn Exchange>, cx: &mut Context<'_>) {
+    // Reading the last frame usually leaves hyper idle already; if not,
+    // one more turn settles it, or shows it will not be.
+    if exchange.is_idle() || (exchange.poll_drive(cx).is_pending() && exchange.is_idle()) {
+        exchange.release();
     }
 }

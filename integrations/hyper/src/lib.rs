@@ -76,6 +76,7 @@ mod error;
 mod exchange;
 mod resolve;
 mod target;
+mod turns;
 
 pub use body::ResponseBody;
 pub use builder::{Builder, PoolBuilder, DEFAULT_IDLE_TIMEOUT, DEFAULT_RESOLVE_TTL};
