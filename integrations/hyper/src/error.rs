@@ -40,14 +40,6 @@ pub enum Error {
     Http(hyper::Error),
 }
 
-impl Error {
-    /// Whether a request with this error may have reached the server
-    /// (the exchange started); `false` for errors before any byte was sent.
-    pub fn is_exchange(&self) -> bool {
-        matches!(self, Self::Http(_))
-    }
-}
-
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
