@@ -95,7 +95,7 @@ impl<P: Policy> fmt::Debug for PooledIo<P> {
 }
 
 /// Bytes read at most per call, through the thread's [`SCRATCH`] buffer.
-const SCRATCH_LEN: usize = 16 * 1024;
+const SCRATCH_LEN: usize = 64 * 1024;
 
 thread_local! {
     /// Where reads land before they are copied into hyper's buffer: zeroed
