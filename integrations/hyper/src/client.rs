@@ -113,8 +113,10 @@ impl<P: Policy> Client<P> {
     ///
     /// A reused connection the server closed while it sat idle may fail
     /// the request before any of it was written; the request is then sent
-    /// on another connection. Nothing that reached the server is sent
-    /// twice.
+    /// on another connection. Nothing that may have reached the server is
+    /// sent twice: a request written just as the server closed the
+    /// connection fails with [`Error::Http`] (an incomplete message), and
+    /// only the caller knows whether it is safe to send again.
     ///
     /// Dropping the future at any point closes the connection it was
     /// using, if any: a connection in an unknown state never goes back

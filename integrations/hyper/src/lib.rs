@@ -28,9 +28,9 @@
 //!
 //! Only after a clean exchange: the response body read to its end, hyper
 //! idle and ready for the next request on the connection (so neither side
-//! said `Connection: close`, the request body was written in full, nothing
-//! failed), and no byte received past the response. Everything else
-//! closes the connection:
+//! said `Connection: close` and nothing failed), the request written and
+//! flushed in full, and no byte received past the response. Everything
+//! else closes the connection:
 //!
 //! * an error anywhere in the exchange;
 //! * a response body dropped before its end;
@@ -44,7 +44,9 @@
 //! A request whose reused connection turns out to be closed before the
 //! request could be written (the server closed it while it sat idle) is
 //! sent again on another connection; one that was written is never sent
-//! twice.
+//! twice. The pool's event loop evicts idle connections the server closes
+//! as soon as the close arrives, so this is rare, and so is its
+//! unfixable twin: a request written just as the close was on its way.
 //!
 //! # Implementation Details
 //!
@@ -52,7 +54,24 @@
 //! pool keeps the streams, not hyper's state. Nothing is spawned: the
 //! request's future, and then its response body, poll the hyper
 //! connection themselves, so the exchange runs on the caller's task (see
-//! the `exchange` module).
+//! the `exchange` module), with a waker of its own that keeps hyper's
+//! internal wake-ups from rescheduling the task (the `turns` module).
+//!
+//! # Comparison with hyper-util's pool
+//!
+//! hyper-util's legacy `Client` pools hyper connections: each keeps a
+//! spawned task that drives it, and requests reach it through a channel,
+//! from a pool map behind a mutex; it caps how many connections stay
+//! idle, not how many are open. Here the pool holds the plain streams, lock-free, with
+//! per-host and total caps, FIFO waiters, acquire and connect timeouts,
+//! and closed idle connections evicted by an event loop; the price is a
+//! fresh hyper connection (its buffers and channels) per request.
+//!
+//! # Performance
+//!
+//! `benches/http_peers.rs` measures requests/s, latency and client CPU
+//! per request against hyper-util's `Client` and reqwest on one loopback
+//! server, at 1, 8 and 64 concurrent tasks.
 //!
 //! # Name resolution
 //!
