@@ -18,8 +18,8 @@ use std::task::{ready, Context, Poll};
 /// its end (the frame that completes it, or the `None` after the last
 /// one), the connection goes back to the pool; dropped before that, it
 /// closes the connection instead, since the rest of the response would
-/// still be on its way. `is_end_stream` turns true only once the
-/// connection is back.
+/// still be on its way. `is_end_stream` turns true only once the exchange
+/// is over, its connection back in the pool or closed.
 ///
 /// ```no_run
 /// # async fn run(client: leasehold_hyper::Client) -> Result<(), Box<dyn std::error::Error>> {

@@ -112,3 +112,46 @@ pub(crate) fn prepare<B>(request: &mut Request<B>) -> Result<(), Error> {
     *request.uri_mut() = origin;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepared(uri: &str) -> Request<()> {
+        let mut request = Request::get(uri).body(()).unwrap();
+        prepare(&mut request).unwrap();
+        request
+    }
+
+    #[test]
+    fn requests_go_out_in_origin_form_with_the_authority_as_host() {
+        let request = prepared("http://example.com:8080/a/b?c=d");
+        assert_eq!(request.uri(), "/a/b?c=d");
+        assert_eq!(request.headers()[HOST], "example.com:8080");
+        let request = prepared("https://user:secret@example.com");
+        assert_eq!(request.uri(), "/");
+        assert_eq!(request.headers()[HOST], "example.com");
+        let mut request = Request::get("http://127.0.0.1/x")
+            .header(HOST, "virtual.example")
+            .body(())
+            .unwrap();
+        prepare(&mut request).unwrap();
+        assert_eq!(request.headers()[HOST], "virtual.example", "kept");
+    }
+
+    #[test]
+    fn targets_name_scheme_host_and_port() {
+        let target = Target::of(&Uri::from_static("https://[::1]/")).unwrap();
+        assert_eq!((target.host(), target.port()), ("::1", 443));
+        let addr = "[::1]:443".parse().unwrap();
+        assert!(matches!(target.endpoint(addr), Ok(Endpoint::Tls(_))));
+        let target = Target::of(&Uri::from_static("http://10.0.0.1:81/")).unwrap();
+        assert_eq!((target.host(), target.port()), ("10.0.0.1", 81));
+        let addr = "10.0.0.1:81".parse().unwrap();
+        assert_eq!(target.endpoint(addr).unwrap(), Endpoint::Tcp(addr));
+        for uri in ["/relative", "ftp://host/", "127.0.0.1:80"] {
+            let uri: Uri = uri.parse().unwrap();
+            assert!(matches!(Target::of(&uri), Err(Error::Uri { .. })), "{uri}");
+        }
+    }
+}
