@@ -145,7 +145,7 @@ impl Peer {
 }
 
 /// What one client did in one round at one concurrency.
-struct Run {
+struct Measured {
     requests: u64,
     elapsed: Duration,
     latencies: Histogram<u64>,
@@ -173,7 +173,13 @@ fn client_cpu() -> Option<Duration> {
 }
 
 /// `tasks` tasks sending `GET`s through `peer` until `duration` is over.
-async fn run(peer: &Peer, tasks: usize, duration: Duration, uri: &Uri, url: &reqwest::Url) -> Run {
+async fn run(
+    peer: &Peer,
+    tasks: usize,
+    duration: Duration,
+    uri: &Uri,
+    url: &reqwest::Url,
+) -> Measured {
     let start = Instant::now();
     let deadline = start + duration;
     let handles: Vec<_> = (0..tasks)
@@ -198,7 +204,7 @@ async fn run(peer: &Peer, tasks: usize, duration: Duration, uri: &Uri, url: &req
             })
         })
         .collect();
-    let mut total = Run {
+    let mut total = Measured {
         requests: 0,
         elapsed: Duration::ZERO,
         latencies: histogram(),
@@ -218,7 +224,7 @@ fn histogram() -> Histogram<u64> {
 }
 
 /// One row of the table.
-struct Row {
+struct PeerRow {
     peer: &'static str,
     tasks: usize,
     rate: f64,
@@ -230,7 +236,7 @@ struct Row {
 }
 
 /// What the rounds of one client at one concurrency add up to.
-struct Tally {
+struct PeerTally {
     rates: Vec<f64>,
     latencies: Histogram<u64>,
     requests: u64,
@@ -254,9 +260,9 @@ fn main() {
     let peers = runtime.block_on(async { Peer::all(max_tasks) });
     let mut rows = Vec::new();
     for tasks in task_counts {
-        let mut tallies: Vec<Tally> = peers
+        let mut tallies: Vec<PeerTally> = peers
             .iter()
-            .map(|_| Tally {
+            .map(|_| PeerTally {
                 rates: Vec::new(),
                 latencies: histogram(),
                 requests: 0,
@@ -290,7 +296,7 @@ fn main() {
         for (peer, mut tally) in peers.iter().zip(tallies) {
             tally.rates.sort_by(f64::total_cmp);
             let requests = u32::try_from(tally.requests.max(1)).unwrap_or(u32::MAX);
-            rows.push(Row {
+            rows.push(PeerRow {
                 peer: peer.name(),
                 tasks,
                 rate: tally.rates[tally.rates.len() / 2],
@@ -306,7 +312,7 @@ fn main() {
     drop(runtime);
 }
 
-fn print_table(rows: &[Row], plan: &Plan, workers: usize) {
+fn print_table(rows: &[PeerRow], plan: &Plan, workers: usize) {
     println!();
     println!(
         "HTTP/1.1 GET, 2-byte body, loopback; {} CPUs ({}), tokio multi-thread with {workers} workers; {} rounds of {:?} per cell",

@@ -2,7 +2,7 @@
 //! arrives on, which reading the body drives and, at its end, gives back
 //! to the pool.
 
-use crate::error::Error;
+use crate::error::ClientError;
 use crate::exchange::{finish, Exchange};
 use crate::turns::Turns;
 use bytes::Bytes;
@@ -67,49 +67,49 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = Error;
+    type Error = ClientError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientError>>> {
         let this = self.get_mut();
         let incoming = &mut this.incoming;
         let Some(Attached { exchange, turns }) = &mut this.attached else {
             // Whatever is left was read before hyper let go of the
             // connection.
-            return Pin::new(incoming).poll_frame(cx).map_err(Error::Http);
+            return Pin::new(incoming).poll_frame(cx).map_err(ClientError::Http);
         };
-        let mut ending = Ending::Not;
+        let mut ending = BodyEnd::Not;
         let poll = turns.run(cx, |cx| {
             // The connection reads what the body waits for. An idle one
             // has delivered the whole body already.
             if !exchange.is_idle() && exchange.poll_drive(cx).is_ready() {
                 // Hyper is done with the connection without going idle:
                 // it is not reusable. What it read stays in `incoming`.
-                ending = Ending::Closed;
+                ending = BodyEnd::Closed;
             }
             let frame = ready!(Pin::new(&mut *incoming).poll_frame(cx));
             match &frame {
-                Some(Err(_)) => ending = Ending::Closed,
+                Some(Err(_)) => ending = BodyEnd::Closed,
                 Some(Ok(_)) if !incoming.is_end_stream() => {}
                 // The last frame, or the end after it.
-                _ if ending == Ending::Not => ending = Ending::Complete,
+                _ if ending == BodyEnd::Not => ending = BodyEnd::Complete,
                 _ => {}
             }
             Poll::Ready(frame)
         });
         match ending {
-            Ending::Not => {}
-            Ending::Closed => this.attached = None,
-            Ending::Complete => {
+            BodyEnd::Not => {}
+            BodyEnd::Closed => this.attached = None,
+            BodyEnd::Complete => {
                 if let Some(Attached { exchange, turns }) = this.attached.take() {
                     turns.finally(cx, |cx| finish(exchange, cx));
                 }
             }
         }
         let frame = ready!(poll);
-        Poll::Ready(frame.map(|frame| frame.map_err(Error::Http)))
+        Poll::Ready(frame.map(|frame| frame.map_err(ClientError::Http)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -123,7 +123,7 @@ impl Body for ResponseBody {
 
 /// How a turn of [`ResponseBody::poll_frame`] left the exchange.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Ending {
+enum BodyEnd {
     /// Under way.
     Not,
     /// The body has been read to its end.

@@ -2,7 +2,7 @@
 //! policy), the TCP and TLS connectors, hyper's HTTP/1 options and how long
 //! host names stay resolved.
 
-use crate::client::{Client, Shared};
+use crate::client::{Client, ClientShared};
 use crate::endpoint::EndpointConnector;
 use crate::resolve::Resolver;
 use hyper::client::conn::http1;
@@ -12,17 +12,17 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-/// The pool's builder, as [`Builder::pool`] hands it over.
+/// The pool's builder, as [`ClientBuilder::pool`] hands it over.
 pub type PoolBuilder<P = Strict> = leasehold::Builder<AsyncConnector<EndpointConnector>, P>;
 
 /// How long a connection may sit idle in the pool before it is closed,
-/// unless [`Builder::pool`] sets another `idle_timeout`.
+/// unless [`ClientBuilder::pool`] sets another `idle_timeout`.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// How long a host name's addresses are used before it is looked up again.
 pub const DEFAULT_RESOLVE_TTL: Duration = Duration::from_secs(30);
 
-/// The pool's setup step as [`Builder::pool`] composes it.
+/// The pool's setup step as [`ClientBuilder::pool`] composes it.
 type ConfigurePool<P> = Box<dyn FnOnce(PoolBuilder) -> PoolBuilder<P> + Send>;
 
 /// Configures a [`Client`]; every setting has a default.
@@ -54,7 +54,7 @@ type ConfigurePool<P> = Box<dyn FnOnce(PoolBuilder) -> PoolBuilder<P> + Send>;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[must_use]
-pub struct Builder<P: Policy = Strict> {
+pub struct ClientBuilder<P: Policy = Strict> {
     tcp: TcpConnector,
     tls: Option<TlsConnector>,
     pool: ConfigurePool<P>,
@@ -62,7 +62,7 @@ pub struct Builder<P: Policy = Strict> {
     resolve_ttl: Duration,
 }
 
-impl Builder {
+impl ClientBuilder {
     pub(crate) fn new() -> Self {
         Self {
             tcp: TcpConnector::new(),
@@ -74,7 +74,7 @@ impl Builder {
     }
 }
 
-impl<P: Policy> Builder<P> {
+impl<P: Policy> ClientBuilder<P> {
     /// Configures the pool: `configure` gets the pool's builder, with the
     /// settings made so far, and returns it (any leasehold setting; a
     /// different policy with [`policy`](leasehold::Builder::policy)).
@@ -84,9 +84,9 @@ impl<P: Policy> Builder<P> {
     pub fn pool<Q: Policy>(
         self,
         configure: impl FnOnce(PoolBuilder<P>) -> PoolBuilder<Q> + Send + 'static,
-    ) -> Builder<Q> {
+    ) -> ClientBuilder<Q> {
         let before = self.pool;
-        Builder {
+        ClientBuilder {
             tcp: self.tcp,
             tls: self.tls,
             pool: Box::new(move |pool| configure(before(pool))),
@@ -141,7 +141,7 @@ impl<P: Policy> Builder<P> {
         let connector = AsyncConnector::new(EndpointConnector::new(self.tcp, tls));
         let pool = Pool::builder(connector).idle_timeout(DEFAULT_IDLE_TIMEOUT);
         let pool = (self.pool)(pool).build()?;
-        let shared = Shared {
+        let shared = ClientShared {
             http1: self.http1,
             resolver: Resolver::new(self.resolve_ttl),
         };
@@ -149,9 +149,9 @@ impl<P: Policy> Builder<P> {
     }
 }
 
-impl<P: Policy> fmt::Debug for Builder<P> {
+impl<P: Policy> fmt::Debug for ClientBuilder<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("ClientBuilder")
             .field("tcp", &self.tcp)
             .field("tls", &self.tls)
             .field("http1", &self.http1)

@@ -3,9 +3,9 @@
 //! even send.
 
 use crate::body::ResponseBody;
-use crate::builder::Builder;
+use crate::builder::ClientBuilder;
 use crate::endpoint::EndpointConnector;
-use crate::error::Error;
+use crate::error::ClientError;
 use crate::exchange::{ClientLease, Exchange, Http1Exchange, PooledIo};
 use crate::resolve::{Addrs, Resolver};
 use crate::target::{prepare, Target};
@@ -60,33 +60,33 @@ const MAX_RESENDS: usize = 4;
 /// ```
 pub struct Client<P: Policy = Strict> {
     pool: ClientPool<P>,
-    shared: Arc<Shared>,
+    shared: Arc<ClientShared>,
 }
 
 /// What the clones of a client share besides the pool.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct ClientShared {
     pub(crate) http1: http1::Builder,
     pub(crate) resolver: Resolver,
 }
 
 impl Client {
-    /// A client with the default settings (see [`Builder`]).
+    /// A client with the default settings (see [`ClientBuilder`]).
     ///
     /// # Panics
     /// When the pool's threads cannot be started or the default TLS
     /// settings are refused by the crypto provider; [`Client::builder`]
     /// returns those errors instead.
     pub fn new() -> Self {
-        Builder::new()
+        ClientBuilder::new()
             .build()
             .unwrap_or_else(|e| panic!("building a leasehold-hyper client failed: {e}"))
     }
 
     /// Starts configuring a client: pool, TCP and TLS settings, hyper's
     /// HTTP/1 options, name resolution.
-    pub fn builder() -> Builder {
-        Builder::new()
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::new()
     }
 }
 
@@ -97,7 +97,7 @@ impl Default for Client {
 }
 
 impl<P: Policy> Client<P> {
-    pub(crate) fn from_parts(pool: ClientPool<P>, shared: Shared) -> Self {
+    pub(crate) fn from_parts(pool: ClientPool<P>, shared: ClientShared) -> Self {
         Self {
             pool,
             shared: Arc::new(shared),
@@ -115,20 +115,24 @@ impl<P: Policy> Client<P> {
     /// the request before any of it was written; the request is then sent
     /// on another connection. Nothing that may have reached the server is
     /// sent twice: a request written just as the server closed the
-    /// connection fails with [`Error::Http`] (an incomplete message), and
-    /// only the caller knows whether it is safe to send again.
+    /// connection fails with [`ClientError::Http`] (an incomplete
+    /// message), and only the caller knows whether it is safe to send
+    /// again.
     ///
     /// Dropping the future at any point closes the connection it was
     /// using, if any: a connection in an unknown state never goes back
     /// to the pool.
     ///
     /// # Errors
-    /// [`Error::Uri`] for a URI the client cannot send to,
-    /// [`Error::Resolve`] when its host does not resolve,
-    /// [`Error::Connect`] when no connection can be had (the pool's wait
-    /// or the connect timed out, the server refused…), [`Error::Http`]
-    /// when the exchange fails.
-    pub async fn request<B>(&self, mut request: Request<B>) -> Result<Response<ResponseBody>, Error>
+    /// [`ClientError::Uri`] for a URI the client cannot send to,
+    /// [`ClientError::Resolve`] when its host does not resolve,
+    /// [`ClientError::Connect`] when no connection can be had (the pool's
+    /// wait or the connect timed out, the server refused…),
+    /// [`ClientError::Http`] when the exchange fails.
+    pub async fn request<B>(
+        &self,
+        mut request: Request<B>,
+    ) -> Result<Response<ResponseBody>, ClientError>
     where
         B: Body + Send + 'static,
         B::Data: Send,
@@ -140,7 +144,7 @@ impl<P: Policy> Client<P> {
             .resolver
             .resolve(target.host(), target.port())
             .await
-            .map_err(|source| Error::Resolve {
+            .map_err(|source| ClientError::Resolve {
                 host: target.host().to_owned(),
                 source,
             })?;
@@ -157,7 +161,7 @@ impl<P: Policy> Client<P> {
                     request = returned;
                 }
                 Err(Failed::Unsent(_, error) | Failed::Exchange(error)) => {
-                    return Err(Error::Http(error))
+                    return Err(ClientError::Http(error))
                 }
             }
         }
@@ -166,15 +170,15 @@ impl<P: Policy> Client<P> {
     /// Sends a `GET` for `uri` (see [`request`](Self::request)).
     ///
     /// # Errors
-    /// As [`request`](Self::request); [`Error::Request`] too when `uri`
+    /// As [`request`](Self::request); [`ClientError::Request`] too when `uri`
     /// does not parse.
-    pub async fn get<U>(&self, uri: U) -> Result<Response<ResponseBody>, Error>
+    pub async fn get<U>(&self, uri: U) -> Result<Response<ResponseBody>, ClientError>
     where
         U: TryInto<Uri>,
         U::Error: Into<http::Error>,
     {
         let request = Request::get(uri).body(Empty::<Bytes>::new());
-        self.request(request.map_err(Error::Request)?).await
+        self.request(request.map_err(ClientError::Request)?).await
     }
 
     /// The pool: its stats, per-route caps, `close_idle`, `shutdown`…
@@ -184,7 +188,7 @@ impl<P: Policy> Client<P> {
 
     /// A connection to the first of `addrs`, the target's addresses, that
     /// can be had; a refused or failed connect moves on to the next one.
-    async fn lease(&self, target: &Target, addrs: &Addrs) -> Result<ClientLease<P>, Error> {
+    async fn lease(&self, target: &Target, addrs: &Addrs) -> Result<ClientLease<P>, ClientError> {
         let mut failure = None;
         for addr in addrs.iter() {
             let endpoint = target.endpoint(addr)?;
@@ -196,10 +200,12 @@ impl<P: Policy> Client<P> {
                     | leasehold::Error::Connect { .. }
                     | leasehold::Error::Down { .. }),
                 ) => failure = Some(e),
-                Err(e) => return Err(Error::Connect(e)),
+                Err(e) => return Err(ClientError::Connect(e)),
             }
         }
-        Err(Error::Connect(failure.unwrap_or(leasehold::Error::Closed)))
+        Err(ClientError::Connect(
+            failure.unwrap_or(leasehold::Error::Closed),
+        ))
     }
 
     /// Runs one exchange on `lease`, up to the head of the response.
@@ -294,10 +300,10 @@ where
     P: Policy,
 {
     type Response = Response<ResponseBody>;
-    type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Error>> + Send>>;
+    type Error = ClientError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, ClientError>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
         Poll::Ready(Ok(()))
     }
 

@@ -13,7 +13,7 @@ use std::io;
 /// own for a failed exchange).
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Error {
+pub enum ClientError {
     /// The request's URI cannot be sent: it is not absolute, its scheme is
     /// neither `http` nor `https`, or its host is no valid server name.
     Uri {
@@ -40,7 +40,7 @@ pub enum Error {
     Http(hyper::Error),
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Uri { uri, reason } => write!(f, "cannot send a request to {uri:?}: {reason}"),
@@ -52,7 +52,7 @@ impl fmt::Display for Error {
     }
 }
 
-impl StdError for Error {
+impl StdError for ClientError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
             Self::Uri { .. } => None,
@@ -64,26 +64,26 @@ impl StdError for Error {
     }
 }
 
-impl From<leasehold::Error> for Error {
+impl From<leasehold::Error> for ClientError {
     fn from(e: leasehold::Error) -> Self {
         Self::Connect(e)
     }
 }
 
-impl From<hyper::Error> for Error {
+impl From<hyper::Error> for ClientError {
     fn from(e: hyper::Error) -> Self {
         Self::Http(e)
     }
 }
 
-impl From<Error> for io::Error {
-    fn from(e: Error) -> Self {
+impl From<ClientError> for io::Error {
+    fn from(e: ClientError) -> Self {
         let kind = match e {
             // The pool's own conversion picks the kind.
-            Error::Connect(inner) => return io::Error::from(inner),
-            Error::Uri { .. } | Error::Request(_) => io::ErrorKind::InvalidInput,
-            Error::Resolve { ref source, .. } => source.kind(),
-            Error::Http(ref inner) => http_kind(inner),
+            ClientError::Connect(inner) => return io::Error::from(inner),
+            ClientError::Uri { .. } | ClientError::Request(_) => io::ErrorKind::InvalidInput,
+            ClientError::Resolve { ref source, .. } => source.kind(),
+            ClientError::Http(ref inner) => http_kind(inner),
         };
         io::Error::new(kind, e)
     }

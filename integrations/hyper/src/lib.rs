@@ -62,10 +62,11 @@
 //! hyper-util's legacy `Client` pools hyper connections: each keeps a
 //! spawned task that drives it, and requests reach it through a channel,
 //! from a pool map behind a mutex; it caps how many connections stay
-//! idle, not how many are open. Here the pool holds the plain streams, lock-free, with
-//! per-host and total caps, FIFO waiters, acquire and connect timeouts,
-//! and closed idle connections evicted by an event loop; the price is a
-//! fresh hyper connection (its buffers and channels) per request.
+//! idle, not how many are open. Here the pool holds the plain streams,
+//! lock-free, with per-host and total caps, FIFO waiters, acquire and
+//! connect timeouts, and closed idle connections evicted by an event
+//! loop; the price is a fresh hyper connection (its buffers and
+//! channels) per request.
 //!
 //! # Performance
 //!
@@ -78,7 +79,7 @@
 //! IP literals are used as they are. Host names are looked up with
 //! `tokio::net::lookup_host` (the system resolver, on tokio's blocking
 //! threads) and their addresses cached for
-//! [`resolve_ttl`](Builder::resolve_ttl); a host with several addresses
+//! [`resolve_ttl`](ClientBuilder::resolve_ttl); a host with several addresses
 //! is tried address by address while connects fail.
 //!
 //! # Platforms
@@ -98,7 +99,7 @@ mod target;
 mod turns;
 
 pub use body::ResponseBody;
-pub use builder::{Builder, PoolBuilder, DEFAULT_IDLE_TIMEOUT, DEFAULT_RESOLVE_TTL};
+pub use builder::{ClientBuilder, PoolBuilder, DEFAULT_IDLE_TIMEOUT, DEFAULT_RESOLVE_TTL};
 pub use client::{Client, ClientPool};
 pub use endpoint::{Endpoint, EndpointConnector, EndpointHandshake, EndpointStream};
-pub use error::Error;
+pub use error::ClientError;

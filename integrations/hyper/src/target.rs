@@ -4,7 +4,7 @@
 //! talking to a proxy.
 
 use crate::endpoint::Endpoint;
-use crate::error::Error;
+use crate::error::ClientError;
 use http::header::HOST;
 use http::uri::Scheme;
 use http::{HeaderValue, Request, Uri};
@@ -24,10 +24,10 @@ impl Target {
     /// Reads the target of `uri`.
     ///
     /// # Errors
-    /// [`Error::Uri`] when the URI is not absolute, or its scheme is
+    /// [`ClientError::Uri`] when the URI is not absolute, or its scheme is
     /// neither `http` nor `https`.
-    pub(crate) fn of(uri: &Uri) -> Result<Self, Error> {
-        let invalid = |reason| Error::Uri {
+    pub(crate) fn of(uri: &Uri) -> Result<Self, ClientError> {
+        let invalid = |reason| ClientError::Uri {
             uri: uri.to_string(),
             reason,
         };
@@ -68,14 +68,14 @@ impl Target {
     /// names the server by the URI's host.
     ///
     /// # Errors
-    /// [`Error::Uri`] when the host is no valid TLS server name.
-    pub(crate) fn endpoint(&self, addr: SocketAddr) -> Result<Endpoint, Error> {
+    /// [`ClientError::Uri`] when the host is no valid TLS server name.
+    pub(crate) fn endpoint(&self, addr: SocketAddr) -> Result<Endpoint, ClientError> {
         if !self.tls {
             return Ok(Endpoint::Tcp(addr));
         }
         TlsRoute::new(addr, self.host())
             .map(Endpoint::Tls)
-            .map_err(|_| Error::Uri {
+            .map_err(|_| ClientError::Uri {
                 uri: self.uri.to_string(),
                 reason: "the host is not a valid TLS server name",
             })
@@ -86,15 +86,15 @@ impl Target {
 /// one, and turns its URI into origin form.
 ///
 /// # Errors
-/// [`Error::Uri`] when the authority is not a valid header value.
-pub(crate) fn prepare<B>(request: &mut Request<B>) -> Result<(), Error> {
+/// [`ClientError::Uri`] when the authority is not a valid header value.
+pub(crate) fn prepare<B>(request: &mut Request<B>) -> Result<(), ClientError> {
     let uri = request.uri();
     if !request.headers().contains_key(HOST) {
         if let Some(authority) = uri.authority() {
             // The authority without user information, as sent in `Host`.
             let host = authority.as_str();
             let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
-            let value = HeaderValue::from_str(host).map_err(|_| Error::Uri {
+            let value = HeaderValue::from_str(host).map_err(|_| ClientError::Uri {
                 uri: uri.to_string(),
                 reason: "the authority is not a valid Host header",
             })?;
@@ -151,7 +151,10 @@ mod tests {
         assert_eq!(target.endpoint(addr).unwrap(), Endpoint::Tcp(addr));
         for uri in ["/relative", "ftp://host/", "127.0.0.1:80"] {
             let uri: Uri = uri.parse().unwrap();
-            assert!(matches!(Target::of(&uri), Err(Error::Uri { .. })), "{uri}");
+            assert!(
+                matches!(Target::of(&uri), Err(ClientError::Uri { .. })),
+                "{uri}"
+            );
         }
     }
 }

@@ -26,7 +26,7 @@ use http::{Server, ServerConfig};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Body;
 use leasehold::tls::TlsConnector;
-use leasehold_hyper::{Client, Endpoint, Error, ResponseBody};
+use leasehold_hyper::{Client, ClientError, Endpoint, ResponseBody};
 use pki::{server_config, Authority, Validity};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -96,7 +96,7 @@ fn url(server: &Server) -> String {
 }
 
 /// A GET of `uri`, its body read to the end: the status and the body.
-async fn get(client: &Client, uri: &str) -> Result<(StatusCode, Bytes), Error> {
+async fn get(client: &Client, uri: &str) -> Result<(StatusCode, Bytes), ClientError> {
     let response = client.get(uri).await?;
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
@@ -485,21 +485,21 @@ fn failures_say_what_failed() {
         for uri in ["/relative", "ftp://127.0.0.1/", "127.0.0.1:80"] {
             let err = client.get(uri).await.unwrap_err();
             assert!(
-                matches!(err, Error::Uri { .. }),
+                matches!(err, ClientError::Uri { .. }),
                 "{flavour}: {uri}: {err:?}"
             );
             let io = std::io::Error::from(err);
             assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput, "{flavour}");
         }
         let err = client.get("http://exa mple/").await.unwrap_err();
-        assert!(matches!(err, Error::Request(_)), "{flavour}: {err:?}");
+        assert!(matches!(err, ClientError::Request(_)), "{flavour}: {err:?}");
         // A port nobody listens on: the server is gone.
         let gone = Server::start(ServerConfig::default()).unwrap();
         let addr = gone.addr();
         drop(gone);
         let err = client.get(format!("http://{addr}/")).await.unwrap_err();
         assert!(
-            matches!(err, Error::Connect(leasehold::Error::Refused { .. })),
+            matches!(err, ClientError::Connect(leasehold::Error::Refused { .. })),
             "{flavour}: {err:?}"
         );
         let io = std::io::Error::from(err);
