@@ -191,6 +191,13 @@ impl Nonblocking for EndpointStream {
             Self::Tls(conn) => conn.try_shutdown(),
         }
     }
+
+    fn drains(&self) -> bool {
+        match self {
+            Self::Tcp(conn) => conn.drains(),
+            Self::Tls(conn) => conn.drains(),
+        }
+    }
 }
 
 /// A connect of an [`EndpointConnector`] in progress, driven by the pool's
