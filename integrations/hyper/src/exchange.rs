@@ -31,7 +31,6 @@ use hyper::body::Body;
 use hyper::client::conn::http1::{Connection, Parts, SendRequest};
 use hyper_util::rt::TokioIo;
 use leasehold::{AsyncConnector, OwnedLease, Policy};
-use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -94,42 +93,13 @@ impl<P: Policy> fmt::Debug for PooledIo<P> {
     }
 }
 
-/// Bytes read at most per call, through the thread's [`SCRATCH`] buffer.
-const SCRATCH_LEN: usize = 64 * 1024;
-
-thread_local! {
-    /// Where reads land before they are copied into hyper's buffer: zeroed
-    /// once per thread. The pooled stream, which cannot read into memory
-    /// that was never written (that takes `unsafe`), zeroes the whole
-    /// buffer it is given first; hyper gives 8 KiB or more of fresh
-    /// memory to each read, which would cost more to zero than a
-    /// response of a few hundred bytes costs to copy.
-    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_LEN].into_boxed_slice());
-}
-
 impl<P: Policy> AsyncRead for PooledIo<P> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let landed = SCRATCH.try_with(|scratch| {
-            // Only a read from inside a read would find it borrowed.
-            let mut scratch = scratch.try_borrow_mut().ok()?;
-            let len = buf.remaining().min(scratch.len());
-            let mut landing = ReadBuf::new(&mut scratch[..len]);
-            let read = Pin::new(this.lease()).poll_read(cx, &mut landing);
-            if let Poll::Ready(Ok(())) = read {
-                buf.put_slice(landing.filled());
-            }
-            Some(read)
-        });
-        match landed {
-            Ok(Some(read)) => read,
-            // A thread past the end of its thread-locals.
-            _ => Pin::new(this.lease()).poll_read(cx, buf),
-        }
+        Pin::new(self.get_mut().lease()).poll_read(cx, buf)
     }
 }
 
