@@ -60,7 +60,7 @@ type ConnectFn<R, T> = dyn Fn(&R) -> io::Result<T> + Send + Sync;
 /// ```
 pub struct BlockingConnector<R, T> {
     connect: Arc<ConnectFn<R, T>>,
-    workers: Arc<Workers<R, T>>,
+    workers: Arc<Workers>,
 }
 
 impl<R: RouteKey, T: Send + 'static> BlockingConnector<R, T> {
@@ -242,10 +242,9 @@ impl<T> Drop for BlockingHandshake<T> {
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The connect threads and their queue.
-struct Workers<R, T> {
+struct Workers {
     threads: usize,
     shared: Arc<(Mutex<Queue>, Condvar)>,
-    _types: std::marker::PhantomData<fn(R) -> T>,
 }
 
 struct Queue {
@@ -258,7 +257,7 @@ struct Queue {
     closed: bool,
 }
 
-impl<R, T> Workers<R, T> {
+impl Workers {
     fn new(threads: usize) -> Self {
         Self {
             threads,
@@ -271,7 +270,6 @@ impl<R, T> Workers<R, T> {
                 }),
                 Condvar::new(),
             )),
-            _types: std::marker::PhantomData,
         }
     }
 
@@ -300,7 +298,7 @@ impl<R, T> Workers<R, T> {
     }
 }
 
-impl<R, T> Drop for Workers<R, T> {
+impl Drop for Workers {
     fn drop(&mut self) {
         self.queue().closed = true;
         self.shared.1.notify_all();
