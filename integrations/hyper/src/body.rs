@@ -2,11 +2,11 @@
 //! arrives on, which reading the body drives and, at its end, gives back
 //! to the pool.
 
+use crate::connection::{ClientConnection, InUse};
 use crate::error::ClientError;
-use crate::exchange::{finish, Exchange};
-use crate::turns::Turns;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use leasehold::{Policy, Strict};
 use std::fmt;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -21,6 +21,8 @@ use std::task::{ready, Context, Poll};
 /// still be on its way. `is_end_stream` turns true only once the exchange
 /// is over, its connection back in the pool or closed.
 ///
+/// `P` is the policy of the client's pool.
+///
 /// ```no_run
 /// # async fn run(client: leasehold_hyper::Client) -> Result<(), Box<dyn std::error::Error>> {
 /// use http_body_util::BodyExt;
@@ -31,41 +33,29 @@ use std::task::{ready, Context, Poll};
 /// # Ok(())
 /// # }
 /// ```
-pub struct ResponseBody {
+pub struct ResponseBody<P: Policy = Strict> {
     incoming: Incoming,
     /// The connection, until it is given back or closed.
-    attached: Option<Attached>,
+    attached: Option<InUse<P>>,
 }
 
-/// The connection a body arrives on, and how its futures are polled.
-struct Attached {
-    exchange: Box<dyn Exchange>,
-    turns: Turns,
-}
-
-impl ResponseBody {
-    /// The body of a response whose head `exchange` has delivered; the
-    /// exchange ends at once if the body is empty.
-    pub(crate) fn new(
-        incoming: Incoming,
-        exchange: Option<Box<dyn Exchange>>,
-        turns: Turns,
-        cx: &mut Context<'_>,
-    ) -> Self {
-        let attached = match exchange {
-            Some(exchange) if incoming.is_end_stream() => {
+impl<P: Policy> ResponseBody<P> {
+    /// The body of a response whose head arrived on `in_use`; the exchange
+    /// ends at once if the body is empty.
+    pub(crate) fn new(incoming: Incoming, in_use: Option<InUse<P>>, cx: &mut Context<'_>) -> Self {
+        let attached = match in_use {
+            Some(in_use) if incoming.is_end_stream() => {
                 // No body to wait for (HEAD, 204, 304, an empty one).
-                turns.finally(cx, |cx| finish(exchange, cx));
+                in_use.finish(cx);
                 None
             }
-            Some(exchange) => Some(Attached { exchange, turns }),
-            None => None,
+            attached => attached,
         };
         Self { incoming, attached }
     }
 }
 
-impl Body for ResponseBody {
+impl<P: Policy> Body for ResponseBody<P> {
     type Data = Bytes;
     type Error = ClientError;
 
@@ -75,16 +65,22 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, ClientError>>> {
         let this = self.get_mut();
         let incoming = &mut this.incoming;
-        let Some(Attached { exchange, turns }) = &mut this.attached else {
+        let Some(in_use) = &mut this.attached else {
             // Whatever is left was read before hyper let go of the
             // connection.
             return Pin::new(incoming).poll_frame(cx).map_err(ClientError::Http);
         };
+        let ClientConnection {
+            sender,
+            driver,
+            turns,
+            ..
+        } = in_use.conn();
         let mut ending = BodyEnd::Not;
         let poll = turns.run(cx, |cx| {
             // The connection reads what the body waits for. An idle one
             // has delivered the whole body already.
-            if !exchange.is_idle() && exchange.poll_drive(cx).is_ready() {
+            if !sender.is_ready() && driver.poll_drive(cx).is_ready() {
                 // Hyper is done with the connection without going idle:
                 // it is not reusable. What it read stays in `incoming`.
                 ending = BodyEnd::Closed;
@@ -103,8 +99,8 @@ impl Body for ResponseBody {
             BodyEnd::Not => {}
             BodyEnd::Closed => this.attached = None,
             BodyEnd::Complete => {
-                if let Some(Attached { exchange, turns }) = this.attached.take() {
-                    turns.finally(cx, |cx| finish(exchange, cx));
+                if let Some(in_use) = this.attached.take() {
+                    in_use.finish(cx);
                 }
             }
         }
@@ -132,7 +128,7 @@ enum BodyEnd {
     Closed,
 }
 
-impl fmt::Debug for ResponseBody {
+impl<P: Policy> fmt::Debug for ResponseBody<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseBody")
             .field("incoming", &self.incoming)

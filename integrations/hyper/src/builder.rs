@@ -3,17 +3,18 @@
 //! host names stay resolved.
 
 use crate::client::{Client, ClientShared};
+use crate::connection::ClientConnector;
 use crate::endpoint::EndpointConnector;
 use crate::resolve::Resolver;
 use hyper::client::conn::http1;
 use leasehold::tls::TlsConnector;
-use leasehold::{AsyncConnector, Policy, Pool, Strict, TcpConnector};
+use leasehold::{Policy, Pool, Strict, TcpConnector};
 use std::fmt;
 use std::io;
 use std::time::Duration;
 
 /// The pool's builder, as [`ClientBuilder::pool`] hands it over.
-pub type PoolBuilder<P = Strict> = leasehold::Builder<AsyncConnector<EndpointConnector>, P>;
+pub type PoolBuilder<P = Strict> = leasehold::Builder<ClientConnector, P>;
 
 /// How long a connection may sit idle in the pool before it is closed,
 /// unless [`ClientBuilder::pool`] sets another `idle_timeout`.
@@ -111,7 +112,7 @@ impl<P: Policy> ClientBuilder<P> {
     }
 
     /// Sets hyper's HTTP/1 options (header case, buffer sizes, lenient
-    /// parsing…) on the builder every exchange is made with.
+    /// parsing…) on the builder every connection is made with.
     pub fn http1(mut self, configure: impl FnOnce(&mut http1::Builder)) -> Self {
         configure(&mut self.http1);
         self
@@ -138,11 +139,10 @@ impl<P: Policy> ClientBuilder<P> {
                 .build()
                 .map_err(io::Error::other)?,
         };
-        let connector = AsyncConnector::new(EndpointConnector::new(self.tcp, tls));
+        let connector = ClientConnector::new(EndpointConnector::new(self.tcp, tls), self.http1);
         let pool = Pool::builder(connector).idle_timeout(DEFAULT_IDLE_TIMEOUT);
         let pool = (self.pool)(pool).build()?;
         let shared = ClientShared {
-            http1: self.http1,
             resolver: Resolver::new(self.resolve_ttl),
         };
         Ok(Client::from_parts(pool, shared))

@@ -4,30 +4,24 @@
 
 use crate::body::ResponseBody;
 use crate::builder::ClientBuilder;
-use crate::endpoint::EndpointConnector;
+use crate::connection::{boxed, ClientConnection, ClientConnector, ClientLease, InUse, OutBody};
 use crate::error::ClientError;
-use crate::exchange::{ClientLease, Exchange, Http1Exchange, PooledIo};
 use crate::resolve::{Addrs, Resolver};
 use crate::target::{prepare, Target};
-use crate::turns::Turns;
 use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body_util::Empty;
 use hyper::body::Body;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use leasehold::{AsyncConnector, Policy, Pool, Strict};
+use leasehold::{Policy, Pool, Strict};
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
-/// The pool under a [`Client`]: connections to
-/// [`Endpoint`](crate::Endpoint)s, plain and TLS, read and written with
-/// tokio.
-pub type ClientPool<P = Strict> = Pool<AsyncConnector<EndpointConnector>, P>;
+/// The pool under a [`Client`]: HTTP/1 connections to
+/// [`Endpoint`](crate::Endpoint)s, plain and TLS.
+pub type ClientPool<P = Strict> = Pool<ClientConnector, P>;
 
 /// How many times a request is sent again after a reused connection turned
 /// out to be closed before the request could be written to it.
@@ -37,7 +31,7 @@ const MAX_RESENDS: usize = 4;
 ///
 /// Each request leases a connection to its URI's host (plain for `http`,
 /// TLS for `https`), runs one exchange over it with hyper, and gives it
-/// back once the response body has been read to its end and the
+/// back, hyper's connection state with it, once the response body has been read to its end and the
 /// connection can carry another request; anything else (an error,
 /// `Connection: close`, a body dropped early, a cancelled request) closes
 /// it. Cloning a client is cheap and shares the pool.
@@ -66,7 +60,6 @@ pub struct Client<P: Policy = Strict> {
 /// What the clones of a client share besides the pool.
 #[derive(Debug)]
 pub(crate) struct ClientShared {
-    pub(crate) http1: http1::Builder,
     pub(crate) resolver: Resolver,
 }
 
@@ -132,7 +125,7 @@ impl<P: Policy> Client<P> {
     pub async fn request<B>(
         &self,
         mut request: Request<B>,
-    ) -> Result<Response<ResponseBody>, ClientError>
+    ) -> Result<Response<ResponseBody<P>>, ClientError>
     where
         B: Body + Send + 'static,
         B::Data: Send,
@@ -149,11 +142,11 @@ impl<P: Policy> Client<P> {
                 source,
             })?;
         prepare(&mut request)?;
+        let mut request = boxed(request);
         let mut resends = 0;
         loop {
-            let asked = Instant::now();
-            let lease = self.lease(&target, &addrs).await?;
-            let reused = lease.created() < asked;
+            let mut lease = self.lease(&target, &addrs).await?;
+            let reused = std::mem::replace(&mut lease.carried, true);
             match self.exchange(lease, request).await {
                 Ok(response) => return Ok(response),
                 Err(Failed::Unsent(returned, _)) if reused && resends < MAX_RESENDS => {
@@ -172,7 +165,7 @@ impl<P: Policy> Client<P> {
     /// # Errors
     /// As [`request`](Self::request); [`ClientError::Request`] too when `uri`
     /// does not parse.
-    pub async fn get<U>(&self, uri: U) -> Result<Response<ResponseBody>, ClientError>
+    pub async fn get<U>(&self, uri: U) -> Result<Response<ResponseBody<P>>, ClientError>
     where
         U: TryInto<Uri>,
         U::Error: Into<http::Error>,
@@ -209,55 +202,56 @@ impl<P: Policy> Client<P> {
     }
 
     /// Runs one exchange on `lease`, up to the head of the response.
-    async fn exchange<B>(
+    async fn exchange(
         &self,
         lease: ClientLease<P>,
-        request: Request<B>,
-    ) -> Result<Response<ResponseBody>, Failed<B>>
-    where
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        let io = TokioIo::new(PooledIo::new(lease));
-        let (mut sender, conn) = match self.shared.http1.handshake(io).await {
-            Ok(parts) => parts,
-            Err(e) => return Err(Failed::Exchange(e)),
-        };
-        let mut response = pin!(sender.try_send_request(request));
-        let mut exchange: Option<Box<dyn Exchange>> =
-            Some(Box::new(Http1Exchange { sender, conn }));
-        let turns = Turns::new();
+        request: Request<OutBody>,
+    ) -> Result<Response<ResponseBody<P>>, Failed> {
+        let mut in_use = Some(InUse::new(lease));
+        let mut response = pin!(in_use
+            .as_mut()
+            .map(|in_use| in_use.conn().sender.try_send_request(request))
+            .expect("just leased"));
         let head = poll_fn(|cx| {
-            turns.run(cx, |cx| {
+            let Some(running) = &mut in_use else {
+                return response.as_mut().poll(cx);
+            };
+            let ClientConnection { driver, turns, .. } = running.conn();
+            let mut done = false;
+            let poll = turns.run(cx, |cx| {
                 // The connection first: it writes the request and reads the
                 // response the other future waits for.
-                if let Some(running) = &mut exchange {
-                    if running.poll_drive(cx).is_ready() {
-                        // Done without going idle: not reusable. Dropping
-                        // it also fails the response future if hyper has
-                        // not.
-                        exchange = None;
-                    }
+                if !done && driver.poll_drive(cx).is_ready() {
+                    done = true;
                 }
                 response.as_mut().poll(cx)
-            })
+            });
+            if done {
+                // Hyper is done with the connection without going idle: it
+                // is not reusable. Discarding it also fails the response
+                // future if hyper has not.
+                in_use = None;
+                if poll.is_pending() {
+                    return response.as_mut().poll(cx);
+                }
+            }
+            poll
         })
         .await;
         let (parts, incoming) = match head {
             Ok(response) => response.into_parts(),
             Err(mut e) => {
-                drop(exchange);
+                drop(in_use);
                 return Err(match e.take_message() {
                     Some(request) => Failed::Unsent(request, e.into_error()),
                     None => Failed::Exchange(e.into_error()),
                 });
             }
         };
-        let mut parts = Some((parts, incoming, exchange, turns));
+        let mut parts = Some((parts, incoming, in_use));
         poll_fn(|cx| {
-            let (parts, incoming, exchange, turns) = parts.take().expect("polled once");
-            let body = ResponseBody::new(incoming, exchange, turns, cx);
+            let (parts, incoming, in_use) = parts.take().expect("polled once");
+            let body = ResponseBody::new(incoming, in_use, cx);
             Poll::Ready(Ok(Response::from_parts(parts, body)))
         })
         .await
@@ -265,9 +259,9 @@ impl<P: Policy> Client<P> {
 }
 
 /// How an exchange failed.
-enum Failed<B> {
+enum Failed {
     /// Before the request was written: hyper gave it back.
-    Unsent(Request<B>, hyper::Error),
+    Unsent(Request<OutBody>, hyper::Error),
     /// After.
     Exchange(hyper::Error),
 }
@@ -285,7 +279,7 @@ impl<P: Policy> fmt::Debug for Client<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("pool", &self.pool)
-            .field("http1", &self.shared.http1)
+            .field("resolver", &self.shared.resolver)
             .finish()
     }
 }
@@ -299,9 +293,10 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     P: Policy,
 {
-    type Response = Response<ResponseBody>;
+    type Response = Response<ResponseBody<P>>;
     type Error = ClientError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, ClientError>> + Send>>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Response<ResponseBody<P>>, ClientError>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
         Poll::Ready(Ok(()))

@@ -50,23 +50,24 @@
 //!
 //! # Implementation Details
 //!
-//! Each request starts a new hyper connection over its leased stream; the
-//! pool keeps the streams, not hyper's state. Nothing is spawned: the
-//! request's future, and then its response body, poll the hyper
-//! connection themselves, so the exchange runs on the caller's task (see
-//! the `exchange` module), with a waker of its own that keeps hyper's
+//! The pool holds hyper's HTTP/1 connection state together with the stream
+//! ([`ClientConnection`]): [`ClientConnector`] starts it once, when the
+//! stream is opened on the pool's event loop, and every request on the
+//! connection reuses its buffers and channel. Nothing is spawned: the
+//! request's future, and then its response body, poll the hyper connection
+//! themselves, so the exchange runs on the caller's task (see the
+//! `connection` module), with a waker of its own that keeps hyper's
 //! internal wake-ups from rescheduling the task (the `turns` module).
 //!
 //! # Comparison with hyper-util's pool
 //!
-//! hyper-util's legacy `Client` pools hyper connections: each keeps a
-//! spawned task that drives it, and requests reach it through a channel,
-//! from a pool map behind a mutex; it caps how many connections stay
-//! idle, not how many are open. Here the pool holds the plain streams,
-//! lock-free, with per-host and total caps, FIFO waiters, acquire and
-//! connect timeouts, and closed idle connections evicted by an event
-//! loop; the price is a fresh hyper connection (its buffers and
-//! channels) per request.
+//! hyper-util's legacy `Client` pools hyper connections too, but each
+//! keeps a spawned task that drives it, and requests reach it through a
+//! channel, from a pool map behind a mutex; it caps how many connections
+//! stay idle, not how many are open. Here the pool is lock-free, with
+//! per-host and total caps, FIFO waiters, acquire and connect timeouts,
+//! and closed idle connections evicted by an event loop, and a request
+//! costs no task switch.
 //!
 //! # Performance
 //!
@@ -91,9 +92,9 @@
 mod body;
 mod builder;
 mod client;
+mod connection;
 mod endpoint;
 mod error;
-mod exchange;
 mod resolve;
 mod target;
 mod turns;
@@ -101,5 +102,6 @@ mod turns;
 pub use body::ResponseBody;
 pub use builder::{ClientBuilder, PoolBuilder, DEFAULT_IDLE_TIMEOUT, DEFAULT_RESOLVE_TTL};
 pub use client::{Client, ClientPool};
+pub use connection::{ClientConnection, ClientConnector, ClientHandshake};
 pub use endpoint::{Endpoint, EndpointConnector, EndpointHandshake, EndpointStream};
 pub use error::ClientError;

@@ -230,8 +230,15 @@ fn request_bodies_are_written_in_full_on_a_reused_connection() {
             let body = response.into_body().collect().await.unwrap().to_bytes();
             assert_eq!(body, okok(2), "{flavour}");
         }
+        // Chunks of another type than `Bytes`, with their length known.
+        let request = Request::post(url(&server))
+            .body(Full::new(&b"not bytes"[..]))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{flavour}");
+        response.into_body().collect().await.unwrap();
         // A request body left unread would have broken the next request.
-        assert_eq!(server.requests(), 10, "{flavour}");
+        assert_eq!(server.requests(), 11, "{flavour}");
         assert_eq!(server.accepted(), 1, "{flavour}");
     });
 }
