@@ -239,6 +239,116 @@ pub enum Progress<C, H> {
     Pending(H),
 }
 
+impl<C, H: Handshake<Conn = C>> Progress<C, H> {
+    /// The same connect, its connection passed through `map` once it is
+    /// made: at once if it is ready, when the handshake completes if not
+    /// (on the pool's event loop, within the connect timeout). A connector
+    /// that wraps another's connections (in a protocol's state, say) keeps
+    /// the other's handshake and adds only this last step; an error from
+    /// `map` fails the connect.
+    ///
+    /// ```
+    /// use leasehold::{Connector, MapHandshake, Progress, TcpConnector};
+    /// use std::io;
+    /// use std::net::{SocketAddr, TcpStream};
+    ///
+    /// /// A TCP connection and the requests it carried.
+    /// struct Counted { stream: TcpStream, requests: u64 }
+    ///
+    /// struct CountedConnector(TcpConnector);
+    ///
+    /// impl Connector for CountedConnector {
+    ///     type Route = SocketAddr;
+    ///     type Conn = Counted;
+    ///     type Handshake = MapHandshake<<TcpConnector as Connector>::Handshake, Counted>;
+    ///
+    ///     fn connect(&self, addr: &SocketAddr) -> io::Result<Progress<Counted, Self::Handshake>> {
+    ///         self.0.connect(addr)?.map(|stream| Ok(Counted { stream, requests: 0 }))
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// `map`'s error, when the connection was ready.
+    pub fn map<T: 'static>(
+        self,
+        mut map: impl FnMut(C) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<Progress<T, MapHandshake<H, T>>> {
+        Ok(match self {
+            Progress::Ready(conn) => Progress::Ready(map(conn)?),
+            Progress::Pending(handshake) => Progress::Pending(MapHandshake {
+                inner: handshake,
+                map: Box::new(map),
+            }),
+        })
+    }
+}
+
+/// A handshake whose connection goes through a function once `H` has made
+/// it: what [`Progress::map`] returns for a connect in progress. Readiness,
+/// stages and errors are `H`'s.
+pub struct MapHandshake<H: Handshake, T> {
+    inner: H,
+    /// Boxed so that the type can be named; a function without state
+    /// (such as a constructor) allocates nothing.
+    map: Box<dyn FnMut(H::Conn) -> io::Result<T> + Send>,
+}
+
+impl<H: Handshake, T> MapHandshake<H, T> {
+    /// The handshake under the map.
+    pub fn get_ref(&self) -> &H {
+        &self.inner
+    }
+}
+
+impl<H: Handshake + std::fmt::Debug, T> std::fmt::Debug for MapHandshake<H, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MapHandshake")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Handshake, T> Source for MapHandshake<H, T> {
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.inner.register(registry, token, interest)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &mio::Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.inner.reregister(registry, token, interest)
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        self.inner.deregister(registry)
+    }
+}
+
+impl<H: Handshake, T: 'static> Handshake for MapHandshake<H, T> {
+    type Conn = T;
+
+    fn interest(&self) -> Interest {
+        self.inner.interest()
+    }
+
+    fn stage(&self) -> &'static str {
+        self.inner.stage()
+    }
+
+    fn advance(&mut self) -> io::Result<Option<T>> {
+        self.inner.advance()?.map(&mut self.map).transpose()
+    }
+}
+
 /// An in-progress connect, driven by readiness events on its source.
 ///
 /// # Driving a handshake

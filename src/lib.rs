@@ -64,7 +64,7 @@ pub mod tls;
 mod unwind;
 
 #[cfg(all(unix, any(feature = "tokio", feature = "async-io")))]
-pub use async_stream::{AsyncConnector, AsyncHandshake, AsyncStream};
+pub use async_stream::{AsyncConnector, AsyncStream};
 #[cfg(unix)]
 pub use blocking::{BlockingConnector, BlockingHandshake, DEFAULT_CONNECT_THREADS};
 pub use config::{
@@ -73,7 +73,7 @@ pub use config::{
 };
 #[cfg(unix)]
 pub use connector::Watched;
-pub use connector::{Connector, Handshake, Liveness, Never, Progress};
+pub use connector::{Connector, Handshake, Liveness, MapHandshake, Never, Progress};
 pub use entry::Health;
 pub use error::{ConfigError, Error, TlsError, Unavailable};
 pub use lease::{Lease, Leased, OwnedLease};

@@ -22,10 +22,8 @@
 
 #[cfg(unix)]
 use crate::connector::Watched;
-use crate::connector::{Connector, Handshake, Progress};
+use crate::connector::{Connector, MapHandshake, Progress};
 use crate::nonblocking::Nonblocking;
-use mio::event::Source;
-use mio::{Interest, Registry, Token};
 use std::fmt;
 use std::io;
 
@@ -79,13 +77,12 @@ where
 {
     type Route = C::Route;
     type Conn = AsyncStream<C::Conn>;
-    type Handshake = AsyncHandshake<C::Handshake>;
+    type Handshake = MapHandshake<C::Handshake, AsyncStream<C::Conn>>;
 
     fn connect(&self, route: &C::Route) -> io::Result<Progress<Self::Conn, Self::Handshake>> {
-        Ok(match self.inner.connect(route)? {
-            Progress::Ready(conn) => Progress::Ready(AsyncStream::new(conn)),
-            Progress::Pending(handshake) => Progress::Pending(AsyncHandshake { inner: handshake }),
-        })
+        self.inner
+            .connect(route)?
+            .map(|conn| Ok(AsyncStream::new(conn)))
     }
 
     fn close(&self, conn: Self::Conn) {
@@ -107,57 +104,6 @@ where
 
     fn is_alive(&self, conn: &mut Self::Conn) -> bool {
         self.inner.is_alive(&mut conn.io)
-    }
-}
-
-/// The connect of an [`AsyncConnector`]: the wrapped connector's, whose
-/// connection it hands over as an [`AsyncStream`].
-#[derive(Debug)]
-pub struct AsyncHandshake<H> {
-    inner: H,
-}
-
-impl<H: Source> Source for AsyncHandshake<H> {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        self.inner.register(registry, token, interest)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        self.inner.reregister(registry, token, interest)
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        self.inner.deregister(registry)
-    }
-}
-
-impl<H> Handshake for AsyncHandshake<H>
-where
-    H: Handshake,
-    H::Conn: Nonblocking,
-{
-    type Conn = AsyncStream<H::Conn>;
-
-    fn interest(&self) -> Interest {
-        self.inner.interest()
-    }
-
-    fn stage(&self) -> &'static str {
-        self.inner.stage()
-    }
-
-    fn advance(&mut self) -> io::Result<Option<Self::Conn>> {
-        Ok(self.inner.advance()?.map(AsyncStream::new))
     }
 }
 

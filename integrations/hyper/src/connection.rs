@@ -38,11 +38,8 @@ use hyper::body::{Body, Frame, SizeHint};
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use leasehold::{
-    AsyncConnector, AsyncHandshake, AsyncStream, Connector, Handshake, OwnedLease, Policy,
-    Progress, Watched,
+    AsyncConnector, AsyncStream, Connector, MapHandshake, OwnedLease, Policy, Progress, Watched,
 };
-use mio::event::Source;
-use mio::{Interest, Registry, Token};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -178,13 +175,11 @@ impl Connector for ClientConnector {
     type Handshake = ClientHandshake;
 
     fn connect(&self, route: &Endpoint) -> io::Result<Progress<ClientConnection, ClientHandshake>> {
-        Ok(match self.shared.streams.connect(route)? {
-            Progress::Ready(stream) => Progress::Ready(self.shared.open(stream)?),
-            Progress::Pending(stream) => Progress::Pending(ClientHandshake {
-                stream,
-                shared: self.shared.clone(),
-            }),
-        })
+        let shared = self.shared.clone();
+        self.shared
+            .streams
+            .connect(route)?
+            .map(move |stream| shared.open(stream))
     }
 
     /// Closes the stream as its connector does (a TLS `close_notify`).
@@ -209,62 +204,10 @@ impl Connector for ClientConnector {
 }
 
 /// A connect of a [`ClientConnector`] in progress: the stream's connect
-/// (and TLS handshake), driven by the pool's event loop.
-pub struct ClientHandshake {
-    stream: AsyncHandshake<EndpointHandshake>,
-    shared: Arc<ConnectorShared>,
-}
-
-impl fmt::Debug for ClientHandshake {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientHandshake")
-            .field("stream", &self.stream)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Source for ClientHandshake {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        self.stream.register(registry, token, interest)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        self.stream.reregister(registry, token, interest)
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        self.stream.deregister(registry)
-    }
-}
-
-impl Handshake for ClientHandshake {
-    type Conn = ClientConnection;
-
-    fn interest(&self) -> Interest {
-        self.stream.interest()
-    }
-
-    fn stage(&self) -> &'static str {
-        self.stream.stage()
-    }
-
-    fn advance(&mut self) -> io::Result<Option<ClientConnection>> {
-        match self.stream.advance()? {
-            Some(stream) => self.shared.open(stream).map(Some),
-            None => Ok(None),
-        }
-    }
-}
+/// (and TLS handshake), driven by the pool's event loop, then hyper's
+/// connection over the stream.
+pub type ClientHandshake =
+    MapHandshake<MapHandshake<EndpointHandshake, AsyncStream<EndpointStream>>, ClientConnection>;
 
 /// A connection of the client's pool: the stream, and hyper's HTTP/1
 /// connection over it, idle between requests.
