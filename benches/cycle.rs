@@ -2,7 +2,8 @@
 //! gives it back, for every policy (`cycle/1thread`: pool max 8, route `()`,
 //! one connection pre-warmed, so every iteration is an idle hit; `lease`,
 //! and `try_lease` and `lease_async` for comparison, the future polled once
-//! by hand, without a runtime). The two reference designs of
+//! by hand, without a runtime; `lease` again with the pool's figures off
+//! and with every lease timed, to price them). The two reference designs of
 //! `support/baseline.rs` run beside them: the textbook `Mutex<Vec>` +
 //! `Condvar` pool, and HikariCP's bag, reduced, which finds the thread's own
 //! connection again. Contention is `benches/contention.rs`.
@@ -64,12 +65,14 @@ fn alloc_audit<P: Policy>() {
 // ---------------------------------------------------------------------------
 // Benchmarks
 
-/// A pool of at most `max` mock connections, all on route `()`.
-fn pool<P: Policy>(max: usize) -> Pool<MockConnector, P> {
+/// A pool of at most `max` mock connections, all on route `()`, timing
+/// one lease in `sample_every` (0: no figures).
+fn pool<P: Policy>(max: usize, sample_every: u32) -> Pool<MockConnector, P> {
     Pool::builder(MockConnector::new())
         .policy::<P>()
         .max_total(max)
         .max_per_route(max)
+        .sample_every(sample_every)
         .build()
         .expect("valid pool config")
 }
@@ -91,7 +94,14 @@ fn short<M: criterion::measurement::Measurement>(group: &mut BenchmarkGroup<'_, 
 }
 
 fn single_thread<P: Policy>(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
-    let pool = pool::<P>(8);
+    for (name, sample_every) in [("lease, figures off", 0), ("lease, every lease timed", 1)] {
+        let pool = pool::<P>(8, sample_every);
+        warm(&pool, 1);
+        group.bench_function(format!("{}/{name}", P::NAME), |b| {
+            b.iter(|| drop(black_box(pool.lease(black_box(&())).expect("lease"))));
+        });
+    }
+    let pool = pool::<P>(8, leasehold::DEFAULT_SAMPLE_EVERY);
     warm(&pool, 1);
     group.bench_function(format!("{}/lease", P::NAME), |b| {
         b.iter(|| drop(black_box(pool.lease(black_box(&())).expect("lease"))));

@@ -176,6 +176,8 @@ struct Row {
     stale: u64,
     /// The TLS handshakes the server saw in this mode (`--tls` only).
     handshakes: Option<Handshakes>,
+    /// The pool's sizing advice over the run (pooled modes only).
+    sizing: Option<leasehold::Sizing>,
 }
 
 /// TLS handshakes the server completed.
@@ -320,6 +322,7 @@ where
         created: pool.stats().total.created,
         stale: pool.health().stale,
         handshakes: None,
+        sizing: Some(pool.sizing().total),
     }
 }
 
@@ -349,6 +352,7 @@ fn unpooled(
         created,
         stale: 0,
         handshakes: None,
+        sizing: None,
     }
 }
 
@@ -440,6 +444,16 @@ fn print_report(rows: &[Row]) {
     }
 }
 
+/// What each pool's figures say of its size (Little's law, over the run).
+fn print_sizing(rows: &[Row]) {
+    println!("\nsizing from the pools' own figures (Little's law over the run, pauses included):");
+    for row in rows {
+        if let Some(sizing) = &row.sizing {
+            println!("  {}: {sizing}", row.mode);
+        }
+    }
+}
+
 /// Requests/s of a row.
 fn rate(row: &Row) -> f64 {
     row.tally.requests as f64 / row.busy.as_secs_f64()
@@ -513,6 +527,7 @@ fn tcp_job(args: Args, config: http::ServerConfig) -> ExitCode {
         unpooled(args, "new connection per request", &|| tcp_exchange(addr)),
     ];
     print_report(&rows);
+    print_sizing(&rows);
     println!(
         "\nbest pooled / new connection per request: {:.1}x requests/s; server accepted {} connections, \
          closed {} idle ones.",
@@ -585,6 +600,7 @@ fn tls_job(args: Args, config: http::ServerConfig) -> ExitCode {
         }),
     ];
     print_report(&rows);
+    print_sizing(&rows);
     let best = best_pooled(&rows);
     println!(
         "\nbest pooled / new connection per request: {:.1}x requests/s against a full handshake,\n\

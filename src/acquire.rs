@@ -28,6 +28,7 @@
 
 use crate::connector::{Connector, Progress};
 use crate::error::Error;
+use crate::figures::Asked;
 use crate::reactor::bind::{Join, Outcome, Slot};
 use crate::reactor::breaker::Admit;
 use crate::reactor::Command;
@@ -83,6 +84,8 @@ pub(crate) struct Request<'a, C: Connector, P: Policy> {
     at: &'static Location<'static>,
     /// When the request first missed: its deadline counts from here.
     started: Option<Instant>,
+    /// When it asked, if its lease is one the figures time.
+    asked: Option<Instant>,
     /// Connections closed at check-out so far (dead, or refused by a hook).
     rejected: u32,
     step: Step<C, P>,
@@ -100,6 +103,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         state: Option<&'a State>,
         mode: Wait,
         at: &'static Location<'static>,
+        asked: Option<Instant>,
     ) -> Self {
         Self {
             shared,
@@ -108,6 +112,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             mode,
             at,
             started: None,
+            asked,
             rejected: 0,
             step: Step::Start,
         }
@@ -121,9 +126,10 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         state: Option<&'a State>,
         mode: Wait,
         at: &'static Location<'static>,
+        asked: Option<Instant>,
         first: Acquire<WaiterOf<C, P>>,
     ) -> Self {
-        let mut request = Self::new(shared, route, state, mode, at);
+        let mut request = Self::new(shared, route, state, mode, at, asked);
         request.answer(first);
         request
     }
@@ -158,7 +164,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
                 .acquire(self.route, self.state, self.mode, waker)
             {
                 Acquire::Ready(Grant::Conn(held)) => {
-                    if let Some(held) = shared.check_out(held, self.at) {
+                    if let Some(held) = shared.check_out(held, self.at, Asked::Hit(self.asked)) {
                         self.step = Step::Done;
                         return Poll::Ready(Ok(held));
                     }
@@ -223,8 +229,19 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
     }
 
     fn timeout(&self, now: Instant) -> Error {
+        if let Some(figures) = self.shared.figures.route(self.route) {
+            figures.timed_out();
+        }
         let waited = self.started.map_or(Duration::ZERO, |s| now - s);
         Error::Timeout(self.shared.unavailable(self.route, waited))
+    }
+
+    /// The answer to a request that does not wait and found nothing.
+    fn exhausted(&self) -> Error {
+        if let Some(figures) = self.shared.figures.route(self.route) {
+            figures.exhausted();
+        }
+        Error::Exhausted(self.shared.unavailable(self.route, Duration::ZERO))
     }
 
     fn start(&mut self, waker: &Waker) -> Next<C, P> {
@@ -272,9 +289,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         match grant {
             Grant::Conn(held) => self.checked(held),
             Grant::Connect(permit) => self.open(permit, waker),
-            Grant::Busy => Next::Ready(Err(Error::Exhausted(
-                self.shared.unavailable(self.route, Duration::ZERO),
-            ))),
+            Grant::Busy => Next::Ready(Err(self.exhausted())),
             Grant::Closed => Next::Ready(Err(Error::Closed)),
         }
     }
@@ -282,7 +297,14 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
     /// Checks a connection out; one that fails the check is closed and the
     /// request starts over.
     fn checked(&mut self, held: Held) -> Next<C, P> {
-        match self.shared.check_out(held, self.at) {
+        let asked = match self.started {
+            None => Asked::Hit(self.asked),
+            Some(since) => Asked::Waited {
+                since,
+                sampled: self.asked.is_some(),
+            },
+        };
+        match self.shared.check_out(held, self.at, asked) {
             Some(held) => Next::Ready(Ok(held)),
             None => self.again(),
         }
@@ -306,7 +328,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         }
         Next::Ready(Err(match self.mode {
             Wait::Queue => self.timeout(now),
-            Wait::Never => Error::Exhausted(self.shared.unavailable(self.route, Duration::ZERO)),
+            Wait::Never => self.exhausted(),
         }))
     }
 
@@ -396,12 +418,13 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
     ) -> Next<C, P> {
         let shared = self.shared;
         let (route, state) = (self.route, self.state);
+        let started = Instant::now();
         match shared.start(route, permit, state, probe) {
             Ok(Progress::Ready((permit, conn))) => {
                 if let Some(slot) = &slot {
                     shared.leave(route, state, slot);
                 }
-                let admitted = shared.admit(route, permit, conn);
+                let admitted = shared.admit(route, permit, conn, started);
                 shared.route_up(route);
                 match admitted {
                     Ok(held) => self.checked(held),

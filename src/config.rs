@@ -47,6 +47,7 @@ pub(crate) struct Config<K> {
     pub(crate) leak_threshold: Option<Duration>,
     pub(crate) backoff: (Duration, Duration),
     pub(crate) shutdown_grace: Duration,
+    pub(crate) sample_every: u32,
 }
 
 impl<K: PartialEq> Config<K> {
@@ -105,6 +106,7 @@ impl<K: PartialEq> Config<K> {
 /// | [`validate_after_inactivity`](Self::validate_after_inactivity), [`validate_on_lease`](Self::validate_on_lease) | none: no liveness check on lease |
 /// | [`on_create`](Self::on_create), [`on_check_out`](Self::on_check_out) | none |
 /// | [`leak_detection`](Self::leak_detection) | none: long leases are not reported |
+/// | [`sample_every`](Self::sample_every) | [`DEFAULT_SAMPLE_EVERY`](crate::DEFAULT_SAMPLE_EVERY): one lease in 16 per thread has its hit and hold timed |
 /// | [`connect_backoff`](Self::connect_backoff) | a down route is probed 10 ms after it went down, then at most every 100 ms |
 /// | [`shutdown_grace`](Self::shutdown_grace) | 5 s: graceful closes at the drop, then aborts |
 ///
@@ -148,6 +150,7 @@ struct Settings<C: Connector> {
     leak_threshold: Option<Duration>,
     backoff: (Duration, Duration),
     shutdown_grace: Duration,
+    sample_every: u32,
     on_create: Option<Hook<C::Conn>>,
     on_check_out: Option<Hook<C::Conn>>,
     validate_on_lease: bool,
@@ -177,6 +180,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
                 leak_threshold: None,
                 backoff: (DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX),
                 shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+                sample_every: crate::figures::DEFAULT_SAMPLE_EVERY,
                 on_create: None,
                 on_check_out: None,
                 validate_on_lease: false,
@@ -402,6 +406,17 @@ impl<C: Connector, P: Policy> Builder<C, P> {
         self
     }
 
+    /// How the pool samples the figures it records
+    /// ([`Pool::figures`](crate::Pool::figures)): one lease in `every`, per
+    /// thread, has its hit and its hold timed (two clock reads); every
+    /// lease is counted, and every wait and connect timed, whatever the
+    /// sampling. 1 times every lease; 0 records no figures at all.
+    /// [`DEFAULT_SAMPLE_EVERY`](crate::DEFAULT_SAMPLE_EVERY) by default.
+    pub fn sample_every(mut self, every: u32) -> Self {
+        self.settings.sample_every = every;
+        self
+    }
+
     /// How a route whose connects keep failing is probed (a circuit
     /// breaker). Connects in flight together that fail count as one
     /// failure; two in a row with no success between them make the route
@@ -489,6 +504,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
             leak_threshold: self.settings.leak_threshold,
             backoff: self.settings.backoff,
             shutdown_grace: self.settings.shutdown_grace,
+            sample_every: self.settings.sample_every,
         };
         let hooks = Hooks {
             on_create: self.settings.on_create,

@@ -1,7 +1,8 @@
 //! A pooled connection with what the pool knows about it: its route and
-//! state, its age and expiry, how long it has been idle, its idle watch and
-//! its lease counter for leak detection.
+//! state, its age and expiry, how long it has been idle, its idle watch,
+//! its lease counter for leak detection and its route's figures.
 
+use crate::figures::RouteFigures;
 use crate::reactor::Watch;
 use leasehold_policies::{Item, State};
 use std::panic::Location;
@@ -27,6 +28,10 @@ pub(crate) struct Entry<R, C> {
     pub(crate) watch: Option<Arc<Watch>>,
     /// Leak detection: odd while leased; each lease and return adds one.
     pub(crate) leases: Option<Arc<AtomicU64>>,
+    /// Its route's figures (`None` when the pool records none).
+    pub(crate) figures: Option<Arc<RouteFigures>>,
+    /// When its current lease began, if that lease is timed.
+    pub(crate) held_since: Option<Instant>,
 }
 
 impl<R: Send + 'static, C: Send + 'static> Item for Entry<R, C> {

@@ -45,6 +45,7 @@ mod config;
 mod connector;
 mod entry;
 mod error;
+mod figures;
 mod hooks;
 mod lease;
 mod lease_future;
@@ -76,6 +77,7 @@ pub use connector::Watched;
 pub use connector::{Connector, Handshake, Liveness, MapHandshake, Never, Progress};
 pub use entry::Health;
 pub use error::{ConfigError, Error, TlsError, Unavailable};
+pub use figures::{Figures, Histogram, Sizing, SizingReport, DEFAULT_SAMPLE_EVERY};
 pub use lease::{Lease, Leased, OwnedLease};
 pub use lease_future::LeaseFuture;
 pub use leasehold_policies::{

@@ -11,6 +11,7 @@ use crate::config::{Builder, Config};
 use crate::connector::Connector;
 use crate::entry::Health;
 use crate::error::Error;
+use crate::figures::{Figures, SizingReport};
 use crate::hooks::Hooks;
 use crate::lease::{Lease, OwnedLease};
 use crate::lease_future::LeaseFuture;
@@ -253,7 +254,16 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// ```
     #[track_caller]
     pub fn lease_async<'a: 'r, 'r>(&'a self, route: &'r C::Route) -> LeaseFuture<'a, 'r, C, P> {
-        let request = Request::new(self.shared(), route, None, Wait::Queue, Location::caller());
+        let shared = self.shared();
+        let at = Location::caller();
+        let request = Request::new(
+            shared,
+            route,
+            None,
+            Wait::Queue,
+            at,
+            shared.figures.sample(),
+        );
         LeaseFuture::new(self, request)
     }
 
@@ -280,7 +290,9 @@ impl<C: Connector, P: Policy> Pool<C, P> {
         state: &'r State,
     ) -> LeaseFuture<'a, 'r, C, P> {
         let at = Location::caller();
-        let request = Request::new(self.shared(), route, Some(state), Wait::Queue, at);
+        let shared = self.shared();
+        let asked = shared.figures.sample();
+        let request = Request::new(shared, route, Some(state), Wait::Queue, at, asked);
         LeaseFuture::new(self, request)
     }
 
@@ -301,6 +313,53 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// pool has not seen it yet).
     pub fn route_stats(&self, route: &C::Route) -> Stats {
         self.shared.core.route_stats(route)
+    }
+
+    /// What the pool recorded of its work, every route together: how
+    /// leases were served and how long they waited, hold and connect
+    /// times, timeouts and refusals, with the gauges of [`stats`](Self::stats)
+    /// and the closes of [`health`](Self::health). See [`Figures`] for what
+    /// each figure counts and [`Builder::sample_every`] for what is sampled.
+    pub fn figures(&self) -> Figures {
+        let shared = self.shared();
+        shared
+            .figures
+            .total(shared.core.stats().total, shared.counters.snapshot())
+    }
+
+    /// [`figures`](Self::figures) for one route, since its figures began
+    /// (they are let go while the route has no connection and no request,
+    /// and start over when it comes back). Closes are counted pool-wide
+    /// only: `health` reads zero here.
+    pub fn route_figures(&self, route: &C::Route) -> Figures {
+        let shared = self.shared();
+        shared
+            .figures
+            .of_route(route, shared.core.route_stats(route))
+    }
+
+    /// Sizing advice by Little's law for the pool and each route, over the
+    /// window since the previous call (or since the pool started): the
+    /// arrival rate, mean and p99 hold times, the connections they keep
+    /// busy, the cap and a recommendation, and the waits and timeouts that
+    /// say a cap is too tight. See [`Sizing`](crate::Sizing).
+    ///
+    /// ```
+    /// # use leasehold::{mock::MockConnector, Pool};
+    /// let pool = Pool::builder(MockConnector::<u32>::new()).build()?;
+    /// drop(pool.lease(&1)?);
+    /// let report = pool.sizing();
+    /// println!("{report}");
+    /// assert_eq!(report.total.leases, 1);
+    /// assert_eq!(pool.sizing().total.leases, 0, "a new window");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sizing(&self) -> SizingReport<C::Route> {
+        let shared = self.shared();
+        let routes = shared
+            .figures
+            .by_route(|route| shared.core.route_stats(route));
+        shared.figures.sizing(self.figures(), routes)
     }
 
     /// Changes the cap of one route while the pool runs. Lowering it closes

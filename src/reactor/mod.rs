@@ -394,7 +394,8 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         discard(handshake);
         match result {
             Ok(conn) => {
-                self.shared.connected(route.clone(), permit, conn);
+                self.shared
+                    .connected(route.clone(), permit, conn, attempt.started);
                 if self.shared.config.max_connecting.is_some() {
                     if let Some(permit) = self.shared.refill(&route, state.as_ref()) {
                         self.connect(route, state, permit, false);
@@ -416,7 +417,9 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         let connected = guarded("the connector", || connector.connect(&route))
             .unwrap_or_else(|| Err(connector_panicked()));
         match connected {
-            Ok(crate::Progress::Ready(conn)) => self.shared.connected(route, permit, conn),
+            Ok(crate::Progress::Ready(conn)) => {
+                self.shared.connected(route, permit, conn, attempt.started)
+            }
             Ok(crate::Progress::Pending(handshake)) => self.start(Job {
                 route,
                 state,
@@ -474,6 +477,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                         }
                     }
                     self.shared.core.sweep_routes();
+                    self.shared.figures.sweep();
                     // Alarms of requests that ended (served long before
                     // their deadline) would stay until it.
                     self.timers.retain(|timer| match timer {

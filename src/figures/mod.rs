@@ -1,0 +1,448 @@
+//! What a pool measures of its own work, per route, merged into pool-wide
+//! figures when read: how each lease was served (an idle connection at
+//! once, a returned one after a wait, a new one after a connect) and how
+//! long it waited, how long connections are held, how long connects take,
+//! and the requests that timed out or were refused.
+//!
+//! # Cost
+//!
+//! A hit adds one relaxed add to a counter in the stripe of the calling
+//! thread (no line shared with other threads' stripes) and a thread-local
+//! tick. Clock reads are sampled: one lease in [`DEFAULT_SAMPLE_EVERY`]
+//! (per thread, by default) times its hit and its hold, so hold times and
+//! hit waits are estimates from that sample; waits that queued or
+//! connected, and connects, are timed every time (those paths read the
+//! clock already). Histograms take one relaxed add per bucket and sum.
+//!
+//! # Route lifetime
+//!
+//! A route's figures live while a connection or a waiting request refers
+//! to them; the pool's route sweep then folds them into the pool-wide
+//! totals, so [`Pool::figures`](crate::Pool::figures) never goes back,
+//! while [`Pool::route_figures`](crate::Pool::route_figures) starts over
+//! for a route that comes back.
+
+mod histogram;
+mod sizing;
+
+pub use histogram::Histogram;
+pub use sizing::{Sizing, SizingReport};
+
+use crate::entry::Health;
+use leasehold_policies::Stats;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+/// One lease in this many (per thread) has its hit and hold timed, unless
+/// [`Builder::sample_every`](crate::Builder::sample_every) says otherwise.
+pub const DEFAULT_SAMPLE_EVERY: u32 = 16;
+
+/// Counter stripes: the calling thread's slot picks one.
+const STRIPES: usize = 8;
+
+thread_local! {
+    /// This thread's stripe, and its lease tick for sampling.
+    static LOCAL: (usize, Cell<u32>) = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        (NEXT.fetch_add(1, Relaxed) % STRIPES, Cell::new(0))
+    };
+}
+
+/// Exact counts, one set per stripe, each on its own cache lines.
+#[derive(Default)]
+#[repr(align(128))]
+struct Counts {
+    hits: AtomicU64,
+    waits: AtomicU64,
+    connect_waits: AtomicU64,
+    timeouts: AtomicU64,
+    exhausted: AtomicU64,
+    connects: AtomicU64,
+    connect_failures: AtomicU64,
+}
+
+/// The figures of one route, as connections and requests record them.
+pub(crate) struct RouteFigures {
+    counts: [Counts; STRIPES],
+    wait_hit: histogram::Recorder,
+    wait_queued: histogram::Recorder,
+    wait_connect: histogram::Recorder,
+    hold: histogram::Recorder,
+    connect_time: histogram::Recorder,
+}
+
+/// How a lease was served, for [`RouteFigures::served`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Asked {
+    /// At once; `Some` when the lease is sampled: when it asked.
+    Hit(Option<Instant>),
+    /// After waiting since `since`; `sampled`: its hold is to be timed.
+    Waited { since: Instant, sampled: bool },
+}
+
+impl RouteFigures {
+    fn new() -> Self {
+        Self {
+            counts: Default::default(),
+            wait_hit: histogram::Recorder::new(),
+            wait_queued: histogram::Recorder::new(),
+            wait_connect: histogram::Recorder::new(),
+            hold: histogram::Recorder::new(),
+            connect_time: histogram::Recorder::new(),
+        }
+    }
+
+    fn counts(&self) -> &Counts {
+        &self.counts[LOCAL.with(|(stripe, _)| *stripe)]
+    }
+
+    /// Records a lease served as `asked` says, with a connection new
+    /// (`fresh`) or not; returns when its hold began if it is to be timed.
+    #[inline]
+    pub(crate) fn served(&self, asked: Asked, fresh: bool) -> Option<Instant> {
+        match asked {
+            Asked::Hit(asked) => {
+                self.counts().hits.fetch_add(1, Relaxed);
+                let asked = asked?;
+                let now = Instant::now();
+                self.wait_hit.record(now.saturating_duration_since(asked));
+                Some(now)
+            }
+            Asked::Waited { since, sampled } => {
+                let now = Instant::now();
+                let waited = now.saturating_duration_since(since);
+                if fresh {
+                    self.counts().connect_waits.fetch_add(1, Relaxed);
+                    self.wait_connect.record(waited);
+                } else {
+                    self.counts().waits.fetch_add(1, Relaxed);
+                    self.wait_queued.record(waited);
+                }
+                sampled.then_some(now)
+            }
+        }
+    }
+
+    /// A lease timed from `since` ended now.
+    pub(crate) fn held(&self, since: Instant) {
+        self.hold.record(since.elapsed());
+    }
+
+    pub(crate) fn timed_out(&self) {
+        self.counts().timeouts.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn exhausted(&self) {
+        self.counts().exhausted.fetch_add(1, Relaxed);
+    }
+
+    /// A connect started at `started` ended, made or failed.
+    pub(crate) fn connect_ended(&self, started: Instant, made: bool) {
+        if made {
+            self.counts().connects.fetch_add(1, Relaxed);
+            self.connect_time.record(started.elapsed());
+        } else {
+            self.counts().connect_failures.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Adds these figures to `into`.
+    fn add_to(&self, into: &mut Figures) {
+        for counts in &self.counts {
+            into.hits += counts.hits.load(Relaxed);
+            into.waits += counts.waits.load(Relaxed);
+            into.connect_waits += counts.connect_waits.load(Relaxed);
+            into.timeouts += counts.timeouts.load(Relaxed);
+            into.exhausted += counts.exhausted.load(Relaxed);
+            into.connects += counts.connects.load(Relaxed);
+            into.connect_failures += counts.connect_failures.load(Relaxed);
+        }
+        self.wait_hit.add_to(&mut into.wait_hit);
+        self.wait_queued.add_to(&mut into.wait_queued);
+        self.wait_connect.add_to(&mut into.wait_connect);
+        self.hold.add_to(&mut into.hold);
+        self.connect_time.add_to(&mut into.connect_time);
+    }
+}
+
+/// The figures of every route of a pool.
+pub(crate) struct Registry<R> {
+    /// One lease in this many per thread is timed; 0: no figures at all.
+    sample_every: u32,
+    routes: RwLock<HashMap<R, Arc<RouteFigures>>>,
+    /// The figures of the routes swept away.
+    retired: Mutex<Figures>,
+    started: Instant,
+    /// What the last [`sizing`](Self::sizing) read: the window of the next
+    /// one starts there.
+    last_sizing: Mutex<Option<(Figures, HashMap<R, Figures>)>>,
+}
+
+impl<R: Clone + Eq + Hash> Registry<R> {
+    pub(crate) fn new(sample_every: u32) -> Self {
+        Self {
+            sample_every,
+            routes: RwLock::default(),
+            retired: Mutex::default(),
+            started: Instant::now(),
+            last_sizing: Mutex::default(),
+        }
+    }
+
+    /// Whether the pool records figures.
+    pub(crate) fn on(&self) -> bool {
+        self.sample_every > 0
+    }
+
+    /// When this thread's next lease is to be timed: now, asked at.
+    #[inline]
+    pub(crate) fn sample(&self) -> Option<Instant> {
+        if self.sample_every <= 1 {
+            return (self.sample_every == 1).then(Instant::now);
+        }
+        let due = LOCAL.with(|(_, tick)| {
+            let next = tick.get().wrapping_add(1);
+            tick.set(next);
+            next % self.sample_every == 0
+        });
+        due.then(Instant::now)
+    }
+
+    /// The figures of `route`, made if need be; `None` when figures are off.
+    pub(crate) fn route(&self, route: &R) -> Option<Arc<RouteFigures>> {
+        if !self.on() {
+            return None;
+        }
+        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(figures) = routes.get(route) {
+            return Some(figures.clone());
+        }
+        drop(routes);
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        Some(
+            routes
+                .entry(route.clone())
+                .or_insert_with(|| Arc::new(RouteFigures::new()))
+                .clone(),
+        )
+    }
+
+    /// Folds the figures nothing refers to any more into the pool-wide
+    /// totals.
+    pub(crate) fn sweep(&self) {
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        routes.retain(|_, figures| {
+            let used = Arc::strong_count(figures) > 1;
+            if !used {
+                figures.add_to(&mut retired);
+            }
+            used
+        });
+    }
+
+    /// The figures of `route` so far, with `stats` as its gauges.
+    pub(crate) fn of_route(&self, route: &R, stats: Stats) -> Figures {
+        let mut figures = self.empty(stats);
+        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(route) = routes.get(route) {
+            route.add_to(&mut figures);
+        }
+        figures
+    }
+
+    /// Every route's figures, merged, with the pool's gauges and closes.
+    pub(crate) fn total(&self, stats: Stats, health: Health) -> Figures {
+        let mut figures = self.empty(stats);
+        figures.health = health;
+        self.retired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add_counts_to(&mut figures);
+        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+        for route in routes.values() {
+            route.add_to(&mut figures);
+        }
+        figures
+    }
+
+    /// The figures of every route the pool has figures for, each with its
+    /// gauges from `stats`.
+    pub(crate) fn by_route(&self, stats: impl Fn(&R) -> Stats) -> Vec<(R, Figures)> {
+        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+        routes
+            .iter()
+            .map(|(route, recorded)| {
+                let mut figures = self.empty(stats(route));
+                recorded.add_to(&mut figures);
+                (route.clone(), figures)
+            })
+            .collect()
+    }
+
+    /// Sizing advice over the window since the last call (or since the
+    /// pool started), from `total` and `routes` read now.
+    pub(crate) fn sizing(&self, total: Figures, routes: Vec<(R, Figures)>) -> SizingReport<R> {
+        let mut last = self
+            .last_sizing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let previous = last.take();
+        let window = |now: &Figures, before: Option<&Figures>| match before {
+            Some(before) => Sizing::of(&now.since(before)),
+            None => Sizing::of(now),
+        };
+        let report = SizingReport {
+            total: window(&total, previous.as_ref().map(|(total, _)| total)),
+            routes: routes
+                .iter()
+                .map(|(route, figures)| {
+                    let before = previous.as_ref().and_then(|(_, routes)| routes.get(route));
+                    (route.clone(), window(figures, before))
+                })
+                .collect(),
+        };
+        *last = Some((total, routes.into_iter().collect()));
+        report
+    }
+
+    fn empty(&self, stats: Stats) -> Figures {
+        Figures {
+            stats,
+            sample_every: self.sample_every,
+            elapsed: self.started.elapsed(),
+            ..Figures::default()
+        }
+    }
+}
+
+/// What a pool, or one of its routes, recorded of its work: how leases
+/// were served and how long they waited, hold and connect times, timeouts
+/// and refusals, with the gauges of the moment. From
+/// [`Pool::figures`](crate::Pool::figures) and
+/// [`Pool::route_figures`](crate::Pool::route_figures); counts run from the
+/// pool's start ([`elapsed`](Self::elapsed) ago), so rates are differences
+/// between two reads.
+///
+/// ```
+/// # use leasehold::{mock::MockConnector, Pool};
+/// let pool = Pool::builder(MockConnector::<u32>::new()).build()?;
+/// drop(pool.lease(&1)?);
+/// drop(pool.lease(&1)?);
+/// let figures = pool.figures();
+/// assert_eq!((figures.leases(), figures.hits, figures.connect_waits), (2, 1, 1));
+/// println!("connects took {:?} on average", figures.connect_time.mean());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Figures {
+    /// Leases served at once, by an idle connection.
+    pub hits: u64,
+    /// Leases served after waiting, by a connection another lease gave back.
+    pub waits: u64,
+    /// Leases served after waiting, by a new connection.
+    pub connect_waits: u64,
+    /// Requests whose acquire timeout ran out.
+    pub timeouts: u64,
+    /// Requests that would not wait and found nothing (`try_lease`).
+    pub exhausted: u64,
+    /// Connects that made a connection.
+    pub connects: u64,
+    /// Connects that failed (refused, timed out, other errors).
+    pub connect_failures: u64,
+    /// How long hits took, sampled (see [`sample_every`](Self::sample_every)).
+    pub wait_hit: Histogram,
+    /// How long the leases counted in [`waits`](Self::waits) waited.
+    pub wait_queued: Histogram,
+    /// How long the leases counted in [`connect_waits`](Self::connect_waits) waited.
+    pub wait_connect: Histogram,
+    /// How long leases held their connections, sampled.
+    pub hold: Histogram,
+    /// How long connects took that made a connection.
+    pub connect_time: Histogram,
+    /// The gauges: leased, idle, waiting (`pending`), connecting, the cap.
+    pub stats: Stats,
+    /// What the pool closed on its own, by cause (pool-wide figures only).
+    pub health: Health,
+    /// One lease in this many per thread had its hit and hold timed; 0 when
+    /// the pool records no figures.
+    pub sample_every: u32,
+    /// How long the pool has been recording.
+    pub elapsed: Duration,
+}
+
+impl Figures {
+    /// Every lease served.
+    pub fn leases(&self) -> u64 {
+        self.hits + self.waits + self.connect_waits
+    }
+
+    /// The fraction of the cap leased now (0 to 1).
+    pub fn utilization(&self) -> f64 {
+        if self.stats.max == 0 {
+            return 0.0;
+        }
+        self.stats.leased as f64 / self.stats.max as f64
+    }
+
+    /// Requests waiting now.
+    pub fn waiting(&self) -> usize {
+        self.stats.pending
+    }
+
+    /// What was recorded between `earlier`, a read of the same pool or
+    /// route, and this read: counts, histograms and closes subtracted, the
+    /// gauges of this read, `elapsed` the time between the two.
+    pub fn since(&self, earlier: &Figures) -> Figures {
+        let less = |now: u64, before: u64| now.saturating_sub(before);
+        let (health, before) = (self.health, earlier.health);
+        Figures {
+            hits: less(self.hits, earlier.hits),
+            waits: less(self.waits, earlier.waits),
+            connect_waits: less(self.connect_waits, earlier.connect_waits),
+            timeouts: less(self.timeouts, earlier.timeouts),
+            exhausted: less(self.exhausted, earlier.exhausted),
+            connects: less(self.connects, earlier.connects),
+            connect_failures: less(self.connect_failures, earlier.connect_failures),
+            wait_hit: self.wait_hit.since(&earlier.wait_hit),
+            wait_queued: self.wait_queued.since(&earlier.wait_queued),
+            wait_connect: self.wait_connect.since(&earlier.wait_connect),
+            hold: self.hold.since(&earlier.hold),
+            connect_time: self.connect_time.since(&earlier.connect_time),
+            stats: self.stats,
+            health: Health {
+                stale: less(health.stale, before.stale),
+                idle: less(health.idle, before.idle),
+                expired: less(health.expired, before.expired),
+                invalid: less(health.invalid, before.invalid),
+                broken: less(health.broken, before.broken),
+                connect_failures: less(health.connect_failures, before.connect_failures),
+                leaks: less(health.leaks, before.leaks),
+                rejected: less(health.rejected, before.rejected),
+            },
+            sample_every: self.sample_every,
+            elapsed: self.elapsed.saturating_sub(earlier.elapsed),
+        }
+    }
+
+    /// Adds the counts and histograms of `self` to `into`.
+    fn add_counts_to(&self, into: &mut Figures) {
+        into.hits += self.hits;
+        into.waits += self.waits;
+        into.connect_waits += self.connect_waits;
+        into.timeouts += self.timeouts;
+        into.exhausted += self.exhausted;
+        into.connects += self.connects;
+        into.connect_failures += self.connect_failures;
+        into.wait_hit.merge(&self.wait_hit);
+        into.wait_queued.merge(&self.wait_queued);
+        into.wait_connect.merge(&self.wait_connect);
+        into.hold.merge(&self.hold);
+        into.connect_time.merge(&self.connect_time);
+    }
+}
