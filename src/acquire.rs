@@ -233,6 +233,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             figures.timed_out();
         }
         let waited = self.started.map_or(Duration::ZERO, |s| now - s);
+        tracing::debug!(route = ?self.route, ?waited, "leasehold: acquire timed out");
         Error::Timeout(self.shared.unavailable(self.route, waited))
     }
 

@@ -70,7 +70,8 @@ pub use async_stream::{AsyncConnector, AsyncStream};
 pub use blocking::{BlockingConnector, BlockingHandshake, DEFAULT_CONNECT_THREADS};
 pub use config::{
     Builder, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PER_ROUTE, DEFAULT_MAX_TOTAL, DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PER_ROUTE, DEFAULT_MAX_TOTAL, DEFAULT_METRICS_EVERY,
+    DEFAULT_SHUTDOWN_GRACE,
 };
 #[cfg(unix)]
 pub use connector::Watched;

@@ -321,10 +321,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// and the closes of [`health`](Self::health). See [`Figures`] for what
     /// each figure counts and [`Builder::sample_every`] for what is sampled.
     pub fn figures(&self) -> Figures {
-        let shared = self.shared();
-        shared
-            .figures
-            .total(shared.core.stats().total, shared.counters.snapshot())
+        self.shared().figures_total()
     }
 
     /// [`figures`](Self::figures) for one route, since its figures began
@@ -356,10 +353,22 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// ```
     pub fn sizing(&self) -> SizingReport<C::Route> {
         let shared = self.shared();
-        let routes = shared
+        shared
             .figures
-            .by_route(|route| shared.core.route_stats(route));
-        shared.figures.sizing(self.figures(), routes)
+            .sizing(shared.figures_total(), shared.figures_by_route())
+    }
+
+    /// Records the pool's figures into the `metrics` facade now (the event
+    /// loop does it every [`metrics_every`](Builder::metrics_every)), under
+    /// the OpenTelemetry names for connection pools where there is one:
+    /// gauges set, counters set to the running totals, histograms given
+    /// the values recorded since the last export (each at its bucket's
+    /// midpoint).
+    ///
+    #[doc = include_str!("figures/metric_names.md")]
+    #[cfg(feature = "metrics")]
+    pub fn export_metrics(&self) {
+        self.shared().export_metrics();
     }
 
     /// Changes the cap of one route while the pool runs. Lowering it closes

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::connector::{Connector, Progress};
 use crate::entry::{Counters, Entry, LeakCheck};
 use crate::error::{Error, Unavailable};
-use crate::figures::{Asked, Registry};
+use crate::figures::{Asked, Figures, Registry};
 use crate::hooks::Hooks;
 use crate::reactor::bind::{Binder, Failure, Outcome, Slot};
 use crate::reactor::breaker::{Admit, Breaker};
@@ -379,6 +379,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         if let Some(figures) = &figures {
             figures.connect_ended(started, true);
         }
+        tracing::debug!(route = ?route, took = ?started.elapsed(), "leasehold: connected");
         let watch = self.watch_of(&conn);
         let entry = Entry {
             state: permit.state().cloned(),
@@ -588,22 +589,23 @@ impl<C: Connector, P: Policy> Shared<C, P> {
     fn evict(&self, retire: Retire) {
         let counters = self.counters.clone();
         self.core.evict_idle(Arc::new(move |entry: &EntryOf<C>| {
-            let counter = if retire.dead && entry.watch.as_ref().is_some_and(|w| w.is_dead()) {
-                &counters.stale
-            } else if retire
-                .expired_by
-                .is_some_and(|now| entry.expires.is_some_and(|at| at <= now))
-            {
-                &counters.expired
-            } else if retire
-                .idle_for
-                .is_some_and(|(now, idle)| now.saturating_duration_since(entry.idle_since) >= idle)
-            {
-                &counters.idle
-            } else {
-                return false;
-            };
+            let (counter, cause) =
+                if retire.dead && entry.watch.as_ref().is_some_and(|w| w.is_dead()) {
+                    (&counters.stale, "closed or written to by the peer")
+                } else if retire
+                    .expired_by
+                    .is_some_and(|now| entry.expires.is_some_and(|at| at <= now))
+                {
+                    (&counters.expired, "lifetime over")
+                } else if retire.idle_for.is_some_and(|(now, idle)| {
+                    now.saturating_duration_since(entry.idle_since) >= idle
+                }) {
+                    (&counters.idle, "idle too long")
+                } else {
+                    return false;
+                };
             Counters::bump(counter);
+            tracing::debug!(route = ?entry.route, cause, "leasehold: evicted an idle connection");
             true
         }));
     }
@@ -669,6 +671,39 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             }
         }
         permits
+    }
+
+    /// The pool-wide figures, with the gauges and closes of the moment.
+    pub(crate) fn figures_total(&self) -> Figures {
+        self.figures
+            .total(self.core.stats().total, self.counters.snapshot())
+    }
+
+    /// Each route's figures, with its gauges.
+    pub(crate) fn figures_by_route(&self) -> Vec<(C::Route, Figures)> {
+        self.figures.by_route(|route| self.core.route_stats(route))
+    }
+
+    /// Records the figures into the `metrics` facade.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn export_metrics(&self) {
+        let routes = self.figures_by_route();
+        self.figures
+            .export(&self.config.name, &self.figures_total(), &routes);
+    }
+
+    /// Logs the health line for the period since `last` (the previous
+    /// line's figures), and returns the figures it read.
+    pub(crate) fn log_health(&self, last: Option<&Figures>) -> Figures {
+        let total = self.figures_total();
+        let window = match last {
+            Some(last) => total.since(last),
+            None => total.clone(),
+        };
+        let mut routes = self.core.stats().routes;
+        let line = crate::figures::report::health_line(&self.config.name, &window, &mut routes);
+        tracing::info!(target: "leasehold::health", pool = %self.config.name, "{line}");
+        total
     }
 
     pub(crate) fn unavailable(&self, route: &C::Route, waited: Duration) -> Box<Unavailable> {

@@ -153,17 +153,7 @@ impl Histogram {
     /// fell in it — what a Prometheus histogram's `le` buckets are made
     /// of, cumulated.
     pub fn buckets(&self) -> impl Iterator<Item = (Duration, u64)> + '_ {
-        self.buckets
-            .iter()
-            .enumerate()
-            .filter(|(_, &n)| n > 0)
-            .map(|(index, &n)| {
-                let bound = match upper_bound(index) {
-                    u64::MAX => Duration::MAX,
-                    nanos => Duration::from_nanos(nanos),
-                };
-                (bound, n)
-            })
+        self.bucket_bounds().filter(|&(_, n)| n > 0)
     }
 
     /// The values recorded after `earlier`, a read of the same histogram
@@ -177,6 +167,18 @@ impl Histogram {
             buckets,
             sum_nanos: self.sum_nanos.saturating_sub(earlier.sum_nanos),
         }
+    }
+
+    /// Every bucket in order, empty ones too: its upper bound
+    /// (`Duration::MAX` for the last) and its count.
+    pub(crate) fn bucket_bounds(&self) -> impl Iterator<Item = (Duration, u64)> + '_ {
+        self.buckets.iter().enumerate().map(|(index, &n)| {
+            let bound = match upper_bound(index) {
+                u64::MAX => Duration::MAX,
+                nanos => Duration::from_nanos(nanos),
+            };
+            (bound, n)
+        })
     }
 
     /// Adds `other`'s values to these.

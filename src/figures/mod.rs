@@ -22,7 +22,10 @@
 //! while [`Pool::route_figures`](crate::Pool::route_figures) starts over
 //! for a route that comes back.
 
+#[cfg(feature = "metrics")]
+mod export;
 mod histogram;
+pub(crate) mod report;
 mod sizing;
 
 pub use histogram::Histogram;
@@ -180,6 +183,8 @@ pub(crate) struct Registry<R> {
     /// What the last [`sizing`](Self::sizing) read: the window of the next
     /// one starts there.
     last_sizing: Mutex<Option<(Figures, HashMap<R, Figures>)>>,
+    #[cfg(feature = "metrics")]
+    exporter: Mutex<export::Exporter>,
 }
 
 impl<R: Clone + Eq + Hash> Registry<R> {
@@ -190,6 +195,8 @@ impl<R: Clone + Eq + Hash> Registry<R> {
             retired: Mutex::default(),
             started: Instant::now(),
             last_sizing: Mutex::default(),
+            #[cfg(feature = "metrics")]
+            exporter: Mutex::default(),
         }
     }
 
@@ -308,6 +315,18 @@ impl<R: Clone + Eq + Hash> Registry<R> {
         };
         *last = Some((total, routes.into_iter().collect()));
         report
+    }
+
+    /// Records `total` and `routes` into the `metrics` facade.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn export(&self, pool: &str, total: &Figures, routes: &[(R, Figures)])
+    where
+        R: std::fmt::Debug,
+    {
+        self.exporter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .export(pool, total, routes);
     }
 
     fn empty(&self, stats: Stats) -> Figures {

@@ -14,6 +14,7 @@
 //! [`Builder::sample_every`](crate::Builder::sample_every)); with no hold
 //! timed in the window the advice says so instead of guessing.
 
+use super::report::Short;
 use super::Figures;
 use std::fmt;
 use std::time::Duration;
@@ -131,24 +132,13 @@ impl<R: fmt::Debug> fmt::Display for SizingReport<R> {
     }
 }
 
-/// A duration in its most readable unit, three digits at most.
-fn short(d: Duration) -> String {
-    let nanos = d.as_nanos();
-    match nanos {
-        0..=999 => format!("{nanos} ns"),
-        1_000..=999_999 => format!("{:.1} µs", nanos as f64 / 1e3),
-        1_000_000..=999_999_999 => format!("{:.1} ms", nanos as f64 / 1e6),
-        _ => format!("{:.2} s", d.as_secs_f64()),
-    }
-}
-
 impl fmt::Display for Sizing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.leases == 0 {
             return write!(
                 f,
                 "no leases in {}: no load to size for",
-                short(self.window)
+                Short(self.window)
             );
         }
         let Some(p99_hold) = self.p99_hold else {
@@ -156,7 +146,7 @@ impl fmt::Display for Sizing {
                 f,
                 "{:.0} leases/s, but no hold was timed in {}: read again after more leases",
                 self.arrival_rate,
-                short(self.window)
+                Short(self.window)
             );
         };
         write!(
@@ -164,7 +154,7 @@ impl fmt::Display for Sizing {
             "needs {:.0} at the current load ({:.0} leases/s × {} mean hold); ",
             self.in_use.ceil(),
             self.arrival_rate,
-            short(self.mean_hold)
+            Short(self.mean_hold)
         )?;
         if self.in_use > 0.0 {
             write!(
@@ -177,7 +167,7 @@ impl fmt::Display for Sizing {
         write!(
             f,
             "at the p99 hold ({}) it would need {:.0}; recommended max {}",
-            short(p99_hold),
+            Short(p99_hold),
             self.in_use_at_p99.ceil(),
             self.recommended
         )?;
@@ -185,7 +175,7 @@ impl fmt::Display for Sizing {
             let share = 100.0 * self.waited as f64 / self.leases as f64;
             write!(f, ". {share:.1}% of leases waited")?;
             if let Some(p99) = self.p99_wait {
-                write!(f, " (p99 {})", short(p99))?;
+                write!(f, " (p99 {})", Short(p99))?;
             }
         }
         if self.timeouts > 0 {
@@ -255,8 +245,8 @@ mod tests {
                 "needs 6 at the current load (2500 leases/s × 2.2 ms mean hold); max 20 gives \
                  3.7× headroom; at the p99 hold ({}) it would need 6; recommended max 13. \
                  0.0% of leases waited (p99 {})",
-                short(p99),
-                short(sizing.p99_wait.unwrap())
+                Short(p99),
+                Short(sizing.p99_wait.unwrap())
             )
         );
     }

@@ -205,6 +205,17 @@ impl<K: RouteKey> Breaker<K> {
             let doublings = (circuit.steps - 2).min(20);
             let spacing = self.initial.saturating_mul(1 << doublings).min(self.max);
             circuit.probe_at = now.checked_add(spacing);
+            if circuit.steps == 2 {
+                tracing::warn!(
+                    route = ?route, cause = %failure.error(), next_probe_in = ?spacing,
+                    "leasehold: route down after failed connects"
+                );
+            } else {
+                tracing::debug!(
+                    route = ?route, failures = circuit.steps, next_probe_in = ?spacing,
+                    "leasehold: route still down"
+                );
+            }
         }
     }
 
@@ -238,7 +249,11 @@ impl<K: RouteKey> Breaker<K> {
         match self.lock().by_route.remove(route) {
             Some(circuit) => {
                 self.routes.fetch_sub(1, Ordering::AcqRel);
-                circuit.is_open()
+                let was_down = circuit.is_open();
+                if was_down {
+                    tracing::info!(route = ?route, "leasehold: route up again");
+                }
+                was_down
             }
             None => false,
         }

@@ -186,6 +186,12 @@ enum Timer {
     LeakTick,
     Leak(LeakCheck),
     Alarm(Weak<Alarm>),
+    /// Log the health line, and again every `health_every`.
+    Health,
+    /// Record the figures into the `metrics` facade, and again every
+    /// `metrics_every`.
+    #[cfg(feature = "metrics")]
+    Metrics,
 }
 
 /// The loop's own state, owned by its thread.
@@ -199,6 +205,9 @@ pub(crate) struct Reactor<C: Connector, P: Policy> {
     recheck_set: bool,
     /// A `Timer::ArmIdle` is pending.
     arm_set: bool,
+    /// The figures the last health line read: the next line's period
+    /// starts there.
+    last_health: Option<crate::figures::Figures>,
 }
 
 /// Creates the poller and the way into it.
@@ -230,6 +239,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
             watches: Watches::default(),
             recheck_set: false,
             arm_set: false,
+            last_health: None,
         }
     }
 
@@ -245,6 +255,17 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         }
         if let Some(threshold) = config.leak_threshold {
             self.timers.set(now + leak_tick(threshold), Timer::LeakTick);
+        }
+        // Periods past what the clock can hold never come.
+        if let Some(at) = config.health_every.and_then(|every| now.checked_add(every)) {
+            self.timers.set(at, Timer::Health);
+        }
+        #[cfg(feature = "metrics")]
+        if let Some(at) = config
+            .metrics_every
+            .and_then(|every| now.checked_add(every))
+        {
+            self.timers.set(at, Timer::Metrics);
         }
         let stopped = catch_unwind(AssertUnwindSafe(|| self.turns(&mut events)));
         let broken = match stopped {
@@ -515,6 +536,22 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                 Timer::Alarm(alarm) => {
                     if let Some(alarm) = alarm.upgrade() {
                         alarm.ring();
+                    }
+                }
+                Timer::Health => {
+                    let last = self.last_health.take();
+                    self.last_health = Some(self.shared.log_health(last.as_ref()));
+                    let every = self.shared.config.health_every;
+                    if let Some(at) = every.and_then(|every| now.checked_add(every)) {
+                        self.timers.set(at, Timer::Health);
+                    }
+                }
+                #[cfg(feature = "metrics")]
+                Timer::Metrics => {
+                    self.shared.export_metrics();
+                    let every = self.shared.config.metrics_every;
+                    if let Some(at) = every.and_then(|every| now.checked_add(every)) {
+                        self.timers.set(at, Timer::Metrics);
                     }
                 }
             }
