@@ -35,8 +35,12 @@
 //!
 //! ```text
 //! cargo run --release --example main_job -- [--threads N] [--pool P] [--seconds S]
-//!     [--latency-us U] [--idle-close-ms M] [--tls]
+//!     [--latency-us U] [--idle-close-ms M] [--tls] [--svg PATH]
 //! ```
+//!
+//! After the table, each pool's sizing advice from its own figures
+//! (`Pool::sizing`); `--svg` also plots how long the leases that waited
+//! waited, per policy, from the pools' wait-time histograms.
 //!
 //! Defaults: 8 threads, pool of 4, 1 s of load twice per mode, no server
 //! latency, idle close after 500 ms, plain TCP.
@@ -61,7 +65,7 @@ use std::time::{Duration, Instant};
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 
 const USAGE: &str = "\
-usage: main_job [--threads N] [--pool P] [--seconds S] [--latency-us U] [--idle-close-ms M] [--tls]
+usage: main_job [--threads N] [--pool P] [--seconds S] [--latency-us U] [--idle-close-ms M] [--tls] [--svg PATH]
   --threads N        client threads (default 8)
   --pool P           pool size: max connections to the server (default 4)
   --seconds S        load time per phase, two phases per mode (default 1)
@@ -69,7 +73,8 @@ usage: main_job [--threads N] [--pool P] [--seconds S] [--latency-us U] [--idle-
   --idle-close-ms M  the server closes connections idle this long (default 500)
   --tls              HTTP over TLS: a CA and a certificate for localhost made at
                      start-up; pooled through TlsConnector, against a full or a
-                     resumed handshake per request; counts the server's handshakes";
+                     resumed handshake per request; counts the server's handshakes
+  --svg PATH         plot the pools' wait times (the leases that waited) to PATH";
 
 #[derive(Clone, Copy, Debug)]
 struct Args {
@@ -79,6 +84,8 @@ struct Args {
     latency: Duration,
     idle_close: Duration,
     tls: bool,
+    /// Where to plot the wait times.
+    svg: Option<&'static str>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -89,6 +96,7 @@ fn parse_args() -> Result<Args, String> {
         latency: Duration::ZERO,
         idle_close: Duration::from_millis(500),
         tls: false,
+        svg: None,
     };
     let mut argv = std::env::args().skip(1);
     while let Some(flag) = argv.next() {
@@ -112,6 +120,8 @@ fn parse_args() -> Result<Args, String> {
             }
             "--latency-us" => args.latency = Duration::from_micros(whole()?),
             "--idle-close-ms" => args.idle_close = Duration::from_millis(whole()?),
+            // Leaked: one path for the whole run keeps `Args` `Copy`.
+            "--svg" => args.svg = Some(Box::leak(value.into_boxed_str())),
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -178,6 +188,9 @@ struct Row {
     handshakes: Option<Handshakes>,
     /// The pool's sizing advice over the run (pooled modes only).
     sizing: Option<leasehold::Sizing>,
+    /// How long its leases waited that did not find a connection idle
+    /// (pooled modes only).
+    waits: Option<leasehold::Histogram>,
 }
 
 /// TLS handshakes the server completed.
@@ -323,6 +336,12 @@ where
         stale: pool.health().stale,
         handshakes: None,
         sizing: Some(pool.sizing().total),
+        waits: {
+            let figures = pool.figures();
+            let mut waits = figures.wait_queued;
+            waits.merge(&figures.wait_connect);
+            Some(waits)
+        },
     }
 }
 
@@ -353,6 +372,7 @@ fn unpooled(
         stale: 0,
         handshakes: None,
         sizing: None,
+        waits: None,
     }
 }
 
@@ -454,6 +474,67 @@ fn print_sizing(rows: &[Row]) {
     }
 }
 
+/// Plots, per pooled mode, how the waits of the leases that did not find
+/// a connection idle spread: the share of them in each bucket of the
+/// pool's wait-time histogram, on a log scale of time.
+fn plot_waits(path: &str, rows: &[Row]) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+
+    let share =
+        |waits: &leasehold::Histogram, n: u64| 100.0 * n as f64 / waits.count().max(1) as f64;
+    let top = rows
+        .iter()
+        .filter_map(|row| row.waits.as_ref())
+        .flat_map(|waits| waits.buckets().map(|(_, n)| share(waits, n)))
+        .fold(1.0, f64::max);
+    let root = SVGBackend::new(path, (860, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "How long leases waited that found no idle connection",
+            ("sans-serif", 18),
+        )
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d((0.05f64..1e6).log_scale(), 0f64..top * 1.15)?;
+    chart
+        .configure_mesh()
+        .x_desc("wait (µs, upper bound of the histogram's bucket)")
+        .y_desc("% of those leases")
+        .x_label_formatter(&|x| format!("{x}"))
+        .draw()?;
+    let colors = [RED, BLUE, GREEN];
+    for (row, color) in rows.iter().filter(|r| r.waits.is_some()).zip(colors) {
+        let Some(waits) = &row.waits else { continue };
+        let points: Vec<(f64, f64)> = waits
+            .buckets()
+            .filter(|(bound, _)| *bound < Duration::from_secs(1))
+            .map(|(bound, n)| (bound.as_secs_f64() * 1e6, share(waits, n)))
+            .collect();
+        let style = ShapeStyle::from(&color).stroke_width(2);
+        let label = format!(
+            "{} ({} waited, p99 {})",
+            row.mode,
+            waits.count(),
+            waits
+                .quantile(0.99)
+                .map_or("-".into(), |p99| ns(p99.as_nanos() as u64))
+        );
+        chart
+            .draw_series(LineSeries::new(points, style))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
 /// Requests/s of a row.
 fn rate(row: &Row) -> f64 {
     row.tally.requests as f64 / row.busy.as_secs_f64()
@@ -528,6 +609,12 @@ fn tcp_job(args: Args, config: http::ServerConfig) -> ExitCode {
     ];
     print_report(&rows);
     print_sizing(&rows);
+    if let Some(path) = args.svg {
+        match plot_waits(path, &rows) {
+            Ok(()) => println!("\nwait times plotted to {path}"),
+            Err(e) => eprintln!("error: cannot plot to {path}: {e}"),
+        }
+    }
     println!(
         "\nbest pooled / new connection per request: {:.1}x requests/s; server accepted {} connections, \
          closed {} idle ones.",
@@ -601,6 +688,12 @@ fn tls_job(args: Args, config: http::ServerConfig) -> ExitCode {
     ];
     print_report(&rows);
     print_sizing(&rows);
+    if let Some(path) = args.svg {
+        match plot_waits(path, &rows) {
+            Ok(()) => println!("\nwait times plotted to {path}"),
+            Err(e) => eprintln!("error: cannot plot to {path}: {e}"),
+        }
+    }
     let best = best_pooled(&rows);
     println!(
         "\nbest pooled / new connection per request: {:.1}x requests/s against a full handshake,\n\

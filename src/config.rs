@@ -117,7 +117,7 @@ impl<K: PartialEq> Config<K> {
 /// | [`validate_after_inactivity`](Self::validate_after_inactivity), [`validate_on_lease`](Self::validate_on_lease) | none: no liveness check on lease |
 /// | [`on_create`](Self::on_create), [`on_check_out`](Self::on_check_out) | none |
 /// | [`leak_detection`](Self::leak_detection) | none: long leases are not reported |
-/// | [`sample_every`](Self::sample_every) | [`DEFAULT_SAMPLE_EVERY`](crate::DEFAULT_SAMPLE_EVERY): one lease in 16 per thread has its hit and hold timed |
+/// | [`sample_every`](Self::sample_every) | [`DEFAULT_SAMPLE_EVERY`](crate::DEFAULT_SAMPLE_EVERY): one lease in 32 per thread has its hit and hold timed |
 /// | [`name`](Self::name) | `"leasehold"` |
 /// | [`health_log`](Self::health_log) | none: no periodic health line |
 /// | `metrics_every` (feature `metrics`) | [`DEFAULT_METRICS_EVERY`]: 1 s |
@@ -427,10 +427,11 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     }
 
     /// How the pool samples the figures it records
-    /// ([`Pool::figures`](crate::Pool::figures)): one lease in `every`, per
-    /// thread, has its hit and its hold timed (two clock reads); every
-    /// lease is counted, and every wait and connect timed, whatever the
-    /// sampling. 1 times every lease; 0 records no figures at all.
+    /// ([`Pool::figures`](crate::Pool::figures)): one lease in `every`
+    /// (rounded up to a power of two) per thread has its hit and its hold
+    /// timed (two clock reads); every lease is counted, and every wait and
+    /// connect timed, whatever the sampling. 1 times every lease; 0 records
+    /// no figures at all.
     /// [`DEFAULT_SAMPLE_EVERY`](crate::DEFAULT_SAMPLE_EVERY) by default.
     pub fn sample_every(mut self, every: u32) -> Self {
         self.settings.sample_every = every;

@@ -2,7 +2,7 @@
 //! state, its age and expiry, how long it has been idle, its idle watch,
 //! its lease counter for leak detection and its route's figures.
 
-use crate::figures::RouteFigures;
+use crate::figures::ConnTally;
 use crate::reactor::Watch;
 use leasehold_policies::{Item, State};
 use std::panic::Location;
@@ -29,7 +29,7 @@ pub(crate) struct Entry<R, C> {
     /// Leak detection: odd while leased; each lease and return adds one.
     pub(crate) leases: Option<Arc<AtomicU64>>,
     /// Its route's figures (`None` when the pool records none).
-    pub(crate) figures: Option<Arc<RouteFigures>>,
+    pub(crate) figures: Option<ConnTally>,
     /// When its current lease began, if that lease is timed.
     pub(crate) held_since: Option<Instant>,
 }

@@ -375,9 +375,9 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         started: Instant,
     ) -> Result<Held, Error> {
         let now = Instant::now();
-        let figures = self.figures.route(route);
-        if let Some(figures) = &figures {
-            figures.connect_ended(started, true);
+        let figures = self.figures.conn(route);
+        if let Some(tally) = &figures {
+            tally.opened(started);
         }
         tracing::debug!(route = ?route, took = ?started.elapsed(), "leasehold: connected");
         let watch = self.watch_of(&conn);

@@ -34,6 +34,7 @@
 #![cfg_attr(not(leasehold_loom), deny(unsafe_op_in_unsafe_fn))]
 
 mod arena;
+mod count;
 mod dispose;
 mod engine;
 mod grow;
@@ -48,6 +49,7 @@ mod types;
 mod waiter;
 mod watch;
 
+pub use count::{CountPart, CountSum};
 pub use dispose::{DisposalQueue, PushError};
 #[cfg(leasehold_loom)]
 #[doc(hidden)]

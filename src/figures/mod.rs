@@ -6,11 +6,11 @@
 //!
 //! # Cost
 //!
-//! A hit adds one relaxed add to a counter in the stripe of the calling
-//! thread (no line shared with other threads' stripes) and a thread-local
+//! A hit adds one to its connection's own count (a load and a store: the
+//! holder is its only writer, see [`CountPart`]) and steps a thread-local
 //! tick. Clock reads are sampled: one lease in [`DEFAULT_SAMPLE_EVERY`]
-//! (per thread, by default) times its hit and its hold, so hold times and
-//! hit waits are estimates from that sample; waits that queued or
+//! per thread (by default) has its hit and its hold timed, so hold times
+//! and hit waits are estimates from that sample; waits that queued or
 //! connected, and connects, are timed every time (those paths read the
 //! clock already). Histograms take one relaxed add per bucket and sum.
 //!
@@ -32,7 +32,7 @@ pub use histogram::Histogram;
 pub use sizing::{Sizing, SizingReport};
 
 use crate::entry::Health;
-use leasehold_policies::Stats;
+use leasehold_policies::{CountPart, CountSum, Stats};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -42,24 +42,37 @@ use std::time::{Duration, Instant};
 
 /// One lease in this many (per thread) has its hit and hold timed, unless
 /// [`Builder::sample_every`](crate::Builder::sample_every) says otherwise.
-pub const DEFAULT_SAMPLE_EVERY: u32 = 16;
+pub const DEFAULT_SAMPLE_EVERY: u32 = 32;
 
 /// Counter stripes: the calling thread's slot picks one.
 const STRIPES: usize = 8;
 
 thread_local! {
-    /// This thread's stripe, and its lease tick for sampling.
-    static LOCAL: (usize, Cell<u32>) = {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        (NEXT.fetch_add(1, Relaxed) % STRIPES, Cell::new(0))
-    };
+    /// This thread's stripe, `usize::MAX` until its first count.
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// Leases this thread has asked for, of any pool: the sampling tick.
+    static TICK: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Exact counts, one set per stripe, each on its own cache lines.
+/// The calling thread's stripe.
+#[inline]
+fn stripe() -> usize {
+    STRIPE.with(|stripe| match stripe.get() {
+        usize::MAX => {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let mine = NEXT.fetch_add(1, Relaxed) % STRIPES;
+            stripe.set(mine);
+            mine
+        }
+        mine => mine,
+    })
+}
+
+/// Exact counts of the slow paths, one set per stripe, each on its own
+/// cache lines.
 #[derive(Default)]
 #[repr(align(128))]
 struct Counts {
-    hits: AtomicU64,
     waits: AtomicU64,
     connect_waits: AtomicU64,
     timeouts: AtomicU64,
@@ -70,6 +83,8 @@ struct Counts {
 
 /// The figures of one route, as connections and requests record them.
 pub(crate) struct RouteFigures {
+    /// Each open connection's hits, and those of the closed ones.
+    hits: CountSum,
     counts: [Counts; STRIPES],
     wait_hit: histogram::Recorder,
     wait_queued: histogram::Recorder,
@@ -90,6 +105,7 @@ pub(crate) enum Asked {
 impl RouteFigures {
     fn new() -> Self {
         Self {
+            hits: CountSum::new(),
             counts: Default::default(),
             wait_hit: histogram::Recorder::new(),
             wait_queued: histogram::Recorder::new(),
@@ -100,39 +116,29 @@ impl RouteFigures {
     }
 
     fn counts(&self) -> &Counts {
-        &self.counts[LOCAL.with(|(stripe, _)| *stripe)]
+        &self.counts[stripe()]
     }
 
-    /// Records a lease served as `asked` says, with a connection new
-    /// (`fresh`) or not; returns when its hold began if it is to be timed.
-    #[inline]
-    pub(crate) fn served(&self, asked: Asked, fresh: bool) -> Option<Instant> {
-        match asked {
-            Asked::Hit(asked) => {
-                self.counts().hits.fetch_add(1, Relaxed);
-                let asked = asked?;
-                let now = Instant::now();
-                self.wait_hit.record(now.saturating_duration_since(asked));
-                Some(now)
-            }
-            Asked::Waited { since, sampled } => {
-                let now = Instant::now();
-                let waited = now.saturating_duration_since(since);
-                if fresh {
-                    self.counts().connect_waits.fetch_add(1, Relaxed);
-                    self.wait_connect.record(waited);
-                } else {
-                    self.counts().waits.fetch_add(1, Relaxed);
-                    self.wait_queued.record(waited);
-                }
-                sampled.then_some(now)
-            }
+    /// A sampled hit asked at `asked` is served now; returns now.
+    fn timed_hit(&self, asked: Instant) -> Instant {
+        let now = Instant::now();
+        self.wait_hit.record(now.saturating_duration_since(asked));
+        now
+    }
+
+    /// A lease that waited since `since` is served now by a connection new
+    /// (`fresh`) or not; returns now.
+    fn waited(&self, since: Instant, fresh: bool) -> Instant {
+        let now = Instant::now();
+        let waited = now.saturating_duration_since(since);
+        if fresh {
+            self.counts().connect_waits.fetch_add(1, Relaxed);
+            self.wait_connect.record(waited);
+        } else {
+            self.counts().waits.fetch_add(1, Relaxed);
+            self.wait_queued.record(waited);
         }
-    }
-
-    /// A lease timed from `since` ended now.
-    pub(crate) fn held(&self, since: Instant) {
-        self.hold.record(since.elapsed());
+        now
     }
 
     pub(crate) fn timed_out(&self) {
@@ -155,8 +161,8 @@ impl RouteFigures {
 
     /// Adds these figures to `into`.
     fn add_to(&self, into: &mut Figures) {
+        into.hits += self.hits.total();
         for counts in &self.counts {
-            into.hits += counts.hits.load(Relaxed);
             into.waits += counts.waits.load(Relaxed);
             into.connect_waits += counts.connect_waits.load(Relaxed);
             into.timeouts += counts.timeouts.load(Relaxed);
@@ -172,9 +178,48 @@ impl RouteFigures {
     }
 }
 
+/// A connection's way into its route's figures, and its part of the
+/// route's hit count: the connection's holder is its only writer (see
+/// [`CountPart`]), so a hit adds with a load and a store instead of a
+/// read-modify-write. Its field order drops the part before the figures.
+pub(crate) struct ConnTally {
+    hits: CountPart,
+    figures: Arc<RouteFigures>,
+}
+
+impl ConnTally {
+    /// Records a lease of the connection served as `asked` says, by a
+    /// connection new (`fresh`) or not; returns when its hold began if it
+    /// is to be timed.
+    #[inline]
+    pub(crate) fn served(&self, asked: Asked, fresh: bool) -> Option<Instant> {
+        match asked {
+            Asked::Hit(asked) => {
+                self.hits.add_one();
+                Some(self.figures.timed_hit(asked?))
+            }
+            Asked::Waited { since, sampled } => {
+                let now = self.figures.waited(since, fresh);
+                sampled.then_some(now)
+            }
+        }
+    }
+
+    /// A lease timed from `since` ended now.
+    pub(crate) fn held(&self, since: Instant) {
+        self.figures.hold.record(since.elapsed());
+    }
+
+    /// The connection was opened by a connect that began at `started`.
+    pub(crate) fn opened(&self, started: Instant) {
+        self.figures.connect_ended(started, true);
+    }
+}
+
 /// The figures of every route of a pool.
 pub(crate) struct Registry<R> {
-    /// One lease in this many per thread is timed; 0: no figures at all.
+    /// One lease in this many per thread is timed, a power of two; 0: no
+    /// figures at all.
     sample_every: u32,
     routes: RwLock<HashMap<R, Arc<RouteFigures>>>,
     /// The figures of the routes swept away.
@@ -188,7 +233,13 @@ pub(crate) struct Registry<R> {
 }
 
 impl<R: Clone + Eq + Hash> Registry<R> {
+    /// Figures that time one lease in `sample_every`, rounded up to a power
+    /// of two (0: no figures).
     pub(crate) fn new(sample_every: u32) -> Self {
+        let sample_every = match sample_every {
+            0 => 0,
+            n => n.checked_next_power_of_two().unwrap_or(1 << 31),
+        };
         Self {
             sample_every,
             routes: RwLock::default(),
@@ -205,18 +256,30 @@ impl<R: Clone + Eq + Hash> Registry<R> {
         self.sample_every > 0
     }
 
-    /// When this thread's next lease is to be timed: now, asked at.
+    /// When this thread's lease is to be timed: now, when it asked. The
+    /// thread's tick, masked: one lease in `sample_every` (a power of two)
+    /// is, the thread's first among them.
     #[inline]
     pub(crate) fn sample(&self) -> Option<Instant> {
-        if self.sample_every <= 1 {
-            return (self.sample_every == 1).then(Instant::now);
+        if self.sample_every == 0 {
+            return None;
         }
-        let due = LOCAL.with(|(_, tick)| {
-            let next = tick.get().wrapping_add(1);
-            tick.set(next);
-            next % self.sample_every == 0
+        let tick = TICK.with(|tick| {
+            let now = tick.get();
+            tick.set(now.wrapping_add(1));
+            now
         });
-        due.then(Instant::now)
+        (tick & (self.sample_every - 1) == 0).then(Instant::now)
+    }
+
+    /// The tally of a new connection to `route`; `None` when figures are
+    /// off.
+    pub(crate) fn conn(&self, route: &R) -> Option<ConnTally> {
+        let figures = self.route(route)?;
+        Some(ConnTally {
+            hits: figures.hits.open(),
+            figures,
+        })
     }
 
     /// The figures of `route`, made if need be; `None` when figures are off.
@@ -243,12 +306,15 @@ impl<R: Clone + Eq + Hash> Registry<R> {
     pub(crate) fn sweep(&self) {
         let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
         let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
-        routes.retain(|_, figures| {
-            let used = Arc::strong_count(figures) > 1;
-            if !used {
-                figures.add_to(&mut retired);
+        // Unique: no connection or request holds the figures, and none
+        // can take them but from this map, locked. `get_mut` also makes
+        // every add made through a clone now dropped visible here.
+        routes.retain(|_, figures| match Arc::get_mut(figures) {
+            Some(unused) => {
+                unused.add_to(&mut retired);
+                false
             }
-            used
+            None => true,
         });
     }
 
