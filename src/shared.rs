@@ -195,6 +195,9 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             started: Instant::now(),
             probe,
         };
+        if let Some(figures) = self.figures.route(route) {
+            figures.connect_started();
+        }
         let started = catch_unwind(AssertUnwindSafe(|| self.connector.connect(route)))
             .unwrap_or_else(|_| Err(connector_panicked()));
         match started {

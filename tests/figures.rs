@@ -73,6 +73,7 @@ fn every_kind_of_lease_is_counted_and_timed<P: Policy>() {
     assert_eq!(figures.leases(), 8);
     assert_eq!((figures.exhausted, figures.timeouts), (1, 0));
     assert_eq!((figures.connects, figures.connect_failures), (1, 0));
+    assert_eq!(figures.connects_started, 1);
     assert_eq!(figures.wait_hit.count(), 6);
     assert_eq!(figures.wait_queued.count(), 1);
     assert!(
@@ -126,6 +127,7 @@ fn failed_and_slow_connects_are_counted_and_timed<P: Policy>() {
     drop(pool.lease(&ROUTE).unwrap());
     let figures = pool.route_figures(&ROUTE);
     assert_eq!((figures.connects, figures.connect_failures), (1, 2));
+    assert_eq!(figures.connects_started, 3);
     assert_eq!(figures.connect_time.count(), 1);
     assert!(figures.connect_time.sum() >= Duration::from_millis(20));
     assert!(figures.wait_connect.sum() >= Duration::from_millis(20));

@@ -76,6 +76,7 @@ fn describe() {
             "Leases served, by how they were served."
         );
         describe_counter!("leasehold.connects", "Connects, by outcome.");
+        describe_counter!("leasehold.connects_started", "Connects begun.");
         describe_counter!("leasehold.exhausted", "Requests refused without waiting.");
         describe_counter!(
             "leasehold.closes",

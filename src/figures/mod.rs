@@ -77,6 +77,7 @@ struct Counts {
     connect_waits: AtomicU64,
     timeouts: AtomicU64,
     exhausted: AtomicU64,
+    connects_started: AtomicU64,
     connects: AtomicU64,
     connect_failures: AtomicU64,
 }
@@ -149,6 +150,11 @@ impl RouteFigures {
         self.counts().exhausted.fetch_add(1, Relaxed);
     }
 
+    /// A connect began.
+    pub(crate) fn connect_started(&self) {
+        self.counts().connects_started.fetch_add(1, Relaxed);
+    }
+
     /// A connect started at `started` ended, made or failed.
     pub(crate) fn connect_ended(&self, started: Instant, made: bool) {
         if made {
@@ -167,6 +173,7 @@ impl RouteFigures {
             into.connect_waits += counts.connect_waits.load(Relaxed);
             into.timeouts += counts.timeouts.load(Relaxed);
             into.exhausted += counts.exhausted.load(Relaxed);
+            into.connects_started += counts.connects_started.load(Relaxed);
             into.connects += counts.connects.load(Relaxed);
             into.connect_failures += counts.connect_failures.load(Relaxed);
         }
@@ -436,6 +443,8 @@ pub struct Figures {
     pub timeouts: u64,
     /// Requests that would not wait and found nothing (`try_lease`).
     pub exhausted: u64,
+    /// Connects begun (made, failed, or under way: see `stats.connecting`).
+    pub connects_started: u64,
     /// Connects that made a connection.
     pub connects: u64,
     /// Connects that failed (refused, timed out, other errors).
@@ -492,6 +501,7 @@ impl Figures {
             connect_waits: less(self.connect_waits, earlier.connect_waits),
             timeouts: less(self.timeouts, earlier.timeouts),
             exhausted: less(self.exhausted, earlier.exhausted),
+            connects_started: less(self.connects_started, earlier.connects_started),
             connects: less(self.connects, earlier.connects),
             connect_failures: less(self.connect_failures, earlier.connect_failures),
             wait_hit: self.wait_hit.since(&earlier.wait_hit),
@@ -522,6 +532,7 @@ impl Figures {
         into.connect_waits += self.connect_waits;
         into.timeouts += self.timeouts;
         into.exhausted += self.exhausted;
+        into.connects_started += self.connects_started;
         into.connects += self.connects;
         into.connect_failures += self.connect_failures;
         into.wait_hit.merge(&self.wait_hit);

@@ -434,6 +434,9 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
             started: Instant::now(),
             probe,
         };
+        if let Some(figures) = self.shared.figures.route(&route) {
+            figures.connect_started();
+        }
         let connector = &self.shared.connector;
         let connected = guarded("the connector", || connector.connect(&route))
             .unwrap_or_else(|| Err(connector_panicked()));
