@@ -5,10 +5,11 @@
 //! configured cap and a recommendation, and warns of waits and timeouts.
 //!
 //! The recommendation is `L + 3√L`, rounded up, at least 1: the
-//! square-root staffing rule of queueing theory, which for independent
-//! arrivals keeps the chance that a request finds every connection busy
-//! well under 1 %, whatever the spread of hold times, with headroom that
-//! shrinks relative to `L` as the load grows (13 for `L` = 5, 130 for
+//! square-root staffing rule of queueing theory. With independent
+//! (Poisson) arrivals the share of requests that find every connection
+//! busy is then about 2 % at `L` = 1 (Erlang C, 4 connections), under
+//! 0.6 % from `L` = 2 on, and falls towards 0.15 % as the load grows,
+//! with headroom that shrinks relative to `L` (12 for `L` = 5, 130 for
 //! `L` = 100). `λ × p99 hold` is reported beside it, as the load if every
 //! lease held as long as the slowest in a hundred. Hold times are sampled (see
 //! [`Builder::sample_every`](crate::Builder::sample_every)); with no hold
