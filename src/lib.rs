@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | [`Strict`] (default) | exact per-route and total caps; per-route FIFO waiters with direct hand-off; freed capacity goes to the oldest waiting request of any route | fairness, predictable tail latency |
 //! | [`Lax`] | exact caps; idle connections in per-CPU shards with work stealing; barging allowed, and waiters compete for returns rather than being handed them; newcomers take at most `Lax::PASS_LIMIT` (32) connections ahead of the oldest waiter | one hot route, raw throughput |
+//! | [`Offlock`] | exact caps; each route has its own idle connections, FIFO waiters, counters and serializer; routes share only the total cap, served round-robin when it binds; graceful closes never on the caller's thread | many routes, one slow route must not hurt the others |
 //!
 //! ```
 //! use std::net::TcpListener;

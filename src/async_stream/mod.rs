@@ -6,9 +6,10 @@
 //! [`AsyncConnector`] wraps a connector whose connections can be driven
 //! without blocking ([`Nonblocking`]: [`TcpConnector`](crate::TcpConnector)'s
 //! and [`TlsConnector`](crate::tls::TlsConnector)'s) and lends out an
-//! [`AsyncStream`], which implements those traits; so does a lease of one. Connecting (TCP, then the TLS handshake) stays
-//! on the pool's event loop under its connect timeout, and the loop keeps
-//! watching the connection while it is idle, as for blocking connections.
+//! [`AsyncStream`], which implements those traits; so does a lease of one.
+//! Connecting (TCP, then the TLS handshake) stays on the pool's event loop
+//! under its connect timeout, and the loop keeps watching the connection
+//! while it is idle, as for blocking connections.
 //!
 //! # Registration
 //!
@@ -112,8 +113,10 @@ where
 /// `tokio` feature, `futures_io::AsyncRead` and `AsyncWrite` on async-io's
 /// reactor with the `async-io` feature.
 ///
-/// A duplicate of its socket joins the reactor it is polled through (see
-/// the [module docs](self)). Polled through tokio's traits outside a tokio
+/// A duplicate of its socket joins the reactor it is polled through, the
+/// first time, and stays registered while the connection idles in the pool
+/// (once per connection, not per lease); a tokio stream polled from
+/// another runtime moves there. Polled through tokio's traits outside a tokio
 /// runtime, or in one built without I/O (`enable_io`), it fails with an
 /// error saying so. The connection's [`socket`](Nonblocking::socket) must
 /// be a stream socket (TCP or Unix).
