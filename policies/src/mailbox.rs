@@ -53,7 +53,7 @@
 //! pushes are rare (a pool that stops takes no new work), so it does not
 //! track them apart.
 
-use crate::sync::{spin_hint, AtomicUsize, Fifo, Ordering};
+use crate::sync::{AtomicUsize, Backoff, Fifo, Ordering};
 use std::fmt;
 
 /// `state`: the mailbox is closed.
@@ -149,9 +149,11 @@ impl<T> Mailbox<T> {
     pub fn close_and_drain(&self, mut drain: impl FnMut(T)) {
         let mut state = self.state.fetch_or(CLOSED, Ordering::AcqRel);
         // Every push that did not see `CLOSED` is counted in `state` until
-        // it has queued its item: see the module docs.
+        // it has queued its item: see the module docs. Its thread may have
+        // been preempted meanwhile.
+        let backoff = Backoff::new();
         while state >= PUSHER {
-            spin_hint();
+            backoff.snooze();
             state = self.state.load(Ordering::Acquire);
         }
         while let Some(item) = self.items.pop() {

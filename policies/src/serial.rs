@@ -23,7 +23,7 @@
 //! the mutex is a checked cell, and a failed `try_lock` would be a protocol
 //! bug (loom checks it).
 
-use crate::sync::{AtomicUsize, Fifo, Mutex, Ordering};
+use crate::sync::{AtomicUsize, Backoff, Fifo, Mutex, Ordering};
 use std::fmt;
 
 pub(crate) struct Serial<C, S> {
@@ -64,12 +64,14 @@ impl<C, S> Serial<C, S> {
                     Err(_) => panic!("serializer state locked outside the drainer role"),
                 };
                 for _ in 0..batch {
+                    let backoff = Backoff::new();
                     let command = loop {
                         // A counted command is always queued (module docs);
-                        // the loop only covers a push still completing.
+                        // the loop only covers a push still completing,
+                        // whose thread may have been preempted.
                         match self.commands.pop() {
                             Some(command) => break command,
-                            None => crate::sync::spin_hint(),
+                            None => backoff.snooze(),
                         }
                     };
                     apply(&mut state, command);

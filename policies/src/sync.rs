@@ -35,8 +35,10 @@ mod imp {
         std::hint::spin_loop();
     }
 
-    /// Exponential backoff (spinning only, at most 64 hints at a time) for a
-    /// thread that lost a CAS to another core.
+    /// Exponential backoff for a thread that lost a CAS to another core
+    /// (`spin`: at most 64 hints at a time), or that waits for a peer to
+    /// finish a step it has announced (`snooze`: spins, then yields the
+    /// thread, so that a preempted peer gets to run).
     pub(crate) use crossbeam_utils::Backoff;
 
     /// Where the calling thread runs, to pick its shard: the CPU it is on
@@ -176,6 +178,11 @@ mod imp {
         }
 
         pub(crate) fn spin(&self) {}
+
+        /// A yield, so that loom runs the peer waited for.
+        pub(crate) fn snooze(&self) {
+            loom::thread::yield_now();
+        }
     }
 
     /// Loom threads have no CPU: their slot stands for it.

@@ -93,7 +93,7 @@ use self::total::{TotalCommand, TotalLine};
 use crate::arena::{Arena, IndexStack};
 use crate::reclaim;
 use crate::serial::Serial;
-use crate::sync::{Arc, AtomicU64, AtomicUsize, Fifo, Ordering};
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Backoff, Fifo, Ordering};
 use crate::types::{
     Acquire, Disposer, Grant, Held, Item, Limits, Permit, PoolStats, Reuse, RouteKey, State, Stats,
     Wait,
@@ -668,6 +668,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// Takes a free slot, or a fresh one, for capacity already reserved on
     /// `route`.
     fn permit_for(&self, route: &Route<K>, state: Option<&State>) -> Permit {
+        let backoff = Backoff::new();
         let index = loop {
             // Total capacity was reserved, so a slot is there to take: the
             // arena is short of its cap, or one of its slots is held by no
@@ -679,7 +680,9 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
             if let Some(index) = self.arena.fresh() {
                 break index;
             }
-            crate::sync::spin_hint();
+            // A slot on its way to the free list: its thread may have been
+            // preempted.
+            backoff.snooze();
         };
         // SAFETY: we popped `index` from the free list, or it is fresh.
         unsafe { self.arena.with(index, |slot| slot.route = route.id) };

@@ -416,14 +416,18 @@ impl<K> Route<K> {
         }
         match fifo {
             None => Some(head(word)),
-            Some(queue) => loop {
-                // Reserved: an index is queued before it is counted, so one
-                // is there (the loop only covers a push still completing).
-                if let Some(index) = queue.pop() {
-                    return Some(index);
+            Some(queue) => {
+                let backoff = Backoff::new();
+                loop {
+                    // Reserved: an index is queued before it is counted, so
+                    // one is there (the loop only covers a push still
+                    // completing, whose thread may have been preempted).
+                    if let Some(index) = queue.pop() {
+                        return Some(index);
+                    }
+                    backoff.snooze();
                 }
-                crate::sync::spin_hint();
-            },
+            }
         }
     }
 
