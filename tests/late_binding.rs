@@ -102,7 +102,10 @@ fn a_burst_is_served<P: Policy>() {
 /// With `max_connecting(1)`, a burst against a slow backend opens one
 /// connection at a time, and returns serve the rest.
 fn max_connecting_holds_a_burst_to_few_connects<P: Policy>() {
-    let server = GreetingServer::start(Duration::from_millis(200)).unwrap();
+    // Connects far slower than the burst's ten 5 ms holds, so that a
+    // loaded machine's slow wake-ups (a return can take tens of ms to
+    // reach a lane waiter there) do not stretch the burst over several.
+    let server = GreetingServer::start(Duration::from_millis(500)).unwrap();
     let addr = server.addr();
     let pool: Pool<GreetingConnector, P> = Pool::builder(GreetingConnector)
         .policy::<P>()
