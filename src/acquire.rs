@@ -345,7 +345,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         let since = self.since();
         match shared.admit_connect(self.route, since) {
             Admit::Connect => {}
-            Admit::Probe => return self.connect(permit, None, waker, true),
+            Admit::Probe => return self.connect(permit, None, waker, true, false),
             Admit::Wait => {
                 shared.core.connect_failed(permit);
                 return self.await_probe(waker);
@@ -355,13 +355,29 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
                 return Next::Ready(Err(error));
             }
         }
-        if !shared.binder.has_connects() && shared.config.patience.is_none() {
-            return self.connect(permit, None, waker, false);
+        // Nothing to adopt and nothing to wait for: connect at once. Under
+        // `max_connecting` every connect is counted in its lane first (the
+        // lane's lock decides who may start one), or requests missing at
+        // the same instant would all start one before any was counted.
+        if !shared.binder.has_connects()
+            && shared.config.patience.is_none()
+            && shared.config.max_connecting.is_none()
+        {
+            return self.connect(permit, None, waker, false, false);
         }
+        // Patience only where a connection is out that could come back.
+        let patience = shared
+            .config
+            .patience
+            .filter(|_| shared.core.route_stats(self.route).leased > 0);
+        // A request that connects at once counts its connect as it joins,
+        // under the lane's lock, so that `max_connecting` holds however
+        // many requests miss at the same instant.
         let cap = shared.config.max_connecting;
-        let Some((slot, join)) = shared
-            .binder
-            .join(self.route, self.state, waker, true, false, cap)
+        let Some((slot, join)) =
+            shared
+                .binder
+                .join(self.route, self.state, waker, true, patience.is_none(), cap)
         else {
             shared.core.connect_failed(permit);
             return Next::Ready(Err(Error::Closed));
@@ -370,11 +386,6 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             shared.core.connect_failed(permit);
             return self.bound(slot, None, None, self.deadline(), waker);
         }
-        // Patience only where a connection is out that could come back.
-        let patience = shared
-            .config
-            .patience
-            .filter(|_| shared.core.route_stats(self.route).leased > 0);
         match patience {
             Some(patience) => {
                 // Patience past what the clock can hold lasts until the
@@ -385,7 +396,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
                 };
                 self.bound(slot, Some(permit), None, until, waker)
             }
-            None => self.connect(permit, Some(slot), waker, false),
+            None => self.connect(permit, Some(slot), waker, false, true),
         }
     }
 
@@ -410,21 +421,33 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
     /// Starts a connect on this thread (connectors never block in
     /// `connect`); one that is not done at once goes to the event loop,
     /// and the request waits in its lane (`slot`, if it is there already).
+    ///
+    /// `counted`: the request's lane counts this connect already (it joined
+    /// with it, or reserved it under `max_connecting`).
     fn connect(
         &mut self,
         permit: Permit,
         slot: Option<Arc<Slot>>,
         waker: &Waker,
         probe: bool,
+        counted: bool,
     ) -> Next<C, P> {
         let shared = self.shared;
         let (route, state) = (self.route, self.state);
         let started = Instant::now();
+        // A connect that ends here never reaches the event loop, which
+        // would uncount it.
+        let uncount = || {
+            if counted {
+                shared.binder.abandoned(route, state);
+            }
+        };
         match shared.start(route, permit, state, probe) {
             Ok(Progress::Ready((permit, conn))) => {
                 if let Some(slot) = &slot {
                     shared.leave(route, state, slot);
                 }
+                uncount();
                 let admitted = shared.admit(route, permit, conn, started);
                 shared.route_up(route);
                 match admitted {
@@ -435,7 +458,9 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             Ok(Progress::Pending(job)) => {
                 let slot = match slot {
                     Some(slot) => {
-                        shared.binder.started(route, state);
+                        if !counted {
+                            shared.binder.started(route, state);
+                        }
                         slot
                     }
                     None => match shared.binder.join(route, state, waker, false, true, None) {
@@ -453,6 +478,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
                 if let Some(slot) = &slot {
                     shared.leave(route, state, slot);
                 }
+                uncount();
                 Next::Ready(Err(Error::from_connect(format!("{route:?}"), e)))
             }
         }
@@ -509,9 +535,19 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             // Out of patience before the deadline: connect now, unless the
             // route went down meanwhile.
             Some(permit) if self.deadline().is_none_or(|d| until < d) => {
-                match shared.admit_connect(route, self.since()) {
-                    Admit::Connect => self.connect(permit, Some(slot), waker, false),
-                    Admit::Probe => self.connect(permit, Some(slot), waker, true),
+                let admit = shared.admit_connect(route, self.since());
+                let connects = matches!(admit, Admit::Connect | Admit::Probe);
+                let cap = shared.config.max_connecting;
+                if connects && !shared.binder.try_start(route, state, cap) {
+                    // `max_connecting` connects are in flight: one of them,
+                    // or a return, serves this request.
+                    shared.core.connect_failed(permit);
+                    let until = self.deadline();
+                    return self.bound(slot, None, None, until, waker);
+                }
+                match admit {
+                    Admit::Connect => self.connect(permit, Some(slot), waker, false, true),
+                    Admit::Probe => self.connect(permit, Some(slot), waker, true, true),
                     Admit::Wait => {
                         // Still in the lane: the probe's end reaches it.
                         shared.core.connect_failed(permit);
@@ -572,7 +608,12 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
     fn given(&mut self, outcome: Outcome) -> Option<Next<C, P>> {
         match outcome {
             Outcome::Waiting => None,
-            Outcome::Conn(held) => Some(self.checked(held)),
+            Outcome::Conn(held) => {
+                // Handed over, and out of the lane: a return's wake-up this
+                // request took goes on to the next waiter.
+                self.shared.pass_on(self.route, self.state);
+                Some(self.checked(held))
+            }
             Outcome::Failed(failure) => Some(Next::Ready(Err(failure.error()))),
             Outcome::Retry => Some(Next::Step(Step::Start)),
             Outcome::Closed => Some(Next::Ready(Err(Error::Closed))),

@@ -234,10 +234,25 @@ impl<C: Connector, P: Policy> Shared<C, P> {
     }
 
     /// Leaves a lane; a connection handed over meanwhile goes on to the
-    /// next waiter or back to the pool.
+    /// next waiter or back to the pool, and the lane's next waiter gets the
+    /// wake-up this request may have taken (see [`pass_on`](Self::pass_on)).
     pub(crate) fn leave(&self, route: &C::Route, state: Option<&State>, slot: &Arc<Slot>) {
         if let Outcome::Conn(held) = self.binder.leave(route, state, slot) {
             self.give_back(held, true);
+        }
+        self.pass_on(route, state);
+    }
+
+    /// Wakes the first request still waiting in the lane of `route` and
+    /// `state`, for a request that is done waiting there. A return wakes
+    /// the lane's first waiter; when two returns come before that waiter
+    /// runs, both wake it, it takes one connection, and without this the
+    /// other would sit idle while the next waiter sleeps until a connect
+    /// ends or its deadline comes. At worst this wakes a waiter that finds
+    /// nothing and waits again.
+    pub(crate) fn pass_on(&self, route: &C::Route, state: Option<&State>) {
+        if self.binder.has_waiters() {
+            self.binder.returned(route, state);
         }
     }
 

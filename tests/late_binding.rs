@@ -103,8 +103,7 @@ fn a_burst_is_served<P: Policy>() {
 /// connection at a time, and returns serve the rest.
 fn max_connecting_holds_a_burst_to_few_connects<P: Policy>() {
     // Connects far slower than the burst's ten 5 ms holds, so that a
-    // loaded machine's slow wake-ups (a return can take tens of ms to
-    // reach a lane waiter there) do not stretch the burst over several.
+    // loaded machine's slow wake-ups do not stretch the burst over several.
     let server = GreetingServer::start(Duration::from_millis(500)).unwrap();
     let addr = server.addr();
     let pool: Pool<GreetingConnector, P> = Pool::builder(GreetingConnector)
@@ -124,12 +123,19 @@ fn max_connecting_holds_a_burst_to_few_connects<P: Policy>() {
             });
         }
     });
+    let most = server.most_ungreeted();
     let stats = pool.route_stats(&addr);
-    // One connect at a time: the first, then one more each time one
-    // completes while requests still wait. Returns serve most of the burst;
-    // one connect per miss would be ten. (Measured: 2 to 4 on a loaded
-    // 2-core machine — returns reach lane waiters later than they should
-    // there; see the issue notes.)
+    assert_eq!(
+        most,
+        1,
+        "{most} connects in flight at once; accepted {}; {stats}",
+        server.accepted()
+    );
+    let stats = pool.route_stats(&addr);
+    // The first connect, then one more each time one completes while
+    // requests still wait: returns serve most of the burst (a return's
+    // wake-up that reaches a waiter about to leave the lane is passed on
+    // to the next); one connect per miss would be ten.
     assert!(
         stats.created + stats.connecting as u64 <= 5,
         "connects one at a time: {stats}"

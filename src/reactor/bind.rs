@@ -266,6 +266,24 @@ impl<K: RouteKey> Binder<K> {
         self.connecting.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a connect about to start for a request already queued (after
+    /// its patience ran out), if `max_connecting` leaves room for it.
+    pub(crate) fn try_start(
+        &self,
+        route: &K,
+        state: Option<&State>,
+        max_connecting: Option<usize>,
+    ) -> bool {
+        let mut lanes = lock(&self.lanes);
+        let lane = lanes.entry((route.clone(), state.cloned())).or_default();
+        if max_connecting.is_some_and(|max| lane.connecting >= max.max(1)) {
+            return false;
+        }
+        lane.connecting += 1;
+        self.connecting.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
     /// Connects in flight for `route` that serve stateless requests.
     pub(crate) fn connecting_for(&self, route: &K) -> usize {
         lock(&self.lanes)

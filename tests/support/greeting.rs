@@ -115,6 +115,9 @@ impl Connector for GreetingConnector {
 pub(crate) struct GreetingServer {
     addr: SocketAddr,
     accepted: Arc<AtomicU64>,
+    /// Connections accepted and not yet greeted (connects in flight), now
+    /// and at most.
+    ungreeted: Arc<(AtomicU64, AtomicU64)>,
     stop: Arc<AtomicBool>,
     streams: Arc<Mutex<Vec<TcpStream>>>,
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -126,11 +129,13 @@ impl GreetingServer {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let accepted = Arc::new(AtomicU64::new(0));
+        let ungreeted = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
         let stop = Arc::new(AtomicBool::new(false));
         let streams = Arc::new(Mutex::new(Vec::new()));
         let threads = Arc::new(Mutex::new(Vec::new()));
         let acceptor = {
             let (accepted, stop) = (accepted.clone(), stop.clone());
+            let ungreeted = ungreeted.clone();
             let (streams, threads) = (streams.clone(), threads.clone());
             thread::spawn(move || {
                 for stream in listener.incoming() {
@@ -139,6 +144,9 @@ impl GreetingServer {
                     }
                     let Ok(mut stream) = stream else { continue };
                     accepted.fetch_add(1, Ordering::SeqCst);
+                    let now = ungreeted.0.fetch_add(1, Ordering::SeqCst) + 1;
+                    ungreeted.1.fetch_max(now, Ordering::SeqCst);
+                    let ungreeted = ungreeted.clone();
                     if let Ok(clone) = stream.try_clone() {
                         streams.lock().unwrap().push(clone);
                     }
@@ -148,6 +156,9 @@ impl GreetingServer {
                         while std::time::Instant::now() < greet_at && !stop.load(Ordering::SeqCst) {
                             thread::sleep(Duration::from_millis(2));
                         }
+                        // Counted out before the greeting goes: the client starts
+                        // its next connect only once it has it.
+                        ungreeted.0.fetch_sub(1, Ordering::SeqCst);
                         if stop.load(Ordering::SeqCst) || stream.write_all(b"+").is_err() {
                             return;
                         }
@@ -165,6 +176,7 @@ impl GreetingServer {
         Ok(Self {
             addr,
             accepted,
+            ungreeted,
             stop,
             streams,
             threads,
@@ -178,6 +190,12 @@ impl GreetingServer {
 
     pub(crate) fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// The most connections that were accepted and waiting for their
+    /// greeting at once: connects in flight, as the server saw them.
+    pub(crate) fn most_ungreeted(&self) -> u64 {
+        self.ungreeted.1.load(Ordering::SeqCst)
     }
 }
 
