@@ -36,7 +36,7 @@ use leasehold_policies::{CountPart, CountSum, Stats};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -44,49 +44,22 @@ use std::time::{Duration, Instant};
 /// [`Builder::sample_every`](crate::Builder::sample_every) says otherwise.
 pub const DEFAULT_SAMPLE_EVERY: u32 = 32;
 
-/// Counter stripes: the calling thread's slot picks one.
-const STRIPES: usize = 8;
-
 thread_local! {
-    /// This thread's stripe, `usize::MAX` until its first count.
-    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
     /// Leases this thread has asked for, of any pool: the sampling tick.
     static TICK: Cell<u32> = const { Cell::new(0) };
 }
 
-/// The calling thread's stripe.
-#[inline]
-fn stripe() -> usize {
-    STRIPE.with(|stripe| match stripe.get() {
-        usize::MAX => {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let mine = NEXT.fetch_add(1, Relaxed) % STRIPES;
-            stripe.set(mine);
-            mine
-        }
-        mine => mine,
-    })
-}
-
-/// Exact counts of the slow paths, one set per stripe, each on its own
-/// cache lines.
-#[derive(Default)]
-#[repr(align(128))]
-struct Counts {
-    waits: AtomicU64,
-    connect_waits: AtomicU64,
-    timeouts: AtomicU64,
-    exhausted: AtomicU64,
-    connects_started: AtomicU64,
-    connects: AtomicU64,
-    connect_failures: AtomicU64,
-}
-
 /// The figures of one route, as connections and requests record them.
+///
+/// Waits and connects are counted by their histograms (each is recorded
+/// every time); the rest, off the hit path but for the hits, in counters.
 pub(crate) struct RouteFigures {
     /// Each open connection's hits, and those of the closed ones.
     hits: CountSum,
-    counts: [Counts; STRIPES],
+    timeouts: AtomicU64,
+    exhausted: AtomicU64,
+    connects_started: AtomicU64,
+    connect_failures: AtomicU64,
     wait_hit: histogram::Recorder,
     wait_queued: histogram::Recorder,
     wait_connect: histogram::Recorder,
@@ -107,17 +80,16 @@ impl RouteFigures {
     fn new() -> Self {
         Self {
             hits: CountSum::new(),
-            counts: Default::default(),
+            timeouts: AtomicU64::new(0),
+            exhausted: AtomicU64::new(0),
+            connects_started: AtomicU64::new(0),
+            connect_failures: AtomicU64::new(0),
             wait_hit: histogram::Recorder::new(),
             wait_queued: histogram::Recorder::new(),
             wait_connect: histogram::Recorder::new(),
             hold: histogram::Recorder::new(),
             connect_time: histogram::Recorder::new(),
         }
-    }
-
-    fn counts(&self) -> &Counts {
-        &self.counts[stripe()]
     }
 
     /// A sampled hit asked at `asked` is served now; returns now.
@@ -133,55 +105,55 @@ impl RouteFigures {
         let now = Instant::now();
         let waited = now.saturating_duration_since(since);
         if fresh {
-            self.counts().connect_waits.fetch_add(1, Relaxed);
             self.wait_connect.record(waited);
         } else {
-            self.counts().waits.fetch_add(1, Relaxed);
             self.wait_queued.record(waited);
         }
         now
     }
 
     pub(crate) fn timed_out(&self) {
-        self.counts().timeouts.fetch_add(1, Relaxed);
+        self.timeouts.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn exhausted(&self) {
-        self.counts().exhausted.fetch_add(1, Relaxed);
+        self.exhausted.fetch_add(1, Relaxed);
     }
 
     /// A connect began.
     pub(crate) fn connect_started(&self) {
-        self.counts().connects_started.fetch_add(1, Relaxed);
+        self.connects_started.fetch_add(1, Relaxed);
     }
 
     /// A connect started at `started` ended, made or failed.
     pub(crate) fn connect_ended(&self, started: Instant, made: bool) {
         if made {
-            self.counts().connects.fetch_add(1, Relaxed);
             self.connect_time.record(started.elapsed());
         } else {
-            self.counts().connect_failures.fetch_add(1, Relaxed);
+            self.connect_failures.fetch_add(1, Relaxed);
         }
     }
 
     /// Adds these figures to `into`.
     fn add_to(&self, into: &mut Figures) {
-        into.hits += self.hits.total();
-        for counts in &self.counts {
-            into.waits += counts.waits.load(Relaxed);
-            into.connect_waits += counts.connect_waits.load(Relaxed);
-            into.timeouts += counts.timeouts.load(Relaxed);
-            into.exhausted += counts.exhausted.load(Relaxed);
-            into.connects_started += counts.connects_started.load(Relaxed);
-            into.connects += counts.connects.load(Relaxed);
-            into.connect_failures += counts.connect_failures.load(Relaxed);
-        }
-        self.wait_hit.add_to(&mut into.wait_hit);
-        self.wait_queued.add_to(&mut into.wait_queued);
-        self.wait_connect.add_to(&mut into.wait_connect);
-        self.hold.add_to(&mut into.hold);
-        self.connect_time.add_to(&mut into.connect_time);
+        let mut read = Figures {
+            hits: self.hits.total(),
+            timeouts: self.timeouts.load(Relaxed),
+            exhausted: self.exhausted.load(Relaxed),
+            connects_started: self.connects_started.load(Relaxed),
+            connect_failures: self.connect_failures.load(Relaxed),
+            ..Figures::default()
+        };
+        self.wait_hit.add_to(&mut read.wait_hit);
+        self.wait_queued.add_to(&mut read.wait_queued);
+        self.wait_connect.add_to(&mut read.wait_connect);
+        self.hold.add_to(&mut read.hold);
+        self.connect_time.add_to(&mut read.connect_time);
+        // The counts the histograms keep, from the same read of them.
+        read.waits = read.wait_queued.count();
+        read.connect_waits = read.wait_connect.count();
+        read.connects = read.connect_time.count();
+        read.add_counts_to(into);
     }
 }
 
