@@ -434,7 +434,6 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
     ) -> Next<C, P> {
         let shared = self.shared;
         let (route, state) = (self.route, self.state);
-        let started = Instant::now();
         // A connect that ends here never reaches the event loop, which
         // would uncount it.
         let uncount = || {
@@ -443,7 +442,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             }
         };
         match shared.start(route, permit, state, probe) {
-            Ok(Progress::Ready((permit, conn))) => {
+            Ok(Progress::Ready((permit, conn, started))) => {
                 if let Some(slot) = &slot {
                     shared.leave(route, state, slot);
                 }

@@ -181,8 +181,9 @@ impl<C: Connector, P: Policy> Shared<C, P> {
     }
 
     /// Starts a connect on this thread (connectors never block in
-    /// `connect`). The permit goes back to the core if it fails; a panic
-    /// of the connector is a failed connect.
+    /// `connect`); one done at once comes with the instant it began. The
+    /// permit goes back to the core if it fails; a panic of the connector
+    /// is a failed connect.
     #[allow(clippy::type_complexity)]
     pub(crate) fn start(
         &self,
@@ -190,18 +191,12 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         permit: Permit,
         state: Option<&State>,
         probe: bool,
-    ) -> std::io::Result<Progress<(Permit, C::Conn), Job<C>>> {
-        let attempt = Attempt {
-            started: Instant::now(),
-            probe,
-        };
-        if let Some(figures) = self.figures.route(route) {
-            figures.connect_started();
-        }
+    ) -> std::io::Result<Progress<(Permit, C::Conn, Instant), Job<C>>> {
+        let attempt = self.attempt(route, probe);
         let started = catch_unwind(AssertUnwindSafe(|| self.connector.connect(route)))
             .unwrap_or_else(|_| Err(connector_panicked()));
         match started {
-            Ok(Progress::Ready(conn)) => Ok(Progress::Ready((permit, conn))),
+            Ok(Progress::Ready(conn)) => Ok(Progress::Ready((permit, conn, attempt.started))),
             Ok(Progress::Pending(handshake)) => Ok(Progress::Pending(Job {
                 route: route.clone(),
                 state: state.cloned(),
@@ -215,6 +210,17 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                 self.binder.fail_route(route, &failure);
                 Err(e)
             }
+        }
+    }
+
+    /// A connect to `route` begins now, counted in the route's figures.
+    pub(crate) fn attempt(&self, route: &C::Route, probe: bool) -> Attempt {
+        if let Some(figures) = self.figures.route(route) {
+            figures.connect_started();
+        }
+        Attempt {
+            started: Instant::now(),
+            probe,
         }
     }
 

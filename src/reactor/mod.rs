@@ -430,13 +430,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
     /// Starts a connect for a permit the loop took itself (counted in its
     /// lane already).
     fn connect(&mut self, route: C::Route, state: Option<State>, permit: Permit, probe: bool) {
-        let attempt = Attempt {
-            started: Instant::now(),
-            probe,
-        };
-        if let Some(figures) = self.shared.figures.route(&route) {
-            figures.connect_started();
-        }
+        let attempt = self.shared.attempt(&route, probe);
         let connector = &self.shared.connector;
         let connected = guarded("the connector", || connector.connect(&route))
             .unwrap_or_else(|| Err(connector_panicked()));
