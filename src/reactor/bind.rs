@@ -260,10 +260,8 @@ impl<K: RouteKey> Binder<K> {
     /// Counts a connect started for a request already queued (after its
     /// patience ran out).
     pub(crate) fn started(&self, route: &K, state: Option<&State>) {
-        let mut lanes = lock(&self.lanes);
-        let lane = lanes.entry((route.clone(), state.cloned())).or_default();
-        lane.connecting += 1;
-        self.connecting.fetch_add(1, Ordering::Relaxed);
+        // No cap: it is always counted.
+        self.try_start(route, state, None);
     }
 
     /// Counts a connect about to start for a request already queued (after

@@ -256,17 +256,9 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         if let Some(threshold) = config.leak_threshold {
             self.timers.set(now + leak_tick(threshold), Timer::LeakTick);
         }
-        // Periods past what the clock can hold never come.
-        if let Some(at) = config.health_every.and_then(|every| now.checked_add(every)) {
-            self.timers.set(at, Timer::Health);
-        }
+        self.every(now, self.shared.config.health_every, Timer::Health);
         #[cfg(feature = "metrics")]
-        if let Some(at) = config
-            .metrics_every
-            .and_then(|every| now.checked_add(every))
-        {
-            self.timers.set(at, Timer::Metrics);
-        }
+        self.every(now, self.shared.config.metrics_every, Timer::Metrics);
         let stopped = catch_unwind(AssertUnwindSafe(|| self.turns(&mut events)));
         let broken = match stopped {
             Ok(Ok(())) => None,
@@ -458,6 +450,14 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         }
     }
 
+    /// Sets `timer` for one `period` after `now`, if there is a period and
+    /// it ends within what the clock can hold (otherwise it never comes).
+    fn every(&mut self, now: Instant, period: Option<Duration>, timer: Timer) {
+        if let Some(at) = period.and_then(|period| now.checked_add(period)) {
+            self.timers.set(at, timer);
+        }
+    }
+
     /// Evicts the idle connections marked dead, and looks again a little
     /// later: one that died between its return and its arrival among the
     /// idle ones is caught then (and refused at lease meanwhile).
@@ -538,18 +538,12 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                 Timer::Health => {
                     let last = self.last_health.take();
                     self.last_health = Some(self.shared.log_health(last.as_ref()));
-                    let every = self.shared.config.health_every;
-                    if let Some(at) = every.and_then(|every| now.checked_add(every)) {
-                        self.timers.set(at, Timer::Health);
-                    }
+                    self.every(now, self.shared.config.health_every, Timer::Health);
                 }
                 #[cfg(feature = "metrics")]
                 Timer::Metrics => {
                     self.shared.export_metrics();
-                    let every = self.shared.config.metrics_every;
-                    if let Some(at) = every.and_then(|every| now.checked_add(every)) {
-                        self.timers.set(at, Timer::Metrics);
-                    }
+                    self.every(now, self.shared.config.metrics_every, Timer::Metrics);
                 }
             }
         }
