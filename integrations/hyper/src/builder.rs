@@ -2,7 +2,7 @@
 //! policy), the TCP and TLS connectors, hyper's HTTP/1 options and how long
 //! host names stay resolved.
 
-use crate::client::{Client, ClientShared};
+use crate::client::Client;
 use crate::connection::ClientConnector;
 use crate::endpoint::EndpointConnector;
 use crate::resolve::Resolver;
@@ -142,10 +142,7 @@ impl<P: Policy> ClientBuilder<P> {
         let connector = ClientConnector::new(EndpointConnector::new(self.tcp, tls), self.http1);
         let pool = Pool::builder(connector).idle_timeout(DEFAULT_IDLE_TIMEOUT);
         let pool = (self.pool)(pool).build()?;
-        let shared = ClientShared {
-            resolver: Resolver::new(self.resolve_ttl),
-        };
-        Ok(Client::from_parts(pool, shared))
+        Ok(Client::from_parts(pool, Resolver::new(self.resolve_ttl)))
     }
 }
 

@@ -54,13 +54,8 @@ const MAX_RESENDS: usize = 4;
 /// ```
 pub struct Client<P: Policy = Strict> {
     pool: ClientPool<P>,
-    shared: Arc<ClientShared>,
-}
-
-/// What the clones of a client share besides the pool.
-#[derive(Debug)]
-pub(crate) struct ClientShared {
-    pub(crate) resolver: Resolver,
+    /// Host names' addresses, shared by the clones.
+    resolver: Arc<Resolver>,
 }
 
 impl Client {
@@ -90,10 +85,10 @@ impl Default for Client {
 }
 
 impl<P: Policy> Client<P> {
-    pub(crate) fn from_parts(pool: ClientPool<P>, shared: ClientShared) -> Self {
+    pub(crate) fn from_parts(pool: ClientPool<P>, resolver: Resolver) -> Self {
         Self {
             pool,
-            shared: Arc::new(shared),
+            resolver: Arc::new(resolver),
         }
     }
 
@@ -133,7 +128,6 @@ impl<P: Policy> Client<P> {
     {
         let target = Target::of(request.uri())?;
         let addrs = self
-            .shared
             .resolver
             .resolve(target.host(), target.port())
             .await
@@ -270,7 +264,7 @@ impl<P: Policy> Clone for Client<P> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
-            shared: self.shared.clone(),
+            resolver: self.resolver.clone(),
         }
     }
 }
@@ -279,7 +273,7 @@ impl<P: Policy> fmt::Debug for Client<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("pool", &self.pool)
-            .field("resolver", &self.shared.resolver)
+            .field("resolver", &self.resolver)
             .finish()
     }
 }
