@@ -345,7 +345,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         let since = self.since();
         match shared.admit_connect(self.route, since) {
             Admit::Connect => {}
-            Admit::Probe => return self.connect(permit, None, waker, true, false),
+            Admit::Probe => return self.connect(permit, None, waker, true),
             Admit::Wait => {
                 shared.core.connect_failed(permit);
                 return self.await_probe(waker);
@@ -363,7 +363,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             && shared.config.patience.is_none()
             && shared.config.max_connecting.is_none()
         {
-            return self.connect(permit, None, waker, false, false);
+            return self.connect(permit, None, waker, false);
         }
         // Patience only where a connection is out that could come back.
         let patience = shared
@@ -396,7 +396,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
                 };
                 self.bound(slot, Some(permit), None, until, waker)
             }
-            None => self.connect(permit, Some(slot), waker, false, true),
+            None => self.connect(permit, Some(slot), waker, false),
         }
     }
 
@@ -420,24 +420,23 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
 
     /// Starts a connect on this thread (connectors never block in
     /// `connect`); one that is not done at once goes to the event loop,
-    /// and the request waits in its lane (`slot`, if it is there already).
-    ///
-    /// `counted`: the request's lane counts this connect already (it joined
-    /// with it, or reserved it under `max_connecting`).
+    /// and the request waits in its lane. A request already in its lane
+    /// (`slot`) joined it with this connect counted (or reserved it under
+    /// `max_connecting`); one not there yet joins once the connect is
+    /// under way.
     fn connect(
         &mut self,
         permit: Permit,
         slot: Option<Arc<Slot>>,
         waker: &Waker,
         probe: bool,
-        counted: bool,
     ) -> Next<C, P> {
         let shared = self.shared;
         let (route, state) = (self.route, self.state);
-        // A connect that ends here never reaches the event loop, which
-        // would uncount it.
+        // A counted connect that ends here never reaches the event loop,
+        // which would uncount it.
         let uncount = || {
-            if counted {
+            if slot.is_some() {
                 shared.binder.abandoned(route, state);
             }
         };
@@ -456,12 +455,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             }
             Ok(Progress::Pending(job)) => {
                 let slot = match slot {
-                    Some(slot) => {
-                        if !counted {
-                            shared.binder.started(route, state);
-                        }
-                        slot
-                    }
+                    Some(slot) => slot,
                     None => match shared.binder.join(route, state, waker, false, true, None) {
                         Some((slot, _)) => slot,
                         None => {
@@ -545,8 +539,8 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
                     return self.bound(slot, None, None, until, waker);
                 }
                 match admit {
-                    Admit::Connect => self.connect(permit, Some(slot), waker, false, true),
-                    Admit::Probe => self.connect(permit, Some(slot), waker, true, true),
+                    Admit::Connect => self.connect(permit, Some(slot), waker, false),
+                    Admit::Probe => self.connect(permit, Some(slot), waker, true),
                     Admit::Wait => {
                         // Still in the lane: the probe's end reaches it.
                         shared.core.connect_failed(permit);
