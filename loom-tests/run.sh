@@ -18,7 +18,7 @@ export RUSTFLAGS="--cfg leasehold_loom" LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTI
 # every binary from one pool of $threads: `cargo test` runs the binaries one
 # after another, so each binary's longest model ends it alone on one core.
 if [ "$#" -eq 0 ] && cargo nextest --version >/dev/null 2>&1; then
-    exec cargo nextest run -p leasehold-loom-tests --release \
+    exec cargo nextest run -p leasehold-loom-tests --features models --release \
         --target-dir target/loom -j "$threads" --no-fail-fast
 fi
-cargo test -p leasehold-loom-tests --release --target-dir target/loom -- --test-threads="$threads" "$@"
+cargo test -p leasehold-loom-tests --features models --release --target-dir target/loom -- --test-threads="$threads" "$@"

@@ -4,7 +4,8 @@
 
 use crate::figures::ConnTally;
 use crate::reactor::Watch;
-use leasehold_policies::{Item, State};
+use leasehold_policies::unstable::Item;
+use leasehold_policies::State;
 use std::panic::Location;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;

@@ -5,7 +5,8 @@
 use crate::connector::Connector;
 use crate::pool::Pool;
 use crate::shared::EntryOf;
-use leasehold_policies::{Core, Held, Policy, State, Strict};
+use leasehold_policies::unstable::{Core, Held};
+use leasehold_policies::{Policy, State, Strict};
 use std::borrow::Borrow;
 use std::fmt;
 use std::marker::PhantomData;

@@ -31,9 +31,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The concurrency core lives in the [`leasehold_policies`] crate (re-exported
-//! here), which knows nothing of I/O; this crate opens, hands out and closes
-//! connections on top of it.
+//! The concurrency core lives in the [`leasehold_policies`] crate, which
+//! knows nothing of I/O (its policies and stats are re-exported here); this
+//! crate opens, hands out and closes connections on top of it.
 
 #![forbid(unsafe_code)]
 
@@ -83,7 +83,7 @@ pub use figures::{Figures, Histogram, Sizing, SizingReport, DEFAULT_SAMPLE_EVERY
 pub use lease::{Lease, Leased, OwnedLease};
 pub use lease_future::LeaseFuture;
 pub use leasehold_policies::{
-    self as policies, Lax, Offlock, Policy, PoolStats, Reuse, RouteKey, State, Stats, Strict,
+    InvalidLimits, Lax, Offlock, Policy, PoolStats, Reuse, RouteKey, State, Stats, Strict,
 };
 /// The mio crate a [`Handshake`] is a source of (its `event::Source`,
 /// `Interest`, `Registry` and `Token`), at the version the pool drives.

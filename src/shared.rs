@@ -19,7 +19,8 @@ use crate::reactor::bind::{Binder, Failure, Outcome, Slot};
 use crate::reactor::breaker::{Admit, Breaker};
 use crate::reactor::dispose::Disposer;
 use crate::reactor::{Attempt, Command, Job, Remote, Watch};
-use leasehold_policies::{Acquire, Core, Grant, Held, Permit, Policy, State, Wait};
+use leasehold_policies::unstable::{Acquire, Core, Grant, Held, Permit, Wait};
+use leasehold_policies::{Policy, State};
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -88,7 +89,7 @@ pub(crate) struct Shared<C: Connector, P: Policy> {
 pub(crate) fn disposal<C: Connector>(
     disposer: Arc<Disposer<C>>,
     remote: Arc<Remote<C>>,
-) -> leasehold_policies::Disposer<EntryOf<C>> {
+) -> leasehold_policies::unstable::Disposer<EntryOf<C>> {
     Arc::new(move |entry: EntryOf<C>| retire(&disposer, &remote, entry))
 }
 

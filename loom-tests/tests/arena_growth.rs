@@ -8,7 +8,8 @@
 
 #![cfg(leasehold_loom)]
 
-use leasehold_policies::{Core, Grant, Held, Item, Limits, State, StrictCore};
+use leasehold_policies::unstable::{Core, Grant, Held, Item, Limits, StrictCore};
+use leasehold_policies::State;
 use loom::sync::Arc;
 use loom::thread;
 use std::sync::Mutex;

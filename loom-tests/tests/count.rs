@@ -26,7 +26,7 @@
 
 #![cfg(leasehold_loom)]
 
-use leasehold_policies::{CountPart, CountSum};
+use leasehold_policies::unstable::{CountPart, CountSum};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 

@@ -21,7 +21,7 @@
 #![cfg(leasehold_loom)]
 
 use leasehold_loom_tests::Tally;
-use leasehold_policies::{DisposalQueue, PushError};
+use leasehold_policies::unstable::{DisposalQueue, PushError};
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread::{self, JoinHandle};

@@ -7,7 +7,7 @@
 #![cfg(leasehold_loom)]
 
 /// The core the models check.
-type TestCore = leasehold_policies::LaxCore<u8, models::Conn>;
+type TestCore = leasehold_policies::unstable::LaxCore<u8, models::Conn>;
 
 /// The reuse order of every core the models build.
 const REUSE: leasehold_policies::Reuse = leasehold_policies::Reuse::Fifo;

@@ -14,7 +14,7 @@
 use leasehold_loom_tests::Tally;
 
 /// The core the model checks.
-type TestCore = leasehold_policies::LaxCore<u8, support::Conn>;
+type TestCore = leasehold_policies::unstable::LaxCore<u8, support::Conn>;
 
 /// The reuse order of the core the model builds.
 const REUSE: leasehold_policies::Reuse = leasehold_policies::Reuse::Lifo;
@@ -48,7 +48,7 @@ use support::newcomer_races_a_waiter;
 /// look.
 #[test]
 fn return_goes_by_a_woken_request_before_it_looks() {
-    leasehold_policies::set_loom_pass_limit(PASS_LIMIT);
+    leasehold_policies::unstable::set_loom_pass_limit(PASS_LIMIT);
     let tally = std::sync::Arc::new(Tally::default());
     let seen = tally.clone();
     loom::model(move || seen.note(newcomer_races_a_waiter(1) > 0));

@@ -20,7 +20,7 @@
 #![cfg(leasehold_loom)]
 
 use leasehold_loom_tests::Tally;
-use leasehold_policies::Mailbox;
+use leasehold_policies::unstable::Mailbox;
 use loom::sync::Arc;
 use loom::thread::{self, JoinHandle};
 use std::sync::Mutex;

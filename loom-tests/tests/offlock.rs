@@ -10,7 +10,7 @@
 #![cfg(leasehold_loom)]
 
 /// The core the models check.
-type TestCore = leasehold_policies::OfflockCore<u8, models::Conn>;
+type TestCore = leasehold_policies::unstable::OfflockCore<u8, models::Conn>;
 
 /// The reuse order of every core the models build.
 const REUSE: leasehold_policies::Reuse = leasehold_policies::Reuse::Lifo;

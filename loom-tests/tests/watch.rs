@@ -33,7 +33,7 @@
 
 #![cfg(leasehold_loom)]
 
-use leasehold_policies::{Arming, IdleMark, WatchEvent};
+use leasehold_policies::unstable::{Arming, IdleMark, WatchEvent};
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;

@@ -53,6 +53,8 @@ impl Lax {
 /// The core of [`Lax`]: per-CPU idle shards per route.
 pub type LaxCore<K, T> = Engine<K, T, Sharded>;
 
+impl crate::sealed::Sealed for Lax {}
+
 impl Policy for Lax {
     type Core<K: RouteKey, T: Item> = LaxCore<K, T>;
     const NAME: &'static str = "lax";

@@ -15,11 +15,12 @@
 //! | [`Lax`] | exact caps; per-CPU idle shards with work stealing; barging allowed, waiters compete for returns; newcomers take at most `Lax::PASS_LIMIT` connections ahead of the oldest |
 //! | [`Offlock`] | exact caps; one independent segment per route, FIFO within it; routes share only the total cap; closes never on a caller's thread |
 //!
-//! # Writing a policy
-//!
-//! Implement [`Core`] for your data structure and [`Policy`] for a marker
-//! type naming it. The conformance suite of `leasehold` (its `tests/`
-//! directory) states the invariants a core must keep.
+//! The three policies are the only ones: [`Policy`] and the traits of the
+//! core behind it are sealed, since the pool relies on the invariants that
+//! leasehold's conformance suite (its `tests/` directory) and the loom
+//! models check for these implementations. The core's plumbing, which
+//! `leasehold` builds on, sits in a hidden module without a semver
+//! promise.
 //!
 //! # Safety and correctness
 //!
@@ -49,22 +50,42 @@ mod types;
 mod waiter;
 mod watch;
 
-pub use count::{CountPart, CountSum};
-pub use dispose::{DisposalQueue, PushError};
-#[cfg(leasehold_loom)]
-#[doc(hidden)]
-pub use engine::set_loom_pass_limit;
-pub use engine::{Engine, EngineWaiter, Fair, Flavor, Segmented, Sharded};
-pub use lax::{Lax, LaxCore};
-pub use mailbox::Mailbox;
-pub use offlock::{Offlock, OfflockCore};
-pub use strict::{Strict, StrictCore, StrictWaiter};
-pub use types::{
-    Acquire, Disposer, Grant, Held, InvalidLimits, Item, Limits, Permit, PoolStats, Reuse,
-    RouteKey, State, Stats, Wait, MAX_CAPACITY,
-};
-pub use watch::{Arming, IdleMark, WatchEvent};
+pub use lax::Lax;
+pub use offlock::Offlock;
+pub use strict::Strict;
+pub use types::{InvalidLimits, PoolStats, Reuse, RouteKey, State, Stats};
 
+/// The core's plumbing: the engine, its waiters, the grants and permits it
+/// hands out and the queues and marks the pool's event loop shares with
+/// it. `leasehold` builds on these, and the loom models drive them
+/// directly; they follow leasehold's needs, with no semver promise of
+/// their own.
+#[doc(hidden)]
+pub mod unstable {
+    pub use crate::count::{CountPart, CountSum};
+    pub use crate::dispose::{DisposalQueue, PushError};
+    #[cfg(leasehold_loom)]
+    pub use crate::engine::set_loom_pass_limit;
+    pub use crate::engine::{Engine, EngineWaiter, Fair, Flavor, Segmented, Sharded};
+    pub use crate::lax::LaxCore;
+    pub use crate::mailbox::Mailbox;
+    pub use crate::offlock::OfflockCore;
+    pub use crate::strict::{StrictCore, StrictWaiter};
+    pub use crate::types::{
+        Acquire, Disposer, Grant, Held, Item, Limits, Permit, Wait, MAX_CAPACITY,
+    };
+    pub use crate::watch::{Arming, IdleMark, WatchEvent};
+    pub use crate::{Core, Waiting};
+}
+
+/// Keeps [`Policy`], [`Core`] and [`Waiting`] to the implementations of
+/// this crate: the pool relies on the contracts the conformance suite and
+/// the loom models check for these, and no other.
+mod sealed {
+    pub trait Sealed {}
+}
+
+use crate::types::{Acquire, Disposer, Grant, Held, Item, Limits, Permit, Wait};
 use std::fmt;
 use std::task::Waker;
 
@@ -72,7 +93,7 @@ use std::task::Waker;
 ///
 /// The strategy-as-type-parameter shape lets `Pool<C, P = Strict>` pick its
 /// policy at compile time, with no dynamic dispatch on the hot path.
-pub trait Policy: Send + Sync + fmt::Debug + 'static {
+pub trait Policy: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     /// The policy's data structure for routes `K` and items `T`.
     type Core<K: RouteKey, T: Item>: Core<K, T>;
 
@@ -86,7 +107,7 @@ pub trait Policy: Send + Sync + fmt::Debug + 'static {
 }
 
 /// A queued request, as handed out by [`Core::acquire`].
-pub trait Waiting: Send + Unpin + fmt::Debug {
+pub trait Waiting: sealed::Sealed + Send + Unpin + fmt::Debug {
     /// Takes the grant if the request has been served. Returns `None` while
     /// it waits, and after the grant was taken.
     fn try_take(&mut self) -> Option<Grant>;
@@ -114,7 +135,9 @@ pub trait Waiting: Send + Unpin + fmt::Debug {
 ///    request without state only stateless items;
 /// 6. a request cancelled while being served loses nothing: what it was
 ///    given goes back to the core.
-pub trait Core<K: RouteKey, T: Item>: Send + Sync + fmt::Debug + Sized + 'static {
+pub trait Core<K: RouteKey, T: Item>:
+    sealed::Sealed + Send + Sync + fmt::Debug + Sized + 'static
+{
     /// A queued request.
     type Waiter: Waiting;
 

@@ -33,6 +33,8 @@ pub struct Offlock;
 /// The core of [`Offlock`]: one segment per route.
 pub type OfflockCore<K, T> = Engine<K, T, Segmented>;
 
+impl crate::sealed::Sealed for Offlock {}
+
 impl Policy for Offlock {
     type Core<K: RouteKey, T: Item> = OfflockCore<K, T>;
     const NAME: &'static str = "offlock";

@@ -27,9 +27,11 @@ pub struct Strict;
 /// The core of [`Strict`]: per-CPU idle shards per route.
 pub type StrictCore<K, T> = Engine<K, T, Fair>;
 
-/// A request queued in a [`StrictCore`], a [`LaxCore`](crate::LaxCore) or an
-/// [`OfflockCore`](crate::OfflockCore).
+/// A request queued in a [`StrictCore`], a [`LaxCore`](crate::lax::LaxCore) or an
+/// [`OfflockCore`](crate::offlock::OfflockCore).
 pub type StrictWaiter<K, T> = EngineWaiter<K, T>;
+
+impl crate::sealed::Sealed for Strict {}
 
 impl Policy for Strict {
     type Core<K: RouteKey, T: Item> = StrictCore<K, T>;

@@ -278,7 +278,7 @@ impl Held {
     /// the core must not touch the item except through it, because
     /// [`Core::item_mut`](crate::Core::item_mut) hands out `&mut` to the item
     /// on its strength.
-    pub unsafe fn new(token: usize, owner: usize) -> Self {
+    pub(crate) unsafe fn new(token: usize, owner: usize) -> Self {
         Self { token, owner }
     }
 
@@ -316,7 +316,7 @@ impl Permit {
     /// # Safety
     /// Core `owner` must reserve place `token` for this permit alone: the
     /// item passed to `Core::connected` with it is written there.
-    pub unsafe fn new(token: usize, owner: usize, state: Option<State>) -> Self {
+    pub(crate) unsafe fn new(token: usize, owner: usize, state: Option<State>) -> Self {
         Self {
             token,
             owner,

@@ -32,7 +32,8 @@ pub use histogram::Histogram;
 pub use sizing::{Sizing, SizingReport};
 
 use crate::entry::Health;
-use leasehold_policies::{CountPart, CountSum, Stats};
+use leasehold_policies::unstable::{CountPart, CountSum};
+use leasehold_policies::Stats;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::Hash;

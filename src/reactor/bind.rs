@@ -27,7 +27,8 @@
 //! [`Binder::has_waiters`].
 
 use crate::error::{Error, TlsError};
-use leasehold_policies::{Held, RouteKey, State};
+use leasehold_policies::unstable::Held;
+use leasehold_policies::{RouteKey, State};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

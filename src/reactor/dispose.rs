@@ -32,7 +32,7 @@
 
 use crate::connector::Connector;
 use crate::reactor::pool_thread::{Ended, PoolThread};
-use leasehold_policies::{DisposalQueue, PushError};
+use leasehold_policies::unstable::{DisposalQueue, PushError};
 use std::fmt;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};

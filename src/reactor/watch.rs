@@ -21,7 +21,7 @@
 //! elsewhere the narrow mode is no registration at all, and a connection
 //! used within the last period or two is not watched.
 
-use leasehold_policies::{Arming, IdleMark, WatchEvent};
+use leasehold_policies::unstable::{Arming, IdleMark, WatchEvent};
 use mio::{Registry, Token};
 use std::collections::HashMap;
 use std::fmt;

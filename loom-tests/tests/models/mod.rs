@@ -26,7 +26,7 @@
 mod support;
 
 use leasehold_loom_tests::Tally;
-use leasehold_policies::{Acquire, Core, Grant, Wait, Waiting};
+use leasehold_policies::unstable::{Acquire, Core, Grant, Wait, Waiting};
 use loom::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use loom::sync::Arc;
 use loom::thread;

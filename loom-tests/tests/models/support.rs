@@ -2,7 +2,10 @@
 //! the cores and requests they are run against. Each test binary names the
 //! core (`TestCore`) and the reuse order (`REUSE`) it checks.
 
-use leasehold_policies::{Acquire, Core, Grant, Held, Item, Limits, Permit, State, Wait, Waiting};
+use leasehold_policies::unstable::{
+    Acquire, Core, Grant, Held, Item, Limits, Permit, Wait, Waiting,
+};
+use leasehold_policies::State;
 use loom::sync::Arc;
 use loom::thread;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

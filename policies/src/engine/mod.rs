@@ -287,6 +287,8 @@ pub struct EngineWaiter<K, T> {
     _core: std::marker::PhantomData<fn() -> (K, T)>,
 }
 
+impl<K: RouteKey, T: Item> crate::sealed::Sealed for EngineWaiter<K, T> {}
+
 impl<K: RouteKey, T: Item> Waiting for EngineWaiter<K, T> {
     fn try_take(&mut self) -> Option<Grant> {
         self.node.try_take()
@@ -1107,6 +1109,8 @@ pub(crate) enum Blocked {
     /// The pool is at its total cap.
     Total,
 }
+
+impl<K: RouteKey, T: Item, F: Flavor> crate::sealed::Sealed for Engine<K, T, F> {}
 
 impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
     type Waiter = EngineWaiter<K, T>;

@@ -882,7 +882,7 @@ mod tests {
             "`LISTED` sits above the idle count"
         );
         assert!(
-            crate::MAX_CAPACITY <= IDLE_BITS as usize,
+            crate::types::MAX_CAPACITY <= IDLE_BITS as usize,
             "every idle count fits"
         );
         assert_eq!(waiters_of(WAITERS_MASK), (1 << 27) - 1);

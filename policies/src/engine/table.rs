@@ -495,8 +495,9 @@ impl<V> Drop for Table<V> {
 
 /// Which routes carry `TOTAL_WAIT`: none, or (during an episode of requests
 /// blocked by the total cap) every route, those registered during it
-/// included (their registration reads [`Self::active`] under the table's
-/// mutex, which raising and lowering hold). Kept by the one serializer that
+/// included (their registration reads the `active` flag that
+/// [`Self::raise`] is given, under the table's mutex, which raising and
+/// lowering hold). Kept by the one serializer that
 /// raises and lowers the flag (`Strict`'s and `Lax`'s, or `Offlock`'s total
 /// line).
 #[derive(Default)]

@@ -2,7 +2,9 @@
 //! (and small enough for miri): the operations the pool does not reach on
 //! its own, and the token checks.
 
-use crate::{Acquire, Core, Disposer, Grant, Held, Item, Limits, Reuse, State, StrictCore, Wait};
+use crate::strict::StrictCore;
+use crate::types::{Acquire, Disposer, Grant, Held, Item, Limits, Reuse, State, Wait};
+use crate::Core;
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
@@ -408,7 +410,8 @@ fn offlock_return_to_any_shard_is_handed_to_the_waiter() {
 
 #[test]
 fn offlock_total_line_serves_routes_in_the_order_they_blocked() {
-    use crate::{OfflockCore, Waiting};
+    use crate::offlock::OfflockCore;
+    use crate::Waiting;
     let sink = Arc::new(Mutex::new(Vec::new()));
     let log = sink.clone();
     let disposer: Disposer<Conn> = Arc::new(move |conn: Conn| log.lock().unwrap().push(conn.id));
@@ -442,7 +445,8 @@ fn offlock_total_line_serves_routes_in_the_order_they_blocked() {
 
 #[test]
 fn offlock_route_blocked_by_the_total_keeps_its_returns() {
-    use crate::{OfflockCore, Waiting};
+    use crate::offlock::OfflockCore;
+    use crate::Waiting;
     let sink = Arc::new(Mutex::new(Vec::new()));
     let log = sink.clone();
     let disposer: Disposer<Conn> = Arc::new(move |conn: Conn| log.lock().unwrap().push(conn.id));
@@ -491,14 +495,16 @@ impl std::task::Wake for CountWakes {
     }
 }
 
-fn lax_core(max: usize) -> crate::LaxCore<&'static str, Conn> {
-    crate::LaxCore::new(Limits::new(max, max), Arc::new(|_| {}))
+fn lax_core(max: usize) -> crate::lax::LaxCore<&'static str, Conn> {
+    crate::lax::LaxCore::new(Limits::new(max, max), Arc::new(|_| {}))
 }
 
 /// A `lax_core(1)` whose only connection (id 1) was leased on route "a",
 /// then returned past a request of "a" queued meanwhile with `waker`: the
 /// core, and that request.
-fn lax_waiter_behind_a_return(waker: &Waker) -> (crate::LaxCore<&'static str, Conn>, LaxWaiter) {
+fn lax_waiter_behind_a_return(
+    waker: &Waker,
+) -> (crate::lax::LaxCore<&'static str, Conn>, LaxWaiter) {
     let core = lax_core(1);
     let held = lease(&core, "a", None, 1);
     let Acquire::Queued(waiter) = core.acquire(&"a", None, Wait::Queue, waker) else {
@@ -591,13 +597,13 @@ fn lax_request_woken_after_one_gave_up_unlooked() {
     assert_eq!(core.route_stats(&"a").idle, 1);
 }
 
-type LaxWaiter = <crate::LaxCore<&'static str, Conn> as Core<&'static str, Conn>>::Waiter;
+type LaxWaiter = <crate::lax::LaxCore<&'static str, Conn> as Core<&'static str, Conn>>::Waiter;
 
 /// Newcomers lease route "a"'s one connection and give it back until
 /// `waiter`, which never looks itself, is handed it: how many got it first,
 /// and the connection.
 fn overtaken_until_handed(
-    core: &crate::LaxCore<&'static str, Conn>,
+    core: &crate::lax::LaxCore<&'static str, Conn>,
     waiter: &mut LaxWaiter,
 ) -> (usize, Held) {
     let mut overtaken = 0;
