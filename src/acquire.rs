@@ -1,11 +1,11 @@
 //! Acquiring a connection: one state machine, [`Request`], that blocking and
 //! async callers drive alike, so that both wait in the same policy queues and
-//! lanes under the same rules.
+//! groups under the same rules.
 //!
 //! A request never blocks inside [`Request::poll`]: it asks the core, takes
-//! what it is given, starts a connect or joins a lane, and when it has to
+//! what it is given, starts a connect or joins a group, and when it has to
 //! wait it leaves the caller's waker wherever the answer will come from
-//! (the core's waiter node, its lane's slot) and reports when it wants to
+//! (the core's waiter node, its group's slot) and reports when it wants to
 //! be polled again at the latest ([`Request::wake_at`]: its deadline, or
 //! the end of its patience). A blocking caller parks until then; an async
 //! one asks the event loop for an alarm.
@@ -17,21 +17,21 @@
 //!     │                     patience ──▶ Bound(permit) ──out of patience──▶ connect
 //!     │                     connect ──ready──▶ admit ─────────────▶ checked out
 //!     │                             ──pending──▶ Bound ◀──────────┘
-//!   Bound ──lane's connection / an idle one / failure / deadline──▶ done
+//!   Bound ──group's connection / an idle one / failure / deadline──▶ done
 //! ```
 //!
 //! Dropping a request (a cancelled future) at any step gives back whatever
 //! it holds: a grant from the core goes back to the core (to the next waiter
-//! or to idle), a lane slot is left (a connection handed to it meanwhile
+//! or to idle), a group slot is left (a connection handed to it meanwhile
 //! goes on), a permit is returned. Nothing is lost and nobody waits for a
 //! request that is gone.
 
 use crate::connector::{Connector, Progress};
 use crate::error::Error;
 use crate::figures::Asked;
-use crate::reactor::bind::{Join, Outcome, Slot};
+use crate::reactor::bind::{Join, Joining, Outcome, WaitCell};
 use crate::reactor::breaker::Admit;
-use crate::reactor::Command;
+use crate::reactor::LoopCommand;
 use crate::shared::{CoreOf, EntryOf, Shared};
 use leasehold_policies::unstable::{Acquire, Core, Grant, Held, Permit, Wait, Waiting};
 use leasehold_policies::{Policy, State};
@@ -53,10 +53,10 @@ enum Step<C: Connector, P: Policy> {
     Granted(Grant),
     /// Queued in the core for a connection or capacity.
     Queued(WaiterOf<C, P>),
-    /// Waiting in its lane for a connection: a connect's, or an idle one
+    /// Waiting in its group for a connection: a connect's, or an idle one
     /// found by a probe of the core.
     Bound {
-        slot: Arc<Slot>,
+        slot: Arc<WaitCell>,
         /// Held while the request waits out its patience; used to start a
         /// connect when the patience runs out, given back otherwise.
         permit: Option<Permit>,
@@ -357,8 +357,8 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             }
         }
         // Nothing to adopt and nothing to wait for: connect at once. Under
-        // `max_connecting` every connect is counted in its lane first (the
-        // lane's lock decides who may start one), or requests missing at
+        // `max_connecting` every connect is counted in its group first (the
+        // group's lock decides who may start one), or requests missing at
         // the same instant would all start one before any was counted.
         if !shared.binder.has_connects()
             && shared.config.patience.is_none()
@@ -372,14 +372,19 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             .patience
             .filter(|_| shared.core.route_stats(self.route).leased > 0);
         // A request that connects at once counts its connect as it joins,
-        // under the lane's lock, so that `max_connecting` holds however
+        // under the group's lock, so that `max_connecting` holds however
         // many requests miss at the same instant.
         let cap = shared.config.max_connecting;
-        let Some((slot, join)) =
-            shared
-                .binder
-                .join(self.route, self.state, waker, true, patience.is_none(), cap)
-        else {
+        let Some((slot, join)) = shared.binder.join(
+            self.route,
+            self.state,
+            waker,
+            Joining {
+                may_adopt: true,
+                connect_now: patience.is_none(),
+            },
+            cap,
+        ) else {
             shared.core.connect_failed(permit);
             return Next::Ready(Err(Error::Closed));
         };
@@ -401,14 +406,23 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         }
     }
 
-    /// Waits in the lane for the probe of a route that is down: for its
+    /// Waits in the group for the probe of a route that is down: for its
     /// connection, its failure, or the word to start over once the route
     /// is up. If the probe ended before the request joined, it starts over
     /// at once.
     fn await_probe(&mut self, waker: &Waker) -> Next<C, P> {
         let shared = self.shared;
         let (route, state) = (self.route, self.state);
-        let Some((slot, _)) = shared.binder.join(route, state, waker, false, false, None) else {
+        let Some((slot, _)) = shared.binder.join(
+            route,
+            state,
+            waker,
+            Joining {
+                may_adopt: false,
+                connect_now: false,
+            },
+            None,
+        ) else {
             return Next::Ready(Err(Error::Closed));
         };
         if !shared.breaker.probing(route) {
@@ -421,14 +435,14 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
 
     /// Starts a connect on this thread (connectors never block in
     /// `connect`); one that is not done at once goes to the event loop,
-    /// and the request waits in its lane. A request already in its lane
+    /// and the request waits in its group. A request already in its group
     /// (`slot`) joined it with this connect counted (or reserved it under
     /// `max_connecting`); one not there yet joins once the connect is
     /// under way.
     fn connect(
         &mut self,
         permit: Permit,
-        slot: Option<Arc<Slot>>,
+        slot: Option<Arc<WaitCell>>,
         waker: &Waker,
         probe: bool,
     ) -> Next<C, P> {
@@ -457,7 +471,16 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             Ok(Progress::Pending(job)) => {
                 let slot = match slot {
                     Some(slot) => slot,
-                    None => match shared.binder.join(route, state, waker, false, true, None) {
+                    None => match shared.binder.join(
+                        route,
+                        state,
+                        waker,
+                        Joining {
+                            may_adopt: false,
+                            connect_now: true,
+                        },
+                        None,
+                    ) {
                         Some((slot, _)) => slot,
                         None => {
                             shared.abandon_uncounted(job);
@@ -465,7 +488,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
                         }
                     },
                 };
-                shared.submit(Command::Connect(job));
+                shared.submit(LoopCommand::Connect(job));
                 self.bound(slot, None, None, self.deadline(), waker)
             }
             Err(e) => {
@@ -478,11 +501,11 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         }
     }
 
-    /// Waits in the lane: for a connection handed to `slot`, an idle one
+    /// Waits in the group: for a connection handed to `slot`, an idle one
     /// (a probe of the core, made on every poll), a failure, or `until`.
     fn bound(
         &mut self,
-        slot: Arc<Slot>,
+        slot: Arc<WaitCell>,
         permit: Option<Permit>,
         probe: Option<WaiterOf<C, P>>,
         until: Option<Instant>,
@@ -543,7 +566,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
                     Admit::Connect => self.connect(permit, Some(slot), waker, false),
                     Admit::Probe => self.connect(permit, Some(slot), waker, true),
                     Admit::Wait => {
-                        // Still in the lane: the probe's end reaches it.
+                        // Still in the group: the probe's end reaches it.
                         shared.core.connect_failed(permit);
                         let until = self.deadline();
                         self.bound(slot, None, None, until, waker)
@@ -563,7 +586,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         }
     }
 
-    /// Looks for an idle connection of the lane: asks the core without
+    /// Looks for an idle connection of the group: asks the core without
     /// queueing, or looks at the answer to an earlier ask. `Break`: one was
     /// found. `Continue`: none, with the ask still unanswered if so (its
     /// waker registered).
@@ -598,12 +621,12 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         }
     }
 
-    /// What a lane's outcome means for the request; `None` while waiting.
+    /// What a group's outcome means for the request; `None` while waiting.
     fn given(&mut self, outcome: Outcome) -> Option<Next<C, P>> {
         match outcome {
             Outcome::Waiting => None,
             Outcome::Conn(held) => {
-                // Handed over, and out of the lane: a return's wake-up this
+                // Handed over, and out of the group: a return's wake-up this
                 // request took goes on to the next waiter.
                 self.shared.pass_on(self.route, self.state);
                 Some(self.checked(held))
@@ -615,7 +638,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
     }
 
     /// The idle connection a probe found, if any. Capacity it was granted
-    /// instead goes back: the lane's connect in flight covers the request.
+    /// instead goes back: the group's connect in flight covers the request.
     fn idle_from(&self, grant: Grant) -> Option<Held> {
         match grant {
             Grant::Conn(held) => Some(held),

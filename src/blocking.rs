@@ -110,7 +110,7 @@ impl<R: RouteKey, T: Send + 'static> Connector for BlockingConnector<R, T> {
     fn connect(&self, route: &R) -> io::Result<Progress<T, BlockingHandshake<T>>> {
         let (wake, listen) = UnixStream::pair()?;
         listen.set_nonblocking(true)?;
-        let slot = Arc::new(Mutex::new(Slot::Waiting));
+        let slot = Arc::new(Mutex::new(ResultCell::Waiting));
         let connect = Arc::clone(&self.connect);
         let route = route.clone();
         let job_slot = Arc::clone(&slot);
@@ -124,7 +124,7 @@ impl<R: RouteKey, T: Send + 'static> Connector for BlockingConnector<R, T> {
 }
 
 /// Where a connect's result waits for its handshake.
-enum Slot<T> {
+enum ResultCell<T> {
     Waiting,
     Done(io::Result<T>),
     /// The handshake is gone: nobody will take a result.
@@ -137,19 +137,24 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// One connect, on a worker: skipped if abandoned already, its connection
 /// dropped if abandoned meanwhile.
-fn run<R, T>(connect: &ConnectFn<R, T>, route: &R, slot: &Mutex<Slot<T>>, mut wake: UnixStream) {
-    if matches!(*lock(slot), Slot::Abandoned) {
+fn run<R, T>(
+    connect: &ConnectFn<R, T>,
+    route: &R,
+    slot: &Mutex<ResultCell<T>>,
+    mut wake: UnixStream,
+) {
+    if matches!(*lock(slot), ResultCell::Abandoned) {
         return;
     }
     let result = crate::unwind::guarded("the blocking connect", || connect(route))
         .unwrap_or_else(|| Err(io::Error::other("the blocking connect panicked")));
     let mut slot = lock(slot);
-    if matches!(*slot, Slot::Abandoned) {
+    if matches!(*slot, ResultCell::Abandoned) {
         drop(slot);
         drop(result);
         return;
     }
-    *slot = Slot::Done(result);
+    *slot = ResultCell::Done(result);
     drop(slot);
     // The handshake may be gone by now; then nobody listens.
     let _ = wake.write_all(&[1]);
@@ -158,17 +163,17 @@ fn run<R, T>(connect: &ConnectFn<R, T>, route: &R, slot: &Mutex<Slot<T>>, mut wa
 /// A connect running on a [`BlockingConnector`]'s thread; the event loop
 /// hears of its end through a socket pair.
 pub struct BlockingHandshake<T> {
-    slot: Arc<Mutex<Slot<T>>>,
+    slot: Arc<Mutex<ResultCell<T>>>,
     listen: mio::net::UnixStream,
 }
 
 impl<T> fmt::Debug for BlockingHandshake<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &*lock(&self.slot) {
-            Slot::Waiting => "waiting",
-            Slot::Done(Ok(_)) => "connected",
-            Slot::Done(Err(_)) => "failed",
-            Slot::Abandoned => "abandoned",
+            ResultCell::Waiting => "waiting",
+            ResultCell::Done(Ok(_)) => "connected",
+            ResultCell::Done(Err(_)) => "failed",
+            ResultCell::Abandoned => "abandoned",
         };
         f.debug_struct("BlockingHandshake")
             .field("state", &state)
@@ -213,18 +218,18 @@ impl<T: Send + 'static> Handshake for BlockingHandshake<T> {
 
     fn advance(&mut self) -> io::Result<Option<T>> {
         let mut slot = lock(&self.slot);
-        match std::mem::replace(&mut *slot, Slot::Abandoned) {
-            Slot::Done(result) => {
+        match std::mem::replace(&mut *slot, ResultCell::Abandoned) {
+            ResultCell::Done(result) => {
                 drop(slot);
                 // The wake-up byte is spent; there is no other.
                 let _ = self.listen.read(&mut [0; 1]);
                 result.map(Some)
             }
-            Slot::Waiting => {
-                *slot = Slot::Waiting;
+            ResultCell::Waiting => {
+                *slot = ResultCell::Waiting;
                 Ok(None)
             }
-            Slot::Abandoned => Err(io::Error::other(
+            ResultCell::Abandoned => Err(io::Error::other(
                 "the blocking connect has handed its connection over",
             )),
         }
@@ -235,7 +240,7 @@ impl<T> Drop for BlockingHandshake<T> {
     fn drop(&mut self) {
         // A result not taken (a timed-out connect that finished since) is
         // dropped here; one still to come is dropped by its worker.
-        let _ = std::mem::replace(&mut *lock(&self.slot), Slot::Abandoned);
+        let _ = std::mem::replace(&mut *lock(&self.slot), ResultCell::Abandoned);
     }
 }
 

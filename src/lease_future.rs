@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::lease::Lease;
 use crate::pool::Pool;
 use crate::reactor::alarm::Alarm;
-use crate::reactor::Command;
+use crate::reactor::LoopCommand;
 use leasehold_policies::{Policy, Strict};
 use std::fmt;
 use std::future::Future;
@@ -69,7 +69,7 @@ impl<'a: 'r, 'r, C: Connector, P: Policy> LeaseFuture<'a, 'r, C, P> {
             _ => {
                 let alarm = Arc::new(Alarm::new(at, waker));
                 let shared = self.pool.shared();
-                let command = Command::Alarm(Arc::downgrade(&alarm));
+                let command = LoopCommand::Alarm(Arc::downgrade(&alarm));
                 // The loop turns at least once a route sweep period: an
                 // alarm due later than two of those reaches it in time
                 // without a wake-up (the default acquire timeout, 30 s).

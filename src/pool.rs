@@ -16,7 +16,7 @@ use crate::hooks::Hooks;
 use crate::lease::{Lease, OwnedLease};
 use crate::lease_future::LeaseFuture;
 use crate::reactor::pool_thread::PoolThread;
-use crate::reactor::{self, dispose::Disposer, Reactor};
+use crate::reactor::{self, dispose::DisposalService, Reactor};
 use crate::shared::{disposal, CoreOf, Shared};
 use leasehold_policies::unstable::{Core, Limits, Wait};
 use leasehold_policies::{Policy, PoolStats, State, Stats, Strict};
@@ -138,7 +138,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
         hooks: Hooks<C::Conn>,
     ) -> std::io::Result<Self> {
         let connector = Arc::new(connector);
-        let disposer = Arc::new(Disposer::new(connector.clone(), config.disposal)?);
+        let disposer = Arc::new(DisposalService::new(connector.clone(), config.disposal)?);
         let (poll, remote) = reactor::channel::<C>()?;
         let remote = Arc::new(remote);
         let core =

@@ -15,10 +15,10 @@ use crate::entry::{Counters, Entry, LeakCheck};
 use crate::error::{Error, Unavailable};
 use crate::figures::{Asked, Figures, Registry};
 use crate::hooks::Hooks;
-use crate::reactor::bind::{Binder, Failure, Outcome, Slot};
+use crate::reactor::bind::{Binder, Failure, Outcome, WaitCell};
 use crate::reactor::breaker::{Admit, Breaker};
-use crate::reactor::dispose::Disposer;
-use crate::reactor::{Attempt, Command, Job, Remote, Watch};
+use crate::reactor::dispose::DisposalService;
+use crate::reactor::{Attempt, Job, LoopCommand, Remote, Watch};
 use leasehold_policies::unstable::{Acquire, Core, Grant, Held, Permit, Wait};
 use leasehold_policies::{Policy, State};
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
@@ -74,7 +74,7 @@ fn yield_before_queuing(state: Option<&State>, mode: Wait) -> Instant {
 pub(crate) struct Shared<C: Connector, P: Policy> {
     pub(crate) core: CoreOf<C, P>,
     pub(crate) connector: Arc<C>,
-    pub(crate) disposer: Arc<Disposer<C>>,
+    pub(crate) disposer: Arc<DisposalService<C>>,
     pub(crate) config: Config<C::Route>,
     pub(crate) binder: Binder<C::Route>,
     pub(crate) breaker: Breaker<C::Route>,
@@ -87,7 +87,7 @@ pub(crate) struct Shared<C: Connector, P: Policy> {
 
 /// Where the core sends the connections it is done with: [`retire`].
 pub(crate) fn disposal<C: Connector>(
-    disposer: Arc<Disposer<C>>,
+    disposer: Arc<DisposalService<C>>,
     remote: Arc<Remote<C>>,
 ) -> leasehold_policies::unstable::Disposer<EntryOf<C>> {
     Arc::new(move |entry: EntryOf<C>| retire(&disposer, &remote, entry))
@@ -95,11 +95,11 @@ pub(crate) fn disposal<C: Connector>(
 
 /// Closes a connection the pool is done with: the watch on its socket is
 /// dropped first, then the closer takes it.
-fn retire<C: Connector>(disposer: &Disposer<C>, remote: &Remote<C>, entry: EntryOf<C>) {
+fn retire<C: Connector>(disposer: &DisposalService<C>, remote: &Remote<C>, entry: EntryOf<C>) {
     if let Some(watch) = &entry.watch {
         watch.drop_duplicate();
         // Given back once the loop stopped: it watches nothing then.
-        let _ = remote.post(Command::Forget(watch.token));
+        let _ = remote.post(LoopCommand::Forget(watch.token));
     }
     if let Some(conn) = entry.conn {
         disposer.dispose(conn);
@@ -110,7 +110,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
     pub(crate) fn new(
         core: CoreOf<C, P>,
         connector: Arc<C>,
-        disposer: Arc<Disposer<C>>,
+        disposer: Arc<DisposalService<C>>,
         config: Config<C::Route>,
         hooks: Hooks<C::Conn>,
         remote: Arc<Remote<C>>,
@@ -240,19 +240,19 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         }
     }
 
-    /// Leaves a lane; a connection handed over meanwhile goes on to the
-    /// next waiter or back to the pool, and the lane's next waiter gets the
+    /// Leaves a group; a connection handed over meanwhile goes on to the
+    /// next waiter or back to the pool, and the group's next waiter gets the
     /// wake-up this request may have taken (see [`pass_on`](Self::pass_on)).
-    pub(crate) fn leave(&self, route: &C::Route, state: Option<&State>, slot: &Arc<Slot>) {
+    pub(crate) fn leave(&self, route: &C::Route, state: Option<&State>, slot: &Arc<WaitCell>) {
         if let Outcome::Conn(held) = self.binder.leave(route, state, slot) {
             self.give_back(held, true);
         }
         self.pass_on(route, state);
     }
 
-    /// Wakes the first request still waiting in the lane of `route` and
+    /// Wakes the first request still waiting in the group of `route` and
     /// `state`, for a request that is done waiting there. A return wakes
-    /// the lane's first waiter; when two returns come before that waiter
+    /// the group's first waiter; when two returns come before that waiter
     /// runs, both wake it, it takes one connection, and without this the
     /// other would sit idle while the next waiter sleeps until a connect
     /// ends or its deadline comes. At worst this wakes a waiter that finds
@@ -322,7 +322,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                 return Some(held);
             };
             // Given back once the loop stopped: no lease is checked then.
-            let _ = self.remote.post(Command::Leak(LeakCheck {
+            let _ = self.remote.post(LoopCommand::Leak(LeakCheck {
                 at: due,
                 taken: now,
                 leases: leases.clone(),
@@ -431,7 +431,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                 if let Some(watch) = watch {
                     // Given back once the loop stopped: the socket goes
                     // unwatched, as every other does then.
-                    let _ = self.remote.send(Command::Watch(watch));
+                    let _ = self.remote.send(LoopCommand::Watch(watch));
                 }
                 Ok(held)
             }
@@ -454,7 +454,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         None
     }
 
-    /// The event loop finished a connect begun at `started`: the lane's
+    /// The event loop finished a connect begun at `started`: the group's
     /// first waiter gets the connection, or the pool does.
     pub(crate) fn connected(
         &self,
@@ -475,7 +475,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         self.route_up(&route);
     }
 
-    /// A permit for one more connect for the lane of `route` and `state`,
+    /// A permit for one more connect for the group of `route` and `state`,
     /// if requests wait there uncovered (their connects were held back by
     /// `max_connecting`).
     pub(crate) fn refill(&self, route: &C::Route, state: Option<&State>) -> Option<Permit> {
@@ -492,7 +492,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
 
     /// Capacity for one more connection to `route` in `state`, taken
     /// without queueing. An idle connection found instead goes back to the
-    /// pool (which wakes a lane waiting for one). `None` if neither is free.
+    /// pool (which wakes a group waiting for one). `None` if neither is free.
     fn spare_permit(&self, route: &C::Route, state: Option<&State>) -> Option<Permit> {
         let grant = match self.core.acquire(route, state, Wait::Never, Waker::noop()) {
             Acquire::Ready(grant) => Some(grant),
@@ -552,7 +552,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         self.abandon_uncounted(job);
     }
 
-    /// Drops a connect not counted in its lane.
+    /// Drops a connect not counted in its group.
     pub(crate) fn abandon_uncounted(&self, job: Job<C>) {
         if job.attempt.probe {
             self.breaker.probe_ended(&job.route);
@@ -563,13 +563,13 @@ impl<C: Connector, P: Policy> Shared<C, P> {
     /// Abandons a command the loop will not run (it has stopped): a
     /// connect's capacity goes back. A watch, a forget or a leak check is
     /// dropped: the stopped loop watches and times nothing any more.
-    pub(crate) fn abandon_command(&self, command: Command<C>) {
-        if let Command::Connect(job) = command {
+    pub(crate) fn abandon_command(&self, command: LoopCommand<C>) {
+        if let LoopCommand::Connect(job) = command {
             self.abandon(job);
         }
     }
 
-    pub(crate) fn submit(&self, command: Command<C>) {
+    pub(crate) fn submit(&self, command: LoopCommand<C>) {
         if let Err(command) = self.remote.send(command) {
             self.abandon_command(command);
         }
@@ -665,7 +665,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         if self.config.min_idle_per_route > 0 {
             for (route, _) in self.core.stats().routes {
                 // Each route once: the permits below are not yet counted in
-                // its lane, so a second pass would warm it twice.
+                // its group, so a second pass would warm it twice.
                 if !routes.contains(&route) {
                     routes.push(route);
                 }

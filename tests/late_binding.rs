@@ -134,7 +134,7 @@ fn max_connecting_holds_a_burst_to_few_connects<P: Policy>() {
     let stats = pool.route_stats(&addr);
     // The first connect, then one more each time one completes while
     // requests still wait: returns serve most of the burst (a return's
-    // wake-up that reaches a waiter about to leave the lane is passed on
+    // wake-up that reaches a waiter about to leave the group is passed on
     // to the next); one connect per miss would be ten.
     assert!(
         stats.created + stats.connecting as u64 <= 5,

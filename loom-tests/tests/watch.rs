@@ -1,4 +1,4 @@
-//! Loom models of [`IdleMark`], the word an event loop and a connection's
+//! Loom models of [`LeaseMark`], the word an event loop and a connection's
 //! leaseholders share so that the loop watches a connection's traffic only
 //! while it is idle, and a connection the peer closed is never lent out
 //! again once the loop has seen the close.
@@ -24,7 +24,7 @@
 //! (it wipes out a `DOOMED` the loop set in between, and the closed
 //! connection is kept; or it brings back an `ARMED` the loop cleared, and
 //! the loop no longer watching its bytes vouches for it), shown by editing
-//! `IdleMark::release` so; a loop that dooms a leased connection without
+//! `LeaseMark::release` so; a loop that dooms a leased connection without
 //! a compare-and-swap (the return in between keeps it); a loop that takes
 //! a quiet probe at its word without looking at the mark again.
 //!
@@ -33,7 +33,7 @@
 
 #![cfg(leasehold_loom)]
 
-use leasehold_policies::unstable::{Arming, IdleMark, WatchEvent};
+use leasehold_policies::unstable::{Arming, LeaseMark, WatchEvent};
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
@@ -52,8 +52,8 @@ impl Socket {
 }
 
 /// An idle mark after its opener's lease, armed by the loop if `armed`.
-fn idle(armed: bool) -> IdleMark {
-    let mark = IdleMark::leased();
+fn idle(armed: bool) -> LeaseMark {
+    let mark = LeaseMark::leased();
     assert!(mark.release());
     if armed {
         assert_eq!(mark.arm(1, || true), Arming::Armed);
@@ -64,7 +64,7 @@ fn idle(armed: bool) -> IdleMark {
 /// One lease and return, with `holding` raised while the holder has the
 /// connection: whether the connection is idle and kept at the end (not
 /// taken, or taken and given back unrefused).
-fn lease_and_return(mark: &IdleMark, holding: &AtomicBool) -> bool {
+fn lease_and_return(mark: &LeaseMark, holding: &AtomicBool) -> bool {
     if !mark.lease() {
         return true; // not taken: still idle (and dead)
     }
@@ -76,13 +76,13 @@ fn lease_and_return(mark: &IdleMark, holding: &AtomicBool) -> bool {
 
 /// The loop's handling of a close: one readiness after it, and one more
 /// each time it narrows the registration; `check` is the connection's.
-fn loop_sees_close(mark: &IdleMark, check: impl Fn() -> bool) {
+fn loop_sees_close(mark: &LeaseMark, check: impl Fn() -> bool) {
     while mark.readiness(&check) == WatchEvent::Leased {}
 }
 
 /// The end of an execution with a close: a connection still idle (kept)
 /// is marked dead.
-fn closed_end(mark: &IdleMark, kept: bool) {
+fn closed_end(mark: &LeaseMark, kept: bool) {
     if kept {
         assert!(mark.is_dead(), "a closed connection is idle and unmarked");
     }

@@ -36,10 +36,11 @@
 
 mod arena;
 mod count;
-mod dispose;
+mod disposal_queue;
 mod engine;
 mod grow;
 mod lax;
+mod lease_mark;
 mod mailbox;
 mod offlock;
 mod reclaim;
@@ -48,7 +49,6 @@ mod strict;
 mod sync;
 mod types;
 mod waiter;
-mod watch;
 
 pub use lax::Lax;
 pub use offlock::Offlock;
@@ -63,18 +63,18 @@ pub use types::{InvalidLimits, PoolStats, Reuse, RouteKey, State, Stats};
 #[doc(hidden)]
 pub mod unstable {
     pub use crate::count::{CountPart, CountSum};
-    pub use crate::dispose::{DisposalQueue, PushError};
+    pub use crate::disposal_queue::{DisposalQueue, PushError};
     #[cfg(leasehold_loom)]
     pub use crate::engine::set_loom_pass_limit;
     pub use crate::engine::{Engine, EngineWaiter, Fair, Flavor, Segmented, Sharded};
     pub use crate::lax::LaxCore;
+    pub use crate::lease_mark::{Arming, LeaseMark, WatchEvent};
     pub use crate::mailbox::Mailbox;
     pub use crate::offlock::OfflockCore;
     pub use crate::strict::{StrictCore, StrictWaiter};
     pub use crate::types::{
         Acquire, Disposer, Grant, Held, Item, Limits, Permit, Wait, MAX_CAPACITY,
     };
-    pub use crate::watch::{Arming, IdleMark, WatchEvent};
     pub use crate::{Core, Waiting};
 }
 

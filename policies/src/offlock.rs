@@ -7,13 +7,13 @@ use crate::{Item, Policy, RouteKey};
 /// The isolation policy: each route is a segment of its own.
 ///
 /// * Each route has its own idle connections (in per-CPU shards, as under
-///   [`Strict`](crate::Strict)), FIFO line of waiting requests, counters and
+///   [`Strict`](crate::Strict)), FIFO queue of waiting requests, counters and
 ///   serializer; the only state routes share is the total cap.
 ///   A route whose requests queue, whose connections are slow to close or
 ///   that churns through connections does not slow requests of another.
 /// * Within a route, as [`Strict`](crate::Strict): a request never overtakes
 ///   one queued before it, a returned connection goes to the oldest waiter.
-/// * Across routes, requests blocked by the total cap wait in a line of
+/// * Across routes, requests blocked by the total cap wait in a queue of
 ///   routes: a freed unit of the total goes to the route that blocked first,
 ///   then the next (round-robin while several stay blocked), and nobody
 ///   else takes one while routes wait there. Idle connections of other

@@ -1,27 +1,27 @@
 //! Late binding: requests waiting on connects in flight.
 //!
 //! A request that was granted capacity (a permit) starts one connect and
-//! then waits here, in the *lane* of its route and state, for whichever
+//! then waits here, in the *bind group* of its route and state, for whichever
 //! comes first:
 //!
-//! * a connection from any connect of its lane that completes (connects are
+//! * a connection from any connect of its group that completes (connects are
 //!   not bound to the request that started them: the first waiter of the
-//!   lane takes the first connection);
-//! * a connection returned to the pool: a return wakes the lane's first
+//!   group takes the first connection);
+//! * a connection returned to the pool: a return wakes the group's first
 //!   waiter, which takes the idle connection with a non-waiting acquire;
 //! * a failed connect, which fails every waiter of the route at once with
 //!   the cause;
 //! * shutdown, or its own deadline.
 //!
-//! A connect that completes after its waiter was served goes to the lane's
-//! next waiter, or back to the pool (to a queued request or to idle). A lane
+//! A connect that completes after its waiter was served goes to the group's
+//! next waiter, or back to the pool (to a queued request or to idle). A group
 //! counts its connects in flight, so a request that finds one not covered
 //! by a waiter (an *orphan*) adopts it instead of starting another: a route
 //! never has more connects in flight than waiters not yet served, except
 //! for the moment between a waiter being served by a return and its
 //! connect's completion.
 //!
-//! The lanes sit behind one mutex: they are touched only when a connect is
+//! The groups sit behind one mutex: they are touched only when a connect is
 //! started, completes or fails, and by returns while someone waits on a
 //! connect — never on the idle-hit path, which sees one relaxed load of
 //! [`Binder::has_waiters`].
@@ -112,11 +112,11 @@ pub(crate) enum Outcome {
 /// is given something. The request may register a new waker on every look
 /// (an async task moves between threads); both sit under one lock, so a
 /// look either finds the outcome or leaves a waker that the giver wakes.
-pub(crate) struct Slot {
+pub(crate) struct WaitCell {
     inner: Mutex<(Outcome, Waker)>,
 }
 
-impl Slot {
+impl WaitCell {
     fn new(waker: &Waker) -> Self {
         Self {
             inner: Mutex::new((Outcome::Waiting, waker.clone())),
@@ -160,23 +160,35 @@ pub(crate) fn wake(waker: &Waker) {
     crate::unwind::guarded("a task's waker", || waker.wake_by_ref());
 }
 
-impl fmt::Debug for Slot {
+impl fmt::Debug for WaitCell {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Slot")
+        f.debug_struct("WaitCell")
             .field("outcome", &lock(&self.inner).0)
             .finish()
     }
 }
 
+/// How a request joins its group.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Joining {
+    /// Instead of starting a connect, it may adopt one in flight that no
+    /// request waits on, or wait when `max_connecting` are in flight
+    /// ([`Join::Adopt`]).
+    pub(crate) may_adopt: bool,
+    /// Where it does not adopt, it counts its connect as started now; else
+    /// it starts one later, after its patience ([`Binder::try_start`]).
+    pub(crate) connect_now: bool,
+}
+
 #[derive(Debug, Default)]
-struct Lane {
+struct BindGroup {
     /// Unserved requests, oldest first.
-    waiters: VecDeque<Arc<Slot>>,
-    /// Connects in flight for this lane.
+    waiters: VecDeque<Arc<WaitCell>>,
+    /// Connects in flight for this group.
     connecting: usize,
 }
 
-type LaneKey<K> = (K, Option<State>);
+type GroupKey<K> = (K, Option<State>);
 
 /// What a request holding a permit should do.
 #[derive(Debug, PartialEq, Eq)]
@@ -188,12 +200,12 @@ pub(crate) enum Join {
     Adopt,
 }
 
-/// The lanes of every route.
+/// The groups of every route.
 pub(crate) struct Binder<K> {
-    lanes: Mutex<HashMap<LaneKey<K>, Lane>>,
-    /// Unserved waiters over every lane.
+    groups: Mutex<HashMap<GroupKey<K>, BindGroup>>,
+    /// Unserved waiters over every group.
     waiting: AtomicUsize,
-    /// Connects in flight over every lane.
+    /// Connects in flight over every group.
     connecting: AtomicUsize,
     closed: AtomicBool,
 }
@@ -207,7 +219,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<K: RouteKey> Binder<K> {
     pub(crate) fn new() -> Self {
         Self {
-            lanes: Mutex::new(HashMap::new()),
+            groups: Mutex::new(HashMap::new()),
             waiting: AtomicUsize::new(0),
             connecting: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
@@ -232,28 +244,31 @@ impl<K: RouteKey> Binder<K> {
         route: &K,
         state: Option<&State>,
         waker: &Waker,
-        may_adopt: bool,
-        start: bool,
+        joining: Joining,
         max_connecting: Option<usize>,
-    ) -> Option<(Arc<Slot>, Join)> {
-        let mut lanes = lock(&self.lanes);
+    ) -> Option<(Arc<WaitCell>, Join)> {
+        let Joining {
+            may_adopt,
+            connect_now,
+        } = joining;
+        let mut groups = lock(&self.groups);
         if self.closed.load(Ordering::Acquire) {
             return None;
         }
-        let lane = lanes.entry((route.clone(), state.cloned())).or_default();
-        let slot = Arc::new(Slot::new(waker));
-        let orphan = lane.connecting > lane.waiters.len();
-        let at_cap = max_connecting.is_some_and(|max| lane.connecting >= max.max(1));
+        let group = groups.entry((route.clone(), state.cloned())).or_default();
+        let slot = Arc::new(WaitCell::new(waker));
+        let orphan = group.connecting > group.waiters.len();
+        let at_cap = max_connecting.is_some_and(|max| group.connecting >= max.max(1));
         let join = if may_adopt && (orphan || at_cap) {
             Join::Adopt
         } else {
-            if start {
-                lane.connecting += 1;
+            if connect_now {
+                group.connecting += 1;
                 self.connecting.fetch_add(1, Ordering::Relaxed);
             }
             Join::Connect
         };
-        lane.waiters.push_back(slot.clone());
+        group.waiters.push_back(slot.clone());
         self.waiting.fetch_add(1, Ordering::SeqCst);
         Some((slot, join))
     }
@@ -273,24 +288,24 @@ impl<K: RouteKey> Binder<K> {
         state: Option<&State>,
         max_connecting: Option<usize>,
     ) -> bool {
-        let mut lanes = lock(&self.lanes);
-        let lane = lanes.entry((route.clone(), state.cloned())).or_default();
-        if max_connecting.is_some_and(|max| lane.connecting >= max.max(1)) {
+        let mut groups = lock(&self.groups);
+        let group = groups.entry((route.clone(), state.cloned())).or_default();
+        if max_connecting.is_some_and(|max| group.connecting >= max.max(1)) {
             return false;
         }
-        lane.connecting += 1;
+        group.connecting += 1;
         self.connecting.fetch_add(1, Ordering::Relaxed);
         true
     }
 
     /// Connects in flight for `route` that serve stateless requests.
     pub(crate) fn connecting_for(&self, route: &K) -> usize {
-        lock(&self.lanes)
+        lock(&self.groups)
             .get(&(route.clone(), None))
-            .map_or(0, |lane| lane.connecting)
+            .map_or(0, |group| group.connecting)
     }
 
-    /// Whether the lane has waiters no connect in flight covers, and room
+    /// Whether the group has waiters no connect in flight covers, and room
     /// (under `max_connecting`) for another connect.
     pub(crate) fn uncovered(
         &self,
@@ -298,51 +313,51 @@ impl<K: RouteKey> Binder<K> {
         state: Option<&State>,
         max_connecting: Option<usize>,
     ) -> bool {
-        lock(&self.lanes)
+        lock(&self.groups)
             .get(&(route.clone(), state.cloned()))
-            .is_some_and(|lane| {
-                lane.waiters.len() > lane.connecting
-                    && max_connecting.is_none_or(|max| lane.connecting < max.max(1))
+            .is_some_and(|group| {
+                group.waiters.len() > group.connecting
+                    && max_connecting.is_none_or(|max| group.connecting < max.max(1))
             })
     }
 
-    /// Takes `slot` out of its lane. Returns what it was given meanwhile
+    /// Takes `slot` out of its group. Returns what it was given meanwhile
     /// (`Waiting` if nothing).
-    pub(crate) fn leave(&self, route: &K, state: Option<&State>, slot: &Arc<Slot>) -> Outcome {
-        let mut lanes = lock(&self.lanes);
+    pub(crate) fn leave(&self, route: &K, state: Option<&State>, slot: &Arc<WaitCell>) -> Outcome {
+        let mut groups = lock(&self.groups);
         let key = (route.clone(), state.cloned());
-        if let Some(lane) = lanes.get_mut(&key) {
-            if let Some(at) = lane.waiters.iter().position(|s| Arc::ptr_eq(s, slot)) {
-                lane.waiters.remove(at);
+        if let Some(group) = groups.get_mut(&key) {
+            if let Some(at) = group.waiters.iter().position(|s| Arc::ptr_eq(s, slot)) {
+                group.waiters.remove(at);
                 self.waiting.fetch_sub(1, Ordering::Relaxed);
             }
-            if lane.waiters.is_empty() && lane.connecting == 0 {
-                lanes.remove(&key);
+            if group.waiters.is_empty() && group.connecting == 0 {
+                groups.remove(&key);
             }
         }
         slot.take()
     }
 
-    /// A connect of the lane finished with `conn` (leased, as
-    /// `Core::connected` returns it): the lane's first waiter gets it.
+    /// A connect of the group finished with `conn` (leased, as
+    /// `Core::connected` returns it): the group's first waiter gets it.
     /// Returns it if nobody waits.
     pub(crate) fn completed(&self, route: &K, state: Option<&State>, conn: Held) -> Option<Held> {
-        let mut lanes = lock(&self.lanes);
+        let mut groups = lock(&self.groups);
         let key = (route.clone(), state.cloned());
-        let Some(lane) = lanes.get_mut(&key) else {
+        let Some(group) = groups.get_mut(&key) else {
             return Some(conn);
         };
-        lane.connecting = lane.connecting.saturating_sub(1);
+        group.connecting = group.connecting.saturating_sub(1);
         self.connecting.fetch_sub(1, Ordering::Relaxed);
-        let served = self.serve_first(lane, conn);
-        if lane.waiters.is_empty() && lane.connecting == 0 {
-            lanes.remove(&key);
+        let served = self.serve_first(group, conn);
+        if group.waiters.is_empty() && group.connecting == 0 {
+            groups.remove(&key);
         }
         served
     }
 
-    fn serve_first(&self, lane: &mut Lane, conn: Held) -> Option<Held> {
-        match lane.waiters.pop_front() {
+    fn serve_first(&self, group: &mut BindGroup, conn: Held) -> Option<Held> {
+        match group.waiters.pop_front() {
             Some(slot) => {
                 self.waiting.fetch_sub(1, Ordering::Relaxed);
                 slot.give(Outcome::Conn(conn));
@@ -352,15 +367,15 @@ impl<K: RouteKey> Binder<K> {
         }
     }
 
-    /// A connect of the lane ended without a connection.
+    /// A connect of the group ended without a connection.
     pub(crate) fn abandoned(&self, route: &K, state: Option<&State>) {
-        let mut lanes = lock(&self.lanes);
+        let mut groups = lock(&self.groups);
         let key = (route.clone(), state.cloned());
-        if let Some(lane) = lanes.get_mut(&key) {
-            lane.connecting = lane.connecting.saturating_sub(1);
+        if let Some(group) = groups.get_mut(&key) {
+            group.connecting = group.connecting.saturating_sub(1);
             self.connecting.fetch_sub(1, Ordering::Relaxed);
-            if lane.waiters.is_empty() && lane.connecting == 0 {
-                lanes.remove(&key);
+            if group.waiters.is_empty() && group.connecting == 0 {
+                groups.remove(&key);
             }
         }
     }
@@ -379,25 +394,25 @@ impl<K: RouteKey> Binder<K> {
 
     /// Gives every waiter of `route`, whatever its state, an `outcome`.
     fn answer_route(&self, route: &K, outcome: impl Fn() -> Outcome) {
-        let mut lanes = lock(&self.lanes);
-        for ((key, _), lane) in lanes.iter_mut() {
+        let mut groups = lock(&self.groups);
+        for ((key, _), group) in groups.iter_mut() {
             if key == route {
-                for slot in lane.waiters.drain(..) {
+                for slot in group.waiters.drain(..) {
                     self.waiting.fetch_sub(1, Ordering::Relaxed);
                     slot.give(outcome());
                 }
             }
         }
-        lanes.retain(|_, lane| !lane.waiters.is_empty() || lane.connecting > 0);
+        groups.retain(|_, group| !group.waiters.is_empty() || group.connecting > 0);
     }
 
     /// A connection of `route` in `state` went back to the pool: wakes the
-    /// lane's first waiter to try for it.
+    /// group's first waiter to try for it.
     pub(crate) fn returned(&self, route: &K, state: Option<&State>) {
-        let lanes = lock(&self.lanes);
-        if let Some(slot) = lanes
+        let groups = lock(&self.groups);
+        if let Some(slot) = groups
             .get(&(route.clone(), state.cloned()))
-            .and_then(|lane| lane.waiters.front())
+            .and_then(|group| group.waiters.front())
         {
             slot.wake();
         }
@@ -405,10 +420,10 @@ impl<K: RouteKey> Binder<K> {
 
     /// Shutdown: every waiter gets `Closed`, and nobody joins again.
     pub(crate) fn close(&self) {
-        let mut lanes = lock(&self.lanes);
+        let mut groups = lock(&self.groups);
         self.closed.store(true, Ordering::Release);
-        for lane in lanes.values_mut() {
-            for slot in lane.waiters.drain(..) {
+        for group in groups.values_mut() {
+            for slot in group.waiters.drain(..) {
                 self.waiting.fetch_sub(1, Ordering::Relaxed);
                 slot.give(Outcome::Closed);
             }

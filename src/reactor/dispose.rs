@@ -18,8 +18,8 @@
 //! # Shutdown
 //!
 //! When the pool's last handle is dropped, the shutdown grace starts
-//! ([`Disposer::start_grace`]) and the idle connections join the queue.
-//! [`Disposer::stop`] then stops the queue and starts up to
+//! ([`DisposalService::start_grace`]) and the idle connections join the queue.
+//! [`DisposalService::stop`] then stops the queue and starts up to
 //! [`SHUTDOWN_HELPERS`] short-lived threads that take queued connections
 //! and close them beside the disposal thread, and waits for all of them
 //! until the grace is over. What is still queued then is aborted on the
@@ -79,7 +79,7 @@ impl Default for Disposal {
     }
 }
 
-/// The most helper threads [`Disposer::stop`] starts to close queued
+/// The most helper threads [`DisposalService::stop`] starts to close queued
 /// connections beside the disposal thread.
 pub(crate) const SHUTDOWN_HELPERS: usize = 8;
 
@@ -133,12 +133,12 @@ struct Background<C: Connector> {
 }
 
 /// Closes connections, inline or through the disposal thread.
-pub(crate) struct Disposer<C: Connector> {
+pub(crate) struct DisposalService<C: Connector> {
     closer: Arc<Closer<C>>,
     background: Option<Background<C>>,
 }
 
-impl<C: Connector> Disposer<C> {
+impl<C: Connector> DisposalService<C> {
     pub(crate) fn new(connector: Arc<C>, disposal: Disposal) -> io::Result<Self> {
         let closer = Arc::new(Closer {
             connector,
@@ -247,10 +247,10 @@ impl<C: Connector> Disposer<C> {
     }
 }
 
-impl<C: Connector> fmt::Debug for Disposer<C> {
+impl<C: Connector> fmt::Debug for DisposalService<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let queue = self.background.as_ref().map(|background| &background.queue);
-        f.debug_struct("Disposer")
+        f.debug_struct("DisposalService")
             .field("queue", &queue)
             .field("grace_ends", &self.closer.grace_ends.get())
             .finish()

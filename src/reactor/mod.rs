@@ -79,7 +79,7 @@ pub(crate) struct Job<C: Connector> {
 }
 
 /// What the loop is asked to do.
-pub(crate) enum Command<C: Connector> {
+pub(crate) enum LoopCommand<C: Connector> {
     /// Drive this connect to its end.
     Connect(Job<C>),
     /// Watch this idle-to-be connection's socket.
@@ -95,7 +95,7 @@ pub(crate) enum Command<C: Connector> {
 /// The way into the loop, shared by the pool's threads.
 pub(crate) struct Remote<C: Connector> {
     /// Closed by the loop when it stops (see [`Remote::close_and_drain`]).
-    commands: Mailbox<Command<C>>,
+    commands: Mailbox<LoopCommand<C>>,
     waker: mio::Waker,
     /// The loop's registry, for a registration that must end before the
     /// loop hears of it (a detached connection's).
@@ -114,7 +114,7 @@ impl<C: Connector> Remote<C> {
     /// # Errors
     /// Gives `command` back once the loop has stopped: the caller abandons
     /// a connect itself.
-    pub(crate) fn send(&self, command: Command<C>) -> Result<(), Command<C>> {
+    pub(crate) fn send(&self, command: LoopCommand<C>) -> Result<(), LoopCommand<C>> {
         self.commands.push(command)?;
         // A failed wake leaves the command for the loop's next turn.
         let _ = self.waker.wake();
@@ -125,7 +125,7 @@ impl<C: Connector> Remote<C> {
     ///
     /// # Errors
     /// Gives `command` back once the loop has stopped, as [`send`](Self::send).
-    pub(crate) fn post(&self, command: Command<C>) -> Result<(), Command<C>> {
+    pub(crate) fn post(&self, command: LoopCommand<C>) -> Result<(), LoopCommand<C>> {
         self.commands.push(command)
     }
 
@@ -135,14 +135,14 @@ impl<C: Connector> Remote<C> {
     }
 
     /// Takes a queued command (the loop's).
-    pub(crate) fn take(&self) -> Option<Command<C>> {
+    pub(crate) fn take(&self) -> Option<LoopCommand<C>> {
         self.commands.pop()
     }
 
     /// The loop stops taking commands: every later `send` or `post` gives
     /// its command back, and `abandon` gets each command still queued, once
     /// no send is half-way (so none slips in behind the drain).
-    pub(crate) fn close_and_drain(&self, abandon: impl FnMut(Command<C>)) {
+    pub(crate) fn close_and_drain(&self, abandon: impl FnMut(LoopCommand<C>)) {
         self.commands.close_and_drain(abandon);
     }
 
@@ -317,11 +317,11 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
     fn commands(&mut self) {
         while let Some(command) = self.shared.remote.take() {
             match command {
-                Command::Connect(job) => self.start(job),
-                Command::Watch(watch) => self.watches.add(self.poll.registry(), watch),
-                Command::Forget(token) => self.watches.forget(token),
-                Command::Leak(check) => self.timers.set(check.at, Timer::Leak(check)),
-                Command::Alarm(alarm) => {
+                LoopCommand::Connect(job) => self.start(job),
+                LoopCommand::Watch(watch) => self.watches.add(self.poll.registry(), watch),
+                LoopCommand::Forget(token) => self.watches.forget(token),
+                LoopCommand::Leak(check) => self.timers.set(check.at, Timer::Leak(check)),
+                LoopCommand::Alarm(alarm) => {
                     // One dropped already (its request ended) needs no timer.
                     if let Some(at) = alarm.upgrade().map(|alarm| alarm.at) {
                         self.timers.set(at, Timer::Alarm(alarm));
@@ -421,7 +421,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
     }
 
     /// Starts a connect for a permit the loop took itself (counted in its
-    /// lane already).
+    /// group already).
     fn connect(&mut self, route: C::Route, state: Option<State>, permit: Permit, probe: bool) {
         let attempt = self.shared.attempt(&route, probe);
         let connector = &self.shared.connector;
@@ -553,7 +553,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
     /// Opens connections for routes below their `min_idle`.
     fn warm(&mut self) {
         for (route, permit, probe) in self.shared.warm_permits() {
-            // Counted in the stateless lane: its next request adopts it.
+            // Counted in the stateless group: its next request adopts it.
             self.shared.binder.started(&route, None);
             self.connect(route, None, permit, probe);
         }
@@ -667,7 +667,10 @@ mod tests {
             }
             let remote = &pool.shared().remote;
             remote.crash.store(true, Ordering::SeqCst);
-            assert!(remote.send(Command::Forget(0)).is_ok(), "wakes the loop");
+            assert!(
+                remote.send(LoopCommand::Forget(0)).is_ok(),
+                "wakes the loop"
+            );
             assert!(matches!(waiter.join().unwrap(), Err(Error::Closed)));
         });
         assert!(pool.is_closed());
@@ -679,24 +682,24 @@ mod tests {
     #[test]
     fn a_stopped_loop_hands_commands_back() {
         let (_poll, remote) = channel::<MockConnector>().unwrap();
-        assert!(remote.send(Command::Forget(1)).is_ok());
-        assert!(remote.post(Command::Forget(2)).is_ok());
+        assert!(remote.send(LoopCommand::Forget(1)).is_ok());
+        assert!(remote.post(LoopCommand::Forget(2)).is_ok());
         assert!(format!("{remote:?}").contains("queued: 2"), "{remote:?}");
         let mut drained = Vec::new();
         remote.close_and_drain(|command| {
-            if let Command::Forget(token) = command {
+            if let LoopCommand::Forget(token) = command {
                 drained.push(token);
             }
         });
         assert_eq!(drained, [1, 2]);
         assert!(remote.is_stopped());
         assert!(matches!(
-            remote.send(Command::Forget(3)),
-            Err(Command::Forget(3))
+            remote.send(LoopCommand::Forget(3)),
+            Err(LoopCommand::Forget(3))
         ));
         assert!(matches!(
-            remote.post(Command::Forget(4)),
-            Err(Command::Forget(4))
+            remote.post(LoopCommand::Forget(4)),
+            Err(LoopCommand::Forget(4))
         ));
         assert!(remote.take().is_none());
         assert!(

@@ -10,27 +10,27 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-struct Entry<T> {
+struct TimerEntry<T> {
     at: Instant,
     seq: u64,
     timer: T,
 }
 
-impl<T> PartialEq for Entry<T> {
+impl<T> PartialEq for TimerEntry<T> {
     fn eq(&self, other: &Self) -> bool {
         (self.at, self.seq) == (other.at, other.seq)
     }
 }
 
-impl<T> Eq for Entry<T> {}
+impl<T> Eq for TimerEntry<T> {}
 
-impl<T> PartialOrd for Entry<T> {
+impl<T> PartialOrd for TimerEntry<T> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl<T> Ord for Entry<T> {
+impl<T> Ord for TimerEntry<T> {
     fn cmp(&self, other: &Self) -> Ordering {
         (self.at, self.seq).cmp(&(other.at, other.seq))
     }
@@ -39,7 +39,7 @@ impl<T> Ord for Entry<T> {
 /// Timers carrying a `T` each, fired in deadline order (ties in the order
 /// they were set).
 pub(crate) struct Timers<T> {
-    heap: BinaryHeap<Reverse<Entry<T>>>,
+    heap: BinaryHeap<Reverse<TimerEntry<T>>>,
     seq: u64,
 }
 
@@ -53,7 +53,7 @@ impl<T> Timers<T> {
 
     pub(crate) fn set(&mut self, at: Instant, timer: T) {
         self.seq += 1;
-        self.heap.push(Reverse(Entry {
+        self.heap.push(Reverse(TimerEntry {
             at,
             seq: self.seq,
             timer,

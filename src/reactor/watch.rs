@@ -10,7 +10,7 @@
 //! (`MSG_PEEK`) and widens the registration to bytes as well, so that an
 //! idle connection the peer writes to is evicted too, and so are bytes a
 //! holder left unread; the first readiness while it is leased again
-//! narrows it back. An [`IdleMark`] (the protocol, model-checked, lives in
+//! narrows it back. An [`LeaseMark`] (the protocol, model-checked, lives in
 //! `leasehold-policies`) keeps leases, returns and the loop in step: a
 //! close seen while the connection is leased makes its return close it; a
 //! close, an error or stray bytes seen while it is idle mark it dead and
@@ -21,7 +21,7 @@
 //! elsewhere the narrow mode is no registration at all, and a connection
 //! used within the last period or two is not watched.
 
-use leasehold_policies::unstable::{Arming, IdleMark, WatchEvent};
+use leasehold_policies::unstable::{Arming, LeaseMark, WatchEvent};
 use mio::{Registry, Token};
 use std::collections::HashMap;
 use std::fmt;
@@ -35,7 +35,7 @@ use crate::connector::{Liveness, Watched};
 pub(crate) struct Watch {
     /// The event-loop token it is registered under.
     pub(crate) token: usize,
-    mark: IdleMark,
+    mark: LeaseMark,
     /// The duplicate socket and its check; taken (and closed) before the
     /// connection is.
     watched: Mutex<Option<Watched>>,
@@ -46,7 +46,7 @@ impl Watch {
     pub(crate) fn new(token: usize, watched: Watched) -> Self {
         Self {
             token,
-            mark: IdleMark::leased(),
+            mark: LeaseMark::leased(),
             watched: Mutex::new(Some(watched)),
         }
     }

@@ -26,7 +26,7 @@
 //! it took a connection from, or one of a route it must spare) back at the
 //! end, so victims rotate over the routes. An entry it holds is out of the
 //! index until it puts it back: under `Segmented`, where several
-//! serializers reclaim, one that put entries back wakes the total line,
+//! serializers reclaim, one that put entries back wakes the total queue,
 //! whose look may have missed them meanwhile.
 //!
 //! No wake-up is lost between a push and a reclaimer: the reclaimer raises

@@ -19,7 +19,7 @@
 //!   them, so the waiter queues are plain sequential code. `Strict` and
 //!   `Lax` have one serializer for all routes; `Offlock` (`Segmented`) gives
 //!   every route its own, and routes meet only at the total cap, through
-//!   the total line (`total`).
+//!   the total queue (`total`).
 //!
 //! A request that cannot be served at once counts itself in its route's
 //! shard 0 (`Strict` and `Offlock`: then in every other shard) and (except
@@ -58,7 +58,7 @@
 //! serializer instead, which raises `ROUTE_WAIT` (returns go to it outright,
 //! and newcomers may no longer take idle connections), serves the oldest
 //! request and resets the count (so does a request woken as the oldest
-//! that takes a connection itself, before it leaves the line). Counted by
+//! that takes a connection itself, before it leaves the queue). Counted by
 //! the returning threads, not by the serializer, the limit holds however
 //! late the serializer runs.
 //! `TOTAL_WAIT` works as `ROUTE_WAIT` for requests of other routes that wait
@@ -73,7 +73,7 @@
 //! protocol and for what keeps a route from removal.
 
 mod idle_index;
-mod lines;
+mod queues;
 mod route;
 mod table;
 #[cfg(all(test, not(leasehold_loom)))]
@@ -81,7 +81,7 @@ mod tests;
 mod total;
 
 use self::idle_index::IdleIndex;
-use self::lines::{Command, Lines};
+use self::queues::{SerialCommand, WaitQueues};
 #[cfg(leasehold_loom)]
 pub use self::route::set_loom_pass_limit;
 use self::route::{
@@ -89,7 +89,7 @@ use self::route::{
     Route, Take,
 };
 use self::table::{Keyed, Table, TotalWaitFlags};
-use self::total::{TotalCommand, TotalLine};
+use self::total::{TotalCommand, TotalQueue};
 use crate::arena::{Arena, IndexStack};
 use crate::reclaim;
 use crate::serial::Serial;
@@ -180,13 +180,13 @@ const TRIM_AFTER_ROUTES: usize = 1024;
 
 /// What lives in an arena slot: the item while it is idle, and the route the
 /// slot's connection belongs to while it exists.
-pub(crate) struct Slot<K, T> {
+pub(crate) struct SlotContent<K, T> {
     item: Option<T>,
     route: usize,
     _key: std::marker::PhantomData<fn() -> K>,
 }
 
-impl<K, T> Default for Slot<K, T> {
+impl<K, T> Default for SlotContent<K, T> {
     fn default() -> Self {
         Self {
             item: None,
@@ -201,9 +201,9 @@ impl<K, T> Default for Slot<K, T> {
 pub struct Engine<K, T, F> {
     /// The owner id in the `Held`s this core lends.
     id: usize,
-    arena: Arena<Slot<K, T>>,
+    arena: Arena<SlotContent<K, T>>,
     free: IndexStack,
-    table: Table<Entry<K, T>>,
+    table: Table<RouteEntry<K, T>>,
     /// Routes that lost their last connection and request (id and uid),
     /// which `sweep_routes` looks at (see [`Route::in_sweep`]).
     emptied: Fifo<(usize, u64)>,
@@ -245,11 +245,11 @@ pub struct Engine<K, T, F> {
     tickets: AtomicU64,
     limits: Limits<K>,
     /// The serializer of every route, or (`Segmented`) of none.
-    serial: Serial<Command<T>, Lines<T>>,
+    serial: Serial<SerialCommand<T>, WaitQueues<T>>,
     /// `Segmented`: routes whose requests wait for total capacity, in the
     /// order they came (see `total`).
-    total_line: Serial<TotalCommand, TotalLine<T>>,
-    /// `Segmented`: how many routes are in the total line.
+    total_line: Serial<TotalCommand, TotalQueue<T>>,
+    /// `Segmented`: how many routes are in the total queue.
     total_blocked: CachePadded<AtomicUsize>,
     disposer: Disposer<T>,
     /// Shards per route.
@@ -259,12 +259,12 @@ pub struct Engine<K, T, F> {
 
 /// What the route table holds: a route and, under `Segmented`, its
 /// serializer, which lives and goes with it.
-pub(crate) struct Entry<K, T> {
+pub(crate) struct RouteEntry<K, T> {
     route: Route<K>,
-    segment: Option<Serial<Command<T>, Lines<T>>>,
+    segment: Option<Serial<SerialCommand<T>, WaitQueues<T>>>,
 }
 
-impl<K: RouteKey, T: Item> Keyed for Entry<K, T> {
+impl<K: RouteKey, T: Item> Keyed for RouteEntry<K, T> {
     type Key = K;
 
     fn key(&self) -> &K {
@@ -366,9 +366,9 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
             if self.total_episode.load(Ordering::Relaxed) {
                 route.set_total_wait(true);
             }
-            Entry {
+            RouteEntry {
                 route,
-                segment: F::SEGMENTED.then(|| Serial::new(Lines::new(Some(id)))),
+                segment: F::SEGMENTED.then(|| Serial::new(WaitQueues::new(Some(id)))),
             }
         })?;
         // A new route counts as emptied until it holds a connection or a
@@ -502,9 +502,9 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         for &(id, shard) in &kept {
             index.push(id, shard);
         }
-        // The total line may have looked while we held them; it spares the
-        // routes in its line itself, so their entries need no wake-up (and
-        // the line, calling this, does not wake itself for nothing).
+        // The total queue may have looked while we held them; it spares the
+        // routes in its queue itself, so their entries need no wake-up (and
+        // the queue, calling this, does not wake itself for nothing).
         if F::SEGMENTED && kept.iter().any(|(id, _)| !spare.contains(id)) {
             self.wake_total_line();
         }
@@ -525,7 +525,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
 
     /// Kicks whoever reclaims idle connections of `route` for requests
     /// blocked by the total cap: the serializer, or (`Segmented`) the total
-    /// line.
+    /// queue.
     #[cold]
     fn kick_reclaimer(&self, route: &Route<K>) {
         if F::SEGMENTED {
@@ -754,7 +754,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
 
     /// Removes route `id` (with uid `uid`) if it is still unused; run by the
     /// serializer that serves it, which has checked that nothing of the
-    /// route is left in its lines. Whether it removed it. The caller is
+    /// route is left in its queues. Whether it removed it. The caller is
     /// pinned.
     ///
     /// What keeps a route from removal is what it holds: a connection
@@ -817,7 +817,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     }
 
     /// `Segmented`: after a unit of the total was freed (or a route was
-    /// registered), kicks the total line if a route waits in it (a
+    /// registered), kicks the total queue if a route waits in it (a
     /// read-modify-write, as above).
     fn wake_total_line(&self) {
         if self.total_blocked.fetch_add(0, Ordering::AcqRel) != 0 {
@@ -889,7 +889,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         queued.load(Ordering::Acquire) == 0 && waiters_of(route.word()) == 0
     }
 
-    /// `Segmented`: whether routes wait in the total line (they get freed
+    /// `Segmented`: whether routes wait in the total queue (they get freed
     /// total capacity first).
     fn total_line_busy(&self) -> bool {
         F::SEGMENTED && self.total_blocked.load(Ordering::Acquire) != 0
@@ -922,7 +922,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         }
     }
 
-    /// `Sharded`, after a request of `route` left its line other than by
+    /// `Sharded`, after a request of `route` left its queue other than by
     /// a grant: the serializer looks at the next one, which may have to be
     /// woken to take an idle connection. (One that queues later is looked at
     /// when its own request is applied.)
@@ -933,20 +933,20 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     }
 
     fn kick(&self, route: &Route<K>) {
-        self.submit(route.id, Command::Kick);
+        self.submit(route.id, SerialCommand::Kick);
     }
 
     /// Runs `command` in the serializer of route `id`.
     /// The caller is pinned, or holds a connection, permit or request of
     /// route `id` until this returns.
-    fn submit(&self, id: usize, command: Command<T>) {
+    fn submit(&self, id: usize, command: SerialCommand<T>) {
         let _pin = self.pin();
         let serial = if F::SEGMENTED {
             let Some(entry) = self.table.by_id(id) else {
                 // Removed since the caller found it, which only a kick can
                 // race with (whoever holds a connection, permit or request
                 // of a route keeps it): nothing is left to serve there.
-                debug_assert!(matches!(command, Command::Kick | Command::Trim));
+                debug_assert!(matches!(command, SerialCommand::Kick | SerialCommand::Trim));
                 return;
             };
             entry.segment.as_ref().expect("a segment per route")
@@ -955,20 +955,20 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         };
         serial.submit(
             command,
-            |lines, command| lines.apply(self, command),
-            |lines| lines.settle(self),
+            |queues, command| queues.apply(self, command),
+            |queues| queues.settle(self),
             |victims| self.dispose(victims),
         );
     }
 
-    /// `Segmented`: runs `command` in the total line, pinned: the line
+    /// `Segmented`: runs `command` in the total queue, pinned: the queue
     /// reaches routes through the indexes, by id.
     fn submit_total(&self, command: TotalCommand) {
         let _pin = self.pin();
         self.total_line.submit(
             command,
-            |line, command| line.apply(command),
-            |line| line.settle(self),
+            |total, command| total.apply(command),
+            |total| total.settle(self),
             |victims| self.dispose(victims),
         );
     }
@@ -1007,10 +1007,10 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         }
         if F::SEGMENTED {
             for (id, uid) in due {
-                self.submit(id, Command::Remove(vec![(id, uid)]));
+                self.submit(id, SerialCommand::Remove(vec![(id, uid)]));
             }
         } else if !due.is_empty() {
-            self.submit(0, Command::Remove(due));
+            self.submit(0, SerialCommand::Remove(due));
         }
         // What those removals (and any the serializers ran since the last
         // sweep) unlinked goes to the epoch as one object, freed once the
@@ -1092,7 +1092,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
             // once the serializer has seen us.
             route.raise_contend();
         }
-        self.submit(route.id, Command::Enqueue(route.id, node.clone()));
+        self.submit(route.id, SerialCommand::Enqueue(route.id, node.clone()));
         Some(EngineWaiter {
             node,
             route: route.id,
@@ -1144,8 +1144,8 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             enforce_idle_cap: limits.max_idle() < limits.max_total(),
             waiting_all: CachePadded::new(AtomicUsize::new(0)),
             tickets: AtomicU64::new(0),
-            serial: Serial::new(Lines::new(None)),
-            total_line: Serial::new(TotalLine::new()),
+            serial: Serial::new(WaitQueues::new(None)),
+            total_line: Serial::new(TotalQueue::new()),
             total_blocked: CachePadded::new(AtomicUsize::new(0)),
             limits,
             disposer,
@@ -1206,7 +1206,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                 }
                 if F::BARGES {
                     // We may have been woken to take an idle connection:
-                    // the next request in line is woken instead.
+                    // the next request in the queue is woken instead.
                     self.next_in_line(route);
                 }
                 None
@@ -1286,7 +1286,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         }
         if stateful {
             // Stateful idle lists are kept by the serializer.
-            return self.submit(route.id, Command::Release(index));
+            return self.submit(route.id, SerialCommand::Release(index));
         }
         if !self.admit_idle() {
             let _pin = self.pin();
@@ -1350,7 +1350,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                 match refused {
                     Refused::Closed => self.close_returned(route, index),
                     // Requests wait: the serializer hands it to the oldest.
-                    Refused::Waiters => self.submit(route.id, Command::Release(index)),
+                    Refused::Waiters => self.submit(route.id, SerialCommand::Release(index)),
                 }
             }
         }
@@ -1391,10 +1391,10 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         let _pin = self.pin();
         if F::SEGMENTED {
             for entry in self.table.iter() {
-                self.submit(entry.route.id, Command::Evict(evict.clone()));
+                self.submit(entry.route.id, SerialCommand::Evict(evict.clone()));
             }
         } else {
-            self.submit(0, Command::Evict(evict));
+            self.submit(0, SerialCommand::Evict(evict));
         }
     }
 
@@ -1410,7 +1410,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             route.max.store(max, Ordering::Release);
             // Trims idle connections over the new cap and serves waiters it
             // lets through.
-            self.submit(route.id, Command::Trim);
+            self.submit(route.id, SerialCommand::Trim);
         }
     }
 
@@ -1469,11 +1469,11 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             // Every route registered before the table closed; later
             // requests get `Closed` from the closed table.
             for entry in self.table.iter() {
-                self.submit(entry.route.id, Command::Shutdown);
+                self.submit(entry.route.id, SerialCommand::Shutdown);
             }
             self.submit_total(TotalCommand::Shutdown);
         } else {
-            self.submit(0, Command::Shutdown);
+            self.submit(0, SerialCommand::Shutdown);
         }
     }
 

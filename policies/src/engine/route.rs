@@ -314,7 +314,7 @@ pub(crate) struct Route<K> {
     pub(super) closed: AtomicU64,
     pub(super) timeouts: AtomicU64,
     /// `Sharded`: returns that went idle past the route's waiting requests
-    /// since the oldest one was last served or the line emptied.
+    /// since the oldest one was last served or the queue emptied.
     passes: CachePadded<Passes>,
 }
 
@@ -436,7 +436,7 @@ impl<K> Route<K> {
     /// that this push listed the shard, and the caller adds its entry to the
     /// idle index. `word` is the shard's word as the caller read it
     /// ([`Self::shard_word`]): the first guess of the CAS, which checks it,
-    /// so a return reads the line once.
+    /// so a return reads the queue once.
     ///
     /// # Safety
     /// The caller owns `index` (a slot of this route, holding its item, whose
@@ -598,7 +598,7 @@ impl<K> Route<K> {
         self.passes.count.load(Ordering::Acquire) < pass_limit()
     }
 
-    /// The serializer, as it serves the oldest request or the line empties:
+    /// The serializer, as it serves the oldest request or the queue empties:
     /// the next oldest starts with none gone by.
     pub(super) fn reset_passes(&self) {
         self.passes.count.store(0, Ordering::Release);
@@ -611,7 +611,7 @@ impl<K> Route<K> {
     }
 
     /// A woken request (`ticket`) that took an idle connection itself,
-    /// before it leaves the line: if it is the oldest (it was when woken,
+    /// before it leaves the queue: if it is the oldest (it was when woken,
     /// and has not left since, so it still is), the next starts with none
     /// gone by. Counts that land between this and its leaving go to the
     /// next, which errs on the safe side.
@@ -717,7 +717,7 @@ impl<K> Route<K> {
         self.flag_contend(true);
     }
 
-    /// The serializer, once a route's line is empty: lowers `CONTEND`, and
+    /// The serializer, once a route's queue is empty: lowers `CONTEND`, and
     /// resets the pass count. Returns `false`, leaving it raised, if a
     /// request came meanwhile (counted, its `Enqueue` not yet applied).
     ///

@@ -499,7 +499,7 @@ impl<V> Drop for Table<V> {
 /// [`Self::raise`] is given, under the table's mutex, which raising and
 /// lowering hold). Kept by the one serializer that
 /// raises and lowers the flag (`Strict`'s and `Lax`'s, or `Offlock`'s total
-/// line).
+/// queue).
 #[derive(Default)]
 pub(super) struct TotalWaitFlags {
     raised: bool,

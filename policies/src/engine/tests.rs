@@ -422,7 +422,7 @@ fn offlock_total_line_serves_routes_in_the_order_they_blocked() {
         Acquire::Ready(grant) => panic!("must queue, got {grant:?}"),
     };
     let (mut b, mut c) = (queue("b"), queue("c"));
-    // A newcomer of a fourth route defers to the routes in the line.
+    // A newcomer of a fourth route defers to the routes in the queue.
     let mut d = queue("d");
     core.release(held, false);
     assert_eq!(*sink.lock().unwrap(), [1]);

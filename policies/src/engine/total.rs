@@ -1,37 +1,37 @@
-//! The total line of a `Segmented` engine: where routes whose requests are
+//! The total queue of a `Segmented` engine: where routes whose requests are
 //! blocked by the total cap wait for a unit of it.
 //!
 //! `Segmented` routes share nothing but the total cap. When a route's
 //! serializer cannot serve its oldest request because the total is reached
 //! (and it has no idle connection of its own to close), the route joins
-//! this line, once, and counts itself in `Engine::total_blocked`. The line,
+//! this queue, once, and counts itself in `Engine::total_blocked`. The queue,
 //! itself a serializer, then works for the routes in it, oldest first:
 //!
 //! * it reserves a freed unit of the total and gives it to the first route
 //!   as *credit* (a `Credit` command to that route's serializer), which
 //!   spends it on its oldest request or, if nothing there can use it any
-//!   more, gives it back; a route still blocked joins the end of the line
+//!   more, gives it back; a route still blocked joins the end of the queue
 //!   again, so freed units go round-robin among blocked routes;
 //! * when none is free, it raises `TOTAL_WAIT` on every route and then
-//!   looks for an idle connection to close on a route *not* in the line: a
+//!   looks for an idle connection to close on a route *not* in the queue: a
 //!   stateless one it takes itself (lock-free), a stateful one it asks its
 //!   route's serializer to close (`Surrender`, one at a time). A connection
 //!   that goes idle after the flag was raised makes its route's serializer
-//!   kick the line, so none is missed.
+//!   kick the queue, so none is missed.
 //!
-//! The idle connections of a route in the line are its own requests': a
+//! The idle connections of a route in the queue are its own requests': a
 //! connection returned to such a route is idle only for the instant before
 //! the route's serializer hands it to its oldest request (or, in another
 //! state, closes it and opens one in the state that request needs, keeping
-//! the slot). Closed by the line instead, it would come back as a unit of
+//! the slot). Closed by the queue instead, it would come back as a unit of
 //! credit for a new connection of the same route: a reconnect for nothing.
-//! So the line holds only routes whose requests wait: before it makes room,
+//! So the queue holds only routes whose requests wait: before it makes room,
 //! it lets go of those none of whose requests are counted any more (served
 //! by connections of their own, or withdrawn) with `Dismissed`, and their
 //! idle connections may then be closed for the others. A route let go
 //! joins again if a request of it is still blocked.
 //!
-//! Capacity freed anywhere reaches the line the same way freed route
+//! Capacity freed anywhere reaches the queue the same way freed route
 //! capacity reaches a route: the freeing thread re-reads `total_blocked`
 //! with a read-modify-write after the total counter went down, the
 //! counterpart of the route's own increment before it joined.
@@ -40,7 +40,7 @@
 //! newcomer on the hot path, not another route's serializer — so a blocked
 //! route is never overtaken by one that blocked later.
 
-use super::lines::Command;
+use super::queues::SerialCommand;
 use super::route::waiters_of;
 use super::table::TotalWaitFlags;
 use super::{Engine, Flavor};
@@ -53,14 +53,14 @@ pub(super) enum TotalCommand {
     /// dismissed).
     Block(usize),
     /// A unit of the total was freed, or a connection went idle while the
-    /// line is flagged.
+    /// queue is flagged.
     Kick,
     /// A route answered a `Surrender`.
     Surrendered,
     Shutdown,
 }
 
-pub(super) struct TotalLine<T> {
+pub(super) struct TotalQueue<T> {
     /// Blocked routes, by id, oldest first.
     routes: VecDeque<usize>,
     /// Routes carrying `TOTAL_WAIT`.
@@ -72,7 +72,7 @@ pub(super) struct TotalLine<T> {
     victims: Vec<T>,
 }
 
-impl<T: Item> TotalLine<T> {
+impl<T: Item> TotalQueue<T> {
     pub(super) fn new() -> Self {
         Self {
             routes: VecDeque::new(),
@@ -92,7 +92,7 @@ impl<T: Item> TotalLine<T> {
         }
     }
 
-    /// Gives freed units to the routes in line, making room where it can;
+    /// Gives freed units to the routes in the queue, making room where it can;
     /// returns the items to dispose of.
     pub(super) fn settle<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> Vec<T> {
         if self.closed {
@@ -105,13 +105,13 @@ impl<T: Item> TotalLine<T> {
             if core.reserve_total() {
                 self.routes.pop_front();
                 core.total_blocked.fetch_sub(1, Ordering::AcqRel);
-                core.submit(id, Command::Credit);
+                core.submit(id, SerialCommand::Credit);
                 continue;
             }
             // Raise, then look: a connection idle before the flag is found
             // below; one that goes idle after it kicks us. A route registered
             // while routes wait here takes a unit of the total only through
-            // this line (`total_blocked` is not 0), so it is flagged here
+            // this queue (`total_blocked` is not 0), so it is flagged here
             // before it can hold a connection.
             if core.raise_total_wait(&mut self.flags) {
                 continue;
@@ -125,7 +125,7 @@ impl<T: Item> TotalLine<T> {
             if !self.surrendering {
                 if let Some(route) = core.stateful_holder(self.routes.make_contiguous()) {
                     self.surrendering = true;
-                    core.submit(route.id, Command::Surrender { answer: true });
+                    core.submit(route.id, SerialCommand::Surrender { answer: true });
                 }
             }
             break;
@@ -136,9 +136,9 @@ impl<T: Item> TotalLine<T> {
         std::mem::take(&mut self.victims)
     }
 
-    /// Lets the routes in line go whose requests have all left (served by
+    /// Lets the routes in the queue go whose requests have all left (served by
     /// connections of their own, or withdrawn): room is made only for
-    /// requests that wait, and the idle connections of a route in line are
+    /// requests that wait, and the idle connections of a route in the queue are
     /// never closed (see the module docs). Whether it let any go.
     fn dismiss_served<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> bool {
         let before = self.routes.len();
@@ -147,13 +147,13 @@ impl<T: Item> TotalLine<T> {
                 return true;
             }
             core.total_blocked.fetch_sub(1, Ordering::AcqRel);
-            core.submit(id, Command::Dismissed);
+            core.submit(id, SerialCommand::Dismissed);
             false
         });
         self.routes.len() != before
     }
 
-    /// Closes an idle stateless connection of a route not in line, freeing a
+    /// Closes an idle stateless connection of a route not in the queue, freeing a
     /// unit of the total; whether it found one.
     fn close_stateless<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> bool {
         let in_line = self.routes.make_contiguous();

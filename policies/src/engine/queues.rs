@@ -1,9 +1,9 @@
 //! The slow path of the engine, run by one thread at a time inside the
-//! serializer: per-route FIFO lines of waiting requests, idle lists of
+//! serializer: per-route FIFO queues of waiting requests, idle lists of
 //! stateful connections, cross-route reclaim, eviction and shutdown.
 //!
 //! Each batch of commands is followed by `settle`, which serves waiting
-//! requests oldest first: among the heads of all lines it picks the one with
+//! requests oldest first: among the heads of all queues it picks the one with
 //! the smallest ticket that can be served, so freed total capacity goes to
 //! the oldest request of any route, while a request whose own route is full
 //! does not hold up the others. Once the oldest request is blocked by the
@@ -24,7 +24,7 @@ use crate::types::{Grant, Item, Permit, Reuse, RouteKey, State, Wait};
 use crate::waiter::Node;
 use std::collections::{HashMap, VecDeque};
 
-pub(super) enum Command<T> {
+pub(super) enum SerialCommand<T> {
     /// A request that could not be served on the hot path, on route `id`.
     Enqueue(usize, Arc<Node>),
     /// The slot of a returned connection that is stateful or has requests
@@ -38,13 +38,13 @@ pub(super) enum Command<T> {
     Trim,
     Shutdown,
     /// `Segmented`: a unit of the total cap, reserved for this route by the
-    /// total line.
+    /// total queue.
     Credit,
-    /// `Segmented`: the total line let this route go, none of its requests
+    /// `Segmented`: the total queue let this route go, none of its requests
     /// waiting any more; it joins again if one is still blocked.
     Dismissed,
     /// `Segmented`: close an idle connection to make room for a route
-    /// blocked by the total cap, then (if `answer`) tell the total line.
+    /// blocked by the total cap, then (if `answer`) tell the total queue.
     Surrender {
         answer: bool,
     },
@@ -53,23 +53,23 @@ pub(super) enum Command<T> {
     Remove(Vec<(usize, u64)>),
 }
 
-/// One route's line: waiting requests and stateful idle connections.
+/// One route's queue: waiting requests and stateful idle connections.
 #[derive(Default)]
-struct Line {
+struct RouteQueue {
     waiters: VecDeque<Arc<Node>>,
     stateful: HashMap<State, VecDeque<u32>>,
 }
 
-pub(super) struct Lines<T> {
+pub(super) struct WaitQueues<T> {
     /// `Segmented`: the one route this serializer serves; `None`: all.
     scope: Option<usize>,
     closed: bool,
     /// By route id.
-    lines: HashMap<usize, Line>,
+    queues: HashMap<usize, RouteQueue>,
     /// `Wait::Never` requests queued since the last settle.
     never_waiters: usize,
     /// Routes carrying `TOTAL_WAIT` (not used by `Segmented`: its total
-    /// line keeps them).
+    /// queue keeps them).
     flags: TotalWaitFlags,
     /// Sharded routes (by id) carrying `CONTEND`.
     contended: Vec<usize>,
@@ -81,13 +81,13 @@ pub(super) struct Lines<T> {
     woken: Vec<usize>,
     /// Items to dispose of once the serializer is released.
     victims: Vec<T>,
-    /// `Segmented`: units of the total the total line reserved for us.
+    /// `Segmented`: units of the total the total queue reserved for us.
     credit: usize,
-    /// `Segmented`: the route is in the total line.
+    /// `Segmented`: the route is in the total queue.
     registered: bool,
     /// `Segmented`: a `Surrender` was handled and is to be answered.
     surrendered: bool,
-    /// Capacity was freed in this batch (`Segmented` tells the total line).
+    /// Capacity was freed in this batch (`Segmented` tells the total queue).
     freed: bool,
     /// `Segmented`: the route was removed; this serializer goes with it,
     /// and ignores what threads that found the route before still send.
@@ -115,34 +115,34 @@ fn scoped<'a, K: RouteKey, T: Item, F: Flavor>(
     one.into_iter().chain(all.into_iter().flatten())
 }
 
-/// Takes an idle stateful connection of route `id` off `line`; the caller
+/// Takes an idle stateful connection of route `id` off `queue`; the caller
 /// then owns its slot.
 fn take_stateful<K: RouteKey, T: Item, F: Flavor>(
     core: &Engine<K, T, F>,
     id: usize,
-    line: &mut Line,
+    queue: &mut RouteQueue,
     pick: impl Fn(&State) -> bool,
 ) -> Option<u32> {
-    let state = line.stateful.keys().find(|s| pick(s))?.clone();
-    let list = line.stateful.get_mut(&state)?;
+    let state = queue.stateful.keys().find(|s| pick(s))?.clone();
+    let list = queue.stateful.get_mut(&state)?;
     let index = match core.limits.reuse() {
         Reuse::Lifo => list.pop_back(),
         Reuse::Fifo => list.pop_front(),
     }?;
     if list.is_empty() {
-        line.stateful.remove(&state);
+        queue.stateful.remove(&state);
     }
     core.route(id).stateful_left();
     core.idle_left();
     Some(index)
 }
 
-impl<T: Item> Lines<T> {
+impl<T: Item> WaitQueues<T> {
     pub(super) fn new(scope: Option<usize>) -> Self {
         Self {
             scope,
             closed: false,
-            lines: HashMap::new(),
+            queues: HashMap::new(),
             never_waiters: 0,
             flags: TotalWaitFlags::default(),
             contended: Vec::new(),
@@ -160,22 +160,22 @@ impl<T: Item> Lines<T> {
     pub(super) fn apply<K: RouteKey, F: Flavor>(
         &mut self,
         core: &Engine<K, T, F>,
-        command: Command<T>,
+        command: SerialCommand<T>,
     ) {
         if self.removed {
             // Nothing of the route is left to serve. A unit of the total
-            // reserved for it goes back (a removed route was in no line, so
-            // none should come), and the total line, if it asked for a
+            // reserved for it goes back (a removed route was in no queue, so
+            // none should come), and the total queue, if it asked for a
             // close, is answered: nothing here is left to close.
             match command {
-                Command::Credit => self.credit += 1,
-                Command::Surrender { answer } => self.surrendered |= answer,
+                SerialCommand::Credit => self.credit += 1,
+                SerialCommand::Surrender { answer } => self.surrendered |= answer,
                 _ => {}
             }
             return;
         }
         match command {
-            Command::Enqueue(id, node) => {
+            SerialCommand::Enqueue(id, node) => {
                 if node.mode == Wait::Never {
                     self.never_waiters += 1;
                 }
@@ -183,23 +183,23 @@ impl<T: Item> Lines<T> {
                     // It raised `CONTEND` itself (or found it up).
                     self.contended.push(id);
                 }
-                self.lines.entry(id).or_default().waiters.push_back(node);
+                self.queues.entry(id).or_default().waiters.push_back(node);
             }
-            Command::Release(index) => self.put_back(core, index),
-            Command::Kick => {}
-            Command::Evict(evict) => self.evict(core, &*evict, false),
-            Command::Trim => self.evict(core, &|_: &T| true, true),
-            Command::Shutdown => self.closed = true,
-            Command::Credit => {
+            SerialCommand::Release(index) => self.put_back(core, index),
+            SerialCommand::Kick => {}
+            SerialCommand::Evict(evict) => self.evict(core, &*evict, false),
+            SerialCommand::Trim => self.evict(core, &|_: &T| true, true),
+            SerialCommand::Shutdown => self.closed = true,
+            SerialCommand::Credit => {
                 self.credit += 1;
                 self.registered = false;
             }
-            Command::Dismissed => self.registered = false,
-            Command::Surrender { answer } => {
+            SerialCommand::Dismissed => self.registered = false,
+            SerialCommand::Surrender { answer } => {
                 self.surrendered |= answer;
                 self.surrender(core);
             }
-            Command::Remove(routes) => {
+            SerialCommand::Remove(routes) => {
                 for (id, uid) in routes {
                     self.remove(core, id, uid);
                 }
@@ -212,8 +212,8 @@ impl<T: Item> Lines<T> {
         if self.closed {
             return;
         }
-        if let Some(line) = self.lines.get_mut(&id) {
-            if Self::live_head(line).is_some() || !line.stateful.is_empty() {
+        if let Some(queue) = self.queues.get_mut(&id) {
+            if Self::live_head(queue).is_some() || !queue.stateful.is_empty() {
                 // In use: queued again once it is unused again.
                 return;
             }
@@ -227,7 +227,7 @@ impl<T: Item> Lines<T> {
             return;
         }
         if core.remove_route(id, uid) {
-            self.lines.remove(&id);
+            self.queues.remove(&id);
             self.removed = F::SEGMENTED;
         }
     }
@@ -235,7 +235,7 @@ impl<T: Item> Lines<T> {
     /// Serves what can be served; returns the items to dispose of.
     pub(super) fn settle<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> Vec<T> {
         if self.removed {
-            // What `settle_segment` does for the total line, without the
+            // What `settle_segment` does for the total queue, without the
             // route.
             if self.credit > 0 {
                 core.total
@@ -274,7 +274,7 @@ impl<T: Item> Lines<T> {
     }
 
     /// `Segmented`, after a batch: gives back credit nothing here could use,
-    /// answers the total line, and tells it when this route has idle
+    /// answers the total queue, and tells it when this route has idle
     /// connections it could close for a route blocked by the total cap.
     fn settle_segment<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
         if self.credit > 0 {
@@ -301,8 +301,8 @@ impl<T: Item> Lines<T> {
         let id = self.scope.expect("a segment's route");
         let route = core.route(id);
         let index = core.take_idle(route, Take::Serial).or_else(|| {
-            let line = self.lines.get_mut(&id)?;
-            take_stateful(core, id, line, |_| true)
+            let queue = self.queues.get_mut(&id)?;
+            take_stateful(core, id, queue, |_| true)
         });
         if let Some(index) = index {
             self.close(core, route, index);
@@ -311,7 +311,7 @@ impl<T: Item> Lines<T> {
 
     /// Reserves route and total capacity and a slot for a new connection;
     /// `Segmented` spends a unit of credit first, and takes none of the
-    /// total while routes wait in the total line.
+    /// total while routes wait in the total queue.
     fn reserve_new<K: RouteKey, F: Flavor>(
         &mut self,
         core: &Engine<K, T, F>,
@@ -361,8 +361,8 @@ impl<T: Item> Lines<T> {
                 if route.stateful_went_idle(F::SEGMENTED) {
                     core.stateful_index.push(id, 0);
                 }
-                let line = self.lines.entry(id).or_default();
-                line.stateful.entry(state).or_default().push_back(index);
+                let queue = self.queues.entry(id).or_default();
+                queue.stateful.entry(state).or_default().push_back(index);
             }
             None => {
                 if F::BARGES {
@@ -375,7 +375,7 @@ impl<T: Item> Lines<T> {
                 // SAFETY: we own `index`; `put` publishes it if it succeeds,
                 // else we still own it.
                 match unsafe { route.put(link, 0, index, Put::Serial, word, |_| {}) } {
-                    // `Segmented`: the total line is kicked after this
+                    // `Segmented`: the total queue is kicked after this
                     // route's own requests were served (`settle_segment`
                     // sees `TOTAL_WAIT` in shard 0's word, which
                     // `list_idle` read after listing).
@@ -405,8 +405,8 @@ impl<T: Item> Lines<T> {
         match state {
             None => core.take_idle(core.route(id), Take::Serial),
             Some(state) => {
-                let line = self.lines.get_mut(&id)?;
-                take_stateful(core, id, line, |s| s == state)
+                let queue = self.queues.get_mut(&id)?;
+                take_stateful(core, id, queue, |s| s == state)
             }
         }
     }
@@ -427,8 +427,8 @@ impl<T: Item> Lines<T> {
         let index = match stateless {
             Some(index) => index,
             None => {
-                let line = self.lines.get_mut(&id)?;
-                take_stateful(core, id, line, |s| Some(s) != state)?
+                let queue = self.queues.get_mut(&id)?;
+                take_stateful(core, id, queue, |s| Some(s) != state)?
             }
         };
         // SAFETY: we own `index`; it stays route `id`'s.
@@ -449,8 +449,8 @@ impl<T: Item> Lines<T> {
             .take_idle_elsewhere(Some(id), &self.woken)
             .map(|(route, index)| (route.id, index));
         if found.is_none() {
-            for (&victim, line) in self.lines.iter_mut().filter(|(&other, _)| other != id) {
-                if let Some(index) = take_stateful(core, victim, line, |_| true) {
+            for (&victim, queue) in self.queues.iter_mut().filter(|(&other, _)| other != id) {
+                if let Some(index) = take_stateful(core, victim, queue, |_| true) {
                     found = Some((victim, index));
                     break;
                 }
@@ -483,7 +483,7 @@ impl<T: Item> Lines<T> {
         let index = if let Some(index) = self.reclaim_same_route(core, id, state) {
             index
         } else if core.total_line_busy() {
-            // Routes ahead in the total line come first.
+            // Routes ahead in the total queue come first.
             return Err(Blocked::Total);
         } else if !route.reserve_own() {
             return Err(Blocked::Route);
@@ -503,7 +503,7 @@ impl<T: Item> Lines<T> {
     /// `Segmented`: asks a route with stateful idle connections (which only
     /// its serializer may touch) to close one. If that serializer was idle it
     /// ran here and then, and the freed unit is in the total; else the route
-    /// blocks and the total line waits for the close. Whether it asked one.
+    /// blocks and the total queue waits for the close. Whether it asked one.
     fn surrender_elsewhere<K: RouteKey, F: Flavor>(
         &mut self,
         core: &Engine<K, T, F>,
@@ -511,21 +511,21 @@ impl<T: Item> Lines<T> {
     ) -> bool {
         match core.stateful_holder(&[id]) {
             Some(holder) => {
-                core.submit(holder.id, Command::Surrender { answer: false });
+                core.submit(holder.id, SerialCommand::Surrender { answer: false });
                 true
             }
             None => false,
         }
     }
 
-    /// Tries to serve the head of line `id`.
+    /// Tries to serve the head of queue `id`.
     fn serve_head<K: RouteKey, F: Flavor>(
         &mut self,
         core: &Engine<K, T, F>,
         id: usize,
         allow_new: bool,
     ) -> Result<(), Blocked> {
-        let node = self.lines[&id].waiters.front().expect("a head").clone();
+        let node = self.queues[&id].waiters.front().expect("a head").clone();
         let route = core.route(id);
         let state = node.state_token.as_ref();
         // Not while another route waits for one of ours to be closed: the
@@ -573,7 +573,11 @@ impl<T: Item> Lines<T> {
             self.undo(core, route, grant);
             return Err(Blocked::Route);
         }
-        self.lines.get_mut(&id).expect("a line").waiters.pop_front();
+        self.queues
+            .get_mut(&id)
+            .expect("a queue")
+            .waiters
+            .pop_front();
         if F::BARGES {
             // Before the grant: a return counted after this is one that went
             // by the next request.
@@ -610,18 +614,18 @@ impl<T: Item> Lines<T> {
         }
     }
 
-    /// Drops cancelled requests from the front of a line; the oldest live
+    /// Drops cancelled requests from the front of a queue; the oldest live
     /// request.
-    fn live_node(line: &mut Line) -> Option<&Arc<Node>> {
-        while line.waiters.front()?.is_cancelled() {
-            line.waiters.pop_front();
+    fn live_node(queue: &mut RouteQueue) -> Option<&Arc<Node>> {
+        while queue.waiters.front()?.is_cancelled() {
+            queue.waiters.pop_front();
         }
-        line.waiters.front()
+        queue.waiters.front()
     }
 
     /// The oldest live request's ticket (see [`Self::live_node`]).
-    fn live_head(line: &mut Line) -> Option<u64> {
-        Self::live_node(line).map(|node| node.ticket)
+    fn live_head(queue: &mut RouteQueue) -> Option<u64> {
+        Self::live_node(queue).map(|node| node.ticket)
     }
 
     /// Serves heads oldest first until none can be served. Returns whether a
@@ -632,11 +636,11 @@ impl<T: Item> Lines<T> {
         let mut allow_new = true;
         loop {
             let mut oldest: Option<(u64, usize)> = None;
-            for (id, line) in &mut self.lines {
+            for (id, queue) in &mut self.queues {
                 if blocked.contains(id) {
                     continue;
                 }
-                if let Some(ticket) = Self::live_head(line) {
+                if let Some(ticket) = Self::live_head(queue) {
                     if oldest.is_none_or(|(t, _)| ticket < t) {
                         oldest = Some((ticket, *id));
                     }
@@ -658,7 +662,7 @@ impl<T: Item> Lines<T> {
 
     fn serve<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
         if F::SEGMENTED {
-            // Blocked by the total: join the total line (once), which looks
+            // Blocked by the total: join the total queue (once), which looks
             // for room on other routes and reserves freed units for us — not
             // for a request that will not wait (refused, then served again).
             if self.serve_round(core) && self.never_waiters == 0 && !self.registered {
@@ -705,8 +709,9 @@ impl<T: Item> Lines<T> {
     /// whether it raised any.
     fn raise_route_waits<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> bool {
         let mut raised = false;
-        for (&id, line) in &mut self.lines {
-            raised |= Self::raise_flags(core, id, line, &mut self.contended, &mut self.route_waits);
+        for (&id, queue) in &mut self.queues {
+            raised |=
+                Self::raise_flags(core, id, queue, &mut self.contended, &mut self.route_waits);
         }
         raised
     }
@@ -717,22 +722,22 @@ impl<T: Item> Lines<T> {
         core: &Engine<K, T, F>,
         id: usize,
     ) -> bool {
-        let Some(line) = self.lines.get_mut(&id) else {
+        let Some(queue) = self.queues.get_mut(&id) else {
             return false;
         };
-        Self::raise_flags(core, id, line, &mut self.contended, &mut self.route_waits)
+        Self::raise_flags(core, id, queue, &mut self.contended, &mut self.route_waits)
     }
 
-    /// The flags route `id` needs for `line`'s live head, if it has one,
+    /// The flags route `id` needs for `queue`'s live head, if it has one,
     /// raised unless up (as `contended` and `route_waits` list them).
     fn raise_flags<K: RouteKey, F: Flavor>(
         core: &Engine<K, T, F>,
         id: usize,
-        line: &mut Line,
+        queue: &mut RouteQueue,
         contended: &mut Vec<usize>,
         route_waits: &mut Vec<usize>,
     ) -> bool {
-        let Some(head) = Self::live_node(line) else {
+        let Some(head) = Self::live_node(queue) else {
             return false;
         };
         let route = core.route(id);
@@ -753,9 +758,9 @@ impl<T: Item> Lines<T> {
     /// Lowers `CONTEND` on routes whose waiters are all served, and
     /// `ROUTE_WAIT` on those whose oldest request competes (again).
     fn lower_route_waits<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
-        let lines = &mut self.lines;
+        let queues = &mut self.queues;
         self.route_waits.retain(|id| {
-            let handed = lines
+            let handed = queues
                 .get_mut(id)
                 .and_then(Self::live_node)
                 .is_some_and(|head| !competes(head, core.route(*id)));
@@ -765,9 +770,9 @@ impl<T: Item> Lines<T> {
             handed
         });
         self.contended.retain(|id| {
-            let waiting = lines
+            let waiting = queues
                 .get_mut(id)
-                .is_some_and(|line| Self::live_head(line).is_some());
+                .is_some_and(|queue| Self::live_head(queue).is_some());
             // Kept raised for a request counted but not yet applied.
             waiting || !core.route(*id).lower_contend()
         });
@@ -775,9 +780,9 @@ impl<T: Item> Lines<T> {
 
     /// Answers `Busy` to every `Wait::Never` request still queued.
     fn refuse_never_waiters<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
-        for (&id, line) in &mut self.lines {
+        for (&id, queue) in &mut self.queues {
             let route = core.route(id);
-            line.waiters.retain(|node| {
+            queue.waiters.retain(|node| {
                 if node.mode != Wait::Never {
                     return true;
                 }
@@ -790,15 +795,15 @@ impl<T: Item> Lines<T> {
         self.never_waiters = 0;
     }
 
-    /// Drops lines with nothing in them, and cancelled requests piling up
+    /// Drops queues with nothing in them, and cancelled requests piling up
     /// behind a blocked head.
     fn tidy<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
-        self.lines.retain(|&id, line| {
+        self.queues.retain(|&id, queue| {
             let live = waiters_of(core.route(id).word());
-            if line.waiters.len() > 2 * live + 8 {
-                line.waiters.retain(|node| !node.is_cancelled());
+            if queue.waiters.len() > 2 * live + 8 {
+                queue.waiters.retain(|node| !node.is_cancelled());
             }
-            !line.waiters.is_empty() || !line.stateful.is_empty()
+            !queue.waiters.is_empty() || !queue.stateful.is_empty()
         });
     }
 
@@ -832,9 +837,9 @@ impl<T: Item> Lines<T> {
                 }
             }
         }
-        for (&id, line) in &mut self.lines {
+        for (&id, queue) in &mut self.queues {
             let route = core.route(id);
-            for list in line.stateful.values_mut() {
+            for list in queue.stateful.values_mut() {
                 let mut i = 0;
                 while i < list.len() {
                     let index = list[i];
@@ -857,15 +862,15 @@ impl<T: Item> Lines<T> {
                     self.freed = true;
                 }
             }
-            line.stateful.retain(|_, list| !list.is_empty());
+            queue.stateful.retain(|_, list| !list.is_empty());
         }
     }
 
     /// Shutdown: every request gets `Closed`, every idle connection goes.
     fn close_all<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
-        for (&id, line) in &mut self.lines {
+        for (&id, queue) in &mut self.queues {
             let route = core.route(id);
-            for node in line.waiters.drain(..) {
+            for node in queue.waiters.drain(..) {
                 if node.fulfil(Grant::Closed).is_ok() {
                     core.waiter_left(route);
                 }
@@ -878,6 +883,6 @@ impl<T: Item> Lines<T> {
                 self.close(core, route, index);
             }
         }
-        self.lines.clear();
+        self.queues.clear();
     }
 }

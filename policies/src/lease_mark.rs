@@ -1,4 +1,4 @@
-//! [`IdleMark`]: the state word an event loop and a connection's
+//! [`LeaseMark`]: the state word an event loop and a connection's
 //! leaseholders share, so that the loop looks at a connection's traffic
 //! only while it is idle, and a connection the peer closed is never lent
 //! out again once the loop has seen the close, without a lock.
@@ -43,12 +43,12 @@ const DOOMED: u32 = 8;
 const ONE_LEASE: u32 = 16;
 
 /// The shared state of a watched connection; see the module docs.
-pub struct IdleMark {
+pub struct LeaseMark {
     word: AtomicU32,
 }
 
 /// What the event loop makes of readiness on a socket it is registered
-/// for ([`IdleMark::readiness`]).
+/// for ([`LeaseMark::readiness`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WatchEvent {
     /// Nothing to do: the socket is quiet, or the connection is already
@@ -63,7 +63,7 @@ pub enum WatchEvent {
     Doomed,
 }
 
-/// What came of arming an idle connection ([`IdleMark::arm`]).
+/// What came of arming an idle connection ([`LeaseMark::arm`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arming {
     /// Armed: keep watching it.
@@ -74,7 +74,7 @@ pub enum Arming {
     Busy,
 }
 
-impl IdleMark {
+impl LeaseMark {
     /// A mark for a connection that starts out leased (a new connection is
     /// handed to the request that opened it) and unarmed.
     pub fn leased() -> Self {
@@ -188,10 +188,10 @@ impl IdleMark {
     }
 }
 
-impl fmt::Debug for IdleMark {
+impl fmt::Debug for LeaseMark {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let word = self.word.load(Ordering::Relaxed);
-        f.debug_struct("IdleMark")
+        f.debug_struct("LeaseMark")
             .field("leased", &(word & LEASED != 0))
             .field("armed", &(word & ARMED != 0))
             .field("dead", &(word & DEAD != 0))
@@ -206,8 +206,8 @@ mod tests {
     use super::*;
 
     /// An idle mark armed by the loop after its first lease.
-    fn armed() -> IdleMark {
-        let mark = IdleMark::leased();
+    fn armed() -> LeaseMark {
+        let mark = LeaseMark::leased();
         assert!(mark.release());
         assert_eq!(mark.idle_leases(), Some(1));
         assert_eq!(mark.arm(1, || true), Arming::Armed);
@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn a_close_while_unarmed_and_idle_is_probed() {
-        let mark = IdleMark::leased();
+        let mark = LeaseMark::leased();
         assert!(mark.release());
         assert_eq!(mark.readiness(|| true), WatchEvent::Quiet, "spurious");
         assert_eq!(mark.readiness(|| false), WatchEvent::Dead);
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn arming_needs_a_quiet_idle_connection_with_the_same_leases() {
-        let mark = IdleMark::leased();
+        let mark = LeaseMark::leased();
         assert_eq!(mark.idle_leases(), None, "leased");
         assert_eq!(mark.arm(1, || unreachable!()), Arming::Busy);
         assert!(mark.release());
@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn the_lease_count_wraps() {
-        let mark = IdleMark {
+        let mark = LeaseMark {
             word: AtomicU32::new(!(LEASED | ARMED | DEAD | DOOMED)),
         };
         assert!(mark.lease());
