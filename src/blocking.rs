@@ -114,7 +114,7 @@ impl<R: RouteKey, T: Send + 'static> Connector for BlockingConnector<R, T> {
         let connect = Arc::clone(&self.connect);
         let route = route.clone();
         let job_slot = Arc::clone(&slot);
-        let job: Job = Box::new(move || run(&*connect, &route, &job_slot, wake));
+        let job: ThreadTask = Box::new(move || run(&*connect, &route, &job_slot, wake));
         self.workers.submit(job)?;
         Ok(Progress::Pending(BlockingHandshake {
             slot,
@@ -244,7 +244,7 @@ impl<T> Drop for BlockingHandshake<T> {
     }
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+type ThreadTask = Box<dyn FnOnce() + Send>;
 
 /// The connect threads and their queue.
 struct Workers {
@@ -253,7 +253,7 @@ struct Workers {
 }
 
 struct Queue {
-    jobs: VecDeque<Job>,
+    jobs: VecDeque<ThreadTask>,
     /// Threads started so far (they start as jobs arrive).
     started: usize,
     /// Threads waiting for a job.
@@ -284,7 +284,7 @@ impl Workers {
 
     /// Queues `job`, starting a thread for it if none is idle and the cap
     /// allows.
-    fn submit(&self, job: Job) -> io::Result<()> {
+    fn submit(&self, job: ThreadTask) -> io::Result<()> {
         let mut queue = self.queue();
         queue.jobs.push_back(job);
         if queue.idle == 0 && queue.started < self.threads {

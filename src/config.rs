@@ -139,12 +139,12 @@ impl<K: PartialEq> Config<K> {
 /// # Ok::<(), leasehold::ConfigError>(())
 /// ```
 pub struct Builder<C: Connector, P = Strict> {
-    settings: Settings<C>,
+    settings: BuilderSettings<C>,
     _policy: PhantomData<fn() -> P>,
 }
 
 /// What a [`Builder`] has been told, whatever the policy.
-struct Settings<C: Connector> {
+struct BuilderSettings<C: Connector> {
     connector: C,
     max_total: usize,
     max_per_route: usize,
@@ -177,7 +177,7 @@ struct Settings<C: Connector> {
 impl<C: Connector, P: Policy> Builder<C, P> {
     pub(crate) fn new(connector: C) -> Self {
         Self {
-            settings: Settings {
+            settings: BuilderSettings {
                 connector,
                 max_total: DEFAULT_MAX_TOTAL,
                 max_per_route: DEFAULT_MAX_PER_ROUTE,

@@ -82,7 +82,7 @@ pub struct Health {
 
 /// The counters behind [`Health`].
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
+pub(crate) struct CloseCounters {
     pub(crate) stale: AtomicU64,
     pub(crate) idle: AtomicU64,
     pub(crate) expired: AtomicU64,
@@ -93,7 +93,7 @@ pub(crate) struct Counters {
     pub(crate) rejected: AtomicU64,
 }
 
-impl Counters {
+impl CloseCounters {
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }

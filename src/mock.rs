@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Debug, Default)]
-struct Counters {
+struct MockCounters {
     next_id: AtomicU64,
     opened: AtomicU64,
     dropped: AtomicU64,
@@ -44,7 +44,7 @@ struct Counters {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct MockConnector<R = ()> {
-    counters: Arc<Counters>,
+    counters: Arc<MockCounters>,
     _route: PhantomData<fn() -> R>,
 }
 
@@ -175,7 +175,7 @@ pub struct MockConn<R = ()> {
     route: R,
     written: Vec<u8>,
     leases: u64,
-    counters: Arc<Counters>,
+    counters: Arc<MockCounters>,
 }
 
 impl<R> MockConn<R> {

@@ -11,14 +11,14 @@
 use crate::acquire::Request;
 use crate::config::Config;
 use crate::connector::{Connector, Progress};
-use crate::entry::{Counters, Entry, LeakCheck};
+use crate::entry::{CloseCounters, Entry, LeakCheck};
 use crate::error::{Error, Unavailable};
 use crate::figures::{Asked, Figures, Registry};
 use crate::hooks::Hooks;
 use crate::reactor::bind::{Binder, Failure, Outcome, WaitCell};
 use crate::reactor::breaker::{Admit, Breaker};
 use crate::reactor::dispose::DisposalService;
-use crate::reactor::{Attempt, Job, LoopCommand, Remote, Watch};
+use crate::reactor::{Attempt, ConnectJob, LoopCommand, Remote, Watch};
 use leasehold_policies::unstable::{Acquire, Core, Grant, Held, Permit, Wait};
 use leasehold_policies::{Policy, State};
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
@@ -79,7 +79,7 @@ pub(crate) struct Shared<C: Connector, P: Policy> {
     pub(crate) binder: Binder<C::Route>,
     pub(crate) breaker: Breaker<C::Route>,
     pub(crate) remote: Arc<Remote<C>>,
-    pub(crate) counters: Arc<Counters>,
+    pub(crate) counters: Arc<CloseCounters>,
     pub(crate) figures: Registry<C::Route>,
     hooks: Hooks<C::Conn>,
     clock_on_release: bool,
@@ -192,13 +192,13 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         permit: Permit,
         state: Option<&State>,
         probe: bool,
-    ) -> std::io::Result<Progress<(Permit, C::Conn, Instant), Job<C>>> {
+    ) -> std::io::Result<Progress<(Permit, C::Conn, Instant), ConnectJob<C>>> {
         let attempt = self.attempt(route, probe);
         let started = catch_unwind(AssertUnwindSafe(|| self.connector.connect(route)))
             .unwrap_or_else(|_| Err(connector_panicked()));
         match started {
             Ok(Progress::Ready(conn)) => Ok(Progress::Ready((permit, conn, attempt.started))),
-            Ok(Progress::Pending(handshake)) => Ok(Progress::Pending(Job {
+            Ok(Progress::Pending(handshake)) => Ok(Progress::Pending(ConnectJob {
                 route: route.clone(),
                 state: state.cloned(),
                 permit,
@@ -280,7 +280,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         let fresh = std::mem::take(&mut entry.fresh);
         if let Some(watch) = &entry.watch {
             if !watch.lease() {
-                Counters::bump(&self.counters.stale);
+                CloseCounters::bump(&self.counters.stale);
                 self.core.release(held, false);
                 return None;
             }
@@ -294,7 +294,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                 }))
                 .unwrap_or(false);
                 if !alive {
-                    Counters::bump(&self.counters.invalid);
+                    CloseCounters::bump(&self.counters.invalid);
                     self.core.release(held, false);
                     return None;
                 }
@@ -306,7 +306,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                 .as_mut()
                 .is_some_and(|conn| self.hooks.pass(conn, fresh));
             if !pass {
-                Counters::bump(&self.counters.rejected);
+                CloseCounters::bump(&self.counters.rejected);
                 self.core.release(held, false);
                 return None;
             }
@@ -349,7 +349,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         }
         if let Some(watch) = &entry.watch {
             if !watch.release() && reuse {
-                Counters::bump(&self.counters.stale);
+                CloseCounters::bump(&self.counters.stale);
                 reuse = false;
             }
         }
@@ -358,7 +358,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                 let connector = &self.connector;
                 let broken = catch_unwind(AssertUnwindSafe(|| connector.has_broken(conn)));
                 if broken.unwrap_or(true) {
-                    Counters::bump(&self.counters.broken);
+                    CloseCounters::bump(&self.counters.broken);
                     reuse = false;
                 }
             }
@@ -366,7 +366,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         if reuse && self.clock_on_release {
             let now = Instant::now();
             if entry.expires.is_some_and(|expires| expires <= now) {
-                Counters::bump(&self.counters.expired);
+                CloseCounters::bump(&self.counters.expired);
                 reuse = false;
             }
             entry.idle_since = now;
@@ -530,7 +530,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
     /// request answered sees the capacity freed (`stats()` no longer counts
     /// the connect).
     fn failed(&self, route: &C::Route, error: &std::io::Error, attempt: Attempt) -> Failure {
-        Counters::bump(&self.counters.connect_failures);
+        CloseCounters::bump(&self.counters.connect_failures);
         if let Some(figures) = self.figures.route(route) {
             figures.connect_ended(attempt.started, false);
         }
@@ -547,13 +547,13 @@ impl<C: Connector, P: Policy> Shared<C, P> {
     }
 
     /// Drops a connect the event loop will not drive (shutdown).
-    pub(crate) fn abandon(&self, job: Job<C>) {
+    pub(crate) fn abandon(&self, job: ConnectJob<C>) {
         self.binder.abandoned(&job.route, job.state.as_ref());
         self.abandon_uncounted(job);
     }
 
     /// Drops a connect not counted in its group.
-    pub(crate) fn abandon_uncounted(&self, job: Job<C>) {
+    pub(crate) fn abandon_uncounted(&self, job: ConnectJob<C>) {
         if job.attempt.probe {
             self.breaker.probe_ended(&job.route);
         }
@@ -629,7 +629,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                 } else {
                     return false;
                 };
-            Counters::bump(counter);
+            CloseCounters::bump(counter);
             tracing::debug!(route = ?entry.route, cause, "leasehold: evicted an idle connection");
             true
         }));
@@ -640,7 +640,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         if check.leases.load(Ordering::Acquire) != check.lease {
             return;
         }
-        Counters::bump(&self.counters.leaks);
+        CloseCounters::bump(&self.counters.leaks);
         tracing::warn!(
             route = %check.route,
             location = %check.location,

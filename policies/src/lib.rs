@@ -78,9 +78,10 @@ pub mod unstable {
     pub use crate::{Core, Waiting};
 }
 
-/// Keeps [`Policy`], [`Core`] and [`Waiting`] to the implementations of
-/// this crate: the pool relies on the contracts the conformance suite and
-/// the loom models check for these, and no other.
+/// Keeps [`Policy`], [`Core`], [`Waiting`] and the engine's flavors to the
+/// implementations of this crate: the pool relies on the contracts that
+/// the conformance suite and the loom models check for these, and no
+/// other.
 mod sealed {
     pub trait Sealed {}
 }

@@ -70,7 +70,7 @@ pub(crate) struct Attempt {
 }
 
 /// A connect in flight.
-pub(crate) struct Job<C: Connector> {
+pub(crate) struct ConnectJob<C: Connector> {
     pub(crate) route: C::Route,
     pub(crate) state: Option<State>,
     pub(crate) permit: Permit,
@@ -81,7 +81,7 @@ pub(crate) struct Job<C: Connector> {
 /// What the loop is asked to do.
 pub(crate) enum LoopCommand<C: Connector> {
     /// Drive this connect to its end.
-    Connect(Job<C>),
+    Connect(ConnectJob<C>),
     /// Watch this idle-to-be connection's socket.
     Watch(Arc<Watch>),
     /// The connection under this token is being closed.
@@ -200,7 +200,7 @@ pub(crate) struct Reactor<C: Connector, P: Policy> {
     shared: Arc<Shared<C, P>>,
     poll: Poll,
     timers: Timers<Timer>,
-    jobs: HashMap<Token, (Job<C>, Interest)>,
+    jobs: HashMap<Token, (ConnectJob<C>, Interest)>,
     watches: Watches,
     /// A `Timer::EvictDead` is pending.
     recheck_set: bool,
@@ -331,7 +331,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         }
     }
 
-    fn start(&mut self, mut job: Job<C>) {
+    fn start(&mut self, mut job: ConnectJob<C>) {
         let token = Token(self.shared.remote.token());
         let registry = self.poll.registry();
         let registered = guarded("the connector's handshake", || {
@@ -344,7 +344,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         let interest = match registered {
             Ok(interest) => interest,
             Err(e) => {
-                let Job {
+                let ConnectJob {
                     route,
                     state,
                     permit,
@@ -394,7 +394,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         let Some((job, _)) = self.jobs.remove(&token) else {
             return;
         };
-        let Job {
+        let ConnectJob {
             route,
             state,
             permit,
@@ -431,7 +431,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
             Ok(crate::Progress::Ready(conn)) => {
                 self.shared.connected(route, permit, conn, attempt.started)
             }
-            Ok(crate::Progress::Pending(handshake)) => self.start(Job {
+            Ok(crate::Progress::Pending(handshake)) => self.start(ConnectJob {
                 route,
                 state,
                 permit,

@@ -103,7 +103,7 @@ pub const DEFAULT_SESSION_CACHE: usize = 256;
 #[derive(Clone)]
 pub struct TlsConnector {
     tcp: TcpConnector,
-    settings: Arc<Settings>,
+    settings: Arc<TlsSettings>,
     /// The configuration of routes without a client identity.
     anonymous: Arc<ClientConfig>,
     /// Tells this connector's identities from another's.
@@ -111,14 +111,14 @@ pub struct TlsConnector {
 }
 
 /// What every configuration of a connector shares.
-struct Settings {
+struct TlsSettings {
     provider: Arc<CryptoProvider>,
     roots: Arc<RootCertStore>,
     alpn: Vec<Vec<u8>>,
     session_cache: usize,
 }
 
-impl Settings {
+impl TlsSettings {
     /// A client configuration, with `identity` presented if asked for and
     /// a session cache of its own.
     fn config(
@@ -270,7 +270,7 @@ impl TlsBuilder {
         let roots = self
             .roots
             .unwrap_or_else(|| webpki_roots::TLS_SERVER_ROOTS.iter().cloned().collect());
-        let settings = Settings {
+        let settings = TlsSettings {
             provider: self.provider.unwrap_or_else(default_provider),
             roots: Arc::new(roots),
             alpn: self.alpn,

@@ -99,4 +99,4 @@ pub use redis;
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
+pub struct RedisReadmeDoctests;

@@ -109,7 +109,7 @@ use std::task::Waker;
 /// flavors are [`Fair`] (`Strict`), [`Sharded`] (`Lax`) and [`Segmented`]
 /// (`Offlock`). Every flavor keeps a route's idle connections in per-CPU
 /// shards (one list under FIFO reuse, unless it barges).
-pub trait Flavor: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
+pub trait Flavor: crate::sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     /// Newcomers may take idle connections ahead of queued requests, which
     /// compete for returns, within a bound (`Lax`); else a request never
     /// overtakes one queued before it, and returns are handed to the oldest.
@@ -119,12 +119,9 @@ pub trait Flavor: sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     const SEGMENTED: bool;
 }
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for super::Fair {}
-    impl Sealed for super::Sharded {}
-    impl Sealed for super::Segmented {}
-}
+impl crate::sealed::Sealed for Fair {}
+impl crate::sealed::Sealed for Sharded {}
+impl crate::sealed::Sealed for Segmented {}
 
 /// The `Strict` flavor: per-CPU idle shards, no barging.
 #[derive(Clone, Copy, Debug, Default)]
