@@ -68,7 +68,7 @@ const PUSHER: usize = 4;
 /// back in a [`PushError`], and the caller closes it.
 ///
 /// ```
-/// use leasehold_policies::DisposalQueue;
+/// use leasehold_policies::unstable::DisposalQueue;
 /// use std::sync::Arc;
 /// use std::thread;
 ///

@@ -69,7 +69,7 @@ const PUSHER: usize = 2;
 /// owns, woken by the caller after a successful [`push`](Self::push).
 ///
 /// ```
-/// use leasehold_policies::Mailbox;
+/// use leasehold_policies::unstable::Mailbox;
 ///
 /// let mailbox = Mailbox::new();
 /// mailbox.push("connect a").unwrap();

@@ -84,7 +84,8 @@ pub enum Reuse {
 /// The capacity limits a policy enforces.
 ///
 /// ```
-/// use leasehold_policies::{Limits, Reuse};
+/// use leasehold_policies::unstable::Limits;
+/// use leasehold_policies::Reuse;
 /// let limits = Limits::<&str>::new(10, 4)
 ///     .with_route_max("db-primary", 8)
 ///     .with_max_idle(6)

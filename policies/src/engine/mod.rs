@@ -84,10 +84,7 @@ use self::idle_index::IdleIndex;
 use self::queues::{SerialCommand, WaitQueues};
 #[cfg(leasehold_loom)]
 pub use self::route::set_loom_pass_limit;
-use self::route::{
-    contended, is_closed, listed, nudged, total_wait, waiters_of, wanted, Put, Reclaim, Refused,
-    Route, Take,
-};
+use self::route::{Put, Reclaim, Refused, Route, Take, Word};
 use self::table::{Keyed, Table, TotalWaitFlags};
 use self::total::{TotalCommand, TotalQueue};
 use crate::arena::{Arena, IndexStack};
@@ -517,7 +514,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     #[cold]
     fn list_idle(&self, route: &Route<K>, shard: usize) -> bool {
         self.idle_index.push(route.id, shard);
-        total_wait(route.touch_shard(shard))
+        route.touch_shard(shard).total_wait()
     }
 
     /// Kicks whoever reclaims idle connections of `route` for requests
@@ -746,7 +743,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// Whether `route` holds no connection (nor a unit of its cap) and no
     /// request, read with read-modify-writes (see [`Self::route_emptied`]).
     fn is_unused(route: &Route<K>) -> bool {
-        route.allocated.fetch_add(0, Ordering::AcqRel) == 0 && waiters_of(route.touch()) == 0
+        route.allocated.fetch_add(0, Ordering::AcqRel) == 0 && route.touch().waiters() == 0
     }
 
     /// Removes route `id` (with uid `uid`) if it is still unused; run by the
@@ -808,7 +805,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// serializer if requests wait there (a read-modify-write of the word
     /// that counts them, so none counted before is missed).
     fn route_freed(&self, route: &Route<K>) {
-        if waiters_of(route.touch()) != 0 {
+        if route.touch().waiters() != 0 {
             self.kick(route);
         }
     }
@@ -853,7 +850,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
                     // shutdown and must get `Closed`, not open a new
                     // connection. Our reservation read that close's counter
                     // update, so this load sees the closed flag.
-                    if is_closed(route.word()) {
+                    if route.word().is_closed() {
                         route.connecting.fetch_sub(1, Ordering::AcqRel);
                         self.free_slot(route, self.permit_slot(&permit));
                         self.capacity_freed(route);
@@ -865,13 +862,13 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
                 self.capacity_freed(route);
             }
         }
-        is_closed(route.word()).then_some(Grant::Closed)
+        route.word().is_closed().then_some(Grant::Closed)
     }
 
     /// Whether `route`, found closed, was removed rather than shut down.
     #[cold]
     fn was_removed(&self, route: &Route<K>) -> bool {
-        is_closed(route.word()) && !self.closed.load(Ordering::Acquire)
+        route.word().is_closed() && !self.closed.load(Ordering::Acquire)
     }
 
     /// Whether a newcomer on `route` may take new capacity on the hot path:
@@ -883,7 +880,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         } else {
             &self.waiting_all
         };
-        queued.load(Ordering::Acquire) == 0 && waiters_of(route.word()) == 0
+        queued.load(Ordering::Acquire) == 0 && route.word().waiters() == 0
     }
 
     /// `Segmented`: whether routes wait in the total queue (they get freed
@@ -894,7 +891,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
 
     /// Counts a request of `route` about to queue; returns shard 0's word
     /// before.
-    fn waiter_came(&self, route: &Route<K>) -> u128 {
+    fn waiter_came(&self, route: &Route<K>) -> Word {
         if !F::SEGMENTED {
             self.waiting_all.fetch_add(1, Ordering::AcqRel);
         }
@@ -924,7 +921,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// woken to take an idle connection. (One that queues later is looked at
     /// when its own request is applied.)
     fn next_in_line(&self, route: &Route<K>) {
-        if waiters_of(route.word()) != 0 {
+        if route.word().waiters() != 0 {
             self.kick(route);
         }
     }
@@ -1021,8 +1018,8 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// push: to list its shard, to drain a closed route, or to kick the
     /// serializer for requests that want it.
     #[inline(always)]
-    fn touched_after_push(word: u128) -> bool {
-        !listed(word) || is_closed(word) || wanted(word)
+    fn touched_after_push(word: Word) -> bool {
+        !word.listed() || word.is_closed() || word.wanted()
     }
 
     /// Raises `TOTAL_WAIT` on every route for an episode of requests blocked
@@ -1079,12 +1076,12 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
         let node = Arc::new(Node::new(ticket, state.cloned(), mode, waker));
         let before = self.waiter_came(route);
-        if is_closed(before) && !self.closed.load(Ordering::Acquire) {
+        if before.is_closed() && !self.closed.load(Ordering::Acquire) {
             // Removed (see `remove_route`): our count kept nothing alive.
             self.uncount_waiter(route);
             return None;
         }
-        if F::BARGES && node.may_take_idle() && !contended(before) {
+        if F::BARGES && node.may_take_idle() && !before.contended() {
             // Returns count themselves against us from now on, not only
             // once the serializer has seen us.
             route.raise_contend();
@@ -1305,7 +1302,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         // compares in full, so a return that needs nothing after it (the
         // shard listed, nobody waiting, the route open) pins nothing.
         let mut pin = None;
-        let before_push = |word: Option<u128>| {
+        let before_push = |word: Option<Word>| {
             if self.forgets
                 && pin.is_none()
                 && word.is_none_or(|word| Self::touched_after_push(word))
@@ -1317,13 +1314,13 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         // still own it.
         match unsafe { route.put(slot.link(), shard, index, rule, word, before_push) } {
             Ok(before) => {
-                if !listed(before) && self.list_idle(route, shard) {
+                if !before.listed() && self.list_idle(route, shard) {
                     self.kick_reclaimer(route);
                 }
-                if is_closed(before) {
+                if before.is_closed() {
                     self.drain_closed_route(route);
-                } else if wanted(before) {
-                    if F::BARGES && pass.is_none() && contended(before) {
+                } else if before.wanted() {
+                    if F::BARGES && pass.is_none() && before.contended() {
                         // `CONTEND` came between the count and the push.
                         route.passed();
                     }
@@ -1335,7 +1332,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                     // refuses in its CAS) a waiter or a flag came between
                     // the check and the count.
                     let spared =
-                        F::BARGES && contended(before) && nudged(before) && route.may_pass();
+                        F::BARGES && before.contended() && before.nudged() && route.may_pass();
                     if !spared {
                         self.kick(route);
                     }
@@ -1360,7 +1357,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         let route = self.route(unsafe { self.route_of(index) });
         route.connecting.fetch_sub(1, Ordering::AcqRel);
         route.created.fetch_add(1, Ordering::Relaxed);
-        if is_closed(route.word()) {
+        if route.word().is_closed() {
             self.free_slot(route, index);
             route.closed.fetch_add(1, Ordering::Relaxed);
             self.capacity_freed(route);

@@ -15,7 +15,7 @@
 //! last time for an idle connection to close for it; from then on returns
 //! come through here, so the connection that makes room is never missed.
 
-use super::route::{is_closed, listed, total_wait, waiters_of, Put, Refused, Route, Take};
+use super::route::{Put, Refused, Route, Take};
 use super::table::TotalWaitFlags;
 use super::total::TotalCommand;
 use super::{Blocked, Engine, Flavor};
@@ -287,7 +287,7 @@ impl<T: Item> WaitQueues<T> {
         }
         let route = core.route(self.scope.expect("a segment's route"));
         let idle = route.idle() + route.stateful_idle();
-        if !self.closed && total_wait(route.word()) && idle > 0 {
+        if !self.closed && route.word().total_wait() && idle > 0 {
             core.submit_total(TotalCommand::Kick);
         }
         if self.freed {
@@ -379,7 +379,7 @@ impl<T: Item> WaitQueues<T> {
                     // route's own requests were served (`settle_segment`
                     // sees `TOTAL_WAIT` in shard 0's word, which
                     // `list_idle` read after listing).
-                    Ok(before) if !listed(before) => {
+                    Ok(before) if !before.listed() => {
                         if core.list_idle(route, 0) && !F::SEGMENTED {
                             core.kick(route);
                         }
@@ -530,7 +530,7 @@ impl<T: Item> WaitQueues<T> {
         let state = node.state_token.as_ref();
         // Not while another route waits for one of ours to be closed: the
         // oldest request gets it first, then.
-        if F::BARGES && competes(&node, route) && !total_wait(route.word()) && route.idle() > 0 {
+        if F::BARGES && competes(&node, route) && !route.word().total_wait() && route.idle() > 0 {
             // It takes one itself, if it is faster than the others; a
             // `ROUTE_WAIT` left up for an older request that did not compete
             // comes down first, or its look would find nothing it may take.
@@ -569,7 +569,7 @@ impl<T: Item> WaitQueues<T> {
         // not become a `Connect` for a request served after the shutdown. Our
         // reservation read that close's counter update, so this load sees the
         // closed flag.
-        if is_closed(route.word()) {
+        if route.word().is_closed() {
             self.undo(core, route, grant);
             return Err(Blocked::Route);
         }
@@ -799,7 +799,7 @@ impl<T: Item> WaitQueues<T> {
     /// behind a blocked head.
     fn tidy<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
         self.queues.retain(|&id, queue| {
-            let live = waiters_of(core.route(id).word());
+            let live = core.route(id).word().waiters();
             if queue.waiters.len() > 2 * live + 8 {
                 queue.waiters.retain(|node| !node.is_cancelled());
             }

@@ -146,76 +146,188 @@ pub fn set_loom_pass_limit(limit: usize) {
     LOOM_PASS_LIMIT.store(limit, std::sync::atomic::Ordering::Relaxed);
 }
 
-#[inline]
-fn head(word: u128) -> u32 {
-    (word & INDEX_MASK) as u32
+/// A shard's word as one read found it, with a name for each packed field
+/// (the layout is in the module docs).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct Word(u128);
+
+impl Word {
+    /// No idle connection, no request, no flag.
+    const EMPTY: Self = Self(NIL as u128);
+
+    /// The head of the shard's idle stack (LIFO reuse).
+    #[inline]
+    fn head(self) -> u32 {
+        (self.0 & INDEX_MASK) as u32
+    }
+
+    /// Idle stateless connections in the shard.
+    #[inline]
+    pub(super) fn idle(self) -> usize {
+        ((self.0 >> 64) as u32 & IDLE_BITS) as usize
+    }
+
+    /// Whether the shard is in the engine's idle index (see the module
+    /// docs).
+    #[inline]
+    pub(super) fn listed(self) -> bool {
+        self.has(LISTED)
+    }
+
+    /// Requests waiting on the route, as this shard counts them.
+    #[inline]
+    pub(super) fn waiters(self) -> usize {
+        ((self.0 & WAITERS_MASK) >> 96) as usize
+    }
+
+    #[inline]
+    pub(super) fn is_closed(self) -> bool {
+        self.has(CLOSED)
+    }
+
+    /// Whether a return that went idle despite this word (the FIFO path,
+    /// which checks before it counts) must hand over to the serializer:
+    /// requests wait on the route or for total capacity.
+    #[inline]
+    pub(super) fn wanted(self) -> bool {
+        self.waiters() != 0 || self.has(CONTEND | ROUTE_WAIT | TOTAL_WAIT)
+    }
+
+    /// Whether requests of a sharded route compete for its returns.
+    #[inline]
+    pub(super) fn contended(self) -> bool {
+        self.has(CONTEND)
+    }
+
+    /// Whether a request woken to compete for a sharded route's returns has
+    /// yet to look for them.
+    #[inline]
+    pub(super) fn nudged(self) -> bool {
+        self.has(NUDGED)
+    }
+
+    /// Whether a request of some route is blocked by the total cap.
+    #[inline]
+    pub(super) fn total_wait(self) -> bool {
+        self.has(TOTAL_WAIT)
+    }
+
+    /// Whether any of `flags` is up.
+    #[inline]
+    fn has(self, flags: u128) -> bool {
+        self.0 & flags != 0
+    }
+
+    /// The word with `flags` raised.
+    #[inline]
+    fn with(self, flags: u128) -> Self {
+        Self(self.0 | flags)
+    }
+
+    /// The word with `flags` lowered.
+    #[inline]
+    fn without(self, flags: u128) -> Self {
+        Self(self.0 & !flags)
+    }
+
+    /// The word after pushing slot `index` on the idle stack: the head
+    /// replaced, the tag bumped (no ABA), the idle count up.
+    #[inline]
+    fn pushed(self, index: u32) -> Self {
+        self.with_head(index, true)
+    }
+
+    /// The word after popping the head, `next` the new one.
+    #[inline]
+    fn popped(self, next: u32) -> Self {
+        self.with_head(next, false)
+    }
+
+    #[inline]
+    fn with_head(self, index: u32, up: bool) -> Self {
+        let tag = (self.0 & TAG_MASK).wrapping_add(TAG_ONE) & TAG_MASK;
+        let rest = self.0 & !(TAG_MASK | INDEX_MASK);
+        let rest = if up { rest + IDLE_ONE } else { rest - IDLE_ONE };
+        Self(rest | tag | u128::from(index))
+    }
 }
 
-#[inline]
-pub(super) fn idle_of(word: u128) -> usize {
-    ((word >> 64) as u32 & IDLE_BITS) as usize
+impl fmt::Debug for Word {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Word")
+            .field("head", &self.head())
+            .field("idle", &self.idle())
+            .field("listed", &self.listed())
+            .field("waiters", &self.waiters())
+            .field("nudged", &self.nudged())
+            .field("contended", &self.contended())
+            .field("route_wait", &self.has(ROUTE_WAIT))
+            .field("total_wait", &self.total_wait())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
 }
 
-/// Whether the shard is in the engine's idle index (see the module docs).
-#[inline]
-pub(super) fn listed(word: u128) -> bool {
-    word & LISTED != 0
-}
+/// A shard's atomic word: every operation returns the [`Word`] it found.
+struct AtomicWord(AtomicU128);
 
-#[inline]
-pub(super) fn waiters_of(word: u128) -> usize {
-    ((word & WAITERS_MASK) >> 96) as usize
-}
+impl AtomicWord {
+    fn new(word: Word) -> Self {
+        Self(AtomicU128::new(word.0))
+    }
 
-#[inline]
-pub(super) fn is_closed(word: u128) -> bool {
-    word & CLOSED != 0
-}
+    #[inline(always)]
+    fn load(&self, order: Ordering) -> Word {
+        Word(self.0.load(order))
+    }
 
-/// Whether a return that went idle despite `word` (the FIFO path, which
-/// checks before it counts) must hand over to the serializer: requests wait
-/// on the route or for total capacity.
-#[inline]
-pub(super) fn wanted(word: u128) -> bool {
-    waiters_of(word) != 0 || word & (CONTEND | ROUTE_WAIT | TOTAL_WAIT) != 0
-}
+    #[inline(always)]
+    fn compare_exchange_weak(
+        &self,
+        current: Word,
+        new: Word,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<Word, Word> {
+        self.0
+            .compare_exchange_weak(current.0, new.0, success, failure)
+            .map(Word)
+            .map_err(Word)
+    }
 
-/// Whether requests of a sharded route compete for its returns.
-#[inline]
-pub(super) fn contended(word: u128) -> bool {
-    word & CONTEND != 0
-}
+    /// Raises `flags`; the word before.
+    #[inline]
+    fn raise(&self, flags: u128, order: Ordering) -> Word {
+        Word(self.0.fetch_or(flags, order))
+    }
 
-/// Whether a request woken to compete for a sharded route's returns has yet
-/// to look for them.
-#[inline]
-pub(super) fn nudged(word: u128) -> bool {
-    word & NUDGED != 0
+    /// Lowers `flags`; the word before.
+    #[inline]
+    fn lower(&self, flags: u128, order: Ordering) -> Word {
+        Word(self.0.fetch_and(!flags, order))
+    }
+
+    /// Adds `amount` (a count's unit, shifted in place); the word before.
+    #[inline]
+    fn add(&self, amount: u128, order: Ordering) -> Word {
+        Word(self.0.fetch_add(amount, order))
+    }
+
+    /// Takes `amount` away; the word before.
+    #[inline]
+    fn sub(&self, amount: u128, order: Ordering) -> Word {
+        Word(self.0.fetch_sub(amount, order))
+    }
 }
 
 /// Sets (or clears) `flag` in `word`; returns the word before.
 #[inline]
-fn set_flag(word: &AtomicU128, flag: u128, on: bool) -> u128 {
+fn set_flag(word: &AtomicWord, flag: u128, on: bool) -> Word {
     if on {
-        word.fetch_or(flag, Ordering::AcqRel)
+        word.raise(flag, Ordering::AcqRel)
     } else {
-        word.fetch_and(!flag, Ordering::AcqRel)
+        word.lower(flag, Ordering::AcqRel)
     }
-}
-
-/// Whether a request of some route is blocked by the total cap.
-#[inline]
-pub(super) fn total_wait(word: u128) -> bool {
-    word & TOTAL_WAIT != 0
-}
-
-/// The word with a new head, the tag bumped and the idle count moved.
-#[inline]
-fn with_head(word: u128, index: u32, idle: u128, up: bool) -> u128 {
-    let tag = (word & TAG_MASK).wrapping_add(TAG_ONE) & TAG_MASK;
-    let rest = word & !(TAG_MASK | INDEX_MASK);
-    let rest = if up { rest + idle } else { rest - idle };
-    rest | tag | u128::from(index)
 }
 
 /// Who takes an idle connection, and so what it must respect.
@@ -234,13 +346,13 @@ pub(super) enum Take {
 
 impl Take {
     #[inline]
-    fn allows(self, word: u128) -> bool {
+    fn allows(self, word: Word) -> bool {
         match self {
-            Self::Newcomer => !is_closed(word) && waiters_of(word) == 0,
+            Self::Newcomer => !word.is_closed() && word.waiters() == 0,
             // While returns go to the oldest request, so does what the
             // serializer puts back for it.
-            Self::Barging => !is_closed(word) && word & ROUTE_WAIT == 0,
-            Self::Serial => !is_closed(word),
+            Self::Barging => !word.is_closed() && !word.has(ROUTE_WAIT),
+            Self::Serial => !word.is_closed(),
             Self::Drain => true,
         }
     }
@@ -286,7 +398,7 @@ pub(super) enum Reclaim {
 /// (`CachePadded`): the word, and beside it the pointer to the FIFO list,
 /// which never changes.
 struct Shard {
-    word: AtomicU128,
+    word: AtomicWord,
     /// The idle list with FIFO reuse; with LIFO it lives in the word.
     fifo: Option<Box<Fifo<u32>>>,
 }
@@ -345,7 +457,7 @@ impl<K> Route<K> {
             shards: (0..shards)
                 .map(|_| {
                     CachePadded::new(Shard {
-                        word: AtomicU128::new(u128::from(NIL)),
+                        word: AtomicWord::new(Word::EMPTY),
                         fifo: match reuse {
                             Reuse::Lifo => None,
                             Reuse::Fifo => Some(Box::new(Fifo::new())),
@@ -369,14 +481,14 @@ impl<K> Route<K> {
 
     /// Shard 0's word: the waiter count and the flags.
     #[inline]
-    pub(super) fn word(&self) -> u128 {
+    pub(super) fn word(&self) -> Word {
         self.shard_word(0)
     }
 
     /// The word of `shard`, as a return reads it first (for
     /// [`Self::pass`] and [`Self::put`]).
     #[inline]
-    pub(super) fn shard_word(&self, shard: usize) -> u128 {
+    pub(super) fn shard_word(&self, shard: usize) -> Word {
         self.shards[shard].word.load(Ordering::Acquire)
     }
 
@@ -393,20 +505,20 @@ impl<K> Route<K> {
         let Shard { word: cell, fifo } = &*self.shards[shard];
         let mut word = cell.load(Ordering::Acquire);
         loop {
-            if idle_of(word) == 0 || !rule.allows(word) {
+            if word.idle() == 0 || !rule.allows(word) {
                 return None;
             }
             let next = match fifo {
                 None => {
                     // Possibly stale if the head was taken meanwhile; the tag
                     // makes the CAS below fail then.
-                    arena.link(head(word)).load(Ordering::Relaxed) as u32
+                    arena.link(word.head()).load(Ordering::Relaxed) as u32
                 }
-                Some(_) => head(word),
+                Some(_) => word.head(),
             };
             match cell.compare_exchange_weak(
                 word,
-                with_head(word, next, IDLE_ONE, false),
+                word.popped(next),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -415,7 +527,7 @@ impl<K> Route<K> {
             }
         }
         match fifo {
-            None => Some(head(word)),
+            None => Some(word.head()),
             Some(queue) => {
                 let backoff = Backoff::new();
                 loop {
@@ -454,9 +566,9 @@ impl<K> Route<K> {
         shard: usize,
         index: u32,
         rule: Put,
-        mut word: u128,
-        mut before_push: impl FnMut(Option<u128>),
-    ) -> Result<u128, Refused> {
+        mut word: Word,
+        mut before_push: impl FnMut(Option<Word>),
+    ) -> Result<Word, Refused> {
         let Shard { word: cell, fifo } = &*self.shards[shard];
         // A return that lost the word to another core steps back before it
         // tries again, so the winner's next few leases and returns find the
@@ -467,12 +579,12 @@ impl<K> Route<K> {
         // connection's work done.
         let backoff = Backoff::new();
         loop {
-            if is_closed(word) {
+            if word.is_closed() {
                 return Err(Refused::Closed);
             }
             let refused = match rule {
-                Put::Return => wanted(word),
-                Put::Compete => word & (ROUTE_WAIT | TOTAL_WAIT) != 0,
+                Put::Return => word.wanted(),
+                Put::Compete => word.has(ROUTE_WAIT | TOTAL_WAIT),
                 Put::Serial => false,
             };
             if refused {
@@ -480,10 +592,10 @@ impl<K> Route<K> {
             }
             let Some(queue) = fifo else {
                 before_push(Some(word));
-                link.store(u64::from(head(word)), Ordering::Relaxed);
+                link.store(u64::from(word.head()), Ordering::Relaxed);
                 match cell.compare_exchange_weak(
                     word,
-                    with_head(word, index, IDLE_ONE, true),
+                    word.pushed(index),
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 ) {
@@ -499,7 +611,7 @@ impl<K> Route<K> {
             queue.push(index);
             // The caller sees a close or waiters that came meanwhile in the
             // word returned, and drains or kicks.
-            let before = cell.fetch_add(IDLE_ONE, Ordering::AcqRel);
+            let before = cell.add(IDLE_ONE, Ordering::AcqRel);
             return Ok(self.list(shard, before));
         }
     }
@@ -508,13 +620,17 @@ impl<K> Route<K> {
     /// unless it was up; returns `before`, with `LISTED` down if this push
     /// raised it (see [`Self::put`]).
     #[inline(always)]
-    fn list(&self, shard: usize, before: u128) -> u128 {
-        if listed(before) {
+    fn list(&self, shard: usize, before: Word) -> Word {
+        if before.listed() {
             return before;
         }
         // Listed by whichever push raises the flag.
-        let raised = self.shards[shard].word.fetch_or(LISTED, Ordering::AcqRel);
-        before | (raised & LISTED)
+        let raised = self.shards[shard].word.raise(LISTED, Ordering::AcqRel);
+        if raised.listed() {
+            before.with(LISTED)
+        } else {
+            before
+        }
     }
 
     /// The idle index's reclaimer, holding `shard`'s entry: takes an idle
@@ -527,10 +643,10 @@ impl<K> Route<K> {
         let cell = &self.shards[shard].word;
         loop {
             let word = cell.load(Ordering::Acquire);
-            if is_closed(word) {
+            if word.is_closed() {
                 return Reclaim::Closed;
             }
-            if idle_of(word) > 0 {
+            if word.idle() > 0 {
                 match self.take(arena, shard, Take::Serial) {
                     Some(index) => return Reclaim::Taken(index),
                     // Leased or closed meanwhile: look again.
@@ -538,7 +654,12 @@ impl<K> Route<K> {
                 }
             }
             if cell
-                .compare_exchange_weak(word, word & !LISTED, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange_weak(
+                    word,
+                    word.without(LISTED),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
                 .is_ok()
             {
                 return Reclaim::Unlisted;
@@ -548,13 +669,13 @@ impl<K> Route<K> {
 
     /// Shard 0's word, read with a read-modify-write: ordered after every
     /// earlier change of it (see `Engine::route_freed`).
-    pub(super) fn touch(&self) -> u128 {
+    pub(super) fn touch(&self) -> Word {
         self.touch_shard(0)
     }
 
     /// [`Self::touch`] for any shard.
-    pub(super) fn touch_shard(&self, shard: usize) -> u128 {
-        self.shards[shard].word.fetch_add(0, Ordering::AcqRel)
+    pub(super) fn touch_shard(&self, shard: usize) -> Word {
+        self.shards[shard].word.add(0, Ordering::AcqRel)
     }
 
     /// Lowers `NUDGED` on every shard and counts the idle stateless
@@ -563,7 +684,7 @@ impl<K> Route<K> {
     /// or finds the flag down and kicks the serializer, which wakes a
     /// request that registered its waker before this call.
     pub(super) fn look(&self) -> usize {
-        self.idle_read(|word| word.fetch_and(!NUDGED, Ordering::AcqRel))
+        self.idle_read(|word| word.lower(NUDGED, Ordering::AcqRel))
     }
 
     /// The serializer, before it wakes the oldest request to compete:
@@ -579,8 +700,8 @@ impl<K> Route<K> {
     /// [`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT) went by: it is to be
     /// handed to the oldest).
     #[inline]
-    pub(super) fn pass(&self, word: u128) -> Option<bool> {
-        if !contended(word) {
+    pub(super) fn pass(&self, word: Word) -> Option<bool> {
+        if !word.contended() {
             return None;
         }
         Some(self.passes.count.fetch_add(1, Ordering::AcqRel) < pass_limit())
@@ -623,11 +744,11 @@ impl<K> Route<K> {
 
     /// Counts a request about to queue in shard 0, and with `everywhere` in
     /// every other shard after; returns shard 0's word before.
-    pub(super) fn add_waiter(&self, everywhere: bool) -> u128 {
-        let before = self.shards[0].word.fetch_add(WAITER_ONE, Ordering::AcqRel);
+    pub(super) fn add_waiter(&self, everywhere: bool) -> Word {
+        let before = self.shards[0].word.add(WAITER_ONE, Ordering::AcqRel);
         if everywhere {
             for shard in &self.shards[1..] {
-                shard.word.fetch_add(WAITER_ONE, Ordering::AcqRel);
+                shard.word.add(WAITER_ONE, Ordering::AcqRel);
             }
         }
         before
@@ -638,10 +759,10 @@ impl<K> Route<K> {
     pub(super) fn remove_waiter(&self, everywhere: bool) {
         if everywhere {
             for shard in self.shards[1..].iter().rev() {
-                shard.word.fetch_sub(WAITER_ONE, Ordering::AcqRel);
+                shard.word.sub(WAITER_ONE, Ordering::AcqRel);
             }
         }
-        self.shards[0].word.fetch_sub(WAITER_ONE, Ordering::AcqRel);
+        self.shards[0].word.sub(WAITER_ONE, Ordering::AcqRel);
     }
 
     /// Sets (or clears) `flag` on every shard, shard 0 first: whoever
@@ -655,9 +776,9 @@ impl<K> Route<K> {
 
     /// Sets (or clears, with `NUDGED`) `CONTEND` on every shard, shard 0
     /// *last* (see [`Self::lower_contend`]); returns shard 0's word before.
-    fn flag_contend(&self, on: bool) -> u128 {
+    fn flag_contend(&self, on: bool) -> Word {
         let flags = if on { CONTEND } else { CONTEND | NUDGED };
-        let mut before = 0;
+        let mut before = Word::EMPTY;
         for shard in self.shards.iter().rev() {
             before = set_flag(&shard.word, flags, on);
         }
@@ -690,12 +811,12 @@ impl<K> Route<K> {
         let cell = &self.shards[0].word;
         let mut word = cell.load(Ordering::Acquire);
         loop {
-            if waiters_of(word) != 0 || idle_of(word) != 0 || is_closed(word) {
+            if word.waiters() != 0 || word.idle() != 0 || word.is_closed() {
                 return false;
             }
             match cell.compare_exchange_weak(
                 word,
-                word | CLOSED,
+                word.with(CLOSED),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -730,7 +851,7 @@ impl<K> Route<K> {
     pub(super) fn lower_contend(&self) -> bool {
         self.reset_passes();
         let before = self.flag_contend(false);
-        if waiters_of(before) == 0 {
+        if before.waiters() == 0 {
             return true;
         }
         self.flag_contend(true);
@@ -811,10 +932,10 @@ impl<K> Route<K> {
     }
 
     /// The idle counts of every shard's word, each read with `read`, summed.
-    fn idle_read(&self, read: impl Fn(&AtomicU128) -> u128) -> usize {
+    fn idle_read(&self, read: impl Fn(&AtomicWord) -> Word) -> usize {
         self.shards
             .iter()
-            .map(|shard| idle_of(read(&shard.word)))
+            .map(|shard| read(&shard.word).idle())
             .sum()
     }
 
@@ -829,7 +950,7 @@ impl<K> Route<K> {
         Stats {
             leased: allocated.saturating_sub(idle + connecting),
             idle,
-            pending: waiters_of(word),
+            pending: word.waiters(),
             connecting,
             max: self.max.load(Ordering::Acquire),
             created: self.created.load(Ordering::Relaxed),
@@ -854,37 +975,34 @@ mod tests {
 
     #[test]
     fn word_fields_do_not_overlap() {
-        let word = with_head(u128::from(NIL), 7, IDLE_ONE, true) + WAITER_ONE * 3 + TOTAL_WAIT;
-        assert_eq!(head(word), 7);
-        assert_eq!(idle_of(word), 1);
-        assert_eq!(waiters_of(word), 3);
-        assert!(word & TOTAL_WAIT != 0 && wanted(word) && !is_closed(word));
-        let popped = with_head(word, NIL, IDLE_ONE, false);
+        let word = Word(Word::EMPTY.pushed(7).0 + WAITER_ONE * 3).with(TOTAL_WAIT);
+        assert_eq!(word.head(), 7);
+        assert_eq!(word.idle(), 1);
+        assert_eq!(word.waiters(), 3);
+        assert!(word.total_wait() && word.wanted() && !word.is_closed());
+        let popped = word.popped(NIL);
         assert_eq!(
-            (head(popped), idle_of(popped), waiters_of(popped)),
+            (popped.head(), popped.idle(), popped.waiters()),
             (NIL, 0, 3)
         );
-        assert_eq!((popped & TAG_MASK) >> 32, 2, "each step bumps the tag");
-        assert!(is_closed(popped | CLOSED) && waiters_of(popped | CLOSED) == 3);
-        let flagged = popped | CONTEND | ROUTE_WAIT;
-        assert_eq!(waiters_of(flagged), 3, "the flags sit above the count");
-        assert!(wanted((popped - 3 * WAITER_ONE) | CONTEND) && !is_closed(flagged));
-        let nudged_word = popped | NUDGED;
-        assert_eq!(waiters_of(nudged_word), 3, "`NUDGED` sits above the count");
-        assert!(nudged(nudged_word) && !nudged(flagged) && !contended(nudged_word));
-        assert!(!wanted(NUDGED), "`NUDGED` alone wants nothing");
+        assert_eq!((popped.0 & TAG_MASK) >> 32, 2, "each step bumps the tag");
+        let closed = popped.with(CLOSED);
+        assert!(closed.is_closed() && closed.waiters() == 3);
+        let flagged = popped.with(CONTEND | ROUTE_WAIT);
+        assert_eq!(flagged.waiters(), 3, "the flags sit above the count");
+        assert!(Word(popped.0 - 3 * WAITER_ONE).with(CONTEND).wanted() && !flagged.is_closed());
+        let nudged_word = popped.with(NUDGED);
+        assert_eq!(nudged_word.waiters(), 3, "`NUDGED` sits above the count");
+        assert!(nudged_word.nudged() && !flagged.nudged() && !nudged_word.contended());
+        assert!(!Word(NUDGED).wanted(), "`NUDGED` alone wants nothing");
         assert_eq!(WAITERS_MASK & (NUDGED | CONTEND | LISTED), 0);
-        let listed_word = word | LISTED;
-        assert!(listed(listed_word) && !listed(word));
-        assert_eq!(
-            idle_of(listed_word),
-            1,
-            "`LISTED` sits above the idle count"
-        );
+        let listed_word = word.with(LISTED);
+        assert!(listed_word.listed() && !word.listed());
+        assert_eq!(listed_word.idle(), 1, "`LISTED` sits above the idle count");
         assert!(
             crate::types::MAX_CAPACITY <= IDLE_BITS as usize,
             "every idle count fits"
         );
-        assert_eq!(waiters_of(WAITERS_MASK), (1 << 27) - 1);
+        assert_eq!(Word(WAITERS_MASK).waiters(), (1 << 27) - 1);
     }
 }

@@ -41,7 +41,6 @@
 //! route is never overtaken by one that blocked later.
 
 use super::queues::SerialCommand;
-use super::route::waiters_of;
 use super::table::TotalWaitFlags;
 use super::{Engine, Flavor};
 use crate::sync::Ordering;
@@ -143,7 +142,7 @@ impl<T: Item> TotalQueue<T> {
     fn dismiss_served<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> bool {
         let before = self.routes.len();
         self.routes.retain(|&id| {
-            if waiters_of(core.route(id).word()) != 0 {
+            if core.route(id).word().waiters() != 0 {
                 return true;
             }
             core.total_blocked.fetch_sub(1, Ordering::AcqRel);
