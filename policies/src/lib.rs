@@ -66,7 +66,10 @@ pub mod unstable {
     pub use crate::disposal_queue::{DisposalQueue, PushError};
     #[cfg(leasehold_loom)]
     pub use crate::engine::set_loom_pass_limit;
-    pub use crate::engine::{Engine, EngineWaiter, Fair, Flavor, Segmented, Sharded};
+    pub use crate::engine::{
+        Barging, Compete, CompeteSerial, Engine, EngineWaiter, Fair, Flavor, Handoff, Segmented,
+        Sharded,
+    };
     pub use crate::lax::LaxCore;
     pub use crate::lease_mark::{Arming, LeaseMark, WatchEvent};
     pub use crate::mailbox::Mailbox;

@@ -32,46 +32,32 @@
 //! non-zero — the counterpart of the queuing request's own read-modify-write,
 //! so no wake-up is lost.
 //!
-//! Returned connections: under `Strict` and `Offlock` every shard counts the
-//! route's waiters, so a return sees them in the same CAS that pushes the
+//! Returned connections follow the flavor's barging strategy (`barging`):
+//! under [`Handoff`] (`Strict`, `Offlock`) every shard counts the route's
+//! waiters, so a return sees them in the same CAS that pushes the
 //! connection, whichever shard it returns to, and newcomers never take an
-//! idle connection while waiters are counted (no barging). A request counts
-//! itself in every shard *before* its `Enqueue` is queued, so a return that
-//! pushed without seeing it is found by the serializer's look after it. A
+//! idle connection while waiters are counted. A request counts itself in
+//! every shard *before* its `Enqueue` is queued, so a return that pushed
+//! without seeing it is found by the serializer's look after it. A
 //! newcomer that takes a connection from a shard the request has not
 //! counted itself in yet runs alongside the request's `acquire`, and so
-//! overtakes nobody queued. Under `Lax` (`Sharded`), `CONTEND` on every
-//! shard of a route says requests wait there and compete for returns: a
-//! request that may take an idle connection itself raises it as it queues
-//! (after counting itself), and the serializer raises it for any request it
-//! could not serve, then looks once more. A return that sees the flag
-//! counts itself in the route's pass counter, goes idle, then kicks the
-//! serializer, which wakes the oldest request without a grant while it
-//! competes: the request takes an idle connection itself ([`Core::retry`],
-//! after registering its waker; it reads every shard with a
-//! read-modify-write, so either it sees a concurrent push or the push's kick
-//! sees its waker). A return spares the kick while `NUDGED` says a request
-//! so woken has yet to look (the flag's protocol is in `route`): one
-//! wake-up in flight at a time, not one per return, so the threads that
-//! keep returning and leasing are not preempted by sleepers woken to find
-//! nothing. The return that finds `PASS_LIMIT` counted is handed to the
-//! serializer instead, which raises `ROUTE_WAIT` (returns go to it outright,
-//! and newcomers may no longer take idle connections), serves the oldest
-//! request and resets the count (so does a request woken as the oldest
-//! that takes a connection itself, before it leaves the queue). Counted by
-//! the returning threads, not by the serializer, the limit holds however
-//! late the serializer runs.
-//! `TOTAL_WAIT` works as `ROUTE_WAIT` for requests of other routes that wait
-//! for an idle connection to be closed to make room. Such a connection is
-//! found in the idle index (`idle_index`), which lists the shards that have
-//! idle connections, so making room costs the same however many routes the
-//! pool has seen.
+//! overtakes nobody queued. Under [`Compete`] (`Lax`), queued requests
+//! compete for returns with newcomers, within a bound; its protocol is in
+//! `compete`.
+//!
+//! `TOTAL_WAIT` says that requests of other routes wait for an idle
+//! connection to be closed to make room: while it is up, returns go
+//! through the serializer. Such a connection is found in the idle index
+//! (`idle_index`), which lists the shards that have idle connections, so
+//! making room costs the same however many routes the pool has seen.
 //!
 //! Routes come and go: one with no connection and no request for a full
 //! sweep period is removed (`sweep_routes`), and its memory reclaimed
 //! through the epoch (`reclaim`). See [`Engine::remove_route`] for the
 //! protocol and for what keeps a route from removal.
 
+mod barging;
+mod compete;
 mod idle_index;
 mod queues;
 mod route;
@@ -80,11 +66,13 @@ mod table;
 mod tests;
 mod total;
 
+pub use self::barging::{Barging, Handoff};
+#[cfg(leasehold_loom)]
+pub use self::compete::set_loom_pass_limit;
+pub use self::compete::{Compete, CompeteSerial};
 use self::idle_index::IdleIndex;
 use self::queues::{SerialCommand, WaitQueues};
-#[cfg(leasehold_loom)]
-pub use self::route::set_loom_pass_limit;
-use self::route::{Put, Reclaim, Refused, Route, Take, Word};
+use self::route::{Reclaim, Refused, Route, Take, Word};
 use self::table::{Keyed, Table, TotalWaitFlags};
 use self::total::{TotalCommand, TotalQueue};
 use crate::arena::{Arena, IndexStack};
@@ -107,10 +95,9 @@ use std::task::Waker;
 /// (`Offlock`). Every flavor keeps a route's idle connections in per-CPU
 /// shards (one list under FIFO reuse, unless it barges).
 pub trait Flavor: crate::sealed::Sealed + Send + Sync + fmt::Debug + 'static {
-    /// Newcomers may take idle connections ahead of queued requests, which
-    /// compete for returns, within a bound (`Lax`); else a request never
-    /// overtakes one queued before it, and returns are handed to the oldest.
-    const BARGES: bool;
+    /// Whether newcomers may take idle connections ahead of queued
+    /// requests: [`Compete`] (`Lax`) or [`Handoff`] (see `barging`).
+    type Barge: Barging;
     /// Each route has a serializer of its own, and routes meet only at the
     /// total cap (see `total`); else one serializer serves every route.
     const SEGMENTED: bool;
@@ -125,7 +112,7 @@ impl crate::sealed::Sealed for Segmented {}
 pub struct Fair;
 
 impl Flavor for Fair {
-    const BARGES: bool = false;
+    type Barge = Handoff;
     const SEGMENTED: bool = false;
 }
 
@@ -134,7 +121,7 @@ impl Flavor for Fair {
 pub struct Sharded;
 
 impl Flavor for Sharded {
-    const BARGES: bool = true;
+    type Barge = Compete;
     const SEGMENTED: bool = false;
 }
 
@@ -144,17 +131,15 @@ impl Flavor for Sharded {
 pub struct Segmented;
 
 impl Flavor for Segmented {
-    const BARGES: bool = false;
+    type Barge = Handoff;
     const SEGMENTED: bool = true;
 }
 
 /// Idle shards per route: one per CPU (the parallelism, rounded up to a
-/// power of two, at most 64). A flavor that does not barge keeps one list
-/// under FIFO reuse, so that leases rotate through every idle connection of
-/// the route exactly, as [`Reuse::Fifo`] says; per-CPU lists would let those
-/// of a quiet CPU sit unused.
+/// power of two, at most 64), or one under FIFO reuse where the barging
+/// strategy asks for it ([`Barging::ONE_FIFO_LIST`]).
 fn shard_count<F: Flavor>(reuse: Reuse) -> usize {
-    if !F::BARGES && reuse == Reuse::Fifo {
+    if F::Barge::ONE_FIFO_LIST && reuse == Reuse::Fifo {
         return 1;
     }
     if cfg!(leasehold_loom) {
@@ -192,12 +177,12 @@ impl<K, T> Default for SlotContent<K, T> {
 
 /// The data structure behind [`Strict`](crate::Strict) and
 /// [`Lax`](crate::Lax).
-pub struct Engine<K, T, F> {
+pub struct Engine<K, T, F: Flavor> {
     /// The owner id in the `Held`s this core lends.
     id: usize,
     arena: Arena<SlotContent<K, T>>,
     free: IndexStack,
-    table: Table<RouteEntry<K, T>>,
+    table: Table<RouteEntry<K, T, F::Barge>>,
     /// Routes that lost their last connection and request (id and uid),
     /// which `sweep_routes` looks at (see [`Route::in_sweep`]).
     emptied: Fifo<(usize, u64)>,
@@ -239,7 +224,7 @@ pub struct Engine<K, T, F> {
     tickets: AtomicU64,
     limits: Limits<K>,
     /// The serializer of every route, or (`Segmented`) of none.
-    serial: Serial<SerialCommand<T>, WaitQueues<T>>,
+    serial: Serial<SerialCommand<T>, WaitQueues<T, F::Barge>>,
     /// `Segmented`: routes whose requests wait for total capacity, in the
     /// order they came (see `total`).
     total_line: Serial<TotalCommand, TotalQueue<T>>,
@@ -253,12 +238,12 @@ pub struct Engine<K, T, F> {
 
 /// What the route table holds: a route and, under `Segmented`, its
 /// serializer, which lives and goes with it.
-pub(crate) struct RouteEntry<K, T> {
+pub(crate) struct RouteEntry<K, T, B: Barging> {
     route: Route<K>,
-    segment: Option<Serial<SerialCommand<T>, WaitQueues<T>>>,
+    segment: Option<Serial<SerialCommand<T>, WaitQueues<T, B>>>,
 }
 
-impl<K: RouteKey, T: Item> Keyed for RouteEntry<K, T> {
+impl<K: RouteKey, T: Item, B: Barging> Keyed for RouteEntry<K, T, B> {
     type Key = K;
 
     fn key(&self) -> &K {
@@ -303,11 +288,9 @@ impl<K: fmt::Debug, T> fmt::Debug for EngineWaiter<K, T> {
 }
 
 impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
-    /// Whether a route's waiting requests are counted in every shard, not
-    /// only shard 0: without barging (`Strict`, `Offlock`), so that a
-    /// newcomer and a return see the waiters in the word of whichever shard
-    /// they touch.
-    const COUNT_EVERYWHERE: bool = !F::BARGES;
+    /// Whether a route's waiting requests are counted in every shard
+    /// ([`Barging::COUNT_EVERYWHERE`]).
+    const COUNT_EVERYWHERE: bool = F::Barge::COUNT_EVERYWHERE;
 
     /// A pin of the epoch, where routes are removed (see `reclaim`): held
     /// while a route is read that nothing the caller owns keeps.
@@ -830,12 +813,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     #[inline(always)]
     fn serve_now(&self, route: &Route<K>, state: Option<&State>) -> Option<Grant> {
         if state.is_none() {
-            let rule = if F::BARGES {
-                Take::Barging
-            } else {
-                Take::Newcomer
-            };
-            let taken = self.take_idle_near(route, self.own_shard(), rule);
+            let taken = self.take_idle_near(route, self.own_shard(), F::Barge::NEWCOMER);
             if let Some(index) = taken {
                 // SAFETY: we took `index` off the idle list.
                 return Some(Grant::Conn(unsafe { self.lend(index) }));
@@ -1081,11 +1059,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
             self.uncount_waiter(route);
             return None;
         }
-        if F::BARGES && node.may_take_idle() && !before.contended() {
-            // Returns count themselves against us from now on, not only
-            // once the serializer has seen us.
-            route.raise_contend();
-        }
+        F::Barge::queued(route, &node, before);
         self.submit(route.id, SerialCommand::Enqueue(route.id, node.clone()));
         Some(EngineWaiter {
             node,
@@ -1198,11 +1172,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                 if timed_out {
                     route.timeouts.fetch_add(1, Ordering::Relaxed);
                 }
-                if F::BARGES {
-                    // We may have been woken to take an idle connection:
-                    // the next request in the queue is woken instead.
-                    self.next_in_line(route);
-                }
+                F::Barge::left_unserved(self, route);
                 None
             }
             Err(grant) => grant,
@@ -1210,31 +1180,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
     }
 
     fn retry(&self, waiter: &mut Self::Waiter) -> Option<Grant> {
-        let node = &waiter.node;
-        if !F::BARGES || !node.may_take_idle() {
-            return None;
-        }
-        let _pin = self.pin();
-        let route = self.route(waiter.route);
-        if route.look() == 0 {
-            return None;
-        }
-        let index = self.take_idle_near(route, self.own_shard(), Take::Barging)?;
-        // SAFETY: we took `index` off the idle list.
-        let held = unsafe { self.lend(index) };
-        route.oldest_served_itself(node.ticket);
-        match node.cancel() {
-            Ok(()) => {
-                self.waiter_left(route);
-                self.next_in_line(route);
-                Some(Grant::Conn(held))
-            }
-            // Served meanwhile: keep the grant, put the connection back.
-            Err(grant) => {
-                self.release(held, true);
-                grant
-            }
-        }
+        F::Barge::retry(self, waiter)
     }
 
     #[inline]
@@ -1287,16 +1233,8 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             return self.close_returned(route, index);
         }
         let shard = self.own_shard();
-        // `Sharded`: a return counts itself against the waiting requests
-        // before it goes idle for them to compete for; past the limit it is
-        // handed over, as under `Strict`.
         let word = route.shard_word(shard);
-        let pass = if F::BARGES { route.pass(word) } else { None };
-        let rule = if F::BARGES && pass != Some(false) {
-            Put::Compete
-        } else {
-            Put::Return
-        };
+        let rule = F::Barge::return_rule(route, word);
         // Pinned before the push if what follows it touches the route: that
         // is decided by the word before the push, which the push's CAS
         // compares in full, so a return that needs nothing after it (the
@@ -1312,7 +1250,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         };
         // SAFETY: `put` publishes `index` only when it succeeds; refused, we
         // still own it.
-        match unsafe { route.put(slot.link(), shard, index, rule, word, before_push) } {
+        match unsafe { route.put(slot.link(), shard, index, rule.put, word, before_push) } {
             Ok(before) => {
                 if !before.listed() && self.list_idle(route, shard) {
                     self.kick_reclaimer(route);
@@ -1320,20 +1258,11 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                 if before.is_closed() {
                     self.drain_closed_route(route);
                 } else if before.wanted() {
-                    if F::BARGES && pass.is_none() && before.contended() {
-                        // `CONTEND` came between the count and the push.
-                        route.passed();
-                    }
-                    // `Sharded`: requests compete for it; the serializer
-                    // wakes the oldest, unless a request it woke has yet to
-                    // look, and will find this one — but not if this return
-                    // used up the newcomers' passes: the serializer hands it
-                    // to the oldest then. Else (FIFO only: a LIFO push
-                    // refuses in its CAS) a waiter or a flag came between
-                    // the check and the count.
-                    let spared =
-                        F::BARGES && before.contended() && before.nudged() && route.may_pass();
-                    if !spared {
+                    // Requests wait: under `Compete` they compete for it
+                    // (the strategy may spare the kick); else (FIFO only: a
+                    // LIFO push refuses in its CAS) a waiter or a flag came
+                    // between the check and the count.
+                    if !F::Barge::spares_kick(route, rule, before) {
                         self.kick(route);
                     }
                 }
@@ -1480,7 +1409,7 @@ impl<K: RouteKey, T, F: Flavor> fmt::Debug for Engine<K, T, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
             .field("shards", &self.shards)
-            .field("barges", &F::BARGES)
+            .field("flavor", &std::any::type_name::<F>())
             .field("closed", &self.closed.load(Ordering::Relaxed))
             .field("max_total", &self.limits.max_total())
             .field("total", &self.total.load(Ordering::Relaxed))

@@ -15,6 +15,7 @@
 //! last time for an idle connection to close for it; from then on returns
 //! come through here, so the connection that makes room is never missed.
 
+use super::barging::Barging;
 use super::route::{Put, Refused, Route, Take};
 use super::table::TotalWaitFlags;
 use super::total::TotalCommand;
@@ -55,12 +56,22 @@ pub(super) enum SerialCommand<T> {
 
 /// One route's queue: waiting requests and stateful idle connections.
 #[derive(Default)]
-struct RouteQueue {
+pub(super) struct RouteQueue {
     waiters: VecDeque<Arc<Node>>,
     stateful: HashMap<State, VecDeque<u32>>,
 }
 
-pub(super) struct WaitQueues<T> {
+/// Drops cancelled requests from the front of a queue; the oldest live
+/// request.
+pub(super) fn live_node(queue: &mut RouteQueue) -> Option<&Arc<Node>> {
+    while queue.waiters.front()?.is_cancelled() {
+        queue.waiters.pop_front();
+    }
+    queue.waiters.front()
+}
+
+/// The serializer's state, for a flavor whose barging strategy is `B`.
+pub(super) struct WaitQueues<T, B: Barging> {
     /// `Segmented`: the one route this serializer serves; `None`: all.
     scope: Option<usize>,
     closed: bool,
@@ -71,14 +82,8 @@ pub(super) struct WaitQueues<T> {
     /// Routes carrying `TOTAL_WAIT` (not used by `Segmented`: its total
     /// queue keeps them).
     flags: TotalWaitFlags,
-    /// Sharded routes (by id) carrying `CONTEND`.
-    contended: Vec<usize>,
-    /// Sharded routes (by id) carrying `ROUTE_WAIT`.
-    route_waits: Vec<usize>,
-    /// `Sharded`: routes whose oldest request this round woke to take one
-    /// of their idle connections, which younger requests of other routes
-    /// must not have closed to make room.
-    woken: Vec<usize>,
+    /// What the barging strategy keeps (see `barging`).
+    barge: B::Serial,
     /// Items to dispose of once the serializer is released.
     victims: Vec<T>,
     /// `Segmented`: units of the total the total queue reserved for us.
@@ -92,15 +97,6 @@ pub(super) struct WaitQueues<T> {
     /// `Segmented`: the route was removed; this serializer goes with it,
     /// and ignores what threads that found the route before still send.
     removed: bool,
-}
-
-/// Whether a queued request of a `Sharded` route takes returned connections
-/// itself, in competition with newcomers, rather than being handed them:
-/// while it is stateless and waits, and fewer than
-/// [`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT) returns went by since the
-/// oldest request of `route` was last served.
-fn competes<K>(node: &Node, route: &Route<K>) -> bool {
-    node.may_take_idle() && route.may_pass()
 }
 
 /// The routes a serializer with `scope` serves: one, or (`None`) all.
@@ -137,7 +133,7 @@ fn take_stateful<K: RouteKey, T: Item, F: Flavor>(
     Some(index)
 }
 
-impl<T: Item> WaitQueues<T> {
+impl<T: Item, B: Barging> WaitQueues<T, B> {
     pub(super) fn new(scope: Option<usize>) -> Self {
         Self {
             scope,
@@ -145,9 +141,7 @@ impl<T: Item> WaitQueues<T> {
             queues: HashMap::new(),
             never_waiters: 0,
             flags: TotalWaitFlags::default(),
-            contended: Vec::new(),
-            route_waits: Vec::new(),
-            woken: Vec::new(),
+            barge: B::Serial::default(),
             victims: Vec::new(),
             credit: 0,
             registered: false,
@@ -157,7 +151,7 @@ impl<T: Item> WaitQueues<T> {
         }
     }
 
-    pub(super) fn apply<K: RouteKey, F: Flavor>(
+    pub(super) fn apply<K: RouteKey, F: Flavor<Barge = B>>(
         &mut self,
         core: &Engine<K, T, F>,
         command: SerialCommand<T>,
@@ -179,10 +173,7 @@ impl<T: Item> WaitQueues<T> {
                 if node.mode == Wait::Never {
                     self.never_waiters += 1;
                 }
-                if F::BARGES && node.may_take_idle() && !self.contended.contains(&id) {
-                    // It raised `CONTEND` itself (or found it up).
-                    self.contended.push(id);
-                }
+                B::enqueued(&mut self.barge, id, &node);
                 self.queues.entry(id).or_default().waiters.push_back(node);
             }
             SerialCommand::Release(index) => self.put_back(core, index),
@@ -208,7 +199,12 @@ impl<T: Item> WaitQueues<T> {
     }
 
     /// Removes route `id` if nothing of it is left here and it is unused.
-    fn remove<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>, id: usize, uid: u64) {
+    fn remove<K: RouteKey, F: Flavor<Barge = B>>(
+        &mut self,
+        core: &Engine<K, T, F>,
+        id: usize,
+        uid: u64,
+    ) {
         if self.closed {
             return;
         }
@@ -218,10 +214,7 @@ impl<T: Item> WaitQueues<T> {
                 return;
             }
         }
-        let flagged = self.contended.contains(&id)
-            || self.route_waits.contains(&id)
-            || self.woken.contains(&id);
-        if flagged || self.registered || self.credit > 0 {
+        if B::holds(&self.barge, id) || self.registered || self.credit > 0 {
             // Flags or credit this serializer has yet to settle.
             core.sweep_again(id);
             return;
@@ -233,7 +226,10 @@ impl<T: Item> WaitQueues<T> {
     }
 
     /// Serves what can be served; returns the items to dispose of.
-    pub(super) fn settle<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> Vec<T> {
+    pub(super) fn settle<K: RouteKey, F: Flavor<Barge = B>>(
+        &mut self,
+        core: &Engine<K, T, F>,
+    ) -> Vec<T> {
         if self.removed {
             // What `settle_segment` does for the total queue, without the
             // route.
@@ -256,9 +252,7 @@ impl<T: Item> WaitQueues<T> {
             self.serve(core);
             if self.never_waiters > 0 {
                 self.refuse_never_waiters(core);
-                if F::BARGES {
-                    self.lower_route_waits(core);
-                }
+                B::lower_flags(&mut self.barge, core, &mut self.queues);
                 if F::SEGMENTED {
                     // Requests that wait may have queued behind them.
                     self.serve(core);
@@ -276,7 +270,7 @@ impl<T: Item> WaitQueues<T> {
     /// `Segmented`, after a batch: gives back credit nothing here could use,
     /// answers the total queue, and tells it when this route has idle
     /// connections it could close for a route blocked by the total cap.
-    fn settle_segment<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
+    fn settle_segment<K: RouteKey, F: Flavor<Barge = B>>(&mut self, core: &Engine<K, T, F>) {
         if self.credit > 0 {
             core.total.fetch_sub(self.credit, Ordering::AcqRel);
             self.credit = 0;
@@ -297,7 +291,7 @@ impl<T: Item> WaitQueues<T> {
 
     /// `Segmented`: closes one idle connection of this route, if it has one,
     /// to make room for another route.
-    fn surrender<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
+    fn surrender<K: RouteKey, F: Flavor<Barge = B>>(&mut self, core: &Engine<K, T, F>) {
         let id = self.scope.expect("a segment's route");
         let route = core.route(id);
         let index = core.take_idle(route, Take::Serial).or_else(|| {
@@ -312,7 +306,7 @@ impl<T: Item> WaitQueues<T> {
     /// Reserves route and total capacity and a slot for a new connection;
     /// `Segmented` spends a unit of credit first, and takes none of the
     /// total while routes wait in the total queue.
-    fn reserve_new<K: RouteKey, F: Flavor>(
+    fn reserve_new<K: RouteKey, F: Flavor<Barge = B>>(
         &mut self,
         core: &Engine<K, T, F>,
         route: &Route<K>,
@@ -332,7 +326,7 @@ impl<T: Item> WaitQueues<T> {
     }
 
     /// Closes a connection whose slot we own: capacity freed, item to dispose.
-    fn close<K: RouteKey, F: Flavor>(
+    fn close<K: RouteKey, F: Flavor<Barge = B>>(
         &mut self,
         core: &Engine<K, T, F>,
         route: &Route<K>,
@@ -345,7 +339,7 @@ impl<T: Item> WaitQueues<T> {
 
     /// A returned connection (or one a cancelled request was given), whose
     /// slot we own: to idle, where `serve` finds it for the oldest waiter.
-    fn put_back<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>, index: u32) {
+    fn put_back<K: RouteKey, F: Flavor<Barge = B>>(&mut self, core: &Engine<K, T, F>, index: u32) {
         // SAFETY: we own `index` (the caller gave it to us).
         let id = unsafe { core.route_of(index) };
         let route = core.route(id);
@@ -365,11 +359,7 @@ impl<T: Item> WaitQueues<T> {
                 queue.stateful.entry(state).or_default().push_back(index);
             }
             None => {
-                if F::BARGES {
-                    // Kept from newcomers until `serve` hands it over, if
-                    // the oldest request is to be handed returns.
-                    self.raise_route_wait(core, id);
-                }
+                B::returned_to_serial(&mut self.barge, core, &mut self.queues, id);
                 let word = route.shard_word(0);
                 let link = core.arena.link(index);
                 // SAFETY: we own `index`; `put` publishes it if it succeeds,
@@ -396,7 +386,7 @@ impl<T: Item> WaitQueues<T> {
     }
 
     /// An idle connection of route `id` in `state`.
-    fn take_match<K: RouteKey, F: Flavor>(
+    fn take_match<K: RouteKey, F: Flavor<Barge = B>>(
         &mut self,
         core: &Engine<K, T, F>,
         id: usize,
@@ -413,7 +403,7 @@ impl<T: Item> WaitQueues<T> {
 
     /// Closes an idle connection of route `id` in a state other than
     /// `state`, keeping its slot (and its unit of the caps) for a new one.
-    fn reclaim_same_route<K: RouteKey, F: Flavor>(
+    fn reclaim_same_route<K: RouteKey, F: Flavor<Barge = B>>(
         &mut self,
         core: &Engine<K, T, F>,
         id: usize,
@@ -439,14 +429,14 @@ impl<T: Item> WaitQueues<T> {
     /// Closes an idle connection of another route and moves its slot (and
     /// its unit of the total cap) to route `id`, whose own unit the caller
     /// has reserved.
-    fn reclaim_other_route<K: RouteKey, F: Flavor>(
+    fn reclaim_other_route<K: RouteKey, F: Flavor<Barge = B>>(
         &mut self,
         core: &Engine<K, T, F>,
         id: usize,
     ) -> Option<u32> {
         // Not the connections an older request was just woken to take.
         let mut found = core
-            .take_idle_elsewhere(Some(id), &self.woken)
+            .take_idle_elsewhere(Some(id), B::woken(&self.barge))
             .map(|(route, index)| (route.id, index));
         if found.is_none() {
             for (&victim, queue) in self.queues.iter_mut().filter(|(&other, _)| other != id) {
@@ -473,7 +463,7 @@ impl<T: Item> WaitQueues<T> {
     /// Capacity for a request of route `id` blocked by the total cap, made by
     /// closing an idle connection: of its own route in another state, else
     /// of another route (whose slot and unit of the total it takes over).
-    fn make_room<K: RouteKey, F: Flavor>(
+    fn make_room<K: RouteKey, F: Flavor<Barge = B>>(
         &mut self,
         core: &Engine<K, T, F>,
         id: usize,
@@ -504,7 +494,7 @@ impl<T: Item> WaitQueues<T> {
     /// its serializer may touch) to close one. If that serializer was idle it
     /// ran here and then, and the freed unit is in the total; else the route
     /// blocks and the total queue waits for the close. Whether it asked one.
-    fn surrender_elsewhere<K: RouteKey, F: Flavor>(
+    fn surrender_elsewhere<K: RouteKey, F: Flavor<Barge = B>>(
         &mut self,
         core: &Engine<K, T, F>,
         id: usize,
@@ -519,7 +509,7 @@ impl<T: Item> WaitQueues<T> {
     }
 
     /// Tries to serve the head of queue `id`.
-    fn serve_head<K: RouteKey, F: Flavor>(
+    fn serve_head<K: RouteKey, F: Flavor<Barge = B>>(
         &mut self,
         core: &Engine<K, T, F>,
         id: usize,
@@ -528,20 +518,7 @@ impl<T: Item> WaitQueues<T> {
         let node = self.queues[&id].waiters.front().expect("a head").clone();
         let route = core.route(id);
         let state = node.state_token.as_ref();
-        // Not while another route waits for one of ours to be closed: the
-        // oldest request gets it first, then.
-        if F::BARGES && competes(&node, route) && !route.word().total_wait() && route.idle() > 0 {
-            // It takes one itself, if it is faster than the others; a
-            // `ROUTE_WAIT` left up for an older request that did not compete
-            // comes down first, or its look would find nothing it may take.
-            if let Some(at) = self.route_waits.iter().position(|&r| r == id) {
-                route.set_route_wait(false);
-                self.route_waits.swap_remove(at);
-            }
-            route.set_oldest(node.ticket);
-            route.raise_nudged();
-            self.woken.push(id);
-            node.nudge();
+        if B::wakes_to_compete(&mut self.barge, core, id, &node) {
             return Err(Blocked::Route);
         }
         let grant = if let Some(index) = self.take_match(core, id, state) {
@@ -578,11 +555,7 @@ impl<T: Item> WaitQueues<T> {
             .expect("a queue")
             .waiters
             .pop_front();
-        if F::BARGES {
-            // Before the grant: a return counted after this is one that went
-            // by the next request.
-            route.reset_passes();
-        }
+        B::head_served(route);
         match node.fulfil(grant) {
             Ok(()) => {
                 if node.mode == Wait::Never {
@@ -597,7 +570,7 @@ impl<T: Item> WaitQueues<T> {
     }
 
     /// Gives back a grant its request no longer wants.
-    fn undo<K: RouteKey, F: Flavor>(
+    fn undo<K: RouteKey, F: Flavor<Barge = B>>(
         &mut self,
         core: &Engine<K, T, F>,
         route: &Route<K>,
@@ -614,24 +587,15 @@ impl<T: Item> WaitQueues<T> {
         }
     }
 
-    /// Drops cancelled requests from the front of a queue; the oldest live
-    /// request.
-    fn live_node(queue: &mut RouteQueue) -> Option<&Arc<Node>> {
-        while queue.waiters.front()?.is_cancelled() {
-            queue.waiters.pop_front();
-        }
-        queue.waiters.front()
-    }
-
-    /// The oldest live request's ticket (see [`Self::live_node`]).
+    /// The oldest live request's ticket (see [`live_node`]).
     fn live_head(queue: &mut RouteQueue) -> Option<u64> {
-        Self::live_node(queue).map(|node| node.ticket)
+        live_node(queue).map(|node| node.ticket)
     }
 
     /// Serves heads oldest first until none can be served. Returns whether a
     /// request is left blocked by the total cap.
-    fn serve_round<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> bool {
-        self.woken.clear();
+    fn serve_round<K: RouteKey, F: Flavor<Barge = B>>(&mut self, core: &Engine<K, T, F>) -> bool {
+        B::round_begins(&mut self.barge);
         let mut blocked: Vec<usize> = Vec::new();
         let mut allow_new = true;
         loop {
@@ -660,7 +624,7 @@ impl<T: Item> WaitQueues<T> {
         }
     }
 
-    fn serve<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
+    fn serve<K: RouteKey, F: Flavor<Barge = B>>(&mut self, core: &Engine<K, T, F>) {
         if F::SEGMENTED {
             // Blocked by the total: join the total queue (once), which looks
             // for room on other routes and reserves freed units for us — not
@@ -673,113 +637,27 @@ impl<T: Item> WaitQueues<T> {
             }
             return;
         }
-        if F::BARGES {
-            // A request woken earlier may have been served, or have given
-            // up, without looking: look for it (see `route`), so returns
-            // that spared their kick are found, and returns from now on kick
-            // until a request is woken again.
-            for &id in &self.contended {
-                core.route(id).look();
-            }
-        }
+        B::before_rounds(&mut self.barge, core);
         loop {
             let total_blocked = self.serve_round(core);
             // Raise the flags a waiter needs, then look again: a connection
             // that went idle before a flag is found by the next round, one
             // returned after it comes through the serializer.
             let mut raised = total_blocked && core.raise_total_wait(&mut self.flags);
-            if F::BARGES {
-                raised |= self.raise_route_waits(core);
-            }
+            raised |= B::raise_flags(&mut self.barge, core, &mut self.queues);
             if raised {
                 continue;
             }
             if !total_blocked {
                 core.lower_total_wait(&mut self.flags);
             }
-            if F::BARGES {
-                self.lower_route_waits(core);
-            }
+            B::lower_flags(&mut self.barge, core, &mut self.queues);
             return;
         }
     }
 
-    /// Raises, on every sharded route with live waiters left, `CONTEND`,
-    /// and `ROUTE_WAIT` too if its oldest request no longer competes;
-    /// whether it raised any.
-    fn raise_route_waits<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> bool {
-        let mut raised = false;
-        for (&id, queue) in &mut self.queues {
-            raised |=
-                Self::raise_flags(core, id, queue, &mut self.contended, &mut self.route_waits);
-        }
-        raised
-    }
-
-    /// [`Self::raise_route_waits`] for route `id` alone.
-    fn raise_route_wait<K: RouteKey, F: Flavor>(
-        &mut self,
-        core: &Engine<K, T, F>,
-        id: usize,
-    ) -> bool {
-        let Some(queue) = self.queues.get_mut(&id) else {
-            return false;
-        };
-        Self::raise_flags(core, id, queue, &mut self.contended, &mut self.route_waits)
-    }
-
-    /// The flags route `id` needs for `queue`'s live head, if it has one,
-    /// raised unless up (as `contended` and `route_waits` list them).
-    fn raise_flags<K: RouteKey, F: Flavor>(
-        core: &Engine<K, T, F>,
-        id: usize,
-        queue: &mut RouteQueue,
-        contended: &mut Vec<usize>,
-        route_waits: &mut Vec<usize>,
-    ) -> bool {
-        let Some(head) = Self::live_node(queue) else {
-            return false;
-        };
-        let route = core.route(id);
-        let mut raised = false;
-        if !contended.contains(&id) {
-            route.raise_contend();
-            contended.push(id);
-            raised = true;
-        }
-        if !competes(head, route) && !route_waits.contains(&id) {
-            route.set_route_wait(true);
-            route_waits.push(id);
-            raised = true;
-        }
-        raised
-    }
-
-    /// Lowers `CONTEND` on routes whose waiters are all served, and
-    /// `ROUTE_WAIT` on those whose oldest request competes (again).
-    fn lower_route_waits<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
-        let queues = &mut self.queues;
-        self.route_waits.retain(|id| {
-            let handed = queues
-                .get_mut(id)
-                .and_then(Self::live_node)
-                .is_some_and(|head| !competes(head, core.route(*id)));
-            if !handed {
-                core.route(*id).set_route_wait(false);
-            }
-            handed
-        });
-        self.contended.retain(|id| {
-            let waiting = queues
-                .get_mut(id)
-                .is_some_and(|queue| Self::live_head(queue).is_some());
-            // Kept raised for a request counted but not yet applied.
-            waiting || !core.route(*id).lower_contend()
-        });
-    }
-
     /// Answers `Busy` to every `Wait::Never` request still queued.
-    fn refuse_never_waiters<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
+    fn refuse_never_waiters<K: RouteKey, F: Flavor<Barge = B>>(&mut self, core: &Engine<K, T, F>) {
         for (&id, queue) in &mut self.queues {
             let route = core.route(id);
             queue.waiters.retain(|node| {
@@ -797,7 +675,7 @@ impl<T: Item> WaitQueues<T> {
 
     /// Drops queues with nothing in them, and cancelled requests piling up
     /// behind a blocked head.
-    fn tidy<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
+    fn tidy<K: RouteKey, F: Flavor<Barge = B>>(&mut self, core: &Engine<K, T, F>) {
         self.queues.retain(|&id, queue| {
             let live = core.route(id).word().waiters();
             if queue.waiters.len() > 2 * live + 8 {
@@ -809,7 +687,7 @@ impl<T: Item> WaitQueues<T> {
 
     /// Disposes of idle connections `evict` picks (with `over_cap_only`, only
     /// while their route is over its cap), keeping the others in order.
-    fn evict<K: RouteKey, F: Flavor>(
+    fn evict<K: RouteKey, F: Flavor<Barge = B>>(
         &mut self,
         core: &Engine<K, T, F>,
         evict: &dyn Fn(&T) -> bool,
@@ -867,7 +745,7 @@ impl<T: Item> WaitQueues<T> {
     }
 
     /// Shutdown: every request gets `Closed`, every idle connection goes.
-    fn close_all<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) {
+    fn close_all<K: RouteKey, F: Flavor<Barge = B>>(&mut self, core: &Engine<K, T, F>) {
         for (&id, queue) in &mut self.queues {
             let route = core.route(id);
             for node in queue.waiters.drain(..) {

@@ -88,6 +88,7 @@
 //! one connection leased and returned over and over does, finds the flag up
 //! and adds nothing.
 
+use super::compete::Passes;
 use crate::arena::{Arena, NIL};
 use crate::sync::{AtomicBool, AtomicU128, AtomicU64, AtomicUsize, Backoff, Fifo, Ordering};
 use crate::types::{Reuse, Stats};
@@ -115,36 +116,6 @@ const CLOSED: u128 = 1 << 127;
 /// `allocated` of a route being removed: above any cap, so that no
 /// reservation succeeds (see [`Route::seal`]).
 const SEALED: usize = usize::MAX / 2;
-
-/// How many returns go idle past a sharded route's waiting requests before
-/// returns are handed to the oldest ([`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT)).
-#[cfg(not(leasehold_loom))]
-#[inline]
-fn pass_limit() -> usize {
-    crate::Lax::PASS_LIMIT
-}
-
-/// Under loom: 1, so that the models reach the hand-off, unless a model
-/// binary sets another ([`set_loom_pass_limit`]).
-#[cfg(leasehold_loom)]
-fn pass_limit() -> usize {
-    LOOM_PASS_LIMIT.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// A `std` atomic: it adds no scheduling point for loom to explore.
-#[cfg(leasehold_loom)]
-static LOOM_PASS_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
-
-/// Loom builds only: sets `Lax`'s pass limit for every core of this process
-/// (1 unless set). The limit 1 never lets two returns go by a request, so a
-/// model of what happens between such returns sets a higher one, in a test
-/// binary of its own.
-#[cfg(leasehold_loom)]
-#[doc(hidden)]
-pub fn set_loom_pass_limit(limit: usize) {
-    assert!(limit > 0, "a pass limit of at least 1");
-    LOOM_PASS_LIMIT.store(limit, std::sync::atomic::Ordering::Relaxed);
-}
 
 /// A shard's word as one read found it, with a name for each packed field
 /// (the layout is in the module docs).
@@ -430,14 +401,6 @@ pub(crate) struct Route<K> {
     passes: CachePadded<Passes>,
 }
 
-/// A sharded route's pass counter, and the ticket of the request the
-/// serializer last woke to compete as the oldest (`u64::MAX`: none).
-#[derive(Debug)]
-struct Passes {
-    count: AtomicUsize,
-    oldest: AtomicU64,
-}
-
 impl<K> Route<K> {
     pub(super) fn new(
         key: K,
@@ -472,10 +435,7 @@ impl<K> Route<K> {
             created: AtomicU64::new(0),
             closed: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
-            passes: CachePadded::new(Passes {
-                count: AtomicUsize::new(0),
-                oldest: AtomicU64::new(u64::MAX),
-            }),
+            passes: CachePadded::default(),
         }
     }
 
@@ -693,53 +653,10 @@ impl<K> Route<K> {
         self.flag(NUDGED, true);
     }
 
-    /// `Sharded`, before a return to a shard whose word the caller read
-    /// (`word`): `None` if no request competes for returns there; else
-    /// counts the return as one that goes by the waiting requests, and says
-    /// whether it still may (`false` once
-    /// [`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT) went by: it is to be
-    /// handed to the oldest).
+    /// The route's pass counter (see `compete`).
     #[inline]
-    pub(super) fn pass(&self, word: Word) -> Option<bool> {
-        if !word.contended() {
-            return None;
-        }
-        Some(self.passes.count.fetch_add(1, Ordering::AcqRel) < pass_limit())
-    }
-
-    /// Counts a return that went idle past waiting requests it had not seen
-    /// before (`CONTEND` came between [`Self::pass`] and the push).
-    pub(super) fn passed(&self) {
-        self.passes.count.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Whether fewer than [`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT)
-    /// returns went by since the last reset.
-    pub(super) fn may_pass(&self) -> bool {
-        self.passes.count.load(Ordering::Acquire) < pass_limit()
-    }
-
-    /// The serializer, as it serves the oldest request or the queue empties:
-    /// the next oldest starts with none gone by.
-    pub(super) fn reset_passes(&self) {
-        self.passes.count.store(0, Ordering::Release);
-    }
-
-    /// The serializer, before it wakes the oldest request (`ticket`) to
-    /// compete for an idle connection.
-    pub(super) fn set_oldest(&self, ticket: u64) {
-        self.passes.oldest.store(ticket, Ordering::Release);
-    }
-
-    /// A woken request (`ticket`) that took an idle connection itself,
-    /// before it leaves the queue: if it is the oldest (it was when woken,
-    /// and has not left since, so it still is), the next starts with none
-    /// gone by. Counts that land between this and its leaving go to the
-    /// next, which errs on the safe side.
-    pub(super) fn oldest_served_itself(&self, ticket: u64) {
-        if self.passes.oldest.load(Ordering::Acquire) == ticket {
-            self.reset_passes();
-        }
+    pub(super) fn passes(&self) -> &Passes {
+        &self.passes
     }
 
     /// Counts a request about to queue in shard 0, and with `everywhere` in
@@ -838,9 +755,9 @@ impl<K> Route<K> {
         self.flag_contend(true);
     }
 
-    /// The serializer, once a route's queue is empty: lowers `CONTEND`, and
-    /// resets the pass count. Returns `false`, leaving it raised, if a
-    /// request came meanwhile (counted, its `Enqueue` not yet applied).
+    /// The serializer, once a route's queue is empty: lowers `CONTEND`.
+    /// Returns `false`, leaving it raised, if a request came meanwhile
+    /// (counted, its `Enqueue` not yet applied).
     ///
     /// Such a request counts itself in shard 0 and then raises the flag
     /// unless it was up, shard 0 last as here. Shard 0 orders the two
@@ -849,7 +766,6 @@ impl<K> Route<K> {
     /// request's count comes first, our clear returns it, and we raise the
     /// flag again.
     pub(super) fn lower_contend(&self) -> bool {
-        self.reset_passes();
         let before = self.flag_contend(false);
         if before.waiters() == 0 {
             return true;
