@@ -67,8 +67,9 @@ pub mod unstable {
     #[cfg(leasehold_loom)]
     pub use crate::engine::set_loom_pass_limit;
     pub use crate::engine::{
-        Barging, Compete, CompeteSerial, Engine, EngineWaiter, Fair, Flavor, Handoff, Segmented,
-        Sharded,
+        Barging, Compete, CompeteSerial, Engine, EngineWaiter, Fair, Flavor, Handoff,
+        OneSerializer, OneShared, PerRoute, SegmentQueues, SegmentSerial, Segmented,
+        SegmentsShared, Serializing, Sharded,
     };
     pub use crate::lax::LaxCore;
     pub use crate::lease_mark::{Arming, LeaseMark, WatchEvent};

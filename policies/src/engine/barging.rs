@@ -39,7 +39,7 @@ pub(super) struct ReturnRule {
 ///
 /// Public only as the engine's flavors name it: its items speak of the
 /// engine's own types, which stay private to the crate.
-#[allow(private_interfaces)]
+#[allow(private_interfaces, private_bounds)]
 pub trait Barging: crate::sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     /// What the serializer keeps for the strategy between batches.
     #[doc(hidden)]
@@ -166,7 +166,7 @@ pub struct Handoff;
 impl crate::sealed::Sealed for Handoff {}
 
 // The items name the engine's crate-private types, as the trait does.
-#[allow(private_interfaces)]
+#[allow(private_interfaces, private_bounds)]
 impl Barging for Handoff {
     type Serial = ();
 

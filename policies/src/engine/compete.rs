@@ -185,7 +185,7 @@ impl CompeteSerial {
 }
 
 // The items name the engine's crate-private types, as the trait does.
-#[allow(private_interfaces)]
+#[allow(private_interfaces, private_bounds)]
 impl Barging for Compete {
     type Serial = CompeteSerial;
 

@@ -16,21 +16,24 @@
 //! * The **slow path** — queued requests, stateful connections, cross-route
 //!   reclaim, eviction, shutdown — runs in a non-blocking serializer
 //!   (`serial`): commands are queued and whichever thread finds it idle runs
-//!   them, so the waiter queues are plain sequential code. `Strict` and
-//!   `Lax` have one serializer for all routes; `Offlock` (`Segmented`) gives
-//!   every route its own, and routes meet only at the total cap, through
-//!   the total queue (`total`).
+//!   them, so the waiter queues are plain sequential code. How many
+//!   serializers there are is the flavor's serializing strategy
+//!   (`serializing`): `Strict` and `Lax` have one for all routes
+//!   ([`OneSerializer`]); `Offlock` gives every route its own, and routes
+//!   meet only at the total cap, through the total queue ([`PerRoute`],
+//!   `segments`, `total`).
 //!
 //! A request that cannot be served at once counts itself in its route's
-//! shard 0 (`Strict` and `Offlock`: then in every other shard) and (except
-//! `Segmented`, which checks `total_blocked` instead)
-//! in `waiting_all` *before* its `Enqueue` command is queued.
-//! From then on nobody opens a new connection on the hot path while anyone
-//! waits, so freed capacity goes through the serializer, which serves the
-//! oldest request first. Every operation that frees capacity re-reads
-//! `waiting_all` with a read-modify-write and kicks the serializer when it is
-//! non-zero — the counterpart of the queuing request's own read-modify-write,
-//! so no wake-up is lost.
+//! shard 0 (`Strict` and `Offlock`: then in every other shard), and where
+//! one serializer serves all routes in `waiting_all`, *before* its
+//! `Enqueue` command is queued. From then on nobody opens a new connection
+//! on the hot path while anyone waits, so freed capacity goes through the
+//! serializer, which serves the oldest request first. Every operation that
+//! frees capacity re-reads that count with a read-modify-write and kicks
+//! the serializer when it is non-zero — the counterpart of the queuing
+//! request's own read-modify-write, so no wake-up is lost (under
+//! `PerRoute`, the route's count and the total queue's `total_blocked` play
+//! those parts).
 //!
 //! Returned connections follow the flavor's barging strategy (`barging`):
 //! under [`Handoff`] (`Strict`, `Offlock`) every shard counts the route's
@@ -61,6 +64,8 @@ mod compete;
 mod idle_index;
 mod queues;
 mod route;
+mod segments;
+mod serializing;
 mod table;
 #[cfg(all(test, not(leasehold_loom)))]
 mod tests;
@@ -71,13 +76,13 @@ pub use self::barging::{Barging, Handoff};
 pub use self::compete::set_loom_pass_limit;
 pub use self::compete::{Compete, CompeteSerial};
 use self::idle_index::IdleIndex;
-use self::queues::{SerialCommand, WaitQueues};
+use self::queues::SerialCommand;
 use self::route::{Reclaim, Refused, Route, Take, Word};
+pub use self::segments::{PerRoute, SegmentQueues, SegmentSerial, SegmentsShared};
+pub use self::serializing::{OneSerializer, OneShared, Serializing};
 use self::table::{Keyed, Table, TotalWaitFlags};
-use self::total::{TotalCommand, TotalQueue};
 use crate::arena::{Arena, IndexStack};
 use crate::reclaim;
-use crate::serial::Serial;
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Backoff, Fifo, Ordering};
 use crate::types::{
     Acquire, Disposer, Grant, Held, Item, Limits, Permit, PoolStats, Reuse, RouteKey, State, Stats,
@@ -98,9 +103,9 @@ pub trait Flavor: crate::sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     /// Whether newcomers may take idle connections ahead of queued
     /// requests: [`Compete`] (`Lax`) or [`Handoff`] (see `barging`).
     type Barge: Barging;
-    /// Each route has a serializer of its own, and routes meet only at the
-    /// total cap (see `total`); else one serializer serves every route.
-    const SEGMENTED: bool;
+    /// Whether one serializer serves every route ([`OneSerializer`]) or
+    /// each route has its own ([`PerRoute`]; see `serializing`).
+    type Serializers: Serializing;
 }
 
 impl crate::sealed::Sealed for Fair {}
@@ -113,7 +118,7 @@ pub struct Fair;
 
 impl Flavor for Fair {
     type Barge = Handoff;
-    const SEGMENTED: bool = false;
+    type Serializers = OneSerializer;
 }
 
 /// The `Lax` flavor: per-CPU idle shards, barging allowed.
@@ -122,7 +127,7 @@ pub struct Sharded;
 
 impl Flavor for Sharded {
     type Barge = Compete;
-    const SEGMENTED: bool = false;
+    type Serializers = OneSerializer;
 }
 
 /// The `Offlock` flavor: one independent segment per route, per-CPU idle
@@ -132,7 +137,7 @@ pub struct Segmented;
 
 impl Flavor for Segmented {
     type Barge = Handoff;
-    const SEGMENTED: bool = true;
+    type Serializers = PerRoute;
 }
 
 /// Idle shards per route: one per CPU (the parallelism, rounded up to a
@@ -177,12 +182,12 @@ impl<K, T> Default for SlotContent<K, T> {
 
 /// The data structure behind [`Strict`](crate::Strict) and
 /// [`Lax`](crate::Lax).
-pub struct Engine<K, T, F: Flavor> {
+pub struct Engine<K, T: Item, F: Flavor> {
     /// The owner id in the `Held`s this core lends.
     id: usize,
     arena: Arena<SlotContent<K, T>>,
     free: IndexStack,
-    table: Table<RouteEntry<K, T, F::Barge>>,
+    table: Table<RouteEntry<K, T, F::Barge, F::Serializers>>,
     /// Routes that lost their last connection and request (id and uid),
     /// which `sweep_routes` looks at (see [`Route::in_sweep`]).
     emptied: Fifo<(usize, u64)>,
@@ -206,9 +211,6 @@ pub struct Engine<K, T, F: Flavor> {
     retired: Retired,
     /// Shards with idle stateless connections, for cross-route reclaim.
     idle_index: IdleIndex,
-    /// `Segmented`: routes with idle stateful connections, for cross-route
-    /// reclaim (their serializers close them, see `total`).
-    stateful_index: IdleIndex,
     /// Entries of the idle and stateful indexes cross-route reclaim looked
     /// at (for the tests of its cost).
     #[cfg(all(test, not(leasehold_loom)))]
@@ -218,32 +220,26 @@ pub struct Engine<K, T, F: Flavor> {
     /// Counted only when `max_idle < max_total` (else the cap cannot bind).
     idle_total: CachePadded<AtomicUsize>,
     enforce_idle_cap: bool,
-    /// Requests queued on any route (not kept by `Segmented`, whose routes
-    /// share nothing but the total).
-    waiting_all: CachePadded<AtomicUsize>,
     tickets: AtomicU64,
     limits: Limits<K>,
-    /// The serializer of every route, or (`Segmented`) of none.
-    serial: Serial<SerialCommand<T>, WaitQueues<T, F::Barge>>,
-    /// `Segmented`: routes whose requests wait for total capacity, in the
-    /// order they came (see `total`).
-    total_line: Serial<TotalCommand, TotalQueue<T>>,
-    /// `Segmented`: how many routes are in the total queue.
-    total_blocked: CachePadded<AtomicUsize>,
+    /// What the serializing strategy keeps: the one serializer, or the
+    /// total queue of the per-route ones.
+    serializers: <F::Serializers as Serializing>::Shared<T, F::Barge>,
     disposer: Disposer<T>,
     /// Shards per route.
     shards: usize,
     _flavor: std::marker::PhantomData<F>,
 }
 
-/// What the route table holds: a route and, under `Segmented`, its
-/// serializer, which lives and goes with it.
-pub(crate) struct RouteEntry<K, T, B: Barging> {
+/// What the route table holds: a route and what the serializing strategy
+/// keeps for it (under `PerRoute`, its serializer, which lives and goes
+/// with it).
+pub(crate) struct RouteEntry<K, T: Item, B: Barging, S: Serializing> {
     route: Route<K>,
-    segment: Option<Serial<SerialCommand<T>, WaitQueues<T, B>>>,
+    serializing: S::Route<T, B>,
 }
 
-impl<K: RouteKey, T: Item, B: Barging> Keyed for RouteEntry<K, T, B> {
+impl<K: RouteKey, T: Item, B: Barging, S: Serializing> Keyed for RouteEntry<K, T, B, S> {
     type Key = K;
 
     fn key(&self) -> &K {
@@ -345,7 +341,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
             }
             RouteEntry {
                 route,
-                segment: F::SEGMENTED.then(|| Serial::new(WaitQueues::new(Some(id)))),
+                serializing: F::Serializers::new_route(id),
             }
         })?;
         // A new route counts as emptied until it holds a connection or a
@@ -479,11 +475,8 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         for &(id, shard) in &kept {
             index.push(id, shard);
         }
-        // The total queue may have looked while we held them; it spares the
-        // routes in its queue itself, so their entries need no wake-up (and
-        // the queue, calling this, does not wake itself for nothing).
-        if F::SEGMENTED && kept.iter().any(|(id, _)| !spare.contains(id)) {
-            self.wake_total_line();
+        if kept.iter().any(|(id, _)| !spare.contains(id)) {
+            F::Serializers::index_entries_back(self);
         }
         found
     }
@@ -501,25 +494,11 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     }
 
     /// Kicks whoever reclaims idle connections of `route` for requests
-    /// blocked by the total cap: the serializer, or (`Segmented`) the total
-    /// queue.
+    /// blocked by the total cap: the one serializer, or (`PerRoute`) the
+    /// total queue.
     #[cold]
     fn kick_reclaimer(&self, route: &Route<K>) {
-        if F::SEGMENTED {
-            self.wake_total_line();
-        } else {
-            self.kick(route);
-        }
-    }
-
-    /// `Segmented`: a route not in `spare` holding idle stateful
-    /// connections (which only its serializer may touch), found in the
-    /// stateful index.
-    fn stateful_holder(&self, spare: &[usize]) -> Option<&Route<K>> {
-        debug_assert!(F::SEGMENTED, "listed only by `Segmented` routes");
-        self.find_in_index(&self.stateful_index, None, spare, |route, _| {
-            route.stateful_or_unlist().then_some(route)
-        })
+        F::Serializers::kick_reclaimer(self, route);
     }
 
     /// The shard of the calling thread: the one of the CPU it runs on.
@@ -627,7 +606,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     }
 
     /// [`reserve_new`](Self::reserve_new), with `total` reserving the unit
-    /// of the total cap (`Segmented` may spend credit instead).
+    /// of the total cap (`PerRoute` may spend credit instead).
     fn reserve_new_with(
         &self,
         route: &Route<K>,
@@ -775,31 +754,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// After capacity of `route` was freed outside its serializer: make
     /// sure a waiting request gets it.
     fn capacity_freed(&self, route: &Route<K>) {
-        if F::SEGMENTED {
-            self.route_freed(route);
-            self.wake_total_line();
-        // A read-modify-write, so it cannot miss a request counted before it.
-        } else if self.waiting_all.fetch_add(0, Ordering::AcqRel) != 0 {
-            self.kick(route);
-        }
-    }
-
-    /// `Segmented`: after a unit of `route`'s own cap was freed, kicks its
-    /// serializer if requests wait there (a read-modify-write of the word
-    /// that counts them, so none counted before is missed).
-    fn route_freed(&self, route: &Route<K>) {
-        if route.touch().waiters() != 0 {
-            self.kick(route);
-        }
-    }
-
-    /// `Segmented`: after a unit of the total was freed (or a route was
-    /// registered), kicks the total queue if a route waits in it (a
-    /// read-modify-write, as above).
-    fn wake_total_line(&self) {
-        if self.total_blocked.fetch_add(0, Ordering::AcqRel) != 0 {
-            self.submit_total(TotalCommand::Kick);
-        }
+        F::Serializers::capacity_freed(self, route);
     }
 
     /// The hot path of `acquire`: an idle stateless connection, or new
@@ -853,35 +808,20 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// only while nobody waits for it (freed capacity belongs to waiters).
     #[inline]
     fn nobody_waits(&self, route: &Route<K>) -> bool {
-        let queued = if F::SEGMENTED {
-            &self.total_blocked
-        } else {
-            &self.waiting_all
-        };
-        queued.load(Ordering::Acquire) == 0 && route.word().waiters() == 0
-    }
-
-    /// `Segmented`: whether routes wait in the total queue (they get freed
-    /// total capacity first).
-    fn total_line_busy(&self) -> bool {
-        F::SEGMENTED && self.total_blocked.load(Ordering::Acquire) != 0
+        F::Serializers::nobody_queued(self) && route.word().waiters() == 0
     }
 
     /// Counts a request of `route` about to queue; returns shard 0's word
     /// before.
     fn waiter_came(&self, route: &Route<K>) -> Word {
-        if !F::SEGMENTED {
-            self.waiting_all.fetch_add(1, Ordering::AcqRel);
-        }
+        F::Serializers::count_waiter(self, true);
         route.add_waiter(Self::COUNT_EVERYWHERE)
     }
 
     /// Takes back the count [`Self::waiter_came`] made.
     fn uncount_waiter(&self, route: &Route<K>) {
         route.remove_waiter(Self::COUNT_EVERYWHERE);
-        if !F::SEGMENTED {
-            self.waiting_all.fetch_sub(1, Ordering::AcqRel);
-        }
+        F::Serializers::count_waiter(self, false);
     }
 
     /// Counts a request of `route` that left the queue; if it was the
@@ -913,34 +853,17 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// route `id` until this returns.
     fn submit(&self, id: usize, command: SerialCommand<T>) {
         let _pin = self.pin();
-        let serial = if F::SEGMENTED {
-            let Some(entry) = self.table.by_id(id) else {
-                // Removed since the caller found it, which only a kick can
-                // race with (whoever holds a connection, permit or request
-                // of a route keeps it): nothing is left to serve there.
-                debug_assert!(matches!(command, SerialCommand::Kick | SerialCommand::Trim));
-                return;
-            };
-            entry.segment.as_ref().expect("a segment per route")
-        } else {
-            &self.serial
+        let Some(serial) = F::Serializers::serializer(self, id) else {
+            // Removed since the caller found it, which only a kick can race
+            // with (whoever holds a connection, permit or request of a route
+            // keeps it): nothing is left to serve there.
+            debug_assert!(matches!(command, SerialCommand::Kick | SerialCommand::Trim));
+            return;
         };
         serial.submit(
             command,
             |queues, command| queues.apply(self, command),
             |queues| queues.settle(self),
-            |victims| self.dispose(victims),
-        );
-    }
-
-    /// `Segmented`: runs `command` in the total queue, pinned: the queue
-    /// reaches routes through the indexes, by id.
-    fn submit_total(&self, command: TotalCommand) {
-        let _pin = self.pin();
-        self.total_line.submit(
-            command,
-            |total, command| total.apply(command),
-            |total| total.settle(self),
             |victims| self.dispose(victims),
         );
     }
@@ -977,13 +900,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
                 due.push((id, uid));
             }
         }
-        if F::SEGMENTED {
-            for (id, uid) in due {
-                self.submit(id, SerialCommand::Remove(vec![(id, uid)]));
-            }
-        } else if !due.is_empty() {
-            self.submit(0, SerialCommand::Remove(due));
-        }
+        F::Serializers::submit_removals(self, due);
         // What those removals (and any the serializers ran since the last
         // sweep) unlinked goes to the epoch as one object, freed once the
         // readers pinned now are gone: in `sweep_routes`, after the few epoch
@@ -1103,18 +1020,14 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             route_max_set: std::sync::Mutex::default(),
             retired: Retired::default(),
             idle_index: IdleIndex::new(),
-            stateful_index: IdleIndex::new(),
             #[cfg(all(test, not(leasehold_loom)))]
             reclaim_looks: std::sync::atomic::AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             total: CachePadded::new(AtomicUsize::new(0)),
             idle_total: CachePadded::new(AtomicUsize::new(0)),
             enforce_idle_cap: limits.max_idle() < limits.max_total(),
-            waiting_all: CachePadded::new(AtomicUsize::new(0)),
             tickets: AtomicU64::new(0),
-            serial: Serial::new(WaitQueues::new(None)),
-            total_line: Serial::new(TotalQueue::new()),
-            total_blocked: CachePadded::new(AtomicUsize::new(0)),
+            serializers: F::Serializers::new_shared(),
             limits,
             disposer,
             shards,
@@ -1312,13 +1225,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
 
     fn evict_idle(&self, evict: std::sync::Arc<dyn Fn(&T) -> bool + Send + Sync>) {
         let _pin = self.pin();
-        if F::SEGMENTED {
-            for entry in self.table.iter() {
-                self.submit(entry.route.id, SerialCommand::Evict(evict.clone()));
-            }
-        } else {
-            self.submit(0, SerialCommand::Evict(evict));
-        }
+        F::Serializers::broadcast(self, || SerialCommand::Evict(evict.clone()));
     }
 
     fn set_route_max(&self, key: &K, max: usize) {
@@ -1388,16 +1295,8 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         self.closed.store(true, Ordering::Release);
         let _pin = self.pin();
         self.table.close(|entry| entry.route.close());
-        if F::SEGMENTED {
-            // Every route registered before the table closed; later
-            // requests get `Closed` from the closed table.
-            for entry in self.table.iter() {
-                self.submit(entry.route.id, SerialCommand::Shutdown);
-            }
-            self.submit_total(TotalCommand::Shutdown);
-        } else {
-            self.submit(0, SerialCommand::Shutdown);
-        }
+        F::Serializers::broadcast(self, || SerialCommand::Shutdown);
+        F::Serializers::shut_down(self);
     }
 
     fn is_closed(&self) -> bool {
@@ -1405,7 +1304,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
     }
 }
 
-impl<K: RouteKey, T, F: Flavor> fmt::Debug for Engine<K, T, F> {
+impl<K: RouteKey, T: Item, F: Flavor> fmt::Debug for Engine<K, T, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
             .field("shards", &self.shards)
@@ -1413,9 +1312,8 @@ impl<K: RouteKey, T, F: Flavor> fmt::Debug for Engine<K, T, F> {
             .field("closed", &self.closed.load(Ordering::Relaxed))
             .field("max_total", &self.limits.max_total())
             .field("total", &self.total.load(Ordering::Relaxed))
-            .field("waiting", &self.waiting_all.load(Ordering::Relaxed))
             .field("routes", &self.table.len())
-            .field("serial", &self.serial)
+            .field("serializers", &self.serializers)
             .finish()
     }
 }

@@ -17,8 +17,7 @@
 
 use super::barging::Barging;
 use super::route::{Put, Refused, Route, Take};
-use super::table::TotalWaitFlags;
-use super::total::TotalCommand;
+use super::serializing::Serializing;
 use super::{Blocked, Engine, Flavor};
 use crate::sync::{Arc, Ordering};
 use crate::types::{Grant, Item, Permit, Reuse, RouteKey, State, Wait};
@@ -70,33 +69,22 @@ pub(super) fn live_node(queue: &mut RouteQueue) -> Option<&Arc<Node>> {
     queue.waiters.front()
 }
 
-/// The serializer's state, for a flavor whose barging strategy is `B`.
-pub(super) struct WaitQueues<T, B: Barging> {
-    /// `Segmented`: the one route this serializer serves; `None`: all.
-    scope: Option<usize>,
-    closed: bool,
+/// A serializer's state, for a flavor whose barging strategy is `B` and
+/// serializing strategy `S`.
+pub(super) struct WaitQueues<T, B: Barging, S: Serializing> {
+    pub(super) closed: bool,
     /// By route id.
-    queues: HashMap<usize, RouteQueue>,
+    pub(super) queues: HashMap<usize, RouteQueue>,
     /// `Wait::Never` requests queued since the last settle.
-    never_waiters: usize,
-    /// Routes carrying `TOTAL_WAIT` (not used by `Segmented`: its total
-    /// queue keeps them).
-    flags: TotalWaitFlags,
+    pub(super) never_waiters: usize,
     /// What the barging strategy keeps (see `barging`).
     barge: B::Serial,
+    /// What the serializing strategy keeps (see `serializing`).
+    pub(super) serializing: S::Queues,
     /// Items to dispose of once the serializer is released.
     victims: Vec<T>,
-    /// `Segmented`: units of the total the total queue reserved for us.
-    credit: usize,
-    /// `Segmented`: the route is in the total queue.
-    registered: bool,
-    /// `Segmented`: a `Surrender` was handled and is to be answered.
-    surrendered: bool,
-    /// Capacity was freed in this batch (`Segmented` tells the total queue).
-    freed: bool,
-    /// `Segmented`: the route was removed; this serializer goes with it,
-    /// and ignores what threads that found the route before still send.
-    removed: bool,
+    /// Capacity was freed in this batch.
+    pub(super) freed: bool,
 }
 
 /// The routes a serializer with `scope` serves: one, or (`None`) all.
@@ -113,7 +101,7 @@ fn scoped<'a, K: RouteKey, T: Item, F: Flavor>(
 
 /// Takes an idle stateful connection of route `id` off `queue`; the caller
 /// then owns its slot.
-fn take_stateful<K: RouteKey, T: Item, F: Flavor>(
+pub(super) fn take_stateful<K: RouteKey, T: Item, F: Flavor>(
     core: &Engine<K, T, F>,
     id: usize,
     queue: &mut RouteQueue,
@@ -133,38 +121,33 @@ fn take_stateful<K: RouteKey, T: Item, F: Flavor>(
     Some(index)
 }
 
-impl<T: Item, B: Barging> WaitQueues<T, B> {
+impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
+    /// A serializer for route `scope`, or (`None`) for every route.
     pub(super) fn new(scope: Option<usize>) -> Self {
         Self {
-            scope,
             closed: false,
             queues: HashMap::new(),
             never_waiters: 0,
-            flags: TotalWaitFlags::default(),
             barge: B::Serial::default(),
+            serializing: S::new_queues(scope),
             victims: Vec::new(),
-            credit: 0,
-            registered: false,
-            surrendered: false,
             freed: false,
-            removed: false,
         }
     }
 
-    pub(super) fn apply<K: RouteKey, F: Flavor<Barge = B>>(
+    pub(super) fn apply<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
         &mut self,
         core: &Engine<K, T, F>,
         command: SerialCommand<T>,
     ) {
-        if self.removed {
-            // Nothing of the route is left to serve. A unit of the total
-            // reserved for it goes back (a removed route was in no queue, so
-            // none should come), and the total queue, if it asked for a
-            // close, is answered: nothing here is left to close.
-            match command {
-                SerialCommand::Credit => self.credit += 1,
-                SerialCommand::Surrender { answer } => self.surrendered |= answer,
-                _ => {}
+        if S::is_removed(&self.serializing) {
+            // Nothing of the route is left to serve; what concerns the
+            // total is answered.
+            if let SerialCommand::Credit
+            | SerialCommand::Dismissed
+            | SerialCommand::Surrender { .. } = command
+            {
+                S::apply_total(self, core, command);
             }
             return;
         }
@@ -181,14 +164,8 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
             SerialCommand::Evict(evict) => self.evict(core, &*evict, false),
             SerialCommand::Trim => self.evict(core, &|_: &T| true, true),
             SerialCommand::Shutdown => self.closed = true,
-            SerialCommand::Credit => {
-                self.credit += 1;
-                self.registered = false;
-            }
-            SerialCommand::Dismissed => self.registered = false,
-            SerialCommand::Surrender { answer } => {
-                self.surrendered |= answer;
-                self.surrender(core);
+            SerialCommand::Credit | SerialCommand::Dismissed | SerialCommand::Surrender { .. } => {
+                S::apply_total(self, core, command)
             }
             SerialCommand::Remove(routes) => {
                 for (id, uid) in routes {
@@ -199,7 +176,7 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
     }
 
     /// Removes route `id` if nothing of it is left here and it is unused.
-    fn remove<K: RouteKey, F: Flavor<Barge = B>>(
+    fn remove<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
         &mut self,
         core: &Engine<K, T, F>,
         id: usize,
@@ -214,119 +191,41 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
                 return;
             }
         }
-        if B::holds(&self.barge, id) || self.registered || self.credit > 0 {
+        if B::holds(&self.barge, id) || S::holds(&self.serializing) {
             // Flags or credit this serializer has yet to settle.
             core.sweep_again(id);
             return;
         }
         if core.remove_route(id, uid) {
             self.queues.remove(&id);
-            self.removed = F::SEGMENTED;
+            S::route_removed(&mut self.serializing);
         }
     }
 
     /// Serves what can be served; returns the items to dispose of.
-    pub(super) fn settle<K: RouteKey, F: Flavor<Barge = B>>(
+    pub(super) fn settle<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
         &mut self,
         core: &Engine<K, T, F>,
     ) -> Vec<T> {
-        if self.removed {
-            // What `settle_segment` does for the total queue, without the
-            // route.
-            if self.credit > 0 {
-                core.total
-                    .fetch_sub(std::mem::take(&mut self.credit), Ordering::AcqRel);
-                self.freed = true;
-            }
-            if std::mem::take(&mut self.surrendered) {
-                core.submit_total(TotalCommand::Surrendered);
-            }
-            if std::mem::take(&mut self.freed) {
-                core.wake_total_line();
-            }
-            return std::mem::take(&mut self.victims);
-        }
-        if self.closed {
+        if S::is_removed(&self.serializing) {
+            // No route left: only what concerns the total (below).
+        } else if self.closed {
             self.close_all(core);
         } else {
-            self.serve(core);
+            S::serve(self, core);
             if self.never_waiters > 0 {
                 self.refuse_never_waiters(core);
-                B::lower_flags(&mut self.barge, core, &mut self.queues);
-                if F::SEGMENTED {
-                    // Requests that wait may have queued behind them.
-                    self.serve(core);
-                }
+                S::after_refusals(self, core);
             }
             self.tidy(core);
         }
-        if F::SEGMENTED {
-            self.settle_segment(core);
-        }
+        S::settle(self, core);
         self.freed = false;
         std::mem::take(&mut self.victims)
     }
 
-    /// `Segmented`, after a batch: gives back credit nothing here could use,
-    /// answers the total queue, and tells it when this route has idle
-    /// connections it could close for a route blocked by the total cap.
-    fn settle_segment<K: RouteKey, F: Flavor<Barge = B>>(&mut self, core: &Engine<K, T, F>) {
-        if self.credit > 0 {
-            core.total.fetch_sub(self.credit, Ordering::AcqRel);
-            self.credit = 0;
-            self.freed = true;
-        }
-        if std::mem::take(&mut self.surrendered) {
-            core.submit_total(TotalCommand::Surrendered);
-        }
-        let route = core.route(self.scope.expect("a segment's route"));
-        let idle = route.idle() + route.stateful_idle();
-        if !self.closed && route.word().total_wait() && idle > 0 {
-            core.submit_total(TotalCommand::Kick);
-        }
-        if self.freed {
-            core.wake_total_line();
-        }
-    }
-
-    /// `Segmented`: closes one idle connection of this route, if it has one,
-    /// to make room for another route.
-    fn surrender<K: RouteKey, F: Flavor<Barge = B>>(&mut self, core: &Engine<K, T, F>) {
-        let id = self.scope.expect("a segment's route");
-        let route = core.route(id);
-        let index = core.take_idle(route, Take::Serial).or_else(|| {
-            let queue = self.queues.get_mut(&id)?;
-            take_stateful(core, id, queue, |_| true)
-        });
-        if let Some(index) = index {
-            self.close(core, route, index);
-        }
-    }
-
-    /// Reserves route and total capacity and a slot for a new connection;
-    /// `Segmented` spends a unit of credit first, and takes none of the
-    /// total while routes wait in the total queue.
-    fn reserve_new<K: RouteKey, F: Flavor<Barge = B>>(
-        &mut self,
-        core: &Engine<K, T, F>,
-        route: &Route<K>,
-        state: Option<&State>,
-    ) -> Result<Permit, Blocked> {
-        if !F::SEGMENTED {
-            return core.reserve_new(route, state);
-        }
-        core.reserve_new_with(route, state, || {
-            if self.credit > 0 {
-                self.credit -= 1;
-                true
-            } else {
-                !core.total_line_busy() && core.reserve_total()
-            }
-        })
-    }
-
     /// Closes a connection whose slot we own: capacity freed, item to dispose.
-    fn close<K: RouteKey, F: Flavor<Barge = B>>(
+    pub(super) fn close<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
         &mut self,
         core: &Engine<K, T, F>,
         route: &Route<K>,
@@ -339,7 +238,11 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
 
     /// A returned connection (or one a cancelled request was given), whose
     /// slot we own: to idle, where `serve` finds it for the oldest waiter.
-    fn put_back<K: RouteKey, F: Flavor<Barge = B>>(&mut self, core: &Engine<K, T, F>, index: u32) {
+    fn put_back<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
+        &mut self,
+        core: &Engine<K, T, F>,
+        index: u32,
+    ) {
         // SAFETY: we own `index` (the caller gave it to us).
         let id = unsafe { core.route_of(index) };
         let route = core.route(id);
@@ -352,8 +255,8 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
         // SAFETY: as above.
         match unsafe { core.state_of(index) } {
             Some(state) => {
-                if route.stateful_went_idle(F::SEGMENTED) {
-                    core.stateful_index.push(id, 0);
+                if route.stateful_went_idle(S::STATEFUL_INDEX) {
+                    S::list_stateful(core, id);
                 }
                 let queue = self.queues.entry(id).or_default();
                 queue.stateful.entry(state).or_default().push_back(index);
@@ -365,13 +268,9 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
                 // SAFETY: we own `index`; `put` publishes it if it succeeds,
                 // else we still own it.
                 match unsafe { route.put(link, 0, index, Put::Serial, word, |_| {}) } {
-                    // `Segmented`: the total queue is kicked after this
-                    // route's own requests were served (`settle_segment`
-                    // sees `TOTAL_WAIT` in shard 0's word, which
-                    // `list_idle` read after listing).
                     Ok(before) if !before.listed() => {
-                        if core.list_idle(route, 0) && !F::SEGMENTED {
-                            core.kick(route);
+                        if core.list_idle(route, 0) {
+                            S::listed_for_total(core, route);
                         }
                     }
                     Ok(_) => {}
@@ -386,7 +285,7 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
     }
 
     /// An idle connection of route `id` in `state`.
-    fn take_match<K: RouteKey, F: Flavor<Barge = B>>(
+    fn take_match<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
         &mut self,
         core: &Engine<K, T, F>,
         id: usize,
@@ -403,7 +302,7 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
 
     /// Closes an idle connection of route `id` in a state other than
     /// `state`, keeping its slot (and its unit of the caps) for a new one.
-    fn reclaim_same_route<K: RouteKey, F: Flavor<Barge = B>>(
+    fn reclaim_same_route<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
         &mut self,
         core: &Engine<K, T, F>,
         id: usize,
@@ -429,7 +328,7 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
     /// Closes an idle connection of another route and moves its slot (and
     /// its unit of the total cap) to route `id`, whose own unit the caller
     /// has reserved.
-    fn reclaim_other_route<K: RouteKey, F: Flavor<Barge = B>>(
+    fn reclaim_other_route<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
         &mut self,
         core: &Engine<K, T, F>,
         id: usize,
@@ -453,17 +352,14 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
         // SAFETY: as above; the slot now belongs to route `id`.
         unsafe { core.arena.with(index, |slot| slot.route = id) };
         core.allocated_down(victim);
-        if F::SEGMENTED {
-            // The victim's own requests are served by its own serializer.
-            core.route_freed(victim);
-        }
+        S::victim_freed(core, victim);
         Some(index)
     }
 
     /// Capacity for a request of route `id` blocked by the total cap, made by
     /// closing an idle connection: of its own route in another state, else
     /// of another route (whose slot and unit of the total it takes over).
-    fn make_room<K: RouteKey, F: Flavor<Barge = B>>(
+    fn make_room<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
         &mut self,
         core: &Engine<K, T, F>,
         id: usize,
@@ -472,14 +368,14 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
         let route = core.route(id);
         let index = if let Some(index) = self.reclaim_same_route(core, id, state) {
             index
-        } else if core.total_line_busy() {
+        } else if S::total_queue_busy(core) {
             // Routes ahead in the total queue come first.
             return Err(Blocked::Total);
         } else if !route.reserve_own() {
             return Err(Blocked::Route);
         } else if let Some(index) = self.reclaim_other_route(core, id) {
             index
-        } else if F::SEGMENTED && self.surrender_elsewhere(core, id) && core.reserve_total() {
+        } else if S::surrender_elsewhere(core, id) && core.reserve_total() {
             return Ok(core.permit_for(route, state));
         } else {
             core.allocated_down(route);
@@ -490,26 +386,8 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
         Ok(unsafe { core.permit(index, state) })
     }
 
-    /// `Segmented`: asks a route with stateful idle connections (which only
-    /// its serializer may touch) to close one. If that serializer was idle it
-    /// ran here and then, and the freed unit is in the total; else the route
-    /// blocks and the total queue waits for the close. Whether it asked one.
-    fn surrender_elsewhere<K: RouteKey, F: Flavor<Barge = B>>(
-        &mut self,
-        core: &Engine<K, T, F>,
-        id: usize,
-    ) -> bool {
-        match core.stateful_holder(&[id]) {
-            Some(holder) => {
-                core.submit(holder.id, SerialCommand::Surrender { answer: false });
-                true
-            }
-            None => false,
-        }
-    }
-
     /// Tries to serve the head of queue `id`.
-    fn serve_head<K: RouteKey, F: Flavor<Barge = B>>(
+    fn serve_head<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
         &mut self,
         core: &Engine<K, T, F>,
         id: usize,
@@ -527,7 +405,7 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
         } else if !allow_new {
             return Err(Blocked::Total);
         } else {
-            match self.reserve_new(core, route, state) {
+            match S::reserve_new(self, core, route, state) {
                 Ok(permit) => Grant::Connect(permit),
                 Err(Blocked::Route) => {
                     let index = self
@@ -570,7 +448,7 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
     }
 
     /// Gives back a grant its request no longer wants.
-    fn undo<K: RouteKey, F: Flavor<Barge = B>>(
+    fn undo<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
         &mut self,
         core: &Engine<K, T, F>,
         route: &Route<K>,
@@ -594,7 +472,10 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
 
     /// Serves heads oldest first until none can be served. Returns whether a
     /// request is left blocked by the total cap.
-    fn serve_round<K: RouteKey, F: Flavor<Barge = B>>(&mut self, core: &Engine<K, T, F>) -> bool {
+    pub(super) fn serve_round<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
+        &mut self,
+        core: &Engine<K, T, F>,
+    ) -> bool {
         B::round_begins(&mut self.barge);
         let mut blocked: Vec<usize> = Vec::new();
         let mut allow_new = true;
@@ -624,40 +505,36 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
         }
     }
 
-    fn serve<K: RouteKey, F: Flavor<Barge = B>>(&mut self, core: &Engine<K, T, F>) {
-        if F::SEGMENTED {
-            // Blocked by the total: join the total queue (once), which looks
-            // for room on other routes and reserves freed units for us — not
-            // for a request that will not wait (refused, then served again).
-            if self.serve_round(core) && self.never_waiters == 0 && !self.registered {
-                self.registered = true;
-                core.total_blocked.fetch_add(1, Ordering::AcqRel);
-                let id = self.scope.expect("a segment's route");
-                core.submit_total(TotalCommand::Block(id));
-            }
-            return;
-        }
+    /// The barging strategy's look before a batch of serving rounds.
+    pub(super) fn before_rounds<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
+        &mut self,
+        core: &Engine<K, T, F>,
+    ) {
         B::before_rounds(&mut self.barge, core);
-        loop {
-            let total_blocked = self.serve_round(core);
-            // Raise the flags a waiter needs, then look again: a connection
-            // that went idle before a flag is found by the next round, one
-            // returned after it comes through the serializer.
-            let mut raised = total_blocked && core.raise_total_wait(&mut self.flags);
-            raised |= B::raise_flags(&mut self.barge, core, &mut self.queues);
-            if raised {
-                continue;
-            }
-            if !total_blocked {
-                core.lower_total_wait(&mut self.flags);
-            }
-            B::lower_flags(&mut self.barge, core, &mut self.queues);
-            return;
-        }
+    }
+
+    /// Raises the barging strategy's flags for requests left unserved;
+    /// whether it raised any.
+    pub(super) fn raise_barging_flags<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
+        &mut self,
+        core: &Engine<K, T, F>,
+    ) -> bool {
+        B::raise_flags(&mut self.barge, core, &mut self.queues)
+    }
+
+    /// Lowers the barging strategy's flags no request needs any more.
+    pub(super) fn lower_barging_flags<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
+        &mut self,
+        core: &Engine<K, T, F>,
+    ) {
+        B::lower_flags(&mut self.barge, core, &mut self.queues);
     }
 
     /// Answers `Busy` to every `Wait::Never` request still queued.
-    fn refuse_never_waiters<K: RouteKey, F: Flavor<Barge = B>>(&mut self, core: &Engine<K, T, F>) {
+    fn refuse_never_waiters<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
+        &mut self,
+        core: &Engine<K, T, F>,
+    ) {
         for (&id, queue) in &mut self.queues {
             let route = core.route(id);
             queue.waiters.retain(|node| {
@@ -675,7 +552,7 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
 
     /// Drops queues with nothing in them, and cancelled requests piling up
     /// behind a blocked head.
-    fn tidy<K: RouteKey, F: Flavor<Barge = B>>(&mut self, core: &Engine<K, T, F>) {
+    fn tidy<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(&mut self, core: &Engine<K, T, F>) {
         self.queues.retain(|&id, queue| {
             let live = core.route(id).word().waiters();
             if queue.waiters.len() > 2 * live + 8 {
@@ -687,14 +564,14 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
 
     /// Disposes of idle connections `evict` picks (with `over_cap_only`, only
     /// while their route is over its cap), keeping the others in order.
-    fn evict<K: RouteKey, F: Flavor<Barge = B>>(
+    fn evict<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
         &mut self,
         core: &Engine<K, T, F>,
         evict: &dyn Fn(&T) -> bool,
         over_cap_only: bool,
     ) {
         let mut kept = Vec::new();
-        for route in scoped(self.scope, core) {
+        for route in scoped(S::scope(&self.serializing), core) {
             while let Some(index) = core.take_idle(route, Take::Serial) {
                 kept.push(index);
             }
@@ -745,7 +622,10 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
     }
 
     /// Shutdown: every request gets `Closed`, every idle connection goes.
-    fn close_all<K: RouteKey, F: Flavor<Barge = B>>(&mut self, core: &Engine<K, T, F>) {
+    fn close_all<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
+        &mut self,
+        core: &Engine<K, T, F>,
+    ) {
         for (&id, queue) in &mut self.queues {
             let route = core.route(id);
             for node in queue.waiters.drain(..) {
@@ -756,7 +636,7 @@ impl<T: Item, B: Barging> WaitQueues<T, B> {
         }
         self.never_waiters = 0;
         self.evict(core, &|_: &T| true, false);
-        for route in scoped(self.scope, core) {
+        for route in scoped(S::scope(&self.serializing), core) {
             while let Some(index) = core.take_idle(route, Take::Drain) {
                 self.close(core, route, index);
             }

@@ -500,8 +500,8 @@ impl<V> Drop for Table<V> {
 /// lowering hold). Kept by the one serializer that
 /// raises and lowers the flag (`Strict`'s and `Lax`'s, or `Offlock`'s total
 /// queue).
-#[derive(Default)]
-pub(super) struct TotalWaitFlags {
+#[derive(Debug, Default)]
+pub struct TotalWaitFlags {
     raised: bool,
 }
 

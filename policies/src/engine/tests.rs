@@ -721,7 +721,7 @@ fn reclaim_for_new_routes<F: super::Flavor>(routes: u32, state: Option<&State>) 
         core.release(held, true);
     }
     let closed: Vec<u32> = disposed.lock().unwrap().clone();
-    if state.is_none() || F::SEGMENTED {
+    if state.is_none() || <F::Serializers as super::Serializing>::STATEFUL_INDEX {
         assert!(
             closed.iter().copied().eq(0..routes - 4),
             "the oldest idle connection goes first"

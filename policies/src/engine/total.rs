@@ -41,6 +41,7 @@
 //! route is never overtaken by one that blocked later.
 
 use super::queues::SerialCommand;
+use super::segments::PerRoute;
 use super::table::TotalWaitFlags;
 use super::{Engine, Flavor};
 use crate::sync::Ordering;
@@ -93,17 +94,23 @@ impl<T: Item> TotalQueue<T> {
 
     /// Gives freed units to the routes in the queue, making room where it can;
     /// returns the items to dispose of.
-    pub(super) fn settle<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> Vec<T> {
+    pub(super) fn settle<K: RouteKey, F: Flavor<Serializers = PerRoute>>(
+        &mut self,
+        core: &Engine<K, T, F>,
+    ) -> Vec<T> {
         if self.closed {
             // The routes answer their own requests with `Closed`.
-            core.total_blocked
+            core.serializers
+                .total_blocked
                 .fetch_sub(self.routes.len(), Ordering::AcqRel);
             self.routes.clear();
         }
         while let Some(&id) = self.routes.front() {
             if core.reserve_total() {
                 self.routes.pop_front();
-                core.total_blocked.fetch_sub(1, Ordering::AcqRel);
+                core.serializers
+                    .total_blocked
+                    .fetch_sub(1, Ordering::AcqRel);
                 core.submit(id, SerialCommand::Credit);
                 continue;
             }
@@ -139,13 +146,18 @@ impl<T: Item> TotalQueue<T> {
     /// connections of their own, or withdrawn): room is made only for
     /// requests that wait, and the idle connections of a route in the queue are
     /// never closed (see the module docs). Whether it let any go.
-    fn dismiss_served<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> bool {
+    fn dismiss_served<K: RouteKey, F: Flavor<Serializers = PerRoute>>(
+        &mut self,
+        core: &Engine<K, T, F>,
+    ) -> bool {
         let before = self.routes.len();
         self.routes.retain(|&id| {
             if core.route(id).word().waiters() != 0 {
                 return true;
             }
-            core.total_blocked.fetch_sub(1, Ordering::AcqRel);
+            core.serializers
+                .total_blocked
+                .fetch_sub(1, Ordering::AcqRel);
             core.submit(id, SerialCommand::Dismissed);
             false
         });
@@ -154,7 +166,10 @@ impl<T: Item> TotalQueue<T> {
 
     /// Closes an idle stateless connection of a route not in the queue, freeing a
     /// unit of the total; whether it found one.
-    fn close_stateless<K: RouteKey, F: Flavor>(&mut self, core: &Engine<K, T, F>) -> bool {
+    fn close_stateless<K: RouteKey, F: Flavor<Serializers = PerRoute>>(
+        &mut self,
+        core: &Engine<K, T, F>,
+    ) -> bool {
         let in_line = self.routes.make_contiguous();
         let Some((route, index)) = core.take_idle_elsewhere(None, in_line) else {
             return false;
