@@ -29,11 +29,14 @@
 //! only ever added: a freed slot goes on the free list, to be reused before
 //! a fresh one is made.
 //!
-//! Ownership rule for the slot contents (`# Safety` of the accessors): the
-//! thread that popped an index from a stack — or was handed it inside a
-//! `Held`/`Permit` — is the only one that touches that slot's `data` until it
-//! pushes the index onto a stack again. The push's release CAS publishes the
-//! data to the next popper's acquire CAS.
+//! Ownership of a slot's contents is a value, [`SlotToken`]: made where a
+//! slot is handed out ([`Arena::fresh`], [`IndexStack::pop`], a route's
+//! idle list), carried inside a `Held` or `Permit`, and spent where the
+//! slot is handed back ([`IndexStack::push`], a push onto an idle list).
+//! Its holder is the only one that touches that slot's `data`, so the
+//! accessors that take a token are safe; the `unsafe` left is where a
+//! token is made from an index a list gave up ([`SlotToken::claim`]). A
+//! push's release CAS publishes the data to the next popper's acquire CAS.
 //!
 //! Each slot has a cache line (two, where the prefetcher pairs them) to
 //! itself: two threads reusing two connections write their slots' links on
@@ -47,6 +50,64 @@ use std::fmt;
 
 pub(crate) const NIL: u32 = u32::MAX;
 
+/// The ownership of one slot of an arena: whoever holds the token is the
+/// only one that reads or writes the slot's data. Not `Clone`; made where
+/// a slot is handed out and given up where it is handed back (see the
+/// module docs). A token is good for the arena that made it: a core keeps
+/// one arena, and the `Held`s and `Permit`s that carry tokens name their
+/// core, which checks it before it uses the token.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct SlotToken(u32);
+
+impl SlotToken {
+    /// The token of slot `index`.
+    ///
+    /// # Safety
+    /// The caller owns slot `index`: it took it off a list, by the step
+    /// that removed it there, and no token of it exists.
+    #[inline(always)]
+    pub(crate) unsafe fn claim(index: u32) -> Self {
+        Self(index)
+    }
+
+    /// The slot's index.
+    #[inline(always)]
+    pub(crate) fn index(&self) -> u32 {
+        self.0
+    }
+
+    /// Gives the ownership up, as the slot goes onto a list that hands it
+    /// out again through [`Self::claim`].
+    #[inline(always)]
+    pub(crate) fn into_index(self) -> u32 {
+        self.0
+    }
+}
+
+/// A slot reached through its token: one look-up for its data and its
+/// link.
+pub(crate) struct OwnedSlot<'a, 't, D> {
+    slot: &'a Slot<D>,
+    _token: &'t mut SlotToken,
+}
+
+impl<'a, D> OwnedSlot<'a, '_, D> {
+    /// Runs `f` on the slot's data.
+    #[inline]
+    pub(crate) fn with<R>(&mut self, f: impl FnOnce(&mut D) -> R) -> R {
+        // SAFETY: the token, borrowed mutably for this handle's life, says
+        // that no other thread, and no other reference, reaches the data.
+        unsafe { self.slot.with(f) }
+    }
+
+    /// The slot's link, for the idle stack the slot goes onto (it outlives
+    /// the handle: the token may go with the slot).
+    #[inline]
+    pub(crate) fn link(&self) -> &'a AtomicU64 {
+        &self.slot.next
+    }
+}
+
 /// One slot: the link used by whichever stack holds it, and its data.
 pub(crate) struct Slot<D> {
     next: AtomicU64,
@@ -57,20 +118,13 @@ impl<D> Slot<D> {
     /// Runs `f` on this slot's data.
     ///
     /// # Safety
-    /// The caller must own this slot's index (see the module docs): no other
-    /// thread may access its data for the duration of the call.
+    /// The caller holds this slot's token, and makes no other reference to
+    /// its data for the duration of the call.
     #[inline]
-    pub(crate) unsafe fn with<R>(&self, f: impl FnOnce(&mut D) -> R) -> R {
+    unsafe fn with<R>(&self, f: impl FnOnce(&mut D) -> R) -> R {
         // SAFETY: the caller owns the slot, so this is the only live
-        // reference to its data (module docs, ownership rule).
+        // reference to its data.
         self.data.with_mut(|ptr| f(unsafe { &mut *ptr }))
-    }
-
-    /// This slot's link, for stacks kept outside this module (a route's
-    /// idle stack lives in its route word).
-    #[inline]
-    pub(crate) fn link(&self) -> &AtomicU64 {
-        &self.next
     }
 }
 
@@ -93,10 +147,10 @@ impl<D: Default> Arena<D> {
         }
     }
 
-    /// A slot never used before, if fewer than `cap` were made; the caller
-    /// owns its index. Allocates the slot's segment if it is the first of
-    /// it (once per doubling of the arena).
-    pub(crate) fn fresh(&self) -> Option<u32> {
+    /// A slot never used before, if fewer than `cap` were made. Allocates
+    /// the slot's segment if it is the first of it (once per doubling of
+    /// the arena).
+    pub(crate) fn fresh(&self) -> Option<SlotToken> {
         let mut made = self.made.load(Ordering::Relaxed);
         loop {
             if made >= self.slots.cap() {
@@ -120,7 +174,8 @@ impl<D: Default> Arena<D> {
                 data: UnsafeCell::new(D::default()),
             })
         });
-        Some(made as u32)
+        // SAFETY: the count's CAS gave this index to us alone.
+        Some(unsafe { SlotToken::claim(made as u32) })
     }
 }
 
@@ -141,52 +196,56 @@ impl<D> Arena<D> {
     /// Finding a slot takes a few instructions more than indexing an array
     /// would: a caller that touches a slot twice looks it up once.
     #[inline]
-    pub(crate) fn slot(&self, index: u32) -> &Slot<D> {
+    fn slot(&self, index: u32) -> &Slot<D> {
         self.slots
             .get(index as usize)
             .expect("an index handed out by `fresh`")
     }
 
-    /// Runs `f` on the data of slot `index`.
-    ///
-    /// # Safety
-    /// The caller must own `index` (see the module docs): no other thread may
-    /// access this slot's data for the duration of the call.
+    /// The slot `token` owns, for its data and its link.
     #[inline]
-    pub(crate) unsafe fn with<R>(&self, index: u32, f: impl FnOnce(&mut D) -> R) -> R {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.slot(index).with(f) }
+    pub(crate) fn owned<'a, 't>(&'a self, token: &'t mut SlotToken) -> OwnedSlot<'a, 't, D> {
+        OwnedSlot {
+            slot: self.slot(token.index()),
+            _token: token,
+        }
     }
 
-    /// The data of slot `index`, for as long as the returned borrow lives.
-    ///
-    /// # Safety
-    /// The caller must own `index` while the borrow lives, and create no
-    /// other reference to this slot's data meanwhile (loom does not track the
-    /// access past this call).
+    /// Runs `f` on the data of the slot `token` owns.
     #[inline]
-    // The slot is an `UnsafeCell`: exclusive access comes from owning the
-    // index, not from `&mut self`.
+    pub(crate) fn with<R>(&self, token: &mut SlotToken, f: impl FnOnce(&mut D) -> R) -> R {
+        self.owned(token).with(f)
+    }
+
+    /// The data of the slot `token` owns, for as long as the token is
+    /// borrowed mutably.
+    #[inline]
+    // The slot is an `UnsafeCell`: exclusive access comes from the token,
+    // not from `&mut self`.
     #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn get_mut(&self, index: u32) -> &mut D {
-        // SAFETY: forwarded from the caller.
-        self.slot(index).data.with_mut(|ptr| unsafe { &mut *ptr })
+    pub(crate) fn get_mut<'a>(&'a self, token: &'a mut SlotToken) -> &'a mut D {
+        // SAFETY: the token owns the slot and is borrowed mutably for as long
+        // as this reference lives, so no other reference to the data can be
+        // made meanwhile (loom does not track the access past this call).
+        self.slot(token.index())
+            .data
+            .with_mut(|ptr| unsafe { &mut *ptr })
     }
 
-    /// The data of slot `index`, shared, for as long as the returned borrow
-    /// lives.
-    ///
-    /// # Safety
-    /// The caller must own `index` while the borrow lives and create no
-    /// `&mut` to this slot's data meanwhile.
+    /// The data of the slot `token` owns, shared, for as long as the token
+    /// is borrowed.
     #[inline]
-    pub(crate) unsafe fn get(&self, index: u32) -> &D {
-        // SAFETY: forwarded from the caller.
-        self.slot(index).data.with_mut(|ptr| unsafe { &*ptr })
+    pub(crate) fn get<'a>(&'a self, token: &'a SlotToken) -> &'a D {
+        // SAFETY: the token owns the slot; while it is borrowed shared, no
+        // `&mut` to the data can be made through it.
+        self.slot(token.index())
+            .data
+            .with_mut(|ptr| unsafe { &*ptr })
     }
 
-    /// The link of slot `index`, for stacks kept outside this module (a
-    /// route's idle stack lives in its route word).
+    /// The link of slot `index`, which may be owned by another thread: a
+    /// popper reads the link of the head it found, which the CAS that pops
+    /// it checks.
     #[inline]
     pub(crate) fn link(&self, index: u32) -> &AtomicU64 {
         &self.slot(index).next
@@ -231,13 +290,12 @@ impl IndexStack {
         }
     }
 
-    /// Pushes `index`; publishes the slot's data to whoever pops it.
-    ///
-    /// # Safety
-    /// The caller must own `index` and give up that ownership here; `arena`
-    /// must be the arena every index of this stack belongs to.
+    /// Pushes the slot `token` owns, giving the ownership up; publishes the
+    /// slot's data to whoever pops it. `arena` is the arena every slot of
+    /// this stack belongs to.
     #[inline]
-    pub(crate) unsafe fn push<D>(&self, arena: &Arena<D>, index: u32) {
+    pub(crate) fn push<D>(&self, arena: &Arena<D>, token: SlotToken) {
+        let index = token.into_index();
         let slot = arena.slot(index);
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
@@ -255,9 +313,9 @@ impl IndexStack {
         }
     }
 
-    /// Pops an index; the caller then owns it.
+    /// Pops a slot, with its ownership.
     #[inline]
-    pub(crate) fn pop<D>(&self, arena: &Arena<D>) -> Option<u32> {
+    pub(crate) fn pop<D>(&self, arena: &Arena<D>) -> Option<SlotToken> {
         let mut head = self.head.load(Ordering::Acquire);
         loop {
             let (top, tag) = unpack(head);
@@ -273,7 +331,9 @@ impl IndexStack {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Some(top),
+                // SAFETY: the CAS took `top` off the stack, whose pushers
+                // gave its ownership up.
+                Ok(_) => return Some(unsafe { SlotToken::claim(top) }),
                 Err(seen) => head = seen,
             }
         }
@@ -298,9 +358,8 @@ mod tests {
     /// A stack holding every slot of `arena`, all made now.
     fn full_stack<D: Default>(arena: &Arena<D>) -> IndexStack {
         let stack = IndexStack::new();
-        while let Some(index) = arena.fresh() {
-            // SAFETY: `fresh` handed us `index`; we give it to the stack.
-            unsafe { stack.push(arena, index) };
+        while let Some(token) = arena.fresh() {
+            stack.push(arena, token);
         }
         stack
     }
@@ -309,8 +368,8 @@ mod tests {
     fn nothing_is_allocated_before_a_slot_is_needed() {
         let arena: Arena<Option<u32>> = Arena::new(1_000_000);
         assert_eq!(arena.slots.allocated(), 0);
-        assert_eq!(arena.fresh(), Some(0));
-        assert_eq!(arena.fresh(), Some(1));
+        assert_eq!(arena.fresh().map(SlotToken::into_index), Some(0));
+        assert_eq!(arena.fresh().map(SlotToken::into_index), Some(1));
         // The first segment only.
         assert_eq!(arena.slots.allocated(), 16);
     }
@@ -318,17 +377,17 @@ mod tests {
     #[test]
     fn fresh_hands_out_each_slot_once_up_to_the_cap() {
         let arena: Arena<Option<u32>> = Arena::new(if cfg!(miri) { 40 } else { 1_000 });
-        let claimed: Vec<Vec<u32>> = std::thread::scope(|scope| {
+        let claimed: Vec<Vec<SlotToken>> = std::thread::scope(|scope| {
             let threads: Vec<_> = (0..4)
                 .map(|_| scope.spawn(|| std::iter::from_fn(|| arena.fresh()).collect()))
                 .collect();
             threads.into_iter().map(|t| t.join().unwrap()).collect()
         });
         let mut seen = HashSet::new();
-        for index in claimed.into_iter().flatten() {
+        for mut token in claimed.into_iter().flatten() {
+            let index = token.index();
             assert!(seen.insert(index), "slot {index} handed out twice");
-            // SAFETY: `fresh` handed us `index`, once.
-            unsafe { arena.with(index, |d| *d = Some(index)) };
+            arena.with(&mut token, |d| *d = Some(index));
         }
         assert_eq!(seen.len(), arena.cap());
         assert_eq!(
@@ -343,7 +402,8 @@ mod tests {
         let arena: Arena<Option<u32>> = Arena::new(64);
         let free = full_stack(&arena);
         let mut seen = HashSet::new();
-        while let Some(i) = free.pop(&arena) {
+        while let Some(token) = free.pop(&arena) {
+            let i = token.into_index();
             assert!(seen.insert(i), "slot {i} popped twice");
         }
         assert_eq!(seen.len(), 64);
@@ -353,19 +413,15 @@ mod tests {
     fn stack_is_lifo_and_keeps_data() {
         let arena: Arena<Option<u32>> = Arena::new(4);
         let stack = IndexStack::new();
-        while arena.fresh().is_some() {}
-        for i in 0..4u32 {
-            // SAFETY: single-threaded test; we own every index.
-            unsafe {
-                arena.with(i, |d| *d = Some(i * 10));
-                stack.push(&arena, i);
-            }
+        while let Some(mut token) = arena.fresh() {
+            let i = token.index();
+            arena.with(&mut token, |d| *d = Some(i * 10));
+            stack.push(&arena, token);
         }
         for expect in (0..4u32).rev() {
-            let i = stack.pop(&arena).unwrap();
-            assert_eq!(i, expect);
-            // SAFETY: we popped `i`.
-            assert_eq!(unsafe { arena.with(i, |d| d.take()) }, Some(expect * 10));
+            let mut token = stack.pop(&arena).unwrap();
+            assert_eq!(token.index(), expect);
+            assert_eq!(arena.with(&mut token, |d| d.take()), Some(expect * 10));
         }
         assert!(stack.pop(&arena).is_none());
     }
@@ -380,12 +436,9 @@ mod tests {
                 let (arena, stack) = (arena.clone(), stack.clone());
                 std::thread::spawn(move || {
                     for _ in 0..if cfg!(miri) { 100 } else { 20_000 } {
-                        if let Some(i) = stack.pop(&arena) {
-                            // SAFETY: we popped `i` and push it back after.
-                            unsafe {
-                                arena.with(i, |d| *d += 1);
-                                stack.push(&arena, i);
-                            }
+                        if let Some(mut token) = stack.pop(&arena) {
+                            arena.with(&mut token, |d| *d += 1);
+                            stack.push(&arena, token);
                         }
                     }
                 })
@@ -395,8 +448,8 @@ mod tests {
             t.join().unwrap();
         }
         let mut seen = HashSet::new();
-        while let Some(i) = stack.pop(&arena) {
-            assert!(seen.insert(i));
+        while let Some(token) = stack.pop(&arena) {
+            assert!(seen.insert(token.into_index()));
         }
         assert_eq!(seen.len(), 32, "every slot is back exactly once");
     }

@@ -24,13 +24,17 @@
 //!
 //! # Safety and correctness
 //!
-//! All `unsafe` code of leasehold lives in this crate, in two places: the slot
-//! arena and its lock-free index stacks (`arena`, whose slots live in
-//! segments allocated as connections are made, `grow`), and the waiter node's
-//! grant cell (`waiter`). Each block states its reasoning in a `SAFETY:`
-//! comment; the protocols are model-checked with loom (`loom-tests/`, built
-//! with `--cfg leasehold_loom`, which swaps the primitives of the `sync`
-//! module for loom's).
+//! All `unsafe` code of leasehold lives in this crate: the slot arena and
+//! its lock-free index stacks (`arena`, whose slots live in segments
+//! allocated as connections are made, `grow`), the waiter node's grant
+//! cell (`waiter`), the route table's links and their reclamation
+//! (`engine/table`, `reclaim`). The ownership of a connection's slot is a
+//! value, the arena's slot token, which the engine passes from list to
+//! lease to list, so the engine itself only claims a token where a
+//! route's idle list hands a slot out (`engine/route`). Each block states
+//! its reasoning in a `SAFETY:` comment; the protocols are model-checked
+//! with loom (`loom-tests/`, built with `--cfg leasehold_loom`, which swaps
+//! the primitives of the `sync` module for loom's).
 
 #![cfg_attr(not(leasehold_loom), deny(unsafe_op_in_unsafe_fn))]
 

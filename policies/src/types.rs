@@ -2,6 +2,7 @@
 //! what a policy hands out (`Held`, `Permit`, `Grant`) and what it reports
 //! (`Stats`, `PoolStats`).
 
+use crate::arena::SlotToken;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
@@ -263,29 +264,37 @@ impl<K: RouteKey> Limits<K> {
 /// core refuses (panics on) a `Held` of another core.
 #[derive(Debug)]
 pub struct Held {
-    token: usize,
+    slot: SlotToken,
     owner: usize,
 }
 
 static OWNERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
 impl Held {
-    /// Makes the capability for item `token` of core `owner`. For policy
-    /// implementations.
-    ///
-    /// # Safety
-    /// Core `owner` must lend item `token` exclusively to this `Held`: while
-    /// it exists, no other `Held` with the same owner and token may exist and
-    /// the core must not touch the item except through it, because
-    /// [`Core::item_mut`](crate::Core::item_mut) hands out `&mut` to the item
-    /// on its strength.
-    pub(crate) unsafe fn new(token: usize, owner: usize) -> Self {
-        Self { token, owner }
+    /// Lends the item in the slot `slot` owns, of core `owner`: the `Held`
+    /// carries the slot's ownership.
+    pub(crate) fn new(slot: SlotToken, owner: usize) -> Self {
+        Self { slot, owner }
     }
 
     /// The core's token for the item.
     pub fn token(&self) -> usize {
-        self.token
+        self.slot.index() as usize
+    }
+
+    /// The slot's ownership, borrowed.
+    pub(crate) fn slot(&self) -> &SlotToken {
+        &self.slot
+    }
+
+    /// The slot's ownership, borrowed mutably.
+    pub(crate) fn slot_mut(&mut self) -> &mut SlotToken {
+        &mut self.slot
+    }
+
+    /// The slot's ownership, back from the lease.
+    pub(crate) fn into_slot(self) -> SlotToken {
+        self.slot
     }
 
     /// The id of the core that lent it.
@@ -306,28 +315,26 @@ impl Held {
 #[derive(Debug)]
 #[must_use = "a permit holds capacity until it is handed back to the policy"]
 pub struct Permit {
-    token: usize,
+    slot: SlotToken,
     owner: usize,
     state: Option<State>,
 }
 
 impl Permit {
-    /// Makes a permit. For policy implementations.
-    ///
-    /// # Safety
-    /// Core `owner` must reserve place `token` for this permit alone: the
-    /// item passed to `Core::connected` with it is written there.
-    pub(crate) unsafe fn new(token: usize, owner: usize, state: Option<State>) -> Self {
-        Self {
-            token,
-            owner,
-            state,
-        }
+    /// A permit for the empty slot `slot` owns, of core `owner`: the item
+    /// passed to `Core::connected` with it is written there.
+    pub(crate) fn new(slot: SlotToken, owner: usize, state: Option<State>) -> Self {
+        Self { slot, owner, state }
     }
 
     /// The policy's token.
     pub fn token(&self) -> usize {
-        self.token
+        self.slot.index() as usize
+    }
+
+    /// The slot's ownership, back from the permit.
+    pub(crate) fn into_slot(self) -> SlotToken {
+        self.slot
     }
 
     /// The id of the core that issued it.

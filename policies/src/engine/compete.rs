@@ -223,9 +223,8 @@ impl Barging for Compete {
         if route.look() == 0 {
             return None;
         }
-        let index = core.take_idle_near(route, core.own_shard(), Take::Barging)?;
-        // SAFETY: we took `index` off the idle list.
-        let held = unsafe { core.lend(index) };
+        let slot = core.take_idle_near(route, core.own_shard(), Take::Barging)?;
+        let held = core.lend(slot);
         route.passes().oldest_served_itself(node.ticket);
         match node.cancel() {
             Ok(()) => {

@@ -81,7 +81,7 @@ use self::route::{Reclaim, Refused, Route, Take, Word};
 pub use self::segments::{PerRoute, SegmentQueues, SegmentSerial, SegmentsShared};
 pub use self::serializing::{OneSerializer, OneShared, Serializing};
 use self::table::{Keyed, Table, TotalWaitFlags};
-use crate::arena::{Arena, IndexStack};
+use crate::arena::{Arena, IndexStack, SlotToken};
 use crate::reclaim;
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Backoff, Fifo, Ordering};
 use crate::types::{
@@ -360,37 +360,34 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     }
 
     /// The route of an owned slot.
-    ///
-    /// # Safety
-    /// The caller owns `index`.
     #[inline]
-    unsafe fn route_of(&self, index: u32) -> usize {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.arena.with(index, |slot| slot.route) }
+    fn route_of(&self, slot: &SlotToken) -> usize {
+        self.arena.get(slot).route
     }
 
-    /// Lends the connection in slot `index`.
-    ///
-    /// # Safety
-    /// The caller owns `index` (it holds its item) and hands that ownership
-    /// to the `Held`.
+    /// Lends the connection in `slot`: the `Held` carries its ownership.
     #[inline]
-    unsafe fn lend(&self, index: u32) -> Held {
-        // SAFETY: forwarded: the slot is ours to lend, once.
-        unsafe { Held::new(index as usize, self.id) }
+    fn lend(&self, slot: SlotToken) -> Held {
+        Held::new(slot, self.id)
     }
 
-    /// The slot a `Held` of this core stands for.
+    /// Checks that `held` was lent by this core.
     #[inline]
-    fn slot_of(&self, held: &Held) -> u32 {
+    fn check_held(&self, held: &Held) {
         assert_eq!(held.owner(), self.id, "a Held of another core");
-        held.token() as u32
+    }
+
+    /// The slot a `Held` of this core owns, back from the lease.
+    #[inline]
+    fn take_held(&self, held: Held) -> SlotToken {
+        self.check_held(&held);
+        held.into_slot()
     }
 
     /// Takes an idle stateless connection of `route` from `shard`, if
-    /// `rule` allows; the caller then owns its slot.
+    /// `rule` allows.
     #[inline]
-    fn take_idle_from(&self, route: &Route<K>, shard: usize, rule: Take) -> Option<u32> {
+    fn take_idle_from(&self, route: &Route<K>, shard: usize, rule: Take) -> Option<SlotToken> {
         let index = route.take(&self.arena, shard, rule)?;
         self.idle_left();
         Some(index)
@@ -399,7 +396,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// Takes an idle stateless connection of `route` from any shard, first
     /// from `first` (a thread's own), if `rule` allows.
     #[inline]
-    fn take_idle_near(&self, route: &Route<K>, first: usize, rule: Take) -> Option<u32> {
+    fn take_idle_near(&self, route: &Route<K>, first: usize, rule: Take) -> Option<SlotToken> {
         let mask = route.shard_count() - 1;
         // The own shard on its own, the hit path kept straight; then the
         // others in turn.
@@ -411,7 +408,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
 
     /// Takes an idle stateless connection of `route` from any shard.
     #[inline]
-    fn take_idle(&self, route: &Route<K>, rule: Take) -> Option<u32> {
+    fn take_idle(&self, route: &Route<K>, rule: Take) -> Option<SlotToken> {
         self.take_idle_near(route, 0, rule)
     }
 
@@ -422,13 +419,13 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         &self,
         except: Option<usize>,
         spare: &[usize],
-    ) -> Option<(&Route<K>, u32)> {
+    ) -> Option<(&Route<K>, SlotToken)> {
         self.find_in_index(&self.idle_index, except, spare, |route, shard| {
             match route.take_or_unlist(&self.arena, shard) {
-                Reclaim::Taken(index) => {
+                Reclaim::Taken(slot) => {
                     self.idle_left();
                     // Still listed: it may have more.
-                    Some((route, index))
+                    Some((route, slot))
                 }
                 Reclaim::Unlisted | Reclaim::Closed => None,
             }
@@ -512,35 +509,23 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     }
 
     /// Takes the item out of an owned slot.
-    ///
-    /// # Safety
-    /// The caller owns `index`.
-    unsafe fn take_item(&self, index: u32) -> T {
-        // SAFETY: forwarded from the caller.
-        let item = unsafe { self.arena.with(index, |slot| slot.item.take()) };
+    fn take_item(&self, slot: &mut SlotToken) -> T {
+        let item = self.arena.with(slot, |slot| slot.item.take());
         item.expect("a live connection's slot holds its item")
     }
 
-    /// Takes the item out of an owned slot to be closed, and counts it
-    /// closed on `route`; the slot keeps its unit of the caps.
-    ///
-    /// # Safety
-    /// The caller owns `index`, a slot of `route`.
-    unsafe fn retire(&self, route: &Route<K>, index: u32) -> T {
-        // SAFETY: forwarded from the caller.
-        let item = unsafe { self.take_item(index) };
+    /// Takes the item out of an owned slot of `route` to be closed, and
+    /// counts it closed there; the slot keeps its unit of the caps.
+    fn retire(&self, route: &Route<K>, slot: &mut SlotToken) -> T {
+        let item = self.take_item(slot);
         route.closed.fetch_add(1, Ordering::Relaxed);
         item
     }
 
     /// [`retire`](Self::retire), and frees the slot's capacity.
-    ///
-    /// # Safety
-    /// As for `retire`; the caller gives `index` up.
-    unsafe fn close_slot(&self, route: &Route<K>, index: u32) -> T {
-        // SAFETY: forwarded from the caller.
-        let item = unsafe { self.retire(route, index) };
-        self.free_slot(route, index);
+    fn close_slot(&self, route: &Route<K>, mut slot: SlotToken) -> T {
+        let item = self.retire(route, &mut slot);
+        self.free_slot(route, slot);
         item
     }
 
@@ -567,16 +552,9 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     }
 
     /// The state of the item in an owned slot.
-    ///
-    /// # Safety
-    /// The caller owns `index`.
-    unsafe fn state_of(&self, index: u32) -> Option<State> {
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            self.arena.with(index, |slot| {
-                slot.item.as_ref().and_then(|item| item.state().cloned())
-            })
-        }
+    fn state_of(&self, slot: &SlotToken) -> Option<State> {
+        let slot = self.arena.get(slot);
+        slot.item.as_ref().and_then(|item| item.state().cloned())
     }
 
     /// Reserves one unit of the total cap.
@@ -627,51 +605,42 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// `route`.
     fn permit_for(&self, route: &Route<K>, state: Option<&State>) -> Permit {
         let backoff = Backoff::new();
-        let index = loop {
+        let mut slot = loop {
             // Total capacity was reserved, so a slot is there to take: the
             // arena is short of its cap, or one of its slots is held by no
             // unit of the total and so is on the free list (a closed slot is
             // freed before its total unit is released).
-            if let Some(index) = self.free.pop(&self.arena) {
-                break index;
+            if let Some(slot) = self.free.pop(&self.arena) {
+                break slot;
             }
-            if let Some(index) = self.arena.fresh() {
-                break index;
+            if let Some(slot) = self.arena.fresh() {
+                break slot;
             }
             // A slot on its way to the free list: its thread may have been
             // preempted.
             backoff.snooze();
         };
-        // SAFETY: we popped `index` from the free list, or it is fresh.
-        unsafe { self.arena.with(index, |slot| slot.route = route.id) };
+        self.arena.with(&mut slot, |slot| slot.route = route.id);
         route.connecting.fetch_add(1, Ordering::AcqRel);
-        // SAFETY: as above: it is the permit's.
-        unsafe { self.permit(index, state) }
+        self.permit(slot, state)
     }
 
     /// Issues a permit for an owned, empty slot of the route it is for.
-    ///
-    /// # Safety
-    /// The caller owns `index` and hands it to the permit.
-    unsafe fn permit(&self, index: u32, state: Option<&State>) -> Permit {
-        // SAFETY: forwarded from the caller.
-        unsafe { Permit::new(index as usize, self.id, state.cloned()) }
+    fn permit(&self, slot: SlotToken, state: Option<&State>) -> Permit {
+        Permit::new(slot, self.id, state.cloned())
     }
 
-    /// The slot a `Permit` of this core stands for.
-    fn permit_slot(&self, permit: &Permit) -> u32 {
+    /// The slot a `Permit` of this core owns, back from the permit.
+    fn take_permit(&self, permit: Permit) -> SlotToken {
         assert_eq!(permit.owner(), self.id, "a Permit of another core");
-        permit.token() as u32
+        permit.into_slot()
     }
 
     /// Releases the capacity of an owned slot: slot back to the free list,
     /// then the route's and the total's unit.
-    fn free_slot(&self, route: &Route<K>, index: u32) {
-        // SAFETY: the caller owns `index` and gives it up on the free list.
-        unsafe {
-            self.arena.with(index, |slot| slot.route = NO_ROUTE);
-            self.free.push(&self.arena, index);
-        }
+    fn free_slot(&self, route: &Route<K>, mut slot: SlotToken) {
+        self.arena.with(&mut slot, |slot| slot.route = NO_ROUTE);
+        self.free.push(&self.arena, slot);
         self.allocated_down(route);
         self.total.fetch_sub(1, Ordering::AcqRel);
     }
@@ -769,9 +738,8 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     fn serve_now(&self, route: &Route<K>, state: Option<&State>) -> Option<Grant> {
         if state.is_none() {
             let taken = self.take_idle_near(route, self.own_shard(), F::Barge::NEWCOMER);
-            if let Some(index) = taken {
-                // SAFETY: we took `index` off the idle list.
-                return Some(Grant::Conn(unsafe { self.lend(index) }));
+            if let Some(slot) = taken {
+                return Some(Grant::Conn(self.lend(slot)));
             }
             // New capacity on the hot path only while nobody waits
             // anywhere: freed capacity belongs to the oldest waiter.
@@ -785,7 +753,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
                     // update, so this load sees the closed flag.
                     if route.word().is_closed() {
                         route.connecting.fetch_sub(1, Ordering::AcqRel);
-                        self.free_slot(route, self.permit_slot(&permit));
+                        self.free_slot(route, self.take_permit(permit));
                         self.capacity_freed(route);
                         return Some(Grant::Closed);
                     }
@@ -943,10 +911,9 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     }
 
     /// Closes a connection its holder gave back (not reusable, over cap, or
-    /// the pool closed), outside the serializer. The caller owns `index`.
-    fn close_returned(&self, route: &Route<K>, index: u32) {
-        // SAFETY: the caller owns `index`.
-        let item = unsafe { self.close_slot(route, index) };
+    /// the pool closed), outside the serializer.
+    fn close_returned(&self, route: &Route<K>, slot: SlotToken) {
+        let item = self.close_slot(route, slot);
         (self.disposer)(item);
         self.capacity_freed(route);
     }
@@ -954,8 +921,8 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// Disposes of everything idle on a closed route (a return raced with
     /// shutdown).
     fn drain_closed_route(&self, route: &Route<K>) {
-        while let Some(index) = self.take_idle(route, Take::Drain) {
-            self.close_returned(route, index);
+        while let Some(slot) = self.take_idle(route, Take::Drain) {
+            self.close_returned(route, slot);
         }
     }
 
@@ -1098,52 +1065,46 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
 
     #[inline]
     fn item<'a>(&'a self, held: &'a Held) -> &'a T {
-        let index = self.slot_of(held);
-        // SAFETY: the `Held` owns the slot for as long as it is borrowed,
-        // and only shared references come from a shared borrow of it.
-        let slot = unsafe { self.arena.get(index) };
+        self.check_held(held);
+        let slot = self.arena.get(held.slot());
         slot.item.as_ref().expect("a leased slot holds its item")
     }
 
     #[inline]
     fn item_mut<'a>(&'a self, held: &'a mut Held) -> &'a mut T {
-        let index = self.slot_of(held);
-        // SAFETY: the `Held` owns the slot, and is borrowed mutably for as
-        // long as this reference lives, so no other reference can be made.
-        let slot = unsafe { self.arena.get_mut(index) };
+        self.check_held(held);
+        let slot = self.arena.get_mut(held.slot_mut());
         slot.item.as_mut().expect("a leased slot holds its item")
     }
 
     #[inline]
     fn release(&self, held: Held, reuse: bool) {
-        let index = self.slot_of(&held);
+        let mut slot = self.take_held(held);
         // What a return needs of the slot, in one look-up: its route, whether
         // its item carries a state, and (below) its link.
-        let slot = self.arena.slot(index);
-        // SAFETY: the `Held` owned `index`; we own it now.
-        let (id, stateful) = unsafe {
-            slot.with(|slot| {
-                let stateful = slot
-                    .item
-                    .as_ref()
-                    .is_some_and(|item| item.state().is_some());
-                (slot.route, stateful)
-            })
-        };
+        let mut owned = self.arena.owned(&mut slot);
+        let (id, stateful) = owned.with(|slot| {
+            let stateful = slot
+                .item
+                .as_ref()
+                .is_some_and(|item| item.state().is_some());
+            (slot.route, stateful)
+        });
+        let link = owned.link();
         // The connection keeps its route from removal until we give it up:
         // from then on, only a pin does (see `remove_route`).
         let route = self.route(id);
         if !reuse || route.is_over_cap() {
             let _pin = self.pin();
-            return self.close_returned(route, index);
+            return self.close_returned(route, slot);
         }
         if stateful {
             // Stateful idle lists are kept by the serializer.
-            return self.submit(route.id, SerialCommand::Release(index));
+            return self.submit(route.id, SerialCommand::Release(slot));
         }
         if !self.admit_idle() {
             let _pin = self.pin();
-            return self.close_returned(route, index);
+            return self.close_returned(route, slot);
         }
         let shard = self.own_shard();
         let word = route.shard_word(shard);
@@ -1161,9 +1122,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                 pin = self.pin();
             }
         };
-        // SAFETY: `put` publishes `index` only when it succeeds; refused, we
-        // still own it.
-        match unsafe { route.put(slot.link(), shard, index, rule.put, word, before_push) } {
+        match route.put(link, shard, slot, rule.put, word, before_push) {
             Ok(before) => {
                 if !before.listed() && self.list_idle(route, shard) {
                     self.kick_reclaimer(route);
@@ -1180,13 +1139,13 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                     }
                 }
             }
-            Err(refused) => {
+            Err((refused, slot)) => {
                 let _pin = self.pin();
                 self.idle_left();
                 match refused {
-                    Refused::Closed => self.close_returned(route, index),
+                    Refused::Closed => self.close_returned(route, slot),
                     // Requests wait: the serializer hands it to the oldest.
-                    Refused::Waiters => self.submit(route.id, SerialCommand::Release(index)),
+                    Refused::Waiters => self.submit(route.id, SerialCommand::Release(slot)),
                 }
             }
         }
@@ -1194,32 +1153,27 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
 
     fn connected(&self, permit: Permit, item: T) -> Result<Held, T> {
         let _pin = self.pin();
-        let index = self.permit_slot(&permit);
-        // SAFETY: the holder of a `Permit` owns its slot.
-        let route = self.route(unsafe { self.route_of(index) });
+        let mut slot = self.take_permit(permit);
+        let route = self.route(self.route_of(&slot));
         route.connecting.fetch_sub(1, Ordering::AcqRel);
         route.created.fetch_add(1, Ordering::Relaxed);
         if route.word().is_closed() {
-            self.free_slot(route, index);
+            self.free_slot(route, slot);
             route.closed.fetch_add(1, Ordering::Relaxed);
             self.capacity_freed(route);
             return Err(item);
         }
-        // SAFETY: the permit owned the slot; the item goes in and the slot
-        // is lent to the permit's holder.
-        unsafe {
-            self.arena.with(index, |slot| slot.item = Some(item));
-            Ok(self.lend(index))
-        }
+        // The item goes in, and the slot is lent to the permit's holder.
+        self.arena.with(&mut slot, |slot| slot.item = Some(item));
+        Ok(self.lend(slot))
     }
 
     fn connect_failed(&self, permit: Permit) {
         let _pin = self.pin();
-        let index = self.permit_slot(&permit);
-        // SAFETY: the holder of a `Permit` owns its slot.
-        let route = self.route(unsafe { self.route_of(index) });
+        let slot = self.take_permit(permit);
+        let route = self.route(self.route_of(&slot));
         route.connecting.fetch_sub(1, Ordering::AcqRel);
-        self.free_slot(route, index);
+        self.free_slot(route, slot);
         self.capacity_freed(route);
     }
 

@@ -19,6 +19,7 @@ use super::barging::Barging;
 use super::route::{Put, Refused, Route, Take};
 use super::serializing::Serializing;
 use super::{Blocked, Engine, Flavor};
+use crate::arena::SlotToken;
 use crate::sync::{Arc, Ordering};
 use crate::types::{Grant, Item, Permit, Reuse, RouteKey, State, Wait};
 use crate::waiter::Node;
@@ -29,7 +30,7 @@ pub(super) enum SerialCommand<T> {
     Enqueue(usize, Arc<Node>),
     /// The slot of a returned connection that is stateful or has requests
     /// to go to (the serializer now owns it).
-    Release(u32),
+    Release(SlotToken),
     /// Capacity was freed or a connection went idle while requests wait.
     Kick,
     /// Dispose of idle connections the predicate picks.
@@ -57,7 +58,7 @@ pub(super) enum SerialCommand<T> {
 #[derive(Default)]
 pub(super) struct RouteQueue {
     waiters: VecDeque<Arc<Node>>,
-    stateful: HashMap<State, VecDeque<u32>>,
+    stateful: HashMap<State, VecDeque<SlotToken>>,
 }
 
 /// Drops cancelled requests from the front of a queue; the oldest live
@@ -99,17 +100,16 @@ fn scoped<'a, K: RouteKey, T: Item, F: Flavor>(
     one.into_iter().chain(all.into_iter().flatten())
 }
 
-/// Takes an idle stateful connection of route `id` off `queue`; the caller
-/// then owns its slot.
+/// Takes an idle stateful connection of route `id` off `queue`.
 pub(super) fn take_stateful<K: RouteKey, T: Item, F: Flavor>(
     core: &Engine<K, T, F>,
     id: usize,
     queue: &mut RouteQueue,
     pick: impl Fn(&State) -> bool,
-) -> Option<u32> {
+) -> Option<SlotToken> {
     let state = queue.stateful.keys().find(|s| pick(s))?.clone();
     let list = queue.stateful.get_mut(&state)?;
-    let index = match core.limits.reuse() {
+    let slot = match core.limits.reuse() {
         Reuse::Lifo => list.pop_back(),
         Reuse::Fifo => list.pop_front(),
     }?;
@@ -118,7 +118,7 @@ pub(super) fn take_stateful<K: RouteKey, T: Item, F: Flavor>(
     }
     core.route(id).stateful_left();
     core.idle_left();
-    Some(index)
+    Some(slot)
 }
 
 impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
@@ -229,10 +229,9 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
         &mut self,
         core: &Engine<K, T, F>,
         route: &Route<K>,
-        index: u32,
+        slot: SlotToken,
     ) {
-        // SAFETY: we own `index`, and give it up.
-        self.victims.push(unsafe { core.close_slot(route, index) });
+        self.victims.push(core.close_slot(route, slot));
         self.freed = true;
     }
 
@@ -241,43 +240,39 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
     fn put_back<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
         &mut self,
         core: &Engine<K, T, F>,
-        index: u32,
+        slot: SlotToken,
     ) {
-        // SAFETY: we own `index` (the caller gave it to us).
-        let id = unsafe { core.route_of(index) };
+        let id = core.route_of(&slot);
         let route = core.route(id);
         if self.closed || route.is_over_cap() {
-            return self.close(core, route, index);
+            return self.close(core, route, slot);
         }
         if !core.admit_idle() {
-            return self.close(core, route, index);
+            return self.close(core, route, slot);
         }
-        // SAFETY: as above.
-        match unsafe { core.state_of(index) } {
+        match core.state_of(&slot) {
             Some(state) => {
                 if route.stateful_went_idle(S::STATEFUL_INDEX) {
                     S::list_stateful(core, id);
                 }
                 let queue = self.queues.entry(id).or_default();
-                queue.stateful.entry(state).or_default().push_back(index);
+                queue.stateful.entry(state).or_default().push_back(slot);
             }
             None => {
                 B::returned_to_serial(&mut self.barge, core, &mut self.queues, id);
                 let word = route.shard_word(0);
-                let link = core.arena.link(index);
-                // SAFETY: we own `index`; `put` publishes it if it succeeds,
-                // else we still own it.
-                match unsafe { route.put(link, 0, index, Put::Serial, word, |_| {}) } {
+                let link = core.arena.link(slot.index());
+                match route.put(link, 0, slot, Put::Serial, word, |_| {}) {
                     Ok(before) if !before.listed() => {
                         if core.list_idle(route, 0) {
                             S::listed_for_total(core, route);
                         }
                     }
                     Ok(_) => {}
-                    Err(refused) => {
+                    Err((refused, slot)) => {
                         debug_assert_eq!(refused, Refused::Closed);
                         core.idle_left();
-                        self.close(core, route, index);
+                        self.close(core, route, slot);
                     }
                 }
             }
@@ -290,7 +285,7 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
         core: &Engine<K, T, F>,
         id: usize,
         state: Option<&State>,
-    ) -> Option<u32> {
+    ) -> Option<SlotToken> {
         match state {
             None => core.take_idle(core.route(id), Take::Serial),
             Some(state) => {
@@ -307,22 +302,22 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
         core: &Engine<K, T, F>,
         id: usize,
         state: Option<&State>,
-    ) -> Option<u32> {
+    ) -> Option<SlotToken> {
         let route = core.route(id);
         let stateless = match state {
             Some(_) => core.take_idle(route, Take::Serial),
             None => None,
         };
-        let index = match stateless {
-            Some(index) => index,
+        let mut slot = match stateless {
+            Some(slot) => slot,
             None => {
                 let queue = self.queues.get_mut(&id)?;
                 take_stateful(core, id, queue, |s| Some(s) != state)?
             }
         };
-        // SAFETY: we own `index`; it stays route `id`'s.
-        self.victims.push(unsafe { core.retire(route, index) });
-        Some(index)
+        // It stays route `id`'s.
+        self.victims.push(core.retire(route, &mut slot));
+        Some(slot)
     }
 
     /// Closes an idle connection of another route and moves its slot (and
@@ -332,28 +327,27 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
         &mut self,
         core: &Engine<K, T, F>,
         id: usize,
-    ) -> Option<u32> {
+    ) -> Option<SlotToken> {
         // Not the connections an older request was just woken to take.
         let mut found = core
             .take_idle_elsewhere(Some(id), B::woken(&self.barge))
-            .map(|(route, index)| (route.id, index));
+            .map(|(route, slot)| (route.id, slot));
         if found.is_none() {
             for (&victim, queue) in self.queues.iter_mut().filter(|(&other, _)| other != id) {
-                if let Some(index) = take_stateful(core, victim, queue, |_| true) {
-                    found = Some((victim, index));
+                if let Some(slot) = take_stateful(core, victim, queue, |_| true) {
+                    found = Some((victim, slot));
                     break;
                 }
             }
         }
-        let (victim, index) = found?;
+        let (victim, mut slot) = found?;
         let victim = core.route(victim);
-        // SAFETY: we own the victim's slot.
-        self.victims.push(unsafe { core.retire(victim, index) });
-        // SAFETY: as above; the slot now belongs to route `id`.
-        unsafe { core.arena.with(index, |slot| slot.route = id) };
+        self.victims.push(core.retire(victim, &mut slot));
+        // The slot now belongs to route `id`.
+        core.arena.with(&mut slot, |slot| slot.route = id);
         core.allocated_down(victim);
         S::victim_freed(core, victim);
-        Some(index)
+        Some(slot)
     }
 
     /// Capacity for a request of route `id` blocked by the total cap, made by
@@ -366,15 +360,15 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
         state: Option<&State>,
     ) -> Result<Permit, Blocked> {
         let route = core.route(id);
-        let index = if let Some(index) = self.reclaim_same_route(core, id, state) {
-            index
+        let slot = if let Some(slot) = self.reclaim_same_route(core, id, state) {
+            slot
         } else if S::total_queue_busy(core) {
             // Routes ahead in the total queue come first.
             return Err(Blocked::Total);
         } else if !route.reserve_own() {
             return Err(Blocked::Route);
-        } else if let Some(index) = self.reclaim_other_route(core, id) {
-            index
+        } else if let Some(slot) = self.reclaim_other_route(core, id) {
+            slot
         } else if S::surrender_elsewhere(core, id) && core.reserve_total() {
             return Ok(core.permit_for(route, state));
         } else {
@@ -382,8 +376,8 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
             return Err(Blocked::Total);
         };
         route.connecting.fetch_add(1, Ordering::AcqRel);
-        // SAFETY: we own the emptied slot, and hand it on.
-        Ok(unsafe { core.permit(index, state) })
+        // The emptied slot goes on to the permit.
+        Ok(core.permit(slot, state))
     }
 
     /// Tries to serve the head of queue `id`.
@@ -399,21 +393,20 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
         if B::wakes_to_compete(&mut self.barge, core, id, &node) {
             return Err(Blocked::Route);
         }
-        let grant = if let Some(index) = self.take_match(core, id, state) {
-            // SAFETY: we own `index`, and lend it.
-            Grant::Conn(unsafe { core.lend(index) })
+        let grant = if let Some(slot) = self.take_match(core, id, state) {
+            Grant::Conn(core.lend(slot))
         } else if !allow_new {
             return Err(Blocked::Total);
         } else {
             match S::reserve_new(self, core, route, state) {
                 Ok(permit) => Grant::Connect(permit),
                 Err(Blocked::Route) => {
-                    let index = self
+                    let slot = self
                         .reclaim_same_route(core, id, state)
                         .ok_or(Blocked::Route)?;
                     route.connecting.fetch_add(1, Ordering::AcqRel);
-                    // SAFETY: we own the emptied slot, and hand it on.
-                    Grant::Connect(unsafe { core.permit(index, state) })
+                    // The emptied slot goes on to the permit.
+                    Grant::Connect(core.permit(slot, state))
                 }
                 Err(Blocked::Total) => Grant::Connect(self.make_room(core, id, state)?),
             }
@@ -455,10 +448,10 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
         grant: Grant,
     ) {
         match grant {
-            Grant::Conn(held) => self.put_back(core, core.slot_of(&held)),
+            Grant::Conn(held) => self.put_back(core, core.take_held(held)),
             Grant::Connect(permit) => {
                 route.connecting.fetch_sub(1, Ordering::AcqRel);
-                core.free_slot(route, core.permit_slot(&permit));
+                core.free_slot(route, core.take_permit(permit));
                 self.freed = true;
             }
             Grant::Busy | Grant::Closed => {}
@@ -572,23 +565,19 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
     ) {
         let mut kept = Vec::new();
         for route in scoped(S::scope(&self.serializing), core) {
-            while let Some(index) = core.take_idle(route, Take::Serial) {
-                kept.push(index);
+            while let Some(slot) = core.take_idle(route, Take::Serial) {
+                kept.push(slot);
             }
             // Taken newest first for LIFO: put back oldest first.
             if core.limits.reuse() == Reuse::Lifo {
                 kept.reverse();
             }
-            for index in kept.drain(..) {
-                // SAFETY: we own `index`.
-                let pick = unsafe {
-                    core.arena
-                        .with(index, |slot| slot.item.as_ref().is_some_and(evict))
-                };
+            for slot in kept.drain(..) {
+                let pick = core.arena.get(&slot).item.as_ref().is_some_and(evict);
                 if (!over_cap_only || route.is_over_cap()) && pick {
-                    self.close(core, route, index);
+                    self.close(core, route, slot);
                 } else {
-                    self.put_back(core, index);
+                    self.put_back(core, slot);
                 }
             }
         }
@@ -597,23 +586,16 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
             for list in queue.stateful.values_mut() {
                 let mut i = 0;
                 while i < list.len() {
-                    let index = list[i];
-                    // SAFETY: indices on our lists are ours.
-                    let pick = unsafe {
-                        core.arena.with(index, |slot| {
-                            (!over_cap_only || route.is_over_cap())
-                                && slot.item.as_ref().is_some_and(evict)
-                        })
-                    };
+                    let pick = (!over_cap_only || route.is_over_cap())
+                        && core.arena.get(&list[i]).item.as_ref().is_some_and(evict);
                     if !pick {
                         i += 1;
                         continue;
                     }
-                    list.remove(i);
+                    let slot = list.remove(i).expect("an index in range");
                     route.stateful_left();
                     core.idle_left();
-                    // SAFETY: the index was on our list: ours, given up.
-                    self.victims.push(unsafe { core.close_slot(route, index) });
+                    self.victims.push(core.close_slot(route, slot));
                     self.freed = true;
                 }
             }

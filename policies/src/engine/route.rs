@@ -89,7 +89,7 @@
 //! and adds nothing.
 
 use super::compete::Passes;
-use crate::arena::{Arena, NIL};
+use crate::arena::{Arena, SlotToken, NIL};
 use crate::sync::{AtomicBool, AtomicU128, AtomicU64, AtomicUsize, Backoff, Fifo, Ordering};
 use crate::types::{Reuse, Stats};
 use crossbeam_utils::CachePadded;
@@ -355,10 +355,10 @@ pub(super) enum Refused {
 
 /// What the idle index's reclaimer found in a listed shard
 /// ([`Route::take_or_unlist`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(super) enum Reclaim {
     /// An idle connection's slot, now the caller's; the shard stays listed.
-    Taken(u32),
+    Taken(SlotToken),
     /// The shard was empty and is no longer listed.
     Unlisted,
     /// The route is closed.
@@ -459,9 +459,9 @@ impl<K> Route<K> {
     }
 
     /// Takes an idle stateless connection's slot from `shard`, if `rule`
-    /// allows; the caller then owns it.
+    /// allows.
     #[inline(always)]
-    pub(super) fn take<D>(&self, arena: &Arena<D>, shard: usize, rule: Take) -> Option<u32> {
+    pub(super) fn take<D>(&self, arena: &Arena<D>, shard: usize, rule: Take) -> Option<SlotToken> {
         let Shard { word: cell, fifo } = &*self.shards[shard];
         let mut word = cell.load(Ordering::Acquire);
         loop {
@@ -487,7 +487,9 @@ impl<K> Route<K> {
             }
         }
         match fifo {
-            None => Some(word.head()),
+            // SAFETY: the CAS took the head off the stack, whose pushers
+            // gave its ownership up.
+            None => Some(unsafe { SlotToken::claim(word.head()) }),
             Some(queue) => {
                 let backoff = Backoff::new();
                 loop {
@@ -495,7 +497,9 @@ impl<K> Route<K> {
                     // one is there (the loop only covers a push still
                     // completing, whose thread may have been preempted).
                     if let Some(index) = queue.pop() {
-                        return Some(index);
+                        // SAFETY: dequeued, it is ours: the queue's pushers
+                        // gave its ownership up.
+                        return Some(unsafe { SlotToken::claim(index) });
                     }
                     backoff.snooze();
                 }
@@ -510,9 +514,9 @@ impl<K> Route<K> {
     /// ([`Self::shard_word`]): the first guess of the CAS, which checks it,
     /// so a return reads the queue once.
     ///
-    /// # Safety
-    /// The caller owns `index` (a slot of this route, holding its item, whose
-    /// link is `link`) and gives it up if this returns `Ok`.
+    /// `slot` is a slot of this route, holding its item, whose link is
+    /// `link`; it is given up if this returns `Ok`, and handed back with
+    /// the refusal else.
     ///
     /// `before_push` runs before each attempt, with the word the attempt
     /// expects (`None` with FIFO reuse, whose push cannot know it): once the
@@ -520,15 +524,15 @@ impl<K> Route<K> {
     /// so pins (see `Engine::release`) if what it does after the push,
     /// which the word before it decides, touches the route.
     #[inline(always)]
-    pub(super) unsafe fn put(
+    pub(super) fn put(
         &self,
         link: &AtomicU64,
         shard: usize,
-        index: u32,
+        slot: SlotToken,
         rule: Put,
         mut word: Word,
         mut before_push: impl FnMut(Option<Word>),
-    ) -> Result<Word, Refused> {
+    ) -> Result<Word, (Refused, SlotToken)> {
         let Shard { word: cell, fifo } = &*self.shards[shard];
         // A return that lost the word to another core steps back before it
         // tries again, so the winner's next few leases and returns find the
@@ -540,7 +544,7 @@ impl<K> Route<K> {
         let backoff = Backoff::new();
         loop {
             if word.is_closed() {
-                return Err(Refused::Closed);
+                return Err((Refused::Closed, slot));
             }
             let refused = match rule {
                 Put::Return => word.wanted(),
@@ -548,18 +552,22 @@ impl<K> Route<K> {
                 Put::Serial => false,
             };
             if refused {
-                return Err(Refused::Waiters);
+                return Err((Refused::Waiters, slot));
             }
             let Some(queue) = fifo else {
                 before_push(Some(word));
                 link.store(u64::from(word.head()), Ordering::Relaxed);
                 match cell.compare_exchange_weak(
                     word,
-                    word.pushed(index),
+                    word.pushed(slot.index()),
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 ) {
-                    Ok(before) => return Ok(self.list(shard, before)),
+                    Ok(before) => {
+                        // On the stack now: whoever pops it claims it.
+                        slot.into_index();
+                        return Ok(self.list(shard, before));
+                    }
                     Err(seen) => {
                         word = seen;
                         backoff.spin();
@@ -568,7 +576,7 @@ impl<K> Route<K> {
                 }
             };
             before_push(None);
-            queue.push(index);
+            queue.push(slot.into_index());
             // The caller sees a close or waiters that came meanwhile in the
             // word returned, and drains or kicks.
             let before = cell.add(IDLE_ONE, Ordering::AcqRel);
@@ -608,7 +616,7 @@ impl<K> Route<K> {
             }
             if word.idle() > 0 {
                 match self.take(arena, shard, Take::Serial) {
-                    Some(index) => return Reclaim::Taken(index),
+                    Some(slot) => return Reclaim::Taken(slot),
                     // Leased or closed meanwhile: look again.
                     None => continue,
                 }

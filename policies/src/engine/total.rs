@@ -171,11 +171,10 @@ impl<T: Item> TotalQueue<T> {
         core: &Engine<K, T, F>,
     ) -> bool {
         let in_line = self.routes.make_contiguous();
-        let Some((route, index)) = core.take_idle_elsewhere(None, in_line) else {
+        let Some((route, slot)) = core.take_idle_elsewhere(None, in_line) else {
             return false;
         };
-        // SAFETY: we took `index` off the idle list: ours, given up.
-        self.victims.push(unsafe { core.close_slot(route, index) });
+        self.victims.push(core.close_slot(route, slot));
         // The route's own requests may use the unit of its cap.
         core.route_freed(route);
         true
