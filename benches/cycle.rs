@@ -40,10 +40,13 @@ macro_rules! for_each_policy {
 // ---------------------------------------------------------------------------
 // Allocation audit
 
-#[path = "../tests/support/alloc_audit.rs"]
-mod alloc_audit;
+use leasehold_testkit::alloc_audit;
 #[path = "support/baseline.rs"]
 mod baseline;
+
+/// Counts this thread's allocations for the audit.
+#[global_allocator]
+static GLOBAL: alloc_audit::CountingAlloc = alloc_audit::CountingAlloc;
 
 /// Counts the allocations of idle-hit cycles (`lease` and `try_lease`) on
 /// this thread, after warm-up; panics if there are any.

@@ -69,8 +69,7 @@
 //! load average and the date: timings from a shared machine are only
 //! comparable within one run.
 
-#[path = "../tests/support/http.rs"]
-mod http;
+use leasehold_testkit::http;
 
 #[path = "support/report.rs"]
 mod report;

@@ -35,10 +35,7 @@
 //! cargo bench --bench tls
 //! ```
 
-#[path = "../tests/support/http.rs"]
-mod http;
-#[path = "../tests/support/pki.rs"]
-mod pki;
+use leasehold_testkit::{http, pki};
 
 use criterion::{Bencher, Criterion, Throughput};
 use leasehold::rustls::{ClientConfig, HandshakeKind};

@@ -45,11 +45,9 @@
 //! Defaults: 8 threads, pool of 4, 1 s of load twice per mode, no server
 //! latency, idle close after 500 ms, plain TCP.
 
-#[path = "../tests/support/http.rs"]
-mod http;
+use leasehold_testkit::http;
 #[cfg(feature = "tls")]
-#[path = "../tests/support/pki.rs"]
-mod pki;
+use leasehold_testkit::pki;
 
 use hdrhistogram::Histogram;
 use leasehold::{Connector, Policy, Pool, TcpConnector};

@@ -14,8 +14,7 @@
 //!   capacity was not woken when a connection went idle on another route;
 //!   fixed in the policy by the route word's `TOTAL_WAIT` flag).
 
-#[path = "support/model.rs"]
-mod model;
+use leasehold_testkit::model;
 
 use leasehold::{Lax, Offlock, Policy, Pool, Reuse, State, Strict};
 use model::{
