@@ -41,8 +41,7 @@ macro_rules! for_each_policy {
 // Allocation audit
 
 use leasehold_testkit::alloc_audit;
-#[path = "support/baseline.rs"]
-mod baseline;
+use leasehold_testkit::bench::baseline;
 
 /// Counts this thread's allocations for the audit.
 #[global_allocator]

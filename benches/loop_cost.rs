@@ -71,8 +71,8 @@
 
 use leasehold_testkit::http;
 
-#[path = "support/report.rs"]
-mod report;
+use leasehold_testkit::bench::report;
+use leasehold_testkit::machine;
 
 use hdrhistogram::Histogram;
 use leasehold::{Pool, Strict, TcpConnector};
@@ -916,7 +916,7 @@ fn table(backend: Backend, rows: &[Row]) -> String {
 /// The machine, its load and the date, for the line above the tables.
 fn machine_line(window: Duration, rounds: usize) -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = report::cpu_model().unwrap_or_else(|| "unknown CPU".to_owned());
+    let model = machine::cpu_model().unwrap_or_else(|| "unknown CPU".to_owned());
     let online = cpuinfo
         .lines()
         .filter(|line| line.starts_with("processor"))

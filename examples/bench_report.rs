@@ -22,8 +22,7 @@
 //! minute to minute (a shared VM), one run can have a few cells the noise
 //! hit; the median of three does not.
 
-#[path = "../benches/support/report.rs"]
-mod report;
+use leasehold_testkit::bench::report;
 
 use plotters::prelude::*;
 use report::{Measured, Row, Side};

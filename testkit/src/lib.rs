@@ -10,11 +10,13 @@
 //! leasehold's `src/` see a second copy and cannot use this crate.
 
 pub mod alloc_audit;
+pub mod bench;
 pub mod fds;
 mod for_each_policy;
 pub mod greeting;
 #[cfg(feature = "tls")]
 pub mod http;
+pub mod machine;
 pub mod model;
 #[cfg(feature = "tls")]
 pub mod pki;

@@ -37,7 +37,7 @@
 //! * `mutex_condvar`, the textbook pool, `hikari_bag`, HikariCP's
 //!   `ConcurrentBag` reduced, and `fifo_tickets`, a FIFO ticket semaphore:
 //!   the most any FIFO hand-off can do once every request queues
-//!   (`support/baseline.rs`, `support/fifo.rs`), on OS threads.
+//!   (`leasehold_testkit::bench::baseline`, `fifo.rs`), on OS threads.
 //!
 //! Criterion runs one warm-up batch and 10 measured batches per pool and
 //! scenario (flat sampling, 1 ms targets: its floor; it warns that 10
@@ -65,16 +65,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
-#[path = "support/baseline.rs"]
-mod baseline;
-#[path = "support/fifo.rs"]
 mod fifo;
-#[path = "support/report.rs"]
-mod report;
-#[path = "support/threads.rs"]
-mod threads;
 
-use report::{Row, Side};
+use leasehold_testkit::bench::report::{self, Row, Side};
+use leasehold_testkit::bench::{baseline, threads};
 
 /// Cycles in one batch, over all workers.
 const OPS: u64 = 1 << 17;
