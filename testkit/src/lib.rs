@@ -2,7 +2,9 @@
 //! targets share, as one crate they depend on.
 //!
 //! Most modules need only leasehold (with `test-util`); the `tls` feature
-//! adds the loopback HTTP peer, the certificates and the TLS line server.
+//! adds the loopback HTTP peer, the certificates and the TLS line server,
+//! and the `redis` feature a connection to the Redis test server made
+//! without a pool.
 //!
 //! The crate links the leasehold that the crate using it links: an
 //! integration test, benchmark or example of leasehold itself gets one copy
@@ -20,6 +22,7 @@ pub mod machine;
 pub mod model;
 #[cfg(feature = "tls")]
 pub mod pki;
+pub mod redis_server;
 pub mod settled;
 #[cfg(feature = "tls")]
 pub mod tls_echo;
