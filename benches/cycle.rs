@@ -4,7 +4,7 @@
 //! and `try_lease` and `lease_async` for comparison, the future polled once
 //! by hand, without a runtime; `lease` again with the pool's figures off
 //! and with every lease timed, to price them). The two reference designs of
-//! `support/baseline.rs` run beside them: the textbook `Mutex<Vec>` +
+//! `leasehold_testkit::bench::baseline` run beside them: the textbook `Mutex<Vec>` +
 //! `Condvar` pool, and HikariCP's bag, reduced, which finds the thread's own
 //! connection again. Contention is `benches/contention.rs`.
 //!

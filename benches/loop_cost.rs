@@ -5,7 +5,7 @@
 //! Backends, each on 127.0.0.1:
 //!
 //! * HTTP/1.1 keep-alive `GET /` to the embedded server of the tests
-//!   (`tests/support/http.rs`, in this process, a thread per connection);
+//!   (`leasehold_testkit::http`, in this process, a thread per connection);
 //! * Redis `GET key` of a 100-byte value, spoken in RESP over the
 //!   connection, to a `redis-server` this bench starts on a free port and
 //!   kills at the end. Without `redis-server` on `PATH` the Redis table is

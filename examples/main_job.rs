@@ -21,7 +21,7 @@
 //! is retried once on another; the table counts those retries.
 //!
 //! With `--tls`, start-up makes a CA of its own and a certificate for
-//! `localhost` it issues (rcgen, `tests/support/pki.rs`), and the server
+//! `localhost` it issues (rcgen, `leasehold_testkit::pki`), and the server
 //! speaks TLS (1.3, rustls with ring). The pooled rows go through a
 //! `Pool<TlsConnector, P>` whose connector trusts only that CA (route
 //! `TlsRoute::new(addr, "localhost")`, verification on, session resumption

@@ -1,6 +1,7 @@
-//! Tests for the loopback HTTP server and client in `support/http.rs`, which
-//! the pool's tests, examples and benchmarks lean on; with the `tls`
-//! feature, also for its TLS mode, through a `Pool<TlsConnector>`.
+//! Tests for the loopback HTTP server and client of
+//! `leasehold_testkit::http`, which the pool's tests, examples and
+//! benchmarks lean on; with the `tls` feature, also for its TLS mode,
+//! through a `Pool<TlsConnector>`.
 //!
 //! Every test holds `SERIAL`, so that the descriptor check in
 //! `fds_return_after_drop` sees no other test's sockets.

@@ -9,7 +9,7 @@
 //! returns it. On OS threads the W threads cycle without pause from the
 //! first batch of a pool and scenario to its last (after 150 ms to settle),
 //! and a batch is the time they take for their next [`OPS`] cycles
-//! (`support/threads.rs`): so with more threads than cores the pool is
+//! (`leasehold_testkit::bench::threads`): so with more threads than cores the pool is
 //! measured as a long-running service meets it, threads preempted while
 //! they hold connections and the queues that leaves. On tasks each batch
 //! spawns W tasks that take equal shares, timed from the first spawn to the
