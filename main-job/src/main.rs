@@ -34,7 +34,7 @@
 //! TLS handshakes the server saw in each mode, full and resumed.
 //!
 //! ```text
-//! cargo run --release --example main_job -- [--threads N] [--pool P] [--seconds S]
+//! cargo run --release -p leasehold-main-job -- [--threads N] [--pool P] [--seconds S]
 //!     [--latency-us U] [--idle-close-ms M] [--tls] [--svg PATH]
 //! ```
 //!
@@ -44,13 +44,14 @@
 //!
 //! Defaults: 8 threads, pool of 4, 1 s of load twice per mode, no server
 //! latency, idle close after 500 ms, plain TCP.
-
-use leasehold_testkit::http;
-#[cfg(feature = "tls")]
-use leasehold_testkit::pki;
+//!
+//! The header names the machine the figures come from: its CPU count, CPU
+//! model and 1-minute load average, as far as it says.
 
 use hdrhistogram::Histogram;
 use leasehold::{Connector, Policy, Pool, TcpConnector};
+use leasehold_testkit::machine::Machine;
+use leasehold_testkit::{http, pki};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -198,7 +199,6 @@ struct Handshakes {
     resumed: u64,
 }
 
-#[cfg(feature = "tls")]
 impl Handshakes {
     fn seen_by(server: &http::Server) -> Self {
         Self {
@@ -209,7 +209,6 @@ impl Handshakes {
 }
 
 /// Runs one mode, recording the handshakes the server saw meanwhile.
-#[cfg(feature = "tls")]
 fn counting_handshakes(server: &http::Server, mode: impl FnOnce() -> Row) -> Row {
     let before = Handshakes::seen_by(server);
     let mut row = mode();
@@ -595,8 +594,15 @@ fn tcp_job(args: Args, config: http::ServerConfig) -> ExitCode {
         "leasehold main job: {} client threads send HTTP/1.1 GETs to a loopback server at {addr}\n\
          (response latency {:?}, closes connections idle for {:?}), {:?} of load, a pause\n\
          while the server closes every idle connection, then {:?} more; pooled runs use\n\
-         a pool of {} keep-alive connections.\n",
-        args.threads, args.latency, args.idle_close, args.run, args.run, args.pool
+         a pool of {} keep-alive connections.\n\
+         machine: {}\n",
+        args.threads,
+        args.latency,
+        args.idle_close,
+        args.run,
+        args.run,
+        args.pool,
+        Machine::now()
     );
     let tcp = TcpConnector::new;
     let rows = vec![
@@ -624,7 +630,6 @@ fn tcp_job(args: Args, config: http::ServerConfig) -> ExitCode {
 }
 
 /// The job over TLS (`--tls`).
-#[cfg(feature = "tls")]
 fn tls_job(args: Args, config: http::ServerConfig) -> ExitCode {
     use leasehold::tls::{TlsConnector, TlsRoute};
 
@@ -643,8 +648,15 @@ fn tls_job(args: Args, config: http::ServerConfig) -> ExitCode {
          certificate for localhost comes from a CA made at start-up, the only one the clients\n\
          trust; every handshake verifies it. Unpooled runs open a new TCP connection and TLS\n\
          session per request (rustls without the pool), doing a full handshake each time, or\n\
-         resuming a session an earlier request was given.\n",
-        args.threads, args.latency, args.idle_close, args.run, args.run, args.pool
+         resuming a session an earlier request was given.\n\
+         machine: {}\n",
+        args.threads,
+        args.latency,
+        args.idle_close,
+        args.run,
+        args.run,
+        args.pool,
+        Machine::now()
     );
     let connector = || {
         TlsConnector::builder()
@@ -706,11 +718,4 @@ fn tls_job(args: Args, config: http::ServerConfig) -> ExitCode {
         server.failed_handshakes()
     );
     verdict(&rows)
-}
-
-/// Without the `tls` feature there is no `TlsConnector` to measure.
-#[cfg(not(feature = "tls"))]
-fn tls_job(_: Args, _: http::ServerConfig) -> ExitCode {
-    eprintln!("error: --tls needs the example built with the `tls` feature (on by default)");
-    ExitCode::from(2)
 }
