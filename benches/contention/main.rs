@@ -45,8 +45,8 @@
 //! tables (Mops/s of the median measured batch, the latency percentiles of
 //! the measured batches, ours ÷ the best peer) and writes them as CSV to
 //! `target/bench-report/contention.csv`, with the date and the machine, for
-//! `cargo run --example bench_report` to turn into `benches/README.md`'s table and
-//! plot. A filtered run prints its tables but leaves the CSV alone.
+//! `cargo run -p leasehold-bench-report` to turn into `benches/README.md`'s
+//! table and plot. A filtered run prints its tables but leaves the CSV alone.
 //!
 //! ```text
 //! cargo bench --bench contention                        # everything
