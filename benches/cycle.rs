@@ -4,7 +4,7 @@
 //! and `try_lease` and `lease_async` for comparison, the future polled once
 //! by hand, without a runtime; `lease` again with the pool's figures off
 //! and with every lease timed, to price them). The two reference designs of
-//! `support/baseline.rs` run beside them: the textbook `Mutex<Vec>` +
+//! `leasehold_testkit::bench::baseline` run beside them: the textbook `Mutex<Vec>` +
 //! `Condvar` pool, and HikariCP's bag, reduced, which finds the thread's own
 //! connection again. Contention is `benches/contention.rs`.
 //!
@@ -40,10 +40,12 @@ macro_rules! for_each_policy {
 // ---------------------------------------------------------------------------
 // Allocation audit
 
-#[path = "../tests/support/alloc_audit.rs"]
-mod alloc_audit;
-#[path = "support/baseline.rs"]
-mod baseline;
+use leasehold_testkit::alloc_audit;
+use leasehold_testkit::bench::baseline;
+
+/// Counts this thread's allocations for the audit.
+#[global_allocator]
+static GLOBAL: alloc_audit::CountingAlloc = alloc_audit::CountingAlloc;
 
 /// Counts the allocations of idle-hit cycles (`lease` and `try_lease`) on
 /// this thread, after warm-up; panics if there are any.

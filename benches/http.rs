@@ -14,8 +14,7 @@
 //! cargo bench --bench http
 //! ```
 
-#[path = "../tests/support/http.rs"]
-mod http;
+use leasehold_testkit::http;
 
 use criterion::{Criterion, Throughput};
 use leasehold::{Policy, Pool, TcpConnector};

@@ -5,7 +5,7 @@
 //! Backends, each on 127.0.0.1:
 //!
 //! * HTTP/1.1 keep-alive `GET /` to the embedded server of the tests
-//!   (`tests/support/http.rs`, in this process, a thread per connection);
+//!   (`leasehold_testkit::http`, in this process, a thread per connection);
 //! * Redis `GET key` of a 100-byte value, spoken in RESP over the
 //!   connection, to a `redis-server` this bench starts on a free port and
 //!   kills at the end. Without `redis-server` on `PATH` the Redis table is
@@ -69,11 +69,10 @@
 //! load average and the date: timings from a shared machine are only
 //! comparable within one run.
 
-#[path = "../tests/support/http.rs"]
-mod http;
+use leasehold_testkit::http;
 
-#[path = "support/report.rs"]
-mod report;
+use leasehold_testkit::bench::report;
+use leasehold_testkit::machine;
 
 use hdrhistogram::Histogram;
 use leasehold::{Pool, Strict, TcpConnector};
@@ -917,7 +916,7 @@ fn table(backend: Backend, rows: &[Row]) -> String {
 /// The machine, its load and the date, for the line above the tables.
 fn machine_line(window: Duration, rounds: usize) -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = report::cpu_model().unwrap_or_else(|| "unknown CPU".to_owned());
+    let model = machine::cpu_model().unwrap_or_else(|| "unknown CPU".to_owned());
     let online = cpuinfo
         .lines()
         .filter(|line| line.starts_with("processor"))

@@ -12,8 +12,7 @@
 //! cargo bench --bench routes
 //! ```
 
-#[path = "support/threads.rs"]
-mod support;
+use leasehold_testkit::bench::threads;
 
 use criterion::{BenchmarkGroup, Criterion, Throughput};
 use hdrhistogram::Histogram;
@@ -144,7 +143,7 @@ fn run<P: Policy>(pool: &Pool<Backends, P>, routes: usize, slow: bool, iters: u6
     let rngs = (1..=THREADS as u64)
         .map(|seed| Rng(0x9E37_79B9_7F4A_7C15 ^ seed))
         .collect();
-    let (took, _) = support::timed(rngs, iters, |rng, share| {
+    let (took, _) = threads::timed(rngs, iters, |rng, share| {
         for _ in 0..share {
             cycle(pool, rng, &cumulative, slow);
         }

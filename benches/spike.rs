@@ -12,8 +12,7 @@
 //! cargo bench --bench spike
 //! ```
 
-#[path = "../tests/support/greeting.rs"]
-mod greeting;
+use leasehold_testkit::greeting;
 
 use criterion::Criterion;
 use greeting::{GreetingConnector, GreetingServer};

@@ -1,6 +1,6 @@
 //! What pooling TLS connections saves: one HTTP/1.1 `GET /` (2-byte body)
 //! per iteration, from one thread, to the loopback TLS HTTP server of the
-//! tests (`tests/support/http.rs` with a rustls `ServerConfig`; TLS 1.3,
+//! tests (`leasehold_testkit::http` with a rustls `ServerConfig`; TLS 1.3,
 //! ring, an ECDSA P-256 certificate for `localhost` from a CA made at
 //! start-up, which is the only one the clients trust):
 //!
@@ -35,10 +35,7 @@
 //! cargo bench --bench tls
 //! ```
 
-#[path = "../tests/support/http.rs"]
-mod http;
-#[path = "../tests/support/pki.rs"]
-mod pki;
+use leasehold_testkit::{http, pki};
 
 use criterion::{Bencher, Criterion, Throughput};
 use leasehold::rustls::{ClientConfig, HandshakeKind};

@@ -2,11 +2,12 @@
 //! and giving it back, with `lease` or `try_lease`, for every policy.
 //! (`benches/cycle.rs` runs the same audit before it benchmarks.)
 
-#[path = "support/alloc_audit.rs"]
-mod alloc_audit;
-
-use alloc_audit::{hit_path_allocations, CYCLES};
 use leasehold::Policy;
+use leasehold_testkit::alloc_audit::{hit_path_allocations, CountingAlloc, CYCLES};
+
+/// Counts this thread's allocations for the audit.
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 /// Asserts that policy `P`'s idle-hit path allocates nothing.
 fn assert_hit_path_allocation_free<P: Policy>() {

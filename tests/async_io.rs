@@ -13,14 +13,7 @@
     feature = "tls"
 ))]
 
-#[path = "support/fds.rs"]
-mod fds;
-#[path = "support/http.rs"]
-mod http;
-#[path = "support/pki.rs"]
-mod pki;
-#[path = "support/wait.rs"]
-mod wait;
+use leasehold_testkit::{fds, http, pki, wait};
 
 use fds::Descriptors;
 use http::{Server, ServerConfig};

@@ -3,10 +3,7 @@
 //! leases held across `.await`, one FIFO order for async and blocking
 //! requests, and the `Send` promises, checked at compile time.
 
-#[path = "support/settled.rs"]
-mod settled;
-#[path = "support/wait.rs"]
-mod wait;
+use leasehold_testkit::{settled, wait};
 
 use leasehold::mock::{MockConn, MockConnector};
 use leasehold::{Error, Lax, Lease, LeaseFuture, Offlock, Policy, Pool, Strict};

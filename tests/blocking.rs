@@ -6,8 +6,7 @@
 
 #![cfg(unix)]
 
-#[path = "support/wait.rs"]
-mod wait;
+use leasehold_testkit::wait;
 
 use leasehold::{BlockingConnector, Error, Pool};
 use std::io;

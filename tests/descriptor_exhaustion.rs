@@ -9,11 +9,9 @@
 
 #![cfg(target_os = "linux")]
 
-#[macro_use]
-#[path = "support/for_each_policy.rs"]
-mod for_each_policy;
+use leasehold_testkit::for_each_policy;
 
-use leasehold::{Error, Lax, Offlock, Policy, Pool, Strict, TcpConnector};
+use leasehold::{Error, Policy, Pool, TcpConnector};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Mutex, PoisonError};

@@ -2,8 +2,7 @@
 //! slow close never delays a lease, and the rule when the queue is full (an
 //! abortive close on the caller's thread, never a graceful one).
 
-#[path = "support/wait.rs"]
-mod wait;
+use leasehold_testkit::wait;
 
 use leasehold::mock::{MockConn, MockConnector};
 use leasehold::{Connector, Disposal, Lax, Never, Policy, Pool, Progress, Strict};

@@ -7,14 +7,11 @@
 
 #![cfg(target_os = "linux")]
 
-#[macro_use]
-#[path = "support/for_each_policy.rs"]
-mod for_each_policy;
+use leasehold_testkit::for_each_policy;
 
-#[path = "support/wait.rs"]
-mod wait;
+use leasehold_testkit::wait;
 
-use leasehold::{Builder, Error, Lax, Offlock, Policy, Pool, Strict, TcpConnector};
+use leasehold::{Builder, Error, Policy, Pool, Strict, TcpConnector};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};

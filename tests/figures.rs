@@ -6,14 +6,10 @@
 //! into the pool's once the route is let go; and the sizing advice on a
 //! load of known rate and hold time, its arithmetic checked.
 
-#[path = "support/for_each_policy.rs"]
-#[macro_use]
-mod for_each_policy;
-#[path = "support/wait.rs"]
-mod wait;
+use leasehold_testkit::{for_each_policy, wait};
 
 use leasehold::mock::MockConnector;
-use leasehold::{Builder, Error, Lax, Offlock, Policy, Pool, Strict};
+use leasehold::{Builder, Error, Policy, Pool};
 use std::io;
 use std::thread;
 use std::time::Duration;

@@ -3,8 +3,7 @@
 //! connects, evictions, timeouts and a route going down and up, each with
 //! its route.
 
-#[path = "support/wait.rs"]
-mod wait;
+use leasehold_testkit::wait;
 
 use leasehold::mock::MockConnector;
 use leasehold::Pool;

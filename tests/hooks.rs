@@ -5,14 +5,10 @@
 //! timeout rather than a hang, the async path running them too, and
 //! `validate_on_lease` against a real socket the peer closed.
 
-#[path = "support/for_each_policy.rs"]
-#[macro_use]
-mod for_each_policy;
-#[path = "support/wait.rs"]
-mod wait;
+use leasehold_testkit::{for_each_policy, wait};
 
 use leasehold::mock::{MockConn, MockConnector};
-use leasehold::{Builder, Error, Lax, Offlock, Policy, Pool, Strict};
+use leasehold::{Builder, Error, Policy, Pool};
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};

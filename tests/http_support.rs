@@ -1,19 +1,14 @@
-//! Tests for the loopback HTTP server and client in `support/http.rs`, which
-//! the pool's tests, examples and benchmarks lean on; with the `tls`
-//! feature, also for its TLS mode, through a `Pool<TlsConnector>`.
+//! Tests for the loopback HTTP server and client of
+//! `leasehold_testkit::http`, which the pool's tests, examples and
+//! benchmarks lean on; with the `tls` feature, also for its TLS mode,
+//! through a `Pool<TlsConnector>`.
 //!
 //! Every test holds `SERIAL`, so that the descriptor check in
 //! `fds_return_after_drop` sees no other test's sockets.
 
-#[path = "support/fds.rs"]
-mod fds;
-#[path = "support/http.rs"]
-mod http;
 #[cfg(feature = "tls")]
-#[path = "support/pki.rs"]
-mod pki;
-#[path = "support/wait.rs"]
-mod wait;
+use leasehold_testkit::pki;
+use leasehold_testkit::{fds, http, wait};
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};

@@ -1,10 +1,7 @@
 //! Late binding and connect elision over loopback, with connects slowed
 //! down by a server that greets new connections late.
 
-#[path = "support/greeting.rs"]
-mod greeting;
-#[path = "support/wait.rs"]
-mod wait;
+use leasehold_testkit::{greeting, wait};
 
 use greeting::{GreetingConnector, GreetingServer};
 use leasehold::{Error, Lax, Offlock, Policy, Pool, Strict};

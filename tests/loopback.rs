@@ -15,10 +15,7 @@
 
 #![cfg(target_os = "linux")]
 
-#[path = "support/fds.rs"]
-mod fds;
-#[path = "support/wait.rs"]
-mod wait;
+use leasehold_testkit::{fds, wait};
 
 use fds::Descriptors;
 use leasehold::{

@@ -6,8 +6,7 @@
 
 #![cfg(feature = "metrics")]
 
-#[path = "support/wait.rs"]
-mod wait;
+use leasehold_testkit::wait;
 
 use leasehold::mock::MockConnector;
 use leasehold::{Error, Pool};

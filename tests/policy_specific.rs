@@ -3,8 +3,7 @@
 //! overtake them; `Lax` lets a newcomer overtake a waiter at most a bounded
 //! number of times, and lets a returning thread keep its connection; `Offlock` refuses to close connections inline.
 
-#[path = "support/wait.rs"]
-mod wait;
+use leasehold_testkit::wait;
 
 use leasehold::mock::MockConnector;
 use leasehold::{ConfigError, Disposal, Error, Lax, Offlock, Policy, Pool, Strict};

@@ -4,7 +4,7 @@
 //! * `sequential_ops_match_reference_model` drives the real pool with random
 //!   operation sequences from a single thread (only `try_lease*`, which
 //!   never waits, so every run is deterministic) and replays each operation
-//!   on the reference model of `support/model.rs`, which checks the
+//!   on the reference model of `leasehold_testkit::model`, which checks the
 //!   invariants after every step (see there).
 //! * `threads_conserve_connections` runs 2–4 threads with random lease /
 //!   hold / release / discard scripts against one pool and checks exclusivity
@@ -14,8 +14,7 @@
 //!   capacity was not woken when a connection went idle on another route;
 //!   fixed in the policy by the route word's `TOTAL_WAIT` flag).
 
-#[path = "support/model.rs"]
-mod model;
+use leasehold_testkit::model;
 
 use leasehold::{Lax, Offlock, Policy, Pool, Reuse, State, Strict};
 use model::{

@@ -27,8 +27,7 @@
 //! Failing cases shrink to a short operation list; regressions are kept in
 //! `proptest_waiting.proptest-regressions`.
 
-#[path = "support/model.rs"]
-mod model;
+use leasehold_testkit::model;
 
 use leasehold::{Error, Lax, Lease, LeaseFuture, Offlock, Policy, Pool, Reuse, State, Strict};
 use model::{cases, disposal_caught_up, Config, Mock};

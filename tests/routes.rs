@@ -7,18 +7,10 @@
 
 #![cfg(target_os = "linux")]
 
-#[macro_use]
-#[path = "support/for_each_policy.rs"]
-mod for_each_policy;
-
-#[path = "support/wait.rs"]
-mod wait;
-
-#[path = "support/fds.rs"]
-mod fds;
+use leasehold_testkit::{fds, for_each_policy, wait};
 
 use fds::Descriptors;
-use leasehold::{Lax, Offlock, Policy, Pool, Strict, TcpConnector};
+use leasehold::{Policy, Pool, TcpConnector};
 use std::net::{SocketAddr, TcpListener};
 use std::thread;
 use std::time::Duration;

@@ -7,15 +7,7 @@
 
 #![cfg(all(target_os = "linux", feature = "tls"))]
 
-#[path = "support/fds.rs"]
-mod fds;
-#[path = "support/pki.rs"]
-mod pki;
-#[path = "support/tls_echo.rs"]
-mod tls_echo;
-#[path = "support/wait.rs"]
-#[allow(dead_code)]
-mod wait;
+use leasehold_testkit::{fds, pki, tls_echo};
 
 use fds::Descriptors;
 use leasehold::tls::{TlsConnector, TlsRoute};

@@ -5,17 +5,13 @@
 //! outlives a connector whose `close` panics. Every test runs under every
 //! policy.
 
-#[macro_use]
-#[path = "support/for_each_policy.rs"]
-mod for_each_policy;
+use leasehold_testkit::for_each_policy;
 
-#[path = "support/wait.rs"]
-mod wait;
+use leasehold_testkit::wait;
 
 use leasehold::mock::{MockConn, MockConnector};
 use leasehold::{
-    Builder, ConfigError, Connector, Disposal, Handshake, Lax, Offlock, Policy, Pool, Progress,
-    Strict,
+    Builder, ConfigError, Connector, Disposal, Handshake, Lax, Policy, Pool, Progress, Strict,
 };
 use mio::event::Source;
 use mio::{Interest, Registry, Token};

@@ -3,7 +3,7 @@
 //! operations by several logical holders (non-blocking leases with and
 //! without a state, returns, discards, state changes, route-cap changes),
 //! interleaved on one thread. Each sequence drives every policy, and the
-//! model of `tests/support/model.rs` (the same one the proptest properties
+//! model of `leasehold_testkit::model` (the same one the proptest properties
 //! use) predicts after every step the outcome of each lease, the connection
 //! ids handed out, the per-route stats and the connector's counts; the caps,
 //! exclusivity, conservation, no-lost-capacity and state isolation are
@@ -12,13 +12,10 @@
 
 #![no_main]
 
-#[path = "../../tests/support/model.rs"]
-mod model;
-
 use arbitrary::{Arbitrary, Result, Unstructured};
 use leasehold::{Lax, Offlock, Reuse, Strict};
+use leasehold_testkit::model::{run_sequential, Config, Op, HOLDERS, ROUTES, STATES};
 use libfuzzer_sys::fuzz_target;
-use model::{run_sequential, Config, Op, HOLDERS, ROUTES, STATES};
 
 /// The most operations one input drives (longer inputs are cut).
 const MAX_OPS: usize = 80;

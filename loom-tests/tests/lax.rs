@@ -18,5 +18,4 @@ const REUSE: leasehold_policies::Reuse = leasehold_policies::Reuse::Lifo;
 /// request (model 11): `Lax::PASS_LIMIT`, which is 1 under loom.
 const MAX_AHEAD: usize = 1;
 
-#[path = "models/mod.rs"]
 mod models;

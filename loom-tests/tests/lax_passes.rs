@@ -24,12 +24,16 @@ const REUSE: leasehold_policies::Reuse = leasehold_policies::Reuse::Lifo;
 /// first return also counted.
 const PASS_LIMIT: usize = 3;
 
-// The helpers of the shared models; this model needs only some of them.
-#[allow(dead_code)]
-#[path = "models/support.rs"]
-mod support;
+// The helpers of the shared models (`models/support.rs`, without the
+// models of `models/mod.rs`); this model needs only some of them.
+mod models {
+    use super::{TestCore, REUSE};
 
-use support::newcomer_races_a_waiter;
+    #[allow(dead_code)]
+    pub(crate) mod support;
+}
+
+use models::support::{self, newcomer_races_a_waiter};
 
 /// Model 12 — a newcomer's return while the request woken for an earlier
 /// return has yet to look.

@@ -18,5 +18,4 @@ const REUSE: leasehold_policies::Reuse = leasehold_policies::Reuse::Lifo;
 /// request (model 11): never, under this policy.
 const MAX_AHEAD: usize = 0;
 
-#[path = "models/mod.rs"]
 mod models;

@@ -10,9 +10,9 @@
 //! patience; and at random points by a storm of races.
 
 use crate::scenarios::{eventually, pool, Mock};
-use crate::settled::settled;
 use leasehold::mock::MockConn;
 use leasehold::{Connector, Error, Handshake, Policy, Pool, Progress, State};
+use leasehold_testkit::settled::settled;
 use std::future::Future;
 use std::io::{self, Write};
 use std::pin::Pin;

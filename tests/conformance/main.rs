@@ -5,11 +5,7 @@
 
 mod asynch;
 mod scenarios;
-#[path = "../support/settled.rs"]
-mod settled;
 mod stress;
-#[path = "../support/wait.rs"]
-mod wait;
 
 use leasehold::{Lax, Offlock, Strict};
 

@@ -1,9 +1,9 @@
 //! Single-threaded (or one-waiter) scenarios with exact expectations.
 
 use crate::asynch::Gated;
-pub(crate) use crate::wait::eventually;
 use leasehold::mock::{MockConn, MockConnector};
 use leasehold::{Builder, Connector, Error, Policy, Pool, Progress, Reuse, State};
+pub(crate) use leasehold_testkit::wait::eventually;
 use std::io;
 use std::thread;
 use std::time::{Duration, Instant};

@@ -1,8 +1,8 @@
 //! Multi-threaded stress with exact final counts.
 
 use super::scenarios::{eventually, Mock};
-use crate::settled::quiet;
 use leasehold::{Error, Lease, Policy, Pool};
+use leasehold_testkit::settled::quiet;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Barrier, Mutex};

@@ -26,8 +26,7 @@
 //! table) leaves the other clients out, and `HTTP_PEERS_TASKS=8` the other
 //! task counts, for a profile of one.
 
-#[path = "../../../tests/support/http.rs"]
-mod http;
+use leasehold_testkit::http;
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;

@@ -9,14 +9,7 @@
 
 #![cfg(target_os = "linux")]
 
-#[path = "../../../tests/support/fds.rs"]
-mod fds;
-#[path = "../../../tests/support/http.rs"]
-mod http;
-#[path = "../../../tests/support/pki.rs"]
-mod pki;
-#[path = "../../../tests/support/wait.rs"]
-mod wait;
+use leasehold_testkit::{fds, http, pki, wait};
 
 use ::http::header::CONNECTION;
 use ::http::{Method, Request, StatusCode};

@@ -29,11 +29,9 @@
 //! `TEXT` (`--only "leasehold-redis tasks"`), for profiling one row.
 //! Without `redis-server` on `PATH` the bench says so and exits.
 
-#[path = "../tests/support/server.rs"]
-mod server;
-
 use hdrhistogram::Histogram;
 use leasehold_redis::RedisPool;
+use leasehold_testkit::redis_server::RedisProcess;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -163,7 +161,7 @@ fn main() {
             rounds: 7,
         }
     };
-    let Some(server) = server::RedisProcess::start() else {
+    let Some(server) = RedisProcess::start() else {
         return;
     };
     let url = server.url("/0");

@@ -10,9 +10,7 @@
 //! port and stops it at the end; with one, it uses that server (start one
 //! with `redis-server --port 6379`), writing keys under `example:`.
 
-#[path = "../tests/support/server.rs"]
-mod server;
-
+use leasehold_testkit::redis_server::RedisProcess;
 use redis::{AsyncCommands, RedisResult};
 use std::time::Instant;
 
@@ -20,7 +18,7 @@ fn main() -> RedisResult<()> {
     let (_server, url) = match std::env::args().nth(1) {
         Some(url) => (None, url),
         None => {
-            let Some(server) = server::RedisProcess::start() else {
+            let Some(server) = RedisProcess::start() else {
                 eprintln!("pass a URL (e.g. redis://127.0.0.1:6379/0) or install redis-server");
                 std::process::exit(2);
             };

@@ -11,13 +11,10 @@
 
 #![cfg(target_os = "linux")]
 
-#[path = "support/server.rs"]
-mod server;
-
 use leasehold::{Pool, TcpConnector};
 use leasehold_redis::{RedisConnector, RedisPool, RedisRoute};
+use leasehold_testkit::redis_server::RedisProcess;
 use redis::{ProtocolVersion, Value};
-use server::RedisProcess;
 use std::io;
 use std::time::{Duration, Instant};
 

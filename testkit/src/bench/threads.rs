@@ -9,19 +9,13 @@
 //! preempted while they hold connections, and the waiters that leaves
 //! queue up.
 //!
-//! An earlier harness started a fresh set of threads for each batch, and a
-//! batch was over once the threads had shared its cycles. With 256 threads
-//! on 2 cores a batch of 2^17 cycles lasted a few milliseconds: less than
-//! the scheduler takes to give each thread one turn. Most threads ran no
-//! cycle, and the few that did were rarely preempted holding a connection,
-//! so the queues a fair pool builds under preemption never formed (batches
-//! eight times as long took `Strict` at pool 4, 256 threads, no hold, from
-//! 13 to 0.16 M cycles/s). `timed`, the fixed-work harness, is still what
-//! `benches/routes.rs` uses (8 threads, each on its own route mix).
-
-// `contention.rs` uses `steady`, `routes.rs` `timed`: each leaves the other
-// unused.
-#![allow(dead_code)]
+//! Threads started afresh for each batch would not do: with 256 threads on
+//! 2 cores a batch of 2^17 cycles lasts less than the scheduler takes to
+//! give each thread one turn, so most threads run no cycle and the queues a
+//! fair pool builds under preemption never form. [`steady`] is that
+//! harness (`benches/contention.rs`); [`timed`], a fixed amount of work
+//! shared by a few threads, is the other (`benches/routes.rs`, 8 threads,
+//! each on its own route mix).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -161,7 +155,7 @@ impl Crew {
 /// stop when `measure` returns, so a `measure` that never calls it (a
 /// filtered benchmark) starts none. Returns the states, in the threads'
 /// order (none if no thread started).
-pub(crate) fn steady<S: Send>(
+pub fn steady<S: Send>(
     threads: usize,
     state: impl Fn() -> S,
     work: impl Fn(&mut S, u64, bool) + Sync,
@@ -212,7 +206,7 @@ pub(crate) fn steady<S: Send>(
 ///
 /// A thread's state is made before the clock starts, so whatever it
 /// allocates (a histogram, say) is not timed.
-pub(crate) fn timed<S: Send>(
+pub fn timed<S: Send>(
     states: Vec<S>,
     iters: u64,
     work: impl Fn(&mut S, u64) + Sync,

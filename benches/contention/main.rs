@@ -9,7 +9,7 @@
 //! returns it. On OS threads the W threads cycle without pause from the
 //! first batch of a pool and scenario to its last (after 150 ms to settle),
 //! and a batch is the time they take for their next [`OPS`] cycles
-//! (`support/threads.rs`): so with more threads than cores the pool is
+//! (`leasehold_testkit::bench::threads`): so with more threads than cores the pool is
 //! measured as a long-running service meets it, threads preempted while
 //! they hold connections and the queues that leaves. On tasks each batch
 //! spawns W tasks that take equal shares, timed from the first spawn to the
@@ -37,7 +37,7 @@
 //! * `mutex_condvar`, the textbook pool, `hikari_bag`, HikariCP's
 //!   `ConcurrentBag` reduced, and `fifo_tickets`, a FIFO ticket semaphore:
 //!   the most any FIFO hand-off can do once every request queues
-//!   (`support/baseline.rs`, `support/fifo.rs`), on OS threads.
+//!   (`leasehold_testkit::bench::baseline`, `fifo.rs`), on OS threads.
 //!
 //! Criterion runs one warm-up batch and 10 measured batches per pool and
 //! scenario (flat sampling, 1 ms targets: its floor; it warns that 10
@@ -45,8 +45,8 @@
 //! tables (Mops/s of the median measured batch, the latency percentiles of
 //! the measured batches, ours ÷ the best peer) and writes them as CSV to
 //! `target/bench-report/contention.csv`, with the date and the machine, for
-//! `cargo run --example bench_report` to turn into `benches/README.md`'s table and
-//! plot. A filtered run prints its tables but leaves the CSV alone.
+//! `cargo run -p leasehold-bench-report` to turn into `benches/README.md`'s
+//! table and plot. A filtered run prints its tables but leaves the CSV alone.
 //!
 //! ```text
 //! cargo bench --bench contention                        # everything
@@ -65,16 +65,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
-#[path = "support/baseline.rs"]
-mod baseline;
-#[path = "support/fifo.rs"]
 mod fifo;
-#[path = "support/report.rs"]
-mod report;
-#[path = "support/threads.rs"]
-mod threads;
 
-use report::{Row, Side};
+use leasehold_testkit::bench::report::{self, Row, Side};
+use leasehold_testkit::bench::{baseline, threads};
 
 /// Cycles in one batch, over all workers.
 const OPS: u64 = 1 << 17;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// Waits (up to 10 s) until no request waits and nothing is leased or
 /// connecting, and returns the pool's totals then.
-pub(crate) fn quiet<C: Connector, P: Policy>(pool: &Pool<C, P>) -> Stats {
+pub fn quiet<C: Connector, P: Policy>(pool: &Pool<C, P>) -> Stats {
     settle("the pool to go quiet", Duration::from_secs(10), || {
         let total = pool.stats().total;
         if (total.leased, total.pending, total.connecting) == (0, 0, 0) {
@@ -27,7 +27,7 @@ pub(crate) fn quiet<C: Connector, P: Policy>(pool: &Pool<C, P>) -> Stats {
 }
 
 /// [`quiet`], and every live connection is idle.
-pub(crate) fn settled<R: RouteKey, P: Policy>(
+pub fn settled<R: RouteKey, P: Policy>(
     connector: &MockConnector<R>,
     pool: &Pool<MockConnector<R>, P>,
 ) {

@@ -4,9 +4,6 @@
 //! [`GreetingServer`], which greets each new connection after a set delay,
 //! tests and benchmarks get slow connects on loopback without sleeping on
 //! any pool thread.
-//!
-//! Included with `#[path]` by tests and benches.
-#![allow(dead_code)]
 
 use leasehold::{Connector, Handshake, Progress};
 use mio::event::Source;
@@ -20,11 +17,11 @@ use std::time::Duration;
 
 /// Connects over TCP, then waits for the server's greeting byte.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct GreetingConnector;
+pub struct GreetingConnector;
 
 /// A connect in progress: TCP first, then the greeting.
 #[derive(Debug)]
-pub(crate) struct GreetingHandshake {
+pub struct GreetingHandshake {
     stream: Option<mio::net::TcpStream>,
 }
 
@@ -112,7 +109,7 @@ impl Connector for GreetingConnector {
 /// Greets each accepted connection after `delay`, then echoes what it reads
 /// until the client closes.
 #[derive(Debug)]
-pub(crate) struct GreetingServer {
+pub struct GreetingServer {
     addr: SocketAddr,
     accepted: Arc<AtomicU64>,
     /// Connections accepted and not yet greeted (connects in flight), now
@@ -125,7 +122,13 @@ pub(crate) struct GreetingServer {
 }
 
 impl GreetingServer {
-    pub(crate) fn start(delay: Duration) -> io::Result<Self> {
+    /// Listens on a free loopback port and greets each connection `delay`
+    /// after accepting it.
+    ///
+    /// # Errors
+    ///
+    /// When the listener cannot be bound.
+    pub fn start(delay: Duration) -> io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let accepted = Arc::new(AtomicU64::new(0));
@@ -184,17 +187,19 @@ impl GreetingServer {
         })
     }
 
-    pub(crate) fn addr(&self) -> SocketAddr {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    pub(crate) fn accepted(&self) -> u64 {
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::SeqCst)
     }
 
     /// The most connections that were accepted and waiting for their
     /// greeting at once: connects in flight, as the server saw them.
-    pub(crate) fn most_ungreeted(&self) -> u64 {
+    pub fn most_ungreeted(&self) -> u64 {
         self.ungreeted.1.load(Ordering::SeqCst)
     }
 }

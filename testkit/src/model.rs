@@ -17,10 +17,7 @@
 //! disposal thread, which each step waits for.
 //!
 //! Two drivers use it: the proptest properties (`tests/proptest_model.rs`)
-//! and the differential fuzz target (`fuzz/fuzz_targets/ops.rs`), which
-//! include it with `#[path]`.
-
-#![allow(dead_code, unreachable_pub)]
+//! and the differential fuzz target (`fuzz/fuzz_targets/ops.rs`).
 
 use leasehold::mock::MockConnector;
 use leasehold::{Disposal, Error, Lease, Policy, Pool, Reuse, State, Stats};
@@ -30,20 +27,24 @@ use std::time::{Duration, Instant};
 /// What went wrong, with the operations that led there.
 pub type Mismatch = String;
 
+/// The connector of the pools under test: routes are `u8`s.
 pub type Mock = MockConnector<u8>;
 
 /// Routes are `0..ROUTES`.
 pub const ROUTES: usize = 3;
 /// State `i` of a lease: `None`, `Some("a")` or `Some("b")`.
 pub const STATE_NAMES: [Option<&str>; 3] = [None, Some("a"), Some("b")];
+/// How many lease states there are.
 pub const STATES: usize = STATE_NAMES.len();
 /// Logical holders ("threads") that own leases in the sequential property.
 pub const HOLDERS: usize = 3;
 
+/// The state token of state `i`.
 pub fn state_token(state: usize) -> Option<State> {
     STATE_NAMES[state].map(State::from)
 }
 
+/// The route key of route `i`.
 pub fn route_key(route: usize) -> u8 {
     u8::try_from(route).expect("small route")
 }
@@ -52,18 +53,23 @@ pub fn route_key(route: usize) -> u8 {
 // Configuration and operations
 // ---------------------------------------------------------------------------
 
+/// The settings of the pool under test (and so of the model).
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The total cap.
     pub max_total: usize,
+    /// The cap of every route, except route 2 with `route2_max`.
     pub max_per_route: usize,
     /// An override for route 2, set through the builder.
     pub route2_max: Option<usize>,
     /// `None`: the default (`max_total`).
     pub max_idle: Option<usize>,
+    /// Which idle connection is reused first.
     pub reuse: Reuse,
 }
 
 impl Config {
+    /// The cap of `route`.
     pub fn route_max(&self, route: usize) -> usize {
         match (route, self.route2_max) {
             (2, Some(max)) => max,
@@ -71,6 +77,8 @@ impl Config {
         }
     }
 
+    /// A pool of these settings on `connector`, disposing inline where the
+    /// policy allows it.
     pub fn build<P: Policy>(
         &self,
         connector: &Mock,
@@ -108,26 +116,43 @@ impl Config {
 /// no-op.
 #[derive(Clone, Debug)]
 pub enum Op {
+    /// `try_lease` on a route with a state; the holder keeps the lease.
     TryLease {
+        /// Who keeps the lease.
         holder: usize,
+        /// Which route, `0..ROUTES`.
         route: usize,
+        /// Which state, `0..STATES`.
         state: usize,
     },
+    /// One of the holder's leases goes back to the pool.
     Release {
+        /// Whose lease.
         holder: usize,
+        /// Which of its leases.
         pick: usize,
     },
+    /// One of the holder's leases is discarded.
     Discard {
+        /// Whose lease.
         holder: usize,
+        /// Which of its leases.
         pick: usize,
     },
+    /// One of the holder's leases changes state.
     SetState {
+        /// Whose lease.
         holder: usize,
+        /// Which of its leases.
         pick: usize,
+        /// The new state, `0..STATES`.
         state: usize,
     },
+    /// A route's cap changes.
     SetRouteMax {
+        /// Which route.
         route: usize,
+        /// Its new cap.
         max: usize,
     },
 }
@@ -699,6 +724,13 @@ impl<'p, P: Policy> Run<'p, P> {
     }
 }
 
+/// Runs `ops` on a pool of `cfg` with policy `P` and on the model side by
+/// side, from one thread kept on one CPU, and ends with a shutdown.
+///
+/// # Errors
+///
+/// The first step where the pool did what the model does not allow, with
+/// the operations that led there.
 pub fn run_sequential<P: Policy>(cfg: &Config, ops: &[Op]) -> Result<(), Mismatch> {
     let _one_cpu = OneCpu::here();
     let connector = Mock::new();

@@ -1,11 +1,20 @@
-//! The allocation audit shared by `tests/alloc.rs` and `benches/cycle.rs`:
-//! a counting global allocator, and the count of allocations over idle-hit
-//! lease cycles.
+//! The allocation audit of `tests/alloc.rs` and `benches/cycle.rs`: a
+//! counting allocator, and the count of allocations over idle-hit lease
+//! cycles.
 //!
-//! The allocator wraps `System` and counts the allocations of the current
-//! thread only, so other threads (the test harness's, criterion's) do not
-//! disturb the count. Include it with `#[path]`; it installs itself as the
-//! global allocator.
+//! [`CountingAlloc`] wraps `System` and counts the allocations of the
+//! current thread only, so other threads (the test harness's, criterion's)
+//! do not disturb the count. A library cannot install a global allocator
+//! for the binary that links it, so the user does:
+//!
+//! ```text
+//! #[global_allocator]
+//! static GLOBAL: leasehold_testkit::alloc_audit::CountingAlloc =
+//!     leasehold_testkit::alloc_audit::CountingAlloc;
+//! ```
+//!
+//! [`hit_path_allocations`] checks first that the allocator counts, so a
+//! binary that forgot to install it fails instead of reporting 0.
 
 use leasehold::mock::MockConnector;
 use leasehold::{Policy, Pool};
@@ -14,7 +23,8 @@ use std::cell::Cell;
 use std::hint::black_box;
 
 /// `System`, counting the allocations made on each thread.
-struct CountingAlloc;
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CountingAlloc;
 
 thread_local! {
     /// Allocations (`alloc`, `alloc_zeroed`, `realloc`) made on this thread.
@@ -27,7 +37,9 @@ fn count_allocation() {
     let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
 }
 
-fn allocations_on_this_thread() -> u64 {
+/// Allocations counted on this thread so far (0 where [`CountingAlloc`]
+/// is not the global allocator).
+pub fn allocations_on_this_thread() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
@@ -58,15 +70,12 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 }
 
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
 /// Idle-hit cycles counted, per acquisition kind.
-pub(crate) const CYCLES: u64 = 10_000;
+pub const CYCLES: u64 = 10_000;
 
 /// Allocations over `CYCLES` idle-hit `lease` cycles and `try_lease` cycles,
 /// after warm-up.
-pub(crate) fn hit_path_allocations<P: Policy>() -> (u64, u64) {
+pub fn hit_path_allocations<P: Policy>() -> (u64, u64) {
     // The counter must see this thread's allocations, or a 0 proves nothing.
     let before = allocations_on_this_thread();
     drop(black_box(Box::new(0u64)));

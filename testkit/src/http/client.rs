@@ -39,11 +39,11 @@ const END_OF_HEAD: &[u8] = b"\r\n\r\n";
 
 /// One HTTP response as [`get`] read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Response {
+pub struct Response {
     /// The status code.
-    pub(crate) status: u16,
+    pub status: u16,
     /// The body, `Content-Length` bytes of it.
-    pub(crate) body: Vec<u8>,
+    pub body: Vec<u8>,
 }
 
 /// Sends `GET {path}` on `stream` and reads exactly one response.
@@ -61,7 +61,7 @@ pub(crate) struct Response {
 /// the peer closes before the response is complete, and `InvalidData` for a
 /// response this helper cannot read (malformed, chunked, or without
 /// `Content-Length`).
-pub(crate) fn get<S: Read + Write + Any>(stream: &mut S, path: &str) -> io::Result<Response> {
+pub fn get<S: Read + Write + Any>(stream: &mut S, path: &str) -> io::Result<Response> {
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
     stream.write_all(request.as_bytes())?;
     // A no-op on a socket; a TLS stream sends what it still holds.
@@ -75,7 +75,7 @@ pub(crate) fn get<S: Read + Write + Any>(stream: &mut S, path: &str) -> io::Resu
 /// # Errors
 ///
 /// As for [`get`].
-pub(crate) fn read_response<S: Read + Any>(stream: &mut S) -> io::Result<Response> {
+pub fn read_response<S: Read + Any>(stream: &mut S) -> io::Result<Response> {
     if let Some(tcp) = (stream as &mut dyn Any).downcast_mut::<TcpStream>() {
         return read_response_peeking(tcp);
     }
@@ -207,7 +207,7 @@ fn invalid(what: &str) -> io::Error {
 }
 
 /// A TLS client connection made without a pool: see [`connect_tls`].
-pub(crate) type TlsClient = StreamOwned<ClientConnection, TcpStream>;
+pub type TlsClient = StreamOwned<ClientConnection, TcpStream>;
 
 /// Connects to `addr` (with `TCP_NODELAY`, as the pool's `TcpConnector`
 /// does) and completes a TLS handshake with the server named `server_name`,
@@ -217,7 +217,7 @@ pub(crate) type TlsClient = StreamOwned<ClientConnection, TcpStream>;
 ///
 /// `InvalidInput` for a bad server name, the socket's errors, and
 /// `InvalidData` when the handshake fails (certificate, alert…).
-pub(crate) fn connect_tls(
+pub fn connect_tls(
     addr: SocketAddr,
     server_name: &str,
     config: &Arc<ClientConfig>,
@@ -236,7 +236,7 @@ pub(crate) fn connect_tls(
 
 /// Ends a [`connect_tls`] connection as a well-behaved client does:
 /// `close_notify`, then a FIN. Errors are ignored (the peer may be gone).
-pub(crate) fn close_tls(mut client: TlsClient) {
+pub fn close_tls(mut client: TlsClient) {
     client.conn.send_close_notify();
     let _ = client.flush();
     let _ = client.sock.shutdown(Shutdown::Write);

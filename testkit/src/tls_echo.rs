@@ -7,8 +7,6 @@
 //! close connections idle too long with a `close_notify`, and has two
 //! broken twins: one that answers in plaintext, one that never answers.
 
-#![allow(dead_code, unreachable_pub)]
-
 use leasehold::rustls::pki_types::CertificateDer;
 use leasehold::rustls::{HandshakeKind, ServerConfig, ServerConnection};
 use std::io::{self, Read, Write};
@@ -19,7 +17,7 @@ use std::thread;
 use std::time::Duration;
 
 /// What the server does with a connection.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub enum Mode {
     /// TLS with this configuration.
     Tls(Arc<ServerConfig>),
@@ -32,9 +30,13 @@ pub enum Mode {
 /// What the server has seen.
 #[derive(Debug, Default)]
 pub struct Seen {
+    /// Connections accepted.
     pub accepted: AtomicUsize,
+    /// Handshakes completed without resuming a session.
     pub full_handshakes: AtomicUsize,
+    /// Handshakes that resumed a session.
     pub resumed_handshakes: AtomicUsize,
+    /// Handshakes that failed.
     pub failed_handshakes: AtomicUsize,
     /// Connections the client ended with `close_notify`.
     pub clean_closes: AtomicUsize,
@@ -43,14 +45,18 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// Handshakes completed, full and resumed.
     pub fn handshakes(&self) -> usize {
         self.full_handshakes.load(Ordering::SeqCst) + self.resumed_handshakes.load(Ordering::SeqCst)
     }
 }
 
 /// A running server; stops accepting when dropped.
+#[derive(Debug)]
 pub struct EchoServer {
+    /// Where it listens.
     pub addr: SocketAddr,
+    /// What it has seen so far.
     pub seen: Arc<Seen>,
     stop: Arc<AtomicBool>,
     /// Sockets of `Mode::Silent`, held open until the server is dropped.
@@ -61,6 +67,9 @@ pub struct EchoServer {
 pub type ClientNames = Vec<(CertificateDer<'static>, String)>;
 
 impl EchoServer {
+    /// Listens on a free loopback port and serves each connection as `mode`
+    /// says; with `idle_close`, closes TLS connections idle that long;
+    /// `clients` names the client certificates it may be shown.
     pub fn start(mode: Mode, idle_close: Option<Duration>, clients: ClientNames) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         let addr = listener.local_addr().unwrap();

@@ -3,8 +3,12 @@
 //!
 //! ```text
 //! cargo bench --bench contention          # writes target/bench-report/contention.csv
-//! cargo run --example bench_report        # reads it; writes the three below
+//! cargo run -p leasehold-bench-report     # reads it; writes the three below
 //! ```
+//!
+//! Run it from the repository root: the paths below, and the target
+//! directory's (`CARGO_TARGET_DIR`, or `target`), are relative to the
+//! current directory.
 //!
 //! * `benches/results/contention.csv`: the bench's CSV, kept beside the
 //!   plot so both stay with the date and machine they were measured on;
@@ -22,8 +26,7 @@
 //! minute to minute (a shared VM), one run can have a few cells the noise
 //! hit; the median of three does not.
 
-#[path = "../benches/support/report.rs"]
-mod report;
+use leasehold_testkit::bench::report;
 
 use plotters::prelude::*;
 use report::{Measured, Row, Side};
@@ -123,7 +126,7 @@ fn tables(measured: &Measured, rows: &[Row]) -> String {
     let _ = writeln!(
         md,
         "Measured {} on {} by `cargo bench --bench contention` ({} cycles per \
-         batch, median of 10 batches{}; `cargo run --example bench_report` wrote \
+         batch, median of 10 batches{}; `cargo run -p leasehold-bench-report` wrote \
          this section and the plot). Each cell: millions of cycles per second, \
          then the p99 acquire latency in µs (every 16th acquire sampled). Ours, \
          r2d2 and the three reference designs run on OS threads that cycle \

@@ -1,19 +1,19 @@
-//! A third reference design for `contention.rs`: [`FifoTickets`], the least
-//! work a pool can do and still serve waiting threads in the order they
-//! came. A ticket semaphore: each lease takes a ticket, ticket `t` may go
-//! once `t < released + size`, and a waiting ticket's thread parks; each
+//! A third reference design for the contention bench: [`FifoTickets`], the
+//! least work a pool can do and still serve waiting threads in the order
+//! they came. A ticket semaphore: each lease takes a ticket, ticket `t` may
+//! go once `t < released + size`, and a waiting ticket's thread parks; each
 //! return admits exactly the next ticket and wakes its thread. It hands
 //! over no connections and keeps no queue, so once threads queue, a cycle
-//! is one wake-up and one sleep and nothing else. Once every request
-//! queues (the convoy), that bounds what any FIFO hand-off (`Strict`,
-//! `Offlock`) can reach on OS threads, whatever its data structures. It is
-//! not a bound outside the convoy: it does nothing to stay out of it (a
-//! lease of ours yields its thread once before it queues), so with a hold
-//! it falls in where ours do not.
+//! is one wake-up and one sleep and nothing else. Once every request queues
+//! (the convoy), that bounds what any FIFO hand-off (`Strict`, `Offlock`)
+//! can reach on OS threads, whatever its data structures. It is not a bound
+//! outside the convoy: it does nothing to stay out of it (a lease of ours
+//! yields its thread once before it queues), so with a hold it falls in
+//! where ours do not.
 
-use crate::baseline::connect;
 use crossbeam_utils::CachePadded;
 use leasehold::mock::MockConnector;
+use leasehold_testkit::bench::baseline::connect;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::thread::{self, Thread};

@@ -21,7 +21,7 @@
 //! is retried once on another; the table counts those retries.
 //!
 //! With `--tls`, start-up makes a CA of its own and a certificate for
-//! `localhost` it issues (rcgen, `tests/support/pki.rs`), and the server
+//! `localhost` it issues (rcgen, `leasehold_testkit::pki`), and the server
 //! speaks TLS (1.3, rustls with ring). The pooled rows go through a
 //! `Pool<TlsConnector, P>` whose connector trusts only that CA (route
 //! `TlsRoute::new(addr, "localhost")`, verification on, session resumption
@@ -34,7 +34,7 @@
 //! TLS handshakes the server saw in each mode, full and resumed.
 //!
 //! ```text
-//! cargo run --release --example main_job -- [--threads N] [--pool P] [--seconds S]
+//! cargo run --release -p leasehold-main-job -- [--threads N] [--pool P] [--seconds S]
 //!     [--latency-us U] [--idle-close-ms M] [--tls] [--svg PATH]
 //! ```
 //!
@@ -44,15 +44,14 @@
 //!
 //! Defaults: 8 threads, pool of 4, 1 s of load twice per mode, no server
 //! latency, idle close after 500 ms, plain TCP.
-
-#[path = "../tests/support/http.rs"]
-mod http;
-#[cfg(feature = "tls")]
-#[path = "../tests/support/pki.rs"]
-mod pki;
+//!
+//! The header names the machine the figures come from: its CPU count, CPU
+//! model and 1-minute load average, as far as it says.
 
 use hdrhistogram::Histogram;
 use leasehold::{Connector, Policy, Pool, TcpConnector};
+use leasehold_testkit::machine::Machine;
+use leasehold_testkit::{http, pki};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -200,7 +199,6 @@ struct Handshakes {
     resumed: u64,
 }
 
-#[cfg(feature = "tls")]
 impl Handshakes {
     fn seen_by(server: &http::Server) -> Self {
         Self {
@@ -211,7 +209,6 @@ impl Handshakes {
 }
 
 /// Runs one mode, recording the handshakes the server saw meanwhile.
-#[cfg(feature = "tls")]
 fn counting_handshakes(server: &http::Server, mode: impl FnOnce() -> Row) -> Row {
     let before = Handshakes::seen_by(server);
     let mut row = mode();
@@ -597,8 +594,15 @@ fn tcp_job(args: Args, config: http::ServerConfig) -> ExitCode {
         "leasehold main job: {} client threads send HTTP/1.1 GETs to a loopback server at {addr}\n\
          (response latency {:?}, closes connections idle for {:?}), {:?} of load, a pause\n\
          while the server closes every idle connection, then {:?} more; pooled runs use\n\
-         a pool of {} keep-alive connections.\n",
-        args.threads, args.latency, args.idle_close, args.run, args.run, args.pool
+         a pool of {} keep-alive connections.\n\
+         machine: {}\n",
+        args.threads,
+        args.latency,
+        args.idle_close,
+        args.run,
+        args.run,
+        args.pool,
+        Machine::now()
     );
     let tcp = TcpConnector::new;
     let rows = vec![
@@ -626,7 +630,6 @@ fn tcp_job(args: Args, config: http::ServerConfig) -> ExitCode {
 }
 
 /// The job over TLS (`--tls`).
-#[cfg(feature = "tls")]
 fn tls_job(args: Args, config: http::ServerConfig) -> ExitCode {
     use leasehold::tls::{TlsConnector, TlsRoute};
 
@@ -645,8 +648,15 @@ fn tls_job(args: Args, config: http::ServerConfig) -> ExitCode {
          certificate for localhost comes from a CA made at start-up, the only one the clients\n\
          trust; every handshake verifies it. Unpooled runs open a new TCP connection and TLS\n\
          session per request (rustls without the pool), doing a full handshake each time, or\n\
-         resuming a session an earlier request was given.\n",
-        args.threads, args.latency, args.idle_close, args.run, args.run, args.pool
+         resuming a session an earlier request was given.\n\
+         machine: {}\n",
+        args.threads,
+        args.latency,
+        args.idle_close,
+        args.run,
+        args.run,
+        args.pool,
+        Machine::now()
     );
     let connector = || {
         TlsConnector::builder()
@@ -708,11 +718,4 @@ fn tls_job(args: Args, config: http::ServerConfig) -> ExitCode {
         server.failed_handshakes()
     );
     verdict(&rows)
-}
-
-/// Without the `tls` feature there is no `TlsConnector` to measure.
-#[cfg(not(feature = "tls"))]
-fn tls_job(_: Args, _: http::ServerConfig) -> ExitCode {
-    eprintln!("error: --tls needs the example built with the `tls` feature (on by default)");
-    ExitCode::from(2)
 }

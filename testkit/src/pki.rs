@@ -2,11 +2,6 @@
 //! certificate authority, server certificates it issues (for any names,
 //! valid or expired), client certificates for mutual TLS, and the rustls
 //! configurations that use them.
-//!
-//! Include it with `#[path = "../tests/support/pki.rs"] mod pki;` (tests use
-//! `support/pki.rs`).
-
-#![allow(dead_code, unreachable_pub)]
 
 use leasehold::rustls::client::Resumption;
 use leasehold::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -19,8 +14,11 @@ use rcgen::{
 use std::sync::Arc;
 
 /// A certificate and its private key, ready for rustls.
+#[derive(Debug)]
 pub struct Certified {
+    /// The certificate, then its issuers up to the root (left out).
     pub chain: Vec<CertificateDer<'static>>,
+    /// The certificate's private key.
     pub key: PrivateKeyDer<'static>,
 }
 
@@ -37,6 +35,14 @@ impl Clone for Certified {
 pub struct Authority {
     issuer: Issuer<'static, KeyPair>,
     cert: CertificateDer<'static>,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority")
+            .field("cert", &self.cert)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How long a certificate is valid.

@@ -3,9 +3,9 @@
 //! with knobs for the ways a server misbehaves (slow answers, idle closes,
 //! resets, a full accept queue) and counters that say what it saw.
 //!
-//! Include it with `#[path = "../tests/support/http.rs"] mod http;`; it
-//! brings its client side, `http_client.rs`, along. It uses only std,
-//! `httparse`, `socket2` and `rustls`, and nothing of the crate under test.
+//! Its client side, [`get`], [`read_response`] and a TLS client without the
+//! pool, is here too. It uses only std, `httparse`, `socket2` and `rustls`,
+//! and nothing of the crate under test.
 //!
 //! # Implementation Details
 //!
@@ -34,14 +34,9 @@
 //! `Connection: close`) gets a `close_notify` before its FIN, as a TLS
 //! client expects; a reset gets none.
 
-#![allow(dead_code)]
-
-#[path = "http_client.rs"]
 mod client;
 
-// Not every user needs all of them.
-#[allow(unused_imports)]
-pub(crate) use client::{close_tls, connect_tls, get, read_response, Response, TlsClient};
+pub use client::{close_tls, connect_tls, get, read_response, Response, TlsClient};
 
 use rustls::{HandshakeKind, ServerConnection};
 use std::collections::HashMap;
@@ -65,25 +60,25 @@ const SLEEP_SLICE: Duration = Duration::from_millis(10);
 /// How the embedded [`Server`] behaves. Every knob defaults to the
 /// well-behaved value; the methods set one knob each.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ServerConfig {
+pub struct ServerConfig {
     /// Sleep before each response.
-    pub(crate) latency: Duration,
+    pub latency: Duration,
     /// Close a keep-alive connection after this long without request bytes.
     /// Must not be zero.
-    pub(crate) idle_close: Option<Duration>,
+    pub idle_close: Option<Duration>,
     /// Reset a connection (RST, through `SO_LINGER` 0) right after it has
     /// been answered this many times.
-    pub(crate) reset_after: Option<u64>,
+    pub reset_after: Option<u64>,
     /// Bytes of response body.
-    pub(crate) body: usize,
+    pub body: usize,
     /// Speak TLS with this configuration.
-    pub(crate) tls: Option<Tls>,
+    pub tls: Option<Tls>,
 }
 
 /// The TLS configuration of a [`ServerConfig`]; two are equal when they are
 /// the same configuration.
 #[derive(Debug, Clone)]
-pub(crate) struct Tls(pub(crate) Arc<rustls::ServerConfig>);
+pub struct Tls(pub Arc<rustls::ServerConfig>);
 
 impl PartialEq for Tls {
     fn eq(&self, other: &Self) -> bool {
@@ -107,32 +102,32 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     /// Sets [`latency`](Self::latency).
-    pub(crate) fn latency(mut self, latency: Duration) -> Self {
+    pub fn latency(mut self, latency: Duration) -> Self {
         self.latency = latency;
         self
     }
 
     /// Sets [`idle_close`](Self::idle_close).
-    pub(crate) fn idle_close(mut self, after: Duration) -> Self {
+    pub fn idle_close(mut self, after: Duration) -> Self {
         self.idle_close = Some(after);
         self
     }
 
     /// Sets [`reset_after`](Self::reset_after).
-    pub(crate) fn reset_after(mut self, requests: u64) -> Self {
+    pub fn reset_after(mut self, requests: u64) -> Self {
         self.reset_after = Some(requests);
         self
     }
 
     /// Sets [`body`](Self::body).
-    pub(crate) fn body(mut self, bytes: usize) -> Self {
+    pub fn body(mut self, bytes: usize) -> Self {
         self.body = bytes;
         self
     }
 
     /// Sets [`tls`](Self::tls): every connection shakes hands with `config`
     /// before its first request.
-    pub(crate) fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
         self.tls = Some(Tls(config));
         self
     }
@@ -145,7 +140,7 @@ impl ServerConfig {
 /// Dropping it (or [`shutdown`](Self::shutdown)) closes every connection and
 /// joins every thread it started, leaving no descriptor behind.
 #[derive(Debug)]
-pub(crate) struct Server {
+pub struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
     /// A duplicate of the listening socket, to wake the acceptor with.
@@ -217,7 +212,7 @@ impl Server {
     ///
     /// When binding or spawning the accepting thread fails, or `InvalidInput`
     /// when `idle_close` is zero (a zero read timeout is refused by std).
-    pub(crate) fn start(config: ServerConfig) -> io::Result<Server> {
+    pub fn start(config: ServerConfig) -> io::Result<Server> {
         if config.idle_close == Some(Duration::ZERO) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -258,58 +253,58 @@ impl Server {
     }
 
     /// The address to connect to.
-    pub(crate) fn addr(&self) -> SocketAddr {
+    pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Connections accepted so far.
-    pub(crate) fn accepted(&self) -> u64 {
+    pub fn accepted(&self) -> u64 {
         self.shared.accepted.load(Ordering::Acquire)
     }
 
     /// Requests answered so far (counted just before the response is
     /// written, so a client holding a response sees it counted).
-    pub(crate) fn requests(&self) -> u64 {
+    pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::Acquire)
     }
 
     /// Connections the server closed because they were idle for
     /// `idle_close` (counted before the socket is closed).
-    pub(crate) fn idle_closed(&self) -> u64 {
+    pub fn idle_closed(&self) -> u64 {
         self.shared.idle_closed.load(Ordering::Acquire)
     }
 
     /// Connections reset after `reset_after` requests (counted before the
     /// socket is closed).
-    pub(crate) fn resets(&self) -> u64 {
+    pub fn resets(&self) -> u64 {
         self.shared.resets.load(Ordering::Acquire)
     }
 
     /// TLS handshakes completed in full (no session resumed).
-    pub(crate) fn full_handshakes(&self) -> u64 {
+    pub fn full_handshakes(&self) -> u64 {
         self.shared.full_handshakes.load(Ordering::Acquire)
     }
 
     /// TLS handshakes that resumed a session.
-    pub(crate) fn resumed_handshakes(&self) -> u64 {
+    pub fn resumed_handshakes(&self) -> u64 {
         self.shared.resumed_handshakes.load(Ordering::Acquire)
     }
 
     /// TLS handshakes completed, full and resumed (counted before the
     /// first request is read).
-    pub(crate) fn handshakes(&self) -> u64 {
+    pub fn handshakes(&self) -> u64 {
         self.full_handshakes() + self.resumed_handshakes()
     }
 
     /// TLS handshakes that failed (a client that gave up, a certificate it
     /// refused, a stall as long as `idle_close`, or the server stopping).
-    pub(crate) fn failed_handshakes(&self) -> u64 {
+    pub fn failed_handshakes(&self) -> u64 {
         self.shared.failed_handshakes.load(Ordering::Acquire)
     }
 
     /// Connections open on the server's side: accepted and not yet closed
     /// (a connection stops counting once its socket is closed).
-    pub(crate) fn open(&self) -> usize {
+    pub fn open(&self) -> usize {
         self.shared.open.load(Ordering::Acquire)
     }
 
@@ -318,7 +313,7 @@ impl Server {
     /// # Panics
     ///
     /// When one of the server's threads panicked.
-    pub(crate) fn shutdown(mut self) {
+    pub fn shutdown(mut self) {
         self.stop();
     }
 
@@ -653,15 +648,16 @@ fn is_timeout(e: &io::Error) -> bool {
 /// A loopback listener whose accept queue is full, so a connect to it gets
 /// no SYN-ACK and waits until its timeout. Dropping it frees the port.
 #[derive(Debug)]
-pub(crate) struct FullBacklog {
-    listener: socket2::Socket,
+pub struct FullBacklog {
+    /// Never accepts; it holds the port while it lives.
+    _listener: socket2::Socket,
     /// The connections that filled the queue; they must stay open.
     fillers: Vec<TcpStream>,
 }
 
 impl FullBacklog {
     /// How many connections it took to fill the queue.
-    pub(crate) fn fillers(&self) -> usize {
+    pub fn fillers(&self) -> usize {
         self.fillers.len()
     }
 }
@@ -696,7 +692,7 @@ const MAX_FILLERS: usize = 64;
 ///
 /// When the socket calls fail, a connect is refused, or the queue never
 /// fills within 64 connections.
-pub(crate) fn full_backlog_listener() -> io::Result<(SocketAddr, FullBacklog)> {
+pub fn full_backlog_listener() -> io::Result<(SocketAddr, FullBacklog)> {
     use socket2::{Domain, Protocol, Socket, Type};
 
     let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
@@ -710,7 +706,15 @@ pub(crate) fn full_backlog_listener() -> io::Result<(SocketAddr, FullBacklog)> {
     while fillers.len() < MAX_FILLERS {
         match TcpStream::connect_timeout(&addr, FILL_PROBE) {
             Ok(stream) => fillers.push(stream),
-            Err(e) if is_timeout(&e) => return Ok((addr, FullBacklog { listener, fillers })),
+            Err(e) if is_timeout(&e) => {
+                return Ok((
+                    addr,
+                    FullBacklog {
+                        _listener: listener,
+                        fillers,
+                    },
+                ))
+            }
             Err(e) => return Err(e),
         }
     }

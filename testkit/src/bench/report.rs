@@ -1,25 +1,23 @@
 //! The results of `benches/contention.rs`: one [`Row`] per pool and
-//! scenario, printed as tables by the bench and kept as CSV for
-//! `examples/bench_report.rs`, which turns them into `benches/README.md`'s table and
-//! plot.
+//! scenario, printed as tables by the bench and kept as CSV for the
+//! `bench_report` tool (`tools/bench-report`), which turns them into
+//! `benches/README.md`'s table and plot.
 //!
 //! The CSV starts with `#` lines naming when and where it was measured, then
 //! a header and one line per row.
 
-// The bench writes the CSV and the report reads it; each uses half of this.
-#![allow(dead_code)]
-
+use crate::machine;
 use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where the bench leaves its CSV, under the target directory.
-pub(crate) const CSV: &str = "bench-report/contention.csv";
+pub const CSV: &str = "bench-report/contention.csv";
 
 /// Whose pool it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Side {
+pub enum Side {
     /// One of our policies.
     Ours,
     /// A pool people use instead.
@@ -49,24 +47,31 @@ impl Side {
 
 /// One pool in one scenario.
 #[derive(Clone, Debug)]
-pub(crate) struct Row {
-    pub(crate) pool: String,
-    pub(crate) side: Side,
-    pub(crate) size: usize,
-    pub(crate) workers: usize,
+pub struct Row {
+    /// The pool's name.
+    pub pool: String,
+    /// Whose pool it is.
+    pub side: Side,
+    /// Its size: the connections it may hold.
+    pub size: usize,
+    /// The threads (or tasks) cycling on it.
+    pub workers: usize,
     /// Time each cycle holds its connection.
-    pub(crate) hold_ns: u64,
+    pub hold_ns: u64,
     /// Millions of cycles per second in the median measured batch.
-    pub(crate) mops: f64,
-    /// Acquire latency percentiles over the sampled acquires.
-    pub(crate) p50_ns: u64,
-    pub(crate) p99_ns: u64,
-    pub(crate) p999_ns: u64,
-    pub(crate) max_ns: u64,
+    pub mops: f64,
+    /// Median acquire latency over the sampled acquires.
+    pub p50_ns: u64,
+    /// The 99th percentile of the same.
+    pub p99_ns: u64,
+    /// The 99.9th percentile of the same.
+    pub p999_ns: u64,
+    /// The longest sampled acquire.
+    pub max_ns: u64,
 }
 
 /// "0ns", "1us": the hold in group names and tables.
-pub(crate) fn hold_label(ns: u64) -> String {
+pub fn hold_label(ns: u64) -> String {
     if ns % 1000 == 0 && ns > 0 {
         format!("{}us", ns / 1000)
     } else {
@@ -75,12 +80,12 @@ pub(crate) fn hold_label(ns: u64) -> String {
 }
 
 /// Nanoseconds as microseconds with two decimals.
-pub(crate) fn micros(ns: u64) -> String {
+pub fn micros(ns: u64) -> String {
     format!("{:.2}", ns as f64 / 1000.0)
 }
 
 /// The scenarios of `rows` in first-seen order, as (hold, size, workers).
-pub(crate) fn scenarios(rows: &[Row]) -> Vec<(u64, usize, usize)> {
+pub fn scenarios(rows: &[Row]) -> Vec<(u64, usize, usize)> {
     let mut seen = Vec::new();
     for row in rows {
         let key = (row.hold_ns, row.size, row.workers);
@@ -92,7 +97,7 @@ pub(crate) fn scenarios(rows: &[Row]) -> Vec<(u64, usize, usize)> {
 }
 
 /// The pools of `rows` in first-seen order.
-pub(crate) fn pools(rows: &[Row]) -> Vec<(&str, Side)> {
+pub fn pools(rows: &[Row]) -> Vec<(&str, Side)> {
     let mut seen: Vec<(&str, Side)> = Vec::new();
     for row in rows {
         if !seen.iter().any(|&(name, _)| name == row.pool) {
@@ -103,7 +108,7 @@ pub(crate) fn pools(rows: &[Row]) -> Vec<(&str, Side)> {
 }
 
 /// The row of `pool` in a scenario.
-pub(crate) fn find<'a>(
+pub fn find<'a>(
     rows: &'a [Row],
     pool: &str,
     (hold, size, workers): (u64, usize, usize),
@@ -113,14 +118,14 @@ pub(crate) fn find<'a>(
 }
 
 /// The fastest peer in a scenario.
-pub(crate) fn best_peer(rows: &[Row], scenario: (u64, usize, usize)) -> Option<&Row> {
+pub fn best_peer(rows: &[Row], scenario: (u64, usize, usize)) -> Option<&Row> {
     rows.iter()
         .filter(|r| r.side == Side::Peer && (r.hold_ns, r.size, r.workers) == scenario)
         .max_by(|a, b| a.mops.total_cmp(&b.mops))
 }
 
 /// Prints every row, then ours ÷ the best peer and ÷ `hikari_bag`.
-pub(crate) fn print(rows: &[Row], ops: u64) {
+pub fn print(rows: &[Row], ops: u64) {
     println!();
     println!(
         "contention: {ops} cycles per batch; Mops/s of the median measured batch; \
@@ -181,7 +186,7 @@ pub(crate) fn print(rows: &[Row], ops: u64) {
 }
 
 /// The civil date (UTC) of a Unix time, as YYYY-MM-DD.
-pub(crate) fn date(unix_secs: u64) -> String {
+pub fn date(unix_secs: u64) -> String {
     // Howard Hinnant's days-to-civil.
     let z = (unix_secs / 86_400) as i64 + 719_468;
     let era = z.div_euclid(146_097);
@@ -195,41 +200,35 @@ pub(crate) fn date(unix_secs: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
-/// The CPU model, where the machine says (`/proc/cpuinfo`).
-pub(crate) fn cpu_model() -> Option<String> {
-    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    info.lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map(|m| m.split_whitespace().collect::<Vec<_>>().join(" "))
-}
-
 /// The CPU model and core count, as far as this machine says.
 fn machine() -> String {
-    let model = cpu_model().unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = machine::cpu_model().unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let cores = machine::cpus().unwrap_or(0);
     format!("{model}, {cores} cores, {}", std::env::consts::OS)
 }
 
 /// The target directory cargo builds into.
-pub(crate) fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from)
 }
 
 /// What the `#` lines of a CSV say.
 #[derive(Debug, Default)]
-pub(crate) struct Measured {
-    pub(crate) date: String,
-    pub(crate) machine: String,
-    pub(crate) ops: u64,
+pub struct Measured {
+    /// When, as YYYY-MM-DD (UTC).
+    pub date: String,
+    /// The CPU model, core count and OS.
+    pub machine: String,
+    /// Cycles per batch.
+    pub ops: u64,
     /// Full runs of the bench the rows are the median of (1: one run).
-    pub(crate) runs: usize,
+    pub runs: usize,
 }
 
 const HEADER: &str = "pool,side,size,workers,hold_ns,mops,p50_ns,p99_ns,p999_ns,max_ns";
 
 /// Writes `rows` as CSV to the target directory; returns the path.
-pub(crate) fn save(rows: &[Row], ops: u64) -> io::Result<PathBuf> {
+pub fn save(rows: &[Row], ops: u64) -> io::Result<PathBuf> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -248,7 +247,7 @@ pub(crate) fn save(rows: &[Row], ops: u64) -> io::Result<PathBuf> {
 }
 
 /// `rows` as CSV, after `#` lines saying what `measured` says.
-pub(crate) fn to_csv(measured: &Measured, rows: &[Row]) -> String {
+pub fn to_csv(measured: &Measured, rows: &[Row]) -> String {
     let mut csv = String::new();
     let _ = writeln!(csv, "# date: {}", measured.date);
     let _ = writeln!(csv, "# machine: {}", measured.machine);
@@ -277,7 +276,7 @@ pub(crate) fn to_csv(measured: &Measured, rows: &[Row]) -> String {
 }
 
 /// Reads a CSV written by [`save`].
-pub(crate) fn load(text: &str) -> Result<(Measured, Vec<Row>), String> {
+pub fn load(text: &str) -> Result<(Measured, Vec<Row>), String> {
     let mut measured = Measured {
         runs: 1,
         ..Measured::default()
@@ -325,7 +324,7 @@ pub(crate) fn load(text: &str) -> Result<(Measured, Vec<Row>), String> {
 /// of the two middle ones for an even count), its latencies with it, so
 /// that one run the machine's noise hit does not make a cell. The runs must
 /// come from one machine and batch size; the date is the last run's.
-pub(crate) fn median_of(runs: Vec<(Measured, Vec<Row>)>) -> Result<(Measured, Vec<Row>), String> {
+pub fn median_of(runs: Vec<(Measured, Vec<Row>)>) -> Result<(Measured, Vec<Row>), String> {
     let count = runs.len();
     let mut runs = runs.into_iter();
     let (first, rows) = runs.next().ok_or("no runs")?;

@@ -1,11 +1,7 @@
-//! A `redis-server` child process for the tests, example and bench: started
-//! on a free loopback port with persistence off, waited for until it
-//! accepts, killed when dropped (on a panic too), and restartable on the
-//! same port with the same settings.
-//!
-//! Include it with `#[path = "../tests/support/server.rs"] mod server;`.
-
-#![allow(dead_code, unreachable_pub)]
+//! A `redis-server` child process for the Redis integration's tests,
+//! example and bench: started on a free loopback port with persistence off,
+//! waited for until it accepts, killed when dropped (on a panic too), and
+//! restartable on the same port with the same settings.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -168,6 +164,7 @@ impl RedisProcess {
 
     /// A connection made without any pool, for checking what the pool did
     /// (blocking; `userinfo` like `":password"`, or empty).
+    #[cfg(feature = "redis")]
     pub fn direct(&self, userinfo: &str) -> redis::Connection {
         let url = if userinfo.is_empty() {
             self.url("")

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 /// Polls `cond` every millisecond until it holds; panics with `what` after
 /// 10 s.
-pub(crate) fn eventually(what: &str, cond: impl Fn() -> bool) {
+pub fn eventually(what: &str, cond: impl Fn() -> bool) {
     settle(what, Duration::from_secs(10), || {
         if cond() {
             Ok(())
@@ -19,7 +19,7 @@ pub(crate) fn eventually(what: &str, cond: impl Fn() -> bool) {
 
 /// Polls `probe` every millisecond until it gives `Ok`, and returns what it
 /// gave; once `limit` has passed, panics with `what` and the last `Err`.
-pub(crate) fn settle<T, E: Debug>(
+pub fn settle<T, E: Debug>(
     what: &str,
     limit: Duration,
     mut probe: impl FnMut() -> Result<T, E>,

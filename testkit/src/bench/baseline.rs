@@ -25,7 +25,7 @@ use std::sync::{Condvar, Mutex};
 
 /// A fresh mock connection from `connector` (the peers' managers in
 /// `contention.rs` make theirs with it too).
-pub(crate) fn connect(connector: &MockConnector) -> MockConn {
+pub fn connect(connector: &MockConnector) -> MockConn {
     match connector.connect(&()) {
         Ok(Progress::Ready(conn)) => conn,
         _ => unreachable!("the mock connects at once"),
@@ -41,20 +41,22 @@ fn connections(connector: &MockConnector, n: usize) -> impl Iterator<Item = Mock
 // Mutex<Vec> + Condvar
 
 /// Idle connections in a `Mutex<Vec>`, waiters on a `Condvar`.
-pub(crate) struct MutexPool {
+#[derive(Debug)]
+pub struct MutexPool {
     idle: Mutex<Vec<MockConn>>,
     returned: Condvar,
 }
 
 /// A connection leased from a [`MutexPool`], returned on drop.
-pub(crate) struct MutexLease<'a> {
+#[derive(Debug)]
+pub struct MutexLease<'a> {
     pool: &'a MutexPool,
     conn: Option<MockConn>,
 }
 
 impl MutexPool {
     /// A pool holding `size` idle connections from `connector`.
-    pub(crate) fn new(connector: &MockConnector, size: usize) -> Self {
+    pub fn new(connector: &MockConnector, size: usize) -> Self {
         Self {
             idle: Mutex::new(connections(connector, size).collect()),
             returned: Condvar::new(),
@@ -62,7 +64,7 @@ impl MutexPool {
     }
 
     /// Waits for an idle connection.
-    pub(crate) fn lease(&self) -> MutexLease<'_> {
+    pub fn lease(&self) -> MutexLease<'_> {
         let mut idle = self.idle.lock().expect("not poisoned");
         loop {
             if let Some(conn) = idle.pop() {
@@ -100,7 +102,8 @@ thread_local! {
 static NEXT_BAG: AtomicUsize = AtomicUsize::new(0);
 
 /// A fixed set of connections, each claimed by a CAS on its own flag.
-pub(crate) struct HikariBag {
+#[derive(Debug)]
+pub struct HikariBag {
     id: usize,
     entries: Vec<Entry>,
     /// Threads past their own list (HikariCP's `waiters`).
@@ -109,6 +112,7 @@ pub(crate) struct HikariBag {
     returned: Condvar,
 }
 
+#[derive(Debug)]
 struct Entry {
     in_use: AtomicBool,
     conn: MockConn,
@@ -116,7 +120,7 @@ struct Entry {
 
 impl HikariBag {
     /// A bag of `size` idle connections from `connector`.
-    pub(crate) fn new(connector: &MockConnector, size: usize) -> Self {
+    pub fn new(connector: &MockConnector, size: usize) -> Self {
         let entries = connections(connector, size)
             .map(|conn| Entry {
                 in_use: AtomicBool::new(false),
@@ -133,7 +137,7 @@ impl HikariBag {
     }
 
     /// Claims a connection, runs `f` on it, and returns it.
-    pub(crate) fn with_lease<R>(&self, f: impl FnOnce(&MockConn) -> R) -> R {
+    pub fn with_lease<R>(&self, f: impl FnOnce(&MockConn) -> R) -> R {
         let index = self.borrow();
         let result = f(&self.entries[index].conn);
         self.requite(index);

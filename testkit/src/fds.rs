@@ -15,11 +15,11 @@ use std::time::Duration;
 
 /// The descriptors open at one moment.
 #[derive(Debug)]
-pub(crate) struct Descriptors(BTreeSet<(u32, String)>);
+pub struct Descriptors(BTreeSet<(u32, String)>);
 
 impl Descriptors {
     /// Those open now, leaving out the one that reads the listing.
-    pub(crate) fn open() -> Self {
+    pub fn open() -> Self {
         let own_listing = format!("/proc/{}/fd", std::process::id());
         let mut open = BTreeSet::new();
         for entry in fs::read_dir("/proc/self/fd").expect("/proc/self/fd") {
@@ -48,7 +48,7 @@ impl Descriptors {
     /// Waits up to two seconds for every descriptor opened since `self` to
     /// be closed (a closing thread may be a moment behind); panics with
     /// those still open if some are left.
-    pub(crate) fn assert_none_left(&self) {
+    pub fn assert_none_left(&self) {
         settle(
             "every descriptor opened to be closed",
             Duration::from_secs(2),
