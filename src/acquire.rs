@@ -26,11 +26,11 @@
 //! goes on), a permit is returned. Nothing is lost and nobody waits for a
 //! request that is gone.
 
+use crate::connect::bind::{Join, Joining, Outcome, WaitCell};
+use crate::connect::breaker::Admit;
 use crate::connector::{Connector, Progress};
 use crate::error::Error;
 use crate::figures::Asked;
-use crate::reactor::bind::{Join, Joining, Outcome, WaitCell};
-use crate::reactor::breaker::Admit;
 use crate::reactor::LoopCommand;
 use crate::shared::{CoreOf, EntryOf, Shared};
 use leasehold_policies::unstable::{Acquire, Core, Grant, Held, Permit, Wait, Waiting};

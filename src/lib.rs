@@ -43,6 +43,7 @@ mod async_stream;
 #[cfg(unix)]
 mod blocking;
 mod config;
+mod connect;
 mod connector;
 mod entry;
 mod error;

@@ -10,13 +10,13 @@
 
 use crate::acquire::Request;
 use crate::config::Config;
+use crate::connect::bind::{Binder, Failure, Outcome, WaitCell};
+use crate::connect::breaker::{Admit, Breaker};
 use crate::connector::{Connector, Progress};
 use crate::entry::{CloseCounters, Entry, LeakCheck};
 use crate::error::{Error, Unavailable};
 use crate::figures::{Asked, Figures, Registry};
 use crate::hooks::Hooks;
-use crate::reactor::bind::{Binder, Failure, Outcome, WaitCell};
-use crate::reactor::breaker::{Admit, Breaker};
 use crate::reactor::dispose::DisposalService;
 use crate::reactor::{Attempt, ConnectJob, LoopCommand, Remote, Watch};
 use leasehold_policies::unstable::{Acquire, Core, Grant, Held, Permit, Wait};

@@ -5,6 +5,7 @@
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::task::Waker;
 
 /// Runs `f`; a panic is logged with `what` (what was running) and gives
 /// `None`.
@@ -27,4 +28,10 @@ pub(crate) fn message(panic: &(dyn Any + Send)) -> &str {
     } else {
         "a panic without a message"
     }
+}
+
+/// Wakes a waiting request's task; an executor's waker that panics loses
+/// that wake-up, not the thread that gave it.
+pub(crate) fn wake_task(waker: &Waker) {
+    guarded("a task's waker", || waker.wake_by_ref());
 }

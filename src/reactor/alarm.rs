@@ -36,7 +36,7 @@ impl Alarm {
     /// The instant has come.
     pub(crate) fn ring(&self) {
         if let Some(waker) = self.waker.take() {
-            super::bind::wake(&waker);
+            crate::unwind::wake_task(&waker);
         }
     }
 }

@@ -25,8 +25,6 @@
 //! who abandons it: none is lost with its capacity.
 
 pub(crate) mod alarm;
-pub(crate) mod bind;
-pub(crate) mod breaker;
 pub(crate) mod dispose;
 pub(crate) mod pool_thread;
 mod timers;

@@ -27,6 +27,7 @@
 //! [`Binder::has_waiters`].
 
 use crate::error::{Error, TlsError};
+use crate::unwind::wake_task;
 use leasehold_policies::unstable::Held;
 use leasehold_policies::{RouteKey, State};
 use std::collections::{HashMap, VecDeque};
@@ -146,18 +147,12 @@ impl WaitCell {
     fn give(&self, outcome: Outcome) {
         let mut inner = lock(&self.inner);
         inner.0 = outcome;
-        wake(&inner.1);
+        wake_task(&inner.1);
     }
 
     fn wake(&self) {
-        wake(&lock(&self.inner).1);
+        wake_task(&lock(&self.inner).1);
     }
-}
-
-/// Wakes a waiting request's task; an executor's waker that panics loses
-/// that wake-up, not the thread that gave it.
-pub(crate) fn wake(waker: &Waker) {
-    crate::unwind::guarded("a task's waker", || waker.wake_by_ref());
 }
 
 impl fmt::Debug for WaitCell {
