@@ -478,3 +478,8 @@ pub(crate) fn connect_blocking<C: Connector>(
     let _ = poll.registry().deregister(&mut handshake);
     result
 }
+
+/// The error of a connect whose connector panicked.
+pub(crate) fn connector_panicked() -> std::io::Error {
+    std::io::Error::other("the connector panicked while connecting")
+}

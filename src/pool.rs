@@ -369,7 +369,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     #[doc = include_str!("figures/metric_names.md")]
     #[cfg(feature = "metrics")]
     pub fn export_metrics(&self) {
-        self.shared().export_metrics();
+        crate::reactor::LoopHost::export_metrics(self.shared());
     }
 
     /// Changes the cap of one route while the pool runs. Lowering it closes

@@ -12,13 +12,13 @@ use crate::acquire::Request;
 use crate::config::Config;
 use crate::connect::bind::{Binder, Failure, Outcome, WaitCell};
 use crate::connect::breaker::{Admit, Breaker};
-use crate::connector::{Connector, Progress};
+use crate::connector::{connector_panicked, Connector, Progress};
 use crate::entry::{CloseCounters, Entry, LeakCheck};
 use crate::error::{Error, Unavailable};
 use crate::figures::{Asked, Figures, Registry};
 use crate::hooks::Hooks;
 use crate::reactor::dispose::DisposalService;
-use crate::reactor::{Attempt, ConnectJob, LoopCommand, Remote, Watch};
+use crate::reactor::{Attempt, ConnectJob, LoopCommand, LoopHost, Remote, Watch};
 use leasehold_policies::unstable::{Acquire, Core, Grant, Held, Permit, Wait};
 use leasehold_policies::{Policy, State};
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
@@ -211,17 +211,6 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                 self.binder.fail_route(route, &failure);
                 Err(e)
             }
-        }
-    }
-
-    /// A connect to `route` begins now, counted in the route's figures.
-    pub(crate) fn attempt(&self, route: &C::Route, probe: bool) -> Attempt {
-        if let Some(figures) = self.figures.route(route) {
-            figures.connect_started();
-        }
-        Attempt {
-            started: Instant::now(),
-            probe,
         }
     }
 
@@ -454,42 +443,6 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         None
     }
 
-    /// The event loop finished a connect begun at `started`: the group's
-    /// first waiter gets the connection, or the pool does.
-    pub(crate) fn connected(
-        &self,
-        route: C::Route,
-        permit: Permit,
-        conn: C::Conn,
-        started: Instant,
-    ) {
-        let state = permit.state().cloned();
-        match self.admit(&route, permit, conn, started) {
-            Ok(held) => {
-                if let Some(held) = self.binder.completed(&route, state.as_ref(), held) {
-                    self.give_back(held, true);
-                }
-            }
-            Err(_) => self.binder.abandoned(&route, state.as_ref()),
-        }
-        self.route_up(&route);
-    }
-
-    /// A permit for one more connect for the group of `route` and `state`,
-    /// if requests wait there uncovered (their connects were held back by
-    /// `max_connecting`).
-    pub(crate) fn refill(&self, route: &C::Route, state: Option<&State>) -> Option<Permit> {
-        if !self
-            .binder
-            .uncovered(route, state, self.config.max_connecting)
-        {
-            return None;
-        }
-        let permit = self.spare_permit(route, state)?;
-        self.binder.started(route, state);
-        Some(permit)
-    }
-
     /// Capacity for one more connection to `route` in `state`, taken
     /// without queueing. An idle connection found instead goes back to the
     /// pool (which wakes a group waiting for one). `None` if neither is free.
@@ -506,21 +459,6 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             }
             _ => None,
         }
-    }
-
-    /// The event loop's connect failed.
-    pub(crate) fn connect_failed(
-        &self,
-        route: C::Route,
-        state: Option<State>,
-        permit: Permit,
-        attempt: Attempt,
-        error: std::io::Error,
-    ) {
-        self.binder.abandoned(&route, state.as_ref());
-        let failure = self.failed(&route, &error, attempt);
-        self.core.connect_failed(permit);
-        self.binder.fail_route(&route, &failure);
     }
 
     /// A connect to `route` failed: counted, and recorded by the breaker.
@@ -546,12 +484,6 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         failure
     }
 
-    /// Drops a connect the event loop will not drive (shutdown).
-    pub(crate) fn abandon(&self, job: ConnectJob<C>) {
-        self.binder.abandoned(&job.route, job.state.as_ref());
-        self.abandon_uncounted(job);
-    }
-
     /// Drops a connect not counted in its group.
     pub(crate) fn abandon_uncounted(&self, job: ConnectJob<C>) {
         if job.attempt.probe {
@@ -560,37 +492,10 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         self.core.connect_failed(job.permit);
     }
 
-    /// Abandons a command the loop will not run (it has stopped): a
-    /// connect's capacity goes back. A watch, a forget or a leak check is
-    /// dropped: the stopped loop watches and times nothing any more.
-    pub(crate) fn abandon_command(&self, command: LoopCommand<C>) {
-        if let LoopCommand::Connect(job) = command {
-            self.abandon(job);
-        }
-    }
-
     pub(crate) fn submit(&self, command: LoopCommand<C>) {
         if let Err(command) = self.remote.send(command) {
             self.abandon_command(command);
         }
-    }
-
-    /// Evicts idle connections past their idle timeout or lifetime at
-    /// `now`, and any the loop found dead.
-    pub(crate) fn sweep(&self, now: Instant) {
-        self.evict(Retire {
-            dead: true,
-            expired_by: Some(now),
-            idle_for: self.config.idle_timeout.map(|timeout| (now, timeout)),
-        });
-    }
-
-    /// Evicts the idle connections the loop found dead.
-    pub(crate) fn evict_dead(&self) {
-        self.evict(Retire {
-            dead: true,
-            ..Retire::default()
-        });
     }
 
     /// Closes idle connections idle for at least `idle`.
@@ -635,8 +540,160 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         }));
     }
 
+    /// The pool-wide figures, with the gauges and closes of the moment.
+    pub(crate) fn figures_total(&self) -> Figures {
+        self.figures
+            .total(self.core.stats().total, self.counters.snapshot())
+    }
+
+    /// Each route's figures, with its gauges.
+    pub(crate) fn figures_by_route(&self) -> Vec<(C::Route, Figures)> {
+        self.figures.by_route(|route| self.core.route_stats(route))
+    }
+
+    pub(crate) fn unavailable(&self, route: &C::Route, waited: Duration) -> Box<Unavailable> {
+        Unavailable::new(
+            format!("{route:?}"),
+            waited,
+            self.core.route_stats(route),
+            self.core.stats().total,
+        )
+    }
+}
+
+/// Which idle connections an eviction pass closes.
+#[derive(Clone, Copy, Debug, Default)]
+struct Retire {
+    /// Those the event loop marked dead (counted stale).
+    dead: bool,
+    /// Those whose lifetime ended by then (counted expired).
+    expired_by: Option<Instant>,
+    /// Those idle at least this long at that instant (counted idle).
+    idle_for: Option<(Instant, Duration)>,
+}
+
+// The event loop's view of the pool: what it calls, and nothing else.
+impl<C: Connector, P: Policy> LoopHost for Shared<C, P> {
+    type Connector = C;
+
+    fn config(&self) -> &Config<C::Route> {
+        &self.config
+    }
+
+    fn remote(&self) -> &Remote<C> {
+        &self.remote
+    }
+
+    fn connector(&self) -> &C {
+        &self.connector
+    }
+
+    fn loop_broke(&self) {
+        self.core.shutdown();
+        self.binder.close();
+    }
+
+    fn sweep_routes(&self) {
+        self.core.sweep_routes();
+        self.figures.sweep();
+    }
+
+    fn warm_started(&self, route: &C::Route) {
+        // Counted in the stateless group: its next request adopts it.
+        self.binder.started(route, None);
+    }
+
+    /// A connect to `route` begins now, counted in the route's figures.
+    fn attempt(&self, route: &C::Route, probe: bool) -> Attempt {
+        if let Some(figures) = self.figures.route(route) {
+            figures.connect_started();
+        }
+        Attempt {
+            started: Instant::now(),
+            probe,
+        }
+    }
+
+    /// The event loop finished a connect begun at `started`: the group's
+    /// first waiter gets the connection, or the pool does.
+    fn connected(&self, route: C::Route, permit: Permit, conn: C::Conn, started: Instant) {
+        let state = permit.state().cloned();
+        match self.admit(&route, permit, conn, started) {
+            Ok(held) => {
+                if let Some(held) = self.binder.completed(&route, state.as_ref(), held) {
+                    self.give_back(held, true);
+                }
+            }
+            Err(_) => self.binder.abandoned(&route, state.as_ref()),
+        }
+        self.route_up(&route);
+    }
+
+    /// A permit for one more connect for the group of `route` and `state`,
+    /// if requests wait there uncovered (their connects were held back by
+    /// `max_connecting`).
+    fn refill(&self, route: &C::Route, state: Option<&State>) -> Option<Permit> {
+        if !self
+            .binder
+            .uncovered(route, state, self.config.max_connecting)
+        {
+            return None;
+        }
+        let permit = self.spare_permit(route, state)?;
+        self.binder.started(route, state);
+        Some(permit)
+    }
+
+    /// The event loop's connect failed.
+    fn connect_failed(
+        &self,
+        route: C::Route,
+        state: Option<State>,
+        permit: Permit,
+        attempt: Attempt,
+        error: std::io::Error,
+    ) {
+        self.binder.abandoned(&route, state.as_ref());
+        let failure = self.failed(&route, &error, attempt);
+        self.core.connect_failed(permit);
+        self.binder.fail_route(&route, &failure);
+    }
+
+    /// Drops a connect the event loop will not drive (shutdown).
+    fn abandon(&self, job: ConnectJob<C>) {
+        self.binder.abandoned(&job.route, job.state.as_ref());
+        self.abandon_uncounted(job);
+    }
+
+    /// Abandons a command the loop will not run (it has stopped): a
+    /// connect's capacity goes back. A watch, a forget or a leak check is
+    /// dropped: the stopped loop watches and times nothing any more.
+    fn abandon_command(&self, command: LoopCommand<C>) {
+        if let LoopCommand::Connect(job) = command {
+            self.abandon(job);
+        }
+    }
+
+    /// Evicts idle connections past their idle timeout or lifetime at
+    /// `now`, and any the loop found dead.
+    fn sweep(&self, now: Instant) {
+        self.evict(Retire {
+            dead: true,
+            expired_by: Some(now),
+            idle_for: self.config.idle_timeout.map(|timeout| (now, timeout)),
+        });
+    }
+
+    /// Evicts the idle connections the loop found dead.
+    fn evict_dead(&self) {
+        self.evict(Retire {
+            dead: true,
+            ..Retire::default()
+        });
+    }
+
     /// Reports the lease of `check` if it is still out.
-    pub(crate) fn leak(&self, check: LeakCheck, now: Instant) {
+    fn leak(&self, check: LeakCheck, now: Instant) {
         if check.leases.load(Ordering::Acquire) != check.lease {
             return;
         }
@@ -652,7 +709,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
     /// Permits for the connections routes need to reach their `min_idle`,
     /// each with whether it is its route's probe (a route that is down
     /// gets one connect at most, and none while it rests).
-    pub(crate) fn warm_permits(&self) -> Vec<(C::Route, Permit, bool)> {
+    fn warm_permits(&self) -> Vec<(C::Route, Permit, bool)> {
         if self.core.is_closed() {
             return Vec::new();
         }
@@ -698,20 +755,9 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         permits
     }
 
-    /// The pool-wide figures, with the gauges and closes of the moment.
-    pub(crate) fn figures_total(&self) -> Figures {
-        self.figures
-            .total(self.core.stats().total, self.counters.snapshot())
-    }
-
-    /// Each route's figures, with its gauges.
-    pub(crate) fn figures_by_route(&self) -> Vec<(C::Route, Figures)> {
-        self.figures.by_route(|route| self.core.route_stats(route))
-    }
-
     /// Records the figures into the `metrics` facade.
     #[cfg(feature = "metrics")]
-    pub(crate) fn export_metrics(&self) {
+    fn export_metrics(&self) {
         let routes = self.figures_by_route();
         self.figures
             .export(&self.config.name, &self.figures_total(), &routes);
@@ -719,7 +765,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
 
     /// Logs the health line for the period since `last` (the previous
     /// line's figures), and returns the figures it read.
-    pub(crate) fn log_health(&self, last: Option<&Figures>) -> Figures {
+    fn log_health(&self, last: Option<&Figures>) -> Figures {
         let total = self.figures_total();
         let window = match last {
             Some(last) => total.since(last),
@@ -730,31 +776,6 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         tracing::info!(target: "leasehold::health", pool = %self.config.name, "{line}");
         total
     }
-
-    pub(crate) fn unavailable(&self, route: &C::Route, waited: Duration) -> Box<Unavailable> {
-        Unavailable::new(
-            format!("{route:?}"),
-            waited,
-            self.core.route_stats(route),
-            self.core.stats().total,
-        )
-    }
-}
-
-/// Which idle connections an eviction pass closes.
-#[derive(Clone, Copy, Debug, Default)]
-struct Retire {
-    /// Those the event loop marked dead (counted stale).
-    dead: bool,
-    /// Those whose lifetime ended by then (counted expired).
-    expired_by: Option<Instant>,
-    /// Those idle at least this long at that instant (counted idle).
-    idle_for: Option<(Instant, Duration)>,
-}
-
-/// The error of a connect whose connector panicked.
-pub(crate) fn connector_panicked() -> std::io::Error {
-    std::io::Error::other("the connector panicked while connecting")
 }
 
 /// `lifetime` less a random part of up to 5 %, so connections opened

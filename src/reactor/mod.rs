@@ -9,10 +9,10 @@
 //!
 //! Everything reaches the loop through a lock-free command queue
 //! ([`Remote`], a [`Mailbox`]) plus a `mio::Waker`; the loop owns its
-//! poller, its timers and its tables, so none of them needs a lock. What it does to the pool
-//! (hand a new connection to a waiter, evict, fail a route) goes through
-//! the pool's [`Shared`](crate::shared::Shared) state, the same way a
-//! caller's thread would. A pool whose connector connects at once (an
+//! poller, its timers and its tables, so none of them needs a lock. What
+//! it does to the pool (hand a new connection to a waiter, evict, fail a
+//! route) goes through [`LoopHost`], the narrow interface the pool's shared
+//! state implements, the same way a caller's thread would. A pool whose connector connects at once (an
 //! in-memory mock) and has no timers set never wakes it.
 //!
 //! It stops on shutdown or when the pool is dropped: connects in flight are
@@ -40,13 +40,14 @@ pub(crate) use watch::Watch;
 #[cfg(unix)]
 use watch::{Watches, ARM_PERIOD};
 
-use crate::connector::{Connector, Handshake};
+use crate::config::Config;
+use crate::connector::{connector_panicked, Connector, Handshake};
 use crate::entry::LeakCheck;
-use crate::shared::{connector_panicked, Shared};
+use crate::figures::Figures;
 use crate::unwind::{guarded, message};
 use alarm::Alarm;
-use leasehold_policies::unstable::{Core, Mailbox, Permit};
-use leasehold_policies::{Policy, State};
+use leasehold_policies::unstable::{Mailbox, Permit};
+use leasehold_policies::State;
 use mio::{Events, Interest, Poll, Token};
 use std::collections::HashMap;
 use std::fmt;
@@ -89,6 +90,81 @@ pub(crate) enum LoopCommand<C: Connector> {
     /// Wake this async request at its instant.
     Alarm(Weak<Alarm>),
 }
+
+/// What the event loop asks of the pool it serves, and all it knows of
+/// it: the pool's shared state implements it.
+pub(crate) trait LoopHost: Send + Sync + 'static {
+    type Connector: Connector;
+
+    fn config(&self) -> &Config<RouteOf<Self>>;
+
+    fn remote(&self) -> &Remote<Self::Connector>;
+
+    fn connector(&self) -> &Self::Connector;
+
+    /// The loop cannot go on: every request fails at once rather than
+    /// waiting for connects, deadlines or evictions it would drive.
+    fn loop_broke(&self);
+
+    /// A connect to `route` begins now.
+    fn attempt(&self, route: &RouteOf<Self>, probe: bool) -> Attempt;
+
+    /// A connect begun at `started` finished.
+    fn connected(&self, route: RouteOf<Self>, permit: Permit, conn: ConnOf<Self>, started: Instant);
+
+    /// A connect failed.
+    fn connect_failed(
+        &self,
+        route: RouteOf<Self>,
+        state: Option<State>,
+        permit: Permit,
+        attempt: Attempt,
+        error: io::Error,
+    );
+
+    /// A permit for one more connect for requests of `route` and `state`
+    /// that `max_connecting` held back, if any wait.
+    fn refill(&self, route: &RouteOf<Self>, state: Option<&State>) -> Option<Permit>;
+
+    /// Evicts idle connections past their idle timeout or lifetime at
+    /// `now`, and any the loop found dead.
+    fn sweep(&self, now: Instant);
+
+    /// Forgets routes unused for a sweep period.
+    fn sweep_routes(&self);
+
+    /// Evicts the idle connections the loop found dead.
+    fn evict_dead(&self);
+
+    /// Reports a lease still out at its deadline.
+    fn leak(&self, check: LeakCheck, now: Instant);
+
+    /// Permits for the connections routes below their `min_idle` need
+    /// (with whether each is its route's probe).
+    fn warm_permits(&self) -> Vec<(RouteOf<Self>, Permit, bool)>;
+
+    /// A warming connect to `route` is starting.
+    fn warm_started(&self, route: &RouteOf<Self>);
+
+    /// Writes the health line; the figures it read, where the next
+    /// period starts.
+    fn log_health(&self, last: Option<&Figures>) -> Figures;
+
+    /// Records the figures into the `metrics` facade.
+    #[cfg(feature = "metrics")]
+    fn export_metrics(&self);
+
+    /// Drops a connect the loop will not drive (it stopped).
+    fn abandon(&self, job: ConnectJob<Self::Connector>);
+
+    /// Abandons a command the stopped loop will not run.
+    fn abandon_command(&self, command: LoopCommand<Self::Connector>);
+}
+
+/// The routes of a host's connector.
+type RouteOf<H> = <<H as LoopHost>::Connector as Connector>::Route;
+/// The connections of a host's connector.
+type ConnOf<H> = <<H as LoopHost>::Connector as Connector>::Conn;
 
 /// The way into the loop, shared by the pool's threads.
 pub(crate) struct Remote<C: Connector> {
@@ -194,11 +270,11 @@ enum Timer {
 }
 
 /// The loop's own state, owned by its thread.
-pub(crate) struct Reactor<C: Connector, P: Policy> {
-    shared: Arc<Shared<C, P>>,
+pub(crate) struct Reactor<H: LoopHost> {
+    host: Arc<H>,
     poll: Poll,
     timers: Timers<Timer>,
-    jobs: HashMap<Token, (ConnectJob<C>, Interest)>,
+    jobs: HashMap<Token, (ConnectJob<H::Connector>, Interest)>,
     watches: Watches,
     /// A `Timer::EvictDead` is pending.
     recheck_set: bool,
@@ -228,10 +304,10 @@ pub(crate) fn channel<C: Connector>() -> io::Result<(Poll, Remote<C>)> {
     ))
 }
 
-impl<C: Connector, P: Policy> Reactor<C, P> {
-    pub(crate) fn new(shared: Arc<Shared<C, P>>, poll: Poll) -> Self {
+impl<H: LoopHost> Reactor<H> {
+    pub(crate) fn new(host: Arc<H>, poll: Poll) -> Self {
         Self {
-            shared,
+            host,
             poll,
             timers: Timers::new(),
             jobs: HashMap::new(),
@@ -246,7 +322,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(256);
         let now = Instant::now();
-        let config = &self.shared.config;
+        let config = self.host.config();
         self.timers
             .set(now + config.route_sweep_period(), Timer::Sweep);
         if config.warms() {
@@ -255,9 +331,9 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         if let Some(threshold) = config.leak_threshold {
             self.timers.set(now + leak_tick(threshold), Timer::LeakTick);
         }
-        self.every(now, self.shared.config.health_every, Timer::Health);
+        self.every(now, self.host.config().health_every, Timer::Health);
         #[cfg(feature = "metrics")]
-        self.every(now, self.shared.config.metrics_every, Timer::Metrics);
+        self.every(now, self.host.config().metrics_every, Timer::Metrics);
         let stopped = catch_unwind(AssertUnwindSafe(|| self.turns(&mut events)));
         let broken = match stopped {
             Ok(Ok(())) => None,
@@ -268,11 +344,8 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
             // Nothing would drive connects, deadlines or evictions any more:
             // every request fails at once rather than waiting for them.
             tracing::error!("leasehold: the event loop stopped ({why}); the pool is shut down");
-            let shared = &self.shared;
-            guarded("shutting the pool down", || {
-                shared.core.shutdown();
-                shared.binder.close();
-            });
+            let host = &self.host;
+            guarded("shutting the pool down", || host.loop_broke());
         }
         self.stop();
     }
@@ -280,7 +353,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
     /// Runs the loop's turns until it is asked to stop; an error if the
     /// poller fails.
     fn turns(&mut self, events: &mut Events) -> io::Result<()> {
-        while !self.shared.remote.stopping.load(Ordering::SeqCst) {
+        while !self.host.remote().stopping.load(Ordering::SeqCst) {
             let wait = self.timers.next_in(Instant::now());
             if let Err(e) = self.poll.poll(events, wait) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -305,7 +378,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
             self.fire(Instant::now());
             self.arm_later(Instant::now());
             #[cfg(test)]
-            if self.shared.remote.crash.load(Ordering::SeqCst) {
+            if self.host.remote().crash.load(Ordering::SeqCst) {
                 panic!("an injected fault in the event loop");
             }
         }
@@ -313,7 +386,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
     }
 
     fn commands(&mut self) {
-        while let Some(command) = self.shared.remote.take() {
+        while let Some(command) = self.host.remote().take() {
             match command {
                 LoopCommand::Connect(job) => self.start(job),
                 LoopCommand::Watch(watch) => self.watches.add(self.poll.registry(), watch),
@@ -329,8 +402,8 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         }
     }
 
-    fn start(&mut self, mut job: ConnectJob<C>) {
-        let token = Token(self.shared.remote.token());
+    fn start(&mut self, mut job: ConnectJob<H::Connector>) {
+        let token = Token(self.host.remote().token());
         let registry = self.poll.registry();
         let registered = guarded("the connector's handshake", || {
             let interest = job.handshake.interest();
@@ -350,10 +423,10 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                     handshake,
                 } = job;
                 discard(handshake);
-                return self.shared.connect_failed(route, state, permit, attempt, e);
+                return self.host.connect_failed(route, state, permit, attempt, e);
             }
         };
-        let timeout = self.shared.config.connect_timeout;
+        let timeout = self.host.config().connect_timeout;
         // A deadline past what the clock can hold is none.
         if let Some(at) = timeout.and_then(|timeout| Instant::now().checked_add(timeout)) {
             self.timers.set(at, Timer::ConnectDeadline(token));
@@ -388,7 +461,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         }
     }
 
-    fn finish(&mut self, token: Token, result: io::Result<C::Conn>) {
+    fn finish(&mut self, token: Token, result: io::Result<ConnOf<H>>) {
         let Some((job, _)) = self.jobs.remove(&token) else {
             return;
         };
@@ -406,28 +479,28 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
         discard(handshake);
         match result {
             Ok(conn) => {
-                self.shared
+                self.host
                     .connected(route.clone(), permit, conn, attempt.started);
-                if self.shared.config.max_connecting.is_some() {
-                    if let Some(permit) = self.shared.refill(&route, state.as_ref()) {
+                if self.host.config().max_connecting.is_some() {
+                    if let Some(permit) = self.host.refill(&route, state.as_ref()) {
                         self.connect(route, state, permit, false);
                     }
                 }
             }
-            Err(e) => self.shared.connect_failed(route, state, permit, attempt, e),
+            Err(e) => self.host.connect_failed(route, state, permit, attempt, e),
         }
     }
 
     /// Starts a connect for a permit the loop took itself (counted in its
     /// group already).
-    fn connect(&mut self, route: C::Route, state: Option<State>, permit: Permit, probe: bool) {
-        let attempt = self.shared.attempt(&route, probe);
-        let connector = &self.shared.connector;
+    fn connect(&mut self, route: RouteOf<H>, state: Option<State>, permit: Permit, probe: bool) {
+        let attempt = self.host.attempt(&route, probe);
+        let connector = self.host.connector();
         let connected = guarded("the connector", || connector.connect(&route))
             .unwrap_or_else(|| Err(connector_panicked()));
         match connected {
             Ok(crate::Progress::Ready(conn)) => {
-                self.shared.connected(route, permit, conn, attempt.started)
+                self.host.connected(route, permit, conn, attempt.started)
             }
             Ok(crate::Progress::Pending(handshake)) => self.start(ConnectJob {
                 route,
@@ -436,7 +509,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                 attempt,
                 handshake,
             }),
-            Err(e) => self.shared.connect_failed(route, state, permit, attempt, e),
+            Err(e) => self.host.connect_failed(route, state, permit, attempt, e),
         }
     }
 
@@ -461,7 +534,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
     /// later: one that died between its return and its arrival among the
     /// idle ones is caught then (and refused at lease meanwhile).
     fn evict_dead(&mut self, now: Instant) {
-        self.shared.evict_dead();
+        self.host.evict_dead();
         if !self.recheck_set {
             self.recheck_set = true;
             self.timers.set(now + RECHECK_DEAD, Timer::EvictDead);
@@ -477,7 +550,7 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                             .unwrap_or("a connect")
                     });
                     if let (Some(timeout), Some(stage)) =
-                        (self.shared.config.connect_timeout, stage)
+                        (self.host.config().connect_timeout, stage)
                     {
                         let error = io::Error::new(
                             io::ErrorKind::TimedOut,
@@ -487,27 +560,26 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                     }
                 }
                 Timer::Sweep => {
-                    if self.shared.config.sweep_period().is_some() {
-                        self.shared.sweep(now);
-                        if self.shared.config.warms() {
+                    if self.host.config().sweep_period().is_some() {
+                        self.host.sweep(now);
+                        if self.host.config().warms() {
                             self.timers.set(now, Timer::WarmNow);
                         }
                     }
-                    self.shared.core.sweep_routes();
-                    self.shared.figures.sweep();
+                    self.host.sweep_routes();
                     // Alarms of requests that ended (served long before
                     // their deadline) would stay until it.
                     self.timers.retain(|timer| match timer {
                         Timer::Alarm(alarm) => alarm.strong_count() > 0,
                         _ => true,
                     });
-                    let period = self.shared.config.route_sweep_period();
+                    let period = self.host.config().route_sweep_period();
                     self.timers.set(now + period, Timer::Sweep);
                 }
                 Timer::EvictDead => {
                     self.recheck_set = false;
-                    self.shared.evict_dead();
-                    if self.shared.config.warms() {
+                    self.host.evict_dead();
+                    if self.host.config().warms() {
                         self.timers.set(now, Timer::WarmNow);
                     }
                 }
@@ -524,11 +596,11 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                 }
                 Timer::LeakTick => {
                     self.commands();
-                    if let Some(threshold) = self.shared.config.leak_threshold {
+                    if let Some(threshold) = self.host.config().leak_threshold {
                         self.timers.set(now + leak_tick(threshold), Timer::LeakTick);
                     }
                 }
-                Timer::Leak(check) => self.shared.leak(check, now),
+                Timer::Leak(check) => self.host.leak(check, now),
                 Timer::Alarm(alarm) => {
                     if let Some(alarm) = alarm.upgrade() {
                         alarm.ring();
@@ -536,13 +608,13 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
                 }
                 Timer::Health => {
                     let last = self.last_health.take();
-                    self.last_health = Some(self.shared.log_health(last.as_ref()));
-                    self.every(now, self.shared.config.health_every, Timer::Health);
+                    self.last_health = Some(self.host.log_health(last.as_ref()));
+                    self.every(now, self.host.config().health_every, Timer::Health);
                 }
                 #[cfg(feature = "metrics")]
                 Timer::Metrics => {
-                    self.shared.export_metrics();
-                    self.every(now, self.shared.config.metrics_every, Timer::Metrics);
+                    self.host.export_metrics();
+                    self.every(now, self.host.config().metrics_every, Timer::Metrics);
                 }
             }
         }
@@ -550,27 +622,25 @@ impl<C: Connector, P: Policy> Reactor<C, P> {
 
     /// Opens connections for routes below their `min_idle`.
     fn warm(&mut self) {
-        for (route, permit, probe) in self.shared.warm_permits() {
-            // Counted in the stateless group: its next request adopts it.
-            self.shared.binder.started(&route, None);
+        for (route, permit, probe) in self.host.warm_permits() {
+            self.host.warm_started(&route);
             self.connect(route, None, permit, probe);
         }
     }
 
     fn stop(self) {
         for (_, (mut job, _)) in self.jobs {
-            let (registry, shared) = (self.poll.registry(), &self.shared);
+            let (registry, host) = (self.poll.registry(), &self.host);
             guarded("abandoning a connect", move || {
                 let _ = registry.deregister(&mut job.handshake);
-                shared.abandon(job);
+                host.abandon(job);
             });
         }
         // After this, a connect sent to the loop comes back to its sender,
         // who abandons it (`Shared::submit`).
-        let shared = &self.shared;
-        shared
-            .remote
-            .close_and_drain(|command| shared.abandon_command(command));
+        let host = &self.host;
+        host.remote()
+            .close_and_drain(|command| host.abandon_command(command));
     }
 }
 
