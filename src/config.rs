@@ -281,8 +281,8 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// for when it is used again.
     ///
     /// Off, the pool keeps every route it has seen, and the idle hit skips
-    /// the epoch pin that makes forgetting safe (about 6 ns of 48 on the
-    /// 2-core machine): for pools with a fixed, small set of routes.
+    /// the epoch pin that makes forgetting safe: for pools with a fixed,
+    /// small set of routes.
     pub fn forget_unused_routes(mut self, forget: bool) -> Self {
         self.settings.forget_unused_routes = forget;
         self

@@ -40,8 +40,8 @@
 //!
 //! Each slot has a cache line (two, where the prefetcher pairs them) to
 //! itself: two threads reusing two connections write their slots' links on
-//! every return, and sharing a line made each such cycle a line transfer
-//! between cores (`Lax` with two threads did 14 M cycles/s instead of 31).
+//! every return, and sharing a line would make each such cycle a line
+//! transfer between cores.
 
 use crate::grow::GrowArray;
 use crate::sync::{AtomicU64, AtomicUsize, Ordering, UnsafeCell};

@@ -731,9 +731,8 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// queue (stateful requests always do); nothing was queued.
     ///
     /// Inlined always, as are [`Route::take`] and [`Route::put`]: left to
-    /// itself LLVM made the idle hit a chain of calls, each saving and
-    /// restoring registers (594 instructions a lease and return, 497
-    /// inlined, counted by callgrind).
+    /// itself LLVM makes the idle hit a chain of calls, each saving and
+    /// restoring registers.
     #[inline(always)]
     fn serve_now(&self, route: &Route<K>, state: Option<&State>) -> Option<Grant> {
         if state.is_none() {

@@ -538,9 +538,8 @@ impl<K> Route<K> {
         // tries again, so the winner's next few leases and returns find the
         // line still in its cache instead of both cores pulling it back and
         // forth. Only returns back off: the lease is what the caller waits
-        // for (a lease that backed off lengthened the tail of the acquire
-        // latency tenfold at 256 threads), and a return's caller has its
-        // connection's work done.
+        // for (a lease that backs off lengthens the tail of the acquire
+        // latency), and a return's caller has its connection's work done.
         let backoff = Backoff::new();
         loop {
             if word.is_closed() {
