@@ -5,7 +5,7 @@
 use crate::connector::Connector;
 use crate::pool::Pool;
 use crate::shared::EntryOf;
-use leasehold_policies::unstable::{Core, Held};
+use leasehold_policies::unstable::Held;
 use leasehold_policies::{Policy, State, Strict};
 use std::borrow::Borrow;
 use std::fmt;
@@ -75,7 +75,7 @@ impl<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> Leased<C, P, H> {
             .held
             .as_ref()
             .expect("a live lease holds its connection");
-        self.pool().shared().core.item(held)
+        self.pool().shared().item(held)
     }
 
     #[inline]
@@ -84,7 +84,7 @@ impl<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> Leased<C, P, H> {
             .held
             .as_mut()
             .expect("a live lease holds its connection");
-        self.pool.borrow().shared().core.item_mut(held)
+        self.pool.borrow().shared().item_mut(held)
     }
 
     #[inline]
@@ -116,7 +116,7 @@ impl<C: Connector, P: Policy, H: Borrow<Pool<C, P>>> Leased<C, P, H> {
     pub fn detach(mut self) -> C::Conn {
         if let Some(watch) = &self.entry().watch {
             // The caller's descriptor would keep the registration alive.
-            watch.unregister(&self.pool().shared().remote.registry);
+            watch.unregister(self.pool().shared().registry());
         }
         let conn = self.entry_mut().conn.take();
         let conn = conn.expect("a live lease's connection is in place");

@@ -1,12 +1,12 @@
 //! [`LeaseFuture`]: leasing without blocking a thread, on any executor.
 
-use crate::acquire::Request;
 use crate::connector::Connector;
 use crate::error::Error;
 use crate::lease::Lease;
 use crate::pool::Pool;
 use crate::reactor::alarm::Alarm;
 use crate::reactor::LoopCommand;
+use crate::shared::Request;
 use leasehold_policies::{Policy, Strict};
 use std::fmt;
 use std::future::Future;
@@ -68,18 +68,8 @@ impl<'a: 'r, 'r, C: Connector, P: Policy> LeaseFuture<'a, 'r, C, P> {
             Some(alarm) if alarm.at == at => alarm.register(waker),
             _ => {
                 let alarm = Arc::new(Alarm::new(at, waker));
-                let shared = self.pool.shared();
                 let command = LoopCommand::Alarm(Arc::downgrade(&alarm));
-                // The loop turns at least once a route sweep period: an
-                // alarm due later than two of those reaches it in time
-                // without a wake-up (the default acquire timeout, 30 s).
-                let far = 2 * shared.config.route_sweep_period();
-                let sent = if at.saturating_duration_since(Instant::now()) > far {
-                    shared.remote.post(command)
-                } else {
-                    shared.remote.send(command)
-                };
-                if sent.is_err() {
+                if self.pool.shared().set_alarm(command, at).is_err() {
                     // The loop stopped: the pool is shut down, and the
                     // request is answered `Closed` when polled again.
                     waker.wake_by_ref();

@@ -37,7 +37,6 @@
 
 #![forbid(unsafe_code)]
 
-mod acquire;
 #[cfg(all(unix, any(feature = "tokio", feature = "async-io")))]
 mod async_stream;
 #[cfg(unix)]

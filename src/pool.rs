@@ -6,7 +6,6 @@
 //! pool down, stops the event loop and the closer, and joins both threads
 //! within the shutdown grace (never the thread it is dropped on).
 
-use crate::acquire::Request;
 use crate::config::{Builder, Config};
 use crate::connector::Connector;
 use crate::entry::Health;
@@ -17,6 +16,7 @@ use crate::lease::{Lease, OwnedLease};
 use crate::lease_future::LeaseFuture;
 use crate::reactor::pool_thread::PoolThread;
 use crate::reactor::{self, dispose::DisposalService, Reactor};
+use crate::shared::Request;
 use crate::shared::{disposal, CoreOf, Shared};
 use leasehold_policies::unstable::{Core, Limits, Wait};
 use leasehold_policies::{Policy, PoolStats, State, Stats, Strict};
@@ -24,7 +24,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::Location;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Owns the pool's threads: dropped with the last handle, it shuts the pool
 /// down and waits for them, within the shutdown grace.
@@ -36,14 +36,10 @@ struct Life<C: Connector, P: Policy> {
 impl<C: Connector, P: Policy> Drop for Life<C, P> {
     fn drop(&mut self) {
         let shared = &self.shared;
-        // A grace no clock can count to has no end.
-        let deadline = Instant::now().checked_add(shared.config.shutdown_grace);
-        shared.disposer.start_grace(deadline);
+        let deadline = shared.start_grace();
         // Closes idle connections, and wakes nobody: a waiter borrows the
         // pool, so none can be left. Then the threads finish.
-        shared.core.shutdown();
-        shared.binder.close();
-        shared.remote.stop();
+        shared.shut_down();
         let reactor = self
             .reactor
             .lock()
@@ -55,7 +51,7 @@ impl<C: Connector, P: Policy> Drop for Life<C, P> {
             // on its own, and what it retires meanwhile is still closed.
             reactor.join_by(deadline);
         }
-        shared.disposer.stop();
+        shared.stop_disposal();
     }
 }
 
@@ -150,7 +146,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
         let reactor = match PoolThread::spawn("leasehold-reactor", move || looper.run()) {
             Ok(handle) => handle,
             Err(e) => {
-                shared.disposer.stop();
+                shared.stop_disposal();
                 return Err(e);
             }
         };
@@ -257,14 +253,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     pub fn lease_async<'a: 'r, 'r>(&'a self, route: &'r C::Route) -> LeaseFuture<'a, 'r, C, P> {
         let shared = self.shared();
         let at = Location::caller();
-        let request = Request::new(
-            shared,
-            route,
-            None,
-            Wait::Queue,
-            at,
-            shared.figures.sample(),
-        );
+        let request = Request::new(shared, route, None, Wait::Queue, at, shared.sample());
         LeaseFuture::new(self, request)
     }
 
@@ -292,7 +281,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     ) -> LeaseFuture<'a, 'r, C, P> {
         let at = Location::caller();
         let shared = self.shared();
-        let asked = shared.figures.sample();
+        let asked = shared.sample();
         let request = Request::new(shared, route, Some(state), Wait::Queue, at, asked);
         LeaseFuture::new(self, request)
     }
@@ -307,13 +296,13 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// connects that other requests started may still be counted until they
     /// end.
     pub fn stats(&self) -> PoolStats<C::Route> {
-        self.shared.core.stats()
+        self.shared.stats()
     }
 
     /// The stats of one route (all zero, with the cap it would get, if the
     /// pool has not seen it yet).
     pub fn route_stats(&self, route: &C::Route) -> Stats {
-        self.shared.core.route_stats(route)
+        self.shared.route_stats(route)
     }
 
     /// What the pool recorded of its work, every route together: how
@@ -330,10 +319,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// and start over when it comes back). Closes are counted pool-wide
     /// only: `health` reads zero here.
     pub fn route_figures(&self, route: &C::Route) -> Figures {
-        let shared = self.shared();
-        shared
-            .figures
-            .of_route(route, shared.core.route_stats(route))
+        self.shared().route_figures(route)
     }
 
     /// Sizing advice by Little's law for the pool and each route, over the
@@ -353,10 +339,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sizing(&self) -> SizingReport<C::Route> {
-        let shared = self.shared();
-        shared
-            .figures
-            .sizing(shared.figures_total(), shared.figures_by_route())
+        self.shared().sizing()
     }
 
     /// Records the pool's figures into the `metrics` facade now (the event
@@ -379,7 +362,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// # Panics
     /// If `max` is 0.
     pub fn set_route_max(&self, route: &C::Route, max: usize) {
-        self.shared.core.set_route_max(route, max);
+        self.shared.set_route_max(route, max);
     }
 
     /// Shuts the pool down: every waiting request fails with
@@ -393,9 +376,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// [shutdown grace](Builder::shutdown_grace), and aborts what is left
     /// then (see [Shutdown](Self#shutdown)).
     pub fn shutdown(&self) {
-        self.shared.core.shutdown();
-        self.shared.binder.close();
-        self.shared.remote.stop();
+        self.shared.shut_down();
     }
 
     /// Closes idle connections that have been idle for at least `idle`.
@@ -419,12 +400,12 @@ impl<C: Connector, P: Policy> Pool<C, P> {
 
     /// Counts of the connections the pool closed on its own, and why.
     pub fn health(&self) -> Health {
-        self.shared.counters.snapshot()
+        self.shared.health()
     }
 
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_closed(&self) -> bool {
-        self.shared.core.is_closed()
+        self.shared.is_closed()
     }
 
     fn acquire(
@@ -448,7 +429,7 @@ impl<C: Connector, P: Policy> fmt::Debug for Pool<C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("policy", &P::NAME)
-            .field("config", &self.shared.config)
+            .field("config", self.shared.settings())
             .field("stats", &self.stats().total)
             .finish()
     }

@@ -733,7 +733,7 @@ mod tests {
             while pool.stats().total.pending == 0 {
                 std::thread::yield_now();
             }
-            let remote = &pool.shared().remote;
+            let remote = LoopHost::remote(pool.shared());
             remote.crash.store(true, Ordering::SeqCst);
             assert!(
                 remote.send(LoopCommand::Forget(0)).is_ok(),

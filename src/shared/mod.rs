@@ -8,25 +8,28 @@
 //! path unless a setting asks for it: with the defaults, a hit costs the
 //! core's own operations plus a few predictable branches.
 
-use crate::acquire::Request;
 use crate::config::Config;
 use crate::connect::bind::{Binder, Failure, Outcome, WaitCell};
 use crate::connect::breaker::{Admit, Breaker};
 use crate::connector::{connector_panicked, Connector, Progress};
-use crate::entry::{CloseCounters, Entry, LeakCheck};
+use crate::entry::{CloseCounters, Entry, Health, LeakCheck};
 use crate::error::{Error, Unavailable};
-use crate::figures::{Asked, Figures, Registry};
+use crate::figures::{Asked, Figures, Registry, SizingReport};
 use crate::hooks::Hooks;
 use crate::reactor::dispose::DisposalService;
 use crate::reactor::{Attempt, ConnectJob, LoopCommand, LoopHost, Remote, Watch};
 use leasehold_policies::unstable::{Acquire, Core, Grant, Held, Permit, Wait};
-use leasehold_policies::{Policy, State};
+use leasehold_policies::{Policy, PoolStats, State, Stats};
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
+
+mod acquire;
+
+pub(crate) use acquire::Request;
 
 pub(crate) type EntryOf<C> = Entry<<C as Connector>::Route, <C as Connector>::Conn>;
 pub(crate) type CoreOf<C, P> = <P as Policy>::Core<<C as Connector>::Route, EntryOf<C>>;
@@ -71,16 +74,33 @@ fn yield_before_queuing(state: Option<&State>, mode: Wait) -> Instant {
     missed
 }
 
+/// What the hit path found ([`Shared::hit`]).
+pub(crate) enum Hit {
+    /// A connection, checked out.
+    Leased(Held),
+    /// An answer other than a connection: capacity, `Busy` or `Closed`.
+    Answered(Grant),
+    /// Nothing at once: the request asks again, and queues if it must.
+    Missed,
+    /// A connection that failed its check-out (closed): the request asks
+    /// again.
+    Rejected,
+}
+
+/// The state a pool's handles, its requests and its event loop share. Its
+/// fields are this module's (the request machine, `acquire`, is part of
+/// it); the pool's handles and its leases use the methods below, and the
+/// event loop the [`LoopHost`] interface.
 pub(crate) struct Shared<C: Connector, P: Policy> {
-    pub(crate) core: CoreOf<C, P>,
-    pub(crate) connector: Arc<C>,
-    pub(crate) disposer: Arc<DisposalService<C>>,
-    pub(crate) config: Config<C::Route>,
-    pub(crate) binder: Binder<C::Route>,
-    pub(crate) breaker: Breaker<C::Route>,
-    pub(crate) remote: Arc<Remote<C>>,
-    pub(crate) counters: Arc<CloseCounters>,
-    pub(crate) figures: Registry<C::Route>,
+    core: CoreOf<C, P>,
+    connector: Arc<C>,
+    disposer: Arc<DisposalService<C>>,
+    config: Config<C::Route>,
+    binder: Binder<C::Route>,
+    breaker: Breaker<C::Route>,
+    remote: Arc<Remote<C>>,
+    counters: Arc<CloseCounters>,
+    figures: Registry<C::Route>,
     hooks: Hooks<C::Conn>,
     clock_on_release: bool,
 }
@@ -131,6 +151,121 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         }
     }
 
+    /// The pool's settings.
+    pub(crate) fn settings(&self) -> &Config<C::Route> {
+        &self.config
+    }
+
+    /// When a lease the figures time was asked for: now, for one lease in
+    /// `sample_every` per thread.
+    pub(crate) fn sample(&self) -> Option<Instant> {
+        self.figures.sample()
+    }
+
+    pub(crate) fn stats(&self) -> PoolStats<C::Route> {
+        self.core.stats()
+    }
+
+    pub(crate) fn route_stats(&self, route: &C::Route) -> Stats {
+        self.core.route_stats(route)
+    }
+
+    /// One route's figures, its gauges read now.
+    pub(crate) fn route_figures(&self, route: &C::Route) -> Figures {
+        self.figures.of_route(route, self.core.route_stats(route))
+    }
+
+    pub(crate) fn set_route_max(&self, route: &C::Route, max: usize) {
+        self.core.set_route_max(route, max);
+    }
+
+    pub(crate) fn health(&self) -> Health {
+        self.counters.snapshot()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    /// Shuts down: waiting requests get `Closed`, idle connections are
+    /// closed, and the event loop stops.
+    pub(crate) fn shut_down(&self) {
+        self.core.shutdown();
+        self.binder.close();
+        self.remote.stop();
+    }
+
+    /// Starts the shutdown grace: graceful closes until the instant it
+    /// returns (`None`: no end), aborts after.
+    pub(crate) fn start_grace(&self) -> Option<Instant> {
+        // A grace no clock can count to has no end.
+        let deadline = Instant::now().checked_add(self.config.shutdown_grace);
+        self.disposer.start_grace(deadline);
+        deadline
+    }
+
+    /// Stops the disposal thread, once nothing more is to be closed.
+    pub(crate) fn stop_disposal(&self) {
+        self.disposer.stop();
+    }
+
+    /// The leased connection `held` stands for.
+    #[inline]
+    pub(crate) fn item<'a>(&'a self, held: &'a Held) -> &'a EntryOf<C> {
+        self.core.item(held)
+    }
+
+    /// The leased connection `held` stands for, mutably.
+    #[inline]
+    pub(crate) fn item_mut<'a>(&'a self, held: &'a mut Held) -> &'a mut EntryOf<C> {
+        self.core.item_mut(held)
+    }
+
+    /// The event loop's registry, for a registration that must end before
+    /// the loop hears of it (a detached connection's).
+    pub(crate) fn registry(&self) -> &mio::Registry {
+        &self.remote.registry
+    }
+
+    /// Asks the event loop to ring `alarm`, due at `at`; gives the command
+    /// back once the loop has stopped.
+    pub(crate) fn set_alarm(
+        &self,
+        alarm: LoopCommand<C>,
+        at: Instant,
+    ) -> Result<(), LoopCommand<C>> {
+        // The loop turns at least once a route sweep period: an alarm due
+        // later than two of those reaches it in time without a wake-up (the
+        // default acquire timeout, 30 s).
+        let far = 2 * self.config.route_sweep_period();
+        if at.saturating_duration_since(Instant::now()) > far {
+            self.remote.post(alarm)
+        } else {
+            self.remote.send(alarm)
+        }
+    }
+
+    /// The hit path, the one for blocking and async callers alike: the core
+    /// serves the request at once where it can, without queuing it, and a
+    /// connection it gives is checked out.
+    #[inline(always)]
+    pub(crate) fn hit(
+        &self,
+        route: &C::Route,
+        state: Option<&State>,
+        at: &'static Location<'static>,
+        asked: Option<Instant>,
+    ) -> Hit {
+        match self.core.acquire_now(route, state) {
+            Some(Grant::Conn(held)) => match self.check_out(held, at, Asked::Hit(asked)) {
+                Some(held) => Hit::Leased(held),
+                None => Hit::Rejected,
+            },
+            Some(other) => Hit::Answered(other),
+            None => Hit::Missed,
+        }
+    }
+
     /// Acquires a connection, checked out and ready to lease, parking this
     /// thread while it waits.
     pub(crate) fn acquire(
@@ -140,19 +275,15 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         mode: Wait,
         at: &'static Location<'static>,
     ) -> Result<Held, Error> {
-        // The hit path, without the request machine around it.
         let asked = self.figures.sample();
-        let request = match self.core.acquire_now(route, state) {
-            Some(Grant::Conn(held)) => match self.check_out(held, at, Asked::Hit(asked)) {
-                Some(held) => return Ok(held),
-                // Closed at check-out: ask again, as a request.
-                None => Request::new(self, route, state, mode, at, asked),
-            },
-            Some(other) => {
-                Request::answered(self, route, state, mode, at, asked, Acquire::Ready(other))
+        let request = match self.hit(route, state, at, asked) {
+            Hit::Leased(held) => return Ok(held),
+            Hit::Answered(grant) => {
+                Request::answered(self, route, state, mode, at, asked, Acquire::Ready(grant))
             }
-            None => {
-                let mut request = Request::new(self, route, state, mode, at, asked);
+            Hit::Rejected => Request::missed(self, route, state, mode, at, asked),
+            Hit::Missed => {
+                let mut request = Request::missed(self, route, state, mode, at, asked);
                 request.missed_at(yield_before_queuing(state, mode));
                 request
             }
@@ -549,6 +680,12 @@ impl<C: Connector, P: Policy> Shared<C, P> {
     /// Each route's figures, with its gauges.
     pub(crate) fn figures_by_route(&self) -> Vec<(C::Route, Figures)> {
         self.figures.by_route(|route| self.core.route_stats(route))
+    }
+
+    /// Little's-law advice over the window since the last call.
+    pub(crate) fn sizing(&self) -> SizingReport<C::Route> {
+        self.figures
+            .sizing(self.figures_total(), self.figures_by_route())
     }
 
     pub(crate) fn unavailable(&self, route: &C::Route, waited: Duration) -> Box<Unavailable> {

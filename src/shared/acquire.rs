@@ -32,7 +32,7 @@ use crate::connector::{Connector, Progress};
 use crate::error::Error;
 use crate::figures::Asked;
 use crate::reactor::LoopCommand;
-use crate::shared::{CoreOf, EntryOf, Shared};
+use crate::shared::{CoreOf, EntryOf, Hit, Shared};
 use leasehold_policies::unstable::{Acquire, Core, Grant, Held, Permit, Wait, Waiting};
 use leasehold_policies::{Policy, State};
 use std::ops::ControlFlow;
@@ -46,9 +46,11 @@ pub(crate) type WaiterOf<C, P> =
 
 /// Where a request stands.
 enum Step<C: Connector, P: Policy> {
-    /// About to ask the core (first, or again after a connection failed its
-    /// check-out).
+    /// New: the hit path first ([`Shared::hit`]).
     Start,
+    /// About to ask the core, queuing if it must (after a miss, or after a
+    /// connection failed its check-out).
+    Ask,
     /// The core answered at once; the grant is yet to be used.
     Granted(Grant),
     /// Queued in the core for a connection or capacity.
@@ -119,6 +121,21 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         }
     }
 
+    /// A request whose caller's hit path found nothing: it asks the core
+    /// again, queuing if it must.
+    pub(crate) fn missed(
+        shared: &'a Shared<C, P>,
+        route: &'a C::Route,
+        state: Option<&'a State>,
+        mode: Wait,
+        at: &'static Location<'static>,
+        asked: Option<Instant>,
+    ) -> Self {
+        let mut request = Self::new(shared, route, state, mode, at, asked);
+        request.step = Step::Ask;
+        request
+    }
+
     /// A request whose first ask of the core (`first`, made by the caller
     /// on its hit path) did not end in a connection.
     pub(crate) fn answered(
@@ -158,20 +175,14 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
     #[inline]
     pub(crate) fn poll(&mut self, waker: &Waker) -> Poll<Result<Held, Error>> {
         if let Step::Start = self.step {
-            // The hit path, kept small.
-            let shared = self.shared;
-            match shared
-                .core
-                .acquire(self.route, self.state, self.mode, waker)
-            {
-                Acquire::Ready(Grant::Conn(held)) => {
-                    if let Some(held) = shared.check_out(held, self.at, Asked::Hit(self.asked)) {
-                        self.step = Step::Done;
-                        return Poll::Ready(Ok(held));
-                    }
+            self.step = match self.shared.hit(self.route, self.state, self.at, self.asked) {
+                Hit::Leased(held) => {
+                    self.step = Step::Done;
+                    return Poll::Ready(Ok(held));
                 }
-                first => self.answer(first),
-            }
+                Hit::Answered(grant) => Step::Granted(grant),
+                Hit::Missed | Hit::Rejected => Step::Ask,
+            };
         }
         self.drive(waker)
     }
@@ -180,7 +191,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         loop {
             let step = std::mem::replace(&mut self.step, Step::Done);
             let next = match step {
-                Step::Start => self.start(waker),
+                Step::Start | Step::Ask => self.start(waker),
                 Step::Granted(grant) => self.granted(grant, waker),
                 Step::Queued(waiter) => self.queued(waiter, waker),
                 Step::Bound {
@@ -210,7 +221,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         match &self.step {
             Step::Queued(_) => self.deadline(),
             Step::Bound { until, .. } => *until,
-            Step::Start | Step::Granted(_) | Step::Done => None,
+            Step::Start | Step::Ask | Step::Granted(_) | Step::Done => None,
         }
     }
 
@@ -326,7 +337,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             Wait::Never => self.rejected >= REJECTED_WITHOUT_WAITING,
         };
         if !out_of_time {
-            return Next::Step(Step::Start);
+            return Next::Step(Step::Ask);
         }
         Next::Ready(Err(match self.mode {
             Wait::Queue => self.timeout(now),
@@ -428,7 +439,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         if !shared.breaker.probing(route) {
             return self
                 .given(shared.binder.leave(route, state, &slot))
-                .unwrap_or(Next::Step(Step::Start));
+                .unwrap_or(Next::Step(Step::Ask));
         }
         self.bound(slot, None, None, self.deadline(), waker)
     }
@@ -632,7 +643,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
                 Some(self.checked(held))
             }
             Outcome::Failed(failure) => Some(Next::Ready(Err(failure.error()))),
-            Outcome::Retry => Some(Next::Step(Step::Start)),
+            Outcome::Retry => Some(Next::Step(Step::Ask)),
             Outcome::Closed => Some(Next::Ready(Err(Error::Closed))),
         }
     }
@@ -670,7 +681,7 @@ impl<C: Connector, P: Policy> Drop for Request<'_, C, P> {
     fn drop(&mut self) {
         let shared = self.shared;
         match std::mem::replace(&mut self.step, Step::Done) {
-            Step::Start | Step::Done => {}
+            Step::Start | Step::Ask | Step::Done => {}
             Step::Granted(grant) => shared.unused(grant),
             Step::Queued(waiter) => {
                 if let Some(grant) = shared.core.cancel(waiter, false) {
@@ -697,6 +708,7 @@ impl<C: Connector, P: Policy> std::fmt::Debug for Request<'_, C, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let step = match &self.step {
             Step::Start => "start",
+            Step::Ask => "ask",
             Step::Granted(_) => "granted",
             Step::Queued(_) => "queued",
             Step::Bound {
