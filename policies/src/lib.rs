@@ -131,19 +131,23 @@ pub trait Waiting: sealed::Sealed + Send + Unpin + fmt::Debug {
 /// The concurrency core of a pool: every operation a pool needs, none of
 /// which blocks.
 ///
-/// The contract (checked by leasehold's conformance suite):
+/// The contract, numbered as the invariants of leasehold's design notes
+/// (`docs/design.md`), which say what checks each one; the others there
+/// (5, deadlines; 9 and 10, cross-route reclaim and fairness, in the
+/// engine's flavors) are the pool's and the policies' own:
 ///
 /// 1. caps: per route, allocated ≤ its max; over all routes, ≤ `max_total`
 ///    (allocated = leased + idle + connecting);
-/// 2. an item is held by at most one `Held`, and never idle while held;
-/// 3. every item that enters the core leaves it exactly once: through the
-///    disposer, or back from [`Core::connected`];
-/// 4. while a request for a route waits, an idle item of that route or free
-///    capacity for it never stays unused;
-/// 5. state isolation: a request for state S only gets items in state S, a
-///    request without state only stateless items;
-/// 6. a request cancelled while being served loses nothing: what it was
-///    given goes back to the core.
+/// 2. exclusivity: an item is held by at most one `Held`, and never idle
+///    while held;
+/// 3. conservation: every item that enters the core leaves it exactly
+///    once: through the disposer, or back from [`Core::connected`];
+/// 4. and 8. no lost wake-up: while a request for a route waits, an idle
+///    item of that route or free capacity for it never stays unused;
+/// 6. cancellation: a request cancelled while being served loses nothing:
+///    what it was given goes back to the core;
+/// 7. state isolation: a request for state S only gets items in state S,
+///    a request without state only stateless items.
 pub trait Core<K: RouteKey, T: Item>:
     sealed::Sealed + Send + Sync + fmt::Debug + Sized + 'static
 {
