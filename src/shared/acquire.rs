@@ -121,53 +121,20 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         }
     }
 
-    /// A request whose caller's hit path found nothing: it asks the core
-    /// again, queuing if it must.
-    pub(crate) fn missed(
-        shared: &'a Shared<C, P>,
-        route: &'a C::Route,
-        state: Option<&'a State>,
-        mode: Wait,
-        at: &'static Location<'static>,
-        asked: Option<Instant>,
-    ) -> Self {
-        let mut request = Self::new(shared, route, state, mode, at, asked);
-        request.step = Step::Ask;
-        request
-    }
-
-    /// A request whose first ask of the core (`first`, made by the caller
-    /// on its hit path) did not end in a connection.
-    pub(crate) fn answered(
-        shared: &'a Shared<C, P>,
-        route: &'a C::Route,
-        state: Option<&'a State>,
-        mode: Wait,
-        at: &'static Location<'static>,
-        asked: Option<Instant>,
-        first: Acquire<WaiterOf<C, P>>,
-    ) -> Self {
-        let mut request = Self::new(shared, route, state, mode, at, asked);
-        request.answer(first);
-        request
+    /// Takes in what the caller's own hit path found short of a connection:
+    /// a grant to use, or (`None`) nothing, and then the request asks the
+    /// core again, queuing if it must.
+    pub(crate) fn after_hit(&mut self, first: Option<Grant>) {
+        self.step = match first {
+            Some(grant) => Step::Granted(grant),
+            None => Step::Ask,
+        };
     }
 
     /// Counts the deadline from `at`, when the request first missed, if it
     /// has not queued yet.
     pub(crate) fn missed_at(&mut self, at: Instant) {
         self.started.get_or_insert(at);
-    }
-
-    /// Takes the core's first answer in: a grant to use, or a place in its
-    /// queue (from which the deadline counts).
-    fn answer(&mut self, first: Acquire<WaiterOf<C, P>>) {
-        self.step = match first {
-            Acquire::Ready(grant) => Step::Granted(grant),
-            Acquire::Queued(waiter) => {
-                self.since();
-                Step::Queued(waiter)
-            }
-        };
     }
 
     /// Makes progress without blocking. `Pending`: `waker` is woken when

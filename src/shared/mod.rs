@@ -276,18 +276,17 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         at: &'static Location<'static>,
     ) -> Result<Held, Error> {
         let asked = self.figures.sample();
-        let request = match self.hit(route, state, at, asked) {
+        let (first, missed) = match self.hit(route, state, at, asked) {
             Hit::Leased(held) => return Ok(held),
-            Hit::Answered(grant) => {
-                Request::answered(self, route, state, mode, at, asked, Acquire::Ready(grant))
-            }
-            Hit::Rejected => Request::missed(self, route, state, mode, at, asked),
-            Hit::Missed => {
-                let mut request = Request::missed(self, route, state, mode, at, asked);
-                request.missed_at(yield_before_queuing(state, mode));
-                request
-            }
+            Hit::Answered(grant) => (Some(grant), None),
+            Hit::Rejected => (None, None),
+            Hit::Missed => (None, Some(yield_before_queuing(state, mode))),
         };
+        let mut request = Request::new(self, route, state, mode, at, asked);
+        request.after_hit(first);
+        if let Some(missed) = missed {
+            request.missed_at(missed);
+        }
         with_waker(|waker| self.wait(request, waker))
     }
 
