@@ -3,8 +3,6 @@
 use crate::connector::Connector;
 use crate::error::ConfigError;
 use crate::hooks::{Hook, Hooks};
-use crate::pool::Pool;
-use crate::reactor::dispose::Disposal;
 use leasehold_policies::unstable::Limits;
 use leasehold_policies::{Policy, Reuse, Strict};
 use std::fmt;
@@ -99,7 +97,7 @@ impl<K: PartialEq> Config<K> {
     }
 }
 
-/// Builds a [`Pool`].
+/// Builds a [`Pool`](crate::Pool).
 ///
 /// | setting | default |
 /// |---|---|
@@ -254,7 +252,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
         self
     }
 
-    /// How long [`Pool::lease`] waits for a connection before it fails with
+    /// How long [`Pool::lease`](crate::Pool::lease) waits for a connection before it fails with
     /// [`Error::Timeout`](crate::Error::Timeout). Default: 30 s;
     /// `Duration::MAX` waits until served.
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
@@ -462,9 +460,9 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     }
 
     /// How often the pool records its figures into the `metrics` facade
-    /// (the `metrics` feature; see [`Pool::export_metrics`] for the names).
+    /// (the `metrics` feature; see [`Pool::export_metrics`](crate::Pool::export_metrics) for the names).
     /// [`DEFAULT_METRICS_EVERY`] by default; `Duration::MAX` leaves it to
-    /// [`Pool::export_metrics`] calls.
+    /// [`Pool::export_metrics`](crate::Pool::export_metrics) calls.
     #[cfg(feature = "metrics")]
     pub fn metrics_every(mut self, every: Duration) -> Self {
         self.settings.metrics_every = Some(every);
@@ -502,14 +500,12 @@ impl<C: Connector, P: Policy> Builder<C, P> {
         self
     }
 
-    /// Validates the settings and builds the pool.
-    ///
-    /// # Errors
-    /// [`ConfigError`] if a cap is zero, `max_idle` exceeds `max_total`, a
-    /// timeout is zero, the disposal queue holds no connection, the policy
-    /// refuses inline disposal and it was asked for, or the disposal thread
-    /// cannot be started.
-    pub fn build(self) -> Result<Pool<C, P>, ConfigError> {
+    /// The validated settings, taken apart for the pool to be built from
+    /// ([`build`](Self::build)).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn into_parts(
+        self,
+    ) -> Result<(C, Limits<C::Route>, Config<C::Route>, Hooks<C::Conn>), ConfigError> {
         let mut limits = Limits::new(self.settings.max_total, self.settings.max_per_route)
             .with_max_idle(self.settings.max_idle.unwrap_or(self.settings.max_total))
             .with_reuse(self.settings.reuse)
@@ -569,8 +565,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
             on_create: self.settings.on_create,
             on_check_out: self.settings.on_check_out,
         };
-        Pool::from_parts(self.settings.connector, limits, config, hooks)
-            .map_err(|e| ConfigError::Thread(e.to_string()))
+        Ok((self.settings.connector, limits, config, hooks))
     }
 }
 
@@ -602,5 +597,45 @@ impl<C: Connector + fmt::Debug, P: Policy> fmt::Debug for Builder<C, P> {
             .field("connect_backoff", &self.settings.backoff)
             .field("shutdown_grace", &self.settings.shutdown_grace)
             .finish()
+    }
+}
+
+/// How the pool closes connections it is done with.
+///
+/// Whichever is chosen, a [`Connector::close`] or [`Connector::abort`]
+/// that panics is caught and logged (through `tracing`, at `ERROR`), and
+/// its connection is dropped; the pool goes on closing the others.
+///
+/// # Shutdown
+///
+/// Dropping the pool's last handle closes every connection left, within
+/// the [shutdown grace](crate::Builder::shutdown_grace): with `Background`,
+/// the disposal thread and up to 8 short-lived helper threads close them
+/// side by side; with `Inline`, the dropping thread closes them one after
+/// another. Once the grace is over, the connections not yet started are
+/// aborted and the drop returns; a close under way then is left to finish
+/// on its thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Disposal {
+    /// On the thread that gave the connection up (a return, a discard, an
+    /// eviction done for a lease). Nothing extra runs, but a slow close
+    /// delays that thread.
+    Inline,
+    /// On a disposal thread owned by the pool, with a queue of `queue`
+    /// connections; when it is full, the connection is aborted
+    /// ([`Connector::abort`]) on the thread that gave it up.
+    Background {
+        /// How many connections may wait to be closed: at least 1
+        /// ([`Builder::build`](crate::Builder::build) refuses 0 with
+        /// [`ConfigError::ZeroDisposalQueue`](crate::ConfigError::ZeroDisposalQueue)).
+        queue: usize,
+    },
+}
+
+impl Default for Disposal {
+    /// `Background` with a queue of 1024.
+    fn default() -> Self {
+        Self::Background { queue: 1024 }
     }
 }

@@ -2,11 +2,10 @@
 //! state, its age and expiry, how long it has been idle, its idle watch,
 //! its lease counter for leak detection and its route's figures.
 
-use crate::figures::ConnTally;
+use crate::figures::{ConnTally, Health};
 use crate::reactor::Watch;
 use leasehold_policies::unstable::Item;
 use leasehold_policies::State;
-use std::panic::Location;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,45 +38,6 @@ impl<R: Send + 'static, C: Send + 'static> Item for Entry<R, C> {
     fn state(&self) -> Option<&State> {
         self.state.as_ref()
     }
-}
-
-/// A lease to check for a leak at `at`.
-#[derive(Debug)]
-pub(crate) struct LeakCheck {
-    pub(crate) at: Instant,
-    pub(crate) taken: Instant,
-    pub(crate) leases: Arc<AtomicU64>,
-    pub(crate) lease: u64,
-    pub(crate) location: &'static Location<'static>,
-    pub(crate) route: String,
-}
-
-/// Why the pool closed connections on its own; see
-/// [`Pool::health`](crate::Pool::health).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Health {
-    /// Idle connections evicted because the peer closed them, reset them or
-    /// sent bytes nobody asked for (seen by the event loop, or when a lease
-    /// gave the connection back).
-    pub stale: u64,
-    /// Idle connections closed by the idle timeout or [`close_idle`](crate::Pool::close_idle).
-    pub idle: u64,
-    /// Connections closed at their max lifetime, or by
-    /// [`close_expired`](crate::Pool::close_expired).
-    pub expired: u64,
-    /// Connections that failed the liveness check on lease.
-    pub invalid: u64,
-    /// Connections the connector found broken when their lease gave them
-    /// back ([`Connector::has_broken`](crate::Connector::has_broken)).
-    pub broken: u64,
-    /// Connects that failed (refused, timed out, other errors).
-    pub connect_failures: u64,
-    /// Leases reported as possible leaks.
-    pub leaks: u64,
-    /// Connections an [`on_create`](crate::Builder::on_create) or
-    /// [`on_check_out`](crate::Builder::on_check_out) hook refused.
-    pub rejected: u64,
 }
 
 /// The counters behind [`Health`].

@@ -48,16 +48,12 @@ mod entry;
 mod error;
 mod figures;
 mod hooks;
-mod lease;
-mod lease_future;
 #[cfg(any(test, feature = "test-util"))]
 pub mod mock;
 #[cfg(unix)]
 mod nonblocking;
 mod pool;
 mod reactor;
-#[cfg(unix)]
-mod setup;
 mod shared;
 #[cfg(unix)]
 mod tcp;
@@ -70,18 +66,17 @@ pub use async_stream::{AsyncConnector, AsyncStream};
 #[cfg(unix)]
 pub use blocking::{BlockingConnector, BlockingHandshake, DEFAULT_CONNECT_THREADS};
 pub use config::{
-    Builder, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX,
+    Builder, Disposal, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PER_ROUTE, DEFAULT_MAX_TOTAL, DEFAULT_METRICS_EVERY,
     DEFAULT_SHUTDOWN_GRACE,
 };
 #[cfg(unix)]
 pub use connector::Watched;
 pub use connector::{Connector, Handshake, Liveness, MapHandshake, Never, Progress};
-pub use entry::Health;
+#[cfg(unix)]
+pub use connector::{Setup, SetupHandshake, WithSetup, MAX_SETUP_ANSWER};
 pub use error::{ConfigError, Error, TlsError, Unavailable};
-pub use figures::{Figures, Histogram, Sizing, SizingReport, DEFAULT_SAMPLE_EVERY};
-pub use lease::{Lease, Leased, OwnedLease};
-pub use lease_future::LeaseFuture;
+pub use figures::{Figures, Health, Histogram, Sizing, SizingReport, DEFAULT_SAMPLE_EVERY};
 pub use leasehold_policies::{
     InvalidLimits, Lax, Offlock, Policy, PoolStats, Reuse, RouteKey, State, Stats, Strict,
 };
@@ -91,13 +86,11 @@ pub use mio;
 #[cfg(unix)]
 pub use nonblocking::Nonblocking;
 pub use pool::Pool;
-pub use reactor::dispose::Disposal;
+pub use pool::{Lease, LeaseFuture, Leased, OwnedLease};
 /// The rustls crate the [`tls`] module is built on, for naming its types
 /// (certificates, keys, root stores, crypto providers) at the same version.
 #[cfg(all(unix, feature = "tls"))]
 pub use rustls;
-#[cfg(unix)]
-pub use setup::{Setup, SetupHandshake, WithSetup, MAX_SETUP_ANSWER};
 #[cfg(unix)]
 pub use tcp::{resolve, TcpConnector, TcpHandshake};
 

@@ -19,14 +19,14 @@
 //! `recv` with `MSG_PEEK`, which tells a quiet socket from one the peer has
 //! closed, reset or written to, without consuming anything.
 
-use crate::connector::{Connector, Handshake, Liveness, Progress, Watched};
+use crate::connector::probe;
+use crate::connector::{Connector, Handshake, Progress, Watched};
 use mio::event::Source;
 use mio::{Interest, Registry, Token};
 use socket2::{SockRef, TcpKeepalive};
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 /// Resolves `"host:port"` (or `"[v6]:port"`, or a literal address) to the
@@ -377,30 +377,10 @@ impl TcpHandshake {
     }
 }
 
-/// Peeks at one byte of `fd` without blocking (`MSG_PEEK | MSG_DONTWAIT`,
-/// so it works on blocking sockets too) and without consuming anything.
-///
-/// A pending socket error is reported, and cleared by the kernel, as
-/// [`Liveness::Failed`]; the next probe then sees what is left, typically
-/// [`Liveness::Closed`].
-pub(crate) fn probe(fd: BorrowedFd<'_>) -> Liveness {
-    let socket = SockRef::from(&fd);
-    let mut buf = [MaybeUninit::<u8>::uninit(); 1];
-    loop {
-        match socket.recv_with_flags(&mut buf, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
-            Ok(0) => return Liveness::Closed,
-            Ok(_) => return Liveness::Data,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Liveness::Quiet,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Liveness::Failed,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connector::connect_blocking;
+    use crate::connector::{connect_blocking, Liveness};
     use mio::{Events, Poll};
     use std::io::{Read, Write};
     use std::net::TcpListener;

@@ -7,8 +7,8 @@
 
 use super::AsyncStream;
 use crate::connector::Connector;
-use crate::lease::Leased;
 use crate::nonblocking::Nonblocking;
+use crate::pool::Leased;
 use crate::pool::Pool;
 use futures_io::{AsyncRead, AsyncWrite};
 use leasehold_policies::Policy;

@@ -4,8 +4,8 @@
 
 use super::AsyncStream;
 use crate::connector::Connector;
-use crate::lease::Leased;
 use crate::nonblocking::Nonblocking;
+use crate::pool::Leased;
 use crate::pool::Pool;
 use leasehold_policies::Policy;
 use std::borrow::Borrow;

@@ -31,7 +31,6 @@ mod sizing;
 pub use histogram::Histogram;
 pub use sizing::{Sizing, SizingReport};
 
-use crate::entry::Health;
 use leasehold_policies::unstable::{CountPart, CountSum};
 use leasehold_policies::Stats;
 use std::cell::Cell;
@@ -383,6 +382,34 @@ impl<R: Clone + Eq + Hash> Registry<R> {
             ..Figures::default()
         }
     }
+}
+
+/// Why the pool closed connections on its own; see
+/// [`Pool::health`](crate::Pool::health).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Health {
+    /// Idle connections evicted because the peer closed them, reset them or
+    /// sent bytes nobody asked for (seen by the event loop, or when a lease
+    /// gave the connection back).
+    pub stale: u64,
+    /// Idle connections closed by the idle timeout or [`close_idle`](crate::Pool::close_idle).
+    pub idle: u64,
+    /// Connections closed at their max lifetime, or by
+    /// [`close_expired`](crate::Pool::close_expired).
+    pub expired: u64,
+    /// Connections that failed the liveness check on lease.
+    pub invalid: u64,
+    /// Connections the connector found broken when their lease gave them
+    /// back ([`Connector::has_broken`](crate::Connector::has_broken)).
+    pub broken: u64,
+    /// Connects that failed (refused, timed out, other errors).
+    pub connect_failures: u64,
+    /// Leases reported as possible leaks.
+    pub leaks: u64,
+    /// Connections an [`on_create`](crate::Builder::on_create) or
+    /// [`on_check_out`](crate::Builder::on_check_out) hook refused.
+    pub rejected: u64,
 }
 
 /// What a pool, or one of its routes, recorded of its work: how leases

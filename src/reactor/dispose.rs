@@ -30,6 +30,7 @@
 //! last handle) never waits for that thread: it drains the queue after the
 //! close it is in, and ends.
 
+use crate::config::Disposal;
 use crate::connector::Connector;
 use crate::reactor::pool_thread::{Ended, PoolThread};
 use leasehold_policies::unstable::{DisposalQueue, PushError};
@@ -38,46 +39,6 @@ use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
-
-/// How the pool closes connections it is done with.
-///
-/// Whichever is chosen, a [`Connector::close`] or [`Connector::abort`]
-/// that panics is caught and logged (through `tracing`, at `ERROR`), and
-/// its connection is dropped; the pool goes on closing the others.
-///
-/// # Shutdown
-///
-/// Dropping the pool's last handle closes every connection left, within
-/// the [shutdown grace](crate::Builder::shutdown_grace): with `Background`,
-/// the disposal thread and up to 8 short-lived helper threads close them
-/// side by side; with `Inline`, the dropping thread closes them one after
-/// another. Once the grace is over, the connections not yet started are
-/// aborted and the drop returns; a close under way then is left to finish
-/// on its thread.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Disposal {
-    /// On the thread that gave the connection up (a return, a discard, an
-    /// eviction done for a lease). Nothing extra runs, but a slow close
-    /// delays that thread.
-    Inline,
-    /// On a disposal thread owned by the pool, with a queue of `queue`
-    /// connections; when it is full, the connection is aborted
-    /// ([`Connector::abort`]) on the thread that gave it up.
-    Background {
-        /// How many connections may wait to be closed: at least 1
-        /// ([`Builder::build`](crate::Builder::build) refuses 0 with
-        /// [`ConfigError::ZeroDisposalQueue`](crate::ConfigError::ZeroDisposalQueue)).
-        queue: usize,
-    },
-}
-
-impl Default for Disposal {
-    /// `Background` with a queue of 1024.
-    fn default() -> Self {
-        Self::Background { queue: 1024 }
-    }
-}
 
 /// The most helper threads [`DisposalService::stop`] starts to close queued
 /// connections beside the disposal thread.

@@ -42,7 +42,6 @@ use watch::{Watches, ARM_PERIOD};
 
 use crate::config::Config;
 use crate::connector::{connector_panicked, Connector, Handshake};
-use crate::entry::LeakCheck;
 use crate::figures::Figures;
 use crate::unwind::{guarded, message};
 use alarm::Alarm;
@@ -52,8 +51,8 @@ use mio::{Events, Interest, Poll, Token};
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use timers::Timers;
@@ -75,6 +74,17 @@ pub(crate) struct ConnectJob<C: Connector> {
     pub(crate) permit: Permit,
     pub(crate) attempt: Attempt,
     pub(crate) handshake: C::Handshake,
+}
+
+/// A lease to check for a leak at `at`.
+#[derive(Debug)]
+pub(crate) struct LeakCheck {
+    pub(crate) at: Instant,
+    pub(crate) taken: Instant,
+    pub(crate) leases: Arc<AtomicU64>,
+    pub(crate) lease: u64,
+    pub(crate) location: &'static Location<'static>,
+    pub(crate) route: String,
 }
 
 /// What the loop is asked to do.

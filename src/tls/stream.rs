@@ -13,9 +13,9 @@
 //! (evict it). Its check holds the session weakly and never waits for the
 //! lock; a taken lock means a lease has the connection.
 
+use crate::connector::probe;
 use crate::connector::Liveness;
 use crate::nonblocking::{Nonblocking, Now};
-use crate::tcp::probe;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConnection, HandshakeKind, ProtocolVersion};
 use std::fmt;

@@ -4,16 +4,20 @@
 //! A [`Pool`] is a handle to state shared with the other handles and with
 //! the pool's event loop ([`Shared`]); the last handle dropped shuts the
 //! pool down, stops the event loop and the closer, and joins both threads
-//! within the shutdown grace (never the thread it is dropped on).
+//! within the shutdown grace (never the thread it is dropped on). Its
+//! leases (`lease`) and lease futures (`lease_future`) are part of it.
+
+mod lease;
+mod lease_future;
+
+pub use lease::{Lease, Leased, OwnedLease};
+pub use lease_future::LeaseFuture;
 
 use crate::config::{Builder, Config};
 use crate::connector::Connector;
-use crate::entry::Health;
-use crate::error::Error;
-use crate::figures::{Figures, SizingReport};
+use crate::error::{ConfigError, Error};
+use crate::figures::{Figures, Health, SizingReport};
 use crate::hooks::Hooks;
-use crate::lease::{Lease, OwnedLease};
-use crate::lease_future::LeaseFuture;
 use crate::reactor::pool_thread::PoolThread;
 use crate::reactor::{self, dispose::DisposalService, Reactor};
 use crate::shared::Request;
@@ -349,7 +353,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// the values recorded since the last export (each at its bucket's
     /// midpoint).
     ///
-    #[doc = include_str!("figures/metric_names.md")]
+    #[doc = include_str!("../figures/metric_names.md")]
     #[cfg(feature = "metrics")]
     pub fn export_metrics(&self) {
         crate::reactor::LoopHost::export_metrics(self.shared());
@@ -432,5 +436,20 @@ impl<C: Connector, P: Policy> fmt::Debug for Pool<C, P> {
             .field("config", self.shared.settings())
             .field("stats", &self.stats().total)
             .finish()
+    }
+}
+
+impl<C: Connector, P: Policy> Builder<C, P> {
+    /// Validates the settings and builds the pool.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if a cap is zero, `max_idle` exceeds `max_total`, a
+    /// timeout is zero, the disposal queue holds no connection, the policy
+    /// refuses inline disposal and it was asked for, or the disposal thread
+    /// cannot be started.
+    pub fn build(self) -> Result<Pool<C, P>, ConfigError> {
+        let (connector, limits, config, hooks) = self.into_parts()?;
+        Pool::from_parts(connector, limits, config, hooks)
+            .map_err(|e| ConfigError::Thread(e.to_string()))
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::connector::Connector;
 use crate::error::Error;
-use crate::lease::Lease;
+use crate::pool::Lease;
 use crate::pool::Pool;
 use crate::reactor::alarm::Alarm;
 use crate::reactor::LoopCommand;

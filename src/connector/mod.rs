@@ -12,6 +12,12 @@
 //! request waits for it or for a returned connection, whichever comes
 //! first.
 
+#[cfg(unix)]
+mod setup;
+
+#[cfg(unix)]
+pub use setup::{Setup, SetupHandshake, WithSetup, MAX_SETUP_ANSWER};
+
 use leasehold_policies::RouteKey;
 use mio::event::Source;
 #[cfg(test)]
@@ -133,13 +139,13 @@ pub trait Connector: Send + Sync + 'static {
     /// # Ok::<(), leasehold::ConfigError>(())
     /// ```
     #[cfg(unix)]
-    fn with_setup<S>(self, setup: S) -> crate::setup::WithSetup<Self, S>
+    fn with_setup<S>(self, setup: S) -> WithSetup<Self, S>
     where
         Self: Sized,
         Self::Conn: crate::Nonblocking,
         S: crate::Setup<Self::Route>,
     {
-        crate::setup::WithSetup::new(self, setup)
+        WithSetup::new(self, setup)
     }
 }
 
@@ -217,7 +223,28 @@ impl Watched {
         match &self.check {
             Some(check) => crate::unwind::guarded("an idle connection's check", check)
                 .unwrap_or(Liveness::Failed),
-            None => crate::tcp::probe(self.fd()),
+            None => probe(self.fd()),
+        }
+    }
+}
+
+#[cfg(unix)]
+/// Peeks at one byte of `fd` without blocking (`MSG_PEEK | MSG_DONTWAIT`,
+/// so it works on blocking sockets too) and without consuming anything.
+///
+/// A pending socket error is reported, and cleared by the kernel, as
+/// [`Liveness::Failed`]; the next probe then sees what is left, typically
+/// [`Liveness::Closed`].
+pub(crate) fn probe(fd: std::os::fd::BorrowedFd<'_>) -> Liveness {
+    let socket = socket2::SockRef::from(&fd);
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    loop {
+        match socket.recv_with_flags(&mut buf, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+            Ok(0) => return Liveness::Closed,
+            Ok(_) => return Liveness::Data,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Liveness::Quiet,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Liveness::Failed,
         }
     }
 }
