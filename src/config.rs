@@ -357,7 +357,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     }
 
     /// Runs the connector's liveness check
-    /// ([`Connector::is_alive`](crate::Connector::is_alive)) on a connection
+    /// ([`Connector::is_alive`]) on a connection
     /// about to be leased if it has been idle for longer than `after`.
     pub fn validate_after_inactivity(mut self, after: Duration) -> Self {
         self.settings.validate_after = Some(after);
@@ -488,9 +488,9 @@ impl<C: Connector, P: Policy> Builder<C, P> {
 
     /// How long dropping the pool's last handle may wait for connections to
     /// close. Until `grace` has passed they are closed gracefully
-    /// ([`Connector::close`](crate::Connector::close)) — with background
+    /// ([`Connector::close`]) — with background
     /// [`disposal`](Self::disposal), on up to 9 threads at once; then what
-    /// is left is aborted ([`Connector::abort`](crate::Connector::abort))
+    /// is left is aborted ([`Connector::abort`])
     /// and the drop returns. A close under way at that moment is left to end
     /// on its own thread. Zero aborts everything left at once; a grace
     /// beyond what the clock can count (`Duration::MAX`) has no end: the
@@ -628,7 +628,7 @@ pub enum Disposal {
     Background {
         /// How many connections may wait to be closed: at least 1
         /// ([`Builder::build`](crate::Builder::build) refuses 0 with
-        /// [`ConfigError::ZeroDisposalQueue`](crate::ConfigError::ZeroDisposalQueue)).
+        /// [`ConfigError::ZeroDisposalQueue`]).
         queue: usize,
     },
 }

@@ -14,34 +14,7 @@
 //! of doubling size are allocated on first use and never move. A pool
 //! allowed a million connections that opens ten holds sixteen slots.
 //!
-//! # Implementation Details
-//!
-//! A stack head packs `(index, tag)` into one `AtomicU64`; the tag is bumped
-//! by every successful push or pop, so a popper that read `next` of a slot
-//! that was popped and pushed again meanwhile fails its CAS (no ABA). The
-//! stale `next` it may have read is an atomic load, never a data race.
-//!
-//! Fresh indices are claimed with a CAS on the count of slots made, which
-//! never passes `cap`; the claimer then makes sure the index's segment
-//! exists (`OnceLock`) before it uses the slot or hands the index on, so
-//! whoever gets an index later — from a stack, whose CAS orders it after
-//! the claimer's, or from a `Held` — finds the segment allocated. Slots are
-//! only ever added: a freed slot goes on the free list, to be reused before
-//! a fresh one is made.
-//!
-//! Ownership of a slot's contents is a value, [`SlotToken`]: made where a
-//! slot is handed out ([`Arena::fresh`], [`IndexStack::pop`], a route's
-//! idle list), carried inside a `Held` or `Permit`, and spent where the
-//! slot is handed back ([`IndexStack::push`], a push onto an idle list).
-//! Its holder is the only one that touches that slot's `data`, so the
-//! accessors that take a token are safe; the `unsafe` left is where a
-//! token is made from an index a list gave up ([`SlotToken::claim`]). A
-//! push's release CAS publishes the data to the next popper's acquire CAS.
-//!
-//! Each slot has a cache line (two, where the prefetcher pairs them) to
-//! itself: two threads reusing two connections write their slots' links on
-//! every return, and sharing a line would make each such cycle a line
-//! transfer between cores.
+//! How it works: [the design notes](crate::implementation#the-arena-and-its-index-stacks).
 
 use crate::grow::GrowArray;
 use crate::sync::{AtomicU64, AtomicUsize, Ordering, UnsafeCell};

@@ -12,42 +12,7 @@
 //! once — by the worker, by a thread that took it, or by the caller it was
 //! handed back to — and never lost in the queue.
 //!
-//! # Implementation Details
-//!
-//! One word, `state`, holds the `STOPPED` flag, the `WORKER` flag (a worker
-//! has registered its thread handle, so pushers can wake it) and the number
-//! of pushes in flight. Every change to it is a read-modify-write, so all
-//! changes are totally ordered and each one sees the effects of those before
-//! it:
-//!
-//! ```text
-//!   push:  fetch_add(PUSHER) ─ STOPPED? hand back : queue (full? hand back)
-//!          ─ fetch_sub(PUSHER) ─ WORKER? unpark it
-//!   stop:  fetch_or(STOPPED) ─ WORKER? unpark it
-//!   run:   register thread ─ fetch_or(WORKER) ─ loop { load; drain;
-//!          STOPPED and no push in flight (in what was loaded)? return;
-//!          closed anything? again : park }
-//! ```
-//!
-//! - *No lost wake-up.* A push that queued an item unparks the worker after
-//!   it left (`fetch_sub`), when the value it left shows `WORKER`. If that
-//!   value does not show `WORKER`, the worker registers later, and its first
-//!   drain comes after the push. Parking has a token: an unpark that comes
-//!   between the worker's drain and its park makes the park return at once.
-//!   The worker parks only after a drain that found nothing, so no `close`
-//!   (the caller's code, which may park and unpark the thread itself) ran
-//!   between the load and the park to use such an unpark up.
-//! - *Nothing lost at stop.* A push announces itself (`fetch_add`) before it
-//!   looks at `STOPPED`, and leaves only after its item is queued. The worker
-//!   reads `state` *before* it drains: if that value shows `STOPPED` and no
-//!   push in flight, every push that did not see `STOPPED` has left already,
-//!   its item is in the queue, and this drain takes it; every later push sees
-//!   `STOPPED` and hands its item back. While a push is in flight the worker
-//!   parks, and the push's `fetch_sub` shows `WORKER` and wakes it.
-//! - *Takers.* `take` is a plain pop of the bounded queue, which hands each
-//!   item to one caller. An item another thread took is that thread's to
-//!   close; the worker's rule for returning is unchanged, since it needs
-//!   only that every item pushed before the stop is out of the queue.
+//! How it works: [the design notes](crate::implementation#the-disposal-queue).
 
 use crate::sync::thread::{self, Thread};
 use crate::sync::{AtomicUsize, BoundedFifo, OnceLock, Ordering};

@@ -43,6 +43,7 @@ mod count;
 mod disposal_queue;
 mod engine;
 mod grow;
+pub mod implementation;
 mod lax;
 mod lease_mark;
 mod mailbox;

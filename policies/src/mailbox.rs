@@ -15,43 +15,7 @@
 //! say) is woken by the pusher after a successful push, with whatever the
 //! consumer sleeps on.
 //!
-//! # Implementation Details
-//!
-//! One word, `state`, holds the `CLOSED` flag and the number of pushes in
-//! flight. Every change to it is a read-modify-write, so all changes are
-//! totally ordered and each one sees the effects of those before it:
-//!
-//! ```text
-//!   push:            fetch_add(PUSHER) ─ CLOSED? hand back : queue
-//!                    ─ fetch_sub(PUSHER)
-//!   close_and_drain: fetch_or(CLOSED) ─ spin until no push in flight
-//!                    ─ drain
-//! ```
-//!
-//! - *Nothing lost.* A push announces itself (`fetch_add`) before it looks
-//!   at `CLOSED`, and leaves (`fetch_sub`) only after its item is queued.
-//!   A push whose `fetch_add` did not see `CLOSED` comes before the close's
-//!   `fetch_or` in the word's order, so it is counted in every value of the
-//!   word from the close on, until it leaves: when the closer reads a value
-//!   with no push in flight, every such push has left, and its item is in
-//!   the queue (the `fetch_sub` releases the item, the closer's read
-//!   acquires it). The drain that follows takes it, unless the consumer
-//!   popped it before. Every push whose `fetch_add` comes after the
-//!   `fetch_or` sees `CLOSED` and hands its item back.
-//! - *Nothing twice.* The queue is linearizable: each queued item is popped
-//!   once, by `pop` or by the drain; a handed-back item was never queued.
-//!
-//! Checking `CLOSED` *before* announcing the push would break the first
-//! point: the push could see the mailbox open, the close could find no
-//! push in flight and drain, and the item would be queued after the last
-//! drain. So would a drain that does not wait for the pushes in flight.
-//!
-//! The close waits only while a push is between its two read-modify-writes,
-//! a few instructions that never block. Pushes that arrive after the close
-//! are counted too (they announce themselves before they can see it), so an
-//! unbroken stream of them could keep the closer spinning; after a close,
-//! pushes are rare (a pool that stops takes no new work), so it does not
-//! track them apart.
+//! How it works: [the design notes](crate::implementation#the-mailbox).
 
 use crate::sync::{AtomicUsize, Backoff, Fifo, Ordering};
 use std::fmt;

@@ -7,21 +7,7 @@
 //! the slow-path state (waiter queues, stateful idle lists) is touched by one
 //! thread at a time, so its logic is plain sequential code.
 //!
-//! # Implementation Details
-//!
-//! `pending` counts submitted but not yet run commands. A submitter pushes
-//! its command *then* increments; the one whose increment saw 0 becomes the
-//! drainer. The drainer runs as many commands as it has counted and
-//! subtracts that many; if the subtraction does not bring the count to 0,
-//! more commands arrived and it runs again. Because every command is pushed
-//! before it is counted, `n` counted commands are always in the queue; and
-//! because the count is only changed by read-modify-writes (totally ordered),
-//! a command is never left behind when the drainer stops.
-//!
-//! The state sits in a `Mutex` that is never waited on: only the drainer
-//! locks it, with `try_lock`, and it unlocks before handing over the role —
-//! the mutex is a checked cell, and a failed `try_lock` would be a protocol
-//! bug (loom checks it).
+//! How it works: [the design notes](crate::implementation#the-non-blocking-serializer).
 
 use crate::sync::{AtomicUsize, Backoff, Fifo, Mutex, Ordering};
 use std::fmt;

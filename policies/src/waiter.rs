@@ -9,21 +9,7 @@
 //!   PENDING --request CAS--> CANCELLED (no grant will ever be read)
 //! ```
 //!
-//! # Implementation Details
-//!
-//! The granter writes the grant into the cell *before* its CAS, while the
-//! state is `PENDING`; the request reads the cell only after it has seen
-//! `GRANTED` with acquire ordering. If the request cancelled first, the
-//! granter's CAS fails and the granter takes its grant back out of the cell:
-//! the connection or capacity goes to the next request, never lost
-//! (invariant 6). Exactly one side wins the CAS, and that side accounts for
-//! the request leaving the queue.
-//!
-//! The waker sits in an atomic slot, so the request may replace it at any
-//! time (an async task polled on another thread). The granter wakes the slot
-//! *after* its CAS; a request that registers a new waker looks at `state`
-//! *after* registering. Either the granter's wake finds the new waker, or the
-//! request's look finds `GRANTED`: a grant is never left unseen.
+//! How it works: [the design notes](crate::implementation#a-waiters-grant-cell).
 
 use crate::sync::{AtomicU8, AtomicWaker, Ordering, UnsafeCell};
 use crate::types::{Grant, State, Wait};

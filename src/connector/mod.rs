@@ -119,11 +119,11 @@ pub trait Connector: Send + Sync + 'static {
 
     /// This connector with a protocol's opening exchange after each
     /// connect (Redis `AUTH`/`SELECT`, a Postgres startup message…): the
-    /// pool's event loop sends [`Setup::request`](crate::Setup::request)
+    /// pool's event loop sends [`Setup::request`]
     /// once the transport is up and lends the connection out only when
-    /// [`Setup::response`](crate::Setup::response) finds the answer
+    /// [`Setup::response`] finds the answer
     /// complete, all under the connect timeout. See
-    /// [`WithSetup`](crate::WithSetup).
+    /// [`WithSetup`].
     ///
     /// ```no_run
     /// # use leasehold::{Setup, Connector, Pool, TcpConnector};

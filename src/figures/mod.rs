@@ -67,7 +67,7 @@ pub(crate) struct RouteFigures {
     connect_time: histogram::Recorder,
 }
 
-/// How a lease was served, for [`RouteFigures::served`].
+/// How a lease was served, for [`ConnTally::served`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Asked {
     /// At once; `Some` when the lease is sampled: when it asked.

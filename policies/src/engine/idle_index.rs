@@ -20,23 +20,7 @@
 //! serializer counts a stateful connection going idle; the reclaimer asks
 //! that serializer to close one (see `total`).
 //!
-//! # Implementation Details
-//!
-//! A reclaimer pops entries off the front and puts those it keeps (a shard
-//! it took a connection from, or one of a route it must spare) back at the
-//! end, so victims rotate over the routes. An entry it holds is out of the
-//! index until it puts it back: under `Segmented`, where several
-//! serializers reclaim, one that put entries back wakes the total queue,
-//! whose look may have missed them meanwhile.
-//!
-//! No wake-up is lost between a push and a reclaimer: the reclaimer raises
-//! `TOTAL_WAIT` on every route before it looks a last time, and a push that
-//! listed its shard adds the entry, then reads its shard's word with a
-//! read-modify-write. If that read comes after the raise, it sees the flag
-//! and kicks the reclaimer (a `Segmented` route's serializer, listing a
-//! connection it put back, does so once its own requests were served); if
-//! before, the raise is ordered after it, and so the look after the entry
-//! was added.
+//! How it works: [the design notes](crate::implementation#the-idle-index).
 
 use crate::sync::Fifo;
 use std::fmt;

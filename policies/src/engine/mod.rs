@@ -1,63 +1,7 @@
 //! The engine behind `Strict`, `Lax` and `Offlock`: one data structure,
 //! three flavors.
 //!
-//! # Implementation Details
-//!
-//! Two paths share the state:
-//!
-//! * The **hot path** — lease an idle stateless connection, return one when
-//!   nobody waits, open a new one when capacity is free and nobody waits — is
-//!   lock-free and allocation-free: a route lookup in an insert-only table
-//!   (plain loads, see `table`) and one CAS of a 128-bit shard word, which
-//!   holds an idle stack's head, the idle count, the waiter count and flags
-//!   (see `route`). Routes have one shard per CPU (one in all under
-//!   `Strict` and `Offlock` with FIFO reuse), so a thread that finds its own
-//!   connection again touches no cache line another thread writes.
-//! * The **slow path** — queued requests, stateful connections, cross-route
-//!   reclaim, eviction, shutdown — runs in a non-blocking serializer
-//!   (`serial`): commands are queued and whichever thread finds it idle runs
-//!   them, so the waiter queues are plain sequential code. How many
-//!   serializers there are is the flavor's serializing strategy
-//!   (`serializing`): `Strict` and `Lax` have one for all routes
-//!   ([`OneSerializer`]); `Offlock` gives every route its own, and routes
-//!   meet only at the total cap, through the total queue ([`PerRoute`],
-//!   `segments`, `total`).
-//!
-//! A request that cannot be served at once counts itself in its route's
-//! shard 0 (`Strict` and `Offlock`: then in every other shard), and where
-//! one serializer serves all routes in `waiting_all`, *before* its
-//! `Enqueue` command is queued. From then on nobody opens a new connection
-//! on the hot path while anyone waits, so freed capacity goes through the
-//! serializer, which serves the oldest request first. Every operation that
-//! frees capacity re-reads that count with a read-modify-write and kicks
-//! the serializer when it is non-zero — the counterpart of the queuing
-//! request's own read-modify-write, so no wake-up is lost (under
-//! `PerRoute`, the route's count and the total queue's `total_blocked` play
-//! those parts).
-//!
-//! Returned connections follow the flavor's barging strategy (`barging`):
-//! under [`Handoff`] (`Strict`, `Offlock`) every shard counts the route's
-//! waiters, so a return sees them in the same CAS that pushes the
-//! connection, whichever shard it returns to, and newcomers never take an
-//! idle connection while waiters are counted. A request counts itself in
-//! every shard *before* its `Enqueue` is queued, so a return that pushed
-//! without seeing it is found by the serializer's look after it. A
-//! newcomer that takes a connection from a shard the request has not
-//! counted itself in yet runs alongside the request's `acquire`, and so
-//! overtakes nobody queued. Under [`Compete`] (`Lax`), queued requests
-//! compete for returns with newcomers, within a bound; its protocol is in
-//! `compete`.
-//!
-//! `TOTAL_WAIT` says that requests of other routes wait for an idle
-//! connection to be closed to make room: while it is up, returns go
-//! through the serializer. Such a connection is found in the idle index
-//! (`idle_index`), which lists the shards that have idle connections, so
-//! making room costs the same however many routes the pool has seen.
-//!
-//! Routes come and go: one with no connection and no request for a full
-//! sweep period is removed (`sweep_routes`), and its memory reclaimed
-//! through the epoch (`reclaim`). See [`Engine::remove_route`] for the
-//! protocol and for what keeps a route from removal.
+//! How it works: [the design notes](crate::implementation#the-engine).
 
 mod barging;
 mod compete;

@@ -1,92 +1,7 @@
 //! One route of an engine: its shard words, its idle lists and its capacity
 //! counters.
 //!
-//! # Implementation Details
-//!
-//! A route has one shard per CPU (one under `Strict` and `Offlock` with
-//! FIFO reuse); each shard is a 128-bit atomic word, on its own cache line:
-//!
-//! ```text
-//!  bits 0..32    head of the shard's idle stack (a slot index, or NIL) } LIFO
-//!  bits 32..64   tag, bumped by every push and pop (no ABA)            } only
-//!  bits 64..95   idle stateless connections in this shard
-//!  bit  95       LISTED: the shard is in the engine's idle index
-//!  bits 96..123  requests waiting on this route (shard 0; `Strict` and
-//!                `Offlock`: every shard)
-//!  bit  123      NUDGED: a request woken to compete has yet to look (sharded)
-//!  bit  124      CONTEND: requests wait here and compete (sharded routes)
-//!  bit  125      ROUTE_WAIT: returns go to the oldest request (sharded)
-//!  bit  126      TOTAL_WAIT: a request somewhere is blocked by the total cap
-//!  bit  127      CLOSED
-//! ```
-//!
-//! With LIFO reuse, leasing an idle connection is one CAS of this word (pop,
-//! count down, and check in the same step that nobody waits and the route
-//! is open), and so is returning one (push, count up, and refuse in the same
-//! step if requests wait or the route closed). Because the waiter count and
-//! the idle list change in the same atomic word, a return and a request
-//! about to queue always see each other: either the return sees the waiter
-//! and hands the connection to the serializer, or the serializer, acting on
-//! the request, finds the connection idle. No fence is needed and no wake-up
-//! is lost. `TOTAL_WAIT` does the same for requests of *other* routes that
-//! wait for an idle connection to be closed to make room: the serializer
-//! raises it on every route before it looks again for such a connection, so
-//! a return either happened before that look or sees the flag and goes
-//! through the serializer.
-//!
-//! `Strict` and `Offlock` keep the waiter count in every shard: a request
-//! counts itself in shard 0 first and in the others after, and leaves shard
-//! 0 last, so shard 0 (which the stats and the capacity checks read) never
-//! counts fewer than another shard. A return and a newcomer see the waiters
-//! in the word they touch, as with one shard.
-//!
-//! Under `Lax` the waiter count sits in shard 0 only, so the
-//! serializer raises flags on every shard of a route whose requests it could
-//! not serve, then looks once more, exactly as for `TOTAL_WAIT`. `CONTEND`
-//! says requests wait: a return still goes idle, and then kicks the
-//! serializer, which wakes the oldest request to take it (or lets whoever
-//! is faster have it). The returning thread counts such a return itself,
-//! in the route's pass counter, *before* it pushes; once
-//! [`Lax::PASS_LIMIT`](crate::Lax::PASS_LIMIT) went by, it hands the
-//! connection to the serializer instead, which serves the oldest request
-//! and resets the counter. Counted by the returner, the bound holds however
-//! late the serializer runs. (A return that raced with the raise of
-//! `CONTEND` and pushed without counting counts itself after.)
-//! `ROUTE_WAIT` says the oldest request has let enough returns go by, or
-//! does not compete: returns are refused outright and go through the
-//! serializer to it.
-//!
-//! `NUDGED` spares the serializer and the sleeping threads a kick and a
-//! wake-up per return: the serializer raises it on every shard when it
-//! wakes the oldest request to compete, and while a return's push finds it
-//! up, the return kicks nobody, since someone is on the way to look (unless
-//! the return used up the passes: the serializer hands it to the oldest
-//! then). Whoever looks lowers the flag first, shard by shard, with the
-//! read-modify-write that counts the shard's idle connections: a push
-//! ordered before that lowering is counted, and one ordered after it finds
-//! the flag down and kicks, or finds it raised again for a request woken
-//! later, which is yet to look. The woken request looks when it runs
-//! ([`Route::look`]); so does the serializer, at the start of every batch,
-//! which covers a woken request that is served, or gives up, before it
-//! looks; lowering `CONTEND` lowers it too.
-//!
-//! With FIFO reuse the list is a queue beside the word (unbounded, its
-//! memory following the idle connections, not the cap), and the
-//! word's idle count is a reservation count: an index is queued *before*
-//! the count goes up, and the count goes down *before* an index is dequeued,
-//! so whoever reserved one finds one.
-//!
-//! `LISTED` says that the shard has an entry in the engine's idle index,
-//! where cross-route reclaim finds idle connections of other routes without
-//! looking at every route (see `idle_index`). A push that finds it down
-//! raises it after the push, with a `fetch_or`, and the one push whose
-//! `fetch_or` finds it down adds the entry. Only the reclaimer holding the
-//! entry lowers it, and only in a CAS that finds the shard empty
-//! ([`Route::take_or_unlist`]), so a shard with idle connections is always
-//! listed, or being listed by the push that made it non-empty. A lease
-//! leaves the flag as it is: a shard that goes empty and fills again, as
-//! one connection leased and returned over and over does, finds the flag up
-//! and adds nothing.
+//! How it works: [the design notes](crate::implementation#a-route-and-its-shard-words).
 
 use super::compete::Passes;
 use crate::arena::{Arena, SlotToken, NIL};
@@ -339,7 +254,7 @@ pub(super) enum Put {
     Return,
     /// A holder on the hot path of a route whose waiters compete (`Lax`):
     /// refused only while `ROUTE_WAIT` or `TOTAL_WAIT` is up; the caller
-    /// kicks the serializer if the word it gets back is [`wanted`].
+    /// kicks the serializer if the word it gets back is [`Word::wanted`].
     Compete,
     /// The serializer.
     Serial,
@@ -446,7 +361,7 @@ impl<K> Route<K> {
     }
 
     /// The word of `shard`, as a return reads it first (for
-    /// [`Self::pass`] and [`Self::put`]).
+    /// its barging rule and [`Self::put`]).
     #[inline]
     pub(super) fn shard_word(&self, shard: usize) -> Word {
         self.shards[shard].word.load(Ordering::Acquire)
