@@ -16,18 +16,22 @@ use std::time::Duration;
 use wait::eventually;
 
 /// The process's recorder (a `metrics` recorder is global), with
-/// histogram buckets so that they render as Prometheus histograms.
-fn scrape() -> String {
+/// histogram buckets so that they render as Prometheus histograms. Each
+/// test installs it before its pool records anything: what is recorded
+/// before a recorder is installed goes nowhere.
+fn recorder() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            PrometheusBuilder::new()
-                .set_buckets(&[1e-4, 1e-3, 1e-2, 1e-1, 1.0])
-                .expect("valid buckets")
-                .install_recorder()
-                .expect("the only recorder of this process")
-        })
-        .render()
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .set_buckets(&[1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+            .expect("valid buckets")
+            .install_recorder()
+            .expect("the only recorder of this process")
+    })
+}
+
+fn scrape() -> String {
+    recorder().render()
 }
 
 /// The value of the series `name` whose labels include `labels`; `None`
@@ -56,6 +60,7 @@ fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 
 #[test]
 fn a_scrape_shows_the_pools_series_under_the_opentelemetry_names() {
+    recorder();
     let pool = Pool::builder(MockConnector::<u8>::new())
         .name("scraped")
         .max_per_route(1)
@@ -147,6 +152,7 @@ fn a_scrape_shows_the_pools_series_under_the_opentelemetry_names() {
 
 #[test]
 fn the_event_loop_exports_every_period() {
+    recorder();
     let pool = Pool::builder(MockConnector::<u8>::new())
         .name("periodic")
         .metrics_every(Duration::from_millis(20))
