@@ -1,6 +1,6 @@
 //! The connection cycle of HikariCP's benchmark (`ConnectionBench`: get a
 //! connection, hold it, give it back), ported, with every pool in one run:
-//! our three policies, the Rust peers and three reference designs.
+//! our three policies, the Rust peers and four reference designs.
 //!
 //! A batch is [`OPS`] cycles (2^17; the environment variable
 //! `CONTENTION_OPS` replaces it, to shrink a run) over W workers; each
@@ -35,9 +35,11 @@
 //!   worker per core), the workers being tasks: they are async pools, and a
 //!   task is how they are used;
 //! * `mutex_condvar`, the textbook pool, `hikari_bag`, HikariCP's
-//!   `ConcurrentBag` reduced, and `fifo_tickets`, a FIFO ticket semaphore:
-//!   the most any FIFO hand-off can do once every request queues
-//!   (`leasehold_testkit::bench::baseline`, `fifo.rs`), on OS threads.
+//!   `ConcurrentBag` reduced, `fifo_tickets`, a FIFO ticket semaphore:
+//!   the most any FIFO hand-off can do once every request queues, and
+//!   `fifo_awake`, the same semaphore with its oldest waiters spinning
+//!   instead of sleeping (`leasehold_testkit::bench::baseline`, `fifo.rs`,
+//!   `awake.rs`), on OS threads.
 //!
 //! Criterion runs one warm-up batch and 10 measured batches per pool and
 //! scenario (flat sampling, 1 ms targets: its floor; it warns that 10
@@ -65,6 +67,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
+mod awake;
 mod fifo;
 
 use leasehold_testkit::bench::report::{self, Row, Side};
@@ -612,6 +615,40 @@ impl Contender for Tickets {
     }
 }
 
+/// The FIFO ticket semaphore with its oldest waiters kept awake
+/// (`FIFO_AWAKE_HEADS`, default 2, spinning up to `FIFO_AWAKE_SPIN_US`,
+/// default 100) and a request that finds no free permit yielding up to
+/// `FIFO_AWAKE_DEFER` times (default 16, as our blocking leases do)
+/// before it takes a ticket.
+struct Awake(awake::AwakeTickets);
+
+impl Blocking for Awake {
+    fn with_lease<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.0.with_permit(f)
+    }
+}
+
+impl Contender for Awake {
+    const NAME: &'static str = "fifo_awake";
+    const SIDE: Side = Side::Baseline;
+    type Driver = OnThreads;
+
+    fn warmed(_: &Runtime, connector: &MockConnector, size: usize) -> Self {
+        let env = |name: &str, default: u64| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        let heads = env("FIFO_AWAKE_HEADS", 2);
+        let spin = Duration::from_micros(env("FIFO_AWAKE_SPIN_US", 100));
+        let defer = env("FIFO_AWAKE_DEFER", 16) as u32;
+        Self(awake::AwakeTickets::new(
+            connector, size, heads, spin, defer,
+        ))
+    }
+}
+
 impl Contender for NoPool {
     const NAME: &'static str = "no_pool";
     const SIDE: Side = Side::Ceiling;
@@ -743,6 +780,7 @@ fn bench_all(
     bench::<MutexCondvar>(group, runtime, results, scenario);
     bench::<Hikari>(group, runtime, results, scenario);
     bench::<Tickets>(group, runtime, results, scenario);
+    bench::<Awake>(group, runtime, results, scenario);
     if !scenario.hold.is_zero() {
         bench::<NoPool>(group, runtime, results, scenario);
     }
