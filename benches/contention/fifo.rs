@@ -8,8 +8,8 @@
 //! (the convoy), that bounds what any FIFO hand-off (`Strict`, `Offlock`)
 //! can reach on OS threads, whatever its data structures. It is not a bound
 //! outside the convoy: it does nothing to stay out of it (a lease of ours
-//! yields its thread once before it queues), so with a hold it falls in
-//! where ours do not.
+//! steps aside, yielding its thread up to 16 times, before it queues), so
+//! it falls in where ours do not.
 
 use crossbeam_utils::CachePadded;
 use leasehold::mock::MockConnector;

@@ -178,10 +178,11 @@ pub trait Core<K: RouteKey, T: Item>:
     /// Serves a request at once where [`Core::acquire`] would (an idle
     /// item, capacity, or `Closed`); `None` where it would queue the
     /// request, and nothing is queued then. A blocking pool asks this first,
-    /// and when the answer is `None` it yields its thread once before it
-    /// queues: a holder that was preempted may run and give its item back
-    /// (see leasehold's `Pool::lease`). Returning `None` is always correct,
-    /// at the price of that yield; a core with a hot path answers from it.
+    /// and while the answer is `None` it yields its thread and asks again,
+    /// a bounded number of times, before it queues: a holder that was
+    /// preempted may run and give its item back (see leasehold's
+    /// `Pool::lease`). Returning `None` is always correct, at the price of
+    /// those yields; a core with a hot path answers from it.
     fn acquire_now(&self, route: &K, state: Option<&State>) -> Option<Grant>;
 
     /// Withdraws a queued request. Returns the grant if the request was

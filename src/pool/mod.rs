@@ -165,11 +165,14 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// the acquire timeout.
     ///
     /// When nothing is idle and no capacity is free, the calling thread
-    /// yields once before it queues: where threads outnumber cores, a
-    /// holder preempted mid-lease may run and give its connection back,
-    /// which this call then takes without sleeping (with `Strict`, this
-    /// keeps a FIFO hand-off from turning every lease into a sleep and a
-    /// wake-up). The acquire timeout counts from that first miss.
+    /// steps aside before it queues: it yields and asks again, up to 16
+    /// times (a few microseconds where no other thread is ready to run).
+    /// Where threads outnumber cores, a holder preempted mid-lease may run
+    /// and give its connection back, which this call then takes without
+    /// sleeping; with `Strict`, this keeps a FIFO hand-off from turning
+    /// every lease into a sleep and a wake-up. A call that has not queued
+    /// never takes a connection a queued request is waiting for. The
+    /// acquire timeout counts from that first miss.
     ///
     /// # Errors
     /// [`Error::Timeout`] when the wait runs out, a connect error when a new

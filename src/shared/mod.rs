@@ -55,24 +55,10 @@ fn with_waker<R>(f: impl FnOnce(&Waker) -> R) -> R {
     THREAD_WAKER.with(f)
 }
 
-/// A blocking stateless request that would queue first yields its
-/// thread, once: where threads outnumber cores, the holders are often
-/// preempted threads, and one of them may run and give its connection
-/// back, which this request then takes without sleeping. Without it,
-/// each such miss costs a park and a wake-up, and under `Strict` it
-/// starts the lock convoy of a FIFO hand-off to sleeping threads. Where
-/// no other thread is ready to run, the yield returns at once. Returns
-/// when the request missed: its deadline counts from there.
-#[cold]
-fn yield_before_queuing(state: Option<&State>, mode: Wait) -> Instant {
-    let missed = Instant::now();
-    // Stateful requests are served by the core's slow path whatever
-    // returns; a request that will not wait is answered at once.
-    if state.is_none() && mode == Wait::Queue {
-        thread::yield_now();
-    }
-    missed
-}
+/// How many times a blocking request that missed yields its thread,
+/// asking again after each yield, before it queues: see
+/// [`Shared::defer`].
+const DEFER_YIELDS: u32 = 16;
 
 /// What the hit path found ([`Shared::hit`]).
 pub(crate) enum Hit {
@@ -280,7 +266,15 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             Hit::Leased(held) => return Ok(held),
             Hit::Answered(grant) => (Some(grant), None),
             Hit::Rejected => (None, None),
-            Hit::Missed => (None, Some(yield_before_queuing(state, mode))),
+            Hit::Missed => {
+                // The deadline counts from the miss.
+                let missed = Instant::now();
+                match self.defer(route, state, mode, at, asked, missed) {
+                    Hit::Leased(held) => return Ok(held),
+                    Hit::Answered(grant) => (Some(grant), Some(missed)),
+                    Hit::Rejected | Hit::Missed => (None, Some(missed)),
+                }
+            }
         };
         let mut request = Request::new(self, route, state, mode, at, asked);
         request.after_hit(first);
@@ -288,6 +282,49 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             request.missed_at(missed);
         }
         with_waker(|waker| self.wait(request, waker))
+    }
+
+    /// Before a blocking stateless request queues, it yields its thread and
+    /// asks again, up to [`DEFER_YIELDS`] times or until its acquire
+    /// timeout. Where threads outnumber cores, the holders are often
+    /// threads the scheduler preempted; while this thread steps aside they
+    /// run and give their connections back, and it takes one without
+    /// sleeping. A request that queues instead sleeps until the one return
+    /// meant for it wakes it, and once most threads have queued, every
+    /// cycle of the pool waits for a wake-up (the convoy of a FIFO
+    /// hand-off to sleeping threads). Stepping aside does not overtake
+    /// anyone: the hit path never takes a connection while a request is
+    /// queued for it. Where no other thread is ready to run, a yield
+    /// returns at once.
+    #[cold]
+    #[inline(never)]
+    fn defer(
+        &self,
+        route: &C::Route,
+        state: Option<&State>,
+        mode: Wait,
+        at: &'static Location<'static>,
+        asked: Option<Instant>,
+        missed: Instant,
+    ) -> Hit {
+        // Stateful requests are served by the core's slow path whatever
+        // returns; a request that will not wait is answered at once.
+        if state.is_some() || mode == Wait::Never {
+            return Hit::Missed;
+        }
+        let deadline = self
+            .config
+            .acquire_timeout
+            .and_then(|timeout| missed.checked_add(timeout));
+        for _ in 0..DEFER_YIELDS {
+            thread::yield_now();
+            match self.hit(route, state, at, asked) {
+                Hit::Missed if deadline.is_some_and(|at| Instant::now() >= at) => break,
+                Hit::Missed => {}
+                found => return found,
+            }
+        }
+        Hit::Missed
     }
 
     /// The rest of a blocking acquire: a request, polled until it ends, with
