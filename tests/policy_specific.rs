@@ -1,7 +1,9 @@
 //! What one policy promises beyond the conformance suite: `Strict` and
 //! `Offlock` serve a route's waiters in FIFO order and newcomers never
 //! overtake them; `Lax` lets a newcomer overtake a waiter at most a bounded
-//! number of times, and lets a returning thread keep its connection; `Offlock` refuses to close connections inline.
+//! number of times, and no longer once the waiter has waited its time
+//! bound, and lets a returning thread keep its connection; `Offlock`
+//! refuses to close connections inline.
 
 use leasehold_testkit::wait;
 
@@ -143,6 +145,61 @@ fn lax_waiter_is_overtaken_at_most_pass_limit_plus_the_route_cap() {
         most = most.max(overtakes);
     }
     eprintln!("overtaken at most {most} times in 20 rounds");
+}
+
+#[test]
+fn lax_hands_returns_to_a_waiter_that_waited_the_time_bound() {
+    // One connection: a thread's request queues behind its holder and
+    // sleeps there for `Lax::STARVE_AFTER` and more, then two threads
+    // hammer try_lease while the holder gives the connection back. Under
+    // the pass limit alone the return would go idle and the hammering
+    // threads, running, would take it while the sleeping request is woken;
+    // past the time bound it is handed to the request, so none gets ahead.
+    const HAMMERS: usize = 2;
+    let mut ahead = 0;
+    for _ in 0..5 {
+        let pool: Pool<Mock, Lax> = Pool::builder(Mock::new())
+            .policy::<Lax>()
+            .max_per_route(1)
+            .build()
+            .unwrap();
+        let held = pool.lease(&"a").unwrap();
+        let done = AtomicBool::new(false);
+        thread::scope(|s| {
+            s.spawn(|| {
+                let lease = pool.lease(&"a").expect("the waiter is served");
+                done.store(true, Ordering::SeqCst);
+                drop(lease);
+            });
+            eventually("the request queues", || pool.stats().total.pending == 1);
+            // Well past the bound: the request is counted before the pool's
+            // serializer takes it in, which a loaded machine may delay.
+            thread::sleep(Lax::STARVE_AFTER * 50);
+            let hammers: Vec<_> = (0..HAMMERS)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut got = 0;
+                        while !done.load(Ordering::SeqCst) {
+                            if let Ok(lease) = pool.try_lease(&"a") {
+                                // Unset: this lease came before the waiter's.
+                                if !done.load(Ordering::SeqCst) {
+                                    got += 1;
+                                }
+                                drop(lease);
+                            }
+                        }
+                        got
+                    })
+                })
+                .collect();
+            drop(held);
+            ahead += hammers
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .sum::<usize>();
+        });
+    }
+    assert_eq!(ahead, 0, "the hammering threads got ahead of the waiter");
 }
 
 #[test]

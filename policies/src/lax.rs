@@ -34,8 +34,14 @@ use crate::{Item, Policy, RouteKey};
 ///   however the threads are scheduled. (The count restarts whenever the
 ///   oldest request is served, handed a connection or taking one itself;
 ///   returns counted just before that count against the next, which errs on
-///   the safe side.) Requests for a state, and requests that will not wait,
-///   are always handed connections.
+///   the safe side.) Time bounds it too: once the oldest request has waited
+///   [`Lax::STARVE_AFTER`] (1 ms), every return is handed to it and the
+///   next, until the oldest has waited less or none waits, as Go's
+///   `sync.Mutex` does in its starvation mode. So a request that reaches
+///   the head of its route's queue waits at most 1 ms or `PASS_LIMIT`
+///   returns longer than under `Strict`, whichever comes first, plus the
+///   hold of the connections then out. Requests for a state, and requests
+///   that will not wait, are always handed connections.
 /// * Otherwise as [`Strict`](crate::Strict): freed capacity goes to the
 ///   oldest waiter of any route, idle connections of other routes or states
 ///   are closed to make room, stateful connections are kept apart.
@@ -48,6 +54,11 @@ impl Lax {
     /// How many returns of a route go idle, for anyone to take, while
     /// requests wait there, before returns are handed to the oldest.
     pub const PASS_LIMIT: usize = 32;
+
+    /// How long the oldest request of a route may wait before every return
+    /// is handed to it (and to the next, while it too has waited as long),
+    /// however few returns went by.
+    pub const STARVE_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
 }
 
 /// The core of [`Lax`]: per-CPU idle shards per route.

@@ -81,6 +81,8 @@ pub mod unstable {
     pub use crate::mailbox::Mailbox;
     pub use crate::offlock::OfflockCore;
     pub use crate::strict::{StrictCore, StrictWaiter};
+    #[cfg(leasehold_loom)]
+    pub use crate::sync::set_loom_clock;
     pub use crate::types::{
         Acquire, Disposer, Grant, Held, Item, Limits, Permit, Wait, MAX_CAPACITY,
     };

@@ -60,6 +60,17 @@ mod imp {
         thread_slot()
     }
 
+    /// Nanoseconds on the monotonic clock since the first reading in this
+    /// process: instants the engine keeps in atomics and compares (how long
+    /// the oldest request of a `Lax` route has waited).
+    pub(crate) fn clock_nanos() -> u64 {
+        static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+        let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+        // 584 years of nanoseconds fit; the last value stays free for
+        // "no instant".
+        u64::try_from(epoch.elapsed().as_nanos()).map_or(u64::MAX - 1, |n| n.min(u64::MAX - 1))
+    }
+
     /// A number for the calling thread, handed out in order of first use,
     /// so threads spread over shards.
     #[inline]
@@ -183,6 +194,24 @@ mod imp {
         pub(crate) fn snooze(&self) {
             loom::thread::yield_now();
         }
+    }
+
+    /// A `std` atomic: it adds no scheduling point for loom to explore.
+    static LOOM_CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    /// Loom has no clock: the time is what a model set last
+    /// ([`set_loom_clock`]), 0 unless set.
+    pub(crate) fn clock_nanos() -> u64 {
+        LOOM_CLOCK.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Loom builds only: sets the engine's clock for every core of this
+    /// process. It is global, so a model that moves it lives in a test
+    /// binary of its own.
+    #[doc(hidden)]
+    pub fn set_loom_clock(nanos: u64) {
+        assert!(nanos < u64::MAX, "u64::MAX stands for no instant");
+        LOOM_CLOCK.store(nanos, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Loom threads have no CPU: their slot stands for it.
@@ -369,4 +398,6 @@ mod imp {
     }
 }
 
+#[cfg(leasehold_loom)]
+pub use imp::set_loom_clock;
 pub(crate) use imp::*;

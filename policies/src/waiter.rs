@@ -31,6 +31,8 @@ pub(crate) struct Node {
     grant: UnsafeCell<Option<Grant>>,
     waker: AtomicWaker,
     pub(crate) ticket: u64,
+    /// When it queued, on [`clock_nanos`](crate::sync::clock_nanos).
+    pub(crate) since: u64,
     pub(crate) state_token: Option<State>,
     pub(crate) mode: Wait,
 }
@@ -44,6 +46,7 @@ impl Node {
             grant: UnsafeCell::new(None),
             waker: slot,
             ticket,
+            since: crate::sync::clock_nanos(),
             state_token,
             mode,
         }

@@ -109,9 +109,10 @@ pub trait Barging: crate::sealed::Sealed + Send + Sync + fmt::Debug + 'static {
         node: &Node,
     ) -> bool;
 
-    /// The serializer is about to grant the head of `route`.
+    /// The serializer is about to grant the head of `route`, and `next` is
+    /// the request after it, if one waits.
     #[doc(hidden)]
-    fn head_served<K>(route: &Route<K>);
+    fn head_served<K>(route: &Route<K>, next: Option<&Node>);
 
     /// After a serving round left requests unserved: raises the flags their
     /// routes need; whether it raised any (the serializer then looks again).
@@ -214,7 +215,7 @@ impl Barging for Handoff {
         false
     }
 
-    fn head_served<K>(_: &Route<K>) {}
+    fn head_served<K>(_: &Route<K>, _: Option<&Node>) {}
 
     fn raise_flags<K: RouteKey, T: Item, F: Flavor>(
         _: &mut (),

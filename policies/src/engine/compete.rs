@@ -22,12 +22,23 @@
 //! oldest that takes a connection itself, before it leaves the queue).
 //! Counted by the returning threads, not by the serializer, the limit
 //! holds however late the serializer runs.
+//!
+//! The same goes for time ([`Lax::STARVE_AFTER`](crate::Lax::STARVE_AFTER)):
+//! [`Passes`] also keeps when the oldest request queued, and a return that
+//! finds it waiting that long is handed over, as the serializer does with
+//! every return until the oldest request has waited less. Only the
+//! serializer writes the instant: its queue's head's each time it raises
+//! the route's flags for it, the next request's as it serves one, none
+//! once the queue is empty. A value left from an earlier head is older
+//! than the true one, which errs towards handing returns over; until the
+//! serializer has seen the first request to queue, returns count passes
+//! only.
 
 use super::barging::{Barging, ReturnRule};
 use super::queues::{live_node, RouteQueue};
 use super::route::{Put, Route, Take, Word};
 use super::{Engine, EngineWaiter, Flavor};
-use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{clock_nanos, AtomicU64, AtomicUsize, Ordering};
 use crate::types::{Grant, Item, RouteKey};
 use crate::waiter::Node;
 use crate::Core;
@@ -69,13 +80,27 @@ pub fn set_loom_pass_limit(limit: usize) {
     LOOM_PASS_LIMIT.store(limit, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// A route's pass counter, and the ticket of the request the serializer
-/// last woke to compete as the oldest (`u64::MAX`: none). Every route has
-/// one, on a cache line of its own; only `Compete` counts in it.
+/// How long, in nanoseconds of [`clock_nanos`], the oldest request of a
+/// route may wait before returns are handed to it
+/// ([`Lax::STARVE_AFTER`](crate::Lax::STARVE_AFTER)).
+fn starve_after_nanos() -> u64 {
+    u64::try_from(crate::Lax::STARVE_AFTER.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// No instant: no request waits, or none has said when it queued yet.
+const NO_INSTANT: u64 = u64::MAX;
+
+/// A route's pass counter, the ticket of the request the serializer last
+/// woke to compete as the oldest (`u64::MAX`: none), and when the oldest
+/// waiting request queued. Every route has one, on a cache line of its
+/// own; only `Compete` counts in it.
 #[derive(Debug)]
 pub(super) struct Passes {
     count: AtomicUsize,
     oldest: AtomicU64,
+    /// On [`clock_nanos`]; [`NO_INSTANT`] if none. Written by the
+    /// serializer alone.
+    oldest_since: AtomicU64,
 }
 
 impl Default for Passes {
@@ -83,6 +108,7 @@ impl Default for Passes {
         Self {
             count: AtomicUsize::new(0),
             oldest: AtomicU64::new(u64::MAX),
+            oldest_since: AtomicU64::new(NO_INSTANT),
         }
     }
 }
@@ -98,7 +124,8 @@ impl Passes {
         if !word.contended() {
             return None;
         }
-        Some(self.count.fetch_add(1, Ordering::AcqRel) < pass_limit())
+        let under = self.count.fetch_add(1, Ordering::AcqRel) < pass_limit();
+        Some(under && !self.starving())
     }
 
     /// Counts a return that went idle past waiting requests it had not seen
@@ -107,9 +134,24 @@ impl Passes {
         self.count.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Whether fewer than the limit went by since the last reset.
+    /// Whether fewer than the limit went by since the last reset, and the
+    /// oldest request has not waited too long.
     fn may_pass(&self) -> bool {
-        self.count.load(Ordering::Acquire) < pass_limit()
+        self.count.load(Ordering::Acquire) < pass_limit() && !self.starving()
+    }
+
+    /// Whether the oldest waiting request queued
+    /// [`Lax::STARVE_AFTER`](crate::Lax::STARVE_AFTER) ago or earlier.
+    fn starving(&self) -> bool {
+        let since = self.oldest_since.load(Ordering::Acquire);
+        since != NO_INSTANT && clock_nanos().saturating_sub(since) >= starve_after_nanos()
+    }
+
+    /// The serializer: the oldest waiting request queued at `since`
+    /// (`None`: no request waits).
+    fn oldest_queued_at(&self, since: Option<u64>) {
+        self.oldest_since
+            .store(since.unwrap_or(NO_INSTANT), Ordering::Release);
     }
 
     /// The serializer, as it serves the oldest request or the queue
@@ -138,8 +180,9 @@ impl Passes {
 
 /// Whether a queued request takes returned connections itself, in
 /// competition with newcomers, rather than being handed them: while it is
-/// stateless and waits, and fewer than the limit of returns went by since
-/// the oldest request of `route` was last served.
+/// stateless and waits, fewer than the limit of returns went by since the
+/// oldest request of `route` was last served, and that request has not
+/// waited too long.
 fn competes<K>(node: &Node, route: &Route<K>) -> bool {
     node.may_take_idle() && route.passes().may_pass()
 }
@@ -169,6 +212,7 @@ impl CompeteSerial {
             return false;
         };
         let route = core.route(id);
+        route.passes().oldest_queued_at(Some(head.since));
         let mut raised = false;
         if !self.contended.contains(&id) {
             route.raise_contend();
@@ -314,9 +358,11 @@ impl Barging for Compete {
     }
 
     /// Before the grant: a return counted after this is one that went by
-    /// the next request.
-    fn head_served<K>(route: &Route<K>) {
-        route.passes().reset();
+    /// the next request, which has waited since it queued.
+    fn head_served<K>(route: &Route<K>, next: Option<&Node>) {
+        let passes = route.passes();
+        passes.reset();
+        passes.oldest_queued_at(next.map(|node| node.since));
     }
 
     /// `CONTEND` on every route with live waiters left, and `ROUTE_WAIT`
@@ -372,6 +418,7 @@ impl Barging for Compete {
             }
             let route = core.route(*id);
             route.passes().reset();
+            route.passes().oldest_queued_at(None);
             // Kept raised for a request counted but not yet applied.
             !route.lower_contend()
         });

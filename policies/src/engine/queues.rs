@@ -421,12 +421,9 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
             self.undo(core, route, grant);
             return Err(Blocked::Route);
         }
-        self.queues
-            .get_mut(&id)
-            .expect("a queue")
-            .waiters
-            .pop_front();
-        B::head_served(route);
+        let queue = self.queues.get_mut(&id).expect("a queue");
+        queue.waiters.pop_front();
+        B::head_served(route, live_node(queue).map(|next| &**next));
         match node.fulfil(grant) {
             Ok(()) => {
                 if node.mode == Wait::Never {
