@@ -129,7 +129,7 @@ fn tables(measured: &Measured, rows: &[Row]) -> String {
          batch, median of 10 batches{}; `cargo run -p leasehold-bench-report` wrote \
          this section and the plot). Each cell: millions of cycles per second, \
          then the p99 acquire latency in µs (every 16th acquire sampled). Ours, \
-         r2d2 and the three reference designs run on OS threads that cycle \
+         r2d2 and the reference designs run on OS threads that cycle \
          without pause from the first batch to the last, a batch being the \
          time they take for their next cycles; deadpool, bb8 and qp, and our \
          `*_async` forms, on tokio tasks over a multi-thread runtime, spawned \
@@ -289,10 +289,11 @@ fn tables(measured: &Measured, rows: &[Row]) -> String {
             100.0 * last.mops / peak.mops
         );
     }
+    // Relative to benches/README.md, where the section goes.
     let _ = writeln!(
         md,
         "\n![cycles per second against workers, pool {SCALING_POOL}, one line \
-         per pool]({RESULTS}/contention.svg)\n"
+         per pool](results/contention.svg)\n"
     );
     md
 }
