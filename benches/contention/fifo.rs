@@ -10,6 +10,8 @@
 //! outside the convoy: it does nothing to stay out of it (a lease of ours
 //! steps aside, yielding its thread up to 16 times, before it queues), so
 //! it falls in where ours do not.
+//!
+//! [`Tickets`], its counters and parking slots, is shared with `awake.rs`.
 
 use crossbeam_utils::CachePadded;
 use leasehold::mock::MockConnector;
@@ -24,8 +26,8 @@ const SLOTS: u64 = 1024;
 /// The thread parked for a ticket, with the ticket.
 type Parked = Mutex<Option<(u64, Thread)>>;
 
-/// `size` permits, granted in ticket order.
-pub(crate) struct FifoTickets {
+/// `size` permits handed out by ticket, and the threads parked for them.
+pub(crate) struct Tickets {
     size: u64,
     /// The next ticket to issue.
     issued: CachePadded<AtomicU64>,
@@ -35,10 +37,10 @@ pub(crate) struct FifoTickets {
     parked: Box<[Parked]>,
 }
 
-impl FifoTickets {
+impl Tickets {
     /// `size` permits. Opens (and closes) `size` connections from
     /// `connector`, as the pools do when warmed, so the bench's checks hold
-    /// for it too.
+    /// for the designs too.
     pub(crate) fn new(connector: &MockConnector, size: usize) -> Self {
         (0..size).for_each(|_| drop(connect(connector)));
         Self {
@@ -49,59 +51,85 @@ impl FifoTickets {
         }
     }
 
-    /// Waits for a permit, runs `f`, and gives the permit back.
-    pub(crate) fn with_permit<R>(&self, f: impl FnOnce() -> R) -> R {
-        self.acquire();
-        let result = f();
-        self.release();
-        result
+    /// The next ticket.
+    pub(crate) fn take(&self) -> u64 {
+        self.issued.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Whether a ticket taken now would go at once: a permit is free and
+    /// no ticket waits.
+    pub(crate) fn free(&self) -> bool {
+        self.issued.load(Ordering::SeqCst) < self.open_below()
     }
 
     /// Permits given back so far, plus `size`: tickets below it may go.
-    fn open_below(&self) -> u64 {
+    pub(crate) fn open_below(&self) -> u64 {
         self.released.load(Ordering::SeqCst) + self.size
     }
 
-    fn acquire(&self) {
-        let ticket = self.issued.fetch_add(1, Ordering::SeqCst);
-        if ticket < self.open_below() {
-            return;
-        }
+    /// Gives a permit back; returns the one ticket it lets go.
+    pub(crate) fn give_back(&self) -> u64 {
+        let released = self.released.fetch_add(1, Ordering::SeqCst) + 1;
+        released + self.size - 1
+    }
+
+    /// Parks this thread, registered for `ticket`, until `done` says so.
+    /// Registered before each look; `give_back` advances `released` before
+    /// its caller takes the slot's lock in [`Tickets::wake`]: either the
+    /// look sees the change or the waker sees this thread.
+    pub(crate) fn park_until<R>(&self, ticket: u64, mut done: impl FnMut() -> Option<R>) -> R {
         let slot = &self.parked[(ticket % SLOTS) as usize];
-        // Registered before the look below, and `release` advances
-        // `released` before it takes the slot's lock: either the look sees
-        // the permit or the releaser sees this thread.
         *slot.lock().expect("not poisoned") = Some((ticket, thread::current()));
-        loop {
-            let open_below = self.open_below();
-            if ticket < open_below {
-                break;
+        let result = loop {
+            if let Some(result) = done() {
+                break result;
             }
             assert!(
-                ticket < open_below + SLOTS,
-                "more than {SLOTS} threads wait on one FifoTickets"
+                ticket < self.open_below() + SLOTS,
+                "more than {SLOTS} threads wait on one ticket semaphore"
             );
             thread::park();
-        }
+        };
         let mut parked = slot.lock().expect("not poisoned");
         // Only ours to clear: a later ticket's thread may have registered
         // here since, were the slots to wrap around.
         if parked.as_ref().is_some_and(|(t, _)| *t == ticket) {
             *parked = None;
         }
+        result
     }
 
-    fn release(&self) {
-        let released = self.released.fetch_add(1, Ordering::SeqCst) + 1;
-        // The one ticket this permit lets go.
-        let next = released + self.size - 1;
-        let parked = self.parked[(next % SLOTS) as usize]
+    /// Unparks the thread waiting for `ticket`, if it is parked.
+    pub(crate) fn wake(&self, ticket: u64) {
+        let parked = self.parked[(ticket % SLOTS) as usize]
             .lock()
             .expect("not poisoned");
-        if let Some((ticket, thread)) = parked.as_ref() {
-            if *ticket == next {
+        if let Some((t, thread)) = parked.as_ref() {
+            if *t == ticket {
                 thread.unpark();
             }
         }
+    }
+}
+
+/// `size` permits, granted in ticket order.
+pub(crate) struct FifoTickets(Tickets);
+
+impl FifoTickets {
+    /// `size` permits (see [`Tickets::new`]).
+    pub(crate) fn new(connector: &MockConnector, size: usize) -> Self {
+        Self(Tickets::new(connector, size))
+    }
+
+    /// Waits for a permit, runs `f`, and gives the permit back.
+    pub(crate) fn with_permit<R>(&self, f: impl FnOnce() -> R) -> R {
+        let tickets = &self.0;
+        let ticket = tickets.take();
+        if ticket >= tickets.open_below() {
+            tickets.park_until(ticket, || (ticket < tickets.open_below()).then_some(()));
+        }
+        let result = f();
+        tickets.wake(tickets.give_back());
+        result
     }
 }
