@@ -436,7 +436,7 @@ impl<C: Connector, P: Policy> fmt::Debug for Pool<C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("policy", &P::NAME)
-            .field("config", self.shared.settings())
+            .field("config", reactor::LoopHost::config(&*self.shared))
             .field("stats", &self.stats().total)
             .finish()
     }

@@ -137,11 +137,6 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         }
     }
 
-    /// The pool's settings.
-    pub(crate) fn settings(&self) -> &Config<C::Route> {
-        &self.config
-    }
-
     /// When a lease the figures time was asked for: now, for one lease in
     /// `sample_every` per thread.
     pub(crate) fn sample(&self) -> Option<Instant> {

@@ -82,10 +82,15 @@ pub trait Barging: crate::sealed::Sealed + Send + Sync + fmt::Debug + 'static {
     #[doc(hidden)]
     fn return_rule<K>(route: &Route<K>, word: Word) -> ReturnRule;
 
-    /// A return that went idle found `before` wanted (requests wait):
-    /// whether it may spare the serializer its kick.
+    /// A return that went idle found `before` wanted (requests wait), as
+    /// `rule` said it would go back.
     #[doc(hidden)]
-    fn spares_kick<K>(route: &Route<K>, rule: ReturnRule, before: Word) -> bool;
+    fn went_idle<K>(route: &Route<K>, rule: ReturnRule, before: Word);
+
+    /// After [`Barging::went_idle`]: whether that return may spare the
+    /// serializer its kick.
+    #[doc(hidden)]
+    fn spares_kick<K>(route: &Route<K>, before: Word) -> bool;
 
     /// The serializer applies the request `node` of route `id`.
     #[doc(hidden)]
@@ -198,7 +203,9 @@ impl Barging for Handoff {
 
     /// Never: the oldest request is handed it by the serializer.
     #[inline]
-    fn spares_kick<K>(_: &Route<K>, _: ReturnRule, _: Word) -> bool {
+    fn went_idle<K>(_: &Route<K>, _: ReturnRule, _: Word) {}
+
+    fn spares_kick<K>(_: &Route<K>, _: Word) -> bool {
         false
     }
 

@@ -298,16 +298,21 @@ impl Barging for Compete {
         ReturnRule { put, pass }
     }
 
+    /// A return that did not count itself because `CONTEND` came between
+    /// its look and its push counts now.
+    #[inline]
+    fn went_idle<K>(route: &Route<K>, rule: ReturnRule, before: Word) {
+        if rule.pass.is_none() && before.contended() {
+            route.passes().passed();
+        }
+    }
+
     /// Requests compete for the return: the serializer wakes the oldest,
     /// unless a request it woke has yet to look, and will find this one —
     /// but not if this return used up the newcomers' passes: the
     /// serializer hands it to the oldest then.
     #[inline]
-    fn spares_kick<K>(route: &Route<K>, rule: ReturnRule, before: Word) -> bool {
-        if rule.pass.is_none() && before.contended() {
-            // `CONTEND` came between the count and the push.
-            route.passes().passed();
-        }
+    fn spares_kick<K>(route: &Route<K>, before: Word) -> bool {
         before.contended() && before.nudged() && route.passes().may_pass()
     }
 

@@ -1077,7 +1077,8 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                     // (the strategy may spare the kick); else (FIFO only: a
                     // LIFO push refuses in its CAS) a waiter or a flag came
                     // between the check and the count.
-                    if !F::Barge::spares_kick(route, rule, before) {
+                    F::Barge::went_idle(route, rule, before);
+                    if !F::Barge::spares_kick(route, before) {
                         self.kick(route);
                     }
                 }

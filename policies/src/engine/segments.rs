@@ -343,12 +343,12 @@ impl Serializing for PerRoute {
         }
     }
 
-    /// Requests that wait may have queued behind them.
+    /// Requests that wait may have queued behind them: another round,
+    /// which lowers the flags no request needs any more.
     fn after_refusals<K: RouteKey, T: Item, F: Flavor<Serializers = Self>>(
         queues: &mut WaitQueues<T, F::Barge, Self>,
         core: &Engine<K, T, F>,
     ) {
-        queues.lower_barging_flags(core);
         Self::serve(queues, core);
     }
 
