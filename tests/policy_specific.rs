@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
+use std::time::Instant;
 use wait::eventually;
 
 type Mock = MockConnector<&'static str>;
@@ -210,6 +211,18 @@ fn lax_thread_keeps_its_connection_while_the_woken_waiter_has_not_run() {
     // sleep. Under `Lax` the return goes idle and the sleeper is only woken,
     // so this thread leases it again. The sleeper is a future polled by
     // hand, which makes "before the sleeper runs" certain, not a race.
+    // Until the sleeper has waited `Lax::STARVE_AFTER`: a round this
+    // thread took longer over (preempted on a loaded machine) runs again.
+    for _ in 0..100 {
+        if keeps_its_connection_unless_the_sleeper_starved() {
+            return;
+        }
+    }
+    panic!("no round returned the connection within Lax::STARVE_AFTER");
+}
+
+/// One round of the test above; false if the round took too long to tell.
+fn keeps_its_connection_unless_the_sleeper_starved() -> bool {
     let pool: Pool<Mock, Lax> = Pool::builder(Mock::new())
         .policy::<Lax>()
         .max_per_route(1)
@@ -220,13 +233,21 @@ fn lax_thread_keeps_its_connection_while_the_woken_waiter_has_not_run() {
 
     let held = pool.lease(&"a").unwrap();
     let id = held.id();
+    let queued = Instant::now();
     let mut sleeper = pool.lease_async(&"a");
     assert!(poll_with(&mut sleeper, &waker).is_pending());
     assert_eq!(pool.route_stats(&"a").pending, 1);
 
     drop(held);
+    let Ok(again) = pool.try_lease(&"a") else {
+        // Handed to the sleeper: only once it has waited the bound.
+        assert!(
+            queued.elapsed() >= Lax::STARVE_AFTER,
+            "the return was handed over"
+        );
+        return false;
+    };
     assert_eq!(wakes.count(), 1, "the return wakes the sleeper");
-    let again = pool.try_lease(&"a").expect("the return stayed idle");
     assert_eq!(again.id(), id);
     // Woken but beaten to it, the sleeper finds nothing and waits again.
     assert!(poll_with(&mut sleeper, &waker).is_pending());
@@ -237,6 +258,7 @@ fn lax_thread_keeps_its_connection_while_the_woken_waiter_has_not_run() {
         Poll::Ready(Ok(lease)) => assert_eq!(lease.id(), id),
         other => panic!("the sleeper was not served: {other:?}"),
     };
+    true
 }
 
 fn poll_with<F: Future + Unpin>(future: &mut F, waker: &Waker) -> Poll<F::Output> {
