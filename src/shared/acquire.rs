@@ -198,10 +198,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
 
     fn deadline(&self) -> Option<Instant> {
         match self.mode {
-            // A deadline past what the clock can hold is none.
-            Wait::Queue => self
-                .started?
-                .checked_add(self.shared.config.acquire_timeout?),
+            Wait::Queue => self.shared.acquire_deadline(self.started?),
             // Answered promptly: no deadline.
             Wait::Never => None,
         }

@@ -279,6 +279,12 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         with_waker(|waker| self.wait(request, waker))
     }
 
+    /// When a waiting request that missed at `missed` times out: none
+    /// without an acquire timeout, or past what the clock can hold.
+    fn acquire_deadline(&self, missed: Instant) -> Option<Instant> {
+        missed.checked_add(self.config.acquire_timeout?)
+    }
+
     /// Before a blocking stateless request queues, it yields its thread and
     /// asks again, up to [`DEFER_YIELDS`] times or until its acquire
     /// timeout. Where threads outnumber cores, the holders are often
@@ -307,10 +313,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         if state.is_some() || mode == Wait::Never {
             return Hit::Missed;
         }
-        let deadline = self
-            .config
-            .acquire_timeout
-            .and_then(|timeout| missed.checked_add(timeout));
+        let deadline = self.acquire_deadline(missed);
         for _ in 0..DEFER_YIELDS {
             thread::yield_now();
             match self.hit(route, state, at, asked) {

@@ -82,10 +82,8 @@ pub fn set_loom_pass_limit(limit: usize) {
 
 /// How long, in nanoseconds of [`clock_nanos`], the oldest request of a
 /// route may wait before returns are handed to it
-/// ([`Lax::STARVE_AFTER`](crate::Lax::STARVE_AFTER)).
-fn starve_after_nanos() -> u64 {
-    u64::try_from(crate::Lax::STARVE_AFTER.as_nanos()).unwrap_or(u64::MAX)
-}
+/// ([`Lax::STARVE_AFTER`](crate::Lax::STARVE_AFTER), 1 ms: it fits).
+const STARVE_AFTER_NANOS: u64 = crate::Lax::STARVE_AFTER.as_nanos() as u64;
 
 /// No instant: no request waits, or none has said when it queued yet.
 const NO_INSTANT: u64 = u64::MAX;
@@ -144,7 +142,7 @@ impl Passes {
     /// [`Lax::STARVE_AFTER`](crate::Lax::STARVE_AFTER) ago or earlier.
     fn starving(&self) -> bool {
         let since = self.oldest_since.load(Ordering::Acquire);
-        since != NO_INSTANT && clock_nanos().saturating_sub(since) >= starve_after_nanos()
+        since != NO_INSTANT && clock_nanos().saturating_sub(since) >= STARVE_AFTER_NANOS
     }
 
     /// The serializer: the oldest waiting request queued at `since`
