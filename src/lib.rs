@@ -77,6 +77,7 @@ pub use connector::{Connector, Handshake, Liveness, MapHandshake, Never, Progres
 pub use connector::{Setup, SetupHandshake, WithSetup, MAX_SETUP_ANSWER};
 pub use error::{ConfigError, Error, TlsError, Unavailable};
 pub use figures::{Figures, Health, Histogram, Sizing, SizingReport, DEFAULT_SAMPLE_EVERY};
+pub use leasehold_policies::unstable::MAX_CAPACITY;
 pub use leasehold_policies::{
     InvalidLimits, Lax, Offlock, Policy, PoolStats, Reuse, RouteKey, State, Stats, Strict,
 };

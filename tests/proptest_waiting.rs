@@ -224,7 +224,7 @@ impl<'p, P: Policy> Run<'p, P> {
                 // Leases outstanding may keep the route over a lowered cap.
                 let allocated = self.pool.route_stats(&ROUTE_KEYS[route]).allocated();
                 self.over_cap[route] = self.over_cap[route].max(allocated);
-                self.pool.set_route_max(&ROUTE_KEYS[route], max);
+                self.pool.set_route_max(&ROUTE_KEYS[route], max).unwrap();
             }
             Op::Shutdown => {
                 self.pool.shutdown();

@@ -35,7 +35,7 @@ fn unused_routes_are_forgotten<P: Policy>() {
         .idle_timeout(Duration::from_millis(20))
         .build()
         .unwrap();
-    pool.set_route_max(&addrs[3], 1);
+    pool.set_route_max(&addrs[3], 1).unwrap();
     for addr in &addrs {
         drop(pool.lease(addr).unwrap());
     }

@@ -158,7 +158,8 @@ fn drive<P: Policy>(input: &Input) {
                 leases[at].set_state(state(*token));
             }
             Op::SetRouteMax { route, max } => {
-                pool.set_route_max(&(route % 4), usize::from(max % 8).max(1));
+                pool.set_route_max(&(route % 4), usize::from(max % 8).max(1))
+                    .expect("a cap of at least 1");
             }
             Op::Shutdown => pool.shutdown(),
             _ => {}

@@ -39,6 +39,7 @@
 #![cfg_attr(not(leasehold_loom), deny(unsafe_op_in_unsafe_fn))]
 
 mod arena;
+mod capped;
 mod count;
 mod disposal_queue;
 mod engine;
@@ -67,6 +68,7 @@ pub use types::{InvalidLimits, PoolStats, Reuse, RouteKey, State, Stats};
 /// their own.
 #[doc(hidden)]
 pub mod unstable {
+    pub use crate::capped::Capped;
     pub use crate::count::{CountPart, CountSum};
     pub use crate::disposal_queue::{DisposalQueue, PushError};
     #[cfg(leasehold_loom)]
@@ -235,9 +237,33 @@ pub trait Core<K: RouteKey, T: Item>:
     /// Disposes of every idle item for which `evict` returns true.
     fn evict_idle(&self, evict: std::sync::Arc<dyn Fn(&T) -> bool + Send + Sync>);
 
-    /// Changes one route's cap at run time. Lowering it closes excess idle
-    /// items now and excess leased ones as they return.
+    /// Changes one route's cap at run time (a cap above [`MAX_CAPACITY`]
+    /// is that); the route keeps it from then on, [`Core::set_max_per_route`]
+    /// notwithstanding.
+    ///
+    /// Every cap change works the same way. It is ordered against every
+    /// reservation: once the call returns, no item is opened while the
+    /// count is at or over the new cap. Lowering it closes excess idle items
+    /// now and excess leased ones as they return; nothing leased is taken
+    /// away. Raising it serves the requests it lets through at once.
+    ///
+    /// # Panics
+    /// If `max` is 0.
     fn set_route_max(&self, route: &K, max: usize);
+
+    /// Changes the cap of every route that has none of its own (configured
+    /// or set with [`Core::set_route_max`]), and of routes registered
+    /// later, as [`Core::set_route_max`] does for one.
+    ///
+    /// # Panics
+    /// If `max` is 0.
+    fn set_max_per_route(&self, max: usize);
+
+    /// Changes the total cap, as [`Core::set_route_max`] does a route's.
+    ///
+    /// # Panics
+    /// If `max` is 0 or above [`MAX_CAPACITY`].
+    fn set_max_total(&self, max: usize);
 
     /// A snapshot of the gauges and counters.
     fn stats(&self) -> PoolStats<K>;

@@ -230,6 +230,11 @@ impl<K: RouteKey> Limits<K> {
         self.max_per_route
     }
 
+    /// The cap configured for `route` alone, if any.
+    pub fn route_override(&self, route: &K) -> Option<usize> {
+        self.per_route.get(route).copied()
+    }
+
     /// The cap of `route` at start-up (its override, or the default).
     pub fn route_max(&self, route: &K) -> usize {
         self.per_route

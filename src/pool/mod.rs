@@ -23,7 +23,7 @@ use crate::reactor::{self, dispose::DisposalService, Reactor};
 use crate::shared::Request;
 use crate::shared::{disposal, CoreOf, Shared};
 use leasehold_policies::unstable::{Core, Limits, Wait};
-use leasehold_policies::{Policy, PoolStats, State, Stats, Strict};
+use leasehold_policies::{InvalidLimits, Policy, PoolStats, State, Stats, Strict};
 use std::fmt;
 use std::future::Future;
 use std::panic::Location;
@@ -362,14 +362,76 @@ impl<C: Connector, P: Policy> Pool<C, P> {
         crate::reactor::LoopHost::export_metrics(self.shared());
     }
 
-    /// Changes the cap of one route while the pool runs. Lowering it closes
-    /// idle connections over the new cap at once and leased ones as they
-    /// return; raising it serves waiters the new cap lets through.
+    /// Changes the cap of one route while the pool runs; the route keeps it
+    /// from then on, whatever [`set_max_per_route`](Self::set_max_per_route)
+    /// sets later.
     ///
-    /// # Panics
-    /// If `max` is 0.
-    pub fn set_route_max(&self, route: &C::Route, max: usize) {
+    /// Every cap change works alike: once the call returns, the pool opens
+    /// no connection while the count is at or over the new cap. Lowering
+    /// a cap closes idle connections over it at once and leased ones as
+    /// they come back (nothing leased is taken away, so until then the
+    /// count may stay above it); raising one serves the waiting requests
+    /// it lets through at once. A cap above [`MAX_CAPACITY`](crate::MAX_CAPACITY)
+    /// is that.
+    ///
+    /// # Errors
+    /// [`ConfigError::Limits`] if `max` is 0; nothing changes then.
+    ///
+    /// # Examples
+    /// ```
+    /// # use leasehold::{mock::MockConnector, Pool};
+    /// let pool: Pool<_> = Pool::builder(MockConnector::new()).max_per_route(2).build()?;
+    /// pool.set_route_max(&(), 8)?;
+    /// assert_eq!(pool.route_stats(&()).max, 8);
+    /// assert!(pool.set_route_max(&(), 0).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_route_max(&self, route: &C::Route, max: usize) -> Result<(), ConfigError> {
+        if max == 0 {
+            return Err(InvalidLimits::ZeroPerRoute(Some(format!("{route:?}"))).into());
+        }
         self.shared.set_route_max(route, max);
+        Ok(())
+    }
+
+    /// Changes [`max_per_route`](Builder::max_per_route) while the pool
+    /// runs: the cap of every route without one of its own (given with
+    /// [`route_max`](Builder::route_max) or
+    /// [`set_route_max`](Self::set_route_max)), now and for routes first
+    /// used later. As [`set_route_max`](Self::set_route_max) for each.
+    ///
+    /// # Errors
+    /// [`ConfigError::Limits`] if `max` is 0; nothing changes then.
+    pub fn set_max_per_route(&self, max: usize) -> Result<(), ConfigError> {
+        if max == 0 {
+            return Err(InvalidLimits::ZeroPerRoute(None).into());
+        }
+        self.shared.set_max_per_route(max);
+        Ok(())
+    }
+
+    /// Changes [`max_total`](Builder::max_total) while the pool runs, as
+    /// [`set_route_max`](Self::set_route_max) does a route's cap: lowered,
+    /// idle connections over it close at once (of any route) and returned
+    /// ones while the pool is over it; raised, requests that waited for
+    /// total capacity are served at once.
+    ///
+    /// # Errors
+    /// [`ConfigError::Limits`] if `max` is 0 or above
+    /// [`MAX_CAPACITY`](crate::MAX_CAPACITY); nothing changes then.
+    ///
+    /// # Examples
+    /// ```
+    /// # use leasehold::{mock::MockConnector, Pool};
+    /// let pool: Pool<_> = Pool::builder(MockConnector::new()).max_total(4).build()?;
+    /// pool.set_max_total(40)?;
+    /// assert_eq!(pool.stats().total.max, 40);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_max_total(&self, max: usize) -> Result<(), ConfigError> {
+        Limits::<()>::new(max, 1).validate()?;
+        self.shared.set_max_total(max);
+        Ok(())
     }
 
     /// Shuts the pool down: every waiting request fails with

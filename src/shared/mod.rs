@@ -160,6 +160,14 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         self.core.set_route_max(route, max);
     }
 
+    pub(crate) fn set_max_per_route(&self, max: usize) {
+        self.core.set_max_per_route(max);
+    }
+
+    pub(crate) fn set_max_total(&self, max: usize) {
+        self.core.set_max_total(max);
+    }
+
     pub(crate) fn health(&self) -> Health {
         self.counters.snapshot()
     }

@@ -500,7 +500,7 @@ impl<'p, P: Policy> Run<'p, P> {
                 // Lowering the cap under leased connections may leave the
                 // route over it until they return.
                 self.over_cap[route] = self.pool.route_stats(&key).allocated();
-                self.pool.set_route_max(&key, max);
+                self.pool.set_route_max(&key, max).unwrap();
                 let models = self
                     .models
                     .iter()

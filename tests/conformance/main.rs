@@ -49,6 +49,7 @@ macro_rules! conformance {
                 scenarios::detach_takes_the_connection_out_of_the_pool,
                 scenarios::broken_connections_are_not_reused,
                 stress::threads_keep_caps_and_exclusivity,
+                stress::resizing_under_load_keeps_the_caps,
                 stress::threads_with_discards_and_timeouts_conserve,
                 stress::waiters_on_many_routes_all_served,
                 stress::leases_returned_on_another_thread_reuse_their_connections,

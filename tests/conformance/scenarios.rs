@@ -606,7 +606,7 @@ pub(crate) fn lowering_route_max_trims_idle<P: Policy>() {
     let mut leases = leases.into_iter();
     drop(leases.next());
     drop(leases.next());
-    pool.set_route_max(&"a", 1);
+    pool.set_route_max(&"a", 1).unwrap();
     let stats = pool.route_stats(&"a");
     assert_eq!(
         (stats.max, stats.idle, stats.leased),
@@ -631,7 +631,7 @@ pub(crate) fn raising_route_max_serves_waiters<P: Policy>() {
     thread::scope(|s| {
         let waiter = s.spawn(|| pool.lease(&"a").map(|_| ()));
         eventually("the waiter queues", || pool.route_stats(&"a").pending == 1);
-        pool.set_route_max(&"a", 2);
+        pool.set_route_max(&"a", 2).unwrap();
         waiter.join().unwrap().expect("the new cap lets it through");
     });
 }

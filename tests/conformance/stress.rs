@@ -198,3 +198,124 @@ pub(crate) fn async_leases_returned_on_another_thread_reuse_their_connections<P:
         futures::executor::block_on(pool.lease_async(&"a")).unwrap()
     });
 }
+
+/// The caps changed while 8 threads lease on three routes: `max_total`
+/// and `max_per_route` lowered and raised in turn. No lease fails; after
+/// each lowering the pool comes down to the new cap as leases return, and
+/// from then on the leases held at once never exceed it (counted by the
+/// holders, as above); after each raising more are held at once again.
+/// At the end the counts are exact.
+pub(crate) fn resizing_under_load_keeps_the_caps<P: Policy>() {
+    const THREADS: usize = 8;
+    let connector = Mock::new();
+    let pool: Pool<Mock, P> = Pool::builder(connector.clone())
+        .policy::<P>()
+        .max_total(6)
+        .max_per_route(6)
+        .build()
+        .unwrap();
+    // The caps the holders check against: raised before a cap is raised,
+    // lowered once the pool has come down to the lowered cap.
+    let (total_cap, route_cap) = (AtomicUsize::new(6), AtomicUsize::new(6));
+    let per_route: Vec<AtomicUsize> = ROUTES.iter().map(|_| AtomicUsize::new(0)).collect();
+    let (total, peak) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let cycles = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let (pool, per_route, total, peak, total_cap, route_cap, done, cycles) = (
+                &pool, &per_route, &total, &peak, &total_cap, &route_cap, &done, &cycles,
+            );
+            s.spawn(move || {
+                let mut i = t;
+                while !done.load(Ordering::SeqCst) {
+                    let r = i % ROUTES.len();
+                    i += 1;
+                    let lease = pool.lease(&ROUTES[r]).expect("no lease fails");
+                    let on_route = per_route[r].fetch_add(1, Ordering::SeqCst) + 1;
+                    let held = total.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(held, Ordering::SeqCst);
+                    assert!(on_route <= route_cap.load(Ordering::SeqCst), "route cap");
+                    assert!(held <= total_cap.load(Ordering::SeqCst), "total cap");
+                    thread::yield_now();
+                    total.fetch_sub(1, Ordering::SeqCst);
+                    per_route[r].fetch_sub(1, Ordering::SeqCst);
+                    drop(lease);
+                    cycles.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        // Should a check below fail, the threads stop, so that the scope
+        // ends and the failure shows.
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let _stop = Stop(&done);
+        let run = |ms| {
+            let before = cycles.load(Ordering::Relaxed);
+            thread::sleep(Duration::from_millis(ms));
+            assert!(cycles.load(Ordering::Relaxed) > before, "leases go on");
+        };
+        let comes_down_to = |cap: usize, allocated: &dyn Fn() -> usize| {
+            eventually("the pool comes down to the lowered cap", || {
+                allocated() <= cap
+            });
+        };
+        for (lowered, raised) in [(2, 5), (1, 6)] {
+            pool.set_max_total(lowered).unwrap();
+            comes_down_to(lowered, &|| pool.stats().total.allocated());
+            total_cap.store(lowered, Ordering::SeqCst);
+            peak.store(0, Ordering::SeqCst);
+            run(30);
+            assert!(
+                pool.stats().total.allocated() <= lowered,
+                "{:?}",
+                pool.stats()
+            );
+            total_cap.store(raised, Ordering::SeqCst);
+            pool.set_max_total(raised).unwrap();
+            peak.store(0, Ordering::SeqCst);
+            eventually(&format!("more than {lowered} leases held at once"), || {
+                peak.load(Ordering::SeqCst) > lowered
+            });
+        }
+        pool.set_max_per_route(1).unwrap();
+        comes_down_to(1, &|| {
+            ROUTES
+                .iter()
+                .map(|r| pool.route_stats(r).allocated())
+                .max()
+                .unwrap()
+        });
+        route_cap.store(1, Ordering::SeqCst);
+        run(30);
+        for r in ROUTES {
+            assert!(
+                pool.route_stats(&r).allocated() <= 1,
+                "{r}: {:?}",
+                pool.route_stats(&r)
+            );
+        }
+        route_cap.store(2, Ordering::SeqCst);
+        pool.set_max_per_route(2).unwrap();
+        peak.store(0, Ordering::SeqCst);
+        eventually("more leases held at once", || {
+            peak.load(Ordering::SeqCst) > 3
+        });
+        done.store(true, Ordering::SeqCst);
+    });
+    let stats = quiet(&pool);
+    assert_eq!((stats.leased, stats.pending, stats.connecting), (0, 0, 0));
+    assert_eq!(stats.max, 6);
+    assert!(stats.idle <= 6);
+    assert_eq!(stats.created, connector.opened());
+    eventually("stats.closed == connector.dropped()", || {
+        stats.closed == connector.dropped()
+    });
+    eventually("connector.live() as usize == stats.idle", || {
+        connector.live() as usize == stats.idle
+    });
+}

@@ -788,3 +788,110 @@ fn removal_races_newcomer() {
     });
     tally.assert_both("removal vs newcomer", ["route kept", "route removed first"]);
 }
+
+/// Model 18 — raising the total cap vs a request it blocked.
+///
+/// The only unit of the total is leased (item 1, on `ROUTE`, whose own cap
+/// is 2), so B's request on `ROUTE` is blocked by the total cap, while A
+/// raises it to 2. Whether B asks before the raise (it queues, and the raise
+/// must serve it) or after (capacity at once), B gets `Connect`; item 1
+/// stays leased throughout, so nothing but the raise can serve B.
+///
+/// Catches: a raise that stores the new cap but leaves the requests queued
+/// behind the old one where they are (shown by making `capacity_grew` do
+/// nothing in both serializing strategies: B parks forever, and loom
+/// reports a deadlock).
+#[test]
+fn raised_total_serves_blocked_request() {
+    let tally = std::sync::Arc::new(Tally::default());
+    let seen = tally.clone();
+    loom::model(move || {
+        let (core, disposed, held) = leased_core_with(ROUTE, 2);
+        let a = {
+            let core = core.clone();
+            thread::spawn(move || core.set_max_total(2))
+        };
+        let b = {
+            let core = core.clone();
+            thread::spawn(move || {
+                let (grant, queued) = acquire_and_wait(&core);
+                let permit = match grant {
+                    Grant::Connect(permit) => permit,
+                    other => panic!("B must get capacity, got {other:?}"),
+                };
+                let held = core.connected(permit, Conn::new(2)).expect("open");
+                core.release(held, true);
+                queued
+            })
+        };
+        a.join().unwrap();
+        seen.note(b.join().unwrap());
+        core.release(held, true);
+        assert!(disposed_ids(&disposed).is_empty());
+        assert_quiet(&core, 2, 0);
+        assert_eq!(core.stats().total.max, 2);
+    });
+    tally.assert_both(
+        "raise vs blocked request",
+        ["served at once", "queued, then served"],
+    );
+}
+
+/// Model 19 — lowering the total cap vs two returns.
+///
+/// Two connections are leased under a total cap of 2; A and C return one
+/// each (for reuse) while B lowers the cap to 1. Whatever the order, once
+/// all are done at most one connection is left, idle, and every other was
+/// disposed of exactly once: a return that finds the pool over its new cap
+/// closes its connection, and the lowering closes idle ones that went
+/// idle before it. Two returns that both find the pool over the cap both
+/// close (the model reaches it): the pool falls below the new cap until
+/// it opens a connection again, never above it.
+///
+/// Catches: a return that checks only its route's cap (shown by dropping
+/// the total from `Engine::over_cap`: both returns after the lowering go
+/// idle, and two are left); a lowering that leaves idle connections over
+/// the cap to later returns (shown by removing its `Trim`: both returns
+/// before it go idle, and two are left); a return that reads the cap only
+/// before its push (the lowering's trim can look before the push lands and
+/// find nothing: nothing is closed, and the model found this in the first
+/// version).
+#[test]
+fn lowered_total_closes_returns_over_it() {
+    let tally = std::sync::Arc::new(Tally::default());
+    let seen = tally.clone();
+    loom::model(move || {
+        let (core, disposed) = core_with_total(2);
+        let lease = |id| {
+            let permit = expect_connect(core.acquire(&ROUTE, None, Wait::Queue, &waker()));
+            core.connected(permit, Conn::new(id)).expect("open")
+        };
+        let (first, second) = (lease(1), lease(2));
+        let release = |held| {
+            let core = core.clone();
+            thread::spawn(move || core.release(held, true))
+        };
+        let a = release(first);
+        let b = {
+            let core = core.clone();
+            thread::spawn(move || core.set_max_total(1))
+        };
+        let c = release(second);
+        a.join().unwrap();
+        b.join().unwrap();
+        c.join().unwrap();
+        let mut gone = disposed_ids(&disposed);
+        gone.sort_unstable();
+        gone.dedup();
+        assert_eq!(
+            gone.len(),
+            disposed_ids(&disposed).len(),
+            "closed twice: {gone:?}"
+        );
+        assert!(!gone.is_empty(), "nothing closed");
+        assert_quiet(&core, 2 - gone.len(), 0);
+        assert_eq!(core.stats().total.max, 1);
+        seen.note(gone.len() == 2);
+    });
+    tally.assert_both("lowered total vs returns", ["one closed", "both closed"]);
+}

@@ -114,6 +114,18 @@ pub(crate) fn core_with_route_max(max_per_route: usize) -> (Arc<TestCore>, Dispo
     (Arc::new(core), disposed)
 }
 
+/// A core with `max_total` units of total capacity and as many for
+/// `ROUTE`, whose disposer records item ids.
+pub(crate) fn core_with_total(max_total: usize) -> (Arc<TestCore>, Disposed) {
+    let disposed = Disposed::default();
+    let log = disposed.clone();
+    let core = TestCore::new(
+        Limits::new(max_total, max_total).with_reuse(REUSE),
+        std::sync::Arc::new(move |conn: Conn| log.lock().unwrap().push(conn.id)),
+    );
+    (Arc::new(core), disposed)
+}
+
 /// A core whose only connection (item 1, on `ROUTE`) is leased: the
 /// returned `Held`.
 pub(crate) fn leased_core() -> (Arc<TestCore>, Disposed, Held) {

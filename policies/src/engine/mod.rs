@@ -26,11 +26,12 @@ pub use self::segments::{PerRoute, SegmentQueues, SegmentSerial, SegmentsShared}
 pub use self::serializing::{OneSerializer, OneShared, Serializing};
 use self::table::{Keyed, Table, TotalWaitFlags};
 use crate::arena::{Arena, IndexStack, SlotToken};
+use crate::capped::Capped;
 use crate::reclaim;
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Backoff, Fifo, Ordering};
 use crate::types::{
     Acquire, Disposer, Grant, Held, Item, Limits, Permit, PoolStats, Reuse, RouteKey, State, Stats,
-    Wait,
+    Wait, MAX_CAPACITY,
 };
 use crate::waiter::Node;
 use crate::{Core, Waiting};
@@ -149,8 +150,9 @@ pub struct Engine<K, T: Item, F: Flavor> {
     /// `TOTAL_WAIT` from the start (read and written under the table's
     /// mutex, see `TotalWaitFlags`).
     total_episode: AtomicBool,
-    /// Caps set with `set_route_max`, which outlive their route.
-    route_max_set: std::sync::Mutex<std::collections::HashMap<K, usize>>,
+    /// The caps routes get when they register: those set with
+    /// `set_route_max` (which outlive their route) and the default.
+    route_caps: std::sync::Mutex<RouteCaps<K>>,
     /// The counters of removed routes, which the pool's totals keep.
     retired: Retired,
     /// Shards with idle stateless connections, for cross-route reclaim.
@@ -160,7 +162,8 @@ pub struct Engine<K, T: Item, F: Flavor> {
     #[cfg(all(test, not(leasehold_loom)))]
     reclaim_looks: std::sync::atomic::AtomicUsize,
     closed: AtomicBool,
-    total: CachePadded<AtomicUsize>,
+    /// Every connection (leased, idle, connecting) and `max_total`.
+    total: CachePadded<Capped>,
     /// Counted only when `max_idle < max_total` (else the cap cannot bind).
     idle_total: CachePadded<AtomicUsize>,
     enforce_idle_cap: bool,
@@ -188,6 +191,31 @@ impl<K: RouteKey, T: Item, B: Barging, S: Serializing> Keyed for RouteEntry<K, T
 
     fn key(&self) -> &K {
         &self.route.key
+    }
+}
+
+/// The caps of routes not registered yet, and of the registered ones
+/// whose cap follows the default.
+#[derive(Debug)]
+struct RouteCaps<K> {
+    /// Caps given at run time (`set_route_max`).
+    set: std::collections::HashMap<K, usize>,
+    /// The cap of a route given none (`max_per_route`, or as changed).
+    default: usize,
+}
+
+impl<K: RouteKey> RouteCaps<K> {
+    /// Route `key`'s cap, and whether it is its own (set at run time or
+    /// configured) rather than the default.
+    fn own_cap(&self, key: &K, limits: &Limits<K>) -> Option<usize> {
+        self.set
+            .get(key)
+            .copied()
+            .or_else(|| limits.route_override(key))
+    }
+
+    fn cap(&self, key: &K, limits: &Limits<K>) -> usize {
+        self.own_cap(key, limits).unwrap_or(self.default)
     }
 }
 
@@ -254,14 +282,12 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     }
 
     /// The cap route `key` gets when it is registered: the last one
-    /// `set_route_max` gave it, else the configured one.
+    /// `set_route_max` gave it, else its configured one, else the default.
     fn route_cap(&self, key: &K) -> usize {
-        self.route_max_set
+        self.route_caps
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .copied()
-            .unwrap_or_else(|| self.limits.route_max(key))
+            .cap(key, &self.limits)
     }
 
     /// Registers the route for `key` (cold: its first request, or its first
@@ -501,24 +527,41 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         slot.item.as_ref().and_then(|item| item.state().cloned())
     }
 
-    /// Reserves one unit of the total cap.
-    fn reserve_total(&self) -> bool {
-        let max = self.limits.max_total();
-        let mut total = self.total.load(Ordering::Acquire);
-        loop {
-            if total >= max {
-                return false;
-            }
-            match self.total.compare_exchange_weak(
-                total,
-                total + 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(seen) => total = seen,
+    /// After their caps changed: each route's serializer closes the idle
+    /// connections over its cap and serves the requests a raised cap lets
+    /// through. Outside the table's mutex, which a serializer may take (an
+    /// id reused meanwhile gets a trim it does not need, which is harmless).
+    fn trim_routes(&self, ids: impl IntoIterator<Item = usize>) {
+        for id in ids {
+            if self.table.by_id(id).is_some() {
+                self.submit(id, SerialCommand::Trim);
             }
         }
+    }
+
+    /// A return went idle over a cap lowered meanwhile: the serializers
+    /// close what is over it (every one for the total; `route`'s, if this
+    /// thread may still touch the route, for its cap).
+    #[cold]
+    fn trim_after_return(&self, route: &Route<K>, may_touch_route: bool) {
+        let _pin = self.pin();
+        if self.total.is_over() {
+            F::Serializers::broadcast(self, || SerialCommand::Trim);
+        } else if may_touch_route {
+            self.submit(route.id, SerialCommand::Trim);
+        }
+    }
+
+    /// Whether `route` or the pool holds more connections than its cap (a
+    /// cap lowered while they were open): a returned one is closed.
+    #[inline]
+    fn over_cap(&self, route: &Route<K>) -> bool {
+        route.is_over_cap() || self.total.is_over()
+    }
+
+    /// Reserves one unit of the total cap.
+    fn reserve_total(&self) -> bool {
+        self.total.try_take()
     }
 
     /// Reserves route and total capacity and a slot for a new connection.
@@ -586,13 +629,13 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         self.arena.with(&mut slot, |slot| slot.route = NO_ROUTE);
         self.free.push(&self.arena, slot);
         self.allocated_down(route);
-        self.total.fetch_sub(1, Ordering::AcqRel);
+        self.total.give_back(1);
     }
 
     /// Gives back one unit of `route`'s cap; if that was its last, the route
     /// may be removed by a later sweep. The caller is pinned.
     fn allocated_down(&self, route: &Route<K>) {
-        if route.allocated.fetch_sub(1, Ordering::AcqRel) == 1 && self.forgets {
+        if route.allocated.give_back(1) == 1 && self.forgets {
             self.route_emptied(route);
         }
     }
@@ -618,7 +661,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// Whether `route` holds no connection (nor a unit of its cap) and no
     /// request, read with read-modify-writes (see [`Self::route_emptied`]).
     fn is_unused(route: &Route<K>) -> bool {
-        route.allocated.fetch_add(0, Ordering::AcqRel) == 0 && route.touch().waiters() == 0
+        route.allocated.touch() == 0 && route.touch().waiters() == 0
     }
 
     /// Removes route `id` (with uid `uid`) if it is still unused; run by the
@@ -919,7 +962,9 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             id: Held::unique_owner(),
             // Both empty: slots are made as connections are.
             free: IndexStack::new(),
-            arena: Arena::new(limits.max_total()),
+            // Up to the most any `max_total` may be raised to: slots are
+            // made only as connections are.
+            arena: Arena::new(MAX_CAPACITY),
             table: Table::new(limits.max_total().saturating_mul(2)),
             emptied: Fifo::new(),
             sweep_round: AtomicU64::new(0),
@@ -927,13 +972,16 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             forgets: limits.forgets_routes(),
             uids: std::sync::atomic::AtomicU64::new(0),
             total_episode: AtomicBool::new(false),
-            route_max_set: std::sync::Mutex::default(),
+            route_caps: std::sync::Mutex::new(RouteCaps {
+                set: std::collections::HashMap::new(),
+                default: limits.max_per_route(),
+            }),
             retired: Retired::default(),
             idle_index: IdleIndex::new(),
             #[cfg(all(test, not(leasehold_loom)))]
             reclaim_looks: std::sync::atomic::AtomicUsize::new(0),
             closed: AtomicBool::new(false),
-            total: CachePadded::new(AtomicUsize::new(0)),
+            total: CachePadded::new(Capped::new(limits.max_total())),
             idle_total: CachePadded::new(AtomicUsize::new(0)),
             enforce_idle_cap: limits.max_idle() < limits.max_total(),
             tickets: AtomicU64::new(0),
@@ -1037,7 +1085,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         // The connection keeps its route from removal until we give it up:
         // from then on, only a pin does (see `remove_route`).
         let route = self.route(id);
-        if !reuse || route.is_over_cap() {
+        if !reuse || self.over_cap(route) {
             let _pin = self.pin();
             return self.close_returned(route, slot);
         }
@@ -1081,6 +1129,14 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                     if !F::Barge::spares_kick(route, before) {
                         self.kick(route);
                     }
+                }
+                // A cap lowered between the check above and the push: the
+                // lowering's trim looked before the push landed, so trim
+                // again. (Two plain loads; the route's only where this
+                // thread may touch it after the push.)
+                let pinned = pin.is_some() || !self.forgets;
+                if self.total.is_over() || (pinned && route.is_over_cap()) {
+                    self.trim_after_return(route, pinned);
                 }
             }
             Err((refused, slot)) => {
@@ -1128,24 +1184,72 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
 
     fn set_route_max(&self, key: &K, max: usize) {
         assert!(max > 0, "a route's maximum must be at least 1");
-        // Kept for the route's next registration if it is removed.
-        self.route_max_set
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), max);
+        let max = max.min(MAX_CAPACITY);
         let _pin = self.pin();
-        if let Some(route) = self.lookup(key) {
-            route.max.store(max, Ordering::Release);
-            // Trims idle connections over the new cap and serves waiters it
-            // lets through.
-            self.submit(route.id, SerialCommand::Trim);
+        let mut changed = None;
+        // Under the table's mutex, as registration is: a route registering
+        // meanwhile gets this cap, or had registered and is found here.
+        self.table.for_each_locked(
+            || {
+                // Kept for the route's next registration if it is removed.
+                self.route_caps
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .set
+                    .insert(key.clone(), max);
+                if let Some(entry) = self.table.get(key) {
+                    entry.route.allocated.set_cap(max);
+                    changed = Some(entry.route.id);
+                }
+            },
+            |_| {},
+        );
+        self.trim_routes(changed);
+    }
+
+    fn set_max_per_route(&self, max: usize) {
+        assert!(max > 0, "max_per_route must be at least 1");
+        let max = max.min(MAX_CAPACITY);
+        let _pin = self.pin();
+        let mut changed = Vec::new();
+        self.table.for_each_locked(
+            || {
+                self.route_caps
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .default = max;
+            },
+            |entry| {
+                let caps = self.route_caps.lock().unwrap_or_else(|e| e.into_inner());
+                if caps.own_cap(&entry.route.key, &self.limits).is_none() {
+                    entry.route.allocated.set_cap(max);
+                    changed.push(entry.route.id);
+                }
+            },
+        );
+        self.trim_routes(changed);
+    }
+
+    fn set_max_total(&self, max: usize) {
+        assert!(
+            (1..=MAX_CAPACITY).contains(&max),
+            "max_total must be between 1 and {MAX_CAPACITY}"
+        );
+        let _pin = self.pin();
+        let count = self.total.set_cap(max);
+        if count > max {
+            // Idle connections over the cap go now; leased ones as they
+            // come back.
+            F::Serializers::broadcast(self, || SerialCommand::Trim);
         }
+        // Requests blocked by the old cap may be served now.
+        F::Serializers::capacity_grew(self);
     }
 
     fn stats(&self) -> PoolStats<K> {
         let mut stats = PoolStats {
             total: Stats {
-                max: self.limits.max_total(),
+                max: self.total.cap(),
                 ..Stats::default()
             },
             routes: Vec::with_capacity(self.table.len()),
@@ -1208,8 +1312,7 @@ impl<K: RouteKey, T: Item, F: Flavor> fmt::Debug for Engine<K, T, F> {
             .field("shards", &self.shards)
             .field("flavor", &std::any::type_name::<F>())
             .field("closed", &self.closed.load(Ordering::Relaxed))
-            .field("max_total", &self.limits.max_total())
-            .field("total", &self.total.load(Ordering::Relaxed))
+            .field("total", &*self.total)
             .field("routes", &self.table.len())
             .field("serializers", &self.serializers)
             .finish()

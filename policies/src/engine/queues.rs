@@ -244,7 +244,7 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
     ) {
         let id = core.route_of(&slot);
         let route = core.route(id);
-        if self.closed || route.is_over_cap() {
+        if self.closed || core.over_cap(route) {
             return self.close(core, route, slot);
         }
         if !core.admit_idle() {
@@ -562,6 +562,13 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
     ) {
         let mut kept = Vec::new();
         for route in scoped(S::scope(&self.serializing), core) {
+            if over_cap_only {
+                // A read-modify-write of every shard after the cap changed:
+                // a return whose push comes after it reads the new cap
+                // after its push, and trims again; one before it is taken
+                // below.
+                route.touch_shards();
+            }
             while let Some(slot) = core.take_idle(route, Take::Serial) {
                 kept.push(slot);
             }
@@ -571,7 +578,7 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
             }
             for slot in kept.drain(..) {
                 let pick = core.arena.get(&slot).item.as_ref().is_some_and(evict);
-                if (!over_cap_only || route.is_over_cap()) && pick {
+                if (!over_cap_only || core.over_cap(route)) && pick {
                     self.close(core, route, slot);
                 } else {
                     self.put_back(core, slot);
@@ -583,7 +590,7 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
             for list in queue.stateful.values_mut() {
                 let mut i = 0;
                 while i < list.len() {
-                    let pick = (!over_cap_only || route.is_over_cap())
+                    let pick = (!over_cap_only || core.over_cap(route))
                         && core.arena.get(&list[i]).item.as_ref().is_some_and(evict);
                     if !pick {
                         i += 1;

@@ -5,6 +5,7 @@
 
 use super::compete::Passes;
 use crate::arena::{Arena, SlotToken, NIL};
+use crate::capped::{Capped, BARRED};
 use crate::sync::{AtomicBool, AtomicU128, AtomicU64, AtomicUsize, Backoff, Fifo, Ordering};
 use crate::types::{Reuse, Stats};
 use crossbeam_utils::CachePadded;
@@ -27,10 +28,6 @@ const CONTEND: u128 = 1 << 124;
 const ROUTE_WAIT: u128 = 1 << 125;
 const TOTAL_WAIT: u128 = 1 << 126;
 const CLOSED: u128 = 1 << 127;
-
-/// `allocated` of a route being removed: above any cap, so that no
-/// reservation succeeds (see [`Route::seal`]).
-const SEALED: usize = usize::MAX / 2;
 
 /// A shard's word as one read found it, with a name for each packed field
 /// (the layout is in the module docs).
@@ -301,9 +298,9 @@ pub(crate) struct Route<K> {
     pub(super) in_sweep: AtomicBool,
     /// A power of two; shard 0 also counts the route's waiters.
     shards: Box<[CachePadded<Shard>]>,
-    /// leased + idle (stateless and stateful) + connecting.
-    pub(super) allocated: AtomicUsize,
-    pub(super) max: AtomicUsize,
+    /// leased + idle (stateless and stateful) + connecting, and the
+    /// route's cap.
+    pub(super) allocated: Capped,
     pub(super) connecting: AtomicUsize,
     /// Idle stateful connections (kept by the serializer), and
     /// `STATEFUL_LISTED`.
@@ -343,8 +340,8 @@ impl<K> Route<K> {
                     })
                 })
                 .collect(),
-            allocated: AtomicUsize::new(0),
-            max: AtomicUsize::new(max),
+            // A route's cap above what any total can be never binds.
+            allocated: Capped::new(max.min(crate::types::MAX_CAPACITY)),
             connecting: AtomicUsize::new(0),
             stateful: AtomicUsize::new(0),
             created: AtomicU64::new(0),
@@ -560,6 +557,13 @@ impl<K> Route<K> {
         self.shards[shard].word.add(0, Ordering::AcqRel)
     }
 
+    /// [`Self::touch`] for every shard.
+    pub(super) fn touch_shards(&self) {
+        for shard in 0..self.shards.len() {
+            self.touch_shard(shard);
+        }
+    }
+
     /// Lowers `NUDGED` on every shard and counts the idle stateless
     /// connections over all of them, in the same read-modify-write per
     /// shard: ordered against every push, so a push either is counted here
@@ -631,14 +635,12 @@ impl<K> Route<K> {
     /// The first step of removing the route: takes its whole cap, if it
     /// holds no connection, so that no request can reserve one.
     pub(super) fn seal(&self) -> bool {
-        self.allocated
-            .compare_exchange(0, SEALED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.allocated.bar_if_empty()
     }
 
     /// Gives the cap [`Self::seal`] took back.
     pub(super) fn unseal(&self) {
-        self.allocated.store(0, Ordering::Release);
+        self.allocated.unbar();
     }
 
     /// The second step of removing a sealed route: closes shard 0, in a CAS
@@ -703,25 +705,11 @@ impl<K> Route<K> {
 
     /// Reserves one unit of this route's own cap.
     pub(super) fn reserve_own(&self) -> bool {
-        let mut allocated = self.allocated.load(Ordering::Acquire);
-        loop {
-            if allocated >= self.max.load(Ordering::Acquire) {
-                return false;
-            }
-            match self.allocated.compare_exchange_weak(
-                allocated,
-                allocated + 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(seen) => allocated = seen,
-            }
-        }
+        self.allocated.try_take()
     }
 
     pub(super) fn is_over_cap(&self) -> bool {
-        self.allocated.load(Ordering::Acquire) > self.max.load(Ordering::Acquire)
+        self.allocated.is_over()
     }
 
     /// Idle stateful connections.
@@ -781,8 +769,8 @@ impl<K> Route<K> {
         let word = self.word();
         let idle = self.idle() + self.stateful_idle();
         let connecting = self.connecting.load(Ordering::Acquire);
-        let allocated = match self.allocated.load(Ordering::Acquire) {
-            SEALED => 0,
+        let allocated = match self.allocated.count() {
+            BARRED => 0,
             allocated => allocated,
         };
         Stats {
@@ -790,7 +778,7 @@ impl<K> Route<K> {
             idle,
             pending: word.waiters(),
             connecting,
-            max: self.max.load(Ordering::Acquire),
+            max: self.allocated.cap(),
             created: self.created.load(Ordering::Relaxed),
             closed: self.closed.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),

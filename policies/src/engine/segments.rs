@@ -180,6 +180,11 @@ impl Serializing for PerRoute {
         core.wake_total_queue();
     }
 
+    /// Routes blocked by the total cap wait in the total queue.
+    fn capacity_grew<K: RouteKey, T: Item, F: Flavor<Serializers = Self>>(core: &Engine<K, T, F>) {
+        core.wake_total_queue();
+    }
+
     /// The total queue reclaims for blocked routes.
     fn kick_reclaimer<K: RouteKey, T: Item, F: Flavor<Serializers = Self>>(
         core: &Engine<K, T, F>,
@@ -324,8 +329,7 @@ impl Serializing for PerRoute {
     ) {
         let segment = &mut queues.serializing;
         if segment.credit > 0 {
-            core.total
-                .fetch_sub(std::mem::take(&mut segment.credit), Ordering::AcqRel);
+            core.total.give_back(std::mem::take(&mut segment.credit));
             queues.freed = true;
         }
         if std::mem::take(&mut segment.surrendered) {

@@ -76,6 +76,11 @@ pub trait Serializing: crate::sealed::Sealed + Sized + Send + Sync + fmt::Debug 
         route: &Route<K>,
     );
 
+    /// The total cap was raised: makes sure requests it blocked get the
+    /// new capacity.
+    #[doc(hidden)]
+    fn capacity_grew<K: RouteKey, T: Item, F: Flavor<Serializers = Self>>(core: &Engine<K, T, F>);
+
     /// Kicks whoever reclaims idle connections of `route` for requests
     /// blocked by the total cap.
     #[doc(hidden)]
@@ -284,6 +289,11 @@ impl Serializing for OneSerializer {
         if core.serializers.waiting_all.fetch_add(0, Ordering::AcqRel) != 0 {
             core.kick(route);
         }
+    }
+
+    /// The one serializer serves requests of every route.
+    fn capacity_grew<K: RouteKey, T: Item, F: Flavor<Serializers = Self>>(core: &Engine<K, T, F>) {
+        core.submit(0, SerialCommand::Kick);
     }
 
     /// The serializer reclaims for every route.
