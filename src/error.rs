@@ -338,6 +338,35 @@ impl fmt::Display for TlsError {
 
 impl std::error::Error for TlsError {}
 
+/// [`Pool::drain`](crate::Pool::drain) ran out of time with connections
+/// still leased; the pool stays paused and nothing was closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Undrained {
+    /// Connections leased when the time ran out.
+    pub leased: usize,
+    /// How long the drain waited.
+    pub waited: Duration,
+}
+
+impl fmt::Display for Undrained {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pool not drained after {:?}: {} connections still leased",
+            self.waited, self.leased
+        )
+    }
+}
+
+impl std::error::Error for Undrained {}
+
+impl From<Undrained> for io::Error {
+    fn from(error: Undrained) -> Self {
+        io::Error::new(io::ErrorKind::TimedOut, error)
+    }
+}
+
 /// A pool configuration that cannot work.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

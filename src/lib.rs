@@ -75,7 +75,7 @@ pub use connector::Watched;
 pub use connector::{Connector, Handshake, Liveness, MapHandshake, Never, Progress};
 #[cfg(unix)]
 pub use connector::{Setup, SetupHandshake, WithSetup, MAX_SETUP_ANSWER};
-pub use error::{ConfigError, Error, TlsError, Unavailable};
+pub use error::{ConfigError, Error, TlsError, Unavailable, Undrained};
 pub use figures::{Figures, Health, Histogram, Sizing, SizingReport, DEFAULT_SAMPLE_EVERY};
 pub use leasehold_policies::unstable::MAX_CAPACITY;
 pub use leasehold_policies::{

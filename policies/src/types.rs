@@ -458,6 +458,9 @@ pub struct PoolStats<K> {
     pub total: Stats,
     /// Each route's own stats.
     pub routes: Vec<(K, Stats)>,
+    /// Whether the pool is paused: new requests wait (leasehold's
+    /// `Pool::pause`); a core alone always reports `false`.
+    pub paused: bool,
 }
 
 impl<K: PartialEq> PoolStats<K> {

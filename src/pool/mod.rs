@@ -15,7 +15,7 @@ pub use lease_future::LeaseFuture;
 
 use crate::config::{Builder, Config};
 use crate::connector::Connector;
-use crate::error::{ConfigError, Error};
+use crate::error::{ConfigError, Error, Undrained};
 use crate::figures::{Figures, Health, SizingReport};
 use crate::hooks::Hooks;
 use crate::reactor::pool_thread::PoolThread;
@@ -431,6 +431,68 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     pub fn set_max_total(&self, max: usize) -> Result<(), ConfigError> {
         Limits::<()>::new(max, 1).validate()?;
         self.shared.set_max_total(max);
+        Ok(())
+    }
+
+    /// Pauses the pool: new leases wait (each within its
+    /// [`acquire_timeout`](Builder::acquire_timeout); `try_lease` fails at
+    /// once with [`Error::Exhausted`]) until [`resume`](Self::resume), while
+    /// leased connections are used and returned as usual. For a failover or
+    /// a deploy: pause, switch, resume. [`PoolStats::paused`] reports it,
+    /// and the waiting leases count in `pending`. Returns whether the pool
+    /// was running.
+    ///
+    /// # Examples
+    /// ```
+    /// # use leasehold::{mock::MockConnector, Error, Pool};
+    /// let pool: Pool<_> = Pool::builder(MockConnector::new()).build()?;
+    /// pool.pause();
+    /// assert!(pool.stats().paused);
+    /// assert!(matches!(pool.try_lease(&()), Err(Error::Exhausted(_))));
+    /// pool.resume();
+    /// assert!(pool.try_lease(&()).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pause(&self) -> bool {
+        self.shared.pause()
+    }
+
+    /// Lets the leases a [`pause`](Self::pause) holds go on at once, and new
+    /// ones through; returns whether the pool was paused.
+    pub fn resume(&self) -> bool {
+        self.shared.resume()
+    }
+
+    /// Drains the pool: pauses it, waits up to `timeout` until nothing is
+    /// leased, then closes every idle connection (off this thread) and
+    /// returns. The pool stays paused: [`resume`](Self::resume) to use it
+    /// again (it opens connections anew), or [`shutdown`](Self::shutdown).
+    ///
+    /// # Errors
+    /// [`Undrained`] if leases were still out when `timeout` ran out:
+    /// nothing was closed then, and the pool stays paused.
+    pub fn drain(&self, timeout: Duration) -> Result<(), Undrained> {
+        self.shared.pause();
+        let started = std::time::Instant::now();
+        let deadline = started.checked_add(timeout);
+        let mut nap = Duration::from_micros(50);
+        loop {
+            let total = self.shared.stats().total;
+            if total.leased == 0 && total.connecting == 0 {
+                break;
+            }
+            let now = std::time::Instant::now();
+            if deadline.is_some_and(|deadline| now >= deadline) {
+                return Err(Undrained {
+                    leased: total.leased,
+                    waited: now - started,
+                });
+            }
+            let left = deadline.map_or(nap, |deadline| deadline - now);
+            std::thread::sleep(nap.min(left));
+            nap = (nap * 2).min(Duration::from_millis(5));
+        }
+        self.shared.close_all_idle();
         Ok(())
     }
 

@@ -68,6 +68,8 @@ enum Step<C: Connector, P: Policy> {
         /// When the patience ends, or the deadline.
         until: Option<Instant>,
     },
+    /// At the gate of a paused pool, with its ticket once it has one.
+    Paused(Option<u64>),
     /// Answered (or never to be polled again).
     Done,
 }
@@ -142,6 +144,10 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
     #[inline]
     pub(crate) fn poll(&mut self, waker: &Waker) -> Poll<Result<Held, Error>> {
         if let Step::Start = self.step {
+            if self.shared.gate.is_closed() {
+                self.step = Step::Paused(None);
+                return self.drive(waker);
+            }
             self.step = match self.shared.hit(self.route, self.state, self.at, self.asked) {
                 Hit::Leased(held) => {
                     self.step = Step::Done;
@@ -158,7 +164,9 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
         loop {
             let step = std::mem::replace(&mut self.step, Step::Done);
             let next = match step {
-                Step::Start | Step::Ask => self.start(waker),
+                Step::Start => self.at_gate(None, waker),
+                Step::Ask => self.start(waker),
+                Step::Paused(ticket) => self.at_gate(ticket, waker),
                 Step::Granted(grant) => self.granted(grant, waker),
                 Step::Queued(waiter) => self.queued(waiter, waker),
                 Step::Bound {
@@ -172,7 +180,10 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             match next {
                 Next::Ready(result) => return Poll::Ready(result),
                 Next::Step(step) => {
-                    let parked = matches!(step, Step::Queued(_) | Step::Bound { .. });
+                    let parked = matches!(
+                        step,
+                        Step::Queued(_) | Step::Bound { .. } | Step::Paused(Some(_))
+                    );
                     self.step = step;
                     if parked {
                         return Poll::Pending;
@@ -186,7 +197,7 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
     /// patience. `None`: only a wake-up moves it on.
     pub(crate) fn wake_at(&self) -> Option<Instant> {
         match &self.step {
-            Step::Queued(_) => self.deadline(),
+            Step::Queued(_) | Step::Paused(_) => self.deadline(),
             Step::Bound { until, .. } => *until,
             Step::Start | Step::Ask | Step::Granted(_) | Step::Done => None,
         }
@@ -219,6 +230,38 @@ impl<'a, C: Connector, P: Policy> Request<'a, C, P> {
             figures.exhausted();
         }
         Error::Exhausted(self.shared.unavailable(self.route, Duration::ZERO))
+    }
+
+    /// Passes the gate of a paused pool, or waits there (within the
+    /// deadline, counted from its arrival); an open gate lets it ask the
+    /// core.
+    fn at_gate(&mut self, ticket: Option<u64>, waker: &Waker) -> Next<C, P> {
+        let gate = &self.shared.gate;
+        if ticket.is_none() && !gate.is_closed() {
+            return self.start(waker);
+        }
+        match self.mode {
+            Wait::Never => {
+                if let Some(ticket) = ticket {
+                    gate.leave(ticket);
+                }
+                // A request that does not wait finds nothing while paused.
+                return Next::Ready(Err(self.exhausted()));
+            }
+            Wait::Queue => {}
+        }
+        let now = Instant::now();
+        self.since();
+        if self.deadline().is_some_and(|deadline| now >= deadline) {
+            if let Some(ticket) = ticket {
+                gate.leave(ticket);
+            }
+            return Next::Ready(Err(self.timeout(now)));
+        }
+        match gate.wait(ticket, waker) {
+            Some(ticket) => Next::Step(Step::Paused(Some(ticket))),
+            None => self.start(waker),
+        }
     }
 
     fn start(&mut self, waker: &Waker) -> Next<C, P> {
@@ -645,7 +688,8 @@ impl<C: Connector, P: Policy> Drop for Request<'_, C, P> {
     fn drop(&mut self) {
         let shared = self.shared;
         match std::mem::replace(&mut self.step, Step::Done) {
-            Step::Start | Step::Ask | Step::Done => {}
+            Step::Start | Step::Ask | Step::Done | Step::Paused(None) => {}
+            Step::Paused(Some(ticket)) => shared.gate.leave(ticket),
             Step::Granted(grant) => shared.unused(grant),
             Step::Queued(waiter) => {
                 if let Some(grant) = shared.core.cancel(waiter, false) {
@@ -672,6 +716,7 @@ impl<C: Connector, P: Policy> std::fmt::Debug for Request<'_, C, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let step = match &self.step {
             Step::Start => "start",
+            Step::Paused(_) => "paused",
             Step::Ask => "ask",
             Step::Granted(_) => "granted",
             Step::Queued(_) => "queued",

@@ -28,8 +28,10 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 mod acquire;
+mod gate;
 
 pub(crate) use acquire::Request;
+use gate::Gate;
 
 pub(crate) type EntryOf<C> = Entry<<C as Connector>::Route, <C as Connector>::Conn>;
 pub(crate) type CoreOf<C, P> = <P as Policy>::Core<<C as Connector>::Route, EntryOf<C>>;
@@ -89,6 +91,8 @@ pub(crate) struct Shared<C: Connector, P: Policy> {
     figures: Registry<C::Route>,
     hooks: Hooks<C::Conn>,
     clock_on_release: bool,
+    /// Closed while the pool is paused.
+    gate: Gate,
 }
 
 /// Where the core sends the connections it is done with: [`retire`].
@@ -134,6 +138,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             remote,
             counters: Arc::default(),
             hooks,
+            gate: Gate::default(),
         }
     }
 
@@ -144,7 +149,27 @@ impl<C: Connector, P: Policy> Shared<C, P> {
     }
 
     pub(crate) fn stats(&self) -> PoolStats<C::Route> {
-        self.core.stats()
+        let mut stats = self.core.stats();
+        stats.paused = self.gate.is_closed();
+        stats.total.pending += self.gate.waiting();
+        stats
+    }
+
+    /// Makes new requests wait until [`Self::resume`]; whether the pool
+    /// was running.
+    pub(crate) fn pause(&self) -> bool {
+        self.gate.close()
+    }
+
+    /// Lets requests through again; whether the pool was paused.
+    pub(crate) fn resume(&self) -> bool {
+        self.gate.open()
+    }
+
+    /// Disposes of every idle connection (the core's serializers close
+    /// them, off this thread).
+    pub(crate) fn close_all_idle(&self) {
+        self.core.evict_idle(Arc::new(|_: &EntryOf<C>| true));
     }
 
     pub(crate) fn route_stats(&self, route: &C::Route) -> Stats {
@@ -180,6 +205,8 @@ impl<C: Connector, P: Policy> Shared<C, P> {
     /// closed, and the event loop stops.
     pub(crate) fn shut_down(&self) {
         self.core.shutdown();
+        // Requests at a pause's gate go on, to find the pool closed.
+        self.gate.open();
         self.binder.close();
         self.remote.stop();
     }
@@ -265,6 +292,9 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         at: &'static Location<'static>,
     ) -> Result<Held, Error> {
         let asked = self.figures.sample();
+        if self.gate.is_closed() {
+            return self.wait_paused(route, state, mode, at, asked);
+        }
         let (first, missed) = match self.hit(route, state, at, asked) {
             Hit::Leased(held) => return Ok(held),
             Hit::Answered(grant) => (Some(grant), None),
@@ -284,6 +314,22 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         if let Some(missed) = missed {
             request.missed_at(missed);
         }
+        with_waker(|waker| self.wait(request, waker))
+    }
+
+    /// A blocking request that found the pool paused: it waits at the gate
+    /// as a request, parked.
+    #[cold]
+    #[inline(never)]
+    fn wait_paused(
+        &self,
+        route: &C::Route,
+        state: Option<&State>,
+        mode: Wait,
+        at: &'static Location<'static>,
+        asked: Option<Instant>,
+    ) -> Result<Held, Error> {
+        let request = Request::new(self, route, state, mode, at, asked);
         with_waker(|waker| self.wait(request, waker))
     }
 

@@ -463,3 +463,46 @@ impl Connector for Gated {
         Ok(Progress::Pending(GatedHandshake { socket }))
     }
 }
+
+/// A paused pool holds `lease_async` (polled, then awaited) until
+/// `resume`, from another thread; a future dropped at the pause leaves
+/// nothing behind; one still waiting at its deadline times out.
+pub(crate) fn async_pause_holds_until_resume<P: Policy, E: Executor>() {
+    let (connector, pool) = pool::<P>(1, 1);
+    pool.pause();
+    let mut dropped = pool.lease_async(&"a");
+    assert!(poll_once(&mut dropped).is_pending());
+    let mut waiting = pool.lease_async(&"a");
+    assert!(poll_once(&mut waiting).is_pending());
+    assert_eq!(pool.stats().total.pending, 2);
+    drop(dropped);
+    assert_eq!(pool.stats().total.pending, 1, "the dropped one left");
+    thread::scope(|s| {
+        s.spawn(|| {
+            thread::sleep(Duration::from_millis(20));
+            pool.resume();
+        });
+        let lease = E::block_on(waiting).expect("served after the resume");
+        assert!(!pool.stats().paused);
+        drop(lease);
+    });
+    assert_eq!(connector.opened(), 1);
+    settled(&connector, &pool);
+}
+
+/// A `lease_async` waiting at a pause fails with `Timeout` by its acquire
+/// timeout, with no pool activity to notice it (the pool's timer fires).
+pub(crate) fn async_pause_times_out<P: Policy, E: Executor>() {
+    let connector = Mock::new();
+    let pool: Pool<Mock, P> = Pool::builder(connector.clone())
+        .policy::<P>()
+        .acquire_timeout(Duration::from_millis(40))
+        .build()
+        .unwrap();
+    pool.pause();
+    let started = Instant::now();
+    let result = E::block_on(pool.lease_async(&"a"));
+    assert!(matches!(result, Err(Error::Timeout(_))), "{result:?}");
+    assert!(started.elapsed() >= Duration::from_millis(40));
+    assert_eq!(pool.stats().total.pending, 0);
+}

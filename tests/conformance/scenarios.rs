@@ -758,3 +758,113 @@ pub(crate) fn owned_lease_returns_from_anywhere_and_keeps_the_pool<P: Policy>() 
     drop(owned);
     assert_eq!(connector.live(), 0, "its return was the pool's last act");
 }
+
+/// A pause holds new leases (from 3 threads) while the one leased
+/// connection is used and returned (it goes idle, not to them); `resume`
+/// lets them all through, and they share the connections the caps allow.
+pub(crate) fn pause_holds_new_leases_until_resume<P: Policy>() {
+    let (connector, pool) = pool::<P>(2, 2);
+    let held = pool.lease(&"a").unwrap();
+    assert!(pool.pause(), "was running");
+    assert!(!pool.pause(), "already paused");
+    let served = std::sync::atomic::AtomicUsize::new(0);
+    thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                let lease = pool.lease(&"a").expect("served after the resume");
+                served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                thread::sleep(Duration::from_millis(2));
+                drop(lease);
+            });
+        }
+        eventually("three leases wait at the pause", || {
+            pool.stats().total.pending == 3
+        });
+        assert!(pool.stats().paused);
+        drop(held);
+        thread::sleep(Duration::from_millis(20));
+        assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let stats = pool.route_stats(&"a");
+        assert_eq!((stats.idle, stats.leased), (1, 0), "the return went idle");
+        assert!(matches!(pool.try_lease(&"a"), Err(Error::Exhausted(_))));
+        assert!(pool.resume(), "was paused");
+    });
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let stats = pool.stats();
+    assert!(!stats.paused);
+    assert_eq!((stats.total.pending, stats.total.leased), (0, 0));
+    assert!(connector.opened() <= 2, "within the caps");
+}
+
+/// A lease waiting at a pause fails with `Timeout` by its acquire timeout,
+/// and leaves nothing behind.
+pub(crate) fn pause_bounds_a_lease_by_its_acquire_timeout<P: Policy>() {
+    let (_, pool) = pool_built::<P>(2, 2, |builder| {
+        builder.acquire_timeout(Duration::from_millis(40))
+    });
+    pool.pause();
+    let started = Instant::now();
+    assert!(matches!(pool.lease(&"a"), Err(Error::Timeout(_))));
+    assert!(started.elapsed() >= Duration::from_millis(40));
+    assert_eq!(pool.stats().total.pending, 0);
+    pool.resume();
+    drop(pool.lease(&"a").unwrap());
+}
+
+/// `shutdown` wakes a lease waiting at a pause, which finds the pool
+/// closed.
+pub(crate) fn shutdown_wakes_a_paused_lease<P: Policy>() {
+    let (_, pool) = pool::<P>(2, 2);
+    pool.pause();
+    thread::scope(|s| {
+        let waiting = s.spawn(|| pool.lease(&"a").map(|_| ()));
+        eventually("the lease waits", || pool.stats().total.pending == 1);
+        pool.shutdown();
+        assert!(matches!(waiting.join().unwrap(), Err(Error::Closed)));
+    });
+}
+
+/// `drain` waits for the leases out, then closes every idle connection;
+/// the pool stays paused, and opens new connections once resumed.
+pub(crate) fn drain_waits_for_leases_then_closes_idle<P: Policy>() {
+    let (connector, pool) = pool::<P>(4, 4);
+    let leases: Vec<_> = (0..3).map(|_| pool.lease(&"a").unwrap()).collect();
+    let mut leases = leases.into_iter();
+    drop(leases.next());
+    thread::scope(|s| {
+        s.spawn(move || {
+            thread::sleep(Duration::from_millis(30));
+            drop(leases);
+        });
+        let started = Instant::now();
+        pool.drain(Duration::from_secs(10)).expect("drained");
+        assert!(started.elapsed() >= Duration::from_millis(25));
+    });
+    assert!(pool.stats().paused, "still paused");
+    eventually("every connection closed", || connector.live() == 0);
+    let stats = pool.stats().total;
+    assert_eq!((stats.idle, stats.leased, stats.closed), (0, 0, 3));
+    pool.resume();
+    drop(pool.lease(&"a").unwrap());
+    assert_eq!(connector.opened(), 4, "a new connection after the drain");
+}
+
+/// `drain` that runs out of time reports the leases still out, closes
+/// nothing, and leaves the pool paused.
+pub(crate) fn drain_times_out_with_leases_out<P: Policy>() {
+    let (connector, pool) = pool::<P>(4, 4);
+    let held = pool.lease(&"a").unwrap();
+    drop(pool.lease(&"b").unwrap());
+    let undrained = pool.drain(Duration::from_millis(20)).unwrap_err();
+    assert_eq!(undrained.leased, 1);
+    assert!(undrained.waited >= Duration::from_millis(20));
+    assert_eq!(
+        std::io::Error::from(undrained).kind(),
+        std::io::ErrorKind::TimedOut
+    );
+    assert_eq!(connector.live(), 2, "nothing closed");
+    assert!(pool.stats().paused);
+    drop(held);
+    pool.drain(Duration::from_secs(10)).expect("drained");
+    eventually("every connection closed", || connector.live() == 0);
+}

@@ -1253,6 +1253,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                 ..Stats::default()
             },
             routes: Vec::with_capacity(self.table.len()),
+            paused: false,
         };
         let _pin = self.pin();
         for entry in self.table.iter() {
