@@ -37,6 +37,73 @@ pub const DEFAULT_METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Default for [`Builder::connect_timeout`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Settings of one route that differ from the pool's: a slow downstream
+/// may get longer connects, a flaky one shorter idle times. Each one left
+/// unset follows the pool's ([`Builder::idle_timeout`],
+/// [`Builder::max_lifetime`], [`Builder::connect_timeout`]); `Duration::MAX`
+/// means no limit for that route. Given with [`Builder::route_settings`]
+/// and changed on a running pool with
+/// [`Pool::set_route_settings`](crate::Pool::set_route_settings).
+///
+/// ```
+/// use std::time::Duration;
+/// use leasehold::RouteSettings;
+/// let slow = RouteSettings::new()
+///     .connect_timeout(Duration::from_secs(30))
+///     .max_lifetime(Duration::from_secs(600));
+/// assert_eq!(slow.idle_timeout, None, "the pool's");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RouteSettings {
+    /// Closes the route's connections idle for longer.
+    pub idle_timeout: Option<Duration>,
+    /// Retires the route's connections older than this (without the jitter
+    /// of the pool's lifetime for connections opened before it was set).
+    pub max_lifetime: Option<Duration>,
+    /// Bounds the route's connects, handshakes included.
+    pub connect_timeout: Option<Duration>,
+}
+
+impl RouteSettings {
+    /// Every setting the pool's.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// See [`RouteSettings::idle_timeout`](#structfield.idle_timeout).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// See [`RouteSettings::max_lifetime`](#structfield.max_lifetime).
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_lifetime = Some(lifetime);
+        self
+    }
+
+    /// See [`RouteSettings::connect_timeout`](#structfield.connect_timeout).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Rejects a zero duration, as the pool's settings do.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        for (name, value) in [
+            ("idle_timeout (route)", self.idle_timeout),
+            ("max_lifetime (route)", self.max_lifetime),
+            ("connect_timeout (route)", self.connect_timeout),
+        ] {
+            if value == Some(Duration::ZERO) {
+                return Err(ConfigError::ZeroTimeout(name));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The settings a pool runs with, validated.
 #[derive(Clone, Debug)]
 pub(crate) struct Config<K> {
@@ -47,6 +114,7 @@ pub(crate) struct Config<K> {
     pub(crate) max_connecting: Option<usize>,
     pub(crate) min_idle: Vec<(K, usize)>,
     pub(crate) min_idle_per_route: usize,
+    pub(crate) route_settings: Vec<(K, RouteSettings)>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) validate_after: Option<Duration>,
@@ -113,6 +181,7 @@ impl<K: PartialEq> Config<K> {
 /// | [`min_idle`](Self::min_idle), [`min_idle_per_route`](Self::min_idle_per_route) | 0: no warm connections |
 /// | [`idle_timeout`](Self::idle_timeout) | none: idle connections are kept until the peer closes them |
 /// | [`max_lifetime`](Self::max_lifetime) | none: connections are never retired for age |
+/// | [`route_settings`](Self::route_settings) | none: every route has the pool's idle timeout, lifetime and connect timeout |
 /// | [`validate_after_inactivity`](Self::validate_after_inactivity), [`validate_on_lease`](Self::validate_on_lease) | none: no liveness check on lease |
 /// | [`on_create`](Self::on_create), [`on_check_out`](Self::on_check_out) | none |
 /// | [`leak_detection`](Self::leak_detection) | none: long leases are not reported |
@@ -157,6 +226,7 @@ struct BuilderSettings<C: Connector> {
     max_connecting: Option<usize>,
     min_idle: Vec<(C::Route, usize)>,
     min_idle_per_route: usize,
+    route_settings: Vec<(C::Route, RouteSettings)>,
     idle_timeout: Option<Duration>,
     max_lifetime: Option<Duration>,
     validate_after: Option<Duration>,
@@ -190,6 +260,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
                 max_connecting: None,
                 min_idle: Vec::new(),
                 min_idle_per_route: 0,
+                route_settings: Vec::new(),
                 idle_timeout: None,
                 max_lifetime: None,
                 validate_after: None,
@@ -329,6 +400,13 @@ impl<C: Connector, P: Policy> Builder<C, P> {
     /// caps). Called again for the same route, the later value wins.
     pub fn min_idle(mut self, route: C::Route, n: usize) -> Self {
         self.settings.min_idle.push((route, n));
+        self
+    }
+
+    /// Gives `route` settings of its own (see [`RouteSettings`]); the last
+    /// given for a route counts.
+    pub fn route_settings(mut self, route: C::Route, settings: RouteSettings) -> Self {
+        self.settings.route_settings.push((route, settings));
         self
     }
 
@@ -520,6 +598,9 @@ impl<C: Connector, P: Policy> Builder<C, P> {
         if self.settings.connect_timeout == Some(Duration::ZERO) {
             return Err(ConfigError::ZeroTimeout("connect_timeout"));
         }
+        for (_, settings) in &self.settings.route_settings {
+            settings.validate()?;
+        }
         if self.settings.disposal == (Disposal::Background { queue: 0 }) {
             return Err(ConfigError::ZeroDisposalQueue);
         }
@@ -546,6 +627,7 @@ impl<C: Connector, P: Policy> Builder<C, P> {
             max_connecting: self.settings.max_connecting,
             min_idle: self.settings.min_idle,
             min_idle_per_route: self.settings.min_idle_per_route,
+            route_settings: self.settings.route_settings,
             idle_timeout: self.settings.idle_timeout,
             max_lifetime: self.settings.max_lifetime,
             validate_after: if self.settings.validate_on_lease {
@@ -586,6 +668,7 @@ impl<C: Connector + fmt::Debug, P: Policy> fmt::Debug for Builder<C, P> {
             .field("patience", &self.settings.patience)
             .field("max_connecting", &self.settings.max_connecting)
             .field("min_idle", &self.settings.min_idle)
+            .field("route_settings", &self.settings.route_settings)
             .field("min_idle_per_route", &self.settings.min_idle_per_route)
             .field("idle_timeout", &self.settings.idle_timeout)
             .field("max_lifetime", &self.settings.max_lifetime)

@@ -19,8 +19,8 @@ use leasehold_testkit::{fds, wait};
 
 use fds::Descriptors;
 use leasehold::{
-    Builder, Connector, Error, Lax, Offlock, Policy, Pool, Progress, Strict, TcpConnector,
-    TcpHandshake,
+    Builder, Connector, Error, Lax, Offlock, Policy, Pool, Progress, RouteSettings, Strict,
+    TcpConnector, TcpHandshake,
 };
 use socket2::{Domain, SockRef, Socket, Type};
 use std::collections::HashMap;
@@ -437,6 +437,8 @@ for_each_policy!(
     min_idle_warms_up_in_the_background,
     idle_timeout_evicts,
     max_lifetime_evicts,
+    route_settings_time_out_their_route_alone,
+    route_connect_timeout_bounds_its_connects,
     shutdown_during_connects_wakes_everyone,
     fds_are_not_leaked,
     closes_stuck_past_the_grace_leak_nothing,
@@ -1306,4 +1308,101 @@ fn closes_stuck_past_the_grace_leak_nothing<P: Policy>() {
 
     server.close_all();
     before.assert_none_left();
+}
+
+/// A route's own idle timeout, given at build time, closes its idle
+/// connections while another route's stay; one set on the running pool
+/// closes the other's; a lifetime set on the running pool retires
+/// connections opened before it.
+fn route_settings_time_out_their_route_alone<P: Policy>() {
+    let _process = shared_process();
+    let (fast, slow) = (Server::echo(), Server::echo());
+    let (a, b) = (fast.addr(), slow.addr());
+    let short = RouteSettings::new().idle_timeout(Duration::from_millis(80));
+    let pool: TcpPool<P> = tcp_pool(|builder| builder.route_settings(a, short));
+    assert_eq!(pool.route_settings(&a), short);
+    assert_eq!(pool.route_settings(&b), RouteSettings::new());
+    drop(pool.lease(&a).unwrap());
+    drop(pool.lease(&b).unwrap());
+    eventually("route a's idle connection closed", || {
+        pool.route_stats(&a).idle == 0 && pool.health().idle == 1
+    });
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(pool.route_stats(&b).idle, 1, "route b has no idle timeout");
+
+    pool.set_route_settings(&b, short).unwrap();
+    eventually("route b's idle connection closed", || {
+        pool.route_stats(&b).idle == 0 && pool.health().idle == 2
+    });
+
+    // A lifetime set now retires the connection opened before it, idle.
+    let mut lease = pool.lease(&b).unwrap();
+    round_trip(&mut lease, "before\n").unwrap();
+    pool.set_route_settings(
+        &b,
+        RouteSettings::new().max_lifetime(Duration::from_millis(60)),
+    )
+    .unwrap();
+    drop(lease);
+    eventually("route b's connection retired for age", || {
+        pool.route_stats(&b).idle == 0 && pool.health().expired == 1
+    });
+    assert!(matches!(
+        pool.set_route_settings(&b, RouteSettings::new().idle_timeout(Duration::ZERO)),
+        Err(leasehold::ConfigError::ZeroTimeout(_))
+    ));
+    eventually("the servers see every connection closed", || {
+        fast.open() == 0 && slow.open() == 0
+    });
+}
+
+/// A route's own connect timeout bounds its connects, given at build time
+/// and changed on the running pool; other routes keep the pool's.
+fn route_connect_timeout_bounds_its_connects<P: Policy>() {
+    let _process = shared_process();
+    let (stuck, other) = (Unresponsive::new(), Unresponsive::new());
+    let quick = RouteSettings::new().connect_timeout(Duration::from_millis(100));
+    let pool: TcpPool<P> = tcp_pool(|builder| {
+        builder
+            .connect_timeout(Duration::from_secs(30))
+            .connect_backoff(Duration::ZERO, Duration::ZERO)
+            .route_settings(stuck.addr, quick)
+    });
+    let timed = |addr| {
+        let started = Instant::now();
+        let result = pool.lease(&addr).map(|_| ());
+        (result, started.elapsed())
+    };
+    let (result, took) = timed(stuck.addr);
+    assert!(
+        matches!(result, Err(Error::ConnectTimeout { .. })),
+        "{result:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(100) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+
+    pool.set_route_settings(
+        &other.addr,
+        quick.connect_timeout(Duration::from_millis(150)),
+    )
+    .unwrap();
+    let (result, took) = timed(other.addr);
+    match &result {
+        Err(Error::ConnectTimeout { source, .. }) => assert!(
+            source
+                .to_string()
+                .starts_with("connect timed out after 150ms"),
+            "{source}"
+        ),
+        other => panic!("expected a connect timeout, got {other:?}"),
+    }
+    assert!(
+        took >= Duration::from_millis(150) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    eventually("every permit is given back", || {
+        pool.stats().total.allocated() == 0
+    });
 }

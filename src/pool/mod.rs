@@ -13,7 +13,7 @@ mod lease_future;
 pub use lease::{Lease, Leased, OwnedLease};
 pub use lease_future::LeaseFuture;
 
-use crate::config::{Builder, Config};
+use crate::config::{Builder, Config, RouteSettings};
 use crate::connector::Connector;
 use crate::error::{ConfigError, Error, Undrained};
 use crate::figures::{Figures, Health, SizingReport};
@@ -432,6 +432,42 @@ impl<C: Connector, P: Policy> Pool<C, P> {
         Limits::<()>::new(max, 1).validate()?;
         self.shared.set_max_total(max);
         Ok(())
+    }
+
+    /// Gives `route` its own idle timeout, lifetime and connect timeout
+    /// while the pool runs (see [`RouteSettings`]; all unset: the pool's
+    /// again), replacing what it had. Connects started from now on use the
+    /// new connect timeout, connections opened from now on the new
+    /// lifetime; the event loop's next sweep (within a second) applies the
+    /// idle timeout and lifetime to the route's idle connections.
+    ///
+    /// # Errors
+    /// [`ConfigError::ZeroTimeout`] if a duration is zero (`Duration::MAX`
+    /// means no limit); nothing changes then.
+    ///
+    /// # Examples
+    /// ```
+    /// # use std::time::Duration;
+    /// # use leasehold::{mock::MockConnector, Pool, RouteSettings};
+    /// let pool: Pool<_> = Pool::builder(MockConnector::new()).build()?;
+    /// let slow = RouteSettings::new().connect_timeout(Duration::from_secs(30));
+    /// pool.set_route_settings(&(), slow)?;
+    /// assert_eq!(pool.route_settings(&()), slow);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_route_settings(
+        &self,
+        route: &C::Route,
+        settings: RouteSettings,
+    ) -> Result<(), ConfigError> {
+        settings.validate()?;
+        self.shared.set_route_settings(route.clone(), settings);
+        Ok(())
+    }
+
+    /// The settings `route` has of its own (all unset if none).
+    pub fn route_settings(&self, route: &C::Route) -> RouteSettings {
+        self.shared.route_settings(route)
     }
 
     /// Pauses the pool: new leases wait (each within its

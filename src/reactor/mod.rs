@@ -140,6 +140,12 @@ pub(crate) trait LoopHost: Send + Sync + 'static {
     /// `now`, and any the loop found dead.
     fn sweep(&self, now: Instant);
 
+    /// How often to [`sweep`](Self::sweep): `None` if nothing expires.
+    fn sweep_period(&self) -> Option<Duration>;
+
+    /// The connect timeout of `route`.
+    fn connect_timeout(&self, route: &RouteOf<Self>) -> Option<Duration>;
+
     /// Forgets routes unused for a sweep period.
     fn sweep_routes(&self);
 
@@ -333,8 +339,11 @@ impl<H: LoopHost> Reactor<H> {
         let mut events = Events::with_capacity(256);
         let now = Instant::now();
         let config = self.host.config();
-        self.timers
-            .set(now + config.route_sweep_period(), Timer::Sweep);
+        let period = self
+            .host
+            .sweep_period()
+            .unwrap_or(crate::config::ROUTE_SWEEP_PERIOD);
+        self.timers.set(now + period, Timer::Sweep);
         if config.warms() {
             self.timers.set(now, Timer::Warm);
         }
@@ -436,7 +445,7 @@ impl<H: LoopHost> Reactor<H> {
                 return self.host.connect_failed(route, state, permit, attempt, e);
             }
         };
-        let timeout = self.host.config().connect_timeout;
+        let timeout = self.host.connect_timeout(&job.route);
         // A deadline past what the clock can hold is none.
         if let Some(at) = timeout.and_then(|timeout| Instant::now().checked_add(timeout)) {
             self.timers.set(at, Timer::ConnectDeadline(token));
@@ -556,12 +565,11 @@ impl<H: LoopHost> Reactor<H> {
             match timer {
                 Timer::ConnectDeadline(token) => {
                     let stage = self.jobs.get(&token).map(|(job, _)| {
-                        guarded("the connector's handshake", || job.handshake.stage())
-                            .unwrap_or("a connect")
+                        let stage = guarded("the connector's handshake", || job.handshake.stage())
+                            .unwrap_or("a connect");
+                        (self.host.connect_timeout(&job.route), stage)
                     });
-                    if let (Some(timeout), Some(stage)) =
-                        (self.host.config().connect_timeout, stage)
-                    {
+                    if let Some((Some(timeout), stage)) = stage {
                         let error = io::Error::new(
                             io::ErrorKind::TimedOut,
                             format!("connect timed out after {timeout:?} ({stage} under way)"),
@@ -570,7 +578,8 @@ impl<H: LoopHost> Reactor<H> {
                     }
                 }
                 Timer::Sweep => {
-                    if self.host.config().sweep_period().is_some() {
+                    let idle_period = self.host.sweep_period();
+                    if idle_period.is_some() {
                         self.host.sweep(now);
                         if self.host.config().warms() {
                             self.timers.set(now, Timer::WarmNow);
@@ -583,7 +592,7 @@ impl<H: LoopHost> Reactor<H> {
                         Timer::Alarm(alarm) => alarm.strong_count() > 0,
                         _ => true,
                     });
-                    let period = self.host.config().route_sweep_period();
+                    let period = idle_period.unwrap_or(crate::config::ROUTE_SWEEP_PERIOD);
                     self.timers.set(now + period, Timer::Sweep);
                 }
                 Timer::EvictDead => {

@@ -8,7 +8,7 @@
 //! path unless a setting asks for it: with the defaults, a hit costs the
 //! core's own operations plus a few predictable branches.
 
-use crate::config::Config;
+use crate::config::{Config, RouteSettings};
 use crate::connect::bind::{Binder, Failure, Outcome, WaitCell};
 use crate::connect::breaker::{Admit, Breaker};
 use crate::connector::{connector_panicked, Connector, Progress};
@@ -21,7 +21,7 @@ use crate::reactor::{Attempt, ConnectJob, LeakCheck, LoopCommand, LoopHost, Remo
 use leasehold_policies::unstable::{Acquire, Core, Grant, Held, Permit, Wait};
 use leasehold_policies::{Policy, PoolStats, State, Stats};
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Wake, Waker};
 use std::thread::{self, Thread};
@@ -29,9 +29,11 @@ use std::time::{Duration, Instant};
 
 mod acquire;
 mod gate;
+mod route_settings;
 
 pub(crate) use acquire::Request;
 use gate::Gate;
+use route_settings::{Expiry, RouteTable};
 
 pub(crate) type EntryOf<C> = Entry<<C as Connector>::Route, <C as Connector>::Conn>;
 pub(crate) type CoreOf<C, P> = <P as Policy>::Core<<C as Connector>::Route, EntryOf<C>>;
@@ -90,9 +92,12 @@ pub(crate) struct Shared<C: Connector, P: Policy> {
     counters: Arc<CloseCounters>,
     figures: Registry<C::Route>,
     hooks: Hooks<C::Conn>,
-    clock_on_release: bool,
+    /// A return reads the clock (idle times or lifetimes matter).
+    clock_on_release: AtomicBool,
     /// Closed while the pool is paused.
     gate: Gate,
+    /// The routes' own timeouts.
+    routes: RouteTable<C::Route>,
 }
 
 /// Where the core sends the connections it is done with: [`retire`].
@@ -130,7 +135,14 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             core,
             connector,
             disposer,
-            clock_on_release: config.clock_on_release(),
+            routes: RouteTable::new(&config),
+            clock_on_release: AtomicBool::new(
+                config.clock_on_release()
+                    || config
+                        .route_settings
+                        .iter()
+                        .any(|(_, s)| s.idle_timeout.is_some() || s.max_lifetime.is_some()),
+            ),
             figures: Registry::new(config.sample_every),
             config,
             binder: Binder::new(),
@@ -153,6 +165,21 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         stats.paused = self.gate.is_closed();
         stats.total.pending += self.gate.waiting();
         stats
+    }
+
+    /// Gives `route` its own settings (validated); connections opened from
+    /// now on use them, and the next sweep applies its idle timeout and
+    /// lifetime to those already idle.
+    pub(crate) fn set_route_settings(&self, route: C::Route, settings: RouteSettings) {
+        if settings.idle_timeout.is_some() || settings.max_lifetime.is_some() {
+            self.clock_on_release.store(true, Ordering::Relaxed);
+        }
+        self.routes.set(route, settings);
+        // The loop sweeps at the new period from its next sweep on.
+    }
+
+    pub(crate) fn route_settings(&self, route: &C::Route) -> RouteSettings {
+        self.routes.get(route)
     }
 
     /// Makes new requests wait until [`Self::resume`]; whether the pool
@@ -571,7 +598,7 @@ impl<C: Connector, P: Policy> Shared<C, P> {
                 }
             }
         }
-        if reuse && self.clock_on_release {
+        if reuse && self.clock_on_release.load(Ordering::Relaxed) {
             let now = Instant::now();
             if entry.expires.is_some_and(|expires| expires <= now) {
                 CloseCounters::bump(&self.counters.expired);
@@ -620,8 +647,8 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             created: now,
             // A lifetime past what the clock can hold never ends.
             expires: self
-                .config
-                .max_lifetime
+                .routes
+                .max_lifetime(route, &self.config)
                 .and_then(|life| now.checked_add(jittered(life))),
             idle_since: now,
             fresh: true,
@@ -727,27 +754,36 @@ impl<C: Connector, P: Policy> Shared<C, P> {
 
     /// Closes idle connections past their lifetime.
     pub(crate) fn close_expired(&self) {
+        let mut routes = self.routes.expiry(&self.config);
+        // Lifetimes only: no idle timeout.
+        routes.without_idle_timeouts();
         self.evict(Retire {
             expired_by: Some(Instant::now()),
+            routes: Some(routes),
             ..Retire::default()
         });
     }
 
     /// Closes the idle connections `retire` picks, each counted under the
     /// first reason that applies.
-    fn evict(&self, retire: Retire) {
+    fn evict(&self, retire: Retire<C::Route>) {
         let counters = self.counters.clone();
         self.core.evict_idle(Arc::new(move |entry: &EntryOf<C>| {
+            let routes = retire.routes.as_ref();
             let (counter, cause) =
                 if retire.dead && entry.watch.as_ref().is_some_and(|w| w.is_dead()) {
                     (&counters.stale, "closed or written to by the peer")
-                } else if retire
-                    .expired_by
-                    .is_some_and(|now| entry.expires.is_some_and(|at| at <= now))
-                {
+                } else if retire.expired_by.is_some_and(|now| {
+                    entry.expires.is_some_and(|at| at <= now)
+                        || routes.is_some_and(|r| {
+                            r.past_route_lifetime(&entry.route, entry.created, now)
+                        })
+                }) {
                     (&counters.expired, "lifetime over")
                 } else if retire.idle_for.is_some_and(|(now, idle)| {
                     now.saturating_duration_since(entry.idle_since) >= idle
+                }) || retire.expired_by.is_some_and(|now| {
+                    routes.is_some_and(|r| r.idle_too_long(&entry.route, entry.idle_since, now))
                 }) {
                     (&counters.idle, "idle too long")
                 } else {
@@ -787,14 +823,29 @@ impl<C: Connector, P: Policy> Shared<C, P> {
 }
 
 /// Which idle connections an eviction pass closes.
-#[derive(Clone, Copy, Debug, Default)]
-struct Retire {
+#[derive(Clone, Debug)]
+struct Retire<K> {
     /// Those the event loop marked dead (counted stale).
     dead: bool,
-    /// Those whose lifetime ended by then (counted expired).
+    /// Those whose lifetime ended by then (counted expired), the pool's or
+    /// (with `routes`) their route's.
     expired_by: Option<Instant>,
     /// Those idle at least this long at that instant (counted idle).
     idle_for: Option<(Instant, Duration)>,
+    /// Each route's lifetime and (at `expired_by`) idle timeout, the pool's
+    /// where a route has none.
+    routes: Option<Expiry<K>>,
+}
+
+impl<K> Default for Retire<K> {
+    fn default() -> Self {
+        Self {
+            dead: false,
+            expired_by: None,
+            idle_for: None,
+            routes: None,
+        }
+    }
 }
 
 // The event loop's view of the pool: what it calls, and nothing else.
@@ -905,8 +956,17 @@ impl<C: Connector, P: Policy> LoopHost for Shared<C, P> {
         self.evict(Retire {
             dead: true,
             expired_by: Some(now),
-            idle_for: self.config.idle_timeout.map(|timeout| (now, timeout)),
+            routes: Some(self.routes.expiry(&self.config)),
+            ..Retire::default()
         });
+    }
+
+    fn sweep_period(&self) -> Option<Duration> {
+        self.routes.sweep_period(&self.config)
+    }
+
+    fn connect_timeout(&self, route: &C::Route) -> Option<Duration> {
+        self.routes.connect_timeout(route, &self.config)
     }
 
     /// Evicts the idle connections the loop found dead.
