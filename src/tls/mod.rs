@@ -556,7 +556,9 @@ pub struct TlsBuilder {
 
 impl TlsBuilder {
     /// The TCP settings (timeouts, nodelay, keepalive) of the socket under
-    /// each TLS connection (default [`TcpConnector::new`]).
+    /// each TLS connection (default [`TcpConnector::new`]). The connector
+    /// shares them with `tcp` and its clones: their `set_*` methods change
+    /// them for it too, as those of [`TlsConnector::tcp`] do.
     pub fn tcp(mut self, tcp: TcpConnector) -> Self {
         self.tcp = tcp;
         self
