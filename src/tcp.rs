@@ -21,12 +21,15 @@
 
 use crate::connector::probe;
 use crate::connector::{Connector, Handshake, Progress, Watched};
+use arc_swap::ArcSwap;
 use mio::event::Source;
 use mio::{Interest, Registry, Token};
 use socket2::{SockRef, TcpKeepalive};
+use std::fmt;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Resolves `"host:port"` (or `"[v6]:port"`, or a literal address) to the
@@ -79,6 +82,18 @@ pub fn resolve(host_port: &str) -> io::Result<SocketAddr> {
 /// duplicate of its socket, and [`is_alive`](Connector::is_alive) peeks at
 /// it without blocking.
 ///
+/// # Changing the settings of a running pool
+///
+/// Clones of a connector share its settings, and the `set_*` methods
+/// ([`set_nodelay`](Self::set_nodelay), [`set_keepalive`](Self::set_keepalive),
+/// [`set_read_timeout`](Self::set_read_timeout),
+/// [`set_write_timeout`](Self::set_write_timeout)) replace them for every
+/// clone at once, the one a pool holds included: connections opened from
+/// then on get the new settings; those already open keep theirs. Connects
+/// read the settings without a lock. The builder-style methods
+/// ([`nodelay`](Self::nodelay)…) make a connector of its own instead,
+/// which shares nothing with the clones of the one it was made from.
+///
 /// # Examples
 /// ```no_run
 /// use std::io::Write;
@@ -94,12 +109,68 @@ pub fn resolve(host_port: &str) -> io::Result<SocketAddr> {
 /// lease.write_all(b"ping\n")?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// ```
+/// use std::time::Duration;
+/// use leasehold::{Pool, TcpConnector};
+///
+/// let connector = TcpConnector::new();
+/// let pool = Pool::builder(connector.clone()).build()?;
+/// // Later, while the pool runs: its connects from now on use 2 s.
+/// connector.set_read_timeout(Some(Duration::from_secs(2)));
+/// # drop(pool);
+/// # Ok::<(), leasehold::ConfigError>(())
+/// ```
+#[derive(Clone)]
 pub struct TcpConnector {
+    /// Shared by clones, replaced whole by the setters.
+    settings: Arc<ArcSwap<TcpSettings>>,
+}
+
+/// What a [`TcpConnector`] applies to the sockets it opens.
+#[derive(Clone, Debug)]
+pub(crate) struct TcpSettings {
     nodelay: bool,
     keepalive: Option<Duration>,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// How many times the settings were replaced on a shared connector;
+    /// a connection opened under a lower number has older settings.
+    generation: u64,
+}
+
+impl TcpSettings {
+    /// The settings themselves, without the generation.
+    fn values(&self) -> (bool, Option<Duration>, Option<Duration>, Option<Duration>) {
+        (
+            self.nodelay,
+            self.keepalive,
+            self.read_timeout,
+            self.write_timeout,
+        )
+    }
+}
+
+/// Equal when the settings in force now are (whatever their generation).
+impl PartialEq for TcpConnector {
+    fn eq(&self, other: &Self) -> bool {
+        self.settings.load().values() == other.settings.load().values()
+    }
+}
+
+impl Eq for TcpConnector {}
+
+impl fmt::Debug for TcpConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let settings = self.settings.load();
+        f.debug_struct("TcpConnector")
+            .field("nodelay", &settings.nodelay)
+            .field("keepalive", &settings.keepalive)
+            .field("read_timeout", &settings.read_timeout)
+            .field("write_timeout", &settings.write_timeout)
+            .field("generation", &settings.generation)
+            .finish()
+    }
 }
 
 impl Default for TcpConnector {
@@ -114,54 +185,128 @@ const MAX_KEEPALIVE_IDLE_SECS: u64 = 32_767;
 impl TcpConnector {
     /// A connector with the default settings (see the table above).
     pub fn new() -> Self {
-        TcpConnector {
+        Self::with_settings(TcpSettings {
             nodelay: true,
             keepalive: None,
             read_timeout: None,
             write_timeout: None,
+            generation: 0,
+        })
+    }
+
+    fn with_settings(settings: TcpSettings) -> Self {
+        TcpConnector {
+            settings: Arc::new(ArcSwap::from_pointee(settings)),
         }
     }
 
-    /// Sets `TCP_NODELAY` on new connections (default `true`).
-    pub fn nodelay(mut self, nodelay: bool) -> Self {
-        self.nodelay = nodelay;
-        self
+    /// A connector of its own with the settings of this one, changed.
+    fn changed(&self, change: impl FnOnce(&mut TcpSettings)) -> Self {
+        let mut settings = TcpSettings::clone(&self.settings.load());
+        change(&mut settings);
+        Self::with_settings(settings)
     }
 
-    /// Turns TCP keepalive on, with `idle` as the time a connection is
-    /// silent before the kernel starts probing it (default `None`: off; the
-    /// probe interval and count stay the system's). The kernel counts in
-    /// whole seconds, so `idle` is rounded up, to one second at least, and
-    /// at most 32 767 s (Linux's limit).
-    pub fn keepalive(mut self, idle: Option<Duration>) -> Self {
-        self.keepalive = idle;
-        self
+    /// Replaces the settings of this connector and its clones with changed
+    /// ones, in the next generation.
+    fn replace(&self, change: impl Fn(&mut TcpSettings)) {
+        self.settings.rcu(|current| {
+            let mut next = TcpSettings::clone(current);
+            change(&mut next);
+            next.generation += 1;
+            next
+        });
     }
 
-    /// How long a read on a connection may block before it fails with
-    /// `WouldBlock`/`TimedOut` (default `None`: without limit).
+    /// The generation of the settings in force now.
+    #[cfg(feature = "tls")]
+    pub(crate) fn generation(&self) -> u64 {
+        self.settings.load().generation
+    }
+
+    /// A connector of its own (shared with no clone of this one) that sets
+    /// `TCP_NODELAY` on new connections (default `true`).
+    pub fn nodelay(self, nodelay: bool) -> Self {
+        self.changed(|s| s.nodelay = nodelay)
+    }
+
+    /// A connector of its own that turns TCP keepalive on, with `idle` as
+    /// the time a connection is silent before the kernel starts probing it
+    /// (default `None`: off; the probe interval and count stay the
+    /// system's). The kernel counts in whole seconds, so `idle` is rounded
+    /// up, to one second at least, and at most 32 767 s (Linux's limit).
+    pub fn keepalive(self, idle: Option<Duration>) -> Self {
+        self.changed(|s| s.keepalive = idle)
+    }
+
+    /// A connector of its own whose connections' reads may block `timeout`
+    /// before they fail with `WouldBlock`/`TimedOut` (default `None`:
+    /// without limit).
     ///
     /// # Panics
     /// If `timeout` is `Some(Duration::ZERO)`, which the standard library
     /// rejects too; use `None` for no limit.
-    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+    pub fn read_timeout(self, timeout: Option<Duration>) -> Self {
         assert_ne!(timeout, Some(Duration::ZERO), "a zero read timeout");
-        self.read_timeout = timeout;
-        self
+        self.changed(|s| s.read_timeout = timeout)
     }
 
-    /// How long a write on a connection may block before it fails with
-    /// `WouldBlock`/`TimedOut` (default `None`: without limit).
+    /// A connector of its own whose connections' writes may block
+    /// `timeout` before they fail with `WouldBlock`/`TimedOut` (default
+    /// `None`: without limit).
     ///
     /// # Panics
     /// If `timeout` is `Some(Duration::ZERO)`, which the standard library
     /// rejects too; use `None` for no limit.
-    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+    pub fn write_timeout(self, timeout: Option<Duration>) -> Self {
         assert_ne!(timeout, Some(Duration::ZERO), "a zero write timeout");
-        self.write_timeout = timeout;
-        self
+        self.changed(|s| s.write_timeout = timeout)
     }
 
+    /// Sets `TCP_NODELAY` on the connections this connector and its clones
+    /// open from now on (a running pool's included); open ones keep theirs.
+    ///
+    /// ```
+    /// let connector = leasehold::TcpConnector::new();
+    /// let the_pools = connector.clone();
+    /// connector.set_nodelay(false);
+    /// assert_eq!(the_pools, leasehold::TcpConnector::new().nodelay(false));
+    /// ```
+    pub fn set_nodelay(&self, nodelay: bool) {
+        self.replace(|s| s.nodelay = nodelay);
+    }
+
+    /// Sets the keepalive idle time (as [`keepalive`](Self::keepalive)) of
+    /// the connections this connector and its clones open from now on; open
+    /// ones keep theirs.
+    pub fn set_keepalive(&self, idle: Option<Duration>) {
+        self.replace(|s| s.keepalive = idle);
+    }
+
+    /// Sets the read timeout (as [`read_timeout`](Self::read_timeout)) of
+    /// the connections this connector and its clones open from now on; open
+    /// ones keep theirs.
+    ///
+    /// # Panics
+    /// If `timeout` is `Some(Duration::ZERO)`; use `None` for no limit.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) {
+        assert_ne!(timeout, Some(Duration::ZERO), "a zero read timeout");
+        self.replace(|s| s.read_timeout = timeout);
+    }
+
+    /// Sets the write timeout (as [`write_timeout`](Self::write_timeout))
+    /// of the connections this connector and its clones open from now on;
+    /// open ones keep theirs.
+    ///
+    /// # Panics
+    /// If `timeout` is `Some(Duration::ZERO)`; use `None` for no limit.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) {
+        assert_ne!(timeout, Some(Duration::ZERO), "a zero write timeout");
+        self.replace(|s| s.write_timeout = timeout);
+    }
+}
+
+impl TcpSettings {
     /// Puts a freshly connected socket in blocking mode with the settings
     /// applied.
     fn configure(&self, socket: &socket2::Socket) -> io::Result<()> {
@@ -182,15 +327,19 @@ impl TcpConnector {
         socket.set_write_timeout(self.write_timeout.map(at_least_a_microsecond))?;
         Ok(())
     }
+}
 
-    /// Starts a non-blocking connect to `addr`.
+impl TcpConnector {
+    /// Starts a non-blocking connect to `addr`, under the settings in force
+    /// now.
     pub(crate) fn start(&self, addr: SocketAddr) -> io::Result<TcpHandshake> {
+        let settings = self.settings.load_full();
         let stream = mio::net::TcpStream::connect(addr)?;
         tracing::trace!(%addr, "tcp connect started");
         Ok(TcpHandshake {
             stream,
             handed_over: false,
-            settings: self.clone(),
+            settings,
         })
     }
 }
@@ -254,7 +403,8 @@ pub struct TcpHandshake {
     stream: mio::net::TcpStream,
     /// Whether `advance` has given a connection out already.
     handed_over: bool,
-    settings: TcpConnector,
+    /// The connector's settings when the connect started.
+    settings: Arc<TcpSettings>,
 }
 
 fn handed_over() -> io::Error {
@@ -323,6 +473,12 @@ impl Handshake for TcpHandshake {
 }
 
 impl TcpHandshake {
+    /// The generation of the settings the connection gets.
+    #[cfg(feature = "tls")]
+    pub(crate) fn generation(&self) -> u64 {
+        self.settings.generation
+    }
+
     /// Asks the kernel how the connect went: `Ok(false)` while it is still
     /// under way, `Ok(true)` once connected.
     ///
@@ -476,6 +632,75 @@ mod tests {
             client.write_timeout().unwrap(),
             Some(Duration::from_secs(3))
         );
+    }
+
+    #[test]
+    fn setters_reach_every_clone_and_builder_methods_make_a_new_connector() {
+        let connector = TcpConnector::new();
+        let clone = connector.clone();
+        let own = connector.clone().read_timeout(Some(Duration::from_secs(7)));
+        connector.set_nodelay(false);
+        connector.set_keepalive(Some(Duration::from_secs(30)));
+        connector.set_read_timeout(Some(Duration::from_secs(2)));
+        connector.set_write_timeout(Some(Duration::from_secs(3)));
+        assert_eq!(clone, connector);
+        assert_eq!(clone.settings.load().generation, 4);
+
+        let (client, _server) = pair(&clone);
+        let socket = SockRef::from(&client);
+        assert!(!client.nodelay().unwrap());
+        assert_eq!(
+            socket.tcp_keepalive_time().unwrap(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(client.read_timeout().unwrap(), Some(Duration::from_secs(2)));
+        assert_eq!(
+            client.write_timeout().unwrap(),
+            Some(Duration::from_secs(3))
+        );
+
+        assert_ne!(own, connector);
+        let (client, _server) = pair(&own);
+        assert!(client.nodelay().unwrap());
+        assert!(!SockRef::from(&client).keepalive().unwrap());
+        assert_eq!(client.read_timeout().unwrap(), Some(Duration::from_secs(7)));
+        assert_eq!(client.write_timeout().unwrap(), None);
+    }
+
+    #[test]
+    fn a_connect_keeps_the_settings_it_started_with() {
+        let connector = TcpConnector::new();
+        let (listener, addr) = listener();
+        let Progress::Pending(mut handshake) = connector.connect(&addr).unwrap() else {
+            panic!("a TCP connect completes through its handshake");
+        };
+        connector.set_nodelay(false);
+        let deadline = Instant::now() + PATIENCE;
+        let stream = loop {
+            if let Some(stream) = handshake.advance().unwrap() {
+                break stream;
+            }
+            assert!(Instant::now() < deadline, "the connect never completed");
+            std::thread::yield_now();
+        };
+        let _server = listener.accept().unwrap();
+        assert!(stream.nodelay().unwrap(), "the settings of its start");
+        let (later, _server) = pair(&connector);
+        assert!(!later.nodelay().unwrap());
+    }
+
+    #[test]
+    fn a_running_pool_connects_with_the_settings_set_since() {
+        use crate::{Pool, Strict};
+        let connector = TcpConnector::new();
+        let pool: Pool<TcpConnector, Strict> = Pool::builder(connector.clone()).build().unwrap();
+        let (_listener, addr) = listener();
+        let first = pool.lease(&addr).unwrap();
+        connector.set_read_timeout(Some(Duration::from_secs(4)));
+        let second = pool.lease(&addr).unwrap();
+        assert_eq!(first.read_timeout().unwrap(), None, "open ones keep theirs");
+        assert_eq!(second.read_timeout().unwrap(), Some(Duration::from_secs(4)));
+        assert_eq!(pool.stats().total.created, 2);
     }
 
     #[test]

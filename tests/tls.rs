@@ -3,7 +3,8 @@
 //! handshake failure with its exact error, idle connections the server
 //! closes, session tickets that must not evict, identity isolation (SNI
 //! names and client certificates), session resumption, ALPN, socket
-//! timeouts and `close_notify` on disposal.
+//! timeouts, `close_notify` on disposal, and settings changed while the
+//! pool runs (`swap`).
 
 #![cfg(all(target_os = "linux", feature = "tls"))]
 
@@ -640,6 +641,13 @@ fn tls_route_names_itself_and_resolves() {
     assert!(TlsRoute::new("127.0.0.1:1".parse().unwrap(), "not a name!").is_err());
     let _: Option<&ClientIdentity> = by_ip.identity();
 }
+
+// ---------------------------------------------------------------------------
+// Settings changed while the pool runs
+// ---------------------------------------------------------------------------
+
+#[path = "tls/swap.rs"]
+mod swap;
 
 // ---------------------------------------------------------------------------
 // Descriptors

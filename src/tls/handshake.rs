@@ -6,6 +6,7 @@
 //! covers both.
 
 use super::stream::TlsStream;
+use super::SettingsGeneration;
 use crate::connector::Handshake;
 use crate::error::TlsError;
 use crate::tcp::TcpHandshake;
@@ -30,14 +31,21 @@ pub struct TlsHandshake {
     tls: Option<ClientConnection>,
     /// Whether the TCP connect is done.
     connected: bool,
+    /// The connector's settings it started under.
+    opened_under: SettingsGeneration,
 }
 
 impl TlsHandshake {
-    pub(super) fn new(tcp: TcpHandshake, tls: ClientConnection) -> Self {
+    pub(super) fn new(
+        tcp: TcpHandshake,
+        tls: ClientConnection,
+        opened_under: SettingsGeneration,
+    ) -> Self {
         Self {
             tcp,
             tls: Some(tls),
             connected: false,
+            opened_under,
         }
     }
 
@@ -177,7 +185,7 @@ impl Handshake for TlsHandshake {
         let tcp = self.tcp.hand_over()?;
         let tls = self.tls.take().ok_or_else(handed_over)?;
         tracing::trace!(kind = ?tls.handshake_kind(), "tls connected");
-        Ok(Some(TlsStream::new(tls, tcp)))
+        Ok(Some(TlsStream::new(tls, tcp, self.opened_under)))
     }
 }
 

@@ -7,7 +7,8 @@
 //! the same address, and one opened with client certificate X never serves
 //! a request that asked for Y, or for none.
 
-use rustls::pki_types::{InvalidDnsNameError, ServerName};
+use arc_swap::ArcSwap;
+use rustls::pki_types::{CertificateDer, InvalidDnsNameError, PrivateKeyDer, ServerName};
 use rustls::ClientConfig;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -129,6 +130,10 @@ impl fmt::Debug for TlsRoute {
 /// one identity share connections; two identities made from the same
 /// certificate do not (nor do their TLS sessions), which errs on the side
 /// of isolation.
+///
+/// The certificate an identity presents can be replaced
+/// ([`TlsConnector::rotate_identity`](super::TlsConnector::rotate_identity)):
+/// the identity stays the same, and so do the routes that carry it.
 #[derive(Clone)]
 pub struct ClientIdentity {
     inner: Arc<Identity>,
@@ -139,26 +144,36 @@ struct Identity {
     id: u64,
     /// The connector that made it.
     connector: u64,
-    /// The connector's configuration with this certificate and a session
-    /// cache of its own.
-    config: Arc<ClientConfig>,
+    /// What it presents now, replaced whole by a rotation.
+    presented: ArcSwap<Presented>,
+}
+
+/// A certificate chain and key, and the connector's configuration that
+/// presents them (with a session cache of its own).
+pub(super) struct Presented {
+    pub(super) chain: Vec<CertificateDer<'static>>,
+    pub(super) key: PrivateKeyDer<'static>,
+    pub(super) config: Arc<ClientConfig>,
+    /// The generation of the connector's settings (roots, ALPN) `config`
+    /// was built with.
+    pub(super) built_with: u64,
 }
 
 impl ClientIdentity {
-    pub(super) fn new(connector: u64, config: ClientConfig) -> Self {
+    pub(super) fn new(connector: u64, presented: Presented) -> Self {
         static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Self {
             inner: Arc::new(Identity {
                 id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 connector,
-                config: Arc::new(config),
+                presented: ArcSwap::from_pointee(presented),
             }),
         }
     }
 
-    /// The configuration to connect with, if `connector` made it.
-    pub(super) fn config_for(&self, connector: u64) -> Option<&Arc<ClientConfig>> {
-        (self.inner.connector == connector).then_some(&self.inner.config)
+    /// What the identity presents, if `connector` made it.
+    pub(super) fn presented_by(&self, connector: u64) -> Option<&ArcSwap<Presented>> {
+        (self.inner.connector == connector).then_some(&self.inner.presented)
     }
 }
 
@@ -222,7 +237,13 @@ mod tests {
                 .unwrap()
                 .with_root_certificates(rustls::RootCertStore::empty())
                 .with_no_client_auth();
-            ClientIdentity::new(seed, config)
+            let presented = Presented {
+                chain: Vec::new(),
+                key: PrivateKeyDer::Pkcs8(Vec::new().into()),
+                config: Arc::new(config),
+                built_with: 0,
+            };
+            ClientIdentity::new(seed, presented)
         };
         let (x, y) = (config(1), config(1));
         assert_ne!(
@@ -234,8 +255,8 @@ mod tests {
             a.clone().with_identity(x.clone())
         );
         assert_ne!(a.clone().with_identity(x.clone()), a);
-        assert!(x.config_for(1).is_some());
-        assert!(x.config_for(2).is_none());
+        assert!(x.presented_by(1).is_some());
+        assert!(x.presented_by(2).is_none());
         let shown = format!("{:?}", a.with_identity(x));
         assert!(
             shown.starts_with("tls://a.test@127.0.0.1:443 as client #"),

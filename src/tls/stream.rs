@@ -13,6 +13,7 @@
 //! (evict it). Its check holds the session weakly and never waits for the
 //! lock; a taken lock means a lease has the connection.
 
+use super::SettingsGeneration;
 use crate::connector::probe;
 use crate::connector::Liveness;
 use crate::nonblocking::{Nonblocking, Now};
@@ -32,6 +33,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 /// that closes without it makes the read fail with `UnexpectedEof`.
 pub struct TlsStream {
     session: Arc<Session>,
+    /// The connector's settings it was opened under.
+    opened_under: SettingsGeneration,
 }
 
 /// The socket and, behind the lock the event loop's check shares, the
@@ -42,13 +45,23 @@ pub(super) struct Session {
 }
 
 impl TlsStream {
-    pub(super) fn new(tls: ClientConnection, tcp: TcpStream) -> Self {
+    pub(super) fn new(
+        tls: ClientConnection,
+        tcp: TcpStream,
+        opened_under: SettingsGeneration,
+    ) -> Self {
         Self {
             session: Arc::new(Session {
                 tcp,
                 tls: Mutex::new(tls),
             }),
+            opened_under,
         }
+    }
+
+    /// The generation of the connector's settings it was opened under.
+    pub(super) fn opened_under(&self) -> SettingsGeneration {
+        self.opened_under
     }
 
     fn tls(&self) -> MutexGuard<'_, ClientConnection> {
@@ -283,6 +296,7 @@ impl fmt::Debug for TlsStream {
             .field("peer", &self.session.tcp.peer_addr().ok())
             .field("version", &tls.protocol_version())
             .field("handshake", &tls.handshake_kind())
+            .field("opened_under", &self.opened_under)
             .finish()
     }
 }

@@ -3,9 +3,10 @@
 //! with `pong <connection> <sni> <client>`, naming the server-side
 //! connection number, the SNI name the client sent and the client
 //! certificate's name (`-` for none). It counts handshakes (full and
-//! resumed) and clean closes (a `close_notify` before end of stream), can
-//! close connections idle too long with a `close_notify`, and has two
-//! broken twins: one that answers in plaintext, one that never answers.
+//! resumed) and clean closes (a `close_notify` before end of stream),
+//! records the client certificate each handshake saw, can close
+//! connections idle too long with a `close_notify`, and has two broken
+//! twins: one that answers in plaintext, one that never answers.
 
 use leasehold::rustls::pki_types::CertificateDer;
 use leasehold::rustls::{HandshakeKind, ServerConfig, ServerConnection};
@@ -42,6 +43,17 @@ pub struct Seen {
     pub clean_closes: AtomicUsize,
     /// Connections the server closed for idleness.
     pub idle_closes: AtomicUsize,
+    /// The name of the client certificate each completed handshake saw
+    /// (`-` for none), in the order they completed.
+    pub clients: Mutex<Vec<String>>,
+}
+
+impl Seen {
+    /// How many completed handshakes saw the client certificate `name`.
+    pub fn clients_named(&self, name: &str) -> usize {
+        let clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients.iter().filter(|seen| *seen == name).count()
+    }
 }
 
 impl Seen {
@@ -156,6 +168,10 @@ fn tls(
                 .find(|(known, _)| known == cert)
                 .map_or("unknown".to_owned(), |(_, name)| name.clone())
         });
+    seen.clients
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(client.clone());
     sock.set_read_timeout(idle_close).unwrap();
     let mut stream = leasehold::rustls::StreamOwned::new(conn, sock);
     let mut line = Vec::new();
