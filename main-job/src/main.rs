@@ -38,6 +38,11 @@
 //!     [--latency-us U] [--idle-close-ms M] [--tls] [--svg PATH]
 //! ```
 //!
+//! At the end, a running `Strict` pool is changed under load: its total
+//! cap lowered and raised, paused and resumed, drained (`changes.rs`);
+//! with `--tls` its client certificate is also rotated against a server
+//! that requires and verifies one, and the old connections retired.
+//!
 //! After the table, each pool's sizing advice from its own figures
 //! (`Pool::sizing`); `--svg` also plots how long the leases that waited
 //! waited, per policy, from the pools' wait-time histograms.
@@ -48,8 +53,10 @@
 //! The header names the machine the figures come from: its CPU count, CPU
 //! model and 1-minute load average, as far as it says.
 
+mod changes;
+
 use hdrhistogram::Histogram;
-use leasehold::{Connector, Policy, Pool, TcpConnector};
+use leasehold::{Connector, Policy, Pool, Strict, TcpConnector};
 use leasehold_testkit::machine::Machine;
 use leasehold_testkit::{http, pki};
 use std::fmt;
@@ -342,6 +349,43 @@ where
     }
 }
 
+/// A `Strict` pool of `size` for the part that changes a running pool.
+fn changing_pool<C: Connector>(size: usize, connector: C) -> Pool<C, Strict> {
+    Pool::builder(connector)
+        .max_total(size)
+        .max_per_route(4 * size)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .expect("valid pool config")
+}
+
+/// One `GET /` through `pool`, retried once on another connection if a
+/// reused one was closed by the server as it was sent.
+fn pooled_get<C, P>(pool: &Pool<C, P>, route: &C::Route) -> Result<(), String>
+where
+    C: Connector,
+    C::Conn: Read + Write,
+    P: Policy,
+{
+    let asked = Instant::now();
+    for attempt in 0..2 {
+        let mut conn = pool.lease(route).map_err(|e| e.to_string())?;
+        let reused = conn.created() < asked;
+        match http::get(&mut *conn, "/") {
+            Ok(response) if response.status == 200 => return Ok(()),
+            Err(e) if reused && attempt == 0 && e.kind() != io::ErrorKind::InvalidData => {
+                conn.discard();
+            }
+            other => {
+                conn.discard();
+                return Err(format!("{other:?}"));
+            }
+        }
+    }
+    Err("failed twice".to_owned())
+}
+
 /// Requests each on a connection of its own, which `exchange` opens, uses
 /// and closes.
 fn unpooled(
@@ -553,9 +597,14 @@ fn start_server(config: http::ServerConfig) -> Option<http::Server> {
     }
 }
 
-/// The exit status: failure when any request failed or timed out.
-fn verdict(rows: &[Row]) -> ExitCode {
-    let failed: u64 = rows.iter().map(|r| r.tally.failed + r.tally.timeouts).sum();
+/// The exit status: failure when any request failed or timed out, in the
+/// table or (`changed`) while the running pool was changed.
+fn verdict(rows: &[Row], changed: u64) -> ExitCode {
+    let failed: u64 = rows
+        .iter()
+        .map(|r| r.tally.failed + r.tally.timeouts)
+        .sum::<u64>()
+        + changed;
     if failed > 0 {
         println!("{failed} request(s) failed or timed out: that is a bug.");
         return ExitCode::FAILURE;
@@ -626,7 +675,10 @@ fn tcp_job(args: Args, config: http::ServerConfig) -> ExitCode {
         server.accepted(),
         server.idle_closed()
     );
-    verdict(&rows)
+    let pool = changing_pool(args.pool, TcpConnector::new());
+    let failed =
+        changes::resize_pause_drain(&pool, args.pool, args.threads, &|| pooled_get(&pool, &addr));
+    verdict(&rows, failed)
 }
 
 /// The job over TLS (`--tls`).
@@ -717,5 +769,52 @@ fn tls_job(args: Args, config: http::ServerConfig) -> ExitCode {
         server.resumed_handshakes(),
         server.failed_handshakes()
     );
-    verdict(&rows)
+    let pool = changing_pool(args.pool, connector());
+    let mut failed = changes::resize_pause_drain(&pool, args.pool, args.threads, &|| {
+        pooled_get(&pool, &route)
+    });
+    failed += rotation(&ca, &cert, args.threads);
+    verdict(&rows, failed)
+}
+
+/// A client certificate rotated under load against a server that requires
+/// and verifies one, the old connections retired.
+fn rotation(ca: &pki::Authority, cert: &pki::Certified, threads: usize) -> u64 {
+    use leasehold::tls::{TlsConnector, TlsRoute};
+    use leasehold_testkit::tls_echo::{ping, EchoServer};
+
+    let (old, new) = (ca.client("old"), ca.client("new"));
+    let server = EchoServer::requiring_clients(cert, ca, &[(&old, "old"), (&new, "new")]);
+    let connector = TlsConnector::builder()
+        .root_certificates(ca.roots())
+        .build()
+        .expect("a TLS connector");
+    let identity = connector
+        .client_identity(old.chain.clone(), old.key.clone_key())
+        .expect("a client identity");
+    let route = TlsRoute::new(server.addr, "localhost")
+        .expect("a valid server name")
+        .with_identity(identity.clone());
+    let pool: Pool<TlsConnector, Strict> = Pool::builder(connector.clone())
+        .max_total(4)
+        .max_per_route(4)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        // Idle connections made with the old certificate are not lent again.
+        .on_check_out(connector.refuse_retired())
+        .build()
+        .expect("valid pool config");
+    let rotate = || {
+        connector
+            .rotate_identity(&identity, new.chain.clone(), new.key.clone_key())
+            .expect("the new certificate");
+        connector.retire_existing();
+    };
+    let request = || {
+        let mut lease = pool.lease(&route).map_err(|e| e.to_string())?;
+        let reply = ping(&mut *lease).map_err(|e| e.to_string())?;
+        Ok(reply.trim_end().rsplit(' ').next().unwrap_or("").to_owned())
+    };
+    changes::rotate_certificate(threads, &rotate, &request, &|name| {
+        server.seen.clients_named(name)
+    })
 }

@@ -423,7 +423,7 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// # Examples
     /// ```
     /// # use leasehold::{mock::MockConnector, Pool};
-    /// let pool: Pool<_> = Pool::builder(MockConnector::new()).max_total(4).build()?;
+    /// let pool: Pool<_> = Pool::builder(MockConnector::<()>::new()).max_total(4).build()?;
     /// pool.set_max_total(40)?;
     /// assert_eq!(pool.stats().total.max, 40);
     /// # Ok::<(), Box<dyn std::error::Error>>(())

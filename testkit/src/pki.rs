@@ -129,19 +129,33 @@ fn ring() -> Arc<leasehold::rustls::crypto::CryptoProvider> {
 /// A server configuration presenting `cert`; with `clients`, it asks for a
 /// client certificate issued by that CA (and accepts clients without one).
 pub fn server_config(cert: &Certified, clients: Option<&Authority>) -> Arc<ServerConfig> {
+    configured(cert, clients.map(|ca| (ca, false)))
+}
+
+/// A server configuration presenting `cert` that requires a client
+/// certificate issued by `clients` and verifies it (mutual TLS).
+pub fn server_config_requiring(cert: &Certified, clients: &Authority) -> Arc<ServerConfig> {
+    configured(cert, Some((clients, true)))
+}
+
+/// `cert`, and a client verifier for the CA given, requiring a certificate
+/// if told so.
+fn configured(cert: &Certified, clients: Option<(&Authority, bool)>) -> Arc<ServerConfig> {
     let provider = ring();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("protocol versions");
     let builder = match clients {
         None => builder.with_no_client_auth(),
-        Some(ca) => {
+        Some((ca, required)) => {
             let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(ca.roots()), provider)
-                    .allow_unauthenticated()
-                    .build()
-                    .expect("a client verifier");
-            builder.with_client_cert_verifier(verifier)
+                WebPkiClientVerifier::builder_with_provider(Arc::new(ca.roots()), provider);
+            let verifier = if required {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            builder.with_client_cert_verifier(verifier.build().expect("a client verifier"))
         }
     };
     let config = builder

@@ -79,6 +79,22 @@ pub struct EchoServer {
 pub type ClientNames = Vec<(CertificateDer<'static>, String)>;
 
 impl EchoServer {
+    /// A TLS echo server presenting `cert` that requires a client
+    /// certificate issued by `clients` and verifies it; it names the
+    /// certificates in `names` in its replies and in [`Seen::clients`].
+    pub fn requiring_clients(
+        cert: &crate::pki::Certified,
+        clients: &crate::pki::Authority,
+        names: &[(&crate::pki::Certified, &str)],
+    ) -> Self {
+        let config = crate::pki::server_config_requiring(cert, clients);
+        let names = names
+            .iter()
+            .map(|(cert, name)| (cert.chain[0].clone(), (*name).to_owned()))
+            .collect();
+        Self::start(Mode::Tls(config), None, names)
+    }
+
     /// Listens on a free loopback port and serves each connection as `mode`
     /// says; with `idle_close`, closes TLS connections idle that long;
     /// `clients` names the client certificates it may be shown.

@@ -3,44 +3,9 @@
 //! with the old one), trust anchors, ALPN and TCP settings.
 
 use super::*;
-use leasehold::rustls::crypto::CryptoProvider;
-use leasehold::rustls::server::WebPkiClientVerifier;
-use leasehold::rustls::ServerConfig;
 use leasehold::Nonblocking;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
-
-/// ring, as the connector and the test servers use it.
-#[allow(deprecated)]
-fn ring() -> Arc<CryptoProvider> {
-    Arc::new(leasehold::rustls::crypto::ring::default_provider())
-}
-
-/// A TLS echo server presenting `cert` that requires a client certificate
-/// issued by `clients` and verifies it; it names the certificates in
-/// `names` in its replies.
-fn requiring_clients(
-    cert: &pki::Certified,
-    clients: &Authority,
-    names: &[(&pki::Certified, &str)],
-) -> EchoServer {
-    let provider = ring();
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(clients.roots()), provider.clone())
-            .build()
-            .unwrap();
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(cert.chain.clone(), cert.key.clone_key())
-        .unwrap();
-    let names = names
-        .iter()
-        .map(|(cert, name)| (cert.chain[0].clone(), (*name).to_owned()))
-        .collect();
-    EchoServer::start(Mode::Tls(Arc::new(config)), None, names)
-}
 
 /// The client certificate a reply names.
 fn client_of(reply: &str) -> &str {
@@ -84,7 +49,8 @@ fn rotation_under_load<P: Policy>(retire: bool) {
     let old = setup.ca.client("old");
     let new = setup.ca.client("new");
     let server_cert = setup.ca.server(&["a.test"], Validity::Current);
-    let server = requiring_clients(&server_cert, &setup.ca, &[(&old, "old"), (&new, "new")]);
+    let server =
+        EchoServer::requiring_clients(&server_cert, &setup.ca, &[(&old, "old"), (&new, "new")]);
     let connector = setup.connector.clone();
     let identity = connector
         .client_identity(old.chain.clone(), old.key.clone_key())
@@ -226,7 +192,8 @@ fn rotation_keeps_the_route_and_retire_closes_old_connections<P: Policy>() {
     let old = setup.ca.client("old");
     let new = setup.ca.client("new");
     let server_cert = setup.ca.server(&["a.test"], Validity::Current);
-    let server = requiring_clients(&server_cert, &setup.ca, &[(&old, "old"), (&new, "new")]);
+    let server =
+        EchoServer::requiring_clients(&server_cert, &setup.ca, &[(&old, "old"), (&new, "new")]);
     let connector = setup.connector.clone();
     let identity = connector
         .client_identity(old.chain.clone(), old.key.clone_key())
@@ -297,7 +264,7 @@ fn the_rotation_test_server_requires_a_client_certificate() {
     let setup = setup();
     let client = setup.ca.client("old");
     let server_cert = setup.ca.server(&["a.test"], Validity::Current);
-    let server = requiring_clients(&server_cert, &setup.ca, &[(&client, "old")]);
+    let server = EchoServer::requiring_clients(&server_cert, &setup.ca, &[(&client, "old")]);
     let pool: Pool<TlsConnector, Strict> = pool(setup.connector.clone(), 1);
     assert!(request_fails(&pool, &route(&server, "a.test")));
     let stranger = Authority::new("a stranger").client("old");
@@ -318,7 +285,8 @@ fn rotating_to_a_key_that_is_not_the_certificates_fails_and_keeps_the_old() {
     let old = setup.ca.client("old");
     let new = setup.ca.client("new");
     let server_cert = setup.ca.server(&["a.test"], Validity::Current);
-    let server = requiring_clients(&server_cert, &setup.ca, &[(&old, "old"), (&new, "new")]);
+    let server =
+        EchoServer::requiring_clients(&server_cert, &setup.ca, &[(&old, "old"), (&new, "new")]);
     let identity = setup
         .connector
         .client_identity(old.chain.clone(), old.key.clone_key())
@@ -348,7 +316,7 @@ fn swapped_roots_trust_a_new_ca_for_new_connects() {
     // Client certificates of the old CA, on a server the new CA certified:
     // the identity made before the swap must follow the new roots too.
     let client = setup.ca.client("old");
-    let mutual = requiring_clients(
+    let mutual = EchoServer::requiring_clients(
         &new_ca.server(&["a.test"], Validity::Current),
         &setup.ca,
         &[(&client, "old")],
