@@ -259,6 +259,13 @@ pub trait Core<K: RouteKey, T: Item>:
     /// If `max` is 0.
     fn set_max_per_route(&self, max: usize);
 
+    /// Changes `max_idle`: idle items over it are closed now, and from then
+    /// on a return that would exceed it is closed. A core that counted no
+    /// idle items (its `max_idle` was not below `max_total`) starts
+    /// counting; an item going idle at that instant may stay uncounted
+    /// until it is next leased.
+    fn set_max_idle(&self, max: usize);
+
     /// Changes the total cap, as [`Core::set_route_max`] does a route's.
     ///
     /// # Panics

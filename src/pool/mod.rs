@@ -434,6 +434,29 @@ impl<C: Connector, P: Policy> Pool<C, P> {
         Ok(())
     }
 
+    /// Changes [`max_idle`](Builder::max_idle) while the pool runs: idle
+    /// connections over it are closed at once (off this thread), and from
+    /// then on a return that would exceed it is closed. A pool built
+    /// without an idle cap below `max_total` starts counting its idle
+    /// connections then (a return at that very instant may stay uncounted
+    /// until its connection is next leased), and the count costs every
+    /// return and idle hit a read-modify-write from then on. Above
+    /// `max_total`, the total binds first.
+    ///
+    /// # Examples
+    /// ```
+    /// # use leasehold::{mock::MockConnector, Pool};
+    /// let pool: Pool<_> = Pool::builder(MockConnector::new()).build()?;
+    /// let leases: Vec<_> = (0..3).map(|_| pool.lease(&())).collect::<Result<_, _>>()?;
+    /// drop(leases);
+    /// pool.set_max_idle(1);
+    /// assert_eq!(pool.stats().total.idle, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_max_idle(&self, max: usize) {
+        self.shared.set_max_idle(max);
+    }
+
     /// Gives `route` its own idle timeout, lifetime and connect timeout
     /// while the pool runs (see [`RouteSettings`]; all unset: the pool's
     /// again), replacing what it had. Connects started from now on use the

@@ -220,6 +220,10 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         self.core.set_max_total(max);
     }
 
+    pub(crate) fn set_max_idle(&self, max: usize) {
+        self.core.set_max_idle(max);
+    }
+
     pub(crate) fn health(&self) -> Health {
         self.counters.snapshot()
     }

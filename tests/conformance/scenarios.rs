@@ -868,3 +868,34 @@ pub(crate) fn drain_times_out_with_leases_out<P: Policy>() {
     pool.drain(Duration::from_secs(10)).expect("drained");
     eventually("every connection closed", || connector.live() == 0);
 }
+
+/// `set_max_idle` on a pool built without an idle cap: idle connections
+/// over it close at once (stateless and stateful), returns over it close,
+/// and a raised cap keeps more.
+pub(crate) fn set_max_idle_closes_idle_over_it<P: Policy>() {
+    let (connector, pool) = pool::<P>(6, 6);
+    let alice = State::new("alice");
+    let leases: Vec<_> = (0..4).map(|_| pool.lease(&"a").unwrap()).collect();
+    let stateful = pool.lease_with_state(&"a", &alice).unwrap();
+    drop(leases);
+    drop(stateful);
+    assert_eq!(pool.route_stats(&"a").idle, 5);
+    pool.set_max_idle(2);
+    eventually("idle down to 2", || pool.route_stats(&"a").idle == 2);
+    eventually("3 closed", || connector.live() == 2);
+    let leases: Vec<_> = (0..4).map(|_| pool.lease(&"a").unwrap()).collect();
+    drop(leases);
+    let stats = pool.route_stats(&"a");
+    assert_eq!(
+        (stats.idle, stats.leased),
+        (2, 0),
+        "returns over the cap closed"
+    );
+    pool.set_max_idle(3);
+    let leases: Vec<_> = (0..4).map(|_| pool.lease(&"a").unwrap()).collect();
+    drop(leases);
+    assert_eq!(pool.route_stats(&"a").idle, 3, "the raised cap keeps 3");
+    eventually("connector.live() == 3", || connector.live() == 3);
+    let stats = pool.route_stats(&"a");
+    assert_eq!(stats.created - stats.closed, 3);
+}

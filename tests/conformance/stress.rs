@@ -319,3 +319,70 @@ pub(crate) fn resizing_under_load_keeps_the_caps<P: Policy>() {
         connector.live() as usize == stats.idle
     });
 }
+
+/// `max_idle` changed while 8 threads lease and return (some with a
+/// state): at each quiet point the idle connections are within the cap in
+/// force, and every count is exact.
+pub(crate) fn max_idle_changed_under_load<P: Policy>() {
+    const THREADS: usize = 8;
+    let connector = Mock::new();
+    let pool: Pool<Mock, P> = Pool::builder(connector.clone())
+        .policy::<P>()
+        .max_total(8)
+        .max_per_route(8)
+        .build()
+        .unwrap();
+    let alice = leasehold::State::new("alice");
+    let (run, done) = (
+        std::sync::atomic::AtomicBool::new(true),
+        std::sync::atomic::AtomicBool::new(false),
+    );
+    let active = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let (pool, alice, run, done, active) = (&pool, &alice, &run, &done, &active);
+            s.spawn(move || {
+                let mut i = t;
+                while !done.load(Ordering::SeqCst) {
+                    if !run.load(Ordering::SeqCst) {
+                        thread::yield_now();
+                        continue;
+                    }
+                    active.fetch_add(1, Ordering::SeqCst);
+                    // Checked again once counted: a quiet point waits for
+                    // the count to reach 0 after `run` is lowered.
+                    if run.load(Ordering::SeqCst) {
+                        i += 1;
+                        let route = ROUTES[i % ROUTES.len()];
+                        let lease = if i % 5 == 0 {
+                            pool.lease_with_state(&route, alice)
+                        } else {
+                            pool.lease(&route)
+                        };
+                        let lease = lease.expect("no lease fails");
+                        thread::yield_now();
+                        drop(lease);
+                    }
+                    active.fetch_sub(1, Ordering::SeqCst);
+                }
+            });
+        }
+        for cap in [1, 5, 0, 3] {
+            pool.set_max_idle(cap);
+            thread::sleep(Duration::from_millis(30));
+            run.store(false, Ordering::SeqCst);
+            eventually("the threads stop", || active.load(Ordering::SeqCst) == 0);
+            let stats = quiet(&pool);
+            assert!(stats.idle <= cap, "max_idle {cap}: {stats:?}");
+            assert_eq!(stats.created - stats.closed, stats.idle as u64, "{stats:?}");
+            eventually("connector.live() as usize == stats.idle", || {
+                connector.live() as usize == stats.idle
+            });
+            run.store(true, Ordering::SeqCst);
+        }
+        done.store(true, Ordering::SeqCst);
+    });
+    let stats = quiet(&pool);
+    assert!(stats.idle <= 3);
+    assert_eq!(stats.created, connector.opened());
+}

@@ -112,6 +112,8 @@ const TRIM_AFTER_ROUTES: usize = 1024;
 pub(crate) struct SlotContent<K, T> {
     item: Option<T>,
     route: usize,
+    /// Idle and counted against `max_idle` (see `Engine::admit_idle`).
+    idle_counted: bool,
     _key: std::marker::PhantomData<fn() -> K>,
 }
 
@@ -120,6 +122,7 @@ impl<K, T> Default for SlotContent<K, T> {
         Self {
             item: None,
             route: NO_ROUTE,
+            idle_counted: false,
             _key: std::marker::PhantomData,
         }
     }
@@ -164,9 +167,12 @@ pub struct Engine<K, T: Item, F: Flavor> {
     closed: AtomicBool,
     /// Every connection (leased, idle, connecting) and `max_total`.
     total: CachePadded<Capped>,
-    /// Counted only when `max_idle < max_total` (else the cap cannot bind).
+    /// Idle connections counted against `max_idle` (see `admit_idle`).
     idle_total: CachePadded<AtomicUsize>,
-    enforce_idle_cap: bool,
+    /// Counting is on: a `max_idle` below `max_total` was configured, or
+    /// one was set at run time.
+    enforce_idle_cap: AtomicBool,
+    max_idle: AtomicUsize,
     tickets: AtomicU64,
     limits: Limits<K>,
     /// What the serializing strategy keeps: the one serializer, or the
@@ -358,8 +364,8 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     /// `rule` allows.
     #[inline]
     fn take_idle_from(&self, route: &Route<K>, shard: usize, rule: Take) -> Option<SlotToken> {
-        let index = route.take(&self.arena, shard, rule)?;
-        self.idle_left();
+        let mut index = route.take(&self.arena, shard, rule)?;
+        self.idle_left(&mut index);
         Some(index)
     }
 
@@ -392,8 +398,8 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
     ) -> Option<(&Route<K>, SlotToken)> {
         self.find_in_index(&self.idle_index, except, spare, |route, shard| {
             match route.take_or_unlist(&self.arena, shard) {
-                Reclaim::Taken(slot) => {
-                    self.idle_left();
+                Reclaim::Taken(mut slot) => {
+                    self.idle_left(&mut slot);
                     // Still listed: it may have more.
                     Some((route, slot))
                 }
@@ -499,24 +505,37 @@ impl<K: RouteKey, T: Item, F: Flavor> Engine<K, T, F> {
         item
     }
 
-    /// Counts one more idle connection against `max_idle`; `false` (and
-    /// nothing counted) if that would exceed it.
+    /// Counts one more idle connection against `max_idle` and marks its
+    /// slot counted; `false` (and nothing counted) if that would exceed it.
+    /// Nothing is counted while no idle cap was ever set below the total
+    /// (then it cannot bind): the count costs a read-modify-write on a line
+    /// every return shares. Counting, once on, stays on; a connection that
+    /// went idle before it began is counted by the serializers' pass that
+    /// `set_max_idle` starts (or not at all, if it is leased first).
     #[inline]
-    fn admit_idle(&self) -> bool {
-        if !self.enforce_idle_cap {
+    fn admit_idle(&self, slot: &mut SlotToken) -> bool {
+        if !self.enforce_idle_cap.load(Ordering::Acquire) {
             return true;
         }
-        if self.idle_total.fetch_add(1, Ordering::AcqRel) >= self.limits.max_idle() {
+        if self.idle_total.fetch_add(1, Ordering::AcqRel) >= self.max_idle.load(Ordering::Acquire) {
             self.idle_total.fetch_sub(1, Ordering::AcqRel);
             return false;
         }
+        self.arena.with(slot, |slot| slot.idle_counted = true);
         true
     }
 
-    /// Counts one idle connection less against `max_idle`.
+    /// Counts an idle connection less against `max_idle`, if it was
+    /// counted.
     #[inline]
-    fn idle_left(&self) {
-        if self.enforce_idle_cap {
+    fn idle_left(&self, slot: &mut SlotToken) {
+        // Off: no slot was ever marked. On: the mark was made by a return
+        // that saw it on, ordered before this take by the push and the take.
+        if self.enforce_idle_cap.load(Ordering::Acquire)
+            && self
+                .arena
+                .with(slot, |slot| std::mem::take(&mut slot.idle_counted))
+        {
             self.idle_total.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -983,7 +1002,8 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             closed: AtomicBool::new(false),
             total: CachePadded::new(Capped::new(limits.max_total())),
             idle_total: CachePadded::new(AtomicUsize::new(0)),
-            enforce_idle_cap: limits.max_idle() < limits.max_total(),
+            enforce_idle_cap: AtomicBool::new(limits.max_idle() < limits.max_total()),
+            max_idle: AtomicUsize::new(limits.max_idle()),
             tickets: AtomicU64::new(0),
             serializers: F::Serializers::new_shared(),
             limits,
@@ -1093,7 +1113,7 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
             // Stateful idle lists are kept by the serializer.
             return self.submit(route.id, SerialCommand::Release(slot));
         }
-        if !self.admit_idle() {
+        if !self.admit_idle(&mut slot) {
             let _pin = self.pin();
             return self.close_returned(route, slot);
         }
@@ -1139,9 +1159,9 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
                     self.trim_after_return(route, pinned);
                 }
             }
-            Err((refused, slot)) => {
+            Err((refused, mut slot)) => {
                 let _pin = self.pin();
-                self.idle_left();
+                self.idle_left(&mut slot);
                 match refused {
                     Refused::Closed => self.close_returned(route, slot),
                     // Requests wait: the serializer hands it to the oldest.
@@ -1244,6 +1264,15 @@ impl<K: RouteKey, T: Item, F: Flavor> Core<K, T> for Engine<K, T, F> {
         }
         // Requests blocked by the old cap may be served now.
         F::Serializers::capacity_grew(self);
+    }
+
+    fn set_max_idle(&self, max: usize) {
+        self.max_idle.store(max, Ordering::Release);
+        self.enforce_idle_cap.store(true, Ordering::Release);
+        let _pin = self.pin();
+        // Every serializer counts the idle connections not counted yet and
+        // closes those over the cap.
+        F::Serializers::broadcast(self, || SerialCommand::CountIdle);
     }
 
     fn stats(&self) -> PoolStats<K> {

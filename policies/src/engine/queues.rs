@@ -37,6 +37,9 @@ pub(super) enum SerialCommand<T> {
     Evict(std::sync::Arc<dyn Fn(&T) -> bool + Send + Sync>),
     /// A route's cap changed: close idle connections over it.
     Trim,
+    /// `max_idle` changed: count the idle connections not counted yet, and
+    /// close those over it.
+    CountIdle,
     Shutdown,
     /// `Segmented`: a unit of the total cap, reserved for this route by the
     /// total queue.
@@ -117,7 +120,8 @@ pub(super) fn take_stateful<K: RouteKey, T: Item, F: Flavor>(
         queue.stateful.remove(&state);
     }
     core.route(id).stateful_left();
-    core.idle_left();
+    let mut slot = slot;
+    core.idle_left(&mut slot);
     Some(slot)
 }
 
@@ -163,6 +167,7 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
             SerialCommand::Kick => {}
             SerialCommand::Evict(evict) => self.evict(core, &*evict, false),
             SerialCommand::Trim => self.evict(core, &|_: &T| true, true),
+            SerialCommand::CountIdle => self.count_idle(core),
             SerialCommand::Shutdown => self.closed = true,
             SerialCommand::Credit | SerialCommand::Dismissed | SerialCommand::Surrender { .. } => {
                 S::apply_total(self, core, command)
@@ -247,7 +252,8 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
         if self.closed || core.over_cap(route) {
             return self.close(core, route, slot);
         }
-        if !core.admit_idle() {
+        let mut slot = slot;
+        if !core.admit_idle(&mut slot) {
             return self.close(core, route, slot);
         }
         match core.state_of(&slot) {
@@ -269,9 +275,9 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
                         }
                     }
                     Ok(_) => {}
-                    Err((refused, slot)) => {
+                    Err((refused, mut slot)) => {
                         debug_assert_eq!(refused, Refused::Closed);
-                        core.idle_left();
+                        core.idle_left(&mut slot);
                         self.close(core, route, slot);
                     }
                 }
@@ -596,11 +602,45 @@ impl<T: Item, B: Barging, S: Serializing> WaitQueues<T, B, S> {
                         i += 1;
                         continue;
                     }
-                    let slot = list.remove(i).expect("an index in range");
+                    let mut slot = list.remove(i).expect("an index in range");
                     route.stateful_left();
-                    core.idle_left();
+                    core.idle_left(&mut slot);
                     self.victims.push(core.close_slot(route, slot));
                     self.freed = true;
+                }
+            }
+            queue.stateful.retain(|_, list| !list.is_empty());
+        }
+    }
+
+    /// Counts the idle connections of this serializer's routes not counted
+    /// against `max_idle` yet, closing those over it: the stateless ones
+    /// taken out and put back (which counts them, or closes them), the
+    /// stateful ones where they lie.
+    fn count_idle<K: RouteKey, F: Flavor<Barge = B, Serializers = S>>(
+        &mut self,
+        core: &Engine<K, T, F>,
+    ) {
+        self.evict(core, &|_: &T| false, false);
+        for (&id, queue) in &mut self.queues {
+            let route = core.route(id);
+            for list in queue.stateful.values_mut() {
+                let mut i = 0;
+                while i < list.len() {
+                    if core.arena.get(&list[i]).idle_counted {
+                        i += 1;
+                        continue;
+                    }
+                    let mut slot = list.remove(i).expect("an index in range");
+                    // Counted as it went idle again, or over the cap.
+                    if core.admit_idle(&mut slot) {
+                        list.insert(i, slot);
+                        i += 1;
+                    } else {
+                        route.stateful_left();
+                        self.victims.push(core.close_slot(route, slot));
+                        self.freed = true;
+                    }
                 }
             }
             queue.stateful.retain(|_, list| !list.is_empty());
