@@ -237,7 +237,7 @@ pub trait Core<K: RouteKey, T: Item>:
     /// Disposes of every idle item for which `evict` returns true.
     fn evict_idle(&self, evict: std::sync::Arc<dyn Fn(&T) -> bool + Send + Sync>);
 
-    /// Changes one route's cap at run time (a cap above [`MAX_CAPACITY`]
+    /// Changes one route's cap at run time (a cap above [`MAX_CAPACITY`](crate::unstable::MAX_CAPACITY)
     /// is that); the route keeps it from then on, [`Core::set_max_per_route`]
     /// notwithstanding.
     ///
@@ -269,7 +269,7 @@ pub trait Core<K: RouteKey, T: Item>:
     /// Changes the total cap, as [`Core::set_route_max`] does a route's.
     ///
     /// # Panics
-    /// If `max` is 0 or above [`MAX_CAPACITY`].
+    /// If `max` is 0 or above [`MAX_CAPACITY`](crate::unstable::MAX_CAPACITY).
     fn set_max_total(&self, max: usize);
 
     /// A snapshot of the gauges and counters.
