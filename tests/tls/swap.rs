@@ -7,6 +7,37 @@ use leasehold::Nonblocking;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 
+/// Two client certificates of the setup's CA, "old" and "new", and a
+/// server that requires one of them and names it in its replies.
+struct Mutual {
+    old: pki::Certified,
+    new: pki::Certified,
+    server: EchoServer,
+}
+
+fn mutual(setup: &Setup) -> Mutual {
+    let old = setup.ca.client("old");
+    let new = setup.ca.client("new");
+    let server_cert = setup.ca.server(&["a.test"], Validity::Current);
+    let server =
+        EchoServer::requiring_clients(&server_cert, &setup.ca, &[(&old, "old"), (&new, "new")]);
+    Mutual { old, new, server }
+}
+
+/// An identity of `connector` presenting `cert`, and a route to `server`
+/// with it.
+fn identified(
+    connector: &TlsConnector,
+    cert: &pki::Certified,
+    server: &EchoServer,
+) -> (ClientIdentity, TlsRoute) {
+    let identity = connector
+        .client_identity(cert.chain.clone(), cert.key.clone_key())
+        .unwrap();
+    let route = route(server, "a.test").with_identity(identity.clone());
+    (identity, route)
+}
+
 /// The client certificate a reply names.
 fn client_of(reply: &str) -> &str {
     reply.trim_end().rsplit(' ').next().unwrap()
@@ -46,16 +77,9 @@ const REQUESTS_AFTER: usize = 240;
 /// after the rotation is served on a connection that presented the old.
 fn rotation_under_load<P: Policy>(retire: bool) {
     let setup = setup();
-    let old = setup.ca.client("old");
-    let new = setup.ca.client("new");
-    let server_cert = setup.ca.server(&["a.test"], Validity::Current);
-    let server =
-        EchoServer::requiring_clients(&server_cert, &setup.ca, &[(&old, "old"), (&new, "new")]);
+    let Mutual { old, new, server } = mutual(&setup);
     let connector = setup.connector.clone();
-    let identity = connector
-        .client_identity(old.chain.clone(), old.key.clone_key())
-        .unwrap();
-    let route = route(&server, "a.test").with_identity(identity.clone());
+    let (identity, route) = identified(&connector, &old, &server);
     let mut builder = builder::<P>(connector.clone(), PER_ROUTE);
     if retire {
         builder = builder.on_check_out(connector.refuse_retired());
@@ -189,16 +213,9 @@ fn rotation_under_load_with_retire_serves_none_on_the_old_certificate<P: Policy>
 /// given back).
 fn rotation_keeps_the_route_and_retire_closes_old_connections<P: Policy>() {
     let setup = setup();
-    let old = setup.ca.client("old");
-    let new = setup.ca.client("new");
-    let server_cert = setup.ca.server(&["a.test"], Validity::Current);
-    let server =
-        EchoServer::requiring_clients(&server_cert, &setup.ca, &[(&old, "old"), (&new, "new")]);
+    let Mutual { old, new, server } = mutual(&setup);
     let connector = setup.connector.clone();
-    let identity = connector
-        .client_identity(old.chain.clone(), old.key.clone_key())
-        .unwrap();
-    let route = route(&server, "a.test").with_identity(identity.clone());
+    let (identity, route) = identified(&connector, &old, &server);
     let pool: Pool<TlsConnector, P> = builder(connector.clone(), 2)
         .on_check_out(connector.refuse_retired())
         .build()
@@ -282,15 +299,8 @@ fn the_rotation_test_server_requires_a_client_certificate() {
 #[test]
 fn rotating_to_a_key_that_is_not_the_certificates_fails_and_keeps_the_old() {
     let setup = setup();
-    let old = setup.ca.client("old");
-    let new = setup.ca.client("new");
-    let server_cert = setup.ca.server(&["a.test"], Validity::Current);
-    let server =
-        EchoServer::requiring_clients(&server_cert, &setup.ca, &[(&old, "old"), (&new, "new")]);
-    let identity = setup
-        .connector
-        .client_identity(old.chain.clone(), old.key.clone_key())
-        .unwrap();
+    let Mutual { old, new, server } = mutual(&setup);
+    let (identity, _) = identified(&setup.connector, &old, &server);
     assert!(setup
         .connector
         .rotate_identity(&identity, new.chain.clone(), old.key.clone_key())
