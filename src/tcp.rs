@@ -610,17 +610,10 @@ mod tests {
         assert_eq!(&buf, b"pong");
     }
 
-    #[test]
-    fn settings_are_applied_to_the_stream() {
-        let connector = TcpConnector::new()
-            .nodelay(false)
-            .keepalive(Some(Duration::from_secs(30)))
-            // Whole seconds: the kernel keeps timeouts in clock ticks.
-            .read_timeout(Some(Duration::from_secs(2)))
-            .write_timeout(Some(Duration::from_secs(3)));
-        let (client, _server) = pair(&connector);
-        let socket = SockRef::from(&client);
-        assert!(!socket.nonblocking().unwrap());
+    /// No `TCP_NODELAY`, keepalive after 30 s, 2 s reads, 3 s writes: the
+    /// settings the tests below set.
+    fn has_the_settings_set(client: &TcpStream) {
+        let socket = SockRef::from(client);
         assert!(!client.nodelay().unwrap());
         assert!(socket.keepalive().unwrap());
         assert_eq!(
@@ -632,6 +625,19 @@ mod tests {
             client.write_timeout().unwrap(),
             Some(Duration::from_secs(3))
         );
+    }
+
+    #[test]
+    fn settings_are_applied_to_the_stream() {
+        let connector = TcpConnector::new()
+            .nodelay(false)
+            .keepalive(Some(Duration::from_secs(30)))
+            // Whole seconds: the kernel keeps timeouts in clock ticks.
+            .read_timeout(Some(Duration::from_secs(2)))
+            .write_timeout(Some(Duration::from_secs(3)));
+        let (client, _server) = pair(&connector);
+        assert!(!SockRef::from(&client).nonblocking().unwrap());
+        has_the_settings_set(&client);
     }
 
     #[test]
@@ -647,17 +653,7 @@ mod tests {
         assert_eq!(clone.settings.load().generation, 4);
 
         let (client, _server) = pair(&clone);
-        let socket = SockRef::from(&client);
-        assert!(!client.nodelay().unwrap());
-        assert_eq!(
-            socket.tcp_keepalive_time().unwrap(),
-            Duration::from_secs(30)
-        );
-        assert_eq!(client.read_timeout().unwrap(), Some(Duration::from_secs(2)));
-        assert_eq!(
-            client.write_timeout().unwrap(),
-            Some(Duration::from_secs(3))
-        );
+        has_the_settings_set(&client);
 
         assert_ne!(own, connector);
         let (client, _server) = pair(&own);

@@ -84,6 +84,14 @@ fn server(setup: &Setup, names: &[&str]) -> EchoServer {
     serving(&cert)
 }
 
+/// A TLS server for `a.test` that agrees to `h2` or `http/1.1`.
+fn alpn_server(setup: &Setup) -> EchoServer {
+    let cert = setup.ca.server(&["a.test"], Validity::Current);
+    let mut config = (*server_config(&cert, None)).clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    EchoServer::start(Mode::Tls(Arc::new(config)), None, Vec::new())
+}
+
 fn route(server: &EchoServer, name: &str) -> TlsRoute {
     TlsRoute::new(server.addr, name).unwrap()
 }
@@ -595,10 +603,7 @@ fn sessions_are_not_resumed_across_client_identities() {
 #[test]
 fn alpn_is_offered_and_agreed() {
     let setup = setup();
-    let cert = setup.ca.server(&["a.test"], Validity::Current);
-    let mut config = (*server_config(&cert, None)).clone();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let server = EchoServer::start(Mode::Tls(Arc::new(config)), None, Vec::new());
+    let server = alpn_server(&setup);
     let connector = trusting(&setup.ca, |b| b.alpn_protocols([&b"http/1.1"[..]]));
     let pool: Pool<TlsConnector, Strict> = pool(connector, 1);
     let lease = pool.lease(&route(&server, "a.test")).unwrap();

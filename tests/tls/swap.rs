@@ -371,10 +371,7 @@ fn server_of(setup: &Setup) -> EchoServer {
 #[test]
 fn swapped_alpn_is_offered_by_new_connects_and_retire_closes_the_rest() {
     let setup = setup();
-    let cert = setup.ca.server(&["a.test"], Validity::Current);
-    let mut config = (*server_config(&cert, None)).clone();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let server = EchoServer::start(Mode::Tls(Arc::new(config)), None, Vec::new());
+    let server = alpn_server(&setup);
     let connector = trusting(&setup.ca, |b| b.alpn_protocols([&b"http/1.1"[..]]));
     let pool: Pool<TlsConnector, Strict> = pool(connector.clone(), 2);
     let route = route(&server, "a.test");
