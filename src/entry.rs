@@ -20,6 +20,9 @@ pub(crate) struct Entry<R, C> {
     /// Past this, the connection is closed instead of reused (max lifetime,
     /// jittered per connection).
     pub(crate) expires: Option<Instant>,
+    /// The pool's count of route-settings changes when `expires` was
+    /// worked out: a return that finds another count works it out again.
+    pub(crate) settings_seen: u64,
     /// When it was last returned (kept only when a timer needs it).
     pub(crate) idle_since: Instant,
     /// Never leased yet (the `on_create` hook is due).

@@ -182,6 +182,15 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         self.routes.get(route)
     }
 
+    /// When a connection of `route` opened at `created` expires: its
+    /// route's lifetime, or the pool's, jittered.
+    fn expiry_of(&self, route: &C::Route, created: Instant) -> Option<Instant> {
+        self.routes
+            .max_lifetime(route, &self.config)
+            // A lifetime past what the clock can hold never ends.
+            .and_then(|life| created.checked_add(jittered(life)))
+    }
+
     /// Makes new requests wait until [`Self::resume`]; whether the pool
     /// was running.
     pub(crate) fn pause(&self) -> bool {
@@ -604,6 +613,12 @@ impl<C: Connector, P: Policy> Shared<C, P> {
         }
         if reuse && self.clock_on_release.load(Ordering::Relaxed) {
             let now = Instant::now();
+            let changes = self.routes.changes();
+            if entry.settings_seen != changes {
+                // A route's lifetime changed since this one was opened.
+                entry.settings_seen = changes;
+                entry.expires = self.expiry_of(&entry.route, entry.created);
+            }
             if entry.expires.is_some_and(|expires| expires <= now) {
                 CloseCounters::bump(&self.counters.expired);
                 reuse = false;
@@ -650,10 +665,8 @@ impl<C: Connector, P: Policy> Shared<C, P> {
             route: route.clone(),
             created: now,
             // A lifetime past what the clock can hold never ends.
-            expires: self
-                .routes
-                .max_lifetime(route, &self.config)
-                .and_then(|life| now.checked_add(jittered(life))),
+            settings_seen: self.routes.changes(),
+            expires: self.expiry_of(route, now),
             idle_since: now,
             fresh: true,
             watch: watch.clone(),

@@ -9,7 +9,7 @@
 use crate::config::{Config, RouteSettings};
 use leasehold_policies::RouteKey;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,9 @@ pub(crate) struct RouteTable<K> {
     /// Whether any route has an idle timeout or lifetime of its own: the
     /// event loop then sweeps even if the pool has none.
     any_expiry: AtomicBool,
+    /// How many times a route's settings were set: a return that sees a
+    /// new count works its connection's expiry out again.
+    changes: AtomicU64,
 }
 
 /// What the sweep applies: every route's idle timeout and lifetime.
@@ -34,6 +37,7 @@ impl<K: RouteKey> RouteTable<K> {
         let table = Self {
             routes: RwLock::default(),
             any_expiry: AtomicBool::new(false),
+            changes: AtomicU64::new(0),
         };
         for (route, settings) in &config.route_settings {
             table.set(route.clone(), *settings);
@@ -55,6 +59,13 @@ impl<K: RouteKey> RouteTable<K> {
             .any(|s| s.idle_timeout.is_some() || s.max_lifetime.is_some());
         self.any_expiry.store(expiry, Ordering::Release);
         *routes = Arc::new(next);
+        self.changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many times a route's settings were set.
+    #[inline]
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// `route`'s own settings (all unset if it has none).

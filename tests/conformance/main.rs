@@ -57,6 +57,8 @@ macro_rules! conformance {
                 stress::threads_keep_caps_and_exclusivity,
                 stress::resizing_under_load_keeps_the_caps,
                 stress::max_idle_changed_under_load,
+                stress::pause_and_drain_under_load,
+                stress::route_settings_changed_under_load,
                 stress::threads_with_discards_and_timeouts_conserve,
                 stress::waiters_on_many_routes_all_served,
                 stress::leases_returned_on_another_thread_reuse_their_connections,

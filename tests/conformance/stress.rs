@@ -11,6 +11,17 @@ use std::time::Duration;
 
 const ROUTES: [&str; 3] = ["a", "b", "c"];
 
+/// Raises its flag when dropped: should a check on the main thread fail,
+/// the threads looping until the flag is up stop, so that the scope ends
+/// and the failure shows instead of a hang.
+struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 pub(crate) fn threads_keep_caps_and_exclusivity<P: Policy>() {
     const THREADS: usize = 8;
     const CYCLES: usize = 2_000;
@@ -245,14 +256,6 @@ pub(crate) fn resizing_under_load_keeps_the_caps<P: Policy>() {
                 }
             });
         }
-        // Should a check below fail, the threads stop, so that the scope
-        // ends and the failure shows.
-        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
-        impl Drop for Stop<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::SeqCst);
-            }
-        }
         let _stop = Stop(&done);
         let run = |ms| {
             let before = cycles.load(Ordering::Relaxed);
@@ -367,6 +370,7 @@ pub(crate) fn max_idle_changed_under_load<P: Policy>() {
                 }
             });
         }
+        let _stop = Stop(&done);
         for cap in [1, 5, 0, 3] {
             pool.set_max_idle(cap);
             thread::sleep(Duration::from_millis(30));
@@ -385,4 +389,128 @@ pub(crate) fn max_idle_changed_under_load<P: Policy>() {
     let stats = quiet(&pool);
     assert!(stats.idle <= 3);
     assert_eq!(stats.created, connector.opened());
+}
+
+/// Paused, resumed and drained while 8 threads lease on three routes: no
+/// lease fails (they wait at the pause), nothing is served while paused
+/// but the leases taken before it, a drain ends with nothing open, and
+/// every count is exact.
+pub(crate) fn pause_and_drain_under_load<P: Policy>() {
+    const THREADS: usize = 8;
+    let connector = Mock::new();
+    let pool: Pool<Mock, P> = Pool::builder(connector.clone())
+        .policy::<P>()
+        .max_total(6)
+        .max_per_route(3)
+        .build()
+        .unwrap();
+    let served = AtomicUsize::new(0);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let (pool, served, done) = (&pool, &served, &done);
+            s.spawn(move || {
+                let mut i = t;
+                while !done.load(Ordering::SeqCst) {
+                    i += 1;
+                    let lease = pool
+                        .lease(&ROUTES[i % ROUTES.len()])
+                        .expect("no lease fails");
+                    thread::yield_now();
+                    drop(lease);
+                    served.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+        let _stop = Stop(&done);
+        for round in 0..3 {
+            thread::sleep(Duration::from_millis(20));
+            pool.pause();
+            // Leases taken before the pause finish; then nothing is served.
+            eventually("every thread waits at the pause", || {
+                pool.stats().total.pending == THREADS
+            });
+            let before = served.load(Ordering::SeqCst);
+            thread::sleep(Duration::from_millis(20));
+            assert_eq!(served.load(Ordering::SeqCst), before, "served while paused");
+            if round == 1 {
+                pool.drain(Duration::from_secs(10)).expect("drained");
+                eventually("every connection closed", || connector.live() == 0);
+            }
+            pool.resume();
+            eventually("leases go on", || served.load(Ordering::SeqCst) > before);
+        }
+        done.store(true, Ordering::SeqCst);
+    });
+    let stats = quiet(&pool);
+    assert!(!pool.stats().paused);
+    assert_eq!(stats.created, connector.opened());
+    eventually("stats.closed == connector.dropped()", || {
+        stats.closed == connector.dropped()
+    });
+    eventually("connector.live() as usize == stats.idle", || {
+        connector.live() as usize == stats.idle
+    });
+}
+
+/// Route settings changed while 8 threads lease on three routes: a short
+/// lifetime and idle timeout set on one route retire its connections,
+/// those opened before included, though they are handed from holder to
+/// holder and never idle long; once cleared, nothing more is retired; no
+/// lease fails, and every count is exact.
+pub(crate) fn route_settings_changed_under_load<P: Policy>() {
+    const THREADS: usize = 8;
+    let connector = Mock::new();
+    let pool: Pool<Mock, P> = Pool::builder(connector.clone())
+        .policy::<P>()
+        .max_total(6)
+        .max_per_route(3)
+        .build()
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let (pool, done) = (&pool, &done);
+            s.spawn(move || {
+                let mut i = t;
+                while !done.load(Ordering::SeqCst) {
+                    i += 1;
+                    let lease = pool
+                        .lease(&ROUTES[i % ROUTES.len()])
+                        .expect("no lease fails");
+                    thread::sleep(Duration::from_micros(200));
+                    drop(lease);
+                }
+            });
+        }
+        let _stop = Stop(&done);
+        let short = leasehold::RouteSettings::new()
+            .max_lifetime(Duration::from_millis(10))
+            .idle_timeout(Duration::from_millis(5));
+        pool.set_route_settings(&"a", short).unwrap();
+        eventually("route a's connections retired for age", || {
+            pool.health().expired > 0
+        });
+        pool.set_route_settings(&"a", leasehold::RouteSettings::new())
+            .unwrap();
+        // A sweep or a return under way may still retire one; then none.
+        thread::sleep(Duration::from_millis(10));
+        let health = pool.health();
+        thread::sleep(Duration::from_millis(30));
+        let now = pool.health();
+        assert_eq!(
+            (now.expired, now.idle),
+            (health.expired, health.idle),
+            "nothing retired once the settings are cleared"
+        );
+        done.store(true, Ordering::SeqCst);
+    });
+    let stats = quiet(&pool);
+    assert_eq!(stats.created, connector.opened());
+    eventually("stats.closed == connector.dropped()", || {
+        stats.closed == connector.dropped()
+    });
+    eventually("connector.live() as usize == stats.idle", || {
+        connector.live() as usize == stats.idle
+    });
 }
