@@ -58,8 +58,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct RouteSettings {
     /// Closes the route's connections idle for longer.
     pub idle_timeout: Option<Duration>,
-    /// Retires the route's connections older than this (without the jitter
-    /// of the pool's lifetime for connections opened before it was set).
+    /// Retires the route's connections once they are this old (up to 5 %
+    /// sooner for those opened under it, jittered as the pool's lifetime).
     pub max_lifetime: Option<Duration>,
     /// Bounds the route's connects, handshakes included.
     pub connect_timeout: Option<Duration>,

@@ -460,9 +460,10 @@ impl<C: Connector, P: Policy> Pool<C, P> {
     /// Gives `route` its own idle timeout, lifetime and connect timeout
     /// while the pool runs (see [`RouteSettings`]; all unset: the pool's
     /// again), replacing what it had. Connects started from now on use the
-    /// new connect timeout, connections opened from now on the new
-    /// lifetime; the event loop's next sweep (within a second) applies the
-    /// idle timeout and lifetime to the route's idle connections.
+    /// new connect timeout. The lifetime applies to the route's open
+    /// connections too, counted from their opening: a leased one at its
+    /// return, an idle one at the event loop's next sweep (within a
+    /// second), as does the idle timeout.
     ///
     /// # Errors
     /// [`ConfigError::ZeroTimeout`] if a duration is zero (`Duration::MAX`
